@@ -1,0 +1,192 @@
+//! Image tarballs: docker-archive (`docker save`'s layout) and OCI archives (a tarred OCI image
+//! layout), both written (`save`), read in one streaming pass (`load`), and root filesystem
+//! tarballs turned into single-layer images (`import`).
+//!
+//! Nothing is ever extracted onto the host: layer tarballs are hashed and stored as blobs.
+
+mod import;
+mod load;
+mod save;
+
+use std::io::{self, BufRead, BufReader, Read};
+
+pub use import::{ImportOptions, import};
+pub use load::{LoadedImage, load};
+pub use save::{SaveFormat, save};
+
+use crate::content::ContentError;
+use crate::oci::{Digest, OciError, media_type::LayerCompression};
+use crate::reference::ReferenceError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("the input is empty")]
+    Empty,
+    #[error("the input is not a tar archive{}", compressed_note(.0))]
+    NotTar(Option<LayerCompression>),
+    #[error("the archive is truncated or corrupt")]
+    Corrupt(#[source] io::Error),
+    #[error(
+        "the archive is neither a docker-archive nor an OCI archive: it has no manifest.json and no index.json"
+    )]
+    UnknownFormat,
+    #[error("`{path}` in the archive is not valid: {why}")]
+    BadFile { path: String, why: String },
+    #[error("`{path}` in the archive does not match its digest: its content hashes to {actual}")]
+    BlobMismatch { path: String, actual: Digest },
+    #[error("the archive is incomplete: {what} ({digest}) is missing")]
+    Missing { what: String, digest: Digest },
+    #[error("`{0}` is a multi-platform image; a docker-archive holds one platform per image")]
+    MultiPlatform(String),
+    #[error("`{0}` is a multi-platform image with platforms missing from the store")]
+    Sparse(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    #[error(transparent)]
+    Oci(#[from] OciError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Change(#[from] crate::oci::changes::ChangeError),
+}
+
+fn compressed_note(c: &Option<LayerCompression>) -> &'static str {
+    match c {
+        Some(LayerCompression::Gzip) => " (after gzip decompression)",
+        Some(LayerCompression::Zstd) => " (after zstd decompression)",
+        _ => "",
+    }
+}
+
+pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
+
+/// The compression of a stream, judged by its first bytes.
+pub fn sniff_compression(head: &[u8]) -> LayerCompression {
+    if head.starts_with(&[0x1f, 0x8b]) {
+        LayerCompression::Gzip
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        LayerCompression::Zstd
+    } else {
+        LayerCompression::None
+    }
+}
+
+/// Wrap a reader in the decompressor its first bytes call for.
+pub fn decompressed<'a, R: Read + 'a>(reader: R) -> Result<(Box<dyn Read + 'a>, LayerCompression)> {
+    let mut reader = BufReader::with_capacity(1 << 20, reader);
+    let head = reader.fill_buf().map_err(|e| ArchiveError::Io {
+        what: "cannot read the input".into(),
+        source: e,
+    })?;
+    if head.is_empty() {
+        return Err(ArchiveError::Empty);
+    }
+    let compression = sniff_compression(head);
+    let r: Box<dyn Read + 'a> = match compression {
+        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        LayerCompression::Zstd => Box::new(
+            zstd::stream::read::Decoder::with_buffer(reader).map_err(|e| ArchiveError::Io {
+                what: "cannot start zstd decompression".into(),
+                source: e,
+            })?,
+        ),
+        LayerCompression::None => Box::new(reader),
+    };
+    Ok((r, compression))
+}
+
+/// Whether a 512-byte block is a tar header (ustar or old-style GNU/v7 with a valid checksum).
+pub fn looks_like_tar(block: &[u8]) -> bool {
+    if block.len() < 512 {
+        return false;
+    }
+    if &block[257..262] == b"ustar" {
+        return true;
+    }
+    // v7 tar: verify the header checksum.
+    let field = String::from_utf8_lossy(&block[148..156]);
+    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
+    else {
+        return false;
+    };
+    let sum: u32 = block
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                b as u32
+            }
+        })
+        .sum();
+    sum == stored
+}
+
+/// A reader that checks its first 512 bytes look like a tar header before handing them on, so
+/// garbage input gets a clear error rather than the tar crate's.
+pub(crate) struct TarCheck<R> {
+    inner: R,
+    head: Vec<u8>,
+    pos: usize,
+}
+
+impl<R: Read> TarCheck<R> {
+    pub fn new(mut inner: R, compression: LayerCompression) -> Result<TarCheck<R>> {
+        let mut head = vec![0u8; 512];
+        let mut filled = 0;
+        while filled < 512 {
+            match inner.read(&mut head[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return Err(if compression == LayerCompression::None {
+                        ArchiveError::Corrupt(e)
+                    } else {
+                        ArchiveError::NotTar(Some(compression))
+                    });
+                }
+            }
+        }
+        if filled == 0 {
+            return Err(ArchiveError::Empty);
+        }
+        let compression = (compression != LayerCompression::None).then_some(compression);
+        if !looks_like_tar(&head[..filled]) {
+            return Err(ArchiveError::NotTar(compression));
+        }
+        Ok(TarCheck {
+            inner,
+            head,
+            pos: 0,
+        })
+    }
+}
+
+impl<R> TarCheck<R> {
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read> Read for TarCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos < self.head.len() {
+            let n = buf.len().min(self.head.len() - self.pos);
+            buf[..n].copy_from_slice(&self.head[self.pos..self.pos + n]);
+            self.pos += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}

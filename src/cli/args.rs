@@ -1,0 +1,212 @@
+//! clap definitions: what the user typed, parsed, with no side effects.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "manifold",
+    version,
+    about = "Daemonless, multi-architecture container images: build, pull, run, push",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Store directory [default: /var/lib/manifold as root, else $XDG_DATA_HOME/manifold]
+    #[arg(long, global = true, env = "MANIFOLD_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// A registry allowed over plain HTTP (loopback registries always are); repeatable
+    #[arg(
+        long = "insecure-registry",
+        global = true,
+        env = "MANIFOLD_INSECURE_REGISTRIES",
+        value_delimiter = ',',
+        value_name = "HOST[:PORT]"
+    )]
+    pub insecure_registries: Vec<String>,
+    /// Progress display: bars on a terminal (auto), one line per event (plain), or none
+    #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// More detail on stderr
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Plain,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ListFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List images in the store
+    #[command(visible_alias = "ls")]
+    Images(ImagesArgs),
+    /// Give an image another name
+    Tag(TagArgs),
+    /// Remove images (untag; delete when no tag is left)
+    Rmi(RmiArgs),
+    /// Remove dangling images and unreferenced blobs
+    Prune(PruneArgs),
+    /// Show an image's manifest, config and platforms as JSON
+    Inspect(InspectArgs),
+    /// Show the history of an image
+    History(HistoryArgs),
+    /// Write images to a docker-archive or OCI archive
+    Save(SaveArgs),
+    /// Load images from a docker-archive or OCI archive
+    Load(LoadArgs),
+    /// Create a single-layer image from a root filesystem tarball
+    Import(ImportArgs),
+    /// Print a shell completion script
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// Also list each platform's image inside multi-platform images
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only show image IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show digests
+    #[arg(long)]
+    pub digests: bool,
+    /// Do not truncate IDs
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Filter: dangling=true|false, reference=PATTERN (repeatable)
+    #[arg(short, long, value_name = "FILTER")]
+    pub filter: Vec<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ListFormat,
+    /// Only images whose repository matches (like `reference=REPOSITORY`)
+    pub repository: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagArgs {
+    /// An image in the store
+    pub source: String,
+    /// The new name
+    pub target: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RmiArgs {
+    /// Remove an image by ID even when several tags name it
+    #[arg(short, long)]
+    pub force: bool,
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove all images without a tag, and every untagged leftover (not only dangling ones)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Inspect this platform's image of a multi-platform image
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Print the stored manifest (or index) bytes exactly
+    #[arg(long)]
+    pub raw: bool,
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Only show layer IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ListFormat,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum ArchiveFormat {
+    #[default]
+    Docker,
+    Oci,
+}
+
+#[derive(Debug, Args)]
+pub struct SaveArgs {
+    /// Write to FILE instead of stdout
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// docker-archive (what `docker load` reads) or an OCI archive (keeps whole indexes)
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ArchiveFormat,
+    /// Save this platform's image of multi-platform images
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// Read from FILE instead of stdin
+    #[arg(short, long, value_name = "FILE")]
+    pub input: Option<PathBuf>,
+    /// Only print the loaded image references or IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The platform the image declares [default: the host's]
+    #[arg(long, value_name = "PLATFORM")]
+    pub platform: Option<String>,
+    /// Apply a Dockerfile instruction to the config: CMD, ENTRYPOINT, ENV, WORKDIR, USER, LABEL, EXPOSE
+    #[arg(short, long = "change", value_name = "INSTRUCTION")]
+    pub changes: Vec<String>,
+    /// Commit message (recorded in history)
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// A tarball (plain, gzip or zstd), or - for stdin
+    pub file: String,
+    /// Name of the new image
+    pub reference: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    pub shell: clap_complete::Shell,
+}

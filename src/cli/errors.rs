@@ -1,0 +1,72 @@
+//! How failures reach the user: `error: …`, each cause on its own `caused by:` line, and a
+//! `hint: …` line where the user can act. manifold's own failures exit 125.
+
+use std::process::ExitCode;
+
+use super::EXIT_MANIFOLD_FAILED;
+use crate::store::StoreError;
+
+/// An error raised by a command itself, with what the user can do about it.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UserError {
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Error {
+    UserError {
+        message: message.into(),
+        hint: hint.map(str::to_string),
+    }
+    .into()
+}
+
+pub fn report(err: &anyhow::Error) -> ExitCode {
+    eprintln!("error: {err}");
+    for cause in err.chain().skip(1) {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(hint) = hint_for(err) {
+        eprintln!("hint: {hint}");
+    }
+    ExitCode::from(EXIT_MANIFOLD_FAILED)
+}
+
+fn hint_for(err: &anyhow::Error) -> Option<String> {
+    for cause in err.chain() {
+        if let Some(u) = cause.downcast_ref::<UserError>() {
+            return u.hint.clone();
+        }
+        if let Some(s) = cause.downcast_ref::<StoreError>() {
+            match s {
+                StoreError::ImageNotFound(_) => {
+                    return Some("`manifold images` lists the images in the store".into());
+                }
+                StoreError::Ambiguous { .. } => {
+                    return Some("`manifold images --no-trunc` shows full image IDs".into());
+                }
+                StoreError::InUse { .. } => {
+                    return Some("remove the tags one by one, or use `manifold rmi -f`".into());
+                }
+                _ => {}
+            }
+        }
+        if cause
+            .downcast_ref::<crate::platform::PlatformError>()
+            .is_some()
+        {
+            return Some("platforms look like `linux/arm64`, `linux/arm/v7` or `arm64`".into());
+        }
+        if cause
+            .downcast_ref::<crate::reference::ReferenceError>()
+            .is_some()
+        {
+            return Some(
+                "references look like `name`, `name:tag`, `registry:port/name:tag` or `name@sha256:…`, in lower case"
+                    .into(),
+            );
+        }
+    }
+    None
+}

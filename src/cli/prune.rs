@@ -1,0 +1,70 @@
+//! `manifold prune [-a] [-f]`: remove dangling images (with `-a`, every image: no container
+//! uses images yet), then every blob nothing reaches and leftover temp files.
+
+use std::io::{BufRead, Write};
+
+use super::Settings;
+use super::args::PruneArgs;
+use super::output::human_size;
+
+pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
+    if !args.force && !confirm(args.all)? {
+        eprintln!("nothing removed (not confirmed; `-f` skips the question)");
+        return Ok(());
+    }
+    let store = settings.store()?;
+    let before = store.entries()?;
+    for entry in &before {
+        if !args.all && entry.reference.is_some() {
+            continue;
+        }
+        match &entry.reference {
+            Some(r) => {
+                store.untag(r)?;
+                println!("untagged: {}", r.familiar());
+            }
+            None => {
+                store.remove_image(&entry.descriptor.digest)?;
+            }
+        }
+    }
+    let after: Vec<_> = store
+        .entries()?
+        .into_iter()
+        .map(|e| e.descriptor.digest)
+        .collect();
+    let mut deleted: Vec<_> = before
+        .iter()
+        .map(|e| e.descriptor.digest.clone())
+        .filter(|d| !after.contains(d))
+        .collect();
+    deleted.dedup();
+    let report = store.gc()?;
+    if !deleted.is_empty() {
+        println!("Deleted Images:");
+        for d in &deleted {
+            println!("deleted: {d}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+    Ok(())
+}
+
+fn confirm(all: bool) -> anyhow::Result<bool> {
+    let what = if all {
+        "all images"
+    } else {
+        "all dangling images"
+    };
+    eprint!(
+        "WARNING! This will remove {what} and every unreferenced blob.\nAre you sure you want to continue? [y/N] "
+    );
+    std::io::stderr().flush()?;
+    // Like docker, the answer is read from stdin even when it is not a terminal, so
+    // `yes | manifold prune` works; end of input means no.
+    let stdin = std::io::stdin();
+    let mut line = String::new();
+    stdin.lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}

@@ -1,0 +1,13 @@
+//! manifold: a daemonless, multi-architecture OCI image toolkit.
+//!
+//! Dependencies point one way: `cli` → feature modules (`archive`) → `content`/`store` →
+//! `oci`/`reference`/`platform`. See DESIGN.md in the shared notes for the module map.
+
+pub mod archive;
+pub mod cli;
+pub mod content;
+pub mod oci;
+pub mod platform;
+pub mod progress;
+pub mod reference;
+pub mod store;

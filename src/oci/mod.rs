@@ -1,0 +1,339 @@
+//! The OCI (and Docker schema2) data model: digests, media types, descriptors, image manifests,
+//! indexes and image configs.
+//!
+//! Raw bytes stay next to parsed values (`Parsed<T>`): a manifest that was fetched or loaded is
+//! never re-serialised, so its digest is preserved. Unknown JSON fields are kept (`extra`) so that
+//! documents we write after editing lose nothing the producer put there.
+
+pub mod changes;
+pub mod config;
+pub mod digest;
+pub mod media_type;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use config::{History, ImageConfig, RootFs, RunConfig};
+pub use digest::{Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter};
+
+use crate::platform::Platform;
+
+/// The annotation that names a tag in an OCI image layout's index.json.
+pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation BuildKit puts on attestation manifests (value `attestation-manifest`).
+pub const ANNOTATION_DOCKER_REFERENCE_TYPE: &str = "vnd.docker.reference.type";
+/// The annotation that points an attestation manifest at its subject.
+pub const ANNOTATION_DOCKER_REFERENCE_DIGEST: &str = "vnd.docker.reference.digest";
+pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("`{what}` is not valid JSON: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("unsupported media type `{0}`")]
+    UnsupportedMediaType(String),
+    #[error(
+        "Docker schema1 manifests (`{0}`) are not supported: the image must be re-pushed with a current client"
+    )]
+    Schema1(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A content descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Descriptor {
+    pub media_type: String,
+    pub digest: Digest,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urls: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Descriptor {
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            platform: None,
+            annotations: None,
+            urls: None,
+            artifact_type: None,
+            extra: Default::default(),
+        }
+    }
+
+    /// The descriptor of `bytes` with the given media type.
+    pub fn of(media_type: impl Into<String>, bytes: &[u8]) -> Descriptor {
+        Descriptor::new(media_type, Digest::sha256_of(bytes), bytes.len() as u64)
+    }
+
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.as_ref()?.get(key).map(String::as_str)
+    }
+
+    pub fn set_annotation(&mut self, key: &str, value: impl Into<String>) {
+        self.annotations
+            .get_or_insert_with(Default::default)
+            .insert(key.to_string(), value.into());
+    }
+
+    pub fn remove_annotation(&mut self, key: &str) {
+        if let Some(a) = self.annotations.as_mut() {
+            a.remove(key);
+            if a.is_empty() {
+                self.annotations = None;
+            }
+        }
+    }
+
+    /// An attestation (provenance, SBOM) manifest rather than a runnable image: never selected
+    /// for a platform and never listed as one.
+    pub fn is_attestation(&self) -> bool {
+        self.annotation(ANNOTATION_DOCKER_REFERENCE_TYPE).is_some()
+            || self.platform.as_ref().is_some_and(Platform::is_unknown)
+    }
+
+    pub fn is_index(&self) -> bool {
+        media_type::is_index(&self.media_type)
+    }
+
+    pub fn is_manifest(&self) -> bool {
+        media_type::is_manifest(&self.media_type)
+    }
+}
+
+/// An image manifest (OCI or Docker schema2: the same JSON shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    pub config: Descriptor,
+    #[serde(default)]
+    pub layers: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// An image index (OCI) or manifest list (Docker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Index {
+    pub schema_version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+    pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Descriptor>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Index {
+    pub fn new_oci(manifests: Vec<Descriptor>) -> Index {
+        Index {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_INDEX.to_string()),
+            artifact_type: None,
+            manifests,
+            subject: None,
+            annotations: None,
+            extra: Default::default(),
+        }
+    }
+
+    /// The entries that are runnable images (attestations left out).
+    pub fn images(&self) -> impl Iterator<Item = &Descriptor> {
+        self.manifests.iter().filter(|d| !d.is_attestation())
+    }
+
+    /// The best entry for `matcher`, never an attestation and never an entry without platform.
+    pub fn select(&self, matcher: &crate::platform::Matcher) -> Option<&Descriptor> {
+        let candidates: Vec<&Descriptor> = self
+            .images()
+            .filter(|d| d.platform.is_some() && d.is_manifest())
+            .collect();
+        let best = matcher.best(candidates.iter().filter_map(|d| d.platform.as_ref()))?;
+        candidates.get(best).copied()
+    }
+}
+
+/// Either kind of document a tag can point at.
+#[derive(Debug, Clone)]
+pub enum Document {
+    Manifest(Manifest),
+    Index(Index),
+}
+
+/// A parsed document with the exact bytes it came from.
+#[derive(Debug, Clone)]
+pub struct Parsed<T> {
+    pub bytes: Vec<u8>,
+    pub value: T,
+}
+
+impl<T: Serialize> Parsed<T> {
+    /// Serialise a value we created ourselves (pretty printing is not used: compact JSON, as
+    /// registries and peers write it).
+    pub fn from_value(value: T) -> Parsed<T> {
+        let bytes = serde_json::to_vec(&value).expect("OCI documents always serialise");
+        Parsed { bytes, value }
+    }
+}
+
+impl<T> Parsed<T> {
+    pub fn digest(&self) -> Digest {
+        Digest::sha256_of(&self.bytes)
+    }
+    pub fn descriptor(&self, media_type: &str) -> Descriptor {
+        Descriptor::of(media_type, &self.bytes)
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T, OciError> {
+    serde_json::from_slice(bytes).map_err(|source| OciError::Json {
+        what: what.to_string(),
+        source,
+    })
+}
+
+/// The media type a manifest document declares, or failing that, its shape (an index has
+/// `manifests`, an image manifest has `config`).
+pub fn sniff_media_type(bytes: &[u8]) -> Result<String, OciError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Probe {
+        media_type: Option<String>,
+        schema_version: Option<u32>,
+        manifests: Option<serde_json::Value>,
+        config: Option<serde_json::Value>,
+    }
+    let probe: Probe = parse_json("manifest", bytes)?;
+    if let Some(mt) = probe.media_type {
+        return Ok(mt);
+    }
+    if probe.schema_version == Some(1) {
+        return Err(OciError::Schema1(media_type::DOCKER_SCHEMA1.to_string()));
+    }
+    match (probe.manifests, probe.config) {
+        (Some(_), _) => Ok(media_type::OCI_INDEX.to_string()),
+        (None, Some(_)) => Ok(media_type::OCI_MANIFEST.to_string()),
+        _ => Err(OciError::Invalid(
+            "the document is neither an image manifest nor an index".into(),
+        )),
+    }
+}
+
+/// Parse a manifest or index of the given media type, keeping its bytes.
+pub fn parse_document(media_type: &str, bytes: Vec<u8>) -> Result<Parsed<Document>, OciError> {
+    let value = if media_type::is_index(media_type) {
+        Document::Index(parse_json("image index", &bytes)?)
+    } else if media_type::is_manifest(media_type) {
+        Document::Manifest(parse_json("image manifest", &bytes)?)
+    } else if media_type::is_schema1(media_type) {
+        return Err(OciError::Schema1(media_type.to_string()));
+    } else {
+        return Err(OciError::UnsupportedMediaType(media_type.to_string()));
+    };
+    Ok(Parsed { bytes, value })
+}
+
+pub fn parse_manifest(bytes: Vec<u8>) -> Result<Parsed<Manifest>, OciError> {
+    let value = parse_json("image manifest", &bytes)?;
+    Ok(Parsed { bytes, value })
+}
+
+pub fn parse_index(bytes: Vec<u8>) -> Result<Parsed<Index>, OciError> {
+    let value = parse_json("image index", &bytes)?;
+    Ok(Parsed { bytes, value })
+}
+
+pub fn parse_config(bytes: Vec<u8>) -> Result<Parsed<ImageConfig>, OciError> {
+    let value = parse_json("image config", &bytes)?;
+    Ok(Parsed { bytes, value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descriptor_round_trips_unknown_fields() {
+        let json = r#"{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0,"platform":{"architecture":"arm64","os":"linux","variant":"v8"},"x-extra":1}"#;
+        let d: Descriptor = serde_json::from_str(json).unwrap();
+        assert_eq!(d.platform.as_ref().unwrap().architecture, "arm64");
+        assert_eq!(d.extra["x-extra"], 1);
+        let back = serde_json::to_string(&d).unwrap();
+        assert!(back.contains("\"x-extra\":1"));
+    }
+
+    #[test]
+    fn attestations_are_never_selected() {
+        let mut att = Descriptor::of(media_type::OCI_MANIFEST, b"a");
+        att.platform = Some("unknown/unknown".parse().unwrap());
+        att.set_annotation(ANNOTATION_DOCKER_REFERENCE_TYPE, "attestation-manifest");
+        let mut arm = Descriptor::of(media_type::OCI_MANIFEST, b"b");
+        arm.platform = Some("linux/arm64".parse().unwrap());
+        let index = Index::new_oci(vec![att.clone(), arm.clone()]);
+        assert_eq!(index.images().count(), 1);
+        let host: Platform = "linux/arm64".parse().unwrap();
+        assert_eq!(index.select(&host.matcher()), Some(&arm));
+        let s390x: Platform = "linux/s390x".parse().unwrap();
+        assert_eq!(index.select(&s390x.matcher()), None);
+    }
+
+    #[test]
+    fn sniffs_documents_without_media_type() {
+        assert_eq!(
+            sniff_media_type(br#"{"schemaVersion":2,"manifests":[]}"#).unwrap(),
+            media_type::OCI_INDEX
+        );
+        assert!(matches!(
+            sniff_media_type(br#"{"schemaVersion":1,"fsLayers":[]}"#),
+            Err(OciError::Schema1(_))
+        ));
+        assert!(matches!(
+            sniff_media_type(b"not json"),
+            Err(OciError::Json { .. })
+        ));
+    }
+
+    #[test]
+    fn parsed_keeps_exact_bytes() {
+        let bytes = br#"{ "schemaVersion": 2, "manifests": [] }"#.to_vec();
+        let p = parse_document(media_type::OCI_INDEX, bytes.clone()).unwrap();
+        assert_eq!(p.bytes, bytes);
+        assert_eq!(p.digest(), Digest::sha256_of(&bytes));
+        assert!(matches!(
+            parse_document("text/plain", bytes),
+            Err(OciError::UnsupportedMediaType(_))
+        ));
+    }
+}

@@ -1,0 +1,190 @@
+//! Blobs: content-addressed files under `images/blobs/<alg>/<hex>`, written through a temp file
+//! that is hashed while written, verified, then renamed into place.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+
+use super::{Result, Store, StoreError, set_readable};
+use crate::content::ContentError;
+use crate::oci::{Algorithm, Descriptor, Digest, Hasher};
+
+/// Copy buffer: large enough that hashing and the write syscalls, not the loop, dominate.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// A blob being written. Nothing is visible in the store until `commit` verifies it; dropping
+/// the writer removes the temp file.
+pub struct BlobWriter {
+    file: tempfile::NamedTempFile,
+    hasher: Hasher,
+    written: u64,
+}
+
+impl Write for BlobWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl BlobWriter {
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Verify against `expected` (digest and size) when given, then move into place.
+    /// Returns the blob's digest and size.
+    pub fn commit(self, store: &Store, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64)> {
+        let staged = self.finish(expected)?;
+        let r = (staged.digest.clone(), staged.size);
+        staged.commit(store)?;
+        Ok(r)
+    }
+
+    /// Verify against `expected` when given, without making the blob visible yet: callers that
+    /// must check a whole set of blobs first (an archive) commit them all at the end.
+    pub fn finish(self, expected: Option<(&Digest, u64)>) -> Result<StagedBlob> {
+        let digest = self.hasher.finish();
+        let size = self.written;
+        if let Some((want, want_size)) = expected {
+            if size != want_size {
+                return Err(ContentError::SizeMismatch {
+                    what: format!("blob {want}"),
+                    expected: want_size,
+                    actual: size,
+                }
+                .into());
+            }
+            if &digest != want {
+                return Err(ContentError::DigestMismatch {
+                    what: format!("blob {want}"),
+                    expected: want.clone(),
+                    actual: digest,
+                }
+                .into());
+            }
+        }
+        Ok(StagedBlob {
+            file: self.file,
+            digest,
+            size,
+        })
+    }
+}
+
+/// A verified blob in a temp file, not yet visible in the store. Dropping it removes it.
+pub struct StagedBlob {
+    file: tempfile::NamedTempFile,
+    pub digest: Digest,
+    pub size: u64,
+}
+
+impl StagedBlob {
+    pub fn path(&self) -> &std::path::Path {
+        self.file.path()
+    }
+
+    /// Make the blob visible (durably: fsync before the rename).
+    pub fn commit(self, store: &Store) -> Result<()> {
+        let dest = store.blob_path(&self.digest);
+        if dest.exists() {
+            return Ok(());
+        }
+        let file = self.file;
+        file.as_file()
+            .sync_all()
+            .and_then(|_| set_readable(file.as_file()))
+            .map_err(StoreError::io("cannot write", file.path()))?;
+        file.persist(&dest)
+            .map_err(|e| StoreError::io("cannot rename into", &dest)(e.error))?;
+        Ok(())
+    }
+}
+
+impl Store {
+    /// A writer for a new blob (sha256).
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        self.blob_writer_for(Algorithm::Sha256)
+    }
+
+    pub fn blob_writer_for(&self, algorithm: Algorithm) -> Result<BlobWriter> {
+        let file = tempfile::Builder::new()
+            .prefix("blob-")
+            .tempfile_in(&self.tmp)
+            .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
+        Ok(BlobWriter {
+            file,
+            hasher: Hasher::new(algorithm),
+            written: 0,
+        })
+    }
+
+    pub fn has_blob(&self, digest: &Digest) -> bool {
+        self.blob_path(digest).is_file()
+    }
+
+    pub fn open_blob(&self, digest: &Digest) -> Result<File> {
+        File::open(self.blob_path(digest)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::BlobNotFound(digest.clone()),
+            _ => StoreError::io("cannot open", &self.blob_path(digest))(e),
+        })
+    }
+
+    pub fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest);
+        fs::read(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::BlobNotFound(digest.clone()),
+            _ => StoreError::io("cannot read", &path)(e),
+        })
+    }
+
+    pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
+        fs::metadata(self.blob_path(digest)).ok().map(|m| m.len())
+    }
+
+    /// Store bytes as a blob; returns their digest.
+    pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {
+        let digest = Digest::sha256_of(bytes);
+        if self.has_blob(&digest) {
+            return Ok(digest);
+        }
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes)
+            .map_err(StoreError::io("cannot write", self.tmp_dir()))?;
+        w.commit(self, Some((&digest, bytes.len() as u64)))?;
+        Ok(digest)
+    }
+
+    /// Stream a blob in, hashing as it is written; when `expected` is given the blob must match
+    /// it. Returns the digest and size.
+    pub fn write_blob(
+        &self,
+        reader: &mut dyn Read,
+        expected: Option<&Descriptor>,
+    ) -> Result<(Digest, u64)> {
+        let algorithm = expected.map_or(Algorithm::Sha256, |d| d.digest.algorithm());
+        let mut w = self.blob_writer_for(algorithm)?;
+        copy_buffered(reader, &mut w).map_err(|e| StoreError::Content(e.into()))?;
+        w.commit(self, expected.map(|d| (&d.digest, d.size)))
+    }
+}
+
+/// `io::copy` with a large buffer (std's 8 KiB is slow for hashing multi-GB layers).
+pub fn copy_buffered(reader: &mut dyn Read, writer: &mut dyn Write) -> io::Result<u64> {
+    let mut buf = vec![0u8; COPY_BUFFER];
+    let mut total = 0;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(total),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        writer.write_all(&buf[..n])?;
+        total += n as u64;
+    }
+}

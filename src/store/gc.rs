@@ -1,0 +1,91 @@
+//! Garbage collection: remove every blob no index.json entry reaches, and leftover temp files.
+//! It holds the gc lock exclusively, so it never runs while another process is between writing
+//! blobs and tagging them (writers hold it shared).
+
+use std::collections::HashSet;
+use std::fs;
+
+use super::{Result, Store, StoreError};
+use crate::oci::{Descriptor, Digest, Document};
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct GcReport {
+    pub blobs_removed: usize,
+    pub bytes_freed: u64,
+    pub temp_files_removed: usize,
+}
+
+impl Store {
+    /// Every blob reachable from index.json: documents, their present children, configs, layers.
+    pub fn reachable(&self) -> Result<HashSet<Digest>> {
+        let mut seen = HashSet::new();
+        for entry in self.entries()? {
+            self.mark(&entry.descriptor, &mut seen)?;
+        }
+        Ok(seen)
+    }
+
+    fn mark(&self, desc: &Descriptor, seen: &mut HashSet<Digest>) -> Result<()> {
+        if !seen.insert(desc.digest.clone()) || !self.has_blob(&desc.digest) {
+            return Ok(());
+        }
+        if !(desc.is_index() || desc.is_manifest()) {
+            return Ok(());
+        }
+        match self.read_document(desc)?.value {
+            Document::Index(index) => {
+                for child in &index.manifests {
+                    self.mark(child, seen)?;
+                }
+            }
+            Document::Manifest(m) => {
+                seen.insert(m.config.digest.clone());
+                for layer in &m.layers {
+                    seen.insert(layer.digest.clone());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Remove unreachable blobs and temp files.
+    pub fn gc(&self) -> Result<GcReport> {
+        // Lock order everywhere: gc, then index. Holding both keeps writers and index.json
+        // updates (which use temp files too) away while temp files are cleared.
+        let _gc = self.gc_lock()?;
+        let _index = self.lock_index()?;
+        let keep = self.reachable()?;
+        let mut report = GcReport::default();
+        let blobs = self.layout.join("blobs");
+        for alg_dir in fs::read_dir(&blobs).map_err(StoreError::io("cannot list", &blobs))? {
+            let alg_dir = alg_dir.map_err(StoreError::io("cannot list", &blobs))?;
+            let alg = alg_dir.file_name().to_string_lossy().into_owned();
+            let path = alg_dir.path();
+            for blob in fs::read_dir(&path).map_err(StoreError::io("cannot list", &path))? {
+                let blob = blob.map_err(StoreError::io("cannot list", &path))?;
+                let name = format!("{alg}:{}", blob.file_name().to_string_lossy());
+                if Digest::parse(&name).is_ok_and(|d| keep.contains(&d)) {
+                    continue;
+                }
+                let size = blob.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(blob.path())
+                    .map_err(StoreError::io("cannot remove", &blob.path()))?;
+                report.blobs_removed += 1;
+                report.bytes_freed += size;
+            }
+        }
+        for tmp in fs::read_dir(&self.tmp).map_err(StoreError::io("cannot list", &self.tmp))? {
+            let tmp = tmp.map_err(StoreError::io("cannot list", &self.tmp))?;
+            let p = tmp.path();
+            let removed = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
+            if removed.is_ok() {
+                report.temp_files_removed += 1;
+            }
+        }
+        Ok(report)
+    }
+}
