@@ -60,10 +60,13 @@ impl Contents {
     }
 
     fn bytes_of(&self, store: &Store, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        if let Some(f) = self.files.values().find(|f| &f.digest == digest) {
-            if let Some(b) = &f.bytes {
-                return Ok(Some(b.clone()));
-            }
+        if let Some(b) = self
+            .files
+            .values()
+            .find(|f| &f.digest == digest)
+            .and_then(|f| f.bytes.as_ref())
+        {
+            return Ok(Some(b.clone()));
         }
         if let Some(s) = self.staged.get(digest) {
             return std::fs::read(s.path())
