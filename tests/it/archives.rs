@@ -570,3 +570,50 @@ fn concurrent_imports_into_one_root_leave_a_consistent_store() {
             .arg(root.path().join("images")));
     }
 }
+
+#[test]
+fn an_import_killed_halfway_leaves_a_valid_store() {
+    use std::io::Write;
+    let root = TestRoot::new();
+    import(&root, "amd64", "linux/amd64", "demo/keep:1");
+    let before = inspect(&root, "demo/keep:1");
+    let tarball = std::fs::read(busybox_rootfs("arm64", "tar")).unwrap();
+    let mut child = manifold_process(&root)
+        .args(["import", "--platform", "linux/arm64", "-", "demo/killed:1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&tarball[..tarball.len() / 2]).unwrap();
+    stdin.flush().unwrap();
+    // Give it time to take in what was sent, then kill it before the input ends.
+    let staged = root.path().join("tmp-v1");
+    for _ in 0..200 {
+        if std::fs::read_dir(&staged)
+            .map(|d| d.count() > 0)
+            .unwrap_or(false)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    drop(stdin);
+
+    // Nothing of the killed import is visible; what was there still is.
+    root.manifold()
+        .args(["inspect", "demo/killed:1"])
+        .assert()
+        .code(125);
+    assert_eq!(inspect(&root, "demo/keep:1"), before);
+    if require("oci-image-tool") {
+        run(Process::new("oci-image-tool")
+            .args(["validate", "--type", "image"])
+            .arg(root.path().join("images")));
+    }
+    // prune clears the leftover temp file.
+    root.manifold().args(["prune", "-f"]).assert().success();
+    assert_eq!(std::fs::read_dir(&staged).unwrap().count(), 0);
+}
