@@ -4,6 +4,7 @@
 //! `oci`/`reference`/`platform`. See DESIGN.md in the shared notes for the module map.
 
 pub mod archive;
+pub mod build;
 pub mod cli;
 pub mod content;
 pub mod oci;
