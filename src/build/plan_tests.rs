@@ -218,7 +218,8 @@ fn run_env_has_args_but_env_wins() {
 fn run_heredocs() {
     let text = "FROM busybox\nRUN <<EOF\necho one\nEOF\nRUN <<EOF\n#!/bin/sh\necho two\nEOF\nRUN <<EOF sh -x\necho three\nEOF\nSHELL [\"/bin/bash\", \"-ec\"]\nRUN echo four\n";
     let plan = plan_for(text, "linux/amd64", &opts()).unwrap();
-    let argvs: Vec<(Vec<String>, Option<(String, String)>)> = plan
+    type Script = Option<(String, String)>;
+    let argvs: Vec<(Vec<String>, Script)> = plan
         .stage(0)
         .steps
         .iter()
