@@ -429,7 +429,10 @@ fn copy_blob(
     for attempt in 1..=attempts {
         progress.start(&id, &id, Some(desc.size));
         let result = source.open_blob(desc).and_then(|reader| {
-            let reader = Abortable { inner: reader, abort };
+            let reader = Abortable {
+                inner: reader,
+                abort,
+            };
             let mut reader = ProgressReader::new(reader, &id, progress);
             sink.put_blob(desc, &mut reader)
         });
