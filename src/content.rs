@@ -508,28 +508,16 @@ impl Source for WithDocument<'_> {
     }
 }
 
-/// A new index holding only `children` of `index` (and the attestations that refer to them),
-/// in the original's media type: what is pushed when only some platforms are wanted.
+/// A new index holding only `keep` of `index`'s entries (in their original order), in the
+/// original's media type: what is pushed or copied when only some platforms are wanted.
 pub fn subset_index(
     media_type: &str,
     index: &oci::Index,
-    children: &[&Descriptor],
+    keep: &[&Descriptor],
 ) -> (Descriptor, Vec<u8>) {
-    let keep: HashSet<&Digest> = children.iter().map(|c| &c.digest).collect();
-    let manifests = index
-        .manifests
-        .iter()
-        .filter(|d| {
-            keep.contains(&d.digest)
-                || d.is_attestation()
-                    && d.annotation(oci::ANNOTATION_DOCKER_REFERENCE_DIGEST)
-                        .and_then(|s| Digest::parse(s).ok())
-                        .is_some_and(|s| keep.contains(&s))
-        })
-        .cloned()
-        .collect();
+    let keep: HashSet<&Digest> = keep.iter().map(|c| &c.digest).collect();
     let mut subset = index.clone();
-    subset.manifests = manifests;
+    subset.manifests.retain(|d| keep.contains(&d.digest));
     let bytes = serde_json::to_vec(&subset).expect("OCI documents always serialise");
     (Descriptor::of(media_type, &bytes), bytes)
 }

@@ -38,6 +38,9 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(u) = cause.downcast_ref::<UserError>() {
             return u.hint.clone();
         }
+        if let Some(h) = super::remote::hint(cause) {
+            return Some(h);
+        }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             match s {
                 StoreError::ImageNotFound(_) => {

@@ -39,6 +39,16 @@ impl Repository {
         }
     }
 
+    /// Another handle on the same repository (sharing the connection and tokens; the
+    /// manifests fetched so far are carried over).
+    pub fn clone_handle(&self) -> Repository {
+        Repository {
+            transport: self.transport.clone(),
+            name: self.name.clone(),
+            manifests: Mutex::new(self.manifests.lock().unwrap().clone()),
+        }
+    }
+
     pub fn name(&self) -> &str {
         &self.name
     }

@@ -374,10 +374,9 @@ impl Transport {
                 source,
             })?;
             self.log(&format!(
-                "{} {}://{}{} -> {} ({:.2?})",
+                "{} {}{} -> {} ({:.2?})",
                 request.method,
-                url.scheme(),
-                url.host_str().unwrap_or_default(),
+                url.origin().ascii_serialization(),
                 url.path(),
                 resp.status(),
                 started.elapsed()
