@@ -320,7 +320,6 @@ impl Plan {
                 }
             }
             Document::Manifest(manifest) => {
-                let manifest: oci::Manifest = manifest;
                 for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
                     if self.seen.insert(blob.digest.clone()) {
                         self.blobs.push(blob.clone());

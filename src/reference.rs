@@ -315,76 +315,50 @@ mod tests {
 
     const D: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-    fn parts(s: &str) -> (String, String, Option<String>, Option<String>) {
-        let r = Reference::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"));
-        (
-            r.registry().to_string(),
-            r.repository().to_string(),
-            r.tag().map(str::to_string),
-            r.digest().map(ToString::to_string),
-        )
-    }
-
     #[test]
     fn normalises_like_docker() {
-        let some = |s: &str| Some(s.to_string());
-        let cases: &[(&str, (&str, &str, Option<String>, Option<String>))] = &[
-            (
-                "alpine",
-                ("docker.io", "library/alpine", some("latest"), None),
-            ),
-            (
-                "alpine:3.19",
-                ("docker.io", "library/alpine", some("3.19"), None),
-            ),
-            (
-                "library/alpine:3.19",
-                ("docker.io", "library/alpine", some("3.19"), None),
-            ),
-            ("docker.io/x/y", ("docker.io", "x/y", some("latest"), None)),
-            (
-                "docker.io/alpine",
-                ("docker.io", "library/alpine", some("latest"), None),
-            ),
+        // (input, registry, repository, tag)
+        let cases = [
+            ("alpine", "docker.io", "library/alpine", "latest"),
+            ("alpine:3.19", "docker.io", "library/alpine", "3.19"),
+            ("library/alpine:3.19", "docker.io", "library/alpine", "3.19"),
+            ("docker.io/x/y", "docker.io", "x/y", "latest"),
+            ("docker.io/alpine", "docker.io", "library/alpine", "latest"),
             (
                 "index.docker.io/alpine",
-                ("docker.io", "library/alpine", some("latest"), None),
+                "docker.io",
+                "library/alpine",
+                "latest",
             ),
-            (
-                "index.docker.io/x/y:1",
-                ("docker.io", "x/y", some("1"), None),
-            ),
+            ("index.docker.io/x/y:1", "docker.io", "x/y", "1"),
             (
                 "registry.example.com:5000/a/b/c:tag",
-                ("registry.example.com:5000", "a/b/c", some("tag"), None),
+                "registry.example.com:5000",
+                "a/b/c",
+                "tag",
             ),
-            ("localhost/x", ("localhost", "x", some("latest"), None)),
-            (
-                "localhost:5000/x",
-                ("localhost:5000", "x", some("latest"), None),
-            ),
-            ("[::1]:5000/x", ("[::1]:5000", "x", some("latest"), None)),
-            ("[::1]/x:v1", ("[::1]", "x", some("v1"), None)),
-            ("ghcr.io/o/r", ("ghcr.io", "o/r", some("latest"), None)),
+            ("localhost/x", "localhost", "x", "latest"),
+            ("localhost:5000/x", "localhost:5000", "x", "latest"),
+            ("[::1]:5000/x", "[::1]:5000", "x", "latest"),
+            ("[::1]/x:v1", "[::1]", "x", "v1"),
+            ("ghcr.io/o/r", "ghcr.io", "o/r", "latest"),
             // A bare `localhost:5000` is Docker Hub's `library/localhost` at tag `5000`.
-            (
-                "localhost:5000",
-                ("docker.io", "library/localhost", some("5000"), None),
-            ),
-            ("foo/bar", ("docker.io", "foo/bar", some("latest"), None)),
+            ("localhost:5000", "docker.io", "library/localhost", "5000"),
+            ("foo/bar", "docker.io", "foo/bar", "latest"),
             (
                 "a_b-c__d---e/f.g",
-                ("docker.io", "a_b-c__d---e/f.g", some("latest"), None),
+                "docker.io",
+                "a_b-c__d---e/f.g",
+                "latest",
             ),
         ];
-        for (input, (registry, repository, tag, digest)) in cases {
-            let want = (
-                registry.to_string(),
-                repository.to_string(),
-                tag.clone(),
-                digest.clone(),
-            );
-            assert_eq!(parts(input), want, "{input}");
+        for (input, registry, repository, tag) in cases {
+            let r = Reference::parse(input).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(r.registry(), registry, "{input}");
+            assert_eq!(r.repository(), repository, "{input}");
+            assert_eq!(r.tag(), Some(tag), "{input}");
+            assert_eq!(r.digest(), None, "{input}");
+            assert_eq!(r.tag_or_digest(), tag, "{input}");
         }
     }
 
@@ -508,6 +482,8 @@ mod tests {
             Reference::parse("Foo/bar:1"),
             Err(E::Uppercase("Foo/bar:1".into()))
         );
+        // Only the repository must be lower-case: registries and tags may not be.
+        assert!(Reference::parse("Registry.Example.com/x:V1").is_ok());
         assert!(matches!(
             Reference::parse("ghcr.io/Org/x"),
             Err(E::Uppercase(_))

@@ -60,10 +60,13 @@ impl Contents {
     }
 
     fn bytes_of(&self, store: &Store, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        if let Some(f) = self.files.values().find(|f| &f.digest == digest) {
-            if let Some(b) = &f.bytes {
-                return Ok(Some(b.clone()));
-            }
+        if let Some(b) = self
+            .files
+            .values()
+            .find(|f| &f.digest == digest)
+            .and_then(|f| f.bytes.as_ref())
+        {
+            return Ok(Some(b.clone()));
         }
         if let Some(s) = self.staged.get(digest) {
             return std::fs::read(s.path())
@@ -199,6 +202,11 @@ fn read_archive(store: &Store, input: impl Read, progress: &dyn Progress) -> Res
             entry
                 .read_to_end(&mut bytes)
                 .map_err(ArchiveError::Corrupt)?;
+            if bytes.len() as u64 != size {
+                return Err(ArchiveError::Corrupt(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
             contents.metadata.insert(path, bytes);
             continue;
         }
@@ -241,6 +249,12 @@ fn stage_file(
     }
     if show {
         progress.finish(path, "loaded");
+    }
+    // The tar reader hands out what a cut-off stream still has: a short entry is a truncation.
+    if writer.written() != size {
+        return Err(ArchiveError::Corrupt(
+            std::io::ErrorKind::UnexpectedEof.into(),
+        ));
     }
     let staged = writer.finish(None)?;
     if let Some(expected) = blob_path_digest(path)

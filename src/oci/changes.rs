@@ -137,7 +137,7 @@ fn pairs(rest: &str) -> Result<Vec<(String, String)>, String> {
     }
     ws.into_iter()
         .map(|w| match w.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(format!("`{w}` has an empty key")),
+            Some(("", _)) => Err(format!("`{w}` has an empty key")),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
             None => Err(format!("`{w}` is not KEY=VALUE")),
         })

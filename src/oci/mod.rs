@@ -188,8 +188,8 @@ impl Index {
 /// Either kind of document a tag can point at.
 #[derive(Debug, Clone)]
 pub enum Document {
-    Manifest(Manifest),
-    Index(Index),
+    Manifest(Box<Manifest>),
+    Index(Box<Index>),
 }
 
 /// A parsed document with the exact bytes it came from.
@@ -254,9 +254,9 @@ pub fn sniff_media_type(bytes: &[u8]) -> Result<String, OciError> {
 /// Parse a manifest or index of the given media type, keeping its bytes.
 pub fn parse_document(media_type: &str, bytes: Vec<u8>) -> Result<Parsed<Document>, OciError> {
     let value = if media_type::is_index(media_type) {
-        Document::Index(parse_json("image index", &bytes)?)
+        Document::Index(Box::new(parse_json("image index", &bytes)?))
     } else if media_type::is_manifest(media_type) {
-        Document::Manifest(parse_json("image manifest", &bytes)?)
+        Document::Manifest(Box::new(parse_json("image manifest", &bytes)?))
     } else if media_type::is_schema1(media_type) {
         return Err(OciError::Schema1(media_type.to_string()));
     } else {
