@@ -39,6 +39,9 @@ fn registry_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'
     }
 }
 
+const SCHEMA1_HINT: &str =
+    "re-push the image with a current docker, podman or skopeo (they convert it to schema2)";
+
 /// What the user can do about a registry failure.
 pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(ContentError::NoMatchingPlatform { .. }) = cause.downcast_ref::<ContentError>() {
@@ -46,6 +49,16 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             "choose one of its platforms with `--platform`, or take them all with `--all-platforms`"
                 .into(),
         );
+    }
+    let schema1 = matches!(
+        cause.downcast_ref::<ContentError>(),
+        Some(ContentError::Oci(crate::oci::OciError::Schema1(_)))
+    ) || matches!(
+        cause.downcast_ref::<crate::oci::OciError>(),
+        Some(crate::oci::OciError::Schema1(_))
+    );
+    if schema1 {
+        return Some(SCHEMA1_HINT.into());
     }
     let e = registry_error(cause)?;
     Some(match e {
@@ -74,9 +87,7 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         RegistryError::CatalogUnsupported { .. } => {
             "search needs the registry's `/v2/_catalog`; `manifold tags REGISTRY/NAME` works for a known repository".into()
         }
-        RegistryError::Oci(crate::oci::OciError::Schema1(_)) => {
-            "re-push the image with a current docker, podman or skopeo to convert it".into()
-        }
+        RegistryError::Oci(crate::oci::OciError::Schema1(_)) => SCHEMA1_HINT.into(),
         _ => return None,
     })
 }

@@ -1,4 +1,4 @@
-//! `manifold tags [--format json] REGISTRY/NAME`: a repository's tags, one per line.
+//! `manifold tags [--format json] REGISTRY/NAME`: a repository's tags, one per line, sorted.
 
 use super::Settings;
 use super::args::{ListFormat, TagsArgs};
@@ -9,7 +9,8 @@ use crate::reference::Reference;
 pub fn run(args: TagsArgs, settings: &Settings) -> anyhow::Result<()> {
     let reference = Reference::parse(&args.repository)?;
     let client = remote::client(settings);
-    let tags = client.repository(&reference)?.list_tags()?;
+    let mut tags = client.repository(&reference)?.list_tags()?;
+    tags.sort();
     if args.format == ListFormat::Json {
         #[derive(serde::Serialize)]
         #[serde(rename_all = "PascalCase")]

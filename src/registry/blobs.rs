@@ -194,7 +194,15 @@ impl Repository {
                         .log(&format!("{e}; resuming the upload in {delay:?}"));
                     std::thread::sleep(delay);
                     attempt += 1;
-                    let (next, received) = self.upload_status(&location)?;
+                    // A session the registry no longer accepts (a chunk broke off midway
+                    // leaves distribution's upload state behind its data): the whole blob is
+                    // sent again in a new session, by the caller.
+                    let (next, received) = self.upload_status(&location).map_err(|cause| {
+                        RegistryError::UploadLost {
+                            registry: self.transport.registry().to_string(),
+                            cause: Box::new(cause),
+                        }
+                    })?;
                     location = next;
                     if received < offset || received > offset + chunk.len() as u64 {
                         return Err(RegistryError::Protocol {
@@ -227,7 +235,9 @@ impl Repository {
             .and_then(|v| v.to_str().ok())
             .and_then(|r| r.trim_start_matches("bytes=").split_once('-'))
             .and_then(|(_, end)| end.parse::<u64>().ok())
-            .map_or(0, |end| end + 1);
+            // distribution answers `0-0` for an empty session too: read it as nothing received
+            // (resending one byte too many is refused; skipping one would corrupt the blob).
+            .map_or(0, |end| if end == 0 { 0 } else { end + 1 });
         let next = self
             .location(resp.headers(), "an upload's status")
             .unwrap_or_else(|_| location.to_string());

@@ -130,6 +130,12 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    #[error("`{registry}` lost the upload session of a blob")]
+    UploadLost {
+        registry: String,
+        #[source]
+        cause: Box<RegistryError>,
+    },
     #[error("`{registry}` sent an invalid response to {what}: {why}")]
     Protocol {
         registry: String,
@@ -167,7 +173,7 @@ impl RegistryError {
             RegistryError::Connect { source, .. } => {
                 source.is_connect() || source.is_timeout() || source.is_request()
             }
-            RegistryError::Transfer { .. } => true,
+            RegistryError::Transfer { .. } | RegistryError::UploadLost { .. } => true,
             RegistryError::Auth(a) => a.is_retryable(),
             _ => false,
         }

@@ -39,8 +39,8 @@ fn fails(root: &TestRoot, args: &[&str]) -> String {
 
 /// The layer digests of the single-platform image `reference` in `root`.
 fn layers(root: &TestRoot, reference: &str) -> Vec<String> {
-    let v: serde_json::Value = serde_json::from_str(&ok(root, &["inspect", "--raw", reference]))
-        .expect("a manifest");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(root, &["inspect", "--raw", reference])).expect("a manifest");
     v["layers"]
         .as_array()
         .unwrap()
@@ -69,7 +69,10 @@ fn push_pull_tags_search_in_every_auth_mode() {
         if auth != Auth::Anonymous {
             let config = std::fs::read_to_string(a.docker_config().join("config.json")).unwrap();
             assert!(config.contains(&host), "{auth:?}: {config}");
-            assert!(!config.contains(PASSWORD) || auth == Auth::Basic, "{config}");
+            assert!(
+                !config.contains(PASSWORD) || auth == Auth::Basic,
+                "{config}"
+            );
         }
         let pushed = ok(&a, &["push", &image]);
         assert_eq!(pushed.trim(), digest, "{auth:?}");
@@ -80,26 +83,39 @@ fn push_pull_tags_search_in_every_auth_mode() {
             // Without credentials the registry refuses, with a hint to log in.
             let err = fails(&b, &["pull", &image]);
             assert!(err.contains("requires authentication"), "{auth:?}: {err}");
-            assert!(err.contains(&format!("hint: log in with `manifold login {host}`")), "{err}");
+            assert!(
+                err.contains(&format!("hint: log in with `manifold login {host}`")),
+                "{err}"
+            );
         }
         registry.login(&b);
         let out = ok(&b, &["pull", "-q", &image]);
         assert_eq!(out.trim(), digest, "{auth:?}");
         assert_store_valid(b.path());
         let images = ok(&b, &["images", "--no-trunc"]);
-        assert!(images.contains(&digest.replace("sha256:", "")) || images.contains(&digest), "{images}");
+        assert!(
+            images.contains(&digest.replace("sha256:", "")) || images.contains(&digest),
+            "{images}"
+        );
 
         let tags = ok(&b, &["tags", &format!("{host}/team/busybox")]);
         assert_eq!(tags, "1\n2\n", "{auth:?}");
         let found = ok(&b, &["search", &format!("{host}/busy")]);
-        assert!(found.contains(&format!("{host}/team/busybox")), "{auth:?}: {found}");
+        assert!(
+            found.contains(&format!("{host}/team/busybox")),
+            "{auth:?}: {found}"
+        );
         let none = ok(&b, &["search", &format!("{host}/nothing-like-this")]);
         assert_eq!(none, "NAME\n");
 
         if auth != Auth::Anonymous {
             let out = run(&b, &["logout", &host]);
             assert!(out.status.success());
-            assert!(stderr_of(&out).contains("Removed login credentials"), "{}", stderr_of(&out));
+            assert!(
+                stderr_of(&out).contains("Removed login credentials"),
+                "{}",
+                stderr_of(&out)
+            );
             fails(&b, &["tags", &format!("{host}/team/busybox")]);
         }
     }
@@ -113,7 +129,14 @@ fn login_checks_credentials_before_storing_them_and_never_shows_them() {
         let root = TestRoot::new();
         let out = root
             .manifold()
-            .args(["-v", "login", "-u", USER, "--password-stdin", &registry.host()])
+            .args([
+                "-v",
+                "login",
+                "-u",
+                USER,
+                "--password-stdin",
+                &registry.host(),
+            ])
             .write_stdin("not-the-password\n")
             .output()
             .unwrap();
@@ -125,14 +148,24 @@ fn login_checks_credentials_before_storing_them_and_never_shows_them() {
 
         let out = root
             .manifold()
-            .args(["-v", "login", "-u", USER, "--password-stdin", &registry.host()])
+            .args([
+                "-v",
+                "login",
+                "-u",
+                USER,
+                "--password-stdin",
+                &registry.host(),
+            ])
             .write_stdin(format!("{PASSWORD}\n"))
             .output()
             .unwrap();
         assert!(out.status.success(), "{}", stderr_of(&out));
         assert!(stderr_of(&out).contains("Login Succeeded"));
         import(&root, "amd64", &format!("{}/x/y:1", registry.host()));
-        let out = run(&root, &["-v", "push", &format!("{}/x/y:1", registry.host())]);
+        let out = run(
+            &root,
+            &["-v", "push", &format!("{}/x/y:1", registry.host())],
+        );
         assert!(out.status.success(), "{}", stderr_of(&out));
         let all = format!("{}{}", stderr_of(&out), stdout_of(&out));
         assert!(all.contains("registry: "), "-v shows requests: {all}");
@@ -146,7 +179,9 @@ fn login_checks_credentials_before_storing_them_and_never_shows_them() {
             assert!(!config.contains(PASSWORD), "{config}");
             let requests = registry.issuer.as_ref().unwrap().requests();
             assert!(
-                requests.iter().any(|r| r.method == "POST" && r.who == "refresh:alice"),
+                requests
+                    .iter()
+                    .any(|r| r.method == "POST" && r.who == "refresh:alice"),
                 "{requests:?}"
             );
             assert!(!all.contains("refresh-"), "{all}");
@@ -173,14 +208,30 @@ fn anonymous_tokens_and_a_new_token_for_a_missing_scope() {
             .any(|r| r.who == "anonymous" && r.scopes == ["repository:public/bb:pull"]),
         "{requests:?}"
     );
-    let err = fails(&anon, &["push", &format!("{host}/public/bb:1"), &format!("{host}/private/bb:1")]);
+    let err = fails(
+        &anon,
+        &[
+            "push",
+            &format!("{host}/public/bb:1"),
+            &format!("{host}/private/bb:1"),
+        ],
+    );
     assert!(err.contains(&host), "{err}");
 
     // Cross-repository mount: the token asks for pull on the source repository too.
-    ok(&owner, &["push", &format!("{host}/public/bb:1"), &format!("{host}/other/bb:1")]);
+    ok(
+        &owner,
+        &[
+            "push",
+            &format!("{host}/public/bb:1"),
+            &format!("{host}/other/bb:1"),
+        ],
+    );
     let requests = registry.issuer.as_ref().unwrap().requests();
     assert!(
-        requests.iter().any(|r| r.scopes.contains(&"repository:other/bb:pull,push".to_string())
+        requests.iter().any(|r| r
+            .scopes
+            .contains(&"repository:other/bb:pull,push".to_string())
             && r.scopes.contains(&"repository:public/bb:pull".to_string())),
         "{requests:?}"
     );
@@ -216,28 +267,60 @@ fn multi_platform_pull_keeps_the_index_and_fetches_one_platform() {
     // A sparse index cannot be pushed whole; a subset can, as a new index.
     let err = fails(&root, &["push", &image, &format!("{host}/multi/copy:1")]);
     assert!(err.contains("2 of its 3 platforms"), "{err}");
-    assert!(err.contains("hint: pull them all with `manifold pull --all-platforms"), "{err}");
+    assert!(
+        err.contains("hint: pull them all with `manifold pull --all-platforms"),
+        "{err}"
+    );
     let subset = ok(
         &root,
-        &["push", "--platform", "linux/arm64", &image, &format!("{host}/multi/arm:1")],
+        &[
+            "push",
+            "--platform",
+            "linux/arm64",
+            &image,
+            &format!("{host}/multi/arm:1"),
+        ],
     );
     assert_ne!(subset.trim(), index);
-    let raw = ok(&root, &["pull", "--all-platforms", "-q", &format!("{host}/multi/arm:1")]);
+    let raw = ok(
+        &root,
+        &[
+            "pull",
+            "--all-platforms",
+            "-q",
+            &format!("{host}/multi/arm:1"),
+        ],
+    );
     assert_eq!(raw.trim(), subset.trim());
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&root, &["inspect", "--raw", &format!("{host}/multi/arm:1")])).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        &root,
+        &["inspect", "--raw", &format!("{host}/multi/arm:1")],
+    ))
+    .unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(v["manifests"][0]["platform"]["architecture"], "arm64");
 
     // All platforms: the whole index pushes back with its digest.
     let all = TestRoot::new();
-    assert_eq!(ok(&all, &["pull", "-q", "--all-platforms", &image]).trim(), index);
+    assert_eq!(
+        ok(&all, &["pull", "-q", "--all-platforms", &image]).trim(),
+        index
+    );
     assert!(!ok(&all, &["images"]).contains("present"));
-    assert_eq!(ok(&all, &["push", &image, &format!("{host}/multi/again:1")]).trim(), index);
+    assert_eq!(
+        ok(&all, &["push", &image, &format!("{host}/multi/again:1")]).trim(),
+        index
+    );
 
     // A platform the index lacks: a clear error listing what it has.
-    let err = fails(&TestRoot::new(), &["pull", "--platform", "linux/s390x", &image]);
-    assert!(err.contains("linux/s390x") && err.contains("linux/arm64"), "{err}");
+    let err = fails(
+        &TestRoot::new(),
+        &["pull", "--platform", "linux/s390x", &image],
+    );
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/arm64"),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
 }
 
@@ -290,7 +373,13 @@ fn copy_between_repositories_and_registries_preserves_digests() {
     // Same registry: blobs are mounted, not uploaded.
     let out = root
         .manifold()
-        .args(["--progress", "plain", "copy", &image, &format!("{}/dst/multi:1", one.host())])
+        .args([
+            "--progress",
+            "plain",
+            "copy",
+            &image,
+            &format!("{}/dst/multi:1", one.host()),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -305,12 +394,31 @@ fn copy_between_repositories_and_registries_preserves_digests() {
     assert_eq!(skopeo_raw_digest(&two, &dest), index);
 
     // Only some platforms: a new index of that subset.
-    let sub = ok(&root, &["copy", "--platform", "linux/arm64", &image, &format!("{}/promoted/arm:1", two.host())]);
+    let sub = ok(
+        &root,
+        &[
+            "copy",
+            "--platform",
+            "linux/arm64",
+            &image,
+            &format!("{}/promoted/arm:1", two.host()),
+        ],
+    );
     assert_ne!(sub.trim(), index);
     let check = TestRoot::new();
     two.login(&check);
     assert_eq!(
-        ok(&check, &["pull", "-q", "--platform", "linux/arm64", &format!("{}/promoted/arm:1", two.host())]).trim(),
+        ok(
+            &check,
+            &[
+                "pull",
+                "-q",
+                "--platform",
+                "linux/arm64",
+                &format!("{}/promoted/arm:1", two.host())
+            ]
+        )
+        .trim(),
         sub.trim()
     );
     // Nothing went through the store.
@@ -332,7 +440,13 @@ fn push_remembers_where_blobs_live_and_mounts_them() {
     assert!(std::fs::read_dir(&locations).unwrap().count() >= 2);
     let out = b
         .manifold()
-        .args(["--progress", "plain", "push", &format!("{host}/first/bb:1"), &format!("{host}/second/bb:1")])
+        .args([
+            "--progress",
+            "plain",
+            "push",
+            &format!("{host}/first/bb:1"),
+            &format!("{host}/second/bb:1"),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -341,10 +455,21 @@ fn push_remembers_where_blobs_live_and_mounts_them() {
     // Pushing again: everything exists.
     let out = b
         .manifold()
-        .args(["--progress", "plain", "push", &format!("{host}/first/bb:1"), &format!("{host}/second/bb:1")])
+        .args([
+            "--progress",
+            "plain",
+            "push",
+            &format!("{host}/first/bb:1"),
+            &format!("{host}/second/bb:1"),
+        ])
         .output()
         .unwrap();
-    assert_eq!(stderr_of(&out).matches(": exists").count(), 2, "{}", stderr_of(&out));
+    assert_eq!(
+        stderr_of(&out).matches(": exists").count(),
+        2,
+        "{}",
+        stderr_of(&out)
+    );
 }
 
 #[test]
@@ -368,7 +493,11 @@ fn progress_plain_prints_one_line_per_layer_event_and_quiet_only_the_digest() {
     assert!(err.contains(&format!("{short}: done")), "{err}");
     assert!(err.contains(&format!("Digest: {digest}")), "{err}");
     let again = TestRoot::new();
-    let out = again.manifold().args(["--progress", "plain", "pull", "-q", &image]).output().unwrap();
+    let out = again
+        .manifold()
+        .args(["--progress", "plain", "pull", "-q", &image])
+        .output()
+        .unwrap();
     assert_eq!(stdout_of(&out).trim(), digest);
     assert_eq!(stderr_of(&out), "");
 }
@@ -406,15 +535,40 @@ fn pull_survives_5xx_429_resets_and_truncation() {
     skip_unless!("docker-registry");
     let f = faulty();
     let cases: Vec<(&str, Vec<Rule>)> = vec![
-        ("500 on the manifest", vec![Rule::new("GET", "/manifests/", 2, Fault::Status(500, vec![]))]),
-        ("503 on the layer", vec![Rule::new("GET", &f.layer, 2, Fault::Status(503, vec![]))]),
+        (
+            "500 on the manifest",
+            vec![Rule::new(
+                "GET",
+                "/manifests/",
+                2,
+                Fault::Status(500, vec![]),
+            )],
+        ),
+        (
+            "503 on the layer",
+            vec![Rule::new("GET", &f.layer, 2, Fault::Status(503, vec![]))],
+        ),
         (
             "429 with Retry-After",
-            vec![Rule::new("GET", &f.layer, 1, Fault::Status(429, vec![("Retry-After".into(), "1".into())]))],
+            vec![Rule::new(
+                "GET",
+                &f.layer,
+                1,
+                Fault::Status(429, vec![("Retry-After".into(), "1".into())]),
+            )],
         ),
-        ("reset in the middle of the layer", vec![Rule::new("GET", &f.layer, 2, Fault::ResetAfter(200_000))]),
-        ("truncated layer", vec![Rule::new("GET", &f.layer, 1, Fault::TruncateAfter(300_000))]),
-        ("500 on the token-less ping", vec![Rule::new("GET", "/v2/", 1, Fault::Status(502, vec![]))]),
+        (
+            "reset in the middle of the layer",
+            vec![Rule::new("GET", &f.layer, 2, Fault::ResetAfter(200_000))],
+        ),
+        (
+            "truncated layer",
+            vec![Rule::new("GET", &f.layer, 1, Fault::TruncateAfter(300_000))],
+        ),
+        (
+            "500 on the token-less ping",
+            vec![Rule::new("GET", "/v2/", 1, Fault::Status(502, vec![]))],
+        ),
     ];
     for (name, rules) in cases {
         f.proxy.clear();
@@ -462,10 +616,16 @@ fn a_blob_that_does_not_match_its_digest_is_an_error_and_never_stored() {
     assert!(!ok(&root, &["images", "-q"]).contains(&f.digest[7..19]));
     // A persistent 500 ends in a clear error too, after bounded retries.
     f.proxy.clear();
-    f.proxy.add(Rule::new("GET", &f.layer, 100, Fault::Status(500, vec![])));
+    f.proxy
+        .add(Rule::new("GET", &f.layer, 100, Fault::Status(500, vec![])));
     let err = fails(&TestRoot::new(), &["pull", &f.image]);
     assert!(err.contains("500"), "{err}");
-    let tries = f.proxy.seen().iter().filter(|s| s.target.contains(&f.layer)).count();
+    let tries = f
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| s.target.contains(&f.layer))
+        .count();
     assert!((2..=20).contains(&tries), "bounded retries, got {tries}");
 }
 
@@ -479,19 +639,36 @@ fn schema1_and_a_disabled_catalog_are_clear_errors() {
         1,
         Fault::Respond(
             200,
-            "application/vnd.docker.distribution.manifest.v1+prettyjws".into(),
+            vec![(
+                "Content-Type".into(),
+                "application/vnd.docker.distribution.manifest.v1+prettyjws".into(),
+            )],
             br#"{"schemaVersion":1,"name":"f/bb","tag":"old","fsLayers":[]}"#.to_vec(),
         ),
     ));
-    let err = fails(&TestRoot::new(), &["pull", &format!("{}/f/bb:old", f.proxy.host())]);
+    let err = fails(
+        &TestRoot::new(),
+        &["pull", &format!("{}/f/bb:old", f.proxy.host())],
+    );
     assert!(err.contains("schema1"), "{err}");
     assert!(err.contains("hint:"), "{err}");
-    f.proxy.add(Rule::new("GET", "/v2/_catalog", 1, Fault::Status(404, vec![])));
-    let err = fails(&TestRoot::new(), &["search", &format!("{}/bb", f.proxy.host())]);
+    f.proxy.add(Rule::new(
+        "GET",
+        "/v2/_catalog",
+        1,
+        Fault::Status(404, vec![]),
+    ));
+    let err = fails(
+        &TestRoot::new(),
+        &["search", &format!("{}/bb", f.proxy.host())],
+    );
     assert!(err.contains("does not offer a catalog"), "{err}");
     assert!(err.contains("hint:"), "{err}");
     // Unknown tags: named in the error, with a hint.
-    let err = fails(&TestRoot::new(), &["pull", &format!("{}/f/bb:nope", f.registry.host())]);
+    let err = fails(
+        &TestRoot::new(),
+        &["pull", &format!("{}/f/bb:nope", f.registry.host())],
+    );
     assert!(err.contains("`f/bb:nope` not found"), "{err}");
 }
 
@@ -502,17 +679,79 @@ fn tags_and_catalog_follow_link_pagination() {
     let root = TestRoot::new();
     import(&root, "amd64", &format!("{}/f/bb:1", f.registry.host()));
     for t in ["2", "3", "4"] {
-        ok(&root, &["push", &format!("{}/f/bb:1", f.registry.host()), &format!("{}/f/bb:{t}", f.registry.host())]);
-        ok(&root, &["push", &format!("{}/f/bb:1", f.registry.host()), &format!("{}/g{t}/bb:1", f.registry.host())]);
+        ok(
+            &root,
+            &[
+                "push",
+                &format!("{}/f/bb:1", f.registry.host()),
+                &format!("{}/f/bb:{t}", f.registry.host()),
+            ],
+        );
+        ok(
+            &root,
+            &[
+                "push",
+                &format!("{}/f/bb:1", f.registry.host()),
+                &format!("{}/g{t}/bb:1", f.registry.host()),
+            ],
+        );
     }
+    assert_eq!(
+        ok(&root, &["tags", &format!("{}/f/bb", f.registry.host())]),
+        "1\n2\n3\n4\n"
+    );
+    // distribution 2.8 does not paginate tags: a first page with a Link header comes from the
+    // proxy, the next page (the registry's answer) is followed.
+    f.proxy.add(Rule::new(
+        "GET",
+        "/tags/list?n=",
+        1,
+        Fault::Respond(
+            200,
+            vec![
+                ("Content-Type".into(), "application/json".into()),
+                (
+                    "Link".into(),
+                    r#"</v2/f/bb/tags/list?last=b>; rel="next""#.into(),
+                ),
+            ],
+            br#"{"name":"f/bb","tags":["a","b"]}"#.to_vec(),
+        ),
+    ));
+    assert_eq!(
+        ok(&root, &["tags", &format!("{}/f/bb", f.proxy.host())]),
+        "1\n2\n3\n4\na\nb\n"
+    );
+    assert!(
+        f.proxy
+            .seen()
+            .iter()
+            .any(|s| s.target == "/v2/f/bb/tags/list?last=b")
+    );
+    // The catalog does paginate: one repository per page.
     *f.proxy.page.lock().unwrap() = Some(1);
-    assert_eq!(ok(&root, &["tags", &format!("{}/f/bb", f.proxy.host())]), "1\n2\n3\n4\n");
-    let pages = f.proxy.seen().iter().filter(|s| s.target.contains("/tags/list")).count();
-    assert!(pages >= 4, "one request per page: {pages}");
-    let found = ok(&root, &["search", "--limit", "2", &format!("{}/bb", f.proxy.host())]);
+    let found = ok(
+        &root,
+        &["search", "--limit", "2", &format!("{}/bb", f.proxy.host())],
+    );
     assert_eq!(found.lines().count(), 3, "{found}");
-    let all = ok(&root, &["search", "--format", "json", &format!("{}/bb", f.proxy.host())]);
+    let all = ok(
+        &root,
+        &[
+            "search",
+            "--format",
+            "json",
+            &format!("{}/bb", f.proxy.host()),
+        ],
+    );
     assert_eq!(all.lines().count(), 4, "{all}");
+    let pages = f
+        .proxy
+        .seen()
+        .iter()
+        .filter(|s| s.target.contains("/_catalog"))
+        .count();
+    assert!(pages >= 8, "one request per page: {pages}");
 }
 
 #[test]
@@ -523,21 +762,50 @@ fn push_resumes_chunked_uploads_and_retries_failures() {
     let root = TestRoot::new();
     let image = format!("{}/big/blob:1", proxy.host());
     let digest = big_image(&root, &image);
-    // The first PATCH breaks off mid-request, a PUT answers 503: both recovered.
-    proxy.add(Rule::new("PATCH", "/blobs/uploads/", 1, Fault::ResetRequestAfter(4 << 20)));
-    proxy.add(Rule::new("PUT", "/manifests/", 1, Fault::Status(503, vec![])));
+    // The first PATCH breaks off mid-request (the session is then lost: the blob starts over),
+    // the next answers 503 (the chunk is resent from where the registry says it is), and the
+    // manifest PUT answers 503 once: all recovered.
+    proxy.add(Rule::new(
+        "PATCH",
+        "/blobs/uploads/",
+        1,
+        Fault::ResetRequestAfter(4 << 20),
+    ));
+    proxy.add(Rule::new(
+        "PATCH",
+        "/blobs/uploads/",
+        1,
+        Fault::Status(503, vec![]),
+    ));
+    proxy.add(Rule::new(
+        "PUT",
+        "/manifests/",
+        1,
+        Fault::Status(503, vec![]),
+    ));
     let out = run(&root, &["push", &image]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out).trim(), digest);
     assert_eq!(proxy.pending(), 0);
     let seen = proxy.seen();
-    assert!(seen.iter().filter(|s| s.method == "PATCH").count() >= 3, "chunked: {seen:?}");
     assert!(
-        seen.iter().any(|s| s.method == "GET" && s.target.contains("/blobs/uploads/")),
+        seen.iter().filter(|s| s.method == "PATCH").count() >= 3,
+        "chunked: {seen:?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "GET" && s.target.contains("/blobs/uploads/")),
         "the upload status was asked to resume: {seen:?}"
     );
     let check = TestRoot::new();
-    assert_eq!(ok(&check, &["pull", "-q", &format!("{}/big/blob:1", registry.host())]).trim(), digest);
+    assert_eq!(
+        ok(
+            &check,
+            &["pull", "-q", &format!("{}/big/blob:1", registry.host())]
+        )
+        .trim(),
+        digest
+    );
     assert_store_valid(check.path());
 }
 
@@ -569,18 +837,27 @@ fn a_pull_killed_halfway_completes_when_run_again() {
     // Wait until the layer is partly written.
     loop {
         let partial = std::fs::read_dir(&tmp)
-            .map(|d| d.filter_map(Result::ok).any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20)))
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.metadata().is_ok_and(|m| m.len() > 1 << 20))
+            })
             .unwrap_or(false);
         if partial {
             break;
         }
         assert!(Instant::now() < deadline, "the pull never got going");
-        assert!(child.try_wait().unwrap().is_none(), "the pull ended before the kill");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the pull ended before the kill"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(!blob_in_store(&target, &layer), "no partial blob is visible");
+    assert!(
+        !blob_in_store(&target, &layer),
+        "no partial blob is visible"
+    );
     assert_store_valid(target.path());
     let out = run(&target, &["pull", "-q", &via_proxy]);
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -614,7 +891,11 @@ fn tls_registries_use_certs_d_or_insecure_registry() {
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     // The CA in certs.d/HOST:PORT/ca.crt: verified and accepted.
     std::fs::create_dir_all(certs.join(&host)).unwrap();
-    std::fs::write(certs.join(&host).join("ca.crt"), registry.ca_pem.as_ref().unwrap()).unwrap();
+    std::fs::write(
+        certs.join(&host).join("ca.crt"),
+        registry.ca_pem.as_ref().unwrap(),
+    )
+    .unwrap();
     let out = root
         .manifold()
         .env("MANIFOLD_CERTS_DIRS", &certs)
@@ -622,13 +903,22 @@ fn tls_registries_use_certs_d_or_insecure_registry() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains(&format!("https://{host}/v2/")), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains(&format!("https://{host}/v2/")),
+        "{}",
+        stderr_of(&out)
+    );
     // --insecure-registry: TLS without verification.
     let other = TestRoot::new();
     let out = other
         .manifold()
         .env("MANIFOLD_CERTS_DIRS", other.scratch("empty"))
-        .args(["--insecure-registry", &host, "pull", &format!("{host}/tls/bb:1")])
+        .args([
+            "--insecure-registry",
+            &host,
+            "pull",
+            &format!("{host}/tls/bb:1"),
+        ])
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
@@ -638,8 +928,14 @@ fn tls_registries_use_certs_d_or_insecure_registry() {
 fn an_unreachable_registry_is_a_clear_error() {
     let root = TestRoot::new();
     let port = crate::registry_harness::free_port();
-    let err = fails(&root, &["pull", &format!("127.0.0.1:{port}/nothing/here:1")]);
-    assert!(err.contains(&format!("cannot reach `127.0.0.1:{port}`")), "{err}");
+    let err = fails(
+        &root,
+        &["pull", &format!("127.0.0.1:{port}/nothing/here:1")],
+    );
+    assert!(
+        err.contains(&format!("cannot reach `127.0.0.1:{port}`")),
+        "{err}"
+    );
     assert!(err.contains("hint:"), "{err}");
     let err = fails(&root, &["pull", "-a", "127.0.0.1:1/x:1"]);
     assert!(err.contains("--all-tags"), "{err}");

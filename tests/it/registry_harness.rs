@@ -448,7 +448,11 @@ fn serve_token(
         offline,
     });
     let Some(who) = who else {
-        return respond(&mut stream, "401 Unauthorized", r#"{"details":"invalid credentials"}"#);
+        return respond(
+            &mut stream,
+            "401 Unauthorized",
+            r#"{"details":"invalid credentials"}"#,
+        );
     };
     let user = who.split_once(':').map(|(_, u)| u.to_string());
     let mut access = Vec::new();
@@ -511,8 +515,8 @@ fn serve_token(
 pub enum Fault {
     /// Answer this status (with these headers) instead of forwarding.
     Status(u16, Vec<(String, String)>),
-    /// Answer this canned response (status, content type, body) instead of forwarding.
-    Respond(u16, String, Vec<u8>),
+    /// Answer this canned response (status, headers, body) instead of forwarding.
+    Respond(u16, Vec<(String, String)>, Vec<u8>),
     /// Forward, but cut the connection (RST) after this many bytes of the response body.
     ResetAfter(usize),
     /// Forward, but close the connection (FIN) after this many bytes of the response body.
@@ -576,7 +580,8 @@ impl FaultProxy {
         let page: Arc<Mutex<Option<usize>>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         {
-            let (rules, seen, page, stop) = (rules.clone(), seen.clone(), page.clone(), stop.clone());
+            let (rules, seen, page, stop) =
+                (rules.clone(), seen.clone(), page.clone(), stop.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
@@ -620,7 +625,12 @@ impl FaultProxy {
 
     /// Rules with uses left.
     pub fn pending(&self) -> usize {
-        self.rules.lock().unwrap().iter().filter(|r| r.times > 0).count()
+        self.rules
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.times > 0)
+            .count()
     }
 }
 
@@ -671,7 +681,13 @@ fn proxy_one(
             for (k, v) in headers {
                 extra.push_str(&format!("{k}: {v}\r\n"));
             }
-            let msg = r#"{"errors":[{"code":"UNAVAILABLE","message":"injected fault"}]}"#;
+            let code_name = match code {
+                429 => "TOOMANYREQUESTS",
+                500..=599 => "UNAVAILABLE",
+                _ => "UNSUPPORTED",
+            };
+            let msg =
+                format!(r#"{{"errors":[{{"code":"{code_name}","message":"injected fault"}}]}}"#);
             write!(
                 client,
                 "HTTP/1.1 {code} Injected\r\n{extra}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
@@ -679,11 +695,15 @@ fn proxy_one(
             )?;
             return client.flush();
         }
-        Some(Fault::Respond(code, content_type, payload)) => {
+        Some(Fault::Respond(code, headers, payload)) => {
             reader.read_exact(&mut body)?;
+            let mut extra = String::new();
+            for (k, v) in headers {
+                extra.push_str(&format!("{k}: {v}\r\n"));
+            }
             write!(
                 client,
-                "HTTP/1.1 {code} Canned\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 {code} Canned\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n",
                 payload.len()
             )?;
             client.write_all(payload)?;
@@ -710,7 +730,8 @@ fn proxy_one(
     let mut buf = vec![0u8; 64 * 1024];
     let mut sent = 0usize;
     while left > 0 {
-        let n = reader.read(&mut buf[..left.min(buf.len())])?;
+        let want = left.min(buf.len());
+        let n = reader.read(&mut buf[..want])?;
         if n == 0 {
             break;
         }
@@ -805,7 +826,11 @@ pub fn import(root: &TestRoot, debarch: &str, reference: &str) -> String {
         .arg(reference)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -869,7 +894,11 @@ pub fn big_image(root: &TestRoot, reference: &str) -> String {
         .arg(reference)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -906,7 +935,11 @@ pub fn skopeo_raw_digest(registry: &TestRegistry, image: &str) -> String {
         cmd.args(["--creds", &c]);
     }
     let out = cmd.arg(format!("docker://{image}")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(&out.stdout)))
 }
 
