@@ -141,21 +141,30 @@ impl Repository {
         reader: &mut dyn Read,
     ) -> Result<(), RegistryError> {
         let scopes = self.scopes_for_write();
-        let mut location = self.start_upload()?;
-        let mut offset = 0u64;
-        let mut chunk = first;
-        loop {
-            location = self.send_chunk(&location, offset, &chunk)?;
-            offset += chunk.len() as u64;
-            let mut buf = vec![0u8; CHUNK_SIZE];
-            let n =
-                read_full(reader, &mut buf).map_err(|e| self.transfer("reading the blob", e))?;
-            if n == 0 {
-                break;
+        let start = self.start_upload()?;
+        // The next chunk is read while the previous one is being sent: a copy from another
+        // registry then downloads and uploads at the same time.
+        let location = std::thread::scope(|scope| -> Result<String, RegistryError> {
+            let mut location = start;
+            let mut offset = 0u64;
+            let mut chunk = first;
+            loop {
+                let sending = {
+                    let (location, chunk) = (location.clone(), chunk.clone());
+                    scope.spawn(move || self.send_chunk(&location, offset, &chunk))
+                };
+                let mut buf = vec![0u8; CHUNK_SIZE];
+                let read = read_full(reader, &mut buf);
+                location = sending.join().expect("the chunk sender does not panic")?;
+                offset += chunk.len() as u64;
+                let n = read.map_err(|e| self.transfer("reading the blob", e))?;
+                if n == 0 {
+                    return Ok(location);
+                }
+                buf.truncate(n);
+                chunk = Bytes::from(buf);
             }
-            buf.truncate(n);
-            chunk = Bytes::from(buf);
-        }
+        })?;
         let target = self.with_digest(&location, &desc.digest)?;
         let req = Request::new(Method::PUT, target, &scopes)
             .header(header::CONTENT_LENGTH, "0")
