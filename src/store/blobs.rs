@@ -6,7 +6,7 @@ use std::io::{self, Read, Write};
 
 use super::{Result, Store, StoreError, set_readable};
 use crate::content::ContentError;
-use crate::oci::{Algorithm, Descriptor, Digest, Hasher};
+use crate::oci::{Algorithm, Descriptor, Digest, OffloadHasher};
 
 /// Copy buffer: large enough that hashing and the write syscalls, not the loop, dominate.
 const COPY_BUFFER: usize = 1 << 20;
@@ -15,7 +15,7 @@ const COPY_BUFFER: usize = 1 << 20;
 /// the writer removes the temp file.
 pub struct BlobWriter {
     file: tempfile::NamedTempFile,
-    hasher: Hasher,
+    hasher: OffloadHasher,
     written: u64,
 }
 
@@ -118,7 +118,7 @@ impl Store {
             .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
         Ok(BlobWriter {
             file,
-            hasher: Hasher::new(algorithm),
+            hasher: OffloadHasher::new(algorithm),
             written: 0,
         })
     }
