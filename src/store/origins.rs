@@ -84,9 +84,15 @@ mod tests {
         assert!(store.blob_locations(&d).is_empty());
         let a = BlobLocation::new("127.0.0.1:5000", "a/b");
         let b = BlobLocation::new("127.0.0.1:5000", "c");
-        store.add_blob_locations(&d, &[a.clone()]).unwrap();
-        store.add_blob_locations(&d, &[b.clone()]).unwrap();
-        store.add_blob_locations(&d, &[a.clone()]).unwrap();
+        store
+            .add_blob_locations(&d, std::slice::from_ref(&a))
+            .unwrap();
+        store
+            .add_blob_locations(&d, std::slice::from_ref(&b))
+            .unwrap();
+        store
+            .add_blob_locations(&d, std::slice::from_ref(&a))
+            .unwrap();
         assert_eq!(store.blob_locations(&d), vec![a.clone(), b.clone()]);
         for i in 0..40 {
             store
