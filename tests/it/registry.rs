@@ -940,3 +940,70 @@ fn an_unreachable_registry_is_a_clear_error() {
     let err = fails(&root, &["pull", "-a", "127.0.0.1:1/x:1"]);
     assert!(err.contains("--all-tags"), "{err}");
 }
+
+#[test]
+fn credentials_from_a_credential_helper() {
+    skip_unless!("docker-registry");
+    use std::os::unix::fs::PermissionsExt;
+    let registry = TestRegistry::start(Auth::Basic);
+    let host = registry.host();
+    let root = TestRoot::new();
+    // A docker-credential helper that keeps one secret in a file next to it.
+    let bin = root.scratch("bin");
+    let store = bin.join("secret.json");
+    let helper = bin.join("docker-credential-mftest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nset -e\ncase \"$1\" in\n  store) cat > {s} ;;\n  get) read -r server || true; [ -f {s} ] || {{ echo 'credentials not found in native keychain'; exit 1; }}; cat {s} ;;\n  erase) rm -f {s} ;;\nesac\n",
+            s = store.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        root.docker_config().join("config.json"),
+        r#"{"credsStore":"mftest","detachKeys":"ctrl-x"}"#,
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = root
+        .manifold()
+        .env("PATH", &path)
+        .args(["login", "-u", USER, "--password-stdin", &host])
+        .write_stdin(PASSWORD)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("docker-credential-mftest"),
+        "{}",
+        stderr_of(&out)
+    );
+    assert!(std::fs::read_to_string(&store).unwrap().contains(PASSWORD));
+    let config = std::fs::read_to_string(root.docker_config().join("config.json")).unwrap();
+    assert!(
+        !config.contains(PASSWORD) && config.contains("detachKeys"),
+        "{config}"
+    );
+    import(&root, "amd64", &format!("{host}/helper/bb:1"));
+    let out = root
+        .manifold()
+        .env("PATH", &path)
+        .args(["push", &format!("{host}/helper/bb:1")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let out = root
+        .manifold()
+        .env("PATH", &path)
+        .args(["logout", &host])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(!store.exists());
+}
