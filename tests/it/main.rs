@@ -1,5 +1,7 @@
 //! The integration tests: one binary, one module per command, helpers in `harness`.
 
+mod archives;
 mod harness;
+mod local;
 mod registry;
 mod registry_harness;
