@@ -5,6 +5,7 @@
 //! <root>/images/         OCI image layout: oci-layout, index.json, blobs/sha256/…
 //! <root>/tmp-v1/         temp files, renamed into place once verified
 //! <root>/locks-v1/       index.lock (index.json updates), gc.lock (writers shared, gc exclusive)
+//! <root>/meta-v1/        blob-locations/: registry repositories each blob is known to live in
 //! ```
 //!
 //! Crash safety comes from ordering: a blob is written to a temp file, verified and renamed into
@@ -15,6 +16,7 @@
 mod blobs;
 mod gc;
 mod medium;
+mod origins;
 mod summary;
 mod tags;
 
