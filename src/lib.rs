@@ -11,4 +11,5 @@ pub mod oci;
 pub mod platform;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod store;

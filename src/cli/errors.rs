@@ -43,6 +43,9 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(u) = cause.downcast_ref::<UserError>() {
             return u.hint.clone();
         }
+        if let Some(h) = super::remote::hint(cause) {
+            return Some(h);
+        }
         let store = cause.downcast_ref::<StoreError>().or_else(|| {
             match cause.downcast_ref::<ArchiveError>() {
                 Some(ArchiveError::Store(s)) => Some(s),

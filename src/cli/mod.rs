@@ -19,6 +19,15 @@ mod rmi;
 mod save;
 mod tag;
 
+mod copy;
+mod login;
+mod logout;
+mod pull;
+mod push;
+mod remote;
+mod search;
+mod tags;
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -53,6 +62,13 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Load(a) => load::run(a, settings),
         Command::Import(a) => import::run(a, settings),
         Command::Completions(a) => completions::run(a),
+        Command::Pull(a) => pull::run(a, settings),
+        Command::Push(a) => push::run(a, settings),
+        Command::Copy(a) => copy::run(a, settings),
+        Command::Login(a) => login::run(a, settings),
+        Command::Logout(a) => logout::run(a),
+        Command::Tags(a) => tags::run(a, settings),
+        Command::Search(a) => search::run(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -3,3 +3,5 @@
 mod archives;
 mod harness;
 mod local;
+mod registry;
+mod registry_harness;
