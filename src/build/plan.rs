@@ -257,6 +257,11 @@ struct Planner<'a> {
 }
 
 fn platform_vars(prefix: &str, p: &Platform, vars: &mut Vars) {
+    // BuildKit's normalisation: arm64's default variant v8 is not spelt out.
+    let mut p = p.clone();
+    if p.architecture == "arm64" && p.variant.as_deref() == Some("v8") {
+        p.variant = None;
+    }
     vars.set(&format!("{prefix}PLATFORM"), &p.to_string());
     vars.set(&format!("{prefix}OS"), &p.os);
     vars.set(&format!("{prefix}ARCH"), &p.architecture);
@@ -318,7 +323,7 @@ impl<'a> Planner<'a> {
                             }
                             None => match default {
                                 Some(d) => Some(p.word(l.line, d, &p.global.clone())?),
-                                None => None,
+                                None => p.automatic.get(k).map(str::to_string),
                             },
                         };
                         match value {

@@ -87,6 +87,15 @@ COPY --from=gen /x /x-$TARGETARCH
 }
 
 #[test]
+fn arm64_has_no_variant_in_the_platform_args() {
+    let text = "ARG TARGETARCH\nFROM scratch AS x-$TARGETARCH\nARG TARGETPLATFORM TARGETVARIANT\nENV P=$TARGETPLATFORM V=$TARGETVARIANT\n";
+    let plan = plan_for(text, "linux/arm64", &opts()).unwrap();
+    assert_eq!(env(plan.stage(0), "P").unwrap(), "linux/arm64");
+    assert_eq!(env(plan.stage(0), "V").unwrap(), "");
+    assert_eq!(plan.stage(0).name.as_deref(), Some("x-arm64"));
+}
+
+#[test]
 fn platform_args_are_not_visible_in_a_stage_without_arg() {
     let plan = plan_for("FROM busybox\nENV A=x$TARGETARCH\n", "linux/arm64", &opts()).unwrap();
     assert_eq!(env(plan.stage(0), "A").unwrap(), "x");

@@ -8,6 +8,7 @@ mod output;
 mod progress;
 mod settings;
 
+mod build;
 mod completions;
 mod history;
 mod images;
@@ -69,6 +70,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => logout::run(a),
         Command::Tags(a) => tags::run(a, settings),
         Command::Search(a) => search::run(a, settings),
+        Command::Build(a) => build::run(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }
