@@ -4,8 +4,10 @@
 //! `oci`/`reference`/`platform`. See DESIGN.md in the shared notes for the module map.
 
 pub mod archive;
+pub mod binfmt;
 pub mod cli;
 pub mod content;
+pub mod elf;
 pub mod oci;
 pub mod platform;
 pub mod progress;
