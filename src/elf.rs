@@ -203,7 +203,11 @@ pub(crate) mod tests {
         out.extend(p16(2)); // ET_EXEC
         out.extend(p16(machine));
         out.extend(p32(1));
-        let (ehsize, phentsize) = if class == CLASS_64 { (64, 56) } else { (52, 32) };
+        let (ehsize, phentsize) = if class == CLASS_64 {
+            (64, 56)
+        } else {
+            (52, 32)
+        };
         let interp_bytes = interp.map(|s| format!("{s}\0").into_bytes());
         let ptype = if interp.is_some() { PT_INTERP } else { 1 };
         let str_off = (ehsize + phentsize) as u64;
@@ -279,7 +283,10 @@ pub(crate) mod tests {
                 f.write_all(&synthetic(class, data, 62, Some("/lib/ld.so.1")))
                     .unwrap();
                 let mut f = File::open(&path).unwrap();
-                assert_eq!(interpreter(&mut f).unwrap().as_deref(), Some("/lib/ld.so.1"));
+                assert_eq!(
+                    interpreter(&mut f).unwrap().as_deref(),
+                    Some("/lib/ld.so.1")
+                );
                 let path = dir.path().join(format!("static-{class}-{data}"));
                 std::fs::write(&path, synthetic(class, data, 62, None)).unwrap();
                 assert_eq!(interpreter(&mut File::open(&path).unwrap()).unwrap(), None);
@@ -287,7 +294,10 @@ pub(crate) mod tests {
         }
         let script = dir.path().join("script");
         std::fs::write(&script, "#!/bin/sh\n").unwrap();
-        assert_eq!(interpreter(&mut File::open(&script).unwrap()).unwrap(), None);
+        assert_eq!(
+            interpreter(&mut File::open(&script).unwrap()).unwrap(),
+            None
+        );
     }
 
     #[test]

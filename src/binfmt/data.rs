@@ -39,10 +39,10 @@ pub(super) static HANDLERS: LazyLock<Vec<Handler>> = LazyLock::new(|| {
     FILES
         .iter()
         .map(|(target, yaml)| {
-            let raw: RawHandler = serde_yaml::from_str(yaml)
-                .unwrap_or_else(|e| panic!("qemu/{target}.yaml: {e}"));
-            let magic = unescape(&raw.magic)
-                .unwrap_or_else(|e| panic!("qemu/{target}.yaml: magic: {e}"));
+            let raw: RawHandler =
+                serde_yaml::from_str(yaml).unwrap_or_else(|e| panic!("qemu/{target}.yaml: {e}"));
+            let magic =
+                unescape(&raw.magic).unwrap_or_else(|e| panic!("qemu/{target}.yaml: magic: {e}"));
             let mask =
                 unescape(&raw.mask).unwrap_or_else(|e| panic!("qemu/{target}.yaml: mask: {e}"));
             assert_eq!(

@@ -269,7 +269,10 @@ pub(crate) mod fake {
             Ok(())
         }
         fn write(&self, name: &str, value: &str) -> io::Result<()> {
-            self.log.lock().unwrap().push(format!("write {name} {value}"));
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("write {name} {value}"));
             let mut entries = self.entries.lock().unwrap();
             let e = entries
                 .get_mut(name)

@@ -152,11 +152,8 @@ impl Handler {
         all.iter()
             .find(|h| h.platforms.iter().any(|q| *q == p))
             .or_else(|| {
-                all.iter().find(|h| {
-                    h.platforms
-                        .iter()
-                        .any(|q| q.architecture == p.architecture)
-                })
+                all.iter()
+                    .find(|h| h.platforms.iter().any(|q| q.architecture == p.architecture))
             })
     }
 
@@ -353,9 +350,7 @@ impl EmulatorSearch {
                 Err(_) => continue,
             }
         }
-        Err(dynamic.unwrap_or(EmulatorProblem::NotFound {
-            looked: candidates,
-        }))
+        Err(dynamic.unwrap_or(EmulatorProblem::NotFound { looked: candidates }))
     }
 }
 
@@ -572,12 +567,10 @@ impl Binfmt {
                 source,
             });
         }
-        let registration = self
-            .registration(h)?
-            .ok_or_else(|| BinfmtError::Register {
-                name: h.name.clone(),
-                source: io::Error::other("the entry did not appear after registration"),
-            })?;
+        let registration = self.registration(h)?.ok_or_else(|| BinfmtError::Register {
+            name: h.name.clone(),
+            source: io::Error::other("the entry did not appear after registration"),
+        })?;
         self.persist_if(opts, h, &registration)?;
         Ok(Installed::Registered {
             registration,
@@ -612,9 +605,7 @@ impl Binfmt {
         let line = h.register_line(&r.interpreter, &opts.flags);
         fs::create_dir_all(&self.binfmt_d).map_err(self.io("create", self.binfmt_d.clone()))?;
         let path = self.persist_path(h);
-        let text = format!(
-            "{PERSIST_MARKER}; `manifold binfmt uninstall` removes it.\n{line}\n"
-        );
+        let text = format!("{PERSIST_MARKER}; `manifold binfmt uninstall` removes it.\n{line}\n");
         fs::write(&path, text).map_err(self.io("write", path.clone()))
     }
 
@@ -669,7 +660,8 @@ impl Binfmt {
             return Ok(Ensured::Native);
         }
         let shown = platform.to_string();
-        let h = Handler::for_platform(platform).ok_or_else(|| BinfmtError::NoHandler(shown.clone()))?;
+        let h =
+            Handler::for_platform(platform).ok_or_else(|| BinfmtError::NoHandler(shown.clone()))?;
         if h.is_host_family() {
             return Err(BinfmtError::HostFamily {
                 platform: shown,
@@ -710,7 +702,10 @@ impl Binfmt {
                 ),
             };
             return Err(BinfmtError::NotRoot {
-                what: format!("running {shown} programs needs the QEMU handler `{}`, and registering it", h.name),
+                what: format!(
+                    "running {shown} programs needs the QEMU handler `{}`, and registering it",
+                    h.name
+                ),
                 fix,
             });
         }
@@ -741,7 +736,10 @@ fn summarize_looked(looked: &[PathBuf], search: &EmulatorSearch, h: &Handler) ->
         places.push("PATH".into());
     }
     if places.is_empty() || looked.is_empty() {
-        return format!("{}-static or {} (no directory to look in)", h.emulator, h.emulator);
+        return format!(
+            "{}-static or {} (no directory to look in)",
+            h.emulator, h.emulator
+        );
     }
     format!(
         "{}-static or {} in {}",

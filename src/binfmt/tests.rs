@@ -75,7 +75,11 @@ fn every_known_platform_has_a_handler() {
     for known in Platform::known() {
         let p = known.platform();
         let h = Handler::for_platform(p).unwrap_or_else(|| panic!("no handler for {p}"));
-        assert_eq!(h.target, known.qemu_arch(), "{p}: qemu/ and platforms/ disagree");
+        assert_eq!(
+            h.target,
+            known.qemu_arch(),
+            "{p}: qemu/ and platforms/ disagree"
+        );
         assert!(
             h.platforms.iter().any(|q| q == p),
             "{p} is served only by architecture fallback"
@@ -200,7 +204,10 @@ fn parses_kernel_entries() {
         ..r.clone()
     }));
     let line = r.register_line();
-    assert!(line.starts_with(":qemu-aarch64:M:0:\\x7f\\x45\\x4c\\x46"), "{line}");
+    assert!(
+        line.starts_with(":qemu-aarch64:M:0:\\x7f\\x45\\x4c\\x46"),
+        "{line}"
+    );
     assert!(line.ends_with(":/usr/bin/qemu-aarch64-static:POCF"));
     let disabled = Registration::parse("x", "disabled\ninterpreter /x\nflags: F\n");
     assert!(!disabled.enabled && !disabled.works_in_containers());
@@ -286,7 +293,10 @@ fn install_mounts_registers_and_is_idempotent() {
     };
     assert_eq!(r.name, h.name);
     assert!(!etc.path().join(format!("{}.conf", h.name)).exists());
-    assert!(matches!(b.uninstall(h).unwrap(), Uninstalled::NotRegistered));
+    assert!(matches!(
+        b.uninstall(h).unwrap(),
+        Uninstalled::NotRegistered
+    ));
 }
 
 #[test]
@@ -341,7 +351,9 @@ fn another_tools_registration_is_used_and_left_alone() {
         mask: h.mask.clone(),
     });
     let b = binfmt_with(misc, emu.path(), etc.path(), true);
-    assert!(matches!(b.ensure(h.main_platform()).unwrap(), Ensured::Ready(r) if r.name == "someone-elses"));
+    assert!(
+        matches!(b.ensure(h.main_platform()).unwrap(), Ensured::Ready(r) if r.name == "someone-elses")
+    );
     assert!(matches!(b.uninstall(h).unwrap(), Uninstalled::Foreign(_)));
     assert!(b.registration(h).unwrap().is_some());
 }
@@ -372,16 +384,27 @@ fn ensure_says_exactly_what_to_run() {
     let err = binfmt_with(FakeMisc::default(), none.path(), etc.path(), false)
         .ensure(platform)
         .unwrap_err();
-    assert!(err.hint().unwrap().contains(EMULATOR_PACKAGE), "{:?}", err.hint());
+    assert!(
+        err.hint().unwrap().contains(EMULATOR_PACKAGE),
+        "{:?}",
+        err.hint()
+    );
     // Root, no emulator: the package.
     let err = binfmt_with(FakeMisc::default(), none.path(), etc.path(), true)
         .ensure(platform)
         .unwrap_err();
     assert!(matches!(err, BinfmtError::NoEmulator { .. }), "{err}");
-    assert!(err.hint().unwrap().contains("apt-get install qemu-user-static"));
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("apt-get install qemu-user-static")
+    );
     // Root, emulator present: registered on the spot.
     let b = binfmt_with(FakeMisc::default(), emu.path(), etc.path(), true);
-    assert!(matches!(b.ensure(platform).unwrap(), Ensured::Registered(_)));
+    assert!(matches!(
+        b.ensure(platform).unwrap(),
+        Ensured::Registered(_)
+    ));
     assert!(matches!(b.ensure(platform).unwrap(), Ensured::Ready(_)));
     // A dynamically linked emulator is refused.
     let dynamic = emulator_dir(h, true);
@@ -412,5 +435,8 @@ fn uninstall_as_non_root_is_refused_when_there_is_something_to_remove() {
         BinfmtError::NotRoot { .. }
     ));
     let b = binfmt_with(FakeMisc::mounted(), emu.path(), etc.path(), false);
-    assert!(matches!(b.uninstall(h).unwrap(), Uninstalled::NotRegistered));
+    assert!(matches!(
+        b.uninstall(h).unwrap(),
+        Uninstalled::NotRegistered
+    ));
 }
