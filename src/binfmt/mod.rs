@@ -150,7 +150,7 @@ impl Handler {
         }
         let all = Handler::all();
         all.iter()
-            .find(|h| h.platforms.iter().any(|q| *q == p))
+            .find(|h| h.platforms.contains(&p))
             .or_else(|| {
                 all.iter()
                     .find(|h| h.platforms.iter().any(|q| q.architecture == p.architecture))

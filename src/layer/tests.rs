@@ -187,7 +187,7 @@ fn unpacks_metadata_links_and_whiteouts() {
     assert_eq!(meta("xattr").mtime(), 1_234_567_890);
     assert_eq!(meta("xattr").mtime_nsec(), 500_000_000);
     let xattr = |p: &str, name: &str| {
-        let mut buf = vec![0u8; 64];
+        let mut buf = [0u8; 64];
         rustix::fs::lgetxattr(dest.join(p), name, &mut buf[..])
             .ok()
             .map(|n| buf[..n].to_vec())
