@@ -5,6 +5,7 @@
 //! <root>/images/         OCI image layout: oci-layout, index.json, blobs/sha256/…
 //! <root>/tmp-v1/         temp files, renamed into place once verified
 //! <root>/locks-v1/       index.lock (index.json updates), gc.lock (writers shared, gc exclusive)
+//! <root>/leases-v1/      blobs kept for their users (containers) though no tag reaches them
 //! ```
 //!
 //! Crash safety comes from ordering: a blob is written to a temp file, verified and renamed into
@@ -14,6 +15,7 @@
 
 mod blobs;
 mod gc;
+mod leases;
 mod medium;
 mod summary;
 mod tags;
@@ -24,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 pub use blobs::{BlobWriter, StagedBlob, copy_buffered};
 pub use gc::GcReport;
+pub use leases::Lease;
 pub use summary::{ImageSummary, PlatformEntry, parse_created as summary_created};
 pub use tags::{Entry, Resolved};
 
