@@ -13,6 +13,7 @@ pub mod oci;
 pub mod platform;
 pub mod progress;
 pub mod reference;
+pub mod runtime;
 pub mod store;
 
 #[cfg(test)]

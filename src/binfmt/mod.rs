@@ -149,12 +149,10 @@ impl Handler {
             return None;
         }
         let all = Handler::all();
-        all.iter()
-            .find(|h| h.platforms.contains(&p))
-            .or_else(|| {
-                all.iter()
-                    .find(|h| h.platforms.iter().any(|q| q.architecture == p.architecture))
-            })
+        all.iter().find(|h| h.platforms.contains(&p)).or_else(|| {
+            all.iter()
+                .find(|h| h.platforms.iter().any(|q| q.architecture == p.architecture))
+        })
     }
 
     /// What `binfmt install|uninstall` take: `all`, a handler (`qemu-aarch64`, `aarch64`) or a
