@@ -15,6 +15,7 @@ pub mod progress;
 pub mod reference;
 pub mod runtime;
 pub mod store;
+pub mod verify;
 
 #[cfg(test)]
 pub(crate) mod testutil {
