@@ -86,17 +86,19 @@ fn key(comps: &[std::ffi::OsString]) -> String {
 }
 
 fn under(path: &str, dir: &str) -> bool {
-    dir.is_empty() || path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
+    dir.is_empty()
+        || path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
 }
 
 /// Read every layer into the merged tree (whiteouts applied).
 fn merged_tree(store: &Store, manifest: &Manifest) -> Result<Tree, VerifyError> {
     let mut tree = Tree::new();
     for (i, l) in manifest.layers.iter().enumerate() {
-        let compression = layer_compression(&l.media_type).ok_or_else(|| VerifyError::UnsupportedLayer {
-            digest: l.digest.to_string(),
-            media_type: l.media_type.clone(),
-        })?;
+        let compression =
+            layer_compression(&l.media_type).ok_or_else(|| VerifyError::UnsupportedLayer {
+                digest: l.digest.to_string(),
+                media_type: l.media_type.clone(),
+            })?;
         let wrap = |source| VerifyError::Layer {
             digest: l.digest.to_string(),
             source,
@@ -130,20 +132,29 @@ fn merged_tree(store: &Store, manifest: &Manifest) -> Result<Tree, VerifyError> 
             let kind = entry.header().entry_type();
             let node = match kind {
                 tar::EntryType::Directory => Node::Dir,
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                tar::EntryType::Regular
+                | tar::EntryType::Continuous
+                | tar::EntryType::GNUSparse => {
                     let mut head = [0u8; elf::HEADER_LEN];
-                    let n = elf::read_up_to(&mut (&mut entry).take(elf::HEADER_LEN as u64), &mut head)
-                        .map_err(|e| wrap(layer::LayerError::Corrupt(e)))?;
+                    let n =
+                        elf::read_up_to(&mut (&mut entry).take(elf::HEADER_LEN as u64), &mut head)
+                            .map_err(|e| wrap(layer::LayerError::Corrupt(e)))?;
                     Node::File {
                         head: head[..n].to_vec(),
                         mode: entry.header().mode().unwrap_or(0),
                     }
                 }
-                tar::EntryType::Symlink => {
-                    Node::Symlink(entry.link_name_bytes().map(|b| b.into_owned()).unwrap_or_default())
-                }
+                tar::EntryType::Symlink => Node::Symlink(
+                    entry
+                        .link_name_bytes()
+                        .map(|b| b.into_owned())
+                        .unwrap_or_default(),
+                ),
                 tar::EntryType::Link => Node::Hardlink(key(&inroot::clean(
-                    &entry.link_name_bytes().map(|b| b.into_owned()).unwrap_or_default(),
+                    &entry
+                        .link_name_bytes()
+                        .map(|b| b.into_owned())
+                        .unwrap_or_default(),
                 ))),
                 _ => Node::Other,
             };
@@ -171,7 +182,12 @@ fn implied_dir(tree: &Tree, dir: &str) -> bool {
 /// Resolve a path in the merged tree, following symlinks (inside the image) and hardlinks;
 /// returns the final path and its file node.
 fn resolve<'a>(tree: &'a Tree, path: &str) -> Option<(String, &'a Node)> {
-    let mut pending: Vec<String> = path.split('/').filter(|c| !c.is_empty()).rev().map(str::to_string).collect();
+    let mut pending: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(str::to_string)
+        .collect();
     let mut done: Vec<String> = Vec::new();
     let mut hops = 0;
     while let Some(c) = pending.pop() {
@@ -196,7 +212,13 @@ fn resolve<'a>(tree: &'a Tree, path: &str) -> Option<(String, &'a Node)> {
                 if target.starts_with('/') {
                     done.clear();
                 }
-                pending.extend(target.split('/').filter(|c| !c.is_empty()).rev().map(str::to_string));
+                pending.extend(
+                    target
+                        .split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(str::to_string),
+                );
             }
             Some(_) => {}
             // A directory no entry lists, only implied by the paths under it.
@@ -285,7 +307,9 @@ pub fn verify(
             },
             n => n,
         };
-        let Some((id, mode)) = id_of(node) else { continue };
+        let Some((id, mode)) = id_of(node) else {
+            continue;
+        };
         let in_bin = !path.split('/').any(|c| c.starts_with("lib"));
         if in_bin && mode & 0o111 == 0 {
             continue;
@@ -356,7 +380,9 @@ pub fn verify(
             }
         }
     }
-    report.mismatches.sort_by(|a, b| b.entrypoint.cmp(&a.entrypoint).then(a.path.cmp(&b.path)));
+    report
+        .mismatches
+        .sort_by(|a, b| b.entrypoint.cmp(&a.entrypoint).then(a.path.cmp(&b.path)));
     Ok(report)
 }
 
@@ -366,7 +392,11 @@ mod tests {
     use crate::elf::tests::synthetic;
     use crate::oci::{Descriptor, RunConfig, media_type};
 
-    fn tar_of(entries: &[(&str, Option<&[u8]>, Option<&str>, u32)]) -> Vec<u8> {
+    /// (path, file content, symlink target, mode): content for files, a target for links,
+    /// neither for directories.
+    type Entry<'a> = (&'a str, Option<&'a [u8]>, Option<&'a str>, u32);
+
+    fn tar_of(entries: &[Entry]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, data, link, mode) in entries {
             let mut h = tar::Header::new_gnu();
@@ -395,7 +425,13 @@ mod tests {
     fn image(store: &Store, layers: &[Vec<u8>], cmd: &[&str]) -> (Manifest, ImageConfig) {
         let descs = layers
             .iter()
-            .map(|l| Descriptor::new(media_type::OCI_LAYER, store.put_bytes(l).unwrap(), l.len() as u64))
+            .map(|l| {
+                Descriptor::new(
+                    media_type::OCI_LAYER,
+                    store.put_bytes(l).unwrap(),
+                    l.len() as u64,
+                )
+            })
             .collect();
         let manifest = Manifest {
             schema_version: 2,
@@ -407,11 +443,13 @@ mod tests {
             annotations: None,
             extra: Default::default(),
         };
-        let mut config = ImageConfig::default();
-        config.config = Some(RunConfig {
-            cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+        let config = ImageConfig {
+            config: Some(RunConfig {
+                cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
+        };
         (manifest, config)
     }
 
@@ -428,7 +466,12 @@ mod tests {
             ("bin/sh", None, Some("busybox"), 0o777),
             ("bin/intruder", Some(&x86), None, 0o755),
             ("bin/not-exec", Some(&x86), None, 0o644),
-            ("usr/lib/arm-linux-gnueabihf/libc.so.6", Some(&armhf), None, 0o644),
+            (
+                "usr/lib/arm-linux-gnueabihf/libc.so.6",
+                Some(&armhf),
+                None,
+                0o644,
+            ),
             ("usr/lib/firmware/blob.elf", Some(&x86), None, 0o644),
             ("opt/x86-tool", Some(&x86), None, 0o755),
             ("bin/gone", Some(&x86), None, 0o755),
@@ -451,7 +494,10 @@ mod tests {
         assert!(r.mismatches[0].entrypoint);
         assert_eq!(r.mismatches[0].path, "/bin/busybox");
         let paths: Vec<&str> = r.mismatches.iter().map(|f| f.path.as_str()).collect();
-        assert!(paths.contains(&"/usr/lib/arm-linux-gnueabihf/libc.so.6"), "{paths:?}");
+        assert!(
+            paths.contains(&"/usr/lib/arm-linux-gnueabihf/libc.so.6"),
+            "{paths:?}"
+        );
         assert!(!paths.contains(&"/bin/intruder"));
 
         assert!(matches!(
@@ -478,8 +524,15 @@ mod tests {
         ]);
         let (m, c) = image(&store, &[base, upper], &["/app/run.sh"]);
         let r = verify(&store, &m, &c, &Platform::parse("linux/arm64").unwrap()).unwrap();
-        assert_eq!(r.entrypoint.as_deref(), Some("/app/run.sh (script for /usr/bin/real)"));
-        assert!(r.mismatches.iter().any(|f| f.entrypoint && f.path == "/usr/bin/real"));
+        assert_eq!(
+            r.entrypoint.as_deref(),
+            Some("/app/run.sh (script for /usr/bin/real)")
+        );
+        assert!(
+            r.mismatches
+                .iter()
+                .any(|f| f.entrypoint && f.path == "/usr/bin/real")
+        );
         // /app/old was hidden by the opaque directory.
         let tree = merged_tree(&store, &m).unwrap();
         assert!(!tree.contains_key("app/old"));

@@ -30,13 +30,29 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     if let Some(hint) = hint_for(err) {
         eprintln!("hint: {hint}");
     }
-    ExitCode::from(EXIT_MANIFOLD_FAILED)
+    ExitCode::from(exit_code(err))
+}
+
+/// docker's statuses for a failed `run`: 127 when the command is not found, 126 when it cannot
+/// be executed; 125 for every other failure of manifold's.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<crate::runtime::RuntimeError>())
+        .map_or(EXIT_MANIFOLD_FAILED, |e| e.exit_code())
 }
 
 fn hint_for(err: &anyhow::Error) -> Option<String> {
     for cause in err.chain() {
         if let Some(u) = cause.downcast_ref::<UserError>() {
             return u.hint.clone();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::binfmt::BinfmtError>() {
+            return e.hint();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>()
+            && let Some(h) = e.hint()
+        {
+            return Some(h);
         }
         if let Some(s) = cause.downcast_ref::<StoreError>() {
             match s {

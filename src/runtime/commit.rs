@@ -4,11 +4,12 @@
 use chrono::{SecondsFormat, Utc};
 
 use super::RuntimeError;
-use super::containers::{ContainerRecord, Status};
-use super::run::Runtime;
+use super::containers::{ContainerRecord, Containers, Status};
+use super::oci_runtime::OciRuntime;
 use crate::layer;
 use crate::oci::{Descriptor, History, Parsed, changes, media_type};
 use crate::reference::Reference;
+use crate::store::Store;
 
 #[derive(Debug, Clone, Default)]
 pub struct CommitOptions {
@@ -29,12 +30,15 @@ pub struct Committed {
     pub report: layer::DiffReport,
 }
 
+/// Commit `record`'s changes. `oci` (the container's runtime) pauses a running container; a
+/// stopped one needs none.
 pub fn commit(
-    rt: &Runtime,
+    store: &Store,
+    containers: &Containers,
+    oci: Option<&OciRuntime>,
     record: &ContainerRecord,
     opts: &CommitOptions,
 ) -> Result<Committed, RuntimeError> {
-    let store = rt.store();
     let base_manifest = store.read_manifest(&record.manifest)?;
     let base_config = store.read_config(&record.config)?;
     // Changes first: a typo must not cost a pass over the upper directory.
@@ -43,14 +47,16 @@ pub fn commit(
         changes::apply(&mut config, c)?;
     }
 
-    let paused =
-        opts.pause && record.status == Status::Running && rt.oci().pause(&record.id).is_ok();
-    let cdir = rt.containers().dir_of(&record.id);
+    let paused = match oci {
+        Some(rt) if opts.pause && record.status == Status::Running => rt.pause(&record.id).is_ok(),
+        _ => false,
+    };
+    let cdir = containers.dir_of(&record.id);
     let guard = store.write_guard()?;
     let writer = store.blob_writer()?;
     let written = layer::diff_gzip(&cdir.upper(), writer);
-    if paused {
-        let _ = rt.oci().resume(&record.id);
+    if paused && let Some(rt) = oci {
+        let _ = rt.resume(&record.id);
     }
     let (diff_id, report, writer) =
         written.map_err(RuntimeError::io("read the changes in", &cdir.upper()))?;

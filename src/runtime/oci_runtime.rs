@@ -164,7 +164,7 @@ pub fn start_failure(log: &Path) -> Option<StartFailure> {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| matches!(v["level"].as_str(), Some("error" | "fatal")))
         .filter_map(|v| v["msg"].as_str().map(str::to_string))
-        .last()
+        .next_back()
         .map(|message| StartFailure { message })
 }
 

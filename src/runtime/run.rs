@@ -643,14 +643,15 @@ mod tests {
     use crate::oci::RunConfig;
 
     fn config(entrypoint: Option<&[&str]>, cmd: Option<&[&str]>, env: &[&str]) -> ImageConfig {
-        let mut c = ImageConfig::default();
-        c.config = Some(RunConfig {
-            entrypoint: entrypoint.map(|e| e.iter().map(|s| s.to_string()).collect()),
-            cmd: cmd.map(|e| e.iter().map(|s| s.to_string()).collect()),
-            env: Some(env.iter().map(|s| s.to_string()).collect()),
+        ImageConfig {
+            config: Some(RunConfig {
+                entrypoint: entrypoint.map(|e| e.iter().map(|s| s.to_string()).collect()),
+                cmd: cmd.map(|e| e.iter().map(|s| s.to_string()).collect()),
+                env: Some(env.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }),
             ..Default::default()
-        });
-        c
+        }
     }
 
     fn v(s: &[&str]) -> Vec<String> {
