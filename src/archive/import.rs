@@ -12,6 +12,7 @@ use crate::oci::{
     media_type, media_type::LayerCompression,
 };
 use crate::platform::Platform;
+use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
 use crate::store::{BlobWriter, Store};
 
@@ -26,7 +27,12 @@ pub struct ImportOptions {
 }
 
 /// Import the tarball read from `input`; returns the new image's manifest descriptor.
-pub fn import(store: &Store, input: impl Read, options: &ImportOptions) -> Result<Descriptor> {
+pub fn import(
+    store: &Store,
+    input: impl Read,
+    options: &ImportOptions,
+    progress: &dyn Progress,
+) -> Result<Descriptor> {
     // Parse the changes first: a typo must not cost a pass over a large tarball.
     let mut config = ImageConfig::default();
     for change in &options.changes {
@@ -34,7 +40,10 @@ pub fn import(store: &Store, input: impl Read, options: &ImportOptions) -> Resul
     }
     let _guard = store.write_guard()?;
     let mut blob = store.blob_writer()?;
-    let (diff_id, compression) = stream_layer(input, &mut blob)?;
+    let id = "import";
+    progress.start(id, &options.source_name, None);
+    let (diff_id, compression) = stream_layer(ProgressReader::new(input, id, progress), &mut blob)?;
+    progress.finish(id, "read");
     let layer = blob.commit(store, None)?;
     let layer_media_type = match compression {
         LayerCompression::None => media_type::OCI_LAYER,

@@ -202,6 +202,11 @@ fn read_archive(store: &Store, input: impl Read, progress: &dyn Progress) -> Res
             entry
                 .read_to_end(&mut bytes)
                 .map_err(ArchiveError::Corrupt)?;
+            if bytes.len() as u64 != size {
+                return Err(ArchiveError::Corrupt(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
             contents.metadata.insert(path, bytes);
             continue;
         }
@@ -244,6 +249,12 @@ fn stage_file(
     }
     if show {
         progress.finish(path, "loaded");
+    }
+    // The tar reader hands out what a cut-off stream still has: a short entry is a truncation.
+    if writer.written() != size {
+        return Err(ArchiveError::Corrupt(
+            std::io::ErrorKind::UnexpectedEof.into(),
+        ));
     }
     let staged = writer.finish(None)?;
     if let Some(expected) = blob_path_digest(path)

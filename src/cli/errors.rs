@@ -4,6 +4,9 @@
 use std::process::ExitCode;
 
 use super::EXIT_MANIFOLD_FAILED;
+use crate::archive::ArchiveError;
+use crate::platform::PlatformError;
+use crate::reference::ReferenceError;
 use crate::store::StoreError;
 
 /// An error raised by a command itself, with what the user can do about it.
@@ -42,6 +45,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 fn hint_for(err: &anyhow::Error) -> Option<String> {
+    // Module errors wrap each other transparently (`#[error(transparent)]`), which hides the
+    // inner error from `chain()`: look through the wrappers by hand.
     for cause in err.chain() {
         if let Some(u) = cause.downcast_ref::<UserError>() {
             return u.hint.clone();
@@ -54,35 +59,49 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         {
             return Some(h);
         }
-        if let Some(s) = cause.downcast_ref::<StoreError>() {
-            match s {
-                StoreError::ImageNotFound(_) => {
-                    return Some("`manifold images` lists the images in the store".into());
-                }
-                StoreError::Ambiguous { .. } => {
-                    return Some("`manifold images --no-trunc` shows full image IDs".into());
-                }
-                StoreError::InUse { .. } => {
-                    return Some("remove the tags one by one, or use `manifold rmi -f`".into());
-                }
-                _ => {}
-            }
+        let store = cause
+            .downcast_ref::<StoreError>()
+            .or_else(|| match cause.downcast_ref::<ArchiveError>() {
+                Some(ArchiveError::Store(s)) => Some(s),
+                _ => None,
+            })
+            .or_else(|| match cause.downcast_ref::<crate::runtime::RuntimeError>() {
+                Some(crate::runtime::RuntimeError::Store(s)) => Some(s),
+                _ => None,
+            });
+        if let Some(hint) = store.and_then(store_hint) {
+            return Some(hint.into());
         }
-        if cause
-            .downcast_ref::<crate::platform::PlatformError>()
-            .is_some()
-        {
-            return Some("platforms look like `linux/arm64`, `linux/arm/v7` or `arm64`".into());
-        }
-        if cause
-            .downcast_ref::<crate::reference::ReferenceError>()
-            .is_some()
-        {
+        let bad_reference = cause.downcast_ref::<ReferenceError>().is_some()
+            || matches!(store, Some(StoreError::Reference(_)))
+            || matches!(
+                cause.downcast_ref::<ArchiveError>(),
+                Some(ArchiveError::Reference(_))
+            );
+        if bad_reference {
             return Some(
                 "references look like `name`, `name:tag`, `registry:port/name:tag` or `name@sha256:…`, in lower case"
                     .into(),
             );
         }
+        if let Some(crate::content::ContentError::NoMatchingPlatform { .. }) = cause.downcast_ref() {
+            return Some("choose one of the image's platforms with `--platform`".into());
+        }
+        if cause.downcast_ref::<PlatformError>().is_some() {
+            return Some(
+                "platforms look like `linux/arm64`, `linux/arm/v7`, `linux/amd64` or `arm64`"
+                    .into(),
+            );
+        }
     }
     None
+}
+
+fn store_hint(e: &StoreError) -> Option<&'static str> {
+    match e {
+        StoreError::ImageNotFound(_) => Some("`manifold images` lists the images in the store"),
+        StoreError::Ambiguous { .. } => Some("`manifold images --no-trunc` shows full image IDs"),
+        StoreError::InUse { .. } => Some("remove the tags one by one, or use `manifold rmi -f`"),
+        _ => None,
+    }
 }

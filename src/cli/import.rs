@@ -29,12 +29,13 @@ pub fn run(args: ImportArgs, settings: &Settings) -> anyhow::Result<()> {
         reference,
     };
     let store = settings.store()?;
+    let progress = settings.progress(false);
     let desc = if args.file == "-" {
-        archive::import(&store, std::io::stdin().lock(), &options)
+        archive::import(&store, std::io::stdin().lock(), &options, &progress)
             .context("cannot import from stdin")?
     } else {
         let f = File::open(&args.file).with_context(|| format!("cannot open {}", args.file))?;
-        archive::import(&store, f, &options)
+        archive::import(&store, f, &options, &progress)
             .with_context(|| format!("cannot import {}", args.file))?
     };
     println!("{}", desc.digest);

@@ -174,6 +174,83 @@ impl Hasher {
     }
 }
 
+/// A hasher that moves to its own thread once the input is large, so that hashing overlaps the
+/// caller's I/O (on two cores, streaming a multi-GB layer costs the larger of the two rather
+/// than their sum). Small inputs are hashed inline, with no thread.
+pub struct OffloadHasher {
+    state: Offload,
+}
+
+enum Offload {
+    Inline(Hasher, u64),
+    Thread {
+        chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
+        spare: std::sync::mpsc::Receiver<Vec<u8>>,
+        worker: std::thread::JoinHandle<Digest>,
+    },
+}
+
+/// Inputs beyond this many bytes are hashed on a thread.
+const OFFLOAD_AFTER: u64 = 8 << 20;
+
+impl OffloadHasher {
+    pub fn new(algorithm: Algorithm) -> OffloadHasher {
+        OffloadHasher {
+            state: Offload::Inline(Hasher::new(algorithm), 0),
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        match &mut self.state {
+            Offload::Inline(h, seen) => {
+                h.update(bytes);
+                *seen += bytes.len() as u64;
+                if *seen > OFFLOAD_AFTER {
+                    self.offload();
+                }
+            }
+            Offload::Thread { chunks, spare, .. } => {
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.clear();
+                buf.extend_from_slice(bytes);
+                // The worker only stops when the sender is dropped, so sending cannot fail.
+                let _ = chunks.send(buf);
+            }
+        }
+    }
+
+    fn offload(&mut self) {
+        let Offload::Inline(h, _) = &self.state else {
+            return;
+        };
+        let mut hasher = h.clone();
+        let (chunks, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (give_back, spare) = std::sync::mpsc::channel::<Vec<u8>>();
+        let worker = std::thread::spawn(move || {
+            for chunk in rx {
+                hasher.update(&chunk);
+                let _ = give_back.send(chunk);
+            }
+            hasher.finish()
+        });
+        self.state = Offload::Thread {
+            chunks,
+            spare,
+            worker,
+        };
+    }
+
+    pub fn finish(self) -> Digest {
+        match self.state {
+            Offload::Inline(h, _) => h.finish(),
+            Offload::Thread { chunks, worker, .. } => {
+                drop(chunks);
+                worker.join().expect("the hashing thread does not panic")
+            }
+        }
+    }
+}
+
 /// A reader that hashes and counts everything read through it.
 pub struct HashingReader<R> {
     inner: R,
@@ -266,6 +343,19 @@ mod tests {
         ));
         let upper = EMPTY.to_uppercase().replace("SHA256", "sha256");
         assert!(Digest::parse(&upper).is_err());
+    }
+
+    #[test]
+    fn offloaded_hashing_gives_the_same_digest() {
+        let data: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut h = OffloadHasher::new(Algorithm::Sha256);
+        for chunk in data.chunks(100_000) {
+            h.update(chunk);
+        }
+        assert_eq!(h.finish(), Digest::sha256_of(&data));
+        let mut small = OffloadHasher::new(Algorithm::Sha256);
+        small.update(b"abc");
+        assert_eq!(small.finish(), Digest::sha256_of(b"abc"));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use config::{History, ImageConfig, RootFs, RunConfig};
-pub use digest::{Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter};
+pub use digest::{
+    Algorithm, Digest, DigestError, Hasher, HashingReader, HashingWriter, OffloadHasher,
+};
 
 use crate::platform::Platform;
 

@@ -1,0 +1,821 @@
+//! Shared helpers for the integration tests: the busybox fixtures, a throwaway store root with a
+//! `manifold` command bound to it, a local registry, tree hashes ("the store is byte-for-byte as
+//! it was"), skips that CI turns into failures, and redaction for snapshots.
+#![allow(dead_code, unused_macros)]
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io::{self, Read as _, Write as _};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use regex::Regex;
+use sha2::{Digest as _, Sha256};
+
+/// The repository (the crate's manifest directory).
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Set (to anything but `0` or empty) in CI: a missing prerequisite fails the test instead of
+/// skipping it.
+pub const REQUIRE_ALL_ENV: &str = "MANIFOLD_TEST_REQUIRE_ALL";
+
+/// Every command the tests run is killed after this long, so a hang fails instead of stalling CI.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Debian architectures of the busybox fixtures and their OCI platforms (as in
+/// `target/fixtures/busybox/platforms.txt`, written by scripts/fixtures.sh).
+pub const BUSYBOX_ARCHES: &[(&str, &str)] = &[
+    ("amd64", "linux/amd64"),
+    ("arm64", "linux/arm64"),
+    ("armhf", "linux/arm/v7"),
+    ("armel", "linux/arm/v5"),
+    ("i386", "linux/386"),
+    ("mips64el", "linux/mips64le"),
+    ("ppc64el", "linux/ppc64le"),
+    ("s390x", "linux/s390x"),
+    ("riscv64", "linux/riscv64"),
+];
+
+// --- fixtures ----------------------------------------------------------------------------------
+
+/// `target/fixtures`, built by scripts/fixtures.sh on first use in this process (the script is
+/// cached and safe to run from several test binaries at once).
+pub fn fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = Path::new(REPO).join("target").join("fixtures");
+        let script = Path::new(REPO).join("scripts").join("fixtures.sh");
+        let out = StdCommand::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed ({}):\n{}{}",
+            script.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        dir
+    })
+}
+
+/// The busybox root filesystem of Debian architecture `debarch` as a tarball; `compression` is
+/// `"tar"`, `"tar.gz"` or `"tar.zst"`.
+pub fn busybox_rootfs(debarch: &str, compression: &str) -> PathBuf {
+    assert!(
+        matches!(compression, "tar" | "tar.gz" | "tar.zst"),
+        "compression must be \"tar\", \"tar.gz\" or \"tar.zst\", not {compression:?}"
+    );
+    assert!(
+        BUSYBOX_ARCHES.iter().any(|(a, _)| *a == debarch),
+        "no busybox fixture for Debian architecture {debarch:?}"
+    );
+    let path = fixtures()
+        .join("busybox")
+        .join(debarch)
+        .join(format!("rootfs.{compression}"));
+    assert!(path.is_file(), "fixture {} is missing", path.display());
+    path
+}
+
+/// The unpacked busybox tree of `debarch` (what extracting `rootfs.tar` gives, modes included).
+pub fn busybox_tree(debarch: &str) -> PathBuf {
+    busybox_rootfs(debarch, "tar").with_file_name("rootfs")
+}
+
+/// The OCI platform (`linux/arm/v7`) of a Debian architecture (`armhf`).
+pub fn platform_of(debarch: &str) -> &'static str {
+    BUSYBOX_ARCHES
+        .iter()
+        .find(|(a, _)| *a == debarch)
+        .map(|(_, p)| *p)
+        .unwrap_or_else(|| panic!("no platform known for Debian architecture {debarch:?}"))
+}
+
+// --- a store root and the command ----------------------------------------------------------
+
+/// A temporary directory holding a store root for `manifold --root` (which manifold itself
+/// creates: `path()` does not exist before the first command) and an empty `DOCKER_CONFIG`, so
+/// no test sees the host's images or credentials. Removed on drop.
+pub struct TestRoot {
+    dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Default for TestRoot {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl TestRoot {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("manifold-it-")
+            .tempdir()
+            .expect("create a temporary directory");
+        fs::create_dir(dir.path().join("docker")).expect("create DOCKER_CONFIG directory");
+        let root = dir.path().join("root");
+        Self { dir, root }
+    }
+
+    /// The store root passed as `--root`.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// A scratch directory next to the root (for files a test writes), created on demand.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let p = self.dir.path().join("scratch").join(name);
+        fs::create_dir_all(&p).expect("create scratch directory");
+        p
+    }
+
+    /// The `DOCKER_CONFIG` directory the commands use (empty unless a test writes to it).
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker")
+    }
+
+    /// `manifold --root <root> --progress none`, with a clean environment for the things
+    /// manifold reads (`MANIFOLD_*`, registry credentials) and a timeout.
+    pub fn manifold(&self) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_manifold"));
+        cmd.env_remove("MANIFOLD_ROOT")
+            .env_remove("MANIFOLD_INSECURE_REGISTRIES")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env("DOCKER_CONFIG", self.docker_config())
+            .env("NO_COLOR", "1")
+            .arg("--root")
+            .arg(&self.root)
+            .args(["--progress", "none"])
+            .timeout(COMMAND_TIMEOUT);
+        cmd
+    }
+
+    /// [`redact`], plus this root's exact path as `[ROOT]` and its scratch directory as
+    /// `[SCRATCH]` (whatever the temporary directory is called).
+    pub fn redact(&self, s: &str) -> String {
+        let s = s.replace(&self.root.display().to_string(), "[ROOT]");
+        let s = s.replace(
+            &self.dir.path().join("scratch").display().to_string(),
+            "[SCRATCH]",
+        );
+        redact(&s)
+    }
+
+    /// [`insta_settings`] with this root's paths first.
+    pub fn insta_settings(&self) -> insta::Settings {
+        let mut settings = insta::Settings::clone_current();
+        settings.add_filter(&regex::escape(&self.root.display().to_string()), "[ROOT]");
+        settings.add_filter(
+            &regex::escape(&self.dir.path().join("scratch").display().to_string()),
+            "[SCRATCH]",
+        );
+        for (pattern, replacement) in filters() {
+            settings.add_filter(pattern, *replacement);
+        }
+        settings
+    }
+}
+
+// --- skips -------------------------------------------------------------------------------------
+
+/// Whether a prerequisite is here: `"root"` (effective uid 0) or a program on `PATH` (`skopeo`,
+/// `umoci`, `oci-image-tool`, `runc`, `docker-registry`, `qemu-aarch64-static`, ...). When it is
+/// missing, prints a skip note and returns false, or panics when `MANIFOLD_TEST_REQUIRE_ALL` is
+/// set (CI), so that nothing is silently skipped there.
+pub fn require(what: &str) -> bool {
+    let present = match what {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        "root" => (unsafe { libc::geteuid() }) == 0,
+        program => find_program(program).is_some(),
+    };
+    if present {
+        return true;
+    }
+    let needed = match what {
+        "root" => "root privileges".to_string(),
+        program => format!("`{program}` on PATH"),
+    };
+    if require_all() {
+        panic!("this test needs {needed}, and {REQUIRE_ALL_ENV} forbids skipping it");
+    }
+    eprintln!("skipped: this test needs {needed} (scripts/deps.sh installs the tools)");
+    false
+}
+
+/// `if !require(what) { return; }`, for the top of a test.
+macro_rules! skip_unless {
+    ($($what:expr),+ $(,)?) => {
+        $(
+            if !$crate::harness::require($what) {
+                return;
+            }
+        )+
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use skip_unless;
+
+fn require_all() -> bool {
+    std::env::var_os(REQUIRE_ALL_ENV).is_some_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The first executable called `name` on `PATH`.
+pub fn find_program(name: &str) -> Option<PathBuf> {
+    if name.contains('/') {
+        return is_executable(Path::new(name)).then(|| PathBuf::from(name));
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+}
+
+// --- a local registry ----------------------------------------------------------------------
+
+/// A `docker-registry` (distribution 2.8) on a free loopback port with its own storage, stopped
+/// on drop. Plain HTTP, no auth: manifold treats loopback registries as insecure by default.
+pub struct Registry {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Registry {
+    /// Starts one and waits until `/v2/` answers. Guard with `skip_unless!("docker-registry")`.
+    pub fn start() -> Self {
+        let program = find_program("docker-registry").expect("docker-registry on PATH");
+        let dir = tempfile::Builder::new()
+            .prefix("manifold-registry-")
+            .tempdir()
+            .expect("create registry directory");
+        let config = dir.path().join("config.yml");
+        let log_path = dir.path().join("registry.log");
+        // Bind to learn a free port, then release it for the registry: another process may take
+        // it in between, so a start that fails with "address already in use" is retried.
+        for _ in 0..5 {
+            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+                .and_then(|l| l.local_addr())
+                .expect("find a free port")
+                .port();
+            fs::write(
+                &config,
+                format!(
+                    "version: 0.1\n\
+                     log:\n  level: error\n  accesslog:\n    disabled: true\n\
+                     storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
+                     http:\n  addr: 127.0.0.1:{port}\n  secret: manifold-tests\n\
+                     health:\n  storagedriver:\n    enabled: false\n",
+                    data = dir.path().join("data").display(),
+                ),
+            )
+            .expect("write registry config");
+            let log = fs::File::create(&log_path).expect("create registry log");
+            let mut child = StdCommand::new(&program)
+                .arg("serve")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("registry log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+            let ready = wait_ready(&mut child, port, Duration::from_secs(20));
+            if ready {
+                return Registry { child, dir, port };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = fs::read_to_string(&log_path).unwrap_or_default();
+            if !log.contains("address already in use") {
+                panic!("docker-registry did not come up on 127.0.0.1:{port}; its log:\n{log}");
+            }
+        }
+        panic!("docker-registry found no free port in 5 tries");
+    }
+
+    /// `127.0.0.1:PORT`, the registry part of a reference.
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Where the registry keeps its blobs and repositories.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A plain HTTP/1.0 GET against the registry: (status, body). Enough for checks such as
+    /// `/v2/_catalog` or `/v2/REPO/tags/list` without an HTTP client dependency.
+    pub fn get(&self, path: &str) -> io::Result<(u16, String)> {
+        http_get(self.port, path)
+    }
+}
+
+/// Polls `GET /v2/` until it answers 200 (true), the registry exits or `limit` passes (false).
+fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if http_get(port, "/v2/").is_ok_and(|(status, _)| status == 200) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// --- tree hashes -------------------------------------------------------------------------------
+
+/// A hash of everything under `dir` that a store promises to keep: every path, its file type,
+/// permission bits (with setuid/setgid/sticky), symlink targets, device numbers and file
+/// contents. Ownership and timestamps are left out. A missing `dir` has a hash of its own.
+/// Compare [`tree_listing`]s when two hashes differ: they say what changed.
+pub fn tree_hash(dir: &Path) -> String {
+    hex::encode(Sha256::digest(tree_listing(dir).as_bytes()))
+}
+
+/// The readable form behind [`tree_hash`]: one line per entry, sorted by name within each
+/// directory, `.` (the directory itself) first. A line is the path (escaped: `\t`, `\n`, `\\`,
+/// `\xNN`), a tab, then `d MODE`, `f MODE SIZE sha256:HEX`, `l -> TARGET` or
+/// `p|s|c|b MODE rdev=N`; MODE is octal with the setuid, setgid and sticky bits.
+pub fn tree_listing(dir: &Path) -> String {
+    let mut out = String::new();
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => out.push_str("(absent)\n"),
+        Err(e) => panic!("tree_listing: cannot stat {}: {e}", dir.display()),
+        Ok(_) => walk(dir, Path::new("."), &mut out),
+    }
+    out
+}
+
+fn walk(base: &Path, rel: &Path, out: &mut String) {
+    let path = if rel == Path::new(".") {
+        base.to_path_buf()
+    } else {
+        base.join(rel)
+    };
+    let meta = fs::symlink_metadata(&path)
+        .unwrap_or_else(|e| panic!("tree_listing: cannot stat {}: {e}", path.display()));
+    let ft = meta.file_type();
+    let mode = meta.mode() & 0o7777;
+    let name = escape(rel.as_os_str().as_bytes());
+    if ft.is_symlink() {
+        let target = fs::read_link(&path)
+            .unwrap_or_else(|e| panic!("tree_listing: cannot read link {}: {e}", path.display()));
+        let _ = writeln!(
+            out,
+            "{name}\tl -> {}",
+            escape(target.as_os_str().as_bytes())
+        );
+    } else if ft.is_file() {
+        let mut file = fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("tree_listing: cannot open {}: {e}", path.display()));
+        let mut hasher = Sha256::new();
+        io::copy(&mut file, &mut hasher)
+            .unwrap_or_else(|e| panic!("tree_listing: cannot read {}: {e}", path.display()));
+        let _ = writeln!(
+            out,
+            "{name}\tf {mode:04o} {} sha256:{}",
+            meta.len(),
+            hex::encode(hasher.finalize())
+        );
+    } else if ft.is_dir() {
+        let _ = writeln!(out, "{name}\td {mode:04o}");
+        let mut children: Vec<_> = fs::read_dir(&path)
+            .unwrap_or_else(|e| panic!("tree_listing: cannot list {}: {e}", path.display()))
+            .map(|e| e.expect("read_dir entry").file_name())
+            .collect();
+        children.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        for child in children {
+            let child_rel = if rel == Path::new(".") {
+                PathBuf::from(&child)
+            } else {
+                rel.join(&child)
+            };
+            walk(base, &child_rel, out);
+        }
+    } else {
+        let kind = if ft.is_fifo() {
+            "p"
+        } else if ft.is_socket() {
+            "s"
+        } else if ft.is_char_device() {
+            "c"
+        } else if ft.is_block_device() {
+            "b"
+        } else {
+            "?"
+        };
+        let _ = writeln!(out, "{name}\t{kind} {mode:04o} rdev={:#x}", meta.rdev());
+    }
+}
+
+/// Bytes as text that is unambiguous on one line: printable ASCII as is (tab, newline, `\` and
+/// non-ASCII escaped).
+fn escape(bytes: &[u8]) -> String {
+    bytes.escape_ascii().to_string()
+}
+
+// --- redaction ---------------------------------------------------------------------------------
+
+/// `(regex, replacement)` pairs, applied in order, for output that changes from run to run:
+/// the repository and temporary paths, digests and short IDs, timestamps, "N seconds ago" and
+/// durations. The same list feeds [`redact`] and [`insta_settings`].
+pub fn filters() -> &'static [(String, &'static str)] {
+    static FILTERS: OnceLock<Vec<(String, &'static str)>> = OnceLock::new();
+    FILTERS.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        let tmp = regex::escape(tmp.to_string_lossy().trim_end_matches('/'));
+        let repo = regex::escape(REPO.trim_end_matches('/'));
+        let unit = r"(?:seconds?|minutes?|hours?|days?|weeks?|months?|years?)";
+        vec![
+            // paths: a TestRoot's root, other temporary directories, the repository
+            (format!(r"{tmp}/manifold-it-[A-Za-z0-9]+/root\b"), "[ROOT]"),
+            (format!(r"{tmp}/manifold-it-[A-Za-z0-9]+/scratch\b"), "[SCRATCH]"),
+            (format!(r"{tmp}/(?:manifold-[a-z]+-|\.tmp)[A-Za-z0-9]+"), "[TMP]"),
+            (repo, "[REPO]"),
+            // digests, then the hex that is left: whole digests, then 12-character short IDs
+            (r"sha256:[0-9a-f]{64}\b".into(), "sha256:[DIGEST]"),
+            (r"sha512:[0-9a-f]{128}\b".into(), "sha512:[DIGEST]"),
+            (r"\b[0-9a-f]{64}\b".into(), "[DIGEST]"),
+            (r"\b[0-9a-f]{12}\b".into(), "[ID]"),
+            // RFC 3339 and Go-style timestamps
+            (
+                r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|\s?[+-]\d{2}:?\d{2})?(?:\s[A-Z]{3,5}\b)?"
+                    .into(),
+                "[TIMESTAMP]",
+            ),
+            // docker's human durations ("About a minute ago", "Up 3 seconds", "2 hours ago")
+            (
+                format!(r"\b(?:Less than a second|About an? (?:minute|hour)|an? {unit}|\d+ {unit}) ago\b"),
+                "[AGO]",
+            ),
+            (
+                format!(r"\bUp (?:Less than a second|About an? (?:minute|hour)|\d+ {unit})"),
+                "Up [DURATION]",
+            ),
+            // timings: 1.2s, 350ms, 1m2.5s, 3.4 seconds
+            (r"\b(?:\d+h)?(?:\d+m)?\d+(?:\.\d+)?(?:ns|µs|us|ms|s)\b".into(), "[DURATION]"),
+            (r"\b\d+(?:\.\d+)? (?:seconds|secs|milliseconds|ms)\b".into(), "[DURATION]"),
+        ]
+    })
+}
+
+fn compiled() -> &'static [(Regex, &'static str)] {
+    static COMPILED: OnceLock<Vec<(Regex, &'static str)>> = OnceLock::new();
+    COMPILED.get_or_init(|| {
+        filters()
+            .iter()
+            .map(|(p, r)| (Regex::new(p).expect("valid redaction regex"), *r))
+            .collect()
+    })
+}
+
+/// `s` with everything in [`filters`] replaced by placeholders (`sha256:[DIGEST]`, `[ID]`,
+/// `[ROOT]`, `[TMP]`, `[REPO]`, `[TIMESTAMP]`, `[AGO]`, `[DURATION]`).
+pub fn redact(s: &str) -> String {
+    compiled()
+        .iter()
+        .fold(s.to_string(), |acc, (re, replacement)| {
+            re.replace_all(&acc, regex::NoExpand(replacement))
+                .into_owned()
+        })
+}
+
+/// insta settings with the [`filters`]: `harness::insta_settings().bind(|| assert_snapshot!(…))`.
+/// Prefer [`TestRoot::insta_settings`] when a root is involved.
+pub fn insta_settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in filters() {
+        settings.add_filter(pattern, *replacement);
+    }
+    settings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    fn sample(dir: &Path) {
+        fs::create_dir_all(dir.join("a/b")).unwrap();
+        fs::write(dir.join("a/b/file"), b"hello").unwrap();
+        fs::write(dir.join("a/empty"), b"").unwrap();
+        fs::write(dir.join("a.c"), b"x").unwrap();
+        symlink("b/file", dir.join("a/link")).unwrap();
+        fs::set_permissions(dir.join("a/b/file"), fs::Permissions::from_mode(0o640)).unwrap();
+    }
+
+    #[test]
+    fn tree_hash_same_tree_same_hash_whatever_the_order_of_creation() {
+        let x = tempfile::tempdir().unwrap();
+        let y = tempfile::tempdir().unwrap();
+        sample(x.path());
+        // the same tree, built in a different order
+        fs::write(y.path().join("a.c"), b"x").unwrap();
+        fs::create_dir(y.path().join("a")).unwrap();
+        symlink("b/file", y.path().join("a/link")).unwrap();
+        fs::write(y.path().join("a/empty"), b"").unwrap();
+        fs::create_dir(y.path().join("a/b")).unwrap();
+        fs::write(y.path().join("a/b/file"), b"hello").unwrap();
+        fs::set_permissions(y.path().join("a/b/file"), fs::Permissions::from_mode(0o640)).unwrap();
+        fs::set_permissions(y.path(), fs::metadata(x.path()).unwrap().permissions()).unwrap();
+        assert_eq!(tree_listing(x.path()), tree_listing(y.path()));
+        assert_eq!(tree_hash(x.path()), tree_hash(y.path()));
+        assert_eq!(tree_hash(x.path()).len(), 64);
+    }
+
+    #[test]
+    fn tree_hash_sees_every_kind_of_change() {
+        type Change = fn(&Path);
+        let changes: &[(&str, Change)] = &[
+            ("content", |d| {
+                fs::write(d.join("a/b/file"), b"hellO").unwrap()
+            }),
+            ("mode", |d| {
+                fs::set_permissions(d.join("a/b/file"), fs::Permissions::from_mode(0o644)).unwrap()
+            }),
+            ("sticky bit", |d| {
+                fs::set_permissions(d.join("a/b"), fs::Permissions::from_mode(0o1755)).unwrap()
+            }),
+            ("symlink target", |d| {
+                fs::remove_file(d.join("a/link")).unwrap();
+                symlink("b/other", d.join("a/link")).unwrap();
+            }),
+            ("symlink replaced by file", |d| {
+                fs::remove_file(d.join("a/link")).unwrap();
+                fs::write(d.join("a/link"), b"b/file").unwrap();
+            }),
+            ("rename", |d| {
+                fs::rename(d.join("a/empty"), d.join("a/empty2")).unwrap()
+            }),
+            ("new empty file", |d| {
+                fs::write(d.join("a/new"), b"").unwrap()
+            }),
+            ("new empty dir", |d| {
+                fs::create_dir(d.join("a/b/c")).unwrap()
+            }),
+            ("removed file", |d| fs::remove_file(d.join("a.c")).unwrap()),
+        ];
+        let base = tempfile::tempdir().unwrap();
+        sample(base.path());
+        let before = tree_hash(base.path());
+        for (what, change) in changes {
+            let d = tempfile::tempdir().unwrap();
+            sample(d.path());
+            fs::set_permissions(d.path(), fs::metadata(base.path()).unwrap().permissions())
+                .unwrap();
+            assert_eq!(tree_hash(d.path()), before, "copy differs before `{what}`");
+            change(d.path());
+            assert_ne!(
+                tree_hash(d.path()),
+                before,
+                "tree_hash missed a change: {what}"
+            );
+        }
+    }
+
+    #[test]
+    fn tree_hash_ignores_timestamps_and_knows_absence() {
+        let d = tempfile::tempdir().unwrap();
+        sample(d.path());
+        let before = tree_hash(d.path());
+        let f = fs::File::options()
+            .write(true)
+            .open(d.path().join("a/b/file"))
+            .unwrap();
+        f.set_modified(std::time::SystemTime::UNIX_EPOCH).unwrap();
+        assert_eq!(tree_hash(d.path()), before);
+
+        let gone = d.path().join("nothing-here");
+        assert_eq!(tree_listing(&gone), "(absent)\n");
+        let empty = d.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        assert_ne!(tree_hash(&gone), tree_hash(&empty));
+    }
+
+    #[test]
+    fn tree_listing_is_readable_and_escapes_odd_names() {
+        let d = tempfile::tempdir().unwrap();
+        sample(d.path());
+        fs::write(d.path().join("new\nline"), b"").unwrap();
+        let listing = tree_listing(d.path());
+        let lines: Vec<&str> = listing.lines().collect();
+        assert!(lines[0].starts_with(".\td "), "{listing}");
+        assert!(lines.contains(&"a/link\tl -> b/file"), "{listing}");
+        assert!(
+            lines.contains(&"a/b/file\tf 0640 5 sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"),
+            "{listing}"
+        );
+        assert!(lines[7].starts_with("new\\nline\tf "), "{listing}");
+        assert_eq!(lines.len(), 8, "{listing}");
+    }
+
+    #[test]
+    fn redact_digests_and_short_ids() {
+        let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        assert_eq!(
+            redact(&format!("Digest: {digest}")),
+            "Digest: sha256:[DIGEST]"
+        );
+        assert_eq!(
+            redact(&format!("blobs/sha256/{}", "ab".repeat(32))),
+            "blobs/sha256/[DIGEST]"
+        );
+        assert_eq!(
+            redact("demo/busybox   arm64   3f2a9c1b0d4e   1.9MB"),
+            "demo/busybox   arm64   [ID]   1.9MB"
+        );
+        assert_eq!(redact("sha256:3f2a9c1b0d4e"), "sha256:[ID]");
+        // neither longer nor shorter hex runs, nor words, are IDs
+        assert_eq!(
+            redact("3f2a9c1b0d4e5 3f2a9c1b0d4 linux/ppc64le"),
+            "3f2a9c1b0d4e5 3f2a9c1b0d4 linux/ppc64le"
+        );
+    }
+
+    #[test]
+    fn redact_paths() {
+        let root = TestRoot::new();
+        let text = format!(
+            "error: cannot open `{}/images/index.json`",
+            root.path().display()
+        );
+        assert_eq!(
+            redact(&text),
+            "error: cannot open `[ROOT]/images/index.json`"
+        );
+        assert_eq!(
+            root.redact(&text),
+            "error: cannot open `[ROOT]/images/index.json`"
+        );
+        let other = tempfile::tempdir().unwrap();
+        assert_eq!(
+            redact(&format!("{}/x.tar", other.path().display())),
+            "[TMP]/x.tar"
+        );
+        assert_eq!(
+            redact(&format!("{REPO}/target/fixtures/busybox/arm64/rootfs.tar")),
+            "[REPO]/target/fixtures/busybox/arm64/rootfs.tar"
+        );
+    }
+
+    #[test]
+    fn redact_times() {
+        assert_eq!(
+            redact(r#""created": "2024-05-01T12:34:56.123456789Z","#),
+            r#""created": "[TIMESTAMP]","#
+        );
+        assert_eq!(redact("2024-05-01 12:34:56 +0000 UTC"), "[TIMESTAMP]");
+        assert_eq!(redact("1970-01-01T00:00:00+02:00"), "[TIMESTAMP]");
+        for ago in [
+            "3 seconds ago",
+            "Less than a second ago",
+            "About a minute ago",
+            "2 hours ago",
+            "an hour ago",
+        ] {
+            assert_eq!(
+                redact(&format!("CREATED {ago}.")),
+                "CREATED [AGO].",
+                "{ago}"
+            );
+        }
+        assert_eq!(redact("Up 5 minutes"), "Up [DURATION]");
+        assert_eq!(
+            redact("pulled in 1.25s (took 350ms, 1m2.5s)"),
+            "pulled in [DURATION] (took [DURATION], [DURATION])"
+        );
+        assert_eq!(redact("done in 3.4 seconds"), "done in [DURATION]");
+        // things that merely look close are kept
+        assert_eq!(
+            redact("linux/s390x 12 layers 1.9MB k3s"),
+            "linux/s390x 12 layers 1.9MB k3s"
+        );
+    }
+
+    #[test]
+    fn insta_settings_apply_the_same_filters() {
+        let root = TestRoot::new();
+        let text = format!(
+            "{}/blobs/sha256:{} 2 minutes ago",
+            root.path().display(),
+            "f".repeat(64)
+        );
+        root.insta_settings().bind(|| {
+            insta::assert_snapshot!(text, @"[ROOT]/blobs/sha256:[DIGEST] [AGO]");
+        });
+        assert_eq!(root.redact(&text), "[ROOT]/blobs/sha256:[DIGEST] [AGO]");
+    }
+
+    #[test]
+    fn require_knows_programs_and_root() {
+        assert!(find_program("sh").is_some());
+        assert!(find_program("definitely-not-a-program-manifold").is_none());
+        if !require_all() {
+            assert!(!require("definitely-not-a-program-manifold"));
+        }
+        assert!(require("sh"));
+    }
+
+    #[test]
+    fn fixtures_are_built_for_every_architecture() {
+        let listed = fs::read_to_string(fixtures().join("busybox/platforms.txt")).unwrap();
+        let expected: String = BUSYBOX_ARCHES
+            .iter()
+            .map(|(a, p)| format!("{a} {p}\n"))
+            .collect();
+        assert_eq!(listed, expected);
+        for (arch, _) in BUSYBOX_ARCHES {
+            for compression in ["tar", "tar.gz", "tar.zst"] {
+                assert!(
+                    fs::metadata(busybox_rootfs(arch, compression))
+                        .unwrap()
+                        .len()
+                        > 100_000
+                );
+            }
+            let tree = busybox_tree(arch);
+            let busybox = fs::symlink_metadata(tree.join("bin/busybox")).unwrap();
+            assert!(busybox.is_file() && busybox.mode() & 0o7777 == 0o755);
+            assert_eq!(
+                fs::read_link(tree.join("bin/sh")).unwrap(),
+                Path::new("busybox")
+            );
+            assert_eq!(
+                fs::metadata(tree.join("tmp")).unwrap().mode() & 0o7777,
+                0o1777
+            );
+        }
+        assert_eq!(platform_of("armhf"), "linux/arm/v7");
+    }
+
+    #[test]
+    fn registry_starts_and_answers() {
+        skip_unless!("docker-registry");
+        let registry = Registry::start();
+        let (status, body) = registry.get("/v2/_catalog").unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"repositories\""), "{body}");
+        assert!(registry.host().starts_with("127.0.0.1:"));
+    }
+
+    #[test]
+    fn busybox_table_matches_fixtures_script() {
+        // the platforms table above must agree with scripts/fixtures.sh (no download needed)
+        let script = fs::read_to_string(Path::new(REPO).join("scripts/fixtures.sh")).unwrap();
+        for (arch, platform) in BUSYBOX_ARCHES {
+            assert!(
+                script.contains(&format!("[{arch}]={platform}")),
+                "scripts/fixtures.sh does not map {arch} to {platform}"
+            );
+        }
+    }
+}

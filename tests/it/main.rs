@@ -1,0 +1,5 @@
+//! The integration tests: one binary, one module per command, helpers in `harness`.
+
+mod archives;
+mod harness;
+mod local;
