@@ -65,10 +65,12 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
                 Some(ArchiveError::Store(s)) => Some(s),
                 _ => None,
             })
-            .or_else(|| match cause.downcast_ref::<crate::runtime::RuntimeError>() {
-                Some(crate::runtime::RuntimeError::Store(s)) => Some(s),
-                _ => None,
-            });
+            .or_else(
+                || match cause.downcast_ref::<crate::runtime::RuntimeError>() {
+                    Some(crate::runtime::RuntimeError::Store(s)) => Some(s),
+                    _ => None,
+                },
+            );
         if let Some(hint) = store.and_then(store_hint) {
             return Some(hint.into());
         }
@@ -84,7 +86,8 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
                     .into(),
             );
         }
-        if let Some(crate::content::ContentError::NoMatchingPlatform { .. }) = cause.downcast_ref() {
+        if let Some(crate::content::ContentError::NoMatchingPlatform { .. }) = cause.downcast_ref()
+        {
             return Some("choose one of the image's platforms with `--platform`".into());
         }
         if cause.downcast_ref::<PlatformError>().is_some() {

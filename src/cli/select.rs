@@ -145,12 +145,13 @@ pub fn select(
             let manifest = store.read_manifest(&top.digest)?;
             let config = store.read_config(&manifest.value.config.digest)?;
             let platform = config.value.platform();
+            // Every platform asked for must be this one (a single-platform image).
             if let PlatformChoice::These(ps) = choice
-                && !ps.iter().any(|p| p.matcher().matches(&platform))
+                && let Some(wanted) = ps.iter().find(|p| !p.matcher().matches(&platform))
             {
                 return Err(ContentError::NoMatchingPlatform {
                     reference: image.to_string(),
-                    wanted: ps.iter().map(short_platform).collect::<Vec<_>>().join(","),
+                    wanted: short_platform(wanted),
                     available: vec![platform],
                 }
                 .into());

@@ -215,7 +215,11 @@ impl Runtime {
             finished: false,
             method: None,
         };
-        prepared.setup(opts, &chain_ids, args)?;
+        if let Err(e) = prepared.setup(opts, &chain_ids, args) {
+            // Listed (unless --rm) with docker's status for what went wrong.
+            let _ = prepared.abandon(e.exit_code() as i32);
+            return Err(e);
+        }
         Ok(prepared)
     }
 

@@ -1,5 +1,8 @@
 //! The integration tests: one binary, one module per command, helpers in `harness`.
 
 mod archives;
+mod binfmt;
 mod harness;
 mod local;
+mod run;
+mod verify;
