@@ -603,7 +603,18 @@ fn check_command(
             continue;
         };
         match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile if st.st_mode & 0o111 != 0 => return Ok(()),
+            FileType::RegularFile if st.st_mode & 0o111 != 0 => {
+                // Neither a program nor a script: the kernel would refuse it (ENOEXEC), and
+                // the runtime would only say so after the container started (status 1).
+                let head = root.read(c, 4).unwrap_or_default();
+                if head.len() == 4 && !head.starts_with(b"\x7fELF") && !head.starts_with(b"#!") {
+                    return Err(RuntimeError::NotExecutable {
+                        command: command.to_string(),
+                        why: "exec format error".into(),
+                    });
+                }
+                return Ok(());
+            }
             FileType::Directory => {
                 not_executable.get_or_insert("is a directory");
             }
@@ -735,5 +746,10 @@ mod tests {
         assert_eq!(e.exit_code(), 126);
         let e = check_command(&root, "/bin/none", &env, "/").unwrap_err();
         assert_eq!(e.exit_code(), 127);
+        fs::write(r.join("bin/junk"), "not a program").unwrap();
+        fs::set_permissions(r.join("bin/junk"), fs::Permissions::from_mode(0o755)).unwrap();
+        let e = check_command(&root, "junk", &env, "/").unwrap_err();
+        assert_eq!(e.to_string(), "exec: \"junk\": exec format error");
+        assert_eq!(e.exit_code(), 126);
     }
 }
