@@ -429,8 +429,10 @@ fn write_record(cdir: &ContainerDir, record: &ContainerRecord) -> Result<(), Run
     let path = cdir.record();
     let mut tmp = tempfile::NamedTempFile::new_in(&cdir.dir)
         .map_err(RuntimeError::io("create a temp file in", &cdir.dir))?;
+    // No fsync: a record is rewritten a few times per container, on the path whose start-up
+    // time matters; the rename keeps it whole, and one lost in a crash only leaves a directory
+    // that lists nothing.
     tmp.write_all(&serde_json::to_vec_pretty(record).expect("a record serialises"))
-        .and_then(|_| tmp.as_file().sync_all())
         .map_err(RuntimeError::io("write", &path))?;
     tmp.persist(&path)
         .map_err(|e| RuntimeError::io("rename into", &path)(e.error))?;

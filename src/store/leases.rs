@@ -53,7 +53,16 @@ impl Store {
             digests: digests.into_iter().collect(),
         };
         let bytes = serde_json::to_vec(&lease).expect("a lease serialises");
-        self.write_atomic(&dir.join(format!("{name}.json")), &bytes)
+        // Temp file and rename, without the fsync of `write_atomic`: leases are written on
+        // every `run`, whose start-up time matters, and live as long as their container (whose
+        // own record is not fsynced either).
+        let path = dir.join(format!("{name}.json"));
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp)
+            .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
+        std::io::Write::write_all(&mut tmp, &bytes).map_err(StoreError::io("cannot write", tmp.path()))?;
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io("cannot rename into", &path)(e.error))?;
+        Ok(())
     }
 
     /// Remove a lease; removing one that does not exist is not an error.
