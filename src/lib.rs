@@ -4,12 +4,37 @@
 //! `oci`/`reference`/`platform`. See DESIGN.md in the shared notes for the module map.
 
 pub mod archive;
+pub mod binfmt;
 pub mod build;
 pub mod cli;
 pub mod content;
+pub mod elf;
+pub mod layer;
 pub mod oci;
 pub mod platform;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod runtime;
 pub mod store;
+pub mod verify;
+
+#[cfg(test)]
+pub(crate) mod testutil {
+    /// Whether the test may do what only root can (mounts, chown, device nodes). When not root
+    /// it says so and returns false, unless MANIFOLD_TEST_REQUIRE_ALL is set (CI), where a skip
+    /// would hide a failure: then it panics.
+    pub fn require_root() -> bool {
+        if rustix::process::geteuid().is_root() {
+            return true;
+        }
+        let strict = std::env::var_os("MANIFOLD_TEST_REQUIRE_ALL")
+            .is_some_and(|v| !v.is_empty() && v != "0");
+        assert!(
+            !strict,
+            "this test needs root, and MANIFOLD_TEST_REQUIRE_ALL forbids skipping it"
+        );
+        eprintln!("skipped: this test needs root");
+        false
+    }
+}

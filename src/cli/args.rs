@@ -36,9 +36,11 @@ pub struct GlobalArgs {
     /// Progress display: bars on a terminal (auto), one line per event (plain), or none
     #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
-    /// More detail on stderr
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    /// More detail on stderr (`-v` before the command; `run -v` is a volume, as in docker)
+    #[arg(long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    #[arg(short = 'v', action = clap::ArgAction::Count, hide = true)]
+    pub verbose_short: u8,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -76,6 +78,20 @@ pub enum Command {
     Load(LoadArgs),
     /// Create a single-layer image from a root filesystem tarball
     Import(ImportArgs),
+    /// Run a command in a new container, of any platform (emulated through QEMU when foreign)
+    Run(super::run::RunArgs),
+    /// List containers
+    Ps(super::ps::PsArgs),
+    /// Remove containers
+    Rm(super::rm::RmArgs),
+    /// Create an image from a container's changes
+    Commit(super::commit::CommitArgs),
+    /// Manage the QEMU emulators registered in binfmt_misc
+    Binfmt(super::binfmt::BinfmtArgs),
+    /// List the platforms this machine runs, natively or emulated
+    Platforms(super::platforms::PlatformsArgs),
+    /// Check that an image's binaries match the platforms it declares
+    Verify(super::verify::VerifyArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Download an image from a registry into the store

@@ -33,7 +33,15 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     if let Some(hint) = hint_for(err) {
         eprintln!("hint: {hint}");
     }
-    ExitCode::from(EXIT_MANIFOLD_FAILED)
+    ExitCode::from(exit_code(err))
+}
+
+/// docker's statuses for a failed `run`: 127 when the command is not found, 126 when it cannot
+/// be executed; 125 for every other failure of manifold's.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    err.chain()
+        .find_map(|c| c.downcast_ref::<crate::runtime::RuntimeError>())
+        .map_or(EXIT_MANIFOLD_FAILED, |e| e.exit_code())
 }
 
 fn hint_for(err: &anyhow::Error) -> Option<String> {
@@ -46,12 +54,26 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(h) = super::remote::hint(cause) {
             return Some(h);
         }
-        let store = cause.downcast_ref::<StoreError>().or_else(|| {
-            match cause.downcast_ref::<ArchiveError>() {
+        if let Some(e) = cause.downcast_ref::<crate::binfmt::BinfmtError>() {
+            return e.hint();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>()
+            && let Some(h) = e.hint()
+        {
+            return Some(h);
+        }
+        let store = cause
+            .downcast_ref::<StoreError>()
+            .or_else(|| match cause.downcast_ref::<ArchiveError>() {
                 Some(ArchiveError::Store(s)) => Some(s),
                 _ => None,
-            }
-        });
+            })
+            .or_else(
+                || match cause.downcast_ref::<crate::runtime::RuntimeError>() {
+                    Some(crate::runtime::RuntimeError::Store(s)) => Some(s),
+                    _ => None,
+                },
+            );
         if let Some(hint) = store.and_then(store_hint) {
             return Some(hint.into());
         }
@@ -66,6 +88,10 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
                 "references look like `name`, `name:tag`, `registry:port/name:tag` or `name@sha256:…`, in lower case"
                     .into(),
             );
+        }
+        if let Some(crate::content::ContentError::NoMatchingPlatform { .. }) = cause.downcast_ref()
+        {
+            return Some("choose one of the image's platforms with `--platform`".into());
         }
         if cause.downcast_ref::<PlatformError>().is_some() {
             return Some(

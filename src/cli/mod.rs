@@ -8,17 +8,26 @@ mod output;
 mod progress;
 mod settings;
 
+mod binfmt;
 mod build;
+mod commit;
 mod completions;
+mod containers;
 mod history;
 mod images;
 mod import;
 mod inspect;
 mod load;
+mod platforms;
 mod prune;
+mod ps;
+mod rm;
 mod rmi;
+mod run;
 mod save;
+mod select;
 mod tag;
+mod verify;
 
 mod copy;
 mod login;
@@ -62,6 +71,13 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Save(a) => save::run(a, settings),
         Command::Load(a) => load::run(a, settings),
         Command::Import(a) => import::run(a, settings),
+        Command::Run(a) => return run::run(a, settings),
+        Command::Ps(a) => ps::run(a, settings),
+        Command::Rm(a) => rm::run(a, settings),
+        Command::Commit(a) => commit::run(a, settings),
+        Command::Binfmt(a) => binfmt::run(a, settings),
+        Command::Platforms(a) => platforms::run(a, settings),
+        Command::Verify(a) => return verify::run(a, settings),
         Command::Completions(a) => completions::run(a),
         Command::Pull(a) => pull::run(a, settings),
         Command::Push(a) => push::run(a, settings),

@@ -1,5 +1,6 @@
-//! `manifold prune [-a] [-f]`: remove dangling images (with `-a`, every image: no container
-//! uses images yet), then every blob nothing reaches and leftover temp files.
+//! `manifold prune [-a] [-f]`: remove dangling images (with `-a`, every image no container
+//! uses), then every blob nothing reaches, leftover temp files, and the snapshots no image or
+//! container needs. Cleans first what killed manifold processes left behind.
 
 use std::io::{BufRead, Write};
 
@@ -13,9 +14,19 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = settings.store()?;
+    super::containers::reconciled(&store)?;
+    // Images containers were made from stay (their blobs would anyway, through the leases).
+    let leased: std::collections::HashSet<_> = store
+        .leases()?
+        .into_iter()
+        .flat_map(|l| l.digests)
+        .collect();
     let before = store.entries()?;
     for entry in &before {
         if !args.all && entry.reference.is_some() {
+            continue;
+        }
+        if leased.contains(&entry.descriptor.digest) {
             continue;
         }
         match &entry.reference {
@@ -40,6 +51,7 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
         .collect();
     deleted.dedup();
     let report = store.gc()?;
+    let (_, snapshot_bytes) = crate::runtime::prune_snapshots(&store)?;
     if !deleted.is_empty() {
         println!("Deleted Images:");
         for d in &deleted {
@@ -47,7 +59,10 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         println!();
     }
-    println!("Total reclaimed space: {}", human_size(report.bytes_freed));
+    println!(
+        "Total reclaimed space: {}",
+        human_size(report.bytes_freed + snapshot_bytes)
+    );
     Ok(())
 }
 

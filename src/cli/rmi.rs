@@ -17,6 +17,7 @@ pub fn run(args: RmiArgs, settings: &Settings) -> anyhow::Result<()> {
         }
     }
     store.gc()?;
+    let _ = crate::runtime::prune_snapshots(&store);
     if failed > 0 {
         return Err(user_error(
             format!(
@@ -46,6 +47,25 @@ fn remove(store: &Store, input: &str, force: bool) -> anyhow::Result<()> {
         ));
     }
     let tags: Vec<Reference> = holders.iter().filter_map(|e| e.reference.clone()).collect();
+    // docker's rule: an image a container (running or not) was made from is removed only with
+    // -f, and then only its name goes: the container keeps its blobs through its lease.
+    let users = store.leases_of(&digest)?;
+    if !users.is_empty() && !force {
+        let ids: Vec<&str> = users
+            .iter()
+            .map(|l| &l.name[..l.name.len().min(12)])
+            .collect();
+        return Err(user_error(
+            format!(
+                "image `{input}` is used by {} container(s): {}",
+                ids.len(),
+                ids.join(", ")
+            ),
+            Some(
+                "remove the containers first (`manifold rm`), or untag anyway with `manifold rmi -f`",
+            ),
+        ));
+    }
     match &found.reference {
         // Named by a tag: untag; delete only when that was the last name.
         Some(reference) => {

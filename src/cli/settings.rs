@@ -37,7 +37,7 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .collect(),
             progress,
-            verbose: args.verbose,
+            verbose: args.verbose.saturating_add(args.verbose_short),
         })
     }
 

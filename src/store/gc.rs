@@ -16,13 +16,18 @@ pub struct GcReport {
 }
 
 impl Store {
-    /// Every blob reachable from index.json: documents, their present children, configs, layers.
+    /// Every blob reachable from index.json (documents, their present children, configs,
+    /// layers), and every blob a lease holds.
     pub fn reachable(&self) -> Result<HashSet<Digest>> {
         let mut seen = HashSet::new();
         for entry in self.entries()? {
             self.mark(&entry.descriptor, &mut seen)?;
         }
         self.mark_cache_records(&mut seen)?;
+        // Leases list every blob they keep (documents, config, layers): nothing to walk.
+        for lease in self.leases()? {
+            seen.extend(lease.digests);
+        }
         Ok(seen)
     }
 

@@ -7,6 +7,7 @@
 //! <root>/locks-v1/       index.lock (index.json updates), gc.lock (writers shared, gc exclusive)
 //! <root>/cache-v1/       the build cache: step records (`steps/`, gc roots) and layer indexes
 //! <root>/meta-v1/        blob-locations/: registry repositories each blob is known to live in
+//! <root>/leases-v1/      blobs kept for their users (containers) though no tag reaches them
 //! ```
 //!
 //! Crash safety comes from ordering: a blob is written to a temp file, verified and renamed into
@@ -16,6 +17,7 @@
 
 mod blobs;
 mod gc;
+mod leases;
 mod medium;
 mod origins;
 mod summary;
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 pub use blobs::{BlobWriter, StagedBlob, copy_buffered};
 pub use gc::GcReport;
+pub use leases::Lease;
 pub use summary::{ImageSummary, PlatformEntry, parse_created as summary_created};
 pub use tags::{Entry, Resolved};
 

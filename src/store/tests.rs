@@ -210,3 +210,25 @@ fn concurrent_tagging_loses_no_update() {
     });
     assert_eq!(s.entries().unwrap().len(), 8);
 }
+
+#[test]
+fn leases_keep_untagged_blobs_from_gc() {
+    let (_dir, s) = store();
+    let desc = image(&s, "linux/amd64", b"leased layer");
+    s.tag(&reference("leased:1"), &desc).unwrap();
+    let manifest = s.read_manifest(&desc.digest).unwrap().value;
+    let mut digests = vec![desc.digest.clone(), manifest.config.digest.clone()];
+    digests.extend(manifest.layers.iter().map(|l| l.digest.clone()));
+    s.add_lease("container-1", digests.clone()).unwrap();
+    assert_eq!(s.leases_of(&desc.digest).unwrap().len(), 1);
+    s.untag(&reference("leased:1")).unwrap();
+    s.remove_image(&desc.digest).unwrap();
+    assert_eq!(s.gc().unwrap().blobs_removed, 0);
+    for d in &digests {
+        assert!(s.has_blob(d), "{d} was collected");
+    }
+    s.remove_lease("container-1").unwrap();
+    s.remove_lease("container-1").unwrap();
+    assert!(s.leases().unwrap().is_empty());
+    assert_eq!(s.gc().unwrap().blobs_removed, 3);
+}

@@ -1,0 +1,133 @@
+//! `manifold ps [-a] [-q] [--no-trunc] [--format json]`: containers, running ones unless `-a`.
+//! Cleans first what killed manifold processes left behind.
+
+use clap::Args;
+use serde::Serialize;
+
+use super::Settings;
+use super::args::ListFormat;
+use super::output::{Table, ago, print_json_lines};
+use super::select::short_platform;
+use crate::runtime::{ContainerRecord, Status};
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (running ones only by default)
+    #[arg(short, long)]
+    pub all: bool,
+    /// Only show container IDs
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Do not truncate output
+    #[arg(long)]
+    pub no_trunc: bool,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ListFormat,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Row<'a> {
+    #[serde(rename = "ID")]
+    id: &'a str,
+    names: &'a str,
+    image: &'a str,
+    image_digest: String,
+    platform: String,
+    command: String,
+    created_at: String,
+    state: Status,
+    status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exit_code: Option<i32>,
+}
+
+/// docker's STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`.
+pub fn status_text(r: &ContainerRecord) -> String {
+    match r.status {
+        Status::Created => "Created".into(),
+        Status::Running => {
+            let since = ago(r.started.or(Some(r.created)));
+            format!("Up {}", since.trim_end_matches(" ago"))
+        }
+        Status::Exited => {
+            let code = r
+                .exit_code
+                .map_or_else(|| "unknown".to_string(), |c| c.to_string());
+            format!("Exited ({code}) {}", ago(r.finished))
+        }
+    }
+}
+
+fn command_text(r: &ContainerRecord, no_trunc: bool) -> String {
+    let full = r.command.join(" ");
+    if no_trunc || full.chars().count() <= 20 {
+        format!("\"{full}\"")
+    } else {
+        format!("\"{}…\"", full.chars().take(19).collect::<String>())
+    }
+}
+
+pub fn run(args: PsArgs, settings: &Settings) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    let containers = super::containers::reconciled(&store)?;
+    let list: Vec<ContainerRecord> = containers
+        .list()?
+        .into_iter()
+        .rev()
+        .filter(|r| args.all || r.status == Status::Running)
+        .collect();
+    if args.quiet {
+        for r in &list {
+            println!("{}", if args.no_trunc { &r.id } else { r.short_id() });
+        }
+        return Ok(());
+    }
+    match args.format {
+        ListFormat::Json => {
+            let rows: Vec<Row> = list
+                .iter()
+                .map(|r| Row {
+                    id: &r.id,
+                    names: &r.name,
+                    image: &r.image,
+                    image_digest: r.manifest.to_string(),
+                    platform: short_platform(&r.platform),
+                    command: command_text(r, true),
+                    created_at: r.created.to_rfc3339(),
+                    state: r.status,
+                    status: status_text(r),
+                    exit_code: r.exit_code,
+                })
+                .collect();
+            print_json_lines(&rows)
+        }
+        ListFormat::Table => {
+            let mut t = Table::new(&[
+                "CONTAINER ID",
+                "IMAGE",
+                "COMMAND",
+                "CREATED",
+                "STATUS",
+                "PLATFORM",
+                "NAMES",
+            ]);
+            for r in &list {
+                t.row(vec![
+                    if args.no_trunc {
+                        r.id.clone()
+                    } else {
+                        r.short_id().to_string()
+                    },
+                    r.image.clone(),
+                    command_text(r, args.no_trunc),
+                    ago(Some(r.created)),
+                    status_text(r),
+                    short_platform(&r.platform),
+                    r.name.clone(),
+                ]);
+            }
+            Ok(t.print()?)
+        }
+    }
+}

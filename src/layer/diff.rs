@@ -1,0 +1,260 @@
+//! An overlayfs upper directory as a layer tarball: what a container changed, with overlayfs's
+//! whiteouts (0/0 character devices, `trusted.overlay.opaque`) turned back into OCI's
+//! (`.wh.NAME`, `.wh..wh..opq`).
+//!
+//! The walk goes through directory descriptors with O_NOFOLLOW, so a symlink a container put in
+//! its upper directory is recorded as a symlink and never followed to host files. Entries are
+//! sorted by name, so the same tree gives the same tarball.
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+
+use super::extract::{OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+
+fn ioerr(e: rustix::io::Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+/// What a diff holds.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DiffReport {
+    pub entries: u64,
+    pub whiteouts: u64,
+    pub opaque_dirs: u64,
+}
+
+/// Write the changes recorded in `upper` as a tar stream to `out`; returns `out` after the
+/// end-of-archive blocks.
+pub fn write_diff<W: Write>(upper: &Path, out: W) -> io::Result<(DiffReport, W)> {
+    let root = rustix::fs::open(
+        upper,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(ioerr)?;
+    let mut w = DiffWriter {
+        tar: tar::Builder::new(out),
+        links: HashMap::new(),
+        report: DiffReport::default(),
+    };
+    w.tar.mode(tar::HeaderMode::Complete);
+    w.dir(&root, Path::new(""))?;
+    let out = w.tar.into_inner()?;
+    Ok((w.report, out))
+}
+
+struct DiffWriter<W: Write> {
+    tar: tar::Builder<W>,
+    /// (dev, ino) of files with several links → the first path written, for hardlinks.
+    links: HashMap<(u64, u64), PathBuf>,
+    report: DiffReport,
+}
+
+fn list(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for e in rustix::fs::Dir::read_from(dir).map_err(ioerr)? {
+        let e = e.map_err(ioerr)?;
+        let n = e.file_name().to_bytes();
+        if n != b"." && n != b".." {
+            names.push(OsStr::from_bytes(n).to_os_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+impl<W: Write> DiffWriter<W> {
+    fn dir(&mut self, dir: &OwnedFd, rel: &Path) -> io::Result<()> {
+        for name in list(dir)? {
+            let path = rel.join(&name);
+            let st = rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(ioerr)?;
+            let kind = FileType::from_raw_mode(st.st_mode);
+            let mut header = tar::Header::new_gnu();
+            header.set_uid(st.st_uid as u64);
+            header.set_gid(st.st_gid as u64);
+            header.set_mode(st.st_mode & 0o7777);
+            header.set_mtime(st.st_mtime.max(0) as u64);
+            header.set_size(0);
+            match kind {
+                FileType::CharacterDevice if st.st_rdev == 0 => {
+                    let mut wh = tar::Header::new_gnu();
+                    wh.set_entry_type(tar::EntryType::Regular);
+                    wh.set_mode(0o644);
+                    wh.set_mtime(st.st_mtime.max(0) as u64);
+                    wh.set_size(0);
+                    let mut whname = OsString::from(WHITEOUT_PREFIX);
+                    whname.push(&name);
+                    self.tar
+                        .append_data(&mut wh, rel.join(whname), io::empty())?;
+                    self.report.whiteouts += 1;
+                }
+                FileType::Directory => {
+                    let sub = rustix::fs::openat(
+                        dir,
+                        name.as_os_str(),
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(ioerr)?;
+                    let xattrs = read_xattrs(&sub)?;
+                    let opaque = xattrs
+                        .iter()
+                        .any(|(k, v)| k == OVERLAY_OPAQUE_XATTR && v.as_slice() == b"y");
+                    self.pax(&xattrs)?;
+                    header.set_entry_type(tar::EntryType::Directory);
+                    self.tar.append_data(&mut header, &path, io::empty())?;
+                    if opaque {
+                        let mut wh = tar::Header::new_gnu();
+                        wh.set_entry_type(tar::EntryType::Regular);
+                        wh.set_mode(0o644);
+                        wh.set_mtime(st.st_mtime.max(0) as u64);
+                        wh.set_size(0);
+                        self.tar
+                            .append_data(&mut wh, path.join(OPAQUE_WHITEOUT), io::empty())?;
+                        self.report.opaque_dirs += 1;
+                    }
+                    self.report.entries += 1;
+                    self.dir(&sub, &path)?;
+                    continue;
+                }
+                FileType::RegularFile => {
+                    if st.st_nlink > 1 {
+                        let key = (st.st_dev, st.st_ino);
+                        if let Some(first) = self.links.get(&key) {
+                            header.set_entry_type(tar::EntryType::Link);
+                            self.tar.append_link(&mut header, &path, first)?;
+                            self.report.entries += 1;
+                            continue;
+                        }
+                        self.links.insert(key, path.clone());
+                    }
+                    let fd = rustix::fs::openat(
+                        dir,
+                        name.as_os_str(),
+                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(ioerr)?;
+                    let xattrs = read_xattrs(&fd)?;
+                    self.pax(&xattrs)?;
+                    let file = File::from(fd);
+                    header.set_entry_type(tar::EntryType::Regular);
+                    header.set_size(st.st_size as u64);
+                    // A file that changes size while being read would corrupt the stream:
+                    // take exactly the size recorded in the header.
+                    let reader = io::Read::take(file, st.st_size as u64);
+                    let mut reader = PadTo {
+                        inner: reader,
+                        remaining: st.st_size as u64,
+                    };
+                    self.tar.append_data(&mut header, &path, &mut reader)?;
+                }
+                FileType::Symlink => {
+                    let target =
+                        rustix::fs::readlinkat(dir, name.as_os_str(), Vec::new()).map_err(ioerr)?;
+                    header.set_entry_type(tar::EntryType::Symlink);
+                    let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+                    self.tar.append_link(&mut header, &path, &target)?;
+                }
+                FileType::Fifo => {
+                    header.set_entry_type(tar::EntryType::Fifo);
+                    self.tar.append_data(&mut header, &path, io::empty())?;
+                }
+                FileType::CharacterDevice | FileType::BlockDevice => {
+                    header.set_entry_type(if kind == FileType::CharacterDevice {
+                        tar::EntryType::Char
+                    } else {
+                        tar::EntryType::Block
+                    });
+                    header.set_device_major(rustix::fs::major(st.st_rdev))?;
+                    header.set_device_minor(rustix::fs::minor(st.st_rdev))?;
+                    self.tar.append_data(&mut header, &path, io::empty())?;
+                }
+                // Sockets belong to running processes, not to images.
+                _ => continue,
+            }
+            self.report.entries += 1;
+        }
+        Ok(())
+    }
+
+    fn pax(&mut self, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
+        let kept: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .filter(|(k, _)| !k.starts_with("trusted.overlay."))
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+            .collect();
+        if kept.is_empty() {
+            return Ok(());
+        }
+        self.tar
+            .append_pax_extensions(kept.iter().map(|(k, v)| (k.as_str(), *v)))
+    }
+}
+
+/// Zero-fills a reader that ends early (a file truncated while it was read).
+struct PadTo<R> {
+    inner: R,
+    remaining: u64,
+}
+
+impl<R: io::Read> io::Read for PadTo<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.remaining == 0 {
+            return Ok(0);
+        }
+        let want = buf.len().min(self.remaining as usize);
+        let n = match self.inner.read(&mut buf[..want])? {
+            0 => {
+                buf[..want].fill(0);
+                want
+            }
+            n => n,
+        };
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+fn read_xattrs(fd: &impl AsFd) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut names = vec![0u8; 4096];
+    let n = match rustix::fs::flistxattr(fd, &mut names[..]) {
+        Ok(n) => n,
+        Err(rustix::io::Errno::NOTSUP) => return Ok(Vec::new()),
+        Err(rustix::io::Errno::RANGE) => {
+            let size = rustix::fs::flistxattr(fd, &mut [0u8; 0][..]).map_err(ioerr)?;
+            names = vec![0u8; size];
+            rustix::fs::flistxattr(fd, &mut names[..]).map_err(ioerr)?
+        }
+        Err(e) => return Err(ioerr(e)),
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        let mut value = vec![0u8; 256];
+        let len = match rustix::fs::fgetxattr(fd, name, &mut value[..]) {
+            Ok(len) => len,
+            Err(rustix::io::Errno::RANGE) => {
+                let size = rustix::fs::fgetxattr(fd, name, &mut [0u8; 0][..]).map_err(ioerr)?;
+                value = vec![0u8; size];
+                rustix::fs::fgetxattr(fd, name, &mut value[..]).map_err(ioerr)?
+            }
+            Err(rustix::io::Errno::NODATA) => continue,
+            Err(e) => return Err(ioerr(e)),
+        };
+        value.truncate(len);
+        out.push((name.to_string(), value));
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,611 @@
+//! Unpacking one layer tarball into a directory, safely and in overlayfs's form.
+//!
+//! Every path is resolved under the destination with openat2(RESOLVE_IN_ROOT) and every entry
+//! is created with an `*at` call on a plain name, so `../` entries, absolute or relative
+//! symlinks, hardlinks to host files and symlink loops are contained or refused: nothing outside
+//! the destination is ever read, written or linked. Device nodes are refused (skipped and
+//! reported); FIFOs are kept. OCI whiteouts become overlayfs whiteouts (`.wh.NAME` → a 0/0
+//! character device `NAME`; `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory).
+//! Ownership, modes (setuid included), xattrs and times are kept; `trusted.overlay.*` xattrs
+//! from the archive are dropped (an image must not forge overlayfs's own metadata).
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use rustix::fd::{AsFd, OwnedFd};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
+
+use super::LayerError;
+use super::inroot::{self, InRoot};
+
+pub const WHITEOUT_PREFIX: &str = ".wh.";
+pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// What an extraction did besides the plain entries.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ExtractReport {
+    pub entries: u64,
+    pub whiteouts: u64,
+    pub opaque_dirs: u64,
+    /// Device nodes (other than overlay whiteouts) that were refused.
+    pub refused_devices: Vec<String>,
+    /// Entries of kinds a layer has no business holding (sockets, unknown types): skipped.
+    pub skipped: Vec<String>,
+}
+
+struct Times {
+    path: Vec<OsString>,
+    mtime: Timespec,
+}
+
+/// The extraction of one archive into `dest` (an existing, empty directory).
+pub struct Extractor {
+    root: InRoot,
+    /// The last parent directory opened, by its components: tarballs list a directory's
+    /// files together, so most entries reuse it.
+    cached_parent: Option<(Vec<OsString>, OwnedFd)>,
+    dir_times: Vec<Times>,
+    buffer: Vec<u8>,
+    report: ExtractReport,
+}
+
+fn ioerr(e: rustix::io::Errno) -> io::Error {
+    io::Error::from(e)
+}
+
+fn display(comps: &[OsString]) -> String {
+    inroot::join(comps).to_string_lossy().into_owned()
+}
+
+impl Extractor {
+    pub fn new(dest: &Path) -> io::Result<Extractor> {
+        Ok(Extractor {
+            root: InRoot::open(dest)?,
+            cached_parent: None,
+            dir_times: Vec::new(),
+            buffer: vec![0u8; 1 << 20],
+            report: ExtractReport::default(),
+        })
+    }
+
+    /// Unpack every entry of the (uncompressed) tar stream; the stream is read to its end.
+    pub fn extract<R: Read>(mut self, reader: R) -> Result<(ExtractReport, R), LayerError> {
+        let mut archive = tar::Archive::new(reader);
+        for entry in archive.entries().map_err(LayerError::Corrupt)? {
+            let mut entry = entry.map_err(LayerError::Corrupt)?;
+            let path = entry.path_bytes().into_owned();
+            let comps = inroot::clean(&path);
+            self.entry(&mut entry, &comps)
+                .map_err(|source| LayerError::Entry {
+                    path: String::from_utf8_lossy(&path).into_owned(),
+                    source,
+                })?;
+            self.report.entries += 1;
+        }
+        let mut rest = archive.into_inner();
+        io::copy(&mut rest, &mut io::sink()).map_err(LayerError::Corrupt)?;
+        self.finish_times().map_err(|source| LayerError::Entry {
+            path: "(directory times)".into(),
+            source,
+        })?;
+        Ok((self.report, rest))
+    }
+
+    fn parent(&mut self, comps: &[OsString]) -> io::Result<OwnedFd> {
+        if let Some((cached, fd)) = &self.cached_parent
+            && cached.as_slice() == comps
+        {
+            return fd.try_clone();
+        }
+        let fd = self.root.create_dir_all(&inroot::join(comps))?;
+        self.cached_parent = Some((comps.to_vec(), fd.try_clone()?));
+        Ok(fd)
+    }
+
+    fn entry<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        comps: &[OsString],
+    ) -> io::Result<()> {
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let meta = Meta::of(entry)?;
+        let Some((name, parent_comps)) = comps.split_last() else {
+            // `./`: the root directory itself.
+            if kind.is_dir() {
+                let fd = self.root.open_at(
+                    Path::new("."),
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                    Mode::empty(),
+                )?;
+                meta.apply_fd(&fd)?;
+                self.dir_times.push(Times {
+                    path: Vec::new(),
+                    mtime: meta.mtime,
+                });
+            }
+            return Ok(());
+        };
+        let name_bytes = name.as_bytes();
+
+        // OCI whiteouts.
+        if name_bytes == OPAQUE_WHITEOUT.as_bytes() {
+            let parent = self.parent(parent_comps)?;
+            let dir = rustix::fs::openat(
+                &parent,
+                ".",
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(ioerr)?;
+            rustix::fs::fsetxattr(
+                &dir,
+                OVERLAY_OPAQUE_XATTR,
+                b"y",
+                rustix::fs::XattrFlags::empty(),
+            )
+            .map_err(ioerr)?;
+            self.report.opaque_dirs += 1;
+            return Ok(());
+        }
+        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || hidden.is_empty() {
+                // `.wh..wh.*` other than the opaque marker: aufs bookkeeping, meaningless here.
+                return Ok(());
+            }
+            let parent = self.parent(parent_comps)?;
+            let hidden = OsStr::from_bytes(hidden);
+            self.remove_existing(&parent, hidden, false)?;
+            rustix::fs::mknodat(&parent, hidden, FileType::CharacterDevice, Mode::empty(), 0)
+                .map_err(ioerr)?;
+            self.report.whiteouts += 1;
+            return Ok(());
+        }
+
+        let parent = self.parent(parent_comps)?;
+        match kind {
+            tar::EntryType::Directory => {
+                let kept = self.remove_existing(&parent, name, true)?;
+                if !kept {
+                    rustix::fs::mkdirat(&parent, name.as_os_str(), Mode::from_raw_mode(0o700))
+                        .map_err(ioerr)?;
+                }
+                let fd = rustix::fs::openat(
+                    &parent,
+                    name.as_os_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(ioerr)?;
+                meta.apply_fd(&fd)?;
+                self.dir_times.push(Times {
+                    path: comps.to_vec(),
+                    mtime: meta.mtime,
+                });
+                self.cached_parent = None;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                self.remove_existing(&parent, name, false)?;
+                let fd = rustix::fs::openat(
+                    &parent,
+                    name.as_os_str(),
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(ioerr)?;
+                let mut file = File::from(fd);
+                copy(entry, &mut file, &mut self.buffer)?;
+                meta.apply_fd(file.as_fd())?;
+                rustix::fs::futimens(&file, &meta.timestamps()).map_err(ioerr)?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| io::Error::other("symlink without a target"))?
+                    .into_owned();
+                self.remove_existing(&parent, name, false)?;
+                rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str())
+                    .map_err(ioerr)?;
+                rustix::fs::chownat(
+                    &parent,
+                    name.as_os_str(),
+                    Some(rustix::fs::Uid::from_raw(meta.uid)),
+                    Some(rustix::fs::Gid::from_raw(meta.gid)),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(ioerr)?;
+                meta.apply_xattrs_at(&parent, name)?;
+                rustix::fs::utimensat(
+                    &parent,
+                    name.as_os_str(),
+                    &meta.timestamps(),
+                    AtFlags::SYMLINK_NOFOLLOW,
+                )
+                .map_err(ioerr)?;
+                self.cached_parent = None;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| io::Error::other("hardlink without a target"))?
+                    .into_owned();
+                let target_comps = inroot::clean(&target);
+                // The target must be something this layer already holds: resolved under the
+                // root, never followed at its last component (a link to a symlink links the
+                // symlink, as tar does).
+                let source = self
+                    .root
+                    .open_at(
+                        &inroot::join(&target_comps),
+                        OFlags::PATH | OFlags::NOFOLLOW,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!(
+                                "hardlink to `{}`, which is not in the layer: {e}",
+                                String::from_utf8_lossy(&target)
+                            ),
+                        )
+                    })?;
+                let st = rustix::fs::fstat(&source).map_err(ioerr)?;
+                if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                    return Err(io::Error::other(format!(
+                        "hardlink to the directory `{}`",
+                        String::from_utf8_lossy(&target)
+                    )));
+                }
+                if target_comps.as_slice() == comps {
+                    return Ok(()); // a link to itself: already there
+                }
+                self.remove_existing(&parent, name, false)?;
+                rustix::fs::linkat(&source, "", &parent, name.as_os_str(), AtFlags::EMPTY_PATH)
+                    .map_err(ioerr)?;
+            }
+            tar::EntryType::Fifo => {
+                self.remove_existing(&parent, name, false)?;
+                rustix::fs::mknodat(
+                    &parent,
+                    name.as_os_str(),
+                    FileType::Fifo,
+                    Mode::from_raw_mode(0o600),
+                    0,
+                )
+                .map_err(ioerr)?;
+                self.finish_node(&parent, name, &meta)?;
+            }
+            tar::EntryType::Char | tar::EntryType::Block => {
+                let major = header.device_major().ok().flatten().unwrap_or(0);
+                let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                if kind == tar::EntryType::Char && major == 0 && minor == 0 {
+                    // Already in overlayfs's whiteout form (a raw upper directory's export).
+                    self.remove_existing(&parent, name, false)?;
+                    rustix::fs::mknodat(
+                        &parent,
+                        name.as_os_str(),
+                        FileType::CharacterDevice,
+                        Mode::empty(),
+                        0,
+                    )
+                    .map_err(ioerr)?;
+                    self.report.whiteouts += 1;
+                } else {
+                    self.report.refused_devices.push(format!(
+                        "{} ({} {major}:{minor})",
+                        display(comps),
+                        if kind == tar::EntryType::Char {
+                            "char"
+                        } else {
+                            "block"
+                        }
+                    ));
+                }
+            }
+            other => {
+                self.report.skipped.push(format!(
+                    "{} (tar type {:?})",
+                    display(comps),
+                    other.as_byte() as char
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn finish_node(&self, parent: &OwnedFd, name: &OsStr, meta: &Meta) -> io::Result<()> {
+        rustix::fs::chownat(
+            parent,
+            name,
+            Some(rustix::fs::Uid::from_raw(meta.uid)),
+            Some(rustix::fs::Gid::from_raw(meta.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .map_err(ioerr)?;
+        rustix::fs::chmodat(
+            parent,
+            name,
+            Mode::from_raw_mode(meta.mode),
+            AtFlags::empty(),
+        )
+        .map_err(ioerr)?;
+        rustix::fs::utimensat(parent, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(ioerr)
+    }
+
+    /// Make room for a new entry `name`: an existing directory is kept when the new entry is a
+    /// directory too (returns true), anything else is removed (a directory with its contents).
+    fn remove_existing(
+        &mut self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        new_is_dir: bool,
+    ) -> io::Result<bool> {
+        match rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(e) => Err(ioerr(e)),
+            Ok(st) => {
+                let is_dir = FileType::from_raw_mode(st.st_mode) == FileType::Directory;
+                if is_dir && new_is_dir {
+                    return Ok(true);
+                }
+                self.cached_parent = None;
+                if is_dir {
+                    remove_all_at(parent, name)?;
+                } else {
+                    rustix::fs::unlinkat(parent, name, AtFlags::empty()).map_err(ioerr)?;
+                }
+                Ok(false)
+            }
+        }
+    }
+
+    /// Directory times last: creating entries inside a directory changes its mtime.
+    fn finish_times(&mut self) -> io::Result<()> {
+        for t in self.dir_times.iter().rev() {
+            let fd = match self.root.open_at(
+                &inroot::join(&t.path),
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // Replaced by a later entry of another kind, or removed by a whiteout.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let ts = Timestamps {
+                last_access: t.mtime,
+                last_modification: t.mtime,
+            };
+            rustix::fs::futimens(&fd, &ts).map_err(ioerr)?;
+        }
+        Ok(())
+    }
+}
+
+/// Remove `name` in `parent` and everything under it, without following symlinks.
+pub fn remove_all_at(parent: &impl AsFd, name: &OsStr) -> io::Result<()> {
+    let dir = rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(ioerr)?;
+    let mut children = Vec::new();
+    for e in rustix::fs::Dir::read_from(&dir).map_err(ioerr)? {
+        let e = e.map_err(ioerr)?;
+        let n = e.file_name().to_bytes();
+        if n == b"." || n == b".." {
+            continue;
+        }
+        children.push((OsStr::from_bytes(n).to_os_string(), e.file_type()));
+    }
+    for (child, kind) in children {
+        if kind == FileType::Directory {
+            remove_all_at(&dir, &child)?;
+        } else {
+            rustix::fs::unlinkat(&dir, child.as_os_str(), AtFlags::empty()).map_err(ioerr)?;
+        }
+    }
+    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(ioerr)
+}
+
+fn copy(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        let n = match from.read(buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+    }
+}
+
+/// An entry's ownership, mode, time and xattrs (PAX records win over the ustar fields).
+struct Meta {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    mtime: Timespec,
+    xattrs: Vec<(OsString, Vec<u8>)>,
+}
+
+impl Meta {
+    fn of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Meta> {
+        let h = entry.header();
+        let mut meta = Meta {
+            uid: h.uid().unwrap_or(0) as u32,
+            gid: h.gid().unwrap_or(0) as u32,
+            mode: h.mode().unwrap_or(0o644) & 0o7777,
+            mtime: Timespec {
+                tv_sec: h.mtime().unwrap_or(0) as i64,
+                tv_nsec: 0,
+            },
+            xattrs: Vec::new(),
+        };
+        if let Some(pax) = entry.pax_extensions()? {
+            for ext in pax {
+                let ext = ext?;
+                let key = ext.key_bytes();
+                let value = ext.value_bytes();
+                let text = || std::str::from_utf8(value).ok();
+                match key {
+                    b"uid" => {
+                        if let Some(v) = text().and_then(|t| t.parse().ok()) {
+                            meta.uid = v;
+                        }
+                    }
+                    b"gid" => {
+                        if let Some(v) = text().and_then(|t| t.parse().ok()) {
+                            meta.gid = v;
+                        }
+                    }
+                    b"mtime" => {
+                        if let Some(t) = text().and_then(parse_pax_time) {
+                            meta.mtime = t;
+                        }
+                    }
+                    _ => {
+                        if let Some(name) = key.strip_prefix(b"SCHILY.xattr.")
+                            && !name.starts_with(b"trusted.overlay.")
+                        {
+                            meta.xattrs
+                                .push((OsStr::from_bytes(name).to_os_string(), value.to_vec()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(meta)
+    }
+
+    fn timestamps(&self) -> Timestamps {
+        Timestamps {
+            last_access: self.mtime,
+            last_modification: self.mtime,
+        }
+    }
+
+    /// Owner, then mode (chown clears setuid bits), then xattrs, on an open file.
+    fn apply_fd(&self, fd: impl AsFd) -> io::Result<()> {
+        rustix::fs::fchown(
+            &fd,
+            Some(rustix::fs::Uid::from_raw(self.uid)),
+            Some(rustix::fs::Gid::from_raw(self.gid)),
+        )
+        .map_err(ioerr)?;
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.mode)).map_err(ioerr)?;
+        for (name, value) in &self.xattrs {
+            match rustix::fs::fsetxattr(
+                &fd,
+                name.as_os_str(),
+                value,
+                rustix::fs::XattrFlags::empty(),
+            ) {
+                Ok(()) => {}
+                Err(e) if xattr_unsupported(name, e) => {}
+                Err(e) => {
+                    return Err(io::Error::new(
+                        io::Error::from(e).kind(),
+                        format!("cannot set xattr {}: {e}", name.to_string_lossy()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Xattrs of a symlink, through its directory's descriptor.
+    fn apply_xattrs_at(&self, parent: &OwnedFd, name: &OsStr) -> io::Result<()> {
+        if self.xattrs.is_empty() {
+            return Ok(());
+        }
+        let mut path = PathBuf::from(format!(
+            "/proc/self/fd/{}",
+            rustix::fd::AsRawFd::as_raw_fd(parent)
+        ));
+        path.push(name);
+        for (xname, value) in &self.xattrs {
+            match rustix::fs::lsetxattr(
+                &path,
+                xname.as_os_str(),
+                value,
+                rustix::fs::XattrFlags::empty(),
+            ) {
+                Ok(()) => {}
+                Err(e) if xattr_unsupported(xname, e) => {}
+                // Only trusted.* and security.* xattrs may sit on a symlink.
+                Err(rustix::io::Errno::PERM) => {}
+                Err(e) => return Err(ioerr(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Xattrs a filesystem may not take without the layer being wrong: SELinux labels on a host
+/// without SELinux, any xattr on a filesystem without xattrs.
+fn xattr_unsupported(name: &OsStr, e: rustix::io::Errno) -> bool {
+    e == rustix::io::Errno::NOTSUP
+        || (name.as_bytes() == b"security.selinux"
+            && matches!(e, rustix::io::Errno::INVAL | rustix::io::Errno::PERM))
+}
+
+/// PAX times: `1700000000.123456789`, possibly negative.
+fn parse_pax_time(s: &str) -> Option<Timespec> {
+    let (secs, frac) = match s.split_once('.') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    };
+    let tv_sec: i64 = secs.parse().ok()?;
+    let mut digits: String = frac.chars().take(9).collect();
+    if !digits.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    while digits.len() < 9 {
+        digits.push('0');
+    }
+    let tv_nsec: i64 = digits.parse().ok()?;
+    Some(Timespec { tv_sec, tv_nsec })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_times() {
+        assert_eq!(
+            parse_pax_time("1700000000.5"),
+            Some(Timespec {
+                tv_sec: 1_700_000_000,
+                tv_nsec: 500_000_000
+            })
+        );
+        assert_eq!(
+            parse_pax_time("12"),
+            Some(Timespec {
+                tv_sec: 12,
+                tv_nsec: 0
+            })
+        );
+        assert_eq!(parse_pax_time("x"), None);
+    }
+}

@@ -1,0 +1,563 @@
+//! Container records: what `ps`, `rm` and `commit` know about containers.
+//!
+//! ```text
+//! <root>/containers-v1/<id>/container.json   the record (below)
+//! <root>/containers-v1/<id>/upper/ work/      overlayfs's upper and work directories
+//! <root>/containers-v1/<id>/rootfs/           the mount point
+//! <root>/containers-v1/<id>/config.json …     the OCI bundle (config.json, hosts, hostname,
+//!                                             resolv.conf, runtime.log)
+//! ```
+//!
+//! A record names the manifold process that runs the container (pid and start time). When
+//! that process is gone but the record says the container runs — manifold was killed — the next
+//! `ps`, `rm` or `prune` asks the runtime, and when the container has stopped cleans what was
+//! left (runtime state, mounts) and marks it exited.
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::RuntimeError;
+use super::oci_runtime::{OciRuntime, RuntimeState};
+use super::snapshots::remove_tree;
+use super::spec::Network;
+use super::sys::{Syscalls, mounts_under};
+use crate::oci::Digest;
+use crate::platform::Platform;
+use crate::store::Store;
+
+pub const CONTAINER_DIR: &str = "containers-v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Exited,
+}
+
+/// The manifold process that runs a container (pid reuse is told apart by the start time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+impl Owner {
+    pub fn current() -> Owner {
+        let pid = std::process::id();
+        Owner {
+            pid,
+            start_time: process_start_time(pid).unwrap_or(0),
+        }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Field 22 of /proc/PID/stat: the start time in clock ticks since boot.
+fn process_start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: skip past its last `)`.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRecord {
+    pub id: String,
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// The image's top-level digest (an index or a manifest).
+    pub image_digest: Digest,
+    /// The platform's image manifest and config.
+    pub manifest: Digest,
+    pub config: Digest,
+    pub platform: Platform,
+    /// Bottom layer first.
+    pub chain_ids: Vec<Digest>,
+    pub command: Vec<String>,
+    pub created: DateTime<Utc>,
+    pub runtime: String,
+    pub network: Network,
+    pub auto_remove: bool,
+    pub status: Status,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Owner>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<DateTime<Utc>>,
+    /// None while running, or when manifold was killed before it saw the exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+}
+
+impl ContainerRecord {
+    pub fn short_id(&self) -> &str {
+        &self.id[..12]
+    }
+}
+
+/// The container directory and the paths in it.
+#[derive(Debug, Clone)]
+pub struct ContainerDir {
+    pub dir: PathBuf,
+}
+
+impl ContainerDir {
+    pub fn record(&self) -> PathBuf {
+        self.dir.join("container.json")
+    }
+    pub fn upper(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+    pub fn rootfs(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+    pub fn links(&self) -> PathBuf {
+        self.dir.join("l")
+    }
+    pub fn empty_lower(&self) -> PathBuf {
+        self.dir.join("empty")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.dir.join("runtime.log")
+    }
+}
+
+/// The container records of a store root.
+pub struct Containers {
+    dir: PathBuf,
+    lock: PathBuf,
+}
+
+/// docker-style generated names: `adjective_scientist`.
+const ADJECTIVES: [&str; 24] = [
+    "agile", "bold", "brave", "calm", "clever", "eager", "fancy", "gentle", "happy", "jolly",
+    "keen", "lucid", "merry", "nimble", "plucky", "quiet", "rapid", "serene", "sharp", "swift",
+    "tender", "vivid", "witty", "zealous",
+];
+const NAMES: [&str; 24] = [
+    "allen",
+    "babbage",
+    "curie",
+    "dijkstra",
+    "euler",
+    "fermat",
+    "gauss",
+    "hopper",
+    "hypatia",
+    "johnson",
+    "kepler",
+    "lamarr",
+    "lovelace",
+    "meitner",
+    "noether",
+    "pascal",
+    "ramanujan",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "turing",
+    "wiles",
+    "wozniak",
+    "yonath",
+];
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        match rustix::rand::getrandom(&mut buf[filled..], rustix::rand::GetRandomFlags::empty()) {
+            Ok(n) => filled += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => panic!("getrandom failed: {e}"),
+        }
+    }
+    buf
+}
+
+/// A new container ID: 64 hex digits, like docker's.
+pub fn new_id() -> String {
+    hex::encode(random_bytes::<32>())
+}
+
+/// Names: docker's rule, `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
+pub fn valid_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+impl Containers {
+    pub fn open(root: &Path) -> Result<Containers, RuntimeError> {
+        let dir = root.join(CONTAINER_DIR);
+        fs::create_dir_all(&dir).map_err(RuntimeError::io("create", &dir))?;
+        let locks = root.join("locks-v1");
+        fs::create_dir_all(&locks).map_err(RuntimeError::io("create", &locks))?;
+        Ok(Containers {
+            dir,
+            lock: locks.join("containers.lock"),
+        })
+    }
+
+    pub fn dir_of(&self, id: &str) -> ContainerDir {
+        ContainerDir {
+            dir: self.dir.join(id),
+        }
+    }
+
+    /// Exclusive lock over records: creation (unique names) and updates.
+    fn locked(&self) -> Result<File, RuntimeError> {
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(RuntimeError::io("open", &self.lock))?;
+        f.lock().map_err(RuntimeError::io("lock", &self.lock))?;
+        Ok(f)
+    }
+
+    /// Every record, oldest first. Directories without a readable record (being created or
+    /// removed) are skipped.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, RuntimeError> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
+            let e = e.map_err(RuntimeError::io("list", &self.dir))?;
+            let Ok(bytes) = fs::read(e.path().join("container.json")) else {
+                continue;
+            };
+            if let Ok(r) = serde_json::from_slice::<ContainerRecord>(&bytes) {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// A container by name, full ID or unique ID prefix.
+    pub fn find(&self, key: &str) -> Result<ContainerRecord, RuntimeError> {
+        let all = self.list()?;
+        if let Some(r) = all.iter().find(|r| r.name == key || r.id == key) {
+            return Ok(r.clone());
+        }
+        let matches: Vec<&ContainerRecord> = all
+            .iter()
+            .filter(|r| !key.is_empty() && r.id.starts_with(key))
+            .collect();
+        match matches.len() {
+            0 => Err(RuntimeError::NoSuchContainer(key.to_string())),
+            1 => Ok(matches[0].clone()),
+            n => Err(RuntimeError::AmbiguousContainer {
+                key: key.to_string(),
+                count: n,
+            }),
+        }
+    }
+
+    /// Create the directory and record of a new container, choosing a name when none is given.
+    pub fn create(
+        &self,
+        mut record: ContainerRecord,
+        name: Option<&str>,
+    ) -> Result<ContainerRecord, RuntimeError> {
+        let _lock = self.locked()?;
+        let existing = self.list()?;
+        let taken = |n: &str| existing.iter().any(|r| r.name == n);
+        record.name = match name {
+            Some(n) => {
+                if !valid_name(n) {
+                    return Err(RuntimeError::InvalidName(n.to_string()));
+                }
+                if let Some(other) = existing.iter().find(|r| r.name == n) {
+                    return Err(RuntimeError::NameInUse {
+                        name: n.to_string(),
+                        id: other.short_id().to_string(),
+                    });
+                }
+                n.to_string()
+            }
+            None => {
+                let r = random_bytes::<2>();
+                let base = format!(
+                    "{}_{}",
+                    ADJECTIVES[r[0] as usize % ADJECTIVES.len()],
+                    NAMES[r[1] as usize % NAMES.len()]
+                );
+                let mut n = base.clone();
+                let mut i = 2;
+                while taken(&n) {
+                    n = format!("{base}{i}");
+                    i += 1;
+                }
+                n
+            }
+        };
+        let cdir = self.dir_of(&record.id);
+        for d in [&cdir.dir, &cdir.upper(), &cdir.work(), &cdir.rootfs()] {
+            fs::create_dir_all(d).map_err(RuntimeError::io("create", d))?;
+        }
+        write_record(&cdir, &record)?;
+        Ok(record)
+    }
+
+    /// Read-modify-write a record.
+    pub fn update(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut ContainerRecord),
+    ) -> Result<ContainerRecord, RuntimeError> {
+        let _lock = self.locked()?;
+        let cdir = self.dir_of(id);
+        let bytes = fs::read(cdir.record()).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => RuntimeError::NoSuchContainer(id.to_string()),
+            _ => RuntimeError::io("read", &cdir.record())(e),
+        })?;
+        let mut record: ContainerRecord = serde_json::from_slice(&bytes)
+            .map_err(|e| RuntimeError::io("parse", &cdir.record())(io::Error::other(e)))?;
+        f(&mut record);
+        write_record(&cdir, &record)?;
+        Ok(record)
+    }
+
+    /// Unmount whatever is still mounted under a container's directory (in this mount
+    /// namespace), and remove the runtime's state of it.
+    pub fn release(
+        &self,
+        sys: &dyn Syscalls,
+        runtime: Option<&OciRuntime>,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        if let Some(rt) = runtime {
+            rt.delete(id).map_err(RuntimeError::io(
+                "delete the runtime state of",
+                Path::new(id),
+            ))?;
+        }
+        let cdir = self.dir_of(id);
+        let info = sys
+            .mountinfo()
+            .map_err(RuntimeError::io("read", Path::new("/proc/self/mountinfo")))?;
+        for m in mounts_under(&info, &cdir.dir) {
+            sys.unmount(&m, true)
+                .map_err(RuntimeError::io("unmount", &m))?;
+        }
+        Ok(())
+    }
+
+    /// Remove a container that is not running: mounts, runtime state, files, its lease.
+    pub fn remove(
+        &self,
+        sys: &dyn Syscalls,
+        runtime: Option<&OciRuntime>,
+        store: &Store,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        self.release(sys, runtime, id)?;
+        let cdir = self.dir_of(id);
+        // The record goes first, so a crash half-way leaves no listed container behind.
+        match fs::remove_file(cdir.record()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(RuntimeError::io("remove", &cdir.record())(e)),
+        }
+        remove_tree(&cdir.dir)?;
+        store.remove_lease(id)?;
+        Ok(())
+    }
+
+    /// Bring records in line with reality after manifold processes were killed: a container
+    /// whose manifold is gone and whose runtime reports it stopped (or does not know it) is
+    /// released and marked exited — removed when it was started with `--rm`. Returns the IDs
+    /// cleaned.
+    pub fn reconcile(
+        &self,
+        sys: &dyn Syscalls,
+        store: &Store,
+        runtime_for: impl Fn(&str) -> Option<OciRuntime>,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let mut cleaned = Vec::new();
+        for r in self.list()? {
+            if r.status == Status::Exited {
+                continue;
+            }
+            if r.owner.is_some_and(|o| o.is_alive()) {
+                continue;
+            }
+            let rt = runtime_for(&r.runtime);
+            let state = match &rt {
+                Some(rt) => rt.state(&r.id).unwrap_or(None),
+                None => None,
+            };
+            if matches!(
+                state,
+                Some(RuntimeState::Running | RuntimeState::Paused | RuntimeState::Created)
+            ) && r.owner.is_some()
+            {
+                // Its manifold is gone, the container lives on: the next look cleans it.
+                continue;
+            }
+            self.release(sys, rt.as_ref(), &r.id)?;
+            if r.auto_remove {
+                self.remove(sys, None, store, &r.id)?;
+            } else {
+                self.update(&r.id, |r| {
+                    r.status = Status::Exited;
+                    r.owner = None;
+                    r.finished.get_or_insert_with(Utc::now);
+                })?;
+            }
+            cleaned.push(r.id.clone());
+        }
+        Ok(cleaned)
+    }
+}
+
+fn write_record(cdir: &ContainerDir, record: &ContainerRecord) -> Result<(), RuntimeError> {
+    use std::io::Write;
+    let path = cdir.record();
+    let mut tmp = tempfile::NamedTempFile::new_in(&cdir.dir)
+        .map_err(RuntimeError::io("create a temp file in", &cdir.dir))?;
+    // No fsync: a record is rewritten a few times per container, on the path whose start-up
+    // time matters; the rename keeps it whole, and one lost in a crash only leaves a directory
+    // that lists nothing.
+    tmp.write_all(&serde_json::to_vec_pretty(record).expect("a record serialises"))
+        .map_err(RuntimeError::io("write", &path))?;
+    tmp.persist(&path)
+        .map_err(|e| RuntimeError::io("rename into", &path)(e.error))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::sys::fake::FakeSyscalls;
+    use super::*;
+
+    fn record(id: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.to_string(),
+            name: String::new(),
+            image: "busybox".into(),
+            image_digest: Digest::sha256_of(b"i"),
+            manifest: Digest::sha256_of(b"m"),
+            config: Digest::sha256_of(b"c"),
+            platform: Platform::host(),
+            chain_ids: vec![],
+            command: vec!["sh".into()],
+            created: Utc::now(),
+            runtime: "runc".into(),
+            network: Network::Host,
+            auto_remove: false,
+            status: Status::Running,
+            owner: None,
+            started: None,
+            finished: None,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn names_ids_and_lookup() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Containers::open(dir.path()).unwrap();
+        let a = c.create(record(&new_id()), Some("web")).unwrap();
+        assert_eq!(a.name, "web");
+        assert!(matches!(
+            c.create(record(&new_id()), Some("web")),
+            Err(RuntimeError::NameInUse { .. })
+        ));
+        assert!(matches!(
+            c.create(record(&new_id()), Some("-bad")),
+            Err(RuntimeError::InvalidName(_))
+        ));
+        let b = c.create(record(&new_id()), None).unwrap();
+        assert!(b.name.contains('_'), "{}", b.name);
+        assert_eq!(c.find("web").unwrap().id, a.id);
+        assert_eq!(c.find(&a.id[..12]).unwrap().id, a.id);
+        assert_eq!(c.find(&b.name).unwrap().id, b.id);
+        assert!(matches!(
+            c.find("nope"),
+            Err(RuntimeError::NoSuchContainer(_))
+        ));
+        assert_eq!(c.list().unwrap().len(), 2);
+        assert!(
+            dir.path()
+                .join(CONTAINER_DIR)
+                .join(&a.id)
+                .join("upper")
+                .is_dir()
+        );
+    }
+
+    #[test]
+    fn a_killed_manifold_is_noticed_and_cleaned() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = Containers::open(dir.path()).unwrap();
+        // Owned by a process that is not alive (pid 0's start time is never ours).
+        let mut dead = record(&new_id());
+        dead.owner = Some(Owner {
+            pid: std::process::id(),
+            start_time: 1,
+        });
+        let dead = c.create(dead, Some("dead")).unwrap();
+        let mut alive = record(&new_id());
+        alive.owner = Some(Owner::current());
+        let alive = c.create(alive, Some("alive")).unwrap();
+        let mut gone = record(&new_id());
+        gone.auto_remove = true;
+        gone.owner = Some(Owner {
+            pid: u32::MAX - 1,
+            start_time: 5,
+        });
+        let gone = c.create(gone, Some("gone")).unwrap();
+        store
+            .add_lease(&gone.id, [Digest::sha256_of(b"x")])
+            .unwrap();
+
+        let sys = FakeSyscalls::new(true);
+        let rootfs = c.dir_of(&dead.id).rootfs();
+        *sys.mountinfo.lock().unwrap() = format!(
+            "40 22 0:40 / {} rw - overlay overlay rw\n",
+            rootfs.display()
+        );
+        let mut cleaned = c.reconcile(&sys, &store, |_| None).unwrap();
+        cleaned.sort();
+        let mut want = vec![dead.id.clone(), gone.id.clone()];
+        want.sort();
+        assert_eq!(cleaned, want);
+        assert!(
+            sys.calls()
+                .contains(&format!("umount {} detach=true", rootfs.display()))
+        );
+        let dead = c.find("dead").unwrap();
+        assert_eq!(dead.status, Status::Exited);
+        assert_eq!(dead.exit_code, None);
+        assert!(dead.finished.is_some());
+        assert_eq!(c.find("alive").unwrap().status, Status::Running);
+        assert!(matches!(
+            c.find("gone"),
+            Err(RuntimeError::NoSuchContainer(_))
+        ));
+        assert!(store.leases().unwrap().is_empty());
+        let _ = alive;
+    }
+
+    #[test]
+    fn start_time_of_this_process() {
+        let me = Owner::current();
+        assert!(me.start_time > 0);
+        assert!(me.is_alive());
+    }
+}

@@ -1,0 +1,298 @@
+//! Snapshots: each layer unpacked once, into a directory keyed by its chain ID, for overlayfs
+//! to stack.
+//!
+//! ```text
+//! <root>/snapshots-v1/<chain-id hex>/fs/          the layer's files (overlayfs whiteouts)
+//! <root>/snapshots-v1/<chain-id hex>/snapshot.json  layer digest, diff ID, what was refused
+//! <root>/snapshots-v1/.tmp-…/                     being unpacked; renamed into place when done
+//! ```
+//!
+//! A half-written snapshot is never used: layers are unpacked into a temp directory and renamed
+//! into place only once complete and verified against the diff ID. Missing layers of an image
+//! are unpacked in parallel. The directory is mode 0700: snapshots hold setuid programs and
+//! files owned by anyone. Unpacking holds `locks-v1/snapshots.lock` shared, removal holds it
+//! exclusive.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::RuntimeError;
+use crate::layer;
+use crate::oci::media_type::layer_compression;
+use crate::oci::{Descriptor, Digest};
+use crate::progress::{Progress, ProgressReader};
+use crate::store::Store;
+
+pub const SNAPSHOT_DIR: &str = "snapshots-v1";
+const TMP_PREFIX: &str = ".tmp-";
+
+/// What is recorded next to a snapshot's files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub chain_id: Digest,
+    pub diff_id: Digest,
+    pub layer: Digest,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refused_devices: Vec<String>,
+}
+
+/// One layer of an image to stack: its blob and its diff ID from the config.
+#[derive(Debug, Clone)]
+pub struct LayerRef {
+    pub descriptor: Descriptor,
+    pub diff_id: Digest,
+}
+
+pub struct Snapshots {
+    dir: PathBuf,
+    lock: PathBuf,
+}
+
+/// Held while snapshots are unpacked and put to use (shared) or removed (exclusive).
+pub struct SnapshotLock {
+    _file: File,
+}
+
+impl Snapshots {
+    pub fn open(root: &Path) -> Result<Snapshots, RuntimeError> {
+        let dir = root.join(SNAPSHOT_DIR);
+        fs::create_dir_all(&dir).map_err(RuntimeError::io("create", &dir))?;
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+            .map_err(RuntimeError::io("chmod", &dir))?;
+        let locks = root.join("locks-v1");
+        fs::create_dir_all(&locks).map_err(RuntimeError::io("create", &locks))?;
+        Ok(Snapshots {
+            dir,
+            lock: locks.join("snapshots.lock"),
+        })
+    }
+
+    fn lock(&self, exclusive: bool) -> Result<SnapshotLock, RuntimeError> {
+        let f = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(RuntimeError::io("open", &self.lock))?;
+        if exclusive { f.lock() } else { f.lock_shared() }
+            .map_err(RuntimeError::io("lock", &self.lock))?;
+        Ok(SnapshotLock { _file: f })
+    }
+
+    /// Keep snapshots from being removed while the caller puts them to use.
+    pub fn shared(&self) -> Result<SnapshotLock, RuntimeError> {
+        self.lock(false)
+    }
+
+    /// The directory overlayfs stacks for a chain ID.
+    pub fn fs_path(&self, chain_id: &Digest) -> PathBuf {
+        self.dir.join(chain_id.hex()).join("fs")
+    }
+
+    pub fn exists(&self, chain_id: &Digest) -> bool {
+        self.fs_path(chain_id).is_dir()
+    }
+
+    /// Unpack every missing layer of the stack (in parallel, at most `jobs` at once); returns
+    /// the chain IDs, bottom first. Call it holding [`Snapshots::shared`].
+    pub fn prepare(
+        &self,
+        store: &Store,
+        layers: &[LayerRef],
+        jobs: usize,
+        progress: &dyn Progress,
+    ) -> Result<Vec<Digest>, RuntimeError> {
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chain_ids = layer::chain_ids(&diff_ids);
+        let missing: Vec<(usize, &LayerRef)> = layers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.exists(&chain_ids[*i]))
+            .collect();
+        if missing.is_empty() {
+            return Ok(chain_ids);
+        }
+        let queue = Mutex::new(missing.into_iter());
+        let first_error: Mutex<Option<RuntimeError>> = Mutex::new(None);
+        let workers = jobs.max(1);
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| {
+                    loop {
+                        if first_error.lock().unwrap().is_some() {
+                            return;
+                        }
+                        let Some((i, l)) = queue.lock().unwrap().next() else {
+                            return;
+                        };
+                        if let Err(e) = self.unpack_one(store, l, &chain_ids[i], progress) {
+                            first_error.lock().unwrap().get_or_insert(e);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().unwrap() {
+            return Err(e);
+        }
+        Ok(chain_ids)
+    }
+
+    fn unpack_one(
+        &self,
+        store: &Store,
+        l: &LayerRef,
+        chain_id: &Digest,
+        progress: &dyn Progress,
+    ) -> Result<(), RuntimeError> {
+        let digest = &l.descriptor.digest;
+        let compression = layer_compression(&l.descriptor.media_type).ok_or_else(|| {
+            RuntimeError::UnsupportedLayer {
+                digest: digest.clone(),
+                media_type: l.descriptor.media_type.clone(),
+            }
+        })?;
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("{TMP_PREFIX}{}-", &chain_id.hex()[..12]))
+            .tempdir_in(&self.dir)
+            .map_err(RuntimeError::io("create a temp directory in", &self.dir))?;
+        let fs_dir = tmp.path().join("fs");
+        fs::create_dir(&fs_dir).map_err(RuntimeError::io("create", &fs_dir))?;
+        fs::set_permissions(&fs_dir, fs::Permissions::from_mode(0o755))
+            .map_err(RuntimeError::io("chmod", &fs_dir))?;
+        let blob = store.open_blob(digest)?;
+        let id = digest.short().to_string();
+        progress.start(
+            &id,
+            &format!("unpack {}", digest.short()),
+            Some(l.descriptor.size),
+        );
+        let reader = ProgressReader::new(blob, &id, progress);
+        let report =
+            layer::unpack(reader, compression, &fs_dir, Some(&l.diff_id)).map_err(|source| {
+                RuntimeError::Unpack {
+                    digest: digest.clone(),
+                    source,
+                }
+            })?;
+        let info = SnapshotInfo {
+            chain_id: chain_id.clone(),
+            diff_id: l.diff_id.clone(),
+            layer: digest.clone(),
+            refused_devices: report.refused_devices.clone(),
+        };
+        let info_path = tmp.path().join("snapshot.json");
+        fs::write(
+            &info_path,
+            serde_json::to_vec_pretty(&info).expect("serialises"),
+        )
+        .map_err(RuntimeError::io("write", &info_path))?;
+        let dest = self.dir.join(chain_id.hex());
+        let tmp_path = tmp.keep();
+        match fs::rename(&tmp_path, &dest) {
+            Ok(()) => {}
+            // Another process unpacked the same layer meanwhile: keep theirs.
+            Err(e) if dest.join("fs").is_dir() => {
+                let _ = e;
+                let _ = fs::remove_dir_all(&tmp_path);
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&tmp_path);
+                return Err(RuntimeError::io("rename into", &dest)(e));
+            }
+        }
+        if !report.refused_devices.is_empty() {
+            progress.message(&format!(
+                "layer {}: refused {} device node(s): {}",
+                digest.short(),
+                report.refused_devices.len(),
+                report.refused_devices.join(", ")
+            ));
+        }
+        progress.finish(&id, "unpacked");
+        Ok(())
+    }
+
+    /// Every snapshot's chain ID.
+    pub fn list(&self) -> Result<Vec<Digest>, RuntimeError> {
+        let mut out = Vec::new();
+        for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
+            let e = e.map_err(RuntimeError::io("list", &self.dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(d) = Digest::parse(&format!("sha256:{name}")) {
+                out.push(d);
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Remove every snapshot not in the set `keep` computes (under the exclusive lock, so no
+    /// container is being set up meanwhile), and temp directories a crash left; returns how many
+    /// snapshots went and the bytes they held (file sizes).
+    pub fn remove_unused(
+        &self,
+        keep: impl FnOnce() -> Result<HashSet<Digest>, RuntimeError>,
+    ) -> Result<(usize, u64), RuntimeError> {
+        let _lock = self.lock(true)?;
+        let keep = keep()?;
+        let mut removed = 0;
+        let mut bytes = 0;
+        for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
+            let e = e.map_err(RuntimeError::io("list", &self.dir))?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            if name.starts_with(TMP_PREFIX) {
+                remove_tree(&path)?;
+                continue;
+            }
+            let Ok(d) = Digest::parse(&format!("sha256:{name}")) else {
+                continue;
+            };
+            if keep.contains(&d) {
+                continue;
+            }
+            bytes += du(&path);
+            remove_tree(&path)?;
+            removed += 1;
+        }
+        Ok((removed, bytes))
+    }
+}
+
+/// Remove a tree that may hold directories without write permission.
+pub fn remove_tree(path: &Path) -> Result<(), RuntimeError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        _ => {}
+    }
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let name = path.file_name().unwrap_or_default();
+    let dir = File::open(parent).map_err(RuntimeError::io("open", parent))?;
+    layer::extract::remove_all_at(&dir, name).map_err(RuntimeError::io("remove", path))
+}
+
+fn du(path: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(m) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if m.is_dir() {
+            if let Ok(rd) = fs::read_dir(&p) {
+                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
+            }
+        } else {
+            total += m.len();
+        }
+    }
+    total
+}

@@ -1,0 +1,206 @@
+//! `USER[:GROUP]` resolved through the image's /etc/passwd and /etc/group, with docker's (runc's
+//! libcontainer/user) rules: names must exist, numbers need not; without a group the user's
+//! primary group and the groups listing it as a member apply.
+
+/// The identity the container's process runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    /// From passwd; `/` when the user has no entry.
+    pub home: String,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UserError {
+    #[error("unable to find user {0}: no matching entries in passwd file")]
+    NoUser(String),
+    #[error("unable to find group {0}: no matching entries in group file")]
+    NoGroup(String),
+    #[error("invalid user `{0}`")]
+    Invalid(String),
+}
+
+struct Passwd<'a> {
+    name: &'a str,
+    uid: u32,
+    gid: u32,
+    home: &'a str,
+}
+
+struct Group<'a> {
+    name: &'a str,
+    gid: u32,
+    members: Vec<&'a str>,
+}
+
+fn passwd_entries(text: &str) -> Vec<Passwd<'_>> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 7 {
+                return None;
+            }
+            Some(Passwd {
+                name: f[0],
+                uid: f[2].parse().ok()?,
+                gid: f[3].parse().ok()?,
+                home: f[5],
+            })
+        })
+        .collect()
+}
+
+fn group_entries(text: &str) -> Vec<Group<'_>> {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            if f.len() < 4 {
+                return None;
+            }
+            Some(Group {
+                name: f[0],
+                gid: f[2].parse().ok()?,
+                members: f[3].split(',').filter(|m| !m.is_empty()).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Resolve `spec` (`""`, `user`, `uid`, `user:group`, `uid:gid`, …) against the image's files
+/// (None when the image has no such file).
+pub fn resolve(
+    spec: &str,
+    passwd: Option<&str>,
+    group: Option<&str>,
+) -> Result<ExecUser, UserError> {
+    let (user_part, group_part) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let users = passwd.map(passwd_entries).unwrap_or_default();
+    let groups = group.map(group_entries).unwrap_or_default();
+    let mut out = ExecUser {
+        uid: 0,
+        gid: 0,
+        additional_gids: Vec::new(),
+        home: "/".into(),
+        name: None,
+    };
+    let numeric_user = user_part.parse::<u32>().ok();
+    if !user_part.is_empty() {
+        let found = users.iter().find(|u| match numeric_user {
+            Some(n) => u.uid == n,
+            None => u.name == user_part,
+        });
+        match (found, numeric_user) {
+            (Some(u), _) => {
+                out.uid = u.uid;
+                out.gid = u.gid;
+                out.home = if u.home.is_empty() {
+                    "/".into()
+                } else {
+                    u.home.into()
+                };
+                out.name = Some(u.name.to_string());
+            }
+            (None, Some(n)) => out.uid = n,
+            (None, None) => {
+                if user_part.contains(char::is_whitespace) {
+                    return Err(UserError::Invalid(spec.to_string()));
+                }
+                return Err(UserError::NoUser(user_part.to_string()));
+            }
+        }
+    } else if let Some(root) = users.iter().find(|u| u.uid == 0) {
+        out.home = root.home.into();
+        out.name = Some(root.name.to_string());
+    }
+    match group_part {
+        Some("") | None => {
+            // Supplementary groups: those naming the user as a member.
+            if let Some(name) = &out.name {
+                for g in &groups {
+                    if g.members.contains(&name.as_str()) && g.gid != out.gid {
+                        out.additional_gids.push(g.gid);
+                    }
+                }
+            }
+        }
+        Some(g) => {
+            if let Ok(n) = g.parse::<u32>() {
+                out.gid = groups.iter().find(|x| x.gid == n).map_or(n, |x| x.gid);
+            } else {
+                out.gid = groups
+                    .iter()
+                    .find(|x| x.name == g)
+                    .map(|x| x.gid)
+                    .ok_or_else(|| UserError::NoGroup(g.to_string()))?;
+            }
+        }
+    }
+    out.additional_gids.sort_unstable();
+    out.additional_gids.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n# comment\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\nbroken line\n";
+    const GROUP: &str =
+        "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nwheel:x:10:app,other\ndocker:x:999:app\n";
+
+    fn r(spec: &str) -> Result<ExecUser, UserError> {
+        resolve(spec, Some(PASSWD), Some(GROUP))
+    }
+
+    #[test]
+    fn defaults_to_root() {
+        let u = r("").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/root"));
+        let u = resolve("", None, None).unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (0, 0, "/"));
+    }
+
+    #[test]
+    fn names_and_numbers() {
+        let u = r("app").unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 1000));
+        assert_eq!(u.home, "/home/app");
+        assert_eq!(u.additional_gids, vec![10, 999]);
+        let u = r("1000").unwrap();
+        assert_eq!((u.uid, u.gid, u.name.as_deref()), (1000, 1000, Some("app")));
+        // A uid without an entry: root's group, home /.
+        let u = r("4242").unwrap();
+        assert_eq!((u.uid, u.gid, u.home.as_str()), (4242, 0, "/"));
+        let u = r("nobody:wheel").unwrap();
+        assert_eq!((u.uid, u.gid), (65534, 10));
+        assert!(u.additional_gids.is_empty());
+        let u = r("4242:4343").unwrap();
+        assert_eq!((u.uid, u.gid), (4242, 4343));
+        let u = r("app:").unwrap();
+        assert_eq!(u.gid, 1000);
+    }
+
+    #[test]
+    fn unknown_names_fail_like_docker() {
+        assert_eq!(
+            r("ghost").unwrap_err().to_string(),
+            "unable to find user ghost: no matching entries in passwd file"
+        );
+        assert_eq!(
+            r("app:ghosts").unwrap_err(),
+            UserError::NoGroup("ghosts".into())
+        );
+        assert_eq!(
+            resolve("app", None, None).unwrap_err(),
+            UserError::NoUser("app".into())
+        );
+    }
+}
