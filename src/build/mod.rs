@@ -14,6 +14,7 @@ pub mod instructions;
 pub mod layer;
 pub mod plan;
 pub mod run;
+pub mod runner;
 pub mod syntax;
 pub mod tree;
 

@@ -33,11 +33,11 @@ pub trait Runner: Sync {
     fn run(&self, req: &RunRequest<'_>) -> Result<Option<LayerInfo>, String>;
 }
 
-/// For builds without RUN support (no container runtime here).
-pub struct NoRunner;
+/// When RUN cannot work here (not root, no OCI runtime): every RUN fails with the reason.
+pub struct Unavailable(pub String);
 
-impl Runner for NoRunner {
+impl Runner for Unavailable {
     fn run(&self, _req: &RunRequest<'_>) -> Result<Option<LayerInfo>, String> {
-        Err("RUN needs a container runtime, which this build of manifold does not have".into())
+        Err(self.0.clone())
     }
 }

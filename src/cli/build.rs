@@ -22,7 +22,8 @@ use crate::build::context::{self, Context};
 use crate::build::exec::{self, Output};
 use crate::build::layer::Compression;
 use crate::build::plan::PlanOptions;
-use crate::build::run::{NoRunner, Runner};
+use crate::build::run::{Runner, Unavailable};
+use crate::build::runner::RuntimeRunner;
 use crate::build::{BuildError, instructions};
 use crate::content::{self, Platforms, Sink};
 use crate::platform::Platform;
@@ -263,8 +264,19 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         quiet: args.quiet,
         inner: settings.progress(args.quiet),
     };
+    // The runner first: it moves the process into a mount namespace of its own, which only
+    // works while it has one thread (the registry client starts another).
+    let runner: Box<dyn Runner> = if !rustix::process::geteuid().is_root() {
+        Box::new(Unavailable(
+            "RUN needs root (mounts and namespaces): run the build with sudo".into(),
+        ))
+    } else {
+        match RuntimeRunner::new(&store, "runc") {
+            Ok(r) => Box::new(r),
+            Err(e) => Box::new(Unavailable(format!("RUN cannot work here: {e}"))),
+        }
+    };
     let client = remote::client(settings);
-    let runner: Box<dyn Runner> = Box::new(NoRunner);
     let options = exec::Options {
         store: &store,
         dockerfile: &dockerfile,

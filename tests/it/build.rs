@@ -182,6 +182,10 @@ COPY --from=gen /gen/info ./
 COPY --from=test/busybox:latest /bin/busybox /opt/busybox-copy
 ADD bundle.tar ./bundle/
 COPY --chown=1000:1000 config.json /etc/app/
+RUN echo "ran on $(uname -m) as $(id -u) for $ARCH" > /ran.txt && chown 1000 /ran.txt && rm -rf /tmp
+RUN <<EOT
+echo "heredoc for $ARCH" > /heredoc.txt
+EOT
 EXPOSE 8080 53/udp
 VOLUME ["/data"]
 USER 1000:1000
@@ -219,7 +223,7 @@ fn everything_context(root: &TestRoot) -> PathBuf {
 
 #[test]
 fn every_instruction_two_platforms() {
-    if !require("skopeo") {
+    if !(require("skopeo") && require("root") && require("runc")) {
         return;
     }
     let root = root_with_busybox();
@@ -339,7 +343,75 @@ fn every_instruction_two_platforms() {
             !added.iter().any(|p| p.contains("notes.tmp")),
             "ignored by .dockerignore: {added:?}"
         );
+        let machine = if arch == "amd64" { "x86_64" } else { "aarch64" };
+        assert!(
+            added.contains(&format!("ran.txt=ran on {machine} as 0 for {arch}")),
+            "{added:?}"
+        );
+        assert!(
+            added.contains(&format!("heredoc.txt=heredoc for {arch}")),
+            "{added:?}"
+        );
+        assert!(
+            added.contains(&".wh.tmp=".to_string()),
+            "RUN's deletions are whiteouts: {added:?}"
+        );
+
+        // and the image runs, on either platform
+        let out = root
+            .manifold()
+            .args([
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                "--entrypoint",
+                "cat",
+                "test/everything:1",
+                "/ran.txt",
+                "/srv/app/info",
+            ])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains(&format!("ran on {machine}")), "{stdout}");
+        assert!(stdout.contains(&format!("built for {arch}")), "{stdout}");
     }
+}
+
+#[test]
+fn failing_run_shows_its_output_and_moves_no_tag() {
+    if !(require("root") && require("runc")) {
+        return;
+    }
+    let root = root_with_busybox();
+    let ctx = context(
+        &root,
+        "run-fail",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\nRUN echo visible output && exit 3\n",
+        )],
+    );
+    let before = index_json(&root);
+    let r = build(
+        &root,
+        &["--platform", "linux/arm64", "-t", "test/runfail:1"],
+        &ctx,
+    );
+    assert!(!r.ok);
+    assert!(r.stderr.contains("visible output"), "{}", r.stderr);
+    assert!(r.stderr.contains("Dockerfile:2"), "{}", r.stderr);
+    assert!(r.stderr.contains("exit code: 3"), "{}", r.stderr);
+    assert_eq!(index_json(&root), before);
+    // the cache holds nothing for the failed step: it runs again
+    let again = build(&root, &["--platform", "linux/arm64"], &ctx);
+    assert!(!again.stderr.contains("CACHED"), "{}", again.stderr);
 }
 
 #[test]
