@@ -160,6 +160,14 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
             .map(|h| h.join().expect("build threads do not panic"))
             .collect()
     });
+    // Report the failure itself, not a stage that stopped because of it.
+    if let Some(e) = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .min_by_key(|e| matches!(e.root(), BuildError::Cancelled))
+    {
+        return Err(BuildError::Shared(e.clone()));
+    }
     let mut images = Vec::new();
     for r in results {
         let out = r.map_err(BuildError::Shared)?;
@@ -417,7 +425,7 @@ impl<'a> Executor<'a> {
         let total = stage.steps.len();
         for (n, step) in stage.steps.iter().enumerate() {
             if self.failed.load(Ordering::Relaxed) {
-                return Err(BuildError::Other("cancelled: another stage failed".into()));
+                return Err(BuildError::Cancelled);
             }
             let label = format!("[{} {}/{}]", plan_label(plan, stage), n + 1, total);
             let (record, layer_entries) = match &step.op {

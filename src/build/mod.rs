@@ -39,6 +39,8 @@ pub enum BuildError {
     Store(#[from] crate::store::StoreError),
     #[error("{0}")]
     Other(String),
+    #[error("cancelled: another stage failed")]
+    Cancelled,
     /// The same failure seen from another stage or platform that waited for it.
     #[error(transparent)]
     Shared(Arc<BuildError>),
