@@ -59,7 +59,8 @@ impl Store {
         let path = dir.join(format!("{name}.json"));
         let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp)
             .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
-        std::io::Write::write_all(&mut tmp, &bytes).map_err(StoreError::io("cannot write", tmp.path()))?;
+        std::io::Write::write_all(&mut tmp, &bytes)
+            .map_err(StoreError::io("cannot write", tmp.path()))?;
         tmp.persist(&path)
             .map_err(|e| StoreError::io("cannot rename into", &path)(e.error))?;
         Ok(())

@@ -241,15 +241,41 @@ fn exit_codes_like_docker() {
         stderr_of(&out)
     );
     // A file the kernel cannot execute: the runtime's own failure, mapped to 126.
-    with_layers(&root, "busybox", &[RawTar::default().entry(b'0', "bin/junk", "", b"not a program", 0o755).finish()], "junk");
-    let out = root.manifold().args(["run", "--rm", "junk", "/bin/junk"]).output().unwrap();
+    with_layers(
+        &root,
+        "busybox",
+        &[RawTar::default()
+            .entry(b'0', "bin/junk", "", b"not a program", 0o755)
+            .finish()],
+        "junk",
+    );
+    let out = root
+        .manifold()
+        .args(["run", "--rm", "junk", "/bin/junk"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(126), "{}", stderr_of(&out));
-    assert!(stderr_of(&out).contains("exec format error"), "{}", stderr_of(&out));
+    assert!(
+        stderr_of(&out).contains("exec format error"),
+        "{}",
+        stderr_of(&out)
+    );
     // Any OCI runtime with runc's command line: here a wrapper that logs and runs runc.
     let wrapper = root.scratch("runtime").join("my-runtime");
     let log = root.scratch("runtime").join("log");
-    fs::write(&wrapper, format!("#!/bin/sh\necho \"$@\" >> {}\nexec runc \"$@\"\n", log.display())).unwrap();
-    fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$@\" >> {}\nexec runc \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     root.manifold()
         .arg("run")
         .arg("--rm")
@@ -261,10 +287,19 @@ fn exit_codes_like_docker() {
         .stdout("via-wrapper\n");
     assert!(fs::read_to_string(&log).unwrap().contains(" run --bundle "));
     root.manifold()
-        .args(["run", "--rm", "--runtime", "no-such-runtime", "busybox", "true"])
+        .args([
+            "run",
+            "--rm",
+            "--runtime",
+            "no-such-runtime",
+            "busybox",
+            "true",
+        ])
         .assert()
         .code(125)
-        .stderr(predicate::str::contains("OCI runtime `no-such-runtime` not found"));
+        .stderr(predicate::str::contains(
+            "OCI runtime `no-such-runtime` not found",
+        ));
     // Without --rm, failed starts stay listed with their status.
     root.manifold()
         .args(["run", "--name", "missing", "busybox", "nope"])
