@@ -4,9 +4,12 @@
 //!
 //! `pull` is registry → store, `save` is store → archive, `copy` is registry → registry: one walk.
 
+use std::collections::HashSet;
 use std::io::Read;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::oci::{self, Descriptor, Digest, Document, Parsed};
+use crate::oci::{self, Descriptor, Digest, Document};
 use crate::platform::{Matcher, Platform};
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
@@ -42,6 +45,32 @@ pub enum ContentError {
     /// An error of the medium itself (registry, store, archive), kept typed behind the box.
     #[error(transparent)]
     Backend(BoxError),
+    /// An error of the medium that may pass when the operation is tried again (a registry's
+    /// 503, a connection reset that resuming could not overcome).
+    #[error(transparent)]
+    Transient(BoxError),
+    /// Stopped because another part of the same copy failed.
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl ContentError {
+    /// Whether trying the same operation again may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ContentError::Transient(_) => true,
+            // A stream cut short (a reset the medium could not resume) reaches the sink as I/O.
+            ContentError::Io(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::TimedOut
+                    | std::io::ErrorKind::Interrupted
+            ),
+            _ => false,
+        }
+    }
 }
 
 fn list_platforms(platforms: &[Platform]) -> String {
@@ -53,6 +82,38 @@ fn list_platforms(platforms: &[Platform]) -> String {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A repository of a registry where a blob is known to live: what a cross-repository mount
+/// names as its `from`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobLocation {
+    /// `host[:port]`, as in a reference (`docker.io`, `127.0.0.1:5000`).
+    pub registry: String,
+    /// The repository path (`library/alpine`).
+    pub repository: String,
+}
+
+impl BlobLocation {
+    pub fn new(registry: impl Into<String>, repository: impl Into<String>) -> BlobLocation {
+        BlobLocation {
+            registry: registry.into(),
+            repository: repository.into(),
+        }
+    }
+
+    /// Parse `registry/repository` (the form `Display` writes).
+    pub fn parse(s: &str) -> Option<BlobLocation> {
+        let (registry, repository) = s.split_once('/')?;
+        (!registry.is_empty() && !repository.is_empty() && !s.contains(char::is_whitespace))
+            .then(|| BlobLocation::new(registry, repository))
+    }
+}
+
+impl std::fmt::Display for BlobLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.repository)
+    }
 }
 
 /// Where images come from.
@@ -67,6 +128,14 @@ pub trait Source: Send + Sync {
     fn has_manifest(&self, _desc: &Descriptor) -> Result<bool, ContentError> {
         Ok(true)
     }
+    /// Registry repositories where this blob is known to live (a registry source names itself;
+    /// the store remembers where it pulled from and pushed to). Hints for cross-repo mounts.
+    fn blob_locations(&self, _desc: &Descriptor) -> Vec<BlobLocation> {
+        Vec::new()
+    }
+    /// The blob now also lives at `location` (it was just pushed or mounted there). Best effort:
+    /// a source that remembers nothing ignores it.
+    fn note_blob_location(&self, _desc: &Descriptor, _location: &BlobLocation) {}
 }
 
 /// Where images go.
@@ -78,6 +147,18 @@ pub trait Sink: Send + Sync {
     fn put_manifest(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), ContentError>;
     /// Point a tag at a stored document.
     fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<(), ContentError>;
+    /// The registry repository this sink writes to, if it is one.
+    fn location(&self) -> Option<BlobLocation> {
+        None
+    }
+    /// Make the blob available without sending its bytes, from one of `from` (a cross-repository
+    /// mount). `Ok(false)` when no location could be used; the caller then uploads.
+    fn mount(&self, _desc: &Descriptor, _from: &[BlobLocation]) -> Result<bool, ContentError> {
+        Ok(false)
+    }
+    /// The blob (stored or already present) is known to live at `locations`. Best effort: the
+    /// store remembers them for later mounts, other sinks ignore them.
+    fn note_blob_locations(&self, _desc: &Descriptor, _locations: &[BlobLocation]) {}
 }
 
 /// Which platforms of an index to copy.
@@ -91,11 +172,36 @@ pub enum Platforms {
     Each(Vec<Matcher>),
 }
 
+/// How a copy runs.
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Blobs copied at once (at least 1).
+    pub concurrency: usize,
+    /// Attempts per blob when the medium says an error is transient (at least 1). Registries
+    /// also retry single requests and resume interrupted downloads themselves; this retries a
+    /// whole blob (reopening the source) when that was not enough.
+    pub blob_attempts: usize,
+}
+
+/// Blobs in flight at once by default: enough to fill a link with several layers, few enough
+/// that a registry does not throttle us.
+pub const DEFAULT_CONCURRENCY: usize = 4;
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            concurrency: DEFAULT_CONCURRENCY,
+            blob_attempts: 3,
+        }
+    }
+}
+
 /// What a copy did, for reports and tests.
 #[derive(Debug, Default, Clone)]
 pub struct CopyReport {
     pub blobs_copied: usize,
     pub blobs_skipped: usize,
+    pub blobs_mounted: usize,
     pub bytes_copied: u64,
     /// The image manifests copied (per platform).
     pub manifests: Vec<Descriptor>,
@@ -128,10 +234,7 @@ pub fn select_children<'a>(
     }
 }
 
-/// Copy the image `root` (resolved from `reference`) from `source` to `sink`: children first,
-/// the root last, so a sink never holds a document whose selected children are missing. Blobs
-/// the sink has are skipped. The root index is kept whole even when only some platforms are
-/// copied (a sparse index). Tagging is left to the caller.
+/// Copy with the default options; see `copy_with`.
 pub fn copy(
     source: &dyn Source,
     sink: &dyn Sink,
@@ -140,51 +243,159 @@ pub fn copy(
     platforms: &Platforms,
     progress: &dyn Progress,
 ) -> Result<CopyReport, ContentError> {
+    copy_with(
+        source,
+        sink,
+        reference,
+        root,
+        platforms,
+        progress,
+        &CopyOptions::default(),
+    )
+}
+
+/// Copy the image `root` (resolved from `reference`) from `source` to `sink`: children first,
+/// the root last, so a sink never holds a document whose selected children are missing. Blobs
+/// the sink has are skipped; the others are mounted when the sink can, else streamed, up to
+/// `options.concurrency` at once. The root index is kept whole even when only some platforms
+/// are copied (a sparse index). Tagging is left to the caller.
+pub fn copy_with(
+    source: &dyn Source,
+    sink: &dyn Sink,
+    reference: &Reference,
+    root: &Descriptor,
+    platforms: &Platforms,
+    progress: &dyn Progress,
+    options: &CopyOptions,
+) -> Result<CopyReport, ContentError> {
+    let mut plan = Plan::default();
+    let root_bytes = plan.walk(source, reference, root, platforms)?;
     let mut report = CopyReport::default();
-    let bytes = fetch_verified(source, root)?;
-    match oci::parse_document(&root.media_type, bytes.clone())?.value {
-        Document::Index(index) => {
-            for child in select_children(reference, &index, platforms)? {
-                if child.is_index() {
-                    let sub = Platforms::All;
-                    let r = copy(source, sink, reference, child, &sub, progress)?;
-                    merge(&mut report, r);
-                } else if child.is_manifest() {
-                    copy_manifest(source, sink, child, progress, &mut report)?;
-                } else {
-                    // Artifacts of unknown kinds: copy the bytes, nothing below them.
-                    copy_blob(source, sink, child, progress, &mut report)?;
-                }
-            }
+    run_blobs(source, sink, &plan.blobs, progress, options, &mut report)?;
+    for (desc, bytes) in &plan.documents {
+        sink.put_manifest(desc, bytes)?;
+        if desc.is_manifest() {
+            report.manifests.push(desc.clone());
         }
-        Document::Manifest(_) => copy_manifest(source, sink, root, progress, &mut report)?,
     }
-    sink.put_manifest(root, &bytes)?;
+    sink.put_manifest(root, &root_bytes)?;
+    if root.is_manifest() {
+        report.manifests.push(root.clone());
+    }
     Ok(report)
 }
 
-fn merge(into: &mut CopyReport, from: CopyReport) {
-    into.blobs_copied += from.blobs_copied;
-    into.blobs_skipped += from.blobs_skipped;
-    into.bytes_copied += from.bytes_copied;
-    into.manifests.extend(from.manifests);
+/// Everything a copy will write, gathered before any blob moves: blobs (each once, in walk
+/// order) and the child documents in the order they must be written.
+#[derive(Default)]
+struct Plan {
+    blobs: Vec<Descriptor>,
+    documents: Vec<(Descriptor, Vec<u8>)>,
+    seen: HashSet<Digest>,
 }
 
-fn copy_manifest(
+impl Plan {
+    /// Walk `desc`; returns its bytes (the caller decides when to write them).
+    fn walk(
+        &mut self,
+        source: &dyn Source,
+        reference: &Reference,
+        desc: &Descriptor,
+        platforms: &Platforms,
+    ) -> Result<Vec<u8>, ContentError> {
+        let bytes = fetch_verified(source, desc)?;
+        match oci::parse_document(&desc.media_type, bytes.clone())?.value {
+            Document::Index(index) => {
+                for child in select_children(reference, &index, platforms)? {
+                    if !self.seen.insert(child.digest.clone()) {
+                        continue;
+                    }
+                    if child.is_index() || child.is_manifest() {
+                        let child_bytes = self.walk(source, reference, child, &Platforms::All)?;
+                        self.documents.push((child.clone(), child_bytes));
+                    } else {
+                        // Artifacts of unknown kinds: copy the bytes, nothing below them.
+                        self.blobs.push(child.clone());
+                    }
+                }
+            }
+            Document::Manifest(manifest) => {
+                for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                    if self.seen.insert(blob.digest.clone()) {
+                        self.blobs.push(blob.clone());
+                    }
+                }
+            }
+        }
+        Ok(bytes)
+    }
+}
+
+/// What happened to one blob.
+enum Outcome {
+    Skipped,
+    Mounted,
+    Copied,
+}
+
+/// Copy `blobs` with up to `options.concurrency` workers pulling from one queue. The first
+/// failure stops the others (their streams fail at the next read) and is returned.
+fn run_blobs(
     source: &dyn Source,
     sink: &dyn Sink,
-    desc: &Descriptor,
+    blobs: &[Descriptor],
     progress: &dyn Progress,
+    options: &CopyOptions,
     report: &mut CopyReport,
 ) -> Result<(), ContentError> {
-    let bytes = fetch_verified(source, desc)?;
-    let manifest: Parsed<oci::Manifest> = oci::parse_manifest(bytes)?;
-    copy_blob(source, sink, &manifest.value.config, progress, report)?;
-    for layer in &manifest.value.layers {
-        copy_blob(source, sink, layer, progress, report)?;
+    let next = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
+    let first_error: Mutex<Option<ContentError>> = Mutex::new(None);
+    let totals = Mutex::new(CopyReport::default());
+    let workers = options.concurrency.clamp(1, blobs.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    if abort.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(desc) = blobs.get(i) else { return };
+                    match copy_blob(source, sink, desc, progress, options, &abort) {
+                        Ok(outcome) => {
+                            let mut t = totals.lock().unwrap();
+                            match outcome {
+                                Outcome::Skipped => t.blobs_skipped += 1,
+                                Outcome::Mounted => t.blobs_mounted += 1,
+                                Outcome::Copied => {
+                                    t.blobs_copied += 1;
+                                    t.bytes_copied += desc.size;
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            abort.store(true, Ordering::Relaxed);
+                            let mut first = first_error.lock().unwrap();
+                            // A worker stopped by the abort reports `Cancelled`; keep the cause.
+                            if first.is_none() || matches!(*first, Some(ContentError::Cancelled)) {
+                                *first = Some(e);
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().unwrap() {
+        return Err(e);
     }
-    sink.put_manifest(desc, &manifest.bytes)?;
-    report.manifests.push(desc.clone());
+    let t = totals.into_inner().unwrap();
+    report.blobs_copied += t.blobs_copied;
+    report.blobs_skipped += t.blobs_skipped;
+    report.blobs_mounted += t.blobs_mounted;
+    report.bytes_copied += t.bytes_copied;
     Ok(())
 }
 
@@ -193,22 +404,121 @@ fn copy_blob(
     sink: &dyn Sink,
     desc: &Descriptor,
     progress: &dyn Progress,
-    report: &mut CopyReport,
-) -> Result<(), ContentError> {
+    options: &CopyOptions,
+    abort: &AtomicBool,
+) -> Result<Outcome, ContentError> {
     let id = desc.digest.short().to_string();
+    let locations = source.blob_locations(desc);
+    let remember = |outcome: Outcome| {
+        sink.note_blob_locations(desc, &locations);
+        if let Some(here) = sink.location() {
+            source.note_blob_location(desc, &here);
+        }
+        outcome
+    };
     if sink.has_blob(desc)? {
-        report.blobs_skipped += 1;
         progress.finish(&id, "exists");
-        return Ok(());
+        return Ok(remember(Outcome::Skipped));
     }
-    progress.start(&id, &id, Some(desc.size));
-    let reader = source.open_blob(desc)?;
-    let mut reader = ProgressReader::new(reader, &id, progress);
-    sink.put_blob(desc, &mut reader)?;
-    progress.finish(&id, "done");
-    report.blobs_copied += 1;
-    report.bytes_copied += desc.size;
-    Ok(())
+    if !locations.is_empty() && sink.mount(desc, &locations)? {
+        progress.finish(&id, "mounted");
+        return Ok(remember(Outcome::Mounted));
+    }
+    let attempts = options.blob_attempts.max(1);
+    for attempt in 1..=attempts {
+        progress.start(&id, &id, Some(desc.size));
+        let result = source.open_blob(desc).and_then(|reader| {
+            let reader = Abortable {
+                inner: reader,
+                abort,
+            };
+            let mut reader = ProgressReader::new(reader, &id, progress);
+            sink.put_blob(desc, &mut reader)
+        });
+        match result {
+            Ok(()) => {
+                progress.finish(&id, "done");
+                return Ok(remember(Outcome::Copied));
+            }
+            Err(e) if e.is_transient() && attempt < attempts && !abort.load(Ordering::Relaxed) => {
+                progress.finish(&id, &format!("failed ({e}), retrying"));
+            }
+            Err(e) => {
+                progress.finish(&id, "failed");
+                // Once another worker failed, this failure is a consequence, not the cause.
+                return Err(if abort.load(Ordering::Relaxed) {
+                    ContentError::Cancelled
+                } else {
+                    e
+                });
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+/// A reader that fails once another worker has failed, so a copy stops promptly.
+struct Abortable<'a, R> {
+    inner: R,
+    abort: &'a AtomicBool,
+}
+
+impl<R: Read> Read for Abortable<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.abort.load(Ordering::Relaxed) {
+            return Err(std::io::Error::other("cancelled: another blob failed"));
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// A source whose root document is replaced: serves `bytes` for `root` and defers everything
+/// else to `inner`. Pushing a subset of a multi-platform image copies from one of these.
+pub struct WithDocument<'a> {
+    pub inner: &'a dyn Source,
+    pub root: Descriptor,
+    pub bytes: Vec<u8>,
+}
+
+impl Source for WithDocument<'_> {
+    fn resolve(&self, reference: &Reference) -> Result<Descriptor, ContentError> {
+        self.inner.resolve(reference)
+    }
+    fn fetch_manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, ContentError> {
+        if desc.digest == self.root.digest {
+            return Ok(self.bytes.clone());
+        }
+        self.inner.fetch_manifest(desc)
+    }
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+        self.inner.open_blob(desc)
+    }
+    fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
+        if desc.digest == self.root.digest {
+            return Ok(true);
+        }
+        self.inner.has_manifest(desc)
+    }
+    fn blob_locations(&self, desc: &Descriptor) -> Vec<BlobLocation> {
+        self.inner.blob_locations(desc)
+    }
+    fn note_blob_location(&self, desc: &Descriptor, location: &BlobLocation) {
+        self.inner.note_blob_location(desc, location)
+    }
+}
+
+/// A new index holding only `keep` of `index`'s entries (in their original order), in the
+/// original's media type: what is pushed or copied when only some platforms are wanted.
+pub fn subset_index(
+    media_type: &str,
+    index: &oci::Index,
+    keep: &[&Descriptor],
+) -> (Descriptor, Vec<u8>) {
+    let keep: HashSet<&Digest> = keep.iter().map(|c| &c.digest).collect();
+    let mut subset = index.clone();
+    subset.manifests.retain(|d| keep.contains(&d.digest));
+    let bytes = serde_json::to_vec(&subset).expect("OCI documents always serialise");
+    (Descriptor::of(media_type, &bytes), bytes)
 }
 
 /// Fetch a manifest and check it against its descriptor.

@@ -13,6 +13,7 @@ pub mod oci;
 pub mod platform;
 pub mod progress;
 pub mod reference;
+pub mod registry;
 pub mod runtime;
 pub mod store;
 pub mod verify;

@@ -9,7 +9,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "manifold",
     version,
     about = "Daemonless, multi-architecture container images: build, pull, run, push",
-    propagate_version = true
+    propagate_version = true,
+    args_override_self = true
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -93,6 +94,20 @@ pub enum Command {
     Verify(super::verify::VerifyArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
+    /// Download an image from a registry into the store
+    Pull(PullArgs),
+    /// Upload an image from the store to a registry
+    Push(PushArgs),
+    /// Copy an image from one registry repository to another, without the store
+    Copy(CopyArgs),
+    /// Check and store credentials for a registry
+    Login(LoginArgs),
+    /// Remove stored credentials for a registry
+    Logout(LogoutArgs),
+    /// List the tags of a repository in a registry
+    Tags(TagsArgs),
+    /// Find repositories in a registry's catalog
+    Search(SearchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -225,4 +240,114 @@ pub struct ImportArgs {
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
+}
+
+/// How many blobs move at once (pull, push, copy).
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Blobs transferred at once
+    #[arg(long, env = "MANIFOLD_CONCURRENCY", value_name = "N",
+          default_value_t = crate::content::DEFAULT_CONCURRENCY as u16,
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// The platform to pull from a multi-platform image [default: the host's]
+    #[arg(long, value_name = "PLATFORM", conflicts_with = "all_platforms")]
+    pub platform: Option<String>,
+    /// Pull every platform of a multi-platform image
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Pull every tag of the repository
+    #[arg(short, long)]
+    pub all_tags: bool,
+    /// Print only the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    /// NAME[:TAG|@DIGEST]
+    pub reference: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Push only these platforms of a multi-platform image, as a new index (repeatable, or comma separated)
+    #[arg(long, value_name = "PLATFORM", value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// Print only the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    /// An image in the store
+    pub image: String,
+    /// Where to push it [default: the image's own name]
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Copy only these platforms of a multi-platform image, as a new index (repeatable, or comma separated)
+    #[arg(
+        long,
+        value_name = "PLATFORM",
+        value_delimiter = ',',
+        conflicts_with = "all_platforms"
+    )]
+    pub platform: Vec<String>,
+    /// Copy every platform (the default)
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Print only the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    /// REGISTRY/NAME[:TAG|@DIGEST]
+    pub source: String,
+    /// REGISTRY/NAME[:TAG]
+    pub destination: String,
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// User name [default: asked on the terminal]
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (visible to other users of the machine: prefer --password-stdin)
+    #[arg(short, long, conflicts_with = "password_stdin")]
+    pub password: Option<String>,
+    /// Read the password from stdin
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The registry [default: docker.io]
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// The registry [default: docker.io]
+    pub registry: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TagsArgs {
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ListFormat,
+    /// REGISTRY/NAME
+    pub repository: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Show at most N results
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    #[arg(long, value_enum, default_value_t)]
+    pub format: ListFormat,
+    /// REGISTRY/TERM: repositories of REGISTRY whose name contains TERM (REGISTRY alone lists all)
+    pub query: String,
 }

@@ -59,6 +59,9 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         {
             return Some(h);
         }
+        if let Some(h) = super::remote::hint(cause) {
+            return Some(h);
+        }
         let store = cause
             .downcast_ref::<StoreError>()
             .or_else(|| match cause.downcast_ref::<ArchiveError>() {

@@ -28,6 +28,15 @@ mod select;
 mod tag;
 mod verify;
 
+mod copy;
+mod login;
+mod logout;
+mod pull;
+mod push;
+mod remote;
+mod search;
+mod tags;
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -69,6 +78,13 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Platforms(a) => platforms::run(a, settings),
         Command::Verify(a) => return verify::run(a, settings),
         Command::Completions(a) => completions::run(a),
+        Command::Pull(a) => pull::run(a, settings),
+        Command::Push(a) => push::run(a, settings),
+        Command::Copy(a) => copy::run(a, settings),
+        Command::Login(a) => login::run(a, settings),
+        Command::Logout(a) => logout::run(a),
+        Command::Tags(a) => tags::run(a, settings),
+        Command::Search(a) => search::run(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }

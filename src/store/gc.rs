@@ -75,6 +75,9 @@ impl Store {
                 let size = blob.metadata().map(|m| m.len()).unwrap_or(0);
                 fs::remove_file(blob.path())
                     .map_err(StoreError::io("cannot remove", &blob.path()))?;
+                if let Ok(d) = Digest::parse(&name) {
+                    self.forget_blob_locations(&d);
+                }
                 report.blobs_removed += 1;
                 report.bytes_freed += size;
             }

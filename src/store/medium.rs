@@ -4,7 +4,7 @@
 use std::io::Read;
 
 use super::{Store, StoreError};
-use crate::content::{self, ContentError, Sink, Source};
+use crate::content::{self, BlobLocation, ContentError, Sink, Source};
 use crate::oci::Descriptor;
 use crate::reference::Reference;
 
@@ -35,6 +35,14 @@ impl Source for Store {
     fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
         Ok(self.has_blob(&desc.digest))
     }
+
+    fn blob_locations(&self, desc: &Descriptor) -> Vec<BlobLocation> {
+        Store::blob_locations(self, &desc.digest)
+    }
+
+    fn note_blob_location(&self, desc: &Descriptor, location: &BlobLocation) {
+        let _ = self.add_blob_locations(&desc.digest, std::slice::from_ref(location));
+    }
 }
 
 impl Sink for Store {
@@ -56,5 +64,9 @@ impl Sink for Store {
 
     fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<(), ContentError> {
         Store::tag(self, reference, desc).map_err(backend)
+    }
+
+    fn note_blob_locations(&self, desc: &Descriptor, locations: &[BlobLocation]) {
+        let _ = self.add_blob_locations(&desc.digest, locations);
     }
 }

@@ -6,6 +6,7 @@
 //! <root>/tmp-v1/         temp files, renamed into place once verified
 //! <root>/locks-v1/       index.lock (index.json updates), gc.lock (writers shared, gc exclusive)
 //! <root>/leases-v1/      blobs kept for their users (containers) though no tag reaches them
+//! <root>/meta-v1/        blob-locations/: registry repositories each blob is known to live in
 //! ```
 //!
 //! Crash safety comes from ordering: a blob is written to a temp file, verified and renamed into
@@ -17,6 +18,7 @@ mod blobs;
 mod gc;
 mod leases;
 mod medium;
+mod origins;
 mod summary;
 mod tags;
 

@@ -4,5 +4,7 @@ mod archives;
 mod binfmt;
 mod harness;
 mod local;
+mod registry;
+mod registry_harness;
 mod run;
 mod verify;

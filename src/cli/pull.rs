@@ -1,0 +1,115 @@
+//! `manifold pull [--platform P | --all-platforms] [-a] [-q] REF`: registry → store. The whole
+//! index is kept; only the chosen platform's blobs are fetched (the host's by default).
+
+use super::Settings;
+use super::args::PullArgs;
+use super::errors::user_error;
+use super::remote;
+use crate::content::{self, Platforms, Sink, Source};
+use crate::oci::Document;
+use crate::platform::Platform;
+use crate::progress::Progress;
+use crate::reference::Reference;
+
+pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
+    let reference = Reference::parse(&args.reference)?;
+    if args.all_tags && names_tag_or_digest(&args.reference) {
+        return Err(user_error(
+            format!(
+                "`{}` names a tag or digest, but `--all-tags` pulls every tag",
+                args.reference
+            ),
+            Some("give the repository alone, e.g. `manifold pull -a NAME`"),
+        ));
+    }
+    let wanted = args.platform.as_deref().map(Platform::parse).transpose()?;
+    let platforms = if args.all_platforms {
+        Platforms::All
+    } else {
+        Platforms::Best(wanted.clone().unwrap_or_else(Platform::host).matcher())
+    };
+    let store = settings.store()?;
+    let _guard = store.write_guard()?;
+    let client = remote::client(settings);
+    let repo = client.repository(&reference)?;
+    let progress = settings.progress(args.quiet);
+    let references = if args.all_tags {
+        let tags = repo.list_tags()?;
+        if tags.is_empty() {
+            return Err(user_error(
+                format!("`{}` has no tags", reference.familiar_name()),
+                None,
+            ));
+        }
+        tags.iter()
+            .map(|t| reference.with_tag(t))
+            .collect::<Result<Vec<_>, _>>()?
+    } else {
+        vec![reference]
+    };
+    let options = remote::copy_options(&args.transfer);
+    for r in &references {
+        progress.message(&format!("Pulling {}", r.familiar()));
+        let root = Source::resolve(&repo, r)?;
+        let report = content::copy_with(&repo, &store, r, &root, &platforms, &progress, &options)?;
+        if let Some(p) = &wanted {
+            check_platform(&store, &root, p, r)?;
+        }
+        Sink::tag(&store, r, &root)?;
+        if args.quiet {
+            println!("{}", root.digest);
+        } else {
+            progress.message(&format!("Digest: {}", root.digest));
+            let status = if report.blobs_copied == 0 {
+                format!("Image is up to date for {}", r.familiar())
+            } else {
+                format!("Downloaded newer image for {}", r.familiar())
+            };
+            progress.message(&format!("Status: {status}"));
+            println!("{}", r.familiar());
+        }
+    }
+    Ok(())
+}
+
+/// Whether the user typed a tag or digest (a `:` after the last `/`, or an `@`).
+fn names_tag_or_digest(input: &str) -> bool {
+    input.contains('@')
+        || input
+            .rsplit('/')
+            .next()
+            .is_some_and(|last| last.contains(':'))
+}
+
+/// A single-platform image pulled with `--platform` must be of that platform.
+fn check_platform(
+    store: &crate::store::Store,
+    root: &crate::oci::Descriptor,
+    wanted: &Platform,
+    reference: &Reference,
+) -> anyhow::Result<()> {
+    if let Document::Manifest(m) = store.read_document(root)?.value {
+        let actual = store.read_config(&m.config.digest)?.value.platform();
+        if !wanted.matcher().matches(&actual) {
+            return Err(user_error(
+                format!(
+                    "`{}` is a single-platform image for `{actual}`, not `{wanted}`",
+                    reference.familiar()
+                ),
+                Some("pull it without `--platform`, or choose a multi-platform image"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tells_a_named_tag_from_a_port() {
+        assert!(super::names_tag_or_digest("alpine:3"));
+        assert!(super::names_tag_or_digest("x@sha256:abc"));
+        assert!(!super::names_tag_or_digest("localhost:5000/alpine"));
+        assert!(!super::names_tag_or_digest("alpine"));
+    }
+}

@@ -1,0 +1,163 @@
+//! A repository of a registry as a `content::Source` (pull, copy) and `content::Sink` (push,
+//! copy).
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use super::auth::repository_scope;
+use super::error::RegistryError;
+use super::transport::Transport;
+use crate::content::{BlobLocation, ContentError, Sink, Source};
+use crate::oci::{Descriptor, Digest};
+use crate::reference::Reference;
+
+/// One repository (`library/alpine`) of one registry.
+pub struct Repository {
+    pub(super) transport: Arc<Transport>,
+    pub(super) name: String,
+    /// Manifests fetched by `resolve` or pushed, by digest: fetched once, tagged without a GET.
+    manifests: Mutex<HashMap<Digest, Vec<u8>>>,
+}
+
+/// Keep a registry error typed behind the content error; transient ones are marked so that a
+/// copy retries the blob.
+pub fn content_error(e: RegistryError) -> ContentError {
+    match e {
+        RegistryError::Oci(o) => ContentError::Oci(o),
+        e if e.is_retryable() => ContentError::Transient(Box::new(e)),
+        e => ContentError::Backend(Box::new(e)),
+    }
+}
+
+impl Repository {
+    pub fn new(transport: Arc<Transport>, name: &str) -> Repository {
+        Repository {
+            transport,
+            name: name.to_string(),
+            manifests: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Another handle on the same repository (sharing the connection and tokens; the
+    /// manifests fetched so far are carried over).
+    pub fn clone_handle(&self) -> Repository {
+        Repository {
+            transport: self.transport.clone(),
+            name: self.name.clone(),
+            manifests: Mutex::new(self.manifests.lock().unwrap().clone()),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn registry(&self) -> &str {
+        self.transport.registry()
+    }
+
+    pub(super) fn scopes_for_read(&self) -> Vec<String> {
+        vec![repository_scope(&self.name, "pull")]
+    }
+
+    pub(super) fn scopes_for_write(&self) -> Vec<String> {
+        vec![repository_scope(&self.name, "pull,push")]
+    }
+
+    /// Resolve a reference of this repository: its descriptor, the bytes kept for later.
+    pub fn resolve_reference(&self, reference: &Reference) -> Result<Descriptor, RegistryError> {
+        let (desc, bytes) = self.get_manifest(&reference.tag_or_digest(), reference.digest())?;
+        self.manifests
+            .lock()
+            .unwrap()
+            .insert(desc.digest.clone(), bytes);
+        Ok(desc)
+    }
+
+    fn here(&self) -> BlobLocation {
+        BlobLocation::new(self.registry(), &self.name)
+    }
+}
+
+impl Source for Repository {
+    fn resolve(&self, reference: &Reference) -> Result<Descriptor, ContentError> {
+        self.resolve_reference(reference).map_err(content_error)
+    }
+
+    fn fetch_manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, ContentError> {
+        if let Some(b) = self.manifests.lock().unwrap().get(&desc.digest) {
+            return Ok(b.clone());
+        }
+        let (_, bytes) = self
+            .get_manifest(&desc.digest.to_string(), Some(&desc.digest))
+            .map_err(content_error)?;
+        Ok(bytes)
+    }
+
+    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+        Ok(Box::new(self.blob_reader(desc).map_err(content_error)?))
+    }
+
+    fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
+        self.manifest_exists(&desc.digest).map_err(content_error)
+    }
+
+    fn blob_locations(&self, _desc: &Descriptor) -> Vec<BlobLocation> {
+        vec![self.here()]
+    }
+}
+
+impl Sink for Repository {
+    fn has_blob(&self, desc: &Descriptor) -> Result<bool, ContentError> {
+        self.blob_exists(&desc.digest).map_err(content_error)
+    }
+
+    fn put_blob(&self, desc: &Descriptor, reader: &mut dyn Read) -> Result<(), ContentError> {
+        self.upload_blob(desc, reader).map_err(content_error)
+    }
+
+    fn put_manifest(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), ContentError> {
+        crate::content::verify(&format!("manifest {}", desc.digest), desc, bytes)?;
+        self.put_manifest_bytes(&desc.digest.to_string(), desc, bytes)
+            .map_err(content_error)?;
+        self.manifests
+            .lock()
+            .unwrap()
+            .insert(desc.digest.clone(), bytes.to_vec());
+        Ok(())
+    }
+
+    fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<(), ContentError> {
+        let Some(tag) = reference.tag() else {
+            // A digest reference names what was just pushed: nothing to tag.
+            return Ok(());
+        };
+        let bytes = match self.manifests.lock().unwrap().get(&desc.digest) {
+            Some(b) => b.clone(),
+            None => Source::fetch_manifest(self, desc)?,
+        };
+        self.put_manifest_bytes(tag, desc, &bytes)
+            .map_err(content_error)
+    }
+
+    fn location(&self) -> Option<BlobLocation> {
+        Some(self.here())
+    }
+
+    fn mount(&self, desc: &Descriptor, from: &[BlobLocation]) -> Result<bool, ContentError> {
+        let candidates = from
+            .iter()
+            .filter(|l| l.registry == self.registry() && l.repository != self.name)
+            .take(3);
+        for location in candidates {
+            if self
+                .mount_blob(&desc.digest, location)
+                .map_err(content_error)?
+            {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

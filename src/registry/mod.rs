@@ -1,0 +1,36 @@
+//! A client of the OCI distribution spec (and Docker's registry API) of our own, on blocking
+//! reqwest: ping and authentication (anonymous, Basic, Bearer tokens with scopes, identity
+//! tokens), credentials from docker's config.json, manifests as exact bytes, blobs (resumable
+//! downloads; monolithic, chunked and resumable uploads; cross-repository mounts), tags and the
+//! catalog with pagination, typed errors carrying the registry's codes with a retryable
+//! judgement. A repository is a `content::Source` and `content::Sink`.
+//!
+//! ```text
+//! client       settings shared by all registries, one transport per host
+//! transport    HTTP client (TLS, CA files, plain HTTP where allowed), ping, auth, retries
+//! auth         challenges, tokens and their cache
+//! credentials  docker config.json: read (docker_credential), write (login/logout)
+//! error        status errors with registry codes, retryable judgement
+//! manifests    GET/HEAD/PUT of manifests and indexes
+//! blobs        HEAD/GET (Range resume), uploads, mounts
+//! tags         tags/list and _catalog, paginated
+//! medium       Repository: Source + Sink
+//! ```
+
+mod auth;
+mod blobs;
+mod client;
+pub mod credentials;
+mod error;
+mod manifests;
+mod medium;
+mod tags;
+mod transport;
+
+pub use auth::{AuthError, Challenge};
+pub use blobs::CHUNK_SIZE;
+pub use client::{Client, ClientOptions, default_cert_dirs};
+pub use credentials::{Credentials, CredentialsError};
+pub use error::{RegistryError, ServerError, StatusError};
+pub use medium::{Repository, content_error};
+pub use transport::{Log, RetryPolicy, Transport, is_loopback};
