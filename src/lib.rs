@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod binfmt;
+pub mod build;
 pub mod cli;
 pub mod content;
 pub mod elf;

@@ -9,6 +9,7 @@ mod progress;
 mod settings;
 
 mod binfmt;
+mod build;
 mod commit;
 mod completions;
 mod containers;
@@ -85,6 +86,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => logout::run(a),
         Command::Tags(a) => tags::run(a, settings),
         Command::Search(a) => search::run(a, settings),
+        Command::Build(a) => build::run(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 
 mod archives;
 mod binfmt;
+mod build;
 mod harness;
 mod local;
 mod registry;
