@@ -6,6 +6,7 @@
 pub mod archive;
 pub mod cli;
 pub mod content;
+pub mod manifest;
 pub mod oci;
 pub mod platform;
 pub mod progress;

@@ -92,6 +92,8 @@ pub enum Command {
     Tags(TagsArgs),
     /// Find repositories in a registry's catalog
     Search(SearchArgs),
+    /// Create, annotate, inspect and push manifest lists (multi-platform images)
+    Manifest(super::manifest::ManifestArgs),
 }
 
 #[derive(Debug, Args)]

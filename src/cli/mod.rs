@@ -22,6 +22,7 @@ mod tag;
 mod copy;
 mod login;
 mod logout;
+mod manifest;
 mod pull;
 mod push;
 mod remote;
@@ -69,6 +70,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => logout::run(a),
         Command::Tags(a) => tags::run(a, settings),
         Command::Search(a) => search::run(a, settings),
+        Command::Manifest(a) => manifest::run(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,1 @@
+//! Bake files (manifold.yaml): several build targets, built together and pushed together.
