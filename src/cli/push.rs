@@ -124,7 +124,7 @@ fn choose(
                 }
             ),
             Some(&format!(
-                "pull them all with `manifold pull --all-platforms {name}`, or push the present ones with `--platform`"
+                "pull them all with `manifold pull --all-platforms {name}`, or push the present ones with `--platform`; a list made with `manifold manifest create` is pushed with `manifold manifest push {name}`"
             )),
         ));
     }

@@ -351,6 +351,7 @@ fn open_source(fetcher: &Fetcher, input: &str) -> Result<Vec<Entry>> {
         opened.bytes,
         &opened.from,
         listed.as_ref(),
+        false,
     )
 }
 
@@ -361,9 +362,11 @@ fn expand(
     bytes: Vec<u8>,
     from: &[BlobLocation],
     listed: Option<&Platform>,
+    nested: bool,
 ) -> Result<Vec<Entry>> {
     let store = fetcher.store();
-    let source = if input.contains(&desc.digest.to_string()) {
+    // An index's children are told apart by digest.
+    let source = if !nested || input.contains(&desc.digest.to_string()) {
         input.to_string()
     } else {
         format!("{input} ({})", desc.digest)
@@ -446,6 +449,7 @@ fn expand(
                     child_bytes,
                     from,
                     child.platform.as_ref(),
+                    true,
                 )?;
                 // The index entry's annotations belong to the entry.
                 if child.is_manifest()

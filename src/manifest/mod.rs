@@ -85,7 +85,7 @@ pub enum ManifestError {
     AnnotateAttestation(String),
     #[error("`{0}` has no name to push to")]
     NoDestination(String),
-    #[error("`{list}` is {actual}, not the digest the destination `{destination}` names")]
+    #[error("`{list}` is `{actual}`, not the digest the destination `{destination}` names")]
     DestinationDigest {
         list: String,
         actual: Digest,

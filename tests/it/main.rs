@@ -3,5 +3,6 @@
 mod archives;
 mod harness;
 mod local;
+mod manifest;
 mod registry;
 mod registry_harness;
