@@ -94,6 +94,8 @@ pub enum Command {
     Search(SearchArgs),
     /// Create, annotate, inspect and push manifest lists (multi-platform images)
     Manifest(super::manifest::ManifestArgs),
+    /// Build the targets of a bake file (manifold.yaml) together, and push them
+    Bake(super::bake::BakeArgs),
 }
 
 #[derive(Debug, Args)]

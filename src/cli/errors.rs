@@ -49,6 +49,9 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(h) = super::manifest::hint(cause) {
             return Some(h);
         }
+        if let Some(h) = super::bake::hint(cause) {
+            return Some(h);
+        }
         let store = cause.downcast_ref::<StoreError>().or_else(|| {
             match cause.downcast_ref::<ArchiveError>() {
                 Some(ArchiveError::Store(s)) => Some(s),

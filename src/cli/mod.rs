@@ -19,6 +19,7 @@ mod rmi;
 mod save;
 mod tag;
 
+mod bake;
 mod copy;
 mod login;
 mod logout;
@@ -71,6 +72,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Tags(a) => tags::run(a, settings),
         Command::Search(a) => search::run(a, settings),
         Command::Manifest(a) => manifest::run(a, settings),
+        Command::Bake(a) => bake::run(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }

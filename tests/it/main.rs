@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per command, helpers in `harness`.
 
 mod archives;
+mod bake;
 mod harness;
 mod local;
 mod manifest;
