@@ -711,13 +711,15 @@ fn push_uploads_local_children_mounts_near_ones_and_copies_far_ones() {
 }
 
 /// The CI matrix flow of examples/ci: each runner builds its platform with its own root and
-/// pushes it by digest; a merge job that has none of the images creates the list from the
-/// digests and pushes it.
+/// pushes it by digest; the merge job (examples/ci/merge.sh, as the workflows run it), which has
+/// none of the images, creates the list from the digests and pushes it.
 #[test]
 fn ci_matrix_flow_with_separate_roots() {
     skip_unless!("docker-registry");
     let registry = TestRegistry::start(Auth::Anonymous);
     let repo = format!("{}/ci/app", registry.host());
+    let work = TestRoot::new();
+    let digests_dir = work.scratch("digests");
     let mut digests = Vec::new();
     for arch in ["amd64", "arm64"] {
         let runner = TestRoot::new();
@@ -725,31 +727,38 @@ fn ci_matrix_flow_with_separate_roots() {
         let d = import(&runner, arch, &local);
         let pushed = ok(&runner, &["push", "-q", &local, &format!("{repo}@{d}")]);
         assert_eq!(pushed.trim(), d);
+        // What build-by-digest.sh leaves for the merge job.
+        let name = crate::harness::platform_of(arch).replace('/', "-");
+        std::fs::write(digests_dir.join(name), format!("{d}\n")).unwrap();
         digests.push(d);
     }
     let merge = TestRoot::new();
     let list = format!("{repo}:1.0");
-    let sources: Vec<String> = digests.iter().map(|d| format!("{repo}@{d}")).collect();
-    let mut args = vec!["manifest", "create", list.as_str()];
-    args.extend(sources.iter().map(String::as_str));
-    let digest = ok(&merge, &args).trim().to_string();
-    let out = run(&merge, &["--progress", "plain", "manifest", "push", &list]);
+    let out = std::process::Command::new("bash")
+        .arg(std::path::Path::new(crate::harness::REPO).join("examples/ci/merge.sh"))
+        .arg(&list)
+        .arg(&digests_dir)
+        .env("MANIFOLD", env!("CARGO_BIN_EXE_manifold"))
+        .env("MANIFOLD_ROOT", merge.path())
+        .env("DOCKER_CONFIG", merge.docker_config())
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
-    assert_eq!(stdout_of(&out).trim(), digest);
-    // Everything was in the repository already.
-    assert!(
-        stderr_of(&out).contains("0 blobs uploaded (0B), 0 mounted, 4 already there"),
-        "{}",
-        stderr_of(&out)
-    );
-    // No layer ever reached the merge job's store.
-    for d in &digests {
-        let m = json(&ok(&merge, &["inspect", "--raw", d]));
+    let digest = stdout_of(&out).trim().to_string();
+    assert!(digest.starts_with("sha256:"), "{digest}");
+    // The list refers to what the runners pushed; no layer reached the merge job's store.
+    let inspected = json(&ok(&merge, &["manifest", "inspect", "--verbose", &list]));
+    let children = inspected["Manifests"].as_array().unwrap();
+    assert_eq!(children.len(), 2);
+    for (child, d) in children.iter().zip(&digests) {
+        assert_eq!(child["Digest"], d.as_str());
+        assert_eq!(child["Present"], false);
         assert!(!blob_in_store(
             &merge,
-            m["layers"][0]["digest"].as_str().unwrap()
+            child["Layers"][0]["Digest"].as_str().unwrap()
         ));
     }
+    assert_eq!(children[1]["Platform"], "linux/arm64/v8");
     let check = TestRoot::new();
     assert_eq!(
         ok(&check, &["pull", "-q", "--all-platforms", &list]).trim(),
@@ -758,4 +767,65 @@ fn ci_matrix_flow_with_separate_roots() {
     let index = json(&ok(&check, &["inspect", "--raw", &list]));
     let got: Vec<String> = entries(&index).into_iter().map(|e| e.3).collect();
     assert_eq!(got, digests);
+}
+
+/// The example workflows run the scripts the test above runs, on a native runner per platform.
+#[test]
+fn the_ci_examples_build_natively_then_merge() {
+    let dir = std::path::Path::new(crate::harness::REPO).join("examples/ci");
+    let read = |name: &str| -> serde_yaml::Value {
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join(name)).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let gh = read("github-actions.yml");
+    let matrix = gh["jobs"]["build"]["strategy"]["matrix"]["include"]
+        .as_sequence()
+        .unwrap();
+    let runners: Vec<(&str, &str)> = matrix
+        .iter()
+        .map(|m| {
+            (
+                m["platform"].as_str().unwrap(),
+                m["runner"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        runners,
+        [
+            ("linux/amd64", "ubuntu-24.04"),
+            ("linux/arm64", "ubuntu-24.04-arm")
+        ]
+    );
+    let steps = |job: &str| -> String { serde_yaml::to_string(&gh["jobs"][job]["steps"]).unwrap() };
+    assert!(steps("build").contains("examples/ci/build-by-digest.sh"));
+    assert!(steps("merge").contains("examples/ci/merge.sh"));
+    assert_eq!(gh["jobs"]["merge"]["needs"], "build");
+
+    let gl = read("gitlab-ci.yml");
+    let platforms: Vec<&str> = gl["build"]["parallel"]["matrix"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|m| m["PLATFORM"].as_str().unwrap())
+        .collect();
+    assert_eq!(platforms, ["linux/amd64", "linux/arm64"]);
+    assert!(
+        serde_yaml::to_string(&gl["build"]["script"])
+            .unwrap()
+            .contains("examples/ci/build-by-digest.sh")
+    );
+    assert!(
+        serde_yaml::to_string(&gl["merge"]["script"])
+            .unwrap()
+            .contains("examples/ci/merge.sh")
+    );
+
+    // The scripts themselves: the commands of the flow.
+    let build = std::fs::read_to_string(dir.join("build-by-digest.sh")).unwrap();
+    assert!(build.contains("build --platform \"$platform\" --push-by-digest \"$repo\""));
+    assert!(build.contains("--metadata-file"));
+    let merge = std::fs::read_to_string(dir.join("merge.sh")).unwrap();
+    assert!(merge.contains("manifest create \"$list\""));
+    assert!(merge.contains("manifest push \"$list\""));
 }
