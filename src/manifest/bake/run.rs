@@ -60,7 +60,8 @@ pub fn requests(
     let mut out = Vec::new();
     for name in &selection.targets {
         let t = &file.targets[name];
-        let context = base.join(&t.context);
+        // `a/./b` as `a/b`: these paths appear in messages.
+        let context: PathBuf = base.join(&t.context).components().collect();
         if !context.is_dir() {
             return Err(BakeError::NoContext {
                 target: name.clone(),
