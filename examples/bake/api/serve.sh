@@ -1,3 +1,4 @@
 #!/bin/sh
-# Prints the greeting the build stage wrote for this platform.
-cat /etc/greeting
+# Says which platform's image this is, then the greeting file.
+echo "${GREETING} (${PLATFORM})"
+cat /usr/local/share/api/greeting.txt
