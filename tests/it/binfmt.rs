@@ -127,7 +127,11 @@ fn restore(saved: &Saved) {
         eprintln!(
             "warning: binfmt_misc differs from what the tests found: {:?} now, {:?} before",
             after.iter().map(|r| &r.name).collect::<Vec<_>>(),
-            saved.registrations.iter().map(|r| &r.name).collect::<Vec<_>>()
+            saved
+                .registrations
+                .iter()
+                .map(|r| &r.name)
+                .collect::<Vec<_>>()
         );
     }
 }
