@@ -124,12 +124,11 @@ fn pick(
             let available: Vec<Platform> =
                 entries.iter().filter_map(|d| d.platform.clone()).collect();
             let no_match = |wanted: &Platform| -> anyhow::Error {
-                ContentError::NoMatchingPlatform {
+                no_platform(ContentError::NoMatchingPlatform {
                     reference: image.to_string(),
                     wanted: short_platform(wanted),
                     available: available.clone(),
-                }
-                .into()
+                })
             };
             let best = |wanted: &Platform| -> anyhow::Result<&Descriptor> {
                 wanted
@@ -182,12 +181,11 @@ fn pick(
             if let PlatformChoice::These(ps) = choice
                 && let Some(wanted) = ps.iter().find(|p| !p.matcher().matches(&platform))
             {
-                return Err(ContentError::NoMatchingPlatform {
+                return Err(no_platform(ContentError::NoMatchingPlatform {
                     reference: image.to_string(),
                     wanted: short_platform(wanted),
                     available: vec![platform],
-                }
-                .into());
+                }));
             }
             out.push(Selected {
                 image: image.to_string(),
@@ -221,6 +219,14 @@ fn read_selected(
         config: config.value,
         platform,
     })
+}
+
+/// The store's error, with the hint for `run` and `verify` (not pull's `--all-platforms`).
+fn no_platform(e: ContentError) -> anyhow::Error {
+    user_error(
+        e.to_string(),
+        Some("choose one of the image's platforms with `--platform` (`--platform all` takes each)"),
+    )
 }
 
 /// Whether a manifest, its config and its layers are all in the store.
