@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
-# The demo: one busybox image per platform imported into a throwaway store, then listed and
-# inspected the way a docker user would.
-#
-# Later issues grow this into the full story: a multi-arch `manifold build` of examples/ into
-# one image index, and `manifold run --platform` of each architecture under QEMU emulation.
+# The demo: in a throwaway store, a multi-platform busybox base built from Debian's
+# busybox-static packages, then a multi-stage project (examples/hello) built for linux/amd64,
+# arm64, arm/v7, ppc64le and s390x in one command, and run on every platform (QEMU emulation
+# through binfmt_misc for the foreign ones). Needs root (containers, binfmt_misc).
 set -Eeuo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 trap 'echo "demo.sh: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
@@ -34,29 +33,30 @@ manifold() {
 }
 echo "store: $ROOT (every command below runs with --root $ROOT)"
 
-# Debian architecture, OCI platform, tag
-images=(
-  "amd64 linux/amd64 amd64"
-  "arm64 linux/arm64 arm64"
-  "armhf linux/arm/v7 armv7"
-  "ppc64el linux/ppc64le ppc64le"
-  "s390x linux/s390x s390x"
-)
+platforms=linux/amd64,linux/arm64,linux/arm/v7,linux/ppc64le,linux/s390x
 
-section "import one busybox root filesystem per platform"
-for entry in "${images[@]}"; do
-  read -r debarch platform tag <<<"$entry"
-  manifold import --platform "$platform" -c 'CMD ["sh"]' \
-    "target/fixtures/busybox/$debarch/rootfs.tar.gz" "demo/busybox:$tag"
-done
+section "build a multi-platform busybox base from Debian's busybox-static (examples/busybox)"
+manifold build --platform "$platforms" -t demo/busybox:1 \
+  -f examples/busybox/Dockerfile target/fixtures/busybox
+
+section "build the multi-stage demo app for five platforms (examples/hello)"
+# The banner stage runs once on the build platform; the app stage's RUN runs under QEMU for the
+# foreign platforms.
+manifold build --platform "$platforms" -t demo/hello:1 examples/hello
+
+section "run it on every platform (matrix run, emulated where not native)"
+manifold run --rm --platform "$platforms" demo/hello:1
+
+section "rebuild: every step comes from the cache"
+manifold build --platform "$platforms" -t demo/hello:1 examples/hello 2>&1 | tail -n 3
 
 section "images"
 manifold images
 
-section "inspect demo/busybox:arm64"
-manifold inspect demo/busybox:arm64
+section "inspect demo/hello:1 (arm64)"
+manifold inspect --platform linux/arm64 demo/hello:1
 
-section "history demo/busybox:arm64"
-manifold history demo/busybox:arm64
+section "history demo/hello:1 (arm64)"
+manifold history --platform linux/arm64 demo/hello:1
 
 section "done"

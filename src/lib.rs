@@ -5,10 +5,12 @@
 
 pub mod archive;
 pub mod binfmt;
+pub mod build;
 pub mod cli;
 pub mod content;
 pub mod elf;
 pub mod layer;
+pub mod manifest;
 pub mod oci;
 pub mod platform;
 pub mod progress;

@@ -108,6 +108,59 @@ pub enum Command {
     Tags(TagsArgs),
     /// Find repositories in a registry's catalog
     Search(SearchArgs),
+    /// Build an image from a Dockerfile, for one or several platforms
+    /// Create, annotate, inspect and push manifest lists (multi-platform images)
+    Manifest(super::manifest::ManifestArgs),
+    /// Build the targets of a bake file (manifold.yaml) together, and push them
+    Bake(super::bake::BakeArgs),
+    Build(BuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The Dockerfile (`-` for stdin) [default: CONTEXT/Dockerfile]
+    #[arg(short, long = "file", value_name = "FILE")]
+    pub file: Option<String>,
+    /// Name the image (repeatable)
+    #[arg(short, long = "tag", value_name = "REF")]
+    pub tags: Vec<String>,
+    /// Target platforms, comma separated or repeated [default: the host's]
+    #[arg(long, value_name = "PLATFORMS")]
+    pub platform: Vec<String>,
+    /// Set a build-time variable (`K=V`, or `K` to take it from the environment)
+    #[arg(long = "build-arg", value_name = "K=V")]
+    pub build_args: Vec<String>,
+    /// The stage to build [default: the last]
+    #[arg(long, value_name = "STAGE")]
+    pub target: Option<String>,
+    /// Set a label on the image (repeatable)
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Run every step, whatever the cache holds
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Push the image to each `-t` name
+    #[arg(long)]
+    pub push: bool,
+    /// Push to REPO without a tag and print the digest (for CI matrix jobs)
+    #[arg(long, value_name = "REPO")]
+    pub push_by_digest: Option<String>,
+    /// Also write an archive: `type=oci,dest=FILE` (any platforms) or `type=docker,dest=FILE`
+    #[arg(short, long, value_name = "SPEC")]
+    pub output: Vec<String>,
+    /// Layer compression
+    #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
+    pub compression: String,
+    /// Write the build result (digest, names) as JSON to FILE
+    #[arg(long, value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Print only the image digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    /// The build context: a directory, or `-` for a tarball (or a Dockerfile) on stdin
+    pub context: String,
 }
 
 #[derive(Debug, Args)]

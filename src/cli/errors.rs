@@ -62,6 +62,12 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(h) = super::remote::hint(cause) {
             return Some(h);
         }
+        if let Some(h) = super::manifest::hint(cause) {
+            return Some(h);
+        }
+        if let Some(h) = super::bake::hint(cause) {
+            return Some(h);
+        }
         let store = cause
             .downcast_ref::<StoreError>()
             .or_else(|| match cause.downcast_ref::<ArchiveError>() {
@@ -103,7 +109,7 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
     None
 }
 
-fn store_hint(e: &StoreError) -> Option<&'static str> {
+pub(super) fn store_hint(e: &StoreError) -> Option<&'static str> {
     match e {
         StoreError::ImageNotFound(_) => Some("`manifold images` lists the images in the store"),
         StoreError::Ambiguous { .. } => Some("`manifold images --no-trunc` shows full image IDs"),

@@ -9,6 +9,7 @@ mod progress;
 mod settings;
 
 mod binfmt;
+mod build;
 mod commit;
 mod completions;
 mod containers;
@@ -28,9 +29,11 @@ mod select;
 mod tag;
 mod verify;
 
+mod bake;
 mod copy;
 mod login;
 mod logout;
+mod manifest;
 mod pull;
 mod push;
 mod remote;
@@ -85,6 +88,9 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => logout::run(a),
         Command::Tags(a) => tags::run(a, settings),
         Command::Search(a) => search::run(a, settings),
+        Command::Build(a) => build::run(a, settings),
+        Command::Manifest(a) => manifest::run(a, settings),
+        Command::Bake(a) => bake::run(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }

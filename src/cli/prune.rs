@@ -1,5 +1,5 @@
 //! `manifold prune [-a] [-f]`: remove dangling images (with `-a`, every image no container
-//! uses), then every blob nothing reaches, leftover temp files, and the snapshots no image or
+//! uses, and the build cache), then every blob nothing reaches, leftover temp files, and the snapshots no image or
 //! container needs. Cleans first what killed manifold processes left behind.
 
 use std::io::{BufRead, Write};
@@ -50,6 +50,10 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
         .filter(|d| !after.contains(d))
         .collect();
     deleted.dedup();
+    if args.all {
+        // docker's `system prune -a` drops the build cache too.
+        crate::build::cache::Cache::clear(&store)?;
+    }
     let report = store.gc()?;
     let (_, snapshot_bytes) = crate::runtime::prune_snapshots(&store)?;
     if !deleted.is_empty() {

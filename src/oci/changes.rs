@@ -103,8 +103,9 @@ fn json_array(rest: &str) -> Result<Vec<String>, String> {
     serde_json::from_str(rest).map_err(|e| format!("not a JSON array of strings: {e}"))
 }
 
-/// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, `80/udp`, `8000/tcp` …
-fn expose(spec: &str) -> Result<Vec<String>, String> {
+/// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, `80/udp`, `8000/tcp` … (EXPOSE's port specs,
+/// shared with the Dockerfile builder).
+pub fn expose(spec: &str) -> Result<Vec<String>, String> {
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {

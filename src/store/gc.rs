@@ -23,6 +23,7 @@ impl Store {
         for entry in self.entries()? {
             self.mark(&entry.descriptor, &mut seen)?;
         }
+        self.mark_cache_records(&mut seen)?;
         // Leases list every blob they keep (documents, config, layers): nothing to walk.
         for lease in self.leases()? {
             seen.extend(lease.digests);
@@ -48,6 +49,32 @@ impl Store {
                 for layer in &m.layers {
                     seen.insert(layer.digest.clone());
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// The build cache's records (`cache-v1/steps/*.json`, each with a `blobs` list) are roots
+    /// too: a rebuild finds its layers although no tag reaches them.
+    fn mark_cache_records(&self, seen: &mut HashSet<Digest>) -> Result<()> {
+        #[derive(serde::Deserialize)]
+        struct Record {
+            #[serde(default)]
+            blobs: Vec<Digest>,
+        }
+        let dir = self.cache_dir().join("steps");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::io("cannot list", &dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(StoreError::io("cannot list", &dir))?;
+            // A record being written or half-written holds nothing yet.
+            if let Ok(bytes) = fs::read(entry.path())
+                && let Ok(record) = serde_json::from_slice::<Record>(&bytes)
+            {
+                seen.extend(record.blobs);
             }
         }
         Ok(())

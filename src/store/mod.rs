@@ -7,6 +7,7 @@
 //! <root>/locks-v1/       index.lock (index.json updates), gc.lock (writers shared, gc exclusive)
 //! <root>/leases-v1/      blobs kept for their users (containers) though no tag reaches them
 //! <root>/meta-v1/        blob-locations/: registry repositories each blob is known to live in
+//! <root>/cache-v1/       the build cache: step records (`steps/`, gc roots) and layer indexes
 //! ```
 //!
 //! Crash safety comes from ordering: a blob is written to a temp file, verified and renamed into
@@ -158,6 +159,18 @@ impl Store {
 
     pub fn tmp_dir(&self) -> &Path {
         &self.tmp
+    }
+
+    /// The build cache's directory (`<root>/cache-v1`): records under `steps/` listing their
+    /// `blobs` keep those blobs through garbage collection.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache-v1")
+    }
+
+    /// Write a small file atomically (temp file in the store, fsync, rename), for callers that
+    /// keep their own files under the root (the build cache).
+    pub fn write_file_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.write_atomic(path, bytes)
     }
 
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {

@@ -1,0 +1,527 @@
+//! COPY and ADD as layer entries, with docker's rules: a source directory's contents (not the
+//! directory) are copied; a destination ending in `/`, an existing directory or several
+//! sources make the destination a directory; missing parents are created; owners are 0:0
+//! unless `--chown`, modes are kept unless `--chmod`; ADD extracts local tar archives and
+//! downloads URLs (mode 0600, as docker does).
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{Read, Seek};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+use super::cache::KeyBuilder;
+use super::context::{Context, mtime};
+use super::dockerignore::{Ignore, glob_match, has_wildcards};
+use super::layer::{Content, Entry, Kind};
+use super::plan::{CopyOp, CopySrc};
+use super::tree::{EntryKind, Tree};
+use crate::oci::Digest;
+use crate::store::Store;
+
+/// Where COPY reads from: the context, or another stage's or image's filesystem.
+pub enum Source<'a> {
+    Context(&'a Context),
+    Tree(&'a Tree),
+}
+
+/// One thing to put in the layer, relative to where the source lands.
+#[derive(Debug, Clone)]
+struct Item {
+    /// Relative to the destination directory; empty for "the destination itself".
+    rel: String,
+    kind: ItemKind,
+    mode: u32,
+    mtime: u64,
+    uid: u64,
+    gid: u64,
+}
+
+#[derive(Debug, Clone)]
+enum ItemKind {
+    Dir,
+    File(Content),
+    /// A file inside a stage or image, taken out of its layer when the layer is written.
+    TreeFile(String),
+    Symlink(String),
+}
+
+/// A source resolved: either a single file (copied to dest or dest/name) or a directory's
+/// contents (copied into dest).
+struct Resolved {
+    name: String,
+    is_dir: bool,
+    items: Vec<Item>,
+}
+
+/// The part of a COPY's cache key that depends on the context: every file's path, type, mode,
+/// link target and content digest (never mtimes).
+pub fn context_key(op: &CopyOp, ctx: &Context) -> Result<Digest, String> {
+    let mut k = KeyBuilder::new("copy-context");
+    let exclude = Ignore::parse(&op.exclude.join("\n")).map_err(|e| e.to_string())?;
+    for src in &op.sources {
+        match src {
+            CopySrc::Path(p) => {
+                for r in resolve_context(ctx, p, &exclude, op.add)? {
+                    k.add_str(&r.name).add(&[u8::from(r.is_dir)]);
+                    for it in &r.items {
+                        k.add_str(&it.rel).add(&it.mode.to_le_bytes());
+                        match &it.kind {
+                            ItemKind::Dir => {
+                                k.add_str("d");
+                            }
+                            ItemKind::Symlink(t) => {
+                                k.add_str("l").add_str(t);
+                            }
+                            ItemKind::File(Content::Path(p)) => {
+                                let rel = p
+                                    .strip_prefix(ctx.root())
+                                    .map(|r| r.to_string_lossy().into_owned())
+                                    .unwrap_or_default();
+                                let d = ctx.file_digest(&rel).map_err(|e| e.to_string())?;
+                                k.add_str("f").add_str(&d.to_string());
+                            }
+                            ItemKind::File(Content::Bytes(b)) => {
+                                k.add_str("b").add(b);
+                            }
+                            ItemKind::TreeFile(_) => unreachable!("context items"),
+                        }
+                    }
+                }
+            }
+            CopySrc::Url(u) => {
+                k.add_str("url").add_str(u);
+            }
+            CopySrc::Inline { name, content } => {
+                k.add_str("inline").add_str(name).add_str(content);
+            }
+        }
+    }
+    Ok(k.finish())
+}
+
+fn resolve_context(
+    ctx: &Context,
+    src: &str,
+    exclude: &Ignore,
+    add: bool,
+) -> Result<Vec<Resolved>, String> {
+    let found = ctx.sources(src).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for f in found {
+        if !exclude.is_empty() && exclude.excludes(&f.rel) {
+            continue;
+        }
+        let name = f.rel.rsplit('/').next().unwrap_or("").to_string();
+        if f.meta.is_dir() {
+            let mut items = Vec::new();
+            items.push(Item {
+                rel: String::new(),
+                kind: ItemKind::Dir,
+                mode: f.meta.mode() & 0o7777,
+                mtime: mtime(&f.meta),
+                uid: 0,
+                gid: 0,
+            });
+            for w in ctx.walk(&f.rel).map_err(|e| e.to_string())? {
+                let full = if f.rel.is_empty() {
+                    w.rel.clone()
+                } else {
+                    format!("{}/{}", f.rel, w.rel)
+                };
+                if !exclude.is_empty() && exclude.excludes(&w.rel) {
+                    continue;
+                }
+                let ft = w.meta.file_type();
+                let kind = if ft.is_dir() {
+                    ItemKind::Dir
+                } else if ft.is_symlink() {
+                    let t = fs::read_link(ctx.host_path(&full)).map_err(|e| e.to_string())?;
+                    ItemKind::Symlink(t.to_string_lossy().into_owned())
+                } else if ft.is_file() {
+                    ItemKind::File(Content::Path(ctx.host_path(&full)))
+                } else {
+                    continue;
+                };
+                items.push(Item {
+                    rel: w.rel.clone(),
+                    kind,
+                    mode: w.meta.mode() & 0o7777,
+                    mtime: mtime(&w.meta),
+                    uid: 0,
+                    gid: 0,
+                });
+            }
+            out.push(Resolved {
+                name,
+                is_dir: true,
+                items,
+            });
+        } else if f.meta.is_file() {
+            let path = ctx.host_path(&f.rel);
+            if add && let Some(items) = archive_items(&path)? {
+                out.push(Resolved {
+                    name,
+                    is_dir: true,
+                    items,
+                });
+                continue;
+            }
+            out.push(Resolved {
+                name,
+                is_dir: false,
+                items: vec![Item {
+                    rel: String::new(),
+                    kind: ItemKind::File(Content::Path(path)),
+                    mode: f.meta.mode() & 0o7777,
+                    mtime: mtime(&f.meta),
+                    uid: 0,
+                    gid: 0,
+                }],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// ADD of a local tar archive (plain, gzip or zstd): its entries, read into memory, with the
+/// owners and modes the archive gives. None when the file is not a tar archive.
+fn archive_items(path: &Path) -> Result<Option<Vec<Item>>, String> {
+    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut head = [0u8; 4];
+    let n = f.read(&mut head).map_err(|e| e.to_string())?;
+    f.rewind().map_err(|e| e.to_string())?;
+    if n == 0 {
+        return Ok(None);
+    }
+    let Ok((mut r, _)) = crate::archive::decompressed(f) else {
+        return Ok(None);
+    };
+    let mut block = vec![0u8; 512];
+    if r.read_exact(&mut block).is_err() || !crate::archive::looks_like_tar(&block) {
+        return Ok(None);
+    }
+    let whole = std::io::Cursor::new(block).chain(r);
+    let mut archive = tar::Archive::new(whole);
+    let mut items = Vec::new();
+    for e in archive.entries().map_err(|e| e.to_string())? {
+        let mut e = e.map_err(|e| format!("{}: {e}", path.display()))?;
+        let rel = super::plan::clean_path(&e.path().map_err(|e| e.to_string())?.to_string_lossy())
+            .trim_start_matches('/')
+            .to_string();
+        if rel.is_empty() {
+            continue;
+        }
+        let h = e.header().clone();
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => ItemKind::Dir,
+            tar::EntryType::Symlink => ItemKind::Symlink(
+                e.link_name()
+                    .ok()
+                    .flatten()
+                    .map(|l| l.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            ),
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mut b = Vec::new();
+                e.read_to_end(&mut b).map_err(|e| e.to_string())?;
+                ItemKind::File(Content::Bytes(b))
+            }
+            _ => continue,
+        };
+        items.push(Item {
+            rel,
+            kind,
+            mode: h.mode().unwrap_or(0o644) & 0o7777,
+            mtime: h.mtime().unwrap_or(0),
+            uid: h.uid().unwrap_or(0),
+            gid: h.gid().unwrap_or(0),
+        });
+    }
+    Ok(Some(items))
+}
+
+fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved>, String> {
+    let norm = super::plan::clean_path(src);
+    let rel = norm.trim_start_matches('/');
+    let matched: Vec<String> = if has_wildcards(rel) {
+        let m: Vec<String> = tree
+            .paths()
+            .filter(|p| glob_match(rel, p))
+            .map(str::to_string)
+            .collect();
+        if m.is_empty() {
+            return Err(format!("no file matches `{src}`"));
+        }
+        m
+    } else {
+        vec![rel.to_string()]
+    };
+    let mut out = Vec::new();
+    for m in matched {
+        if !exclude.is_empty() && exclude.excludes(&m) {
+            continue;
+        }
+        let resolved = tree.resolve(&m, true);
+        let name = m.rsplit('/').next().unwrap_or("").to_string();
+        if resolved.is_empty() || tree.is_dir(&resolved) {
+            let mut items = Vec::new();
+            let (mode, mt) = tree
+                .get(&resolved)
+                .map_or((0o755, 0), |e| (e.mode & 0o7777, e.mtime));
+            items.push(Item {
+                rel: String::new(),
+                kind: ItemKind::Dir,
+                mode,
+                mtime: mt,
+                uid: 0,
+                gid: 0,
+            });
+            let prefix = if resolved.is_empty() {
+                String::new()
+            } else {
+                format!("{resolved}/")
+            };
+            for e in tree.under(&resolved) {
+                let sub = e.path[prefix.len()..].to_string();
+                if !exclude.is_empty() && exclude.excludes(&sub) {
+                    continue;
+                }
+                let kind = match e.kind {
+                    EntryKind::Dir => ItemKind::Dir,
+                    EntryKind::File | EntryKind::Hardlink => ItemKind::TreeFile(e.path.clone()),
+                    EntryKind::Symlink => ItemKind::Symlink(e.link.clone().unwrap_or_default()),
+                    EntryKind::Other => continue,
+                };
+                items.push(Item {
+                    rel: sub,
+                    kind,
+                    mode: e.mode & 0o7777,
+                    mtime: e.mtime,
+                    uid: 0,
+                    gid: 0,
+                });
+            }
+            out.push(Resolved {
+                name,
+                is_dir: true,
+                items,
+            });
+        } else {
+            let e = tree
+                .get(&resolved)
+                .ok_or_else(|| format!("`{src}` not found"))?;
+            let kind = match e.kind {
+                EntryKind::File | EntryKind::Hardlink => ItemKind::TreeFile(e.path.clone()),
+                _ => return Err(format!("`{src}` is not a regular file or directory")),
+            };
+            out.push(Resolved {
+                name,
+                is_dir: false,
+                items: vec![Item {
+                    rel: String::new(),
+                    kind,
+                    mode: e.mode & 0o7777,
+                    mtime: e.mtime,
+                    uid: 0,
+                    gid: 0,
+                }],
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// What COPY/ADD needs from the executor besides the op.
+pub struct CopyEnv<'a> {
+    pub store: &'a Store,
+    /// The stage's filesystem before the step.
+    pub dest_tree: &'a Tree,
+    pub owner: Option<(u64, u64)>,
+    /// For directories COPY creates and downloads.
+    pub now: u64,
+    /// Scratch space that lives until the layer is written.
+    pub tmp: &'a Path,
+}
+
+/// The layer entries of a COPY/ADD.
+pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Vec<Entry>, String> {
+    let exclude = Ignore::parse(&op.exclude.join("\n")).map_err(|e| e.to_string())?;
+    let mut resolved: Vec<Resolved> = Vec::new();
+    for (i, src) in op.sources.iter().enumerate() {
+        match src {
+            CopySrc::Path(p) => match source {
+                Source::Context(ctx) => resolved.extend(resolve_context(ctx, p, &exclude, op.add)?),
+                Source::Tree(t) => resolved.extend(resolve_tree(t, p, &exclude)?),
+            },
+            CopySrc::Inline { name, content } => resolved.push(Resolved {
+                name: name.clone(),
+                is_dir: false,
+                items: vec![Item {
+                    rel: String::new(),
+                    kind: ItemKind::File(Content::Bytes(content.clone().into_bytes())),
+                    mode: 0o644,
+                    mtime: env.now,
+                    uid: 0,
+                    gid: 0,
+                }],
+            }),
+            CopySrc::Url(u) => {
+                let file = env.tmp.join(format!("download-{i}"));
+                super::fetch::download(u, &file, op.checksum.as_deref())?;
+                let name = url_file_name(u);
+                resolved.push(Resolved {
+                    name,
+                    is_dir: false,
+                    items: vec![Item {
+                        rel: String::new(),
+                        kind: ItemKind::File(Content::Path(file)),
+                        mode: 0o600,
+                        mtime: env.now,
+                        uid: 0,
+                        gid: 0,
+                    }],
+                });
+            }
+        }
+    }
+    let dest_tree = env.dest_tree;
+    let dest_rel = op.dest.trim_start_matches('/').trim_end_matches('/');
+    let resolved_dest = dest_tree.resolve(dest_rel, true);
+    let dest_is_dir = op.dest.ends_with('/')
+        || op.dest == "/"
+        || resolved.len() > 1
+        || resolved.iter().any(|r| r.is_dir)
+        || dest_tree.is_dir(dest_rel);
+    // The directory things land in, symlinks of the image resolved.
+    let base_dir = if dest_is_dir {
+        resolved_dest.clone()
+    } else {
+        let parent = dest_rel.rsplit_once('/').map_or("", |(p, _)| p);
+        dest_tree.resolve(parent, true)
+    };
+    let file_name = dest_rel.rsplit('/').next().unwrap_or("").to_string();
+
+    let mut out: Vec<Entry> = Vec::new();
+    let mut made_dirs: BTreeSet<String> = BTreeSet::new();
+    let (uid, gid) = env.owner.unwrap_or((0, 0));
+    // Missing parents of the destination directory: root-owned above it, the owner's at it.
+    let mut ensure_dir = |path: &str, out: &mut Vec<Entry>, owned: bool| {
+        let mut acc = String::new();
+        for c in path.split('/').filter(|c| !c.is_empty()) {
+            if !acc.is_empty() {
+                acc.push('/');
+            }
+            acc.push_str(c);
+            if made_dirs.contains(&acc) || dest_tree.exists(&acc) {
+                continue;
+            }
+            made_dirs.insert(acc.clone());
+            let mine = owned && acc == path;
+            out.push(Entry {
+                path: acc.clone(),
+                kind: Kind::Dir,
+                mode: 0o755,
+                uid: if mine { uid } else { 0 },
+                gid: if mine { gid } else { 0 },
+                mtime: env.now,
+            });
+        }
+    };
+    ensure_dir(&base_dir, &mut out, true);
+
+    let mut tree_files: Vec<(usize, String)> = Vec::new();
+    for r in &resolved {
+        for it in &r.items {
+            let target = if r.is_dir {
+                join(&base_dir, &it.rel)
+            } else if dest_is_dir {
+                join(&base_dir, &r.name)
+            } else {
+                join(&base_dir, &file_name)
+            };
+            if target.is_empty() {
+                continue; // the root directory itself
+            }
+            let mode = op.chmod.unwrap_or(it.mode);
+            let (u, g) = if env.owner.is_some() {
+                (uid, gid)
+            } else {
+                (it.uid, it.gid)
+            };
+            let kind = match &it.kind {
+                ItemKind::Dir => {
+                    if it.rel.is_empty() && dest_tree.is_dir(&target) {
+                        // Copying into an existing directory leaves its metadata alone.
+                        continue;
+                    }
+                    if !made_dirs.insert(target.clone()) {
+                        // Created above as a parent: the source directory's metadata wins.
+                        out.retain(|e| e.path != target);
+                    }
+                    Kind::Dir
+                }
+                ItemKind::File(c) => Kind::File(c.clone()),
+                ItemKind::Symlink(t) => Kind::Symlink(t.clone()),
+                ItemKind::TreeFile(p) => {
+                    tree_files.push((out.len(), p.clone()));
+                    Kind::File(Content::Bytes(Vec::new()))
+                }
+            };
+            out.push(Entry {
+                path: target,
+                kind,
+                mode,
+                uid: u,
+                gid: g,
+                mtime: it.mtime,
+            });
+        }
+    }
+    if !tree_files.is_empty() {
+        let Source::Tree(tree) = source else {
+            unreachable!("tree files come from trees")
+        };
+        let wanted: Vec<String> = tree_files.iter().map(|(_, p)| p.clone()).collect();
+        let got = tree
+            .extract(env.store, &wanted, env.tmp)
+            .map_err(|e| e.to_string())?;
+        for (i, p) in tree_files {
+            let f = got
+                .get(&p)
+                .ok_or_else(|| format!("cannot read `/{p}` from its layer"))?;
+            out[i].kind = Kind::File(Content::Path(f.clone()));
+        }
+    }
+    // Downloaded files keep their mode on disk for the record; nothing else reads it.
+    for e in &out {
+        if let Kind::File(Content::Path(p)) = &e.kind
+            && p.starts_with(env.tmp)
+        {
+            let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o600));
+        }
+    }
+    Ok(out)
+}
+
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+fn url_file_name(u: &str) -> String {
+    let path = u.split(['?', '#']).next().unwrap_or(u);
+    let after_host = path.splitn(4, '/').nth(3).unwrap_or("");
+    after_host
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("index.html")
+        .to_string()
+}
+
+#[cfg(test)]
+#[path = "copy_tests.rs"]
+mod tests;

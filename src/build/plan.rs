@@ -1,0 +1,1166 @@
+//! The meaning layer: a parsed Dockerfile, build args and one target platform become a plan —
+//! the stages the target needs, each with its base, its steps (every word expanded) and the image
+//! config it ends with. No I/O: base image configs come from a [`Resolver`] the caller gives.
+//!
+//! As in BuildKit: global ARGs (before the first FROM) and the automatic platform args expand
+//! FROM; inside a stage only declared ARGs are visible and ENV wins over ARG; a stage
+//! `FROM --platform=$BUILDPLATFORM` is planned for the build platform while `TARGETARCH` & co.
+//! keep naming the target; only stages reachable from the target are planned.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::expand::{ExpandError, Lexer, Vars};
+use super::instructions::{
+    self, CommandForm, CopyArgs, CopySource, Dockerfile, Healthcheck, Instruction, Located,
+};
+use super::syntax::{self, DockerfileError};
+use crate::oci::ImageConfig;
+use crate::platform::Platform;
+
+/// The automatic platform args, in BuildKit's order.
+pub const PLATFORM_ARGS: &[&str] = &[
+    "TARGETPLATFORM",
+    "TARGETOS",
+    "TARGETARCH",
+    "TARGETVARIANT",
+    "BUILDPLATFORM",
+    "BUILDOS",
+    "BUILDARCH",
+    "BUILDVARIANT",
+];
+
+/// Build args every RUN may use without an ARG (docker's predefined proxy args).
+pub const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+const DEFAULT_SHELL: &[&str] = &["/bin/sh", "-c"];
+
+/// Where base image configs come from (the store, a registry, or a test's table).
+pub trait Resolver {
+    /// The config of image `reference` for `platform`; the error is a message for the user.
+    fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String>;
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PlanOptions {
+    /// `--target`: a stage name (or index); the last stage when None.
+    pub target: Option<String>,
+    /// `--build-arg K=V`.
+    pub build_args: BTreeMap<String, String>,
+    /// The platform the build runs on (BUILDPLATFORM).
+    pub build_platform: Option<Platform>,
+    /// `--label K=V`, set on the target stage's image.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// The plan for one target platform.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub platform: Platform,
+    /// Reachable stages by their index in the Dockerfile.
+    pub stages: BTreeMap<usize, StagePlan>,
+    pub target: usize,
+    /// `--build-arg`s no ARG consumed (docker warns about them).
+    pub unused_args: Vec<String>,
+}
+
+impl Plan {
+    pub fn stage(&self, index: usize) -> &StagePlan {
+        &self.stages[&index]
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Base {
+    Scratch,
+    Image(String),
+    Stage(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct StagePlan {
+    pub index: usize,
+    pub name: Option<String>,
+    pub line: usize,
+    /// The platform this stage's filesystem is for (`--platform`, else the target).
+    pub platform: Platform,
+    pub base: Base,
+    pub steps: Vec<Step>,
+    /// The image config after the last step. `rootfs` and `history` are left to the executor,
+    /// which appends to the base's.
+    pub config: ImageConfig,
+}
+
+impl StagePlan {
+    /// `stage-1` or the stage's name, for messages.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("stage-{}", self.index))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// 0 for an ONBUILD trigger of the base image.
+    pub line: usize,
+    /// The instruction as the user wrote it, on one line (progress output).
+    pub text: String,
+    /// The history entry's `created_by`.
+    pub created_by: String,
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum Op {
+    /// Changes only the config: an empty-layer history entry.
+    Meta,
+    /// WORKDIR: the directory is created (owned by `user`) when the stage lacks it.
+    Workdir {
+        path: String,
+        user: Option<String>,
+    },
+    Copy(CopyOp),
+    Run(RunOp),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CopyFrom {
+    Context,
+    Stage(usize),
+    Image(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum CopySrc {
+    /// A path (or wildcard pattern) in the context, stage or image.
+    Path(String),
+    /// ADD of a URL.
+    Url(String),
+    /// A here-document: a file called `name` with `content`.
+    Inline { name: String, content: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CopyOp {
+    pub add: bool,
+    pub from: CopyFrom,
+    pub sources: Vec<CopySrc>,
+    /// Absolute; a trailing `/` says "a directory".
+    pub dest: String,
+    pub chown: Option<String>,
+    pub chmod: Option<u32>,
+    pub exclude: Vec<String>,
+    pub checksum: Option<String>,
+    pub keep_git_dir: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunOp {
+    pub argv: Vec<String>,
+    /// The process environment: the config's Env and the ARGs in scope.
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub workdir: String,
+    pub network: String,
+    /// A here-document with a `#!` line, run as a file (name, content).
+    pub script: Option<(String, String)>,
+}
+
+/// Plan the build of `df` for `platform`.
+pub fn plan(
+    df: &Dockerfile,
+    platform: &Platform,
+    opts: &PlanOptions,
+    resolver: &dyn Resolver,
+) -> Result<Plan, DockerfileError> {
+    let mut p = Planner::new(df, platform, opts, resolver)?;
+    let target = p.target()?;
+    p.plan_stage(target)?;
+    let mut unused: Vec<String> = opts
+        .build_args
+        .keys()
+        .filter(|k| !p.used_args.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+        .filter(|k| k.as_str() != "SOURCE_DATE_EPOCH")
+        .cloned()
+        .collect();
+    unused.sort();
+    let mut stages = BTreeMap::new();
+    for (i, s) in p.stages.into_iter().enumerate() {
+        if let Some(s) = s {
+            stages.insert(i, s);
+        }
+    }
+    if let Some(labels) = (!opts.labels.is_empty()).then_some(&opts.labels) {
+        let cfg = &mut stages.get_mut(&target).expect("target planned").config;
+        let l = cfg
+            .run_config_mut()
+            .labels
+            .get_or_insert_with(Default::default);
+        for (k, v) in labels {
+            l.insert(k.clone(), v.clone());
+        }
+    }
+    Ok(Plan {
+        platform: platform.clone(),
+        stages,
+        target,
+        unused_args: unused,
+    })
+}
+
+/// The Dockerfile's stage names (None for unnamed ones), in order.
+pub fn stage_names(df: &Dockerfile) -> Vec<Option<String>> {
+    df.instructions
+        .iter()
+        .filter_map(|l| match &l.instruction {
+            Instruction::From { name, .. } => Some(name.as_ref().map(|n| n.to_ascii_lowercase())),
+            _ => None,
+        })
+        .collect()
+}
+
+struct StageSrc<'a> {
+    name: Option<String>,
+    line: usize,
+    image: &'a str,
+    platform: Option<&'a str>,
+    instructions: Vec<&'a Located>,
+}
+
+struct Planner<'a> {
+    df: &'a Dockerfile,
+    lexer: Lexer,
+    opts: &'a PlanOptions,
+    resolver: &'a dyn Resolver,
+    target_platform: Platform,
+    automatic: Vars,
+    /// Global (meta) args with their values; declared ones without value are absent.
+    global: Vars,
+    global_declared: BTreeSet<String>,
+    sources: Vec<StageSrc<'a>>,
+    stages: Vec<Option<StagePlan>>,
+    in_progress: Vec<bool>,
+    used_args: BTreeSet<String>,
+}
+
+fn platform_vars(prefix: &str, p: &Platform, vars: &mut Vars) {
+    // BuildKit's normalisation: arm64's default variant v8 is not spelt out.
+    let mut p = p.clone();
+    if p.architecture == "arm64" && p.variant.as_deref() == Some("v8") {
+        p.variant = None;
+    }
+    vars.set(&format!("{prefix}PLATFORM"), &p.to_string());
+    vars.set(&format!("{prefix}OS"), &p.os);
+    vars.set(&format!("{prefix}ARCH"), &p.architecture);
+    vars.set(
+        &format!("{prefix}VARIANT"),
+        p.variant.as_deref().unwrap_or(""),
+    );
+}
+
+impl<'a> Planner<'a> {
+    fn new(
+        df: &'a Dockerfile,
+        platform: &Platform,
+        opts: &'a PlanOptions,
+        resolver: &'a dyn Resolver,
+    ) -> Result<Planner<'a>, DockerfileError> {
+        let build_platform = opts
+            .build_platform
+            .clone()
+            .unwrap_or_else(Platform::host_target);
+        let mut automatic = Vars::new();
+        platform_vars("TARGET", platform, &mut automatic);
+        platform_vars("BUILD", &build_platform, &mut automatic);
+        let lexer = Lexer::new(df.escape);
+        let mut p = Planner {
+            df,
+            lexer,
+            opts,
+            resolver,
+            target_platform: platform.clone(),
+            automatic: automatic.clone(),
+            global: automatic,
+            global_declared: BTreeSet::new(),
+            sources: Vec::new(),
+            stages: Vec::new(),
+            in_progress: Vec::new(),
+            used_args: BTreeSet::new(),
+        };
+        for l in &df.instructions {
+            match &l.instruction {
+                Instruction::From {
+                    image,
+                    platform,
+                    name,
+                } => p.sources.push(StageSrc {
+                    name: name.as_ref().map(|n| n.to_ascii_lowercase()),
+                    line: l.line,
+                    image,
+                    platform: platform.as_deref(),
+                    instructions: Vec::new(),
+                }),
+                Instruction::Arg(args) if p.sources.is_empty() => {
+                    for (k, default) in args {
+                        p.global_declared.insert(k.clone());
+                        let value = match p.opts.build_args.get(k) {
+                            Some(v) => {
+                                p.used_args.insert(k.clone());
+                                Some(v.clone())
+                            }
+                            None => match default {
+                                Some(d) => Some(p.word(l.line, d, &p.global.clone())?),
+                                None => p.automatic.get(k).map(str::to_string),
+                            },
+                        };
+                        match value {
+                            Some(v) => p.global.set(k, &v),
+                            None => p.global.remove(k),
+                        }
+                    }
+                }
+                _ if p.sources.is_empty() => {
+                    return Err(df.map.error(
+                        l.line,
+                        format!(
+                            "{} before the first FROM: only ARG may come first",
+                            l.instruction.keyword()
+                        ),
+                    ));
+                }
+                _ => p.sources.last_mut().expect("a stage").instructions.push(l),
+            }
+        }
+        if p.sources.is_empty() {
+            return Err(df.map.error(0, "the Dockerfile has no FROM instruction"));
+        }
+        p.stages = (0..p.sources.len()).map(|_| None).collect();
+        p.in_progress = vec![false; p.sources.len()];
+        Ok(p)
+    }
+
+    fn err(&self, line: usize, message: impl Into<String>) -> DockerfileError {
+        self.df.map.error(line, message)
+    }
+
+    fn word(&self, line: usize, w: &str, vars: &Vars) -> Result<String, DockerfileError> {
+        self.lexer
+            .word(w, vars)
+            .map_err(|e| self.expand_err(line, w, e))
+    }
+
+    fn expand_err(&self, line: usize, w: &str, e: ExpandError) -> DockerfileError {
+        self.err(line, format!("cannot expand `{w}`: {e}"))
+    }
+
+    fn names(&self) -> Vec<&str> {
+        self.sources
+            .iter()
+            .filter_map(|s| s.name.as_deref())
+            .collect()
+    }
+
+    fn target(&self) -> Result<usize, DockerfileError> {
+        match &self.opts.target {
+            None => Ok(self.sources.len() - 1),
+            Some(t) => {
+                let lower = t.to_ascii_lowercase();
+                if let Some(i) = self.find_stage(&lower, self.sources.len()) {
+                    return Ok(i);
+                }
+                let mut msg = format!("target stage `{t}` could not be found");
+                if let Some(s) = closest(&lower, &self.names()) {
+                    msg.push_str(&format!("; did you mean `{s}`?"));
+                }
+                Err(self.err(0, msg))
+            }
+        }
+    }
+
+    /// A stage by name or index among the first `before` stages.
+    fn find_stage(&self, name: &str, before: usize) -> Option<usize> {
+        if let Ok(i) = name.parse::<usize>() {
+            return (i < before).then_some(i);
+        }
+        self.sources[..before]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(name))
+    }
+
+    fn plan_stage(&mut self, i: usize) -> Result<(), DockerfileError> {
+        if self.stages[i].is_some() {
+            return Ok(());
+        }
+        if self.in_progress[i] {
+            return Err(self.err(
+                self.sources[i].line,
+                "circular dependency between stages (a COPY --from leads back here)",
+            ));
+        }
+        self.in_progress[i] = true;
+        let r = self.plan_stage_inner(i);
+        self.in_progress[i] = false;
+        self.stages[i] = Some(r?);
+        Ok(())
+    }
+
+    fn plan_stage_inner(&mut self, i: usize) -> Result<StagePlan, DockerfileError> {
+        let line = self.sources[i].line;
+        let global = self.global.clone();
+        let image = self.word(line, self.sources[i].image, &global)?;
+        if image.is_empty() {
+            return Err(self.err(
+                line,
+                format!("base name ({}) should not be blank", self.sources[i].image),
+            ));
+        }
+        let platform = match self.sources[i].platform {
+            Some(p) => {
+                let expanded = self.word(line, p, &global)?;
+                Some(
+                    Platform::parse(&expanded)
+                        .map_err(|e| self.err(line, format!("FROM --platform={expanded}: {e}")))?,
+                )
+            }
+            None => None,
+        };
+        let lower = image.to_ascii_lowercase();
+        let (base, platform, mut config) = if let Some(j) = self.find_stage(&lower, i) {
+            self.plan_stage(j)?;
+            let b = self.stages[j].as_ref().expect("planned");
+            let platform = platform.unwrap_or_else(|| b.platform.clone());
+            (Base::Stage(j), platform, b.config.clone())
+        } else if lower == "scratch" {
+            let platform = platform.unwrap_or_else(|| self.target_platform.clone());
+            (Base::Scratch, platform, ImageConfig::default())
+        } else {
+            let platform = platform.unwrap_or_else(|| self.target_platform.clone());
+            let config = self
+                .resolver
+                .image_config(&image, &platform)
+                .map_err(|e| self.unknown_base(line, &image, e))?;
+            (Base::Image(image.clone()), platform, config)
+        };
+        config.set_platform(&platform);
+        config.rootfs = Default::default();
+        config.history.clear();
+        config.created = None;
+        let triggers = config
+            .config
+            .as_mut()
+            .and_then(|c| c.on_build.take())
+            .unwrap_or_default();
+        let mut st = StageState {
+            config,
+            args: Vars::new(),
+            cmd_set: false,
+            steps: Vec::new(),
+            stage: i,
+            platform: platform.clone(),
+        };
+        for t in triggers {
+            let located = instructions::parse_trigger(&t).map_err(|e| {
+                self.err(line, format!("ONBUILD trigger of `{image}`: {}", e.message))
+            })?;
+            let located = Located { line, ..located };
+            self.dispatch(&mut st, &located).map_err(|mut e| {
+                e.message = format!("ONBUILD trigger `{t}`: {}", e.message);
+                e
+            })?;
+        }
+        let instructions = self.sources[i].instructions.clone();
+        for l in instructions {
+            self.dispatch(&mut st, l)?;
+        }
+        Ok(StagePlan {
+            index: i,
+            name: self.sources[i].name.clone(),
+            line,
+            platform,
+            base,
+            steps: st.steps,
+            config: st.config,
+        })
+    }
+
+    fn unknown_base(&self, line: usize, image: &str, why: String) -> DockerfileError {
+        let mut msg = format!("base image `{image}`: {why}");
+        if let Some(s) = closest(&image.to_ascii_lowercase(), &self.names()) {
+            msg.push_str(&format!("; did you mean the stage `{s}`?"));
+        }
+        self.err(line, msg)
+    }
+
+    fn dispatch(&mut self, st: &mut StageState, l: &Located) -> Result<(), DockerfileError> {
+        let line = l.line;
+        let vars = st.vars();
+        let text = one_line(&l.text, self.df.escape);
+        let mut pushed: Option<(String, Op)> = None;
+        macro_rules! step {
+            ($created_by:expr, $op:expr) => {
+                pushed = Some(($created_by, $op))
+            };
+        }
+        match &l.instruction {
+            Instruction::From { .. } => unreachable!("stages are split at FROM"),
+            Instruction::Arg(args) => {
+                for (k, default) in args {
+                    let value = if let Some(v) = self.opts.build_args.get(k) {
+                        self.used_args.insert(k.clone());
+                        Some(v.clone())
+                    } else if let Some(v) = self
+                        .automatic
+                        .get(k)
+                        .filter(|_| PLATFORM_ARGS.contains(&k.as_str()))
+                    {
+                        Some(v.to_string())
+                    } else if let Some(d) = default {
+                        Some(self.word(line, d, &st.vars())?)
+                    } else if self.global_declared.contains(k) {
+                        self.global.get(k).map(str::to_string)
+                    } else {
+                        None
+                    };
+                    match value {
+                        Some(v) => st.args.set(k, &v),
+                        None => st.args.remove(k),
+                    }
+                }
+                // BuildKit records no history for ARG.
+            }
+            Instruction::Env(pairs) => {
+                let mut shown = Vec::new();
+                for (k, v) in pairs {
+                    let k = self.word(line, k, &vars)?;
+                    let v = self.word(line, v, &vars)?;
+                    if k.is_empty() {
+                        return Err(self.err(line, "ENV names cannot be empty"));
+                    }
+                    st.config.run_config_mut().set_env(&k, &v);
+                    shown.push(format!("{k}={v}"));
+                }
+                step!(format!("ENV {}", shown.join(" ")), Op::Meta);
+            }
+            Instruction::Label(pairs) => {
+                let mut shown = Vec::new();
+                for (k, v) in pairs {
+                    let k = self.word(line, k, &vars)?;
+                    let v = self.word(line, v, &vars)?;
+                    if k.is_empty() {
+                        return Err(self.err(line, "LABEL names cannot be empty"));
+                    }
+                    st.config
+                        .run_config_mut()
+                        .labels
+                        .get_or_insert_with(Default::default)
+                        .insert(k.clone(), v.clone());
+                    shown.push(format!("{k}={v}"));
+                }
+                step!(format!("LABEL {}", shown.join(" ")), Op::Meta);
+            }
+            Instruction::Expose(words) => {
+                let mut ports = Vec::new();
+                for w in words {
+                    let expanded = self
+                        .lexer
+                        .words(w, &vars)
+                        .map_err(|e| self.expand_err(line, w, e))?;
+                    for spec in expanded {
+                        let list = crate::oci::changes::expose(&spec)
+                            .map_err(|e| self.err(line, format!("EXPOSE {spec}: {e}")))?;
+                        ports.extend(list);
+                    }
+                }
+                let rc = st.config.run_config_mut();
+                let map = rc.exposed_ports.get_or_insert_with(Default::default);
+                for p in &ports {
+                    map.insert(p.clone(), serde_json::json!({}));
+                }
+                step!(format!("EXPOSE {}", ports.join(" ")), Op::Meta);
+            }
+            Instruction::Workdir(w) => {
+                let w = self.word(line, w, &vars)?;
+                if w.is_empty() {
+                    return Err(self.err(line, "WORKDIR cannot be empty"));
+                }
+                let current = st.workdir();
+                let path = clean_path(&if w.starts_with('/') {
+                    w
+                } else {
+                    format!("{current}/{w}")
+                });
+                st.config.run_config_mut().working_dir = Some(path.clone());
+                let user = st
+                    .config
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.user.clone())
+                    .filter(|u| !u.is_empty());
+                let op = if path == "/" {
+                    Op::Meta
+                } else {
+                    Op::Workdir {
+                        path: path.clone(),
+                        user,
+                    }
+                };
+                step!(format!("WORKDIR {path}"), op);
+            }
+            Instruction::User(u) => {
+                let u = self.word(line, u, &vars)?;
+                st.config.run_config_mut().user = Some(u.clone());
+                step!(format!("USER {u}"), Op::Meta);
+            }
+            Instruction::Volume(vols) => {
+                let mut list = Vec::new();
+                for v in vols {
+                    let v = self.word(line, v, &vars)?;
+                    if v.trim().is_empty() {
+                        return Err(self.err(line, "VOLUME specified can not be an empty string"));
+                    }
+                    list.push(v);
+                }
+                let rc = st.config.run_config_mut();
+                let map = rc.volumes.get_or_insert_with(Default::default);
+                for v in &list {
+                    map.insert(v.clone(), serde_json::json!({}));
+                }
+                step!(format!("VOLUME [{}]", list.join(" ")), Op::Meta);
+            }
+            Instruction::Stopsignal(s) => {
+                let s = self.word(line, s, &vars)?;
+                if s.is_empty() {
+                    return Err(self.err(line, "STOPSIGNAL needs a signal"));
+                }
+                st.config.run_config_mut().stop_signal = Some(s.clone());
+                step!(format!("STOPSIGNAL {s}"), Op::Meta);
+            }
+            Instruction::Healthcheck(h) => {
+                let value = healthcheck(h, &st.shell()).map_err(|e| self.err(line, e))?;
+                st.config.run_config_mut().healthcheck = Some(value.clone());
+                step!(format!("HEALTHCHECK {value}"), Op::Meta);
+            }
+            Instruction::Shell(sh) => {
+                if sh.is_empty() {
+                    return Err(self.err(line, "SHELL needs at least one argument"));
+                }
+                st.config.run_config_mut().shell = Some(sh.clone());
+                step!(format!("SHELL {}", json(sh)), Op::Meta);
+            }
+            Instruction::Cmd(c) => {
+                let argv = c.argv(&st.shell());
+                st.config.run_config_mut().cmd = Some(argv.clone());
+                st.cmd_set = true;
+                step!(format!("CMD {}", json(&argv)), Op::Meta);
+            }
+            Instruction::Entrypoint(c) => {
+                let argv = c.argv(&st.shell());
+                let cmd_set = st.cmd_set;
+                let rc = st.config.run_config_mut();
+                rc.entrypoint = Some(argv.clone());
+                if !cmd_set {
+                    rc.cmd = None;
+                }
+                step!(format!("ENTRYPOINT {}", json(&argv)), Op::Meta);
+            }
+            Instruction::Maintainer(m) => {
+                st.config.author = Some(m.clone());
+                step!(format!("MAINTAINER {m}"), Op::Meta);
+            }
+            Instruction::Onbuild { trigger } => {
+                let t = syntax::join_continuations(&trigger.text, self.df.escape);
+                st.config
+                    .run_config_mut()
+                    .on_build
+                    .get_or_insert_with(Vec::new)
+                    .push(t.clone());
+                step!(format!("ONBUILD {t}"), Op::Meta);
+            }
+            Instruction::Run(r) => {
+                let shell = st.shell();
+                let mut script = None;
+                let argv = match (&r.command, r.heredocs.as_slice()) {
+                    (CommandForm::Exec(_), [_, ..]) => {
+                        return Err(self.err(line, "here-documents need the shell form of RUN"));
+                    }
+                    (c, []) => c.argv(&shell),
+                    (CommandForm::Shell(cmd), [only])
+                        if cmd.trim().starts_with("<<")
+                            && !cmd.trim().contains(char::is_whitespace) =>
+                    {
+                        if only.content.starts_with("#!") {
+                            script = Some((only.name.clone(), only.content.clone()));
+                            vec![format!("/dev/pipes/{}", only.name)]
+                        } else {
+                            let mut v = shell.clone();
+                            v.push(only.content.clone());
+                            v
+                        }
+                    }
+                    (CommandForm::Shell(cmd), docs) => {
+                        let mut full = cmd.clone();
+                        for d in docs {
+                            full.push('\n');
+                            full.push_str(&d.content);
+                            full.push_str(&d.name);
+                        }
+                        let mut v = shell.clone();
+                        v.push(full);
+                        v
+                    }
+                };
+                let mut env: Vec<String> = st
+                    .config
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.env.clone())
+                    .unwrap_or_default();
+                let env_names: BTreeSet<String> = env
+                    .iter()
+                    .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string())
+                    .collect();
+                let mut arg_list = Vec::new();
+                for (k, v) in st.args.iter() {
+                    if !env_names.contains(k) {
+                        arg_list.push(format!("{k}={v}"));
+                    }
+                }
+                for k in PROXY_ARGS.iter().chain(["SOURCE_DATE_EPOCH"].iter()) {
+                    if let Some(v) = self.opts.build_args.get(*k)
+                        && !env_names.contains(*k)
+                        && st.args.get(k).is_none()
+                    {
+                        env.push(format!("{k}={v}"));
+                    }
+                }
+                if !env_names.contains("PATH") {
+                    env.insert(
+                        0,
+                        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+                    );
+                }
+                env.extend(arg_list.iter().cloned());
+                let prefix = if arg_list.is_empty() {
+                    String::new()
+                } else {
+                    format!("|{} {} ", arg_list.len(), arg_list.join(" "))
+                };
+                let created_by = format!("RUN {prefix}{} # buildkit", argv.join(" "));
+                let op = RunOp {
+                    argv,
+                    env,
+                    user: st
+                        .config
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.user.clone())
+                        .filter(|u| !u.is_empty()),
+                    workdir: st.workdir(),
+                    network: r.network.clone().unwrap_or_else(|| "default".into()),
+                    script,
+                };
+                step!(created_by, Op::Run(op));
+            }
+            Instruction::Copy(c) => {
+                let op = self.copy_op(st, line, c, false)?;
+                let created_by = copy_history("COPY", &op, &self.sources);
+                step!(created_by, Op::Copy(op));
+            }
+            Instruction::Add(c) => {
+                let op = self.copy_op(st, line, c, true)?;
+                let created_by = copy_history("ADD", &op, &self.sources);
+                step!(created_by, Op::Copy(op));
+            }
+        }
+        if let Some((created_by, op)) = pushed {
+            st.steps.push(Step {
+                line,
+                text,
+                created_by,
+                op,
+            });
+        }
+        Ok(())
+    }
+
+    fn copy_op(
+        &mut self,
+        st: &StageState,
+        line: usize,
+        c: &CopyArgs,
+        add: bool,
+    ) -> Result<CopyOp, DockerfileError> {
+        let vars = st.vars();
+        let keyword = if add { "ADD" } else { "COPY" };
+        let from = match &c.from {
+            None => CopyFrom::Context,
+            Some(f) => {
+                let f = self.word(line, f, &vars)?;
+                let lower = f.to_ascii_lowercase();
+                let stage = if let Ok(n) = lower.parse::<usize>() {
+                    if n >= self.sources.len() {
+                        return Err(
+                            self.err(line, format!("{keyword} --from={f}: there is no stage {n}"))
+                        );
+                    }
+                    Some(n)
+                } else {
+                    self.sources
+                        .iter()
+                        .position(|s| s.name.as_deref() == Some(&lower))
+                };
+                match stage {
+                    Some(j) if j == st.stage => {
+                        return Err(self.err(
+                            line,
+                            format!("{keyword} --from={f} refers to its own stage"),
+                        ));
+                    }
+                    Some(j) => {
+                        self.plan_stage(j)?;
+                        CopyFrom::Stage(j)
+                    }
+                    None => {
+                        self.resolver
+                            .image_config(&f, &st.platform)
+                            .map_err(|why| {
+                                let mut msg = format!(
+                                    "{keyword} --from={f}: `{f}` is neither a stage of this Dockerfile nor an image ({why})"
+                                );
+                                if let Some(s) = closest(&lower, &self.names()) {
+                                    msg.push_str(&format!("; did you mean `{s}`?"));
+                                }
+                                self.err(line, msg)
+                            })?;
+                        CopyFrom::Image(f)
+                    }
+                }
+            }
+        };
+        let mut sources = Vec::new();
+        for s in &c.sources {
+            match s {
+                CopySource::Path(p) => {
+                    let p = self.word(line, p, &vars)?;
+                    if p.is_empty() {
+                        return Err(self.err(line, format!("{keyword}: an empty source path")));
+                    }
+                    let is_url = p.starts_with("http://") || p.starts_with("https://");
+                    if is_url && !add {
+                        return Err(self.err(line, "COPY cannot copy from a URL: use ADD"));
+                    }
+                    if p.starts_with("git@") || (is_url && p.ends_with(".git")) {
+                        return Err(self.err(
+                            line,
+                            format!("ADD of a git repository (`{p}`) is not supported"),
+                        ));
+                    }
+                    sources.push(if is_url {
+                        CopySrc::Url(p)
+                    } else {
+                        CopySrc::Path(p)
+                    });
+                }
+                CopySource::Heredoc(h) => {
+                    let content = if h.expand {
+                        self.lexer
+                            .expand_only(&h.content, &vars)
+                            .map_err(|e| self.expand_err(line, &h.name, e))?
+                    } else {
+                        h.content.clone()
+                    };
+                    sources.push(CopySrc::Inline {
+                        name: h.name.clone(),
+                        content,
+                    });
+                }
+            }
+        }
+        let dest = self.word(line, &c.dest, &vars)?;
+        if dest.is_empty() {
+            return Err(self.err(line, format!("{keyword}: an empty destination")));
+        }
+        let dir_like = dest.ends_with('/') || dest == "." || dest.ends_with("/.") || dest == "..";
+        let abs = if dest.starts_with('/') {
+            dest.clone()
+        } else {
+            format!("{}/{dest}", st.workdir())
+        };
+        let mut dest = clean_path(&abs);
+        if dir_like && dest != "/" {
+            dest.push('/');
+        }
+        if sources.len() > 1 && !dest.ends_with('/') {
+            return Err(self.err(
+                line,
+                format!("when using {keyword} with more than one source file, the destination must be a directory and end with a /"),
+            ));
+        }
+        let chown = match &c.chown {
+            Some(o) => Some(self.word(line, o, &vars)?),
+            None => None,
+        };
+        let chmod = match &c.chmod {
+            Some(m) => {
+                let m = self.word(line, m, &vars)?;
+                Some(
+                    u32::from_str_radix(&m, 8)
+                        .ok()
+                        .filter(|v| *v <= 0o7777)
+                        .ok_or_else(|| {
+                            self.err(
+                                line,
+                                format!("--chmod={m}: expected an octal mode such as 755"),
+                            )
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let mut exclude = Vec::new();
+        for e in &c.exclude {
+            exclude.push(self.word(line, e, &vars)?);
+        }
+        Ok(CopyOp {
+            add,
+            from,
+            sources,
+            dest,
+            chown,
+            chmod,
+            exclude,
+            checksum: c.checksum.clone(),
+            keep_git_dir: c.keep_git_dir,
+        })
+    }
+}
+
+struct StageState {
+    config: ImageConfig,
+    /// Declared ARGs with values.
+    args: Vars,
+    cmd_set: bool,
+    steps: Vec<Step>,
+    stage: usize,
+    platform: Platform,
+}
+
+impl StageState {
+    /// What words expand with: ARGs, then ENV (which wins).
+    fn vars(&self) -> Vars {
+        let mut v = self.args.clone();
+        if let Some(env) = self.config.config.as_ref().and_then(|c| c.env.as_ref()) {
+            for (k, val) in Vars::from_env_list(env).iter() {
+                v.set(k, val);
+            }
+        }
+        v
+    }
+
+    fn shell(&self) -> Vec<String> {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.shell.clone())
+            .unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect())
+    }
+
+    fn workdir(&self) -> String {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into())
+    }
+}
+
+fn copy_history(keyword: &str, op: &CopyOp, sources: &[StageSrc<'_>]) -> String {
+    let mut parts = vec![keyword.to_string()];
+    match &op.from {
+        CopyFrom::Context => {}
+        CopyFrom::Stage(j) => parts.push(format!(
+            "--from={}",
+            sources[*j].name.clone().unwrap_or_else(|| j.to_string())
+        )),
+        CopyFrom::Image(r) => parts.push(format!("--from={r}")),
+    }
+    if let Some(c) = &op.chown {
+        parts.push(format!("--chown={c}"));
+    }
+    if let Some(m) = op.chmod {
+        parts.push(format!("--chmod={m:o}"));
+    }
+    for s in &op.sources {
+        parts.push(match s {
+            CopySrc::Path(p) | CopySrc::Url(p) => p.clone(),
+            CopySrc::Inline { name, .. } => format!("<<{name}"),
+        });
+    }
+    parts.push(op.dest.clone());
+    format!("{} # buildkit", parts.join(" "))
+}
+
+fn json(v: &[String]) -> String {
+    serde_json::to_string(v).expect("strings serialise")
+}
+
+/// The instruction on one line, for progress output.
+fn one_line(text: &str, escape: char) -> String {
+    let joined = syntax::join_continuations(text, escape);
+    let first = joined.lines().next().unwrap_or("");
+    if joined.contains('\n') {
+        format!("{first} …")
+    } else {
+        first.to_string()
+    }
+}
+
+/// `/a/./b/../c/` → `/a/c` (always absolute, no trailing slash but for `/`).
+pub fn clean_path(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// Go's duration syntax (`30s`, `1m30s`, `1.5h`, `500ms`) in nanoseconds.
+pub fn parse_duration(s: &str) -> Option<i64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += n * scale;
+        rest = &rest[unit_end..];
+    }
+    Some(total as i64)
+}
+
+fn healthcheck(h: &Healthcheck, shell: &[String]) -> Result<serde_json::Value, String> {
+    let _ = shell;
+    match h {
+        Healthcheck::None => Ok(serde_json::json!({"Test": ["NONE"]})),
+        Healthcheck::Cmd { command, options } => {
+            let test: Vec<String> = match command {
+                CommandForm::Exec(v) => std::iter::once("CMD".to_string())
+                    .chain(v.iter().cloned())
+                    .collect(),
+                CommandForm::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+            };
+            let mut obj = serde_json::Map::new();
+            obj.insert("Test".into(), serde_json::json!(test));
+            for (flag, key) in [
+                ("interval", "Interval"),
+                ("timeout", "Timeout"),
+                ("start-period", "StartPeriod"),
+                ("start-interval", "StartInterval"),
+            ] {
+                if let Some(v) = options.get(flag) {
+                    let ns = parse_duration(v).ok_or_else(|| {
+                        format!("HEALTHCHECK --{flag}={v}: not a duration such as 30s")
+                    })?;
+                    if ns != 0 && ns < 1_000_000 {
+                        return Err(format!("HEALTHCHECK --{flag}={v}: must be at least 1ms"));
+                    }
+                    obj.insert(key.into(), serde_json::json!(ns));
+                }
+            }
+            if let Some(r) = options.get("retries") {
+                let n: i64 = r
+                    .parse()
+                    .ok()
+                    .filter(|n| *n >= 0)
+                    .ok_or_else(|| format!("HEALTHCHECK --retries={r}: expected a number"))?;
+                obj.insert("Retries".into(), serde_json::json!(n));
+            }
+            Ok(serde_json::Value::Object(obj))
+        }
+    }
+}
+
+/// The name in `names` closest to `word` (at most a third of its letters wrong, at least one,
+/// at most three), for "did you mean" hints.
+pub fn closest<'n>(word: &str, names: &[&'n str]) -> Option<&'n str> {
+    let limit = (word.chars().count() / 3).clamp(1, 3);
+    names
+        .iter()
+        .map(|n| (distance(word, n), *n))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+/// Optimal string alignment distance: Levenshtein plus transpositions (`buidl` → `build` is 1).
+fn distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -1,0 +1,294 @@
+//! RUN through the runtime: the stage's layers become snapshots (by chain ID), an overlay
+//! mounts them with a fresh upper directory, the OCI runtime runs the command (a foreign
+//! platform through QEMU, registered with `binfmt::ensure`), and the upper directory becomes the
+//! step's layer (OCI whiteouts), its mtimes clamped to SOURCE_DATE_EPOCH when that is set.
+
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::process::Stdio;
+use std::sync::Mutex;
+
+use super::layer::{Compression, LayerInfo};
+use super::run::{RunRequest, Runner};
+use crate::binfmt::{Binfmt, EmulatorSearch};
+use crate::oci::{
+    Algorithm, Descriptor, HashingWriter, ImageConfig, Manifest, Parsed, RunConfig, media_type,
+};
+use crate::progress::NoProgress;
+use crate::runtime::{Bind, Network, RunOptions, Runtime};
+use crate::store::Store;
+
+pub struct RuntimeRunner {
+    rt: Runtime,
+    binfmt: Binfmt,
+    /// binfmt_misc registration is serialised: two platforms may need the same handler.
+    ensure_lock: Mutex<()>,
+}
+
+impl RuntimeRunner {
+    /// Call from the main thread before any other thread starts: the process moves into a
+    /// mount namespace of its own.
+    pub fn new(
+        store: &Store,
+        runtime: &str,
+    ) -> Result<RuntimeRunner, crate::runtime::RuntimeError> {
+        let rt = Runtime::new(store, runtime)?;
+        let _ = rt.reconcile();
+        rt.enter_private_mounts()?;
+        Ok(RuntimeRunner {
+            rt,
+            binfmt: Binfmt::system(EmulatorSearch::from_env(None)),
+            ensure_lock: Mutex::new(()),
+        })
+    }
+}
+
+fn io_msg(what: &str, e: impl std::fmt::Display) -> String {
+    format!("{what}: {e}")
+}
+
+impl Runner for RuntimeRunner {
+    fn run(&self, req: &RunRequest<'_>) -> Result<Option<LayerInfo>, String> {
+        {
+            let _l = self.ensure_lock.lock().expect("binfmt lock");
+            self.binfmt.ensure(req.platform).map_err(|e| {
+                let mut m = format!("cannot run {} programs here: {e}", req.platform);
+                if let Some(h) = e.hint() {
+                    m.push_str(&format!(" ({h})"));
+                }
+                m
+            })?;
+        }
+        let store = req.store;
+        let op = req.op;
+        // The runtime runs images: the stage so far, as one (never tagged; gc takes it).
+        let mut config = ImageConfig::default();
+        config.set_platform(req.platform);
+        config.rootfs.diff_ids = req.diff_ids.to_vec();
+        config.config = Some(RunConfig {
+            env: Some(op.env.clone()),
+            working_dir: Some(op.workdir.clone()),
+            user: op.user.clone(),
+            cmd: Some(op.argv.clone()),
+            ..Default::default()
+        });
+        let config = Parsed::from_value(config);
+        store.put_bytes(&config.bytes).map_err(|e| e.to_string())?;
+        let manifest = Parsed::from_value(Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.into()),
+            artifact_type: None,
+            config: config.descriptor(media_type::OCI_CONFIG),
+            layers: req.layers.to_vec(),
+            subject: None,
+            annotations: None,
+            extra: Default::default(),
+        });
+        store
+            .put_bytes(&manifest.bytes)
+            .map_err(|e| e.to_string())?;
+        let mut binds = Vec::new();
+        if let Some((name, content)) = &op.script {
+            let dir = req.tmp.join("pipes");
+            fs::create_dir_all(&dir).map_err(|e| io_msg("cannot write the script", e))?;
+            let path = dir.join(name);
+            fs::write(&path, content).map_err(|e| io_msg("cannot write the script", e))?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                .map_err(|e| io_msg("cannot write the script", e))?;
+            binds.push(Bind {
+                source: path,
+                destination: format!("/dev/pipes/{name}"),
+                read_only: true,
+            });
+        }
+        let opts = RunOptions {
+            image: "manifold build step".into(),
+            image_digest: manifest.digest(),
+            manifest_digest: manifest.digest(),
+            manifest: manifest.value.clone(),
+            config_digest: config.digest(),
+            config: config.value.clone(),
+            platform: req.platform.clone(),
+            args: op.argv.clone(),
+            entrypoint: Some(String::new()),
+            env: Vec::new(),
+            workdir: Some(op.workdir.clone()),
+            user: op.user.clone(),
+            name: None,
+            hostname: None,
+            network: if op.network == "none" {
+                Network::None
+            } else {
+                Network::Host
+            },
+            read_only: false,
+            binds,
+            tty: false,
+            auto_remove: false,
+        };
+        let mut prepared = self
+            .rt
+            .create(&opts, &NoProgress)
+            .map_err(|e| format!("cannot create the container: {e}"))?;
+        let id = prepared.record().id.clone();
+        let remove = || {
+            let _ =
+                self.rt
+                    .containers()
+                    .remove(self.rt.syscalls(), Some(self.rt.oci()), store, &id);
+        };
+        let mut child = match prepared.spawn(Stdio::null(), Stdio::piped(), Stdio::piped()) {
+            Ok(c) => c,
+            Err(e) => {
+                drop(prepared);
+                remove();
+                return Err(format!("cannot start the container: {e}"));
+            }
+        };
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let status = std::thread::scope(|s| {
+            let out = req.output;
+            let pump = |r: Box<dyn Read + Send>| {
+                for line in BufReader::new(r).lines() {
+                    match line {
+                        Ok(l) => out(&l),
+                        Err(_) => break,
+                    }
+                }
+            };
+            s.spawn(move || pump(Box::new(stdout)));
+            s.spawn(move || pump(Box::new(stderr)));
+            child.wait()
+        });
+        let status = match status {
+            Ok(s) => s,
+            Err(e) => {
+                drop(prepared);
+                remove();
+                return Err(format!("cannot wait for the container: {e}"));
+            }
+        };
+        let exit = prepared.finish(status);
+        let upper = self.rt.containers().dir_of(&id).upper();
+        let result = match exit {
+            Err(e) => Err(e.to_string()),
+            Ok(x) if x.code != 0 => Err(format!(
+                "process \"{}\" did not complete successfully: exit code: {}",
+                op.argv.join(" "),
+                x.code
+            )),
+            Ok(_) => {
+                tidy_upper(&upper);
+                diff_layer(store, &upper, req.compression, req.epoch, req.tmp)
+            }
+        };
+        remove();
+        result
+    }
+}
+
+/// The mount points the runtime made for /etc/hosts & co. are not the step's doing.
+fn tidy_upper(upper: &std::path::Path) {
+    for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        let p = upper.join(f);
+        if fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = fs::remove_file(&p);
+        }
+    }
+    // Directories only made to hold those mount points: removed when empty (a lower layer
+    // that has them keeps them).
+    for d in ["etc", "dev", "proc", "sys"] {
+        let _ = fs::remove_dir(upper.join(d));
+    }
+}
+
+/// The upper directory as a layer: the OCI diff into a temp file, then (mtimes clamped when an
+/// epoch is given) compressed into the store.
+fn diff_layer(
+    store: &Store,
+    upper: &std::path::Path,
+    compression: Compression,
+    epoch: Option<u64>,
+    tmp: &std::path::Path,
+) -> Result<Option<LayerInfo>, String> {
+    let raw_path = tmp.join("diff.tar");
+    let raw = fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&raw_path)
+        .map_err(|e| io_msg("cannot write the diff", e))?;
+    let (report, raw) = crate::layer::write_diff(upper, io::BufWriter::new(raw))
+        .map_err(|e| io_msg("cannot read the changes", e))?;
+    let mut raw = raw
+        .into_inner()
+        .map_err(|e| io_msg("cannot write the diff", e.error()))?;
+    if report.entries == 0 && report.whiteouts == 0 {
+        return Ok(None);
+    }
+    raw.rewind()
+        .map_err(|e| io_msg("cannot read the diff", e))?;
+    let blob = store.blob_writer().map_err(|e| e.to_string())?;
+    let write = |out: &mut dyn Write| -> io::Result<crate::oci::Digest> {
+        let mut hashing = HashingWriter::new(out, Algorithm::Sha256);
+        match epoch {
+            None => {
+                io::copy(&mut io::BufReader::new(&raw), &mut hashing)?;
+            }
+            Some(e) => {
+                let mut archive = tar::Archive::new(io::BufReader::new(&raw));
+                let mut b = tar::Builder::new(&mut hashing);
+                for entry in archive.entries()? {
+                    let mut entry = entry?;
+                    let mut h = entry.header().clone();
+                    if h.mtime().unwrap_or(0) > e {
+                        h.set_mtime(e);
+                    }
+                    let path = entry.path()?.into_owned();
+                    match h.entry_type() {
+                        tar::EntryType::Symlink | tar::EntryType::Link => {
+                            let target = entry
+                                .link_name()?
+                                .map(|l| l.into_owned())
+                                .unwrap_or_default();
+                            b.append_link(&mut h, &path, target)?;
+                        }
+                        _ => b.append_data(&mut h, &path, &mut entry)?,
+                    }
+                }
+                b.finish()?;
+            }
+        }
+        let (_, digest, _) = hashing.finish();
+        Ok(digest)
+    };
+    let (blob, diff_id) = match compression {
+        Compression::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(6));
+            let d = write(&mut gz).map_err(|e| io_msg("cannot write the layer", e))?;
+            (
+                gz.finish()
+                    .map_err(|e| io_msg("cannot write the layer", e))?,
+                d,
+            )
+        }
+        Compression::Zstd => {
+            let mut z = zstd::stream::write::Encoder::new(blob, 3)
+                .map_err(|e| io_msg("cannot write the layer", e))?;
+            let d = write(&mut z).map_err(|e| io_msg("cannot write the layer", e))?;
+            (
+                z.finish()
+                    .map_err(|e| io_msg("cannot write the layer", e))?,
+                d,
+            )
+        }
+    };
+    let (digest, size) = blob.commit(store, None).map_err(|e| e.to_string())?;
+    Ok(Some(LayerInfo {
+        descriptor: Descriptor::new(compression.media_type(), digest, size),
+        diff_id,
+    }))
+}

@@ -1,0 +1,565 @@
+//! A stage's filesystem as its layers describe it, without unpacking them: each layer's entry
+//! list (read once, then kept in the cache as `trees/<blob>.json`), merged with the OCI
+//! whiteout rules. COPY asks it whether a destination is a directory, COPY --from takes files
+//! out of it, and --chown/USER names are looked up in its /etc/passwd and /etc/group.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::cache::Cache;
+use super::layer::{self, Content};
+use crate::oci::{Descriptor, Digest};
+use crate::store::{Store, StoreError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    #[serde(rename = "d")]
+    Dir,
+    #[serde(rename = "f")]
+    File,
+    #[serde(rename = "l")]
+    Symlink,
+    #[serde(rename = "h")]
+    Hardlink,
+    #[serde(rename = "o")]
+    Other,
+}
+
+/// One entry of a layer, as stored in `trees/`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeEntry {
+    #[serde(rename = "p")]
+    pub path: String,
+    #[serde(rename = "k")]
+    pub kind: EntryKind,
+    #[serde(rename = "m")]
+    pub mode: u32,
+    #[serde(rename = "u")]
+    pub uid: u64,
+    #[serde(rename = "g")]
+    pub gid: u64,
+    #[serde(rename = "s", default)]
+    pub size: u64,
+    #[serde(rename = "t", default)]
+    pub mtime: u64,
+    #[serde(rename = "l", default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("cannot read layer {digest}")]
+    Read {
+        digest: Digest,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn normalize(p: &str) -> String {
+    super::plan::clean_path(p)
+        .trim_start_matches('/')
+        .to_string()
+}
+
+/// The entry list of one layer blob (cached).
+pub fn layer_entries(
+    store: &Store,
+    cache: &Cache,
+    layer: &Descriptor,
+) -> Result<Vec<TreeEntry>, TreeError> {
+    if let Some(bytes) = cache.read_tree(&layer.digest)
+        && let Ok(v) = serde_json::from_slice(&bytes)
+    {
+        return Ok(v);
+    }
+    let read_err = |source: io::Error| TreeError::Read {
+        digest: layer.digest.clone(),
+        source,
+    };
+    let f = store.open_blob(&layer.digest)?;
+    let (r, _) =
+        crate::archive::decompressed(f).map_err(|e| read_err(io::Error::other(e.to_string())))?;
+    let mut archive = tar::Archive::new(r);
+    let mut out = Vec::new();
+    for e in archive.entries().map_err(read_err)? {
+        let e = e.map_err(read_err)?;
+        let h = e.header();
+        let path = normalize(&e.path().map_err(read_err)?.to_string_lossy());
+        if path.is_empty() {
+            continue;
+        }
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Link => EntryKind::Hardlink,
+            _ => EntryKind::Other,
+        };
+        let link = match kind {
+            EntryKind::Symlink => e
+                .link_name()
+                .map_err(read_err)?
+                .map(|l| l.to_string_lossy().into_owned()),
+            EntryKind::Hardlink => e
+                .link_name()
+                .map_err(read_err)?
+                .map(|l| normalize(&l.to_string_lossy())),
+            _ => None,
+        };
+        out.push(TreeEntry {
+            path,
+            kind,
+            mode: h.mode().unwrap_or(0o644),
+            uid: h.uid().unwrap_or(0),
+            gid: h.gid().unwrap_or(0),
+            size: h.size().unwrap_or(0),
+            mtime: h.mtime().unwrap_or(0),
+            link,
+        });
+    }
+    let bytes = serde_json::to_vec(&out).expect("entries serialise");
+    cache.write_tree(&layer.digest, &bytes)?;
+    Ok(out)
+}
+
+/// The merged view of a stack of layers.
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    layers: Vec<Descriptor>,
+    /// path → (index of the layer holding it, entry)
+    merged: BTreeMap<String, (usize, TreeEntry)>,
+}
+
+impl Tree {
+    pub fn load(store: &Store, cache: &Cache, layers: &[Descriptor]) -> Result<Tree, TreeError> {
+        let mut t = Tree::default();
+        for l in layers {
+            let entries = layer_entries(store, cache, l)?;
+            t.push(l.clone(), entries);
+        }
+        Ok(t)
+    }
+
+    /// Add a layer on top.
+    pub fn push(&mut self, layer: Descriptor, entries: Vec<TreeEntry>) {
+        let idx = self.layers.len();
+        self.layers.push(layer);
+        for e in &entries {
+            let (dir, name) = match e.path.rsplit_once('/') {
+                Some((d, n)) => (d.to_string(), n),
+                None => (String::new(), e.path.as_str()),
+            };
+            if name == ".wh..wh..opq" {
+                self.remove_under(&dir);
+            } else if let Some(hidden) = name.strip_prefix(".wh.") {
+                let p = if dir.is_empty() {
+                    hidden.to_string()
+                } else {
+                    format!("{dir}/{hidden}")
+                };
+                self.merged.remove(&p);
+                self.remove_under(&p);
+            }
+        }
+        for e in entries {
+            let name = e.path.rsplit('/').next().unwrap_or("");
+            if name.starts_with(".wh.") {
+                continue;
+            }
+            // A non-directory replaces whatever was below it, children included.
+            if e.kind != EntryKind::Dir {
+                self.remove_under(&e.path);
+            }
+            self.merged.insert(e.path.clone(), (idx, e));
+        }
+    }
+
+    fn remove_under(&mut self, dir: &str) {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let keys: Vec<String> = self
+            .merged
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            self.merged.remove(&k);
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Option<&TreeEntry> {
+        self.merged.get(&normalize(path)).map(|(_, e)| e)
+    }
+
+    /// `path` with symlinks resolved (every component; the last only when `follow_last`).
+    /// Missing components are kept as they are.
+    pub fn resolve(&self, path: &str, follow_last: bool) -> String {
+        let mut done: Vec<String> = Vec::new();
+        let mut todo: Vec<String> = normalize(path)
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(str::to_string)
+            .collect();
+        let mut hops = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            if c == "." {
+                continue;
+            }
+            done.push(c);
+            let last = todo.is_empty();
+            let cur = done.join("/");
+            if let Some(e) = self.merged.get(&cur).map(|(_, e)| e)
+                && e.kind == EntryKind::Symlink
+                && (follow_last || !last)
+                && hops < 40
+            {
+                hops += 1;
+                let target = e.link.clone().unwrap_or_default();
+                done.pop();
+                if target.starts_with('/') {
+                    done.clear();
+                }
+                for t in target.split('/').filter(|c| !c.is_empty()).rev() {
+                    todo.push(t.to_string());
+                }
+            }
+        }
+        done.join("/")
+    }
+
+    /// Whether `path` (symlinks followed) is a directory.
+    pub fn is_dir(&self, path: &str) -> bool {
+        let p = self.resolve(path, true);
+        p.is_empty() || self.get(&p).is_some_and(|e| e.kind == EntryKind::Dir)
+    }
+
+    pub fn exists(&self, path: &str) -> bool {
+        let p = self.resolve(path, true);
+        p.is_empty() || self.get(&p).is_some()
+    }
+
+    /// Entries under the directory `dir` (not itself), in path order.
+    pub fn under(&self, dir: &str) -> Vec<&TreeEntry> {
+        let dir = normalize(dir);
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        self.merged
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, (_, e))| e)
+            .collect()
+    }
+
+    /// Every path in the view (for wildcard sources).
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.merged.keys().map(String::as_str)
+    }
+
+    /// Take the regular files `paths` out of the layers into files under `dir`: returns where
+    /// each went. Hard links are read through their targets. Each layer is read at most once.
+    pub fn extract(
+        &self,
+        store: &Store,
+        paths: &[String],
+        dir: &Path,
+    ) -> Result<HashMap<String, PathBuf>, TreeError> {
+        // layer index → paths wanted from it (hard links: the link's target, same layer)
+        let mut wanted: BTreeMap<usize, HashSet<String>> = BTreeMap::new();
+        let mut alias: HashMap<String, String> = HashMap::new();
+        for p in paths {
+            let Some((idx, e)) = self.merged.get(p) else {
+                continue;
+            };
+            let mut source = p.clone();
+            if e.kind == EntryKind::Hardlink
+                && let Some(t) = &e.link
+            {
+                source = t.clone();
+            }
+            alias.insert(p.clone(), source.clone());
+            wanted.entry(*idx).or_default().insert(source);
+        }
+        let mut found: HashMap<String, PathBuf> = HashMap::new();
+        let mut n = 0usize;
+        for (idx, want) in wanted {
+            let layer = &self.layers[idx];
+            let read_err = |source: io::Error| TreeError::Read {
+                digest: layer.digest.clone(),
+                source,
+            };
+            let f = store.open_blob(&layer.digest)?;
+            let (r, _) = crate::archive::decompressed(f)
+                .map_err(|e| read_err(io::Error::other(e.to_string())))?;
+            let mut archive = tar::Archive::new(r);
+            let mut links: HashMap<String, String> = HashMap::new();
+            for e in archive.entries().map_err(read_err)? {
+                let mut e = e.map_err(read_err)?;
+                let path = normalize(&e.path().map_err(read_err)?.to_string_lossy());
+                let is_link = e.header().entry_type() == tar::EntryType::Link;
+                if is_link && want.contains(&path) {
+                    if let Some(t) = e.link_name().map_err(read_err)? {
+                        links.insert(path.clone(), normalize(&t.to_string_lossy()));
+                    }
+                    continue;
+                }
+                let wanted_here = want.contains(&path) || links.values().any(|t| t == &path);
+                if !wanted_here || e.header().entry_type() != tar::EntryType::Regular {
+                    continue;
+                }
+                n += 1;
+                let out = dir.join(format!("f{n}"));
+                let mut file = fs::File::create(&out).map_err(read_err)?;
+                io::copy(&mut e, &mut file).map_err(read_err)?;
+                found.insert(path, out);
+            }
+            for (link, target) in links {
+                if let Some(p) = found.get(&target).cloned() {
+                    found.insert(link, p);
+                }
+            }
+        }
+        let mut out = HashMap::new();
+        for p in paths {
+            if let Some(src) = alias.get(p)
+                && let Some(f) = found.get(src)
+            {
+                out.insert(p.clone(), f.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The bytes of a small regular file (/etc/passwd), or None.
+    pub fn read_small(&self, store: &Store, path: &str, tmp: &Path) -> Option<Vec<u8>> {
+        let p = self.resolve(path, true);
+        let dir = tempfile::tempdir_in(tmp).ok()?;
+        let got = self
+            .extract(store, std::slice::from_ref(&p), dir.path())
+            .ok()?;
+        let mut f = fs::File::open(got.get(&p)?).ok()?;
+        let mut v = Vec::new();
+        f.read_to_end(&mut v).ok()?;
+        Some(v)
+    }
+}
+
+/// The tree entries of layer entries we wrote ourselves (no need to read the blob back).
+pub fn entries_of(entries: &[layer::Entry]) -> Vec<TreeEntry> {
+    entries
+        .iter()
+        .map(|e| {
+            let (kind, link, size) = match &e.kind {
+                layer::Kind::Dir => (EntryKind::Dir, None, 0),
+                layer::Kind::File(Content::Bytes(b)) => (EntryKind::File, None, b.len() as u64),
+                layer::Kind::File(Content::Path(p)) => (
+                    EntryKind::File,
+                    None,
+                    fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+                ),
+                layer::Kind::Symlink(t) => (EntryKind::Symlink, Some(t.clone()), 0),
+                layer::Kind::Hardlink(t) => (EntryKind::Hardlink, Some(t.clone()), 0),
+            };
+            TreeEntry {
+                path: e.path.clone(),
+                kind,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                size,
+                mtime: e.mtime,
+                link,
+            }
+        })
+        .collect()
+}
+
+/// `user[:group]` as numbers, names looked up in the tree's /etc/passwd and /etc/group. A user
+/// without group gets the same number as GID (docker's rule for COPY --chown).
+pub fn resolve_owner(
+    spec: &str,
+    tree: &Tree,
+    store: &Store,
+    tmp: &Path,
+    primary_group: bool,
+) -> Result<(u64, u64), String> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup = |file: &str, name: &str| -> Result<(u64, Option<u64>), String> {
+        if let Ok(n) = name.parse::<u64>() {
+            return Ok((n, None));
+        }
+        let text = tree
+            .read_small(store, file, tmp)
+            .ok_or_else(|| format!("cannot look up `{name}`: the image has no {file}"))?;
+        let text = String::from_utf8_lossy(&text);
+        for line in text.lines() {
+            let f: Vec<&str> = line.split(':').collect();
+            if f.len() >= 3 && f[0] == name {
+                let id = f[2]
+                    .parse()
+                    .map_err(|_| format!("bad {file} line for `{name}`"))?;
+                let gid = f.get(3).and_then(|g| g.parse().ok());
+                return Ok((id, gid));
+            }
+        }
+        Err(format!("no user or group `{name}` in {file}"))
+    };
+    let (uid, primary) = lookup("/etc/passwd", user)?;
+    let gid = match group {
+        Some(g) if !g.is_empty() => lookup("/etc/group", g)?.0,
+        _ if primary_group => primary.unwrap_or(uid),
+        _ => uid,
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(path: &str, kind: EntryKind) -> TreeEntry {
+        TreeEntry {
+            path: path.into(),
+            kind,
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            mtime: 0,
+            link: None,
+        }
+    }
+
+    fn desc(n: u8) -> Descriptor {
+        Descriptor::of("x", &[n])
+    }
+
+    #[test]
+    fn whiteouts_and_replacements() {
+        let mut t = Tree::default();
+        t.push(
+            desc(0),
+            vec![
+                e("a", EntryKind::Dir),
+                e("a/1", EntryKind::File),
+                e("a/2", EntryKind::File),
+                e("b", EntryKind::Dir),
+                e("b/x", EntryKind::File),
+                e("c", EntryKind::Dir),
+                e("c/y", EntryKind::File),
+            ],
+        );
+        t.push(
+            desc(1),
+            vec![
+                e("a/.wh.1", EntryKind::File),
+                e("b/.wh..wh..opq", EntryKind::File),
+                e("b/new", EntryKind::File),
+                e("c", EntryKind::File),
+            ],
+        );
+        let paths: Vec<&str> = t.paths().collect();
+        assert_eq!(paths, vec!["a", "a/2", "b", "b/new", "c"]);
+        assert!(t.is_dir("/a"));
+        assert!(!t.is_dir("c"));
+        assert!(t.is_dir("/"));
+        assert_eq!(t.under("a").len(), 1);
+    }
+
+    #[test]
+    fn symlinks_resolve_in_the_tree() {
+        let mut t = Tree::default();
+        let mut link = e("lib", EntryKind::Symlink);
+        link.link = Some("usr/lib".into());
+        let mut abs = e("usr/lib/cur", EntryKind::Symlink);
+        abs.link = Some("/usr/lib/v1".into());
+        t.push(
+            desc(0),
+            vec![
+                e("usr", EntryKind::Dir),
+                e("usr/lib", EntryKind::Dir),
+                e("usr/lib/v1", EntryKind::Dir),
+                link,
+                abs,
+            ],
+        );
+        assert_eq!(t.resolve("/lib/x", true), "usr/lib/x");
+        assert_eq!(t.resolve("/lib/cur", true), "usr/lib/v1");
+        assert_eq!(t.resolve("/lib/cur", false), "usr/lib/cur");
+        assert!(t.is_dir("/lib/cur"));
+    }
+
+    #[test]
+    fn reads_layers_and_takes_files_out() {
+        use crate::build::layer::{Compression, Entry, Kind, write};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cache = Cache::open(&store).unwrap();
+        let le = |path: &str, kind: Kind| Entry {
+            path: path.into(),
+            kind,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+        };
+        let entries = vec![
+            le("etc", Kind::Dir),
+            le(
+                "etc/passwd",
+                Kind::File(Content::Bytes(
+                    b"root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/:/bin/sh\n".to_vec(),
+                )),
+            ),
+            le(
+                "etc/group",
+                Kind::File(Content::Bytes(b"root:x:0:\nstaff:x:50:\n".to_vec())),
+            ),
+            le("etc/pw", Kind::Hardlink("etc/passwd".into())),
+        ];
+        let info = write(&store, entries, Compression::Zstd, None).unwrap();
+        let t = Tree::load(&store, &cache, std::slice::from_ref(&info.descriptor)).unwrap();
+        assert!(cache.read_tree(&info.descriptor.digest).is_some());
+        assert_eq!(t.get("etc/pw").unwrap().kind, EntryKind::Hardlink);
+        let got = t.read_small(&store, "/etc/pw", dir.path()).unwrap();
+        assert!(got.starts_with(b"root:"));
+        assert_eq!(
+            resolve_owner("app", &t, &store, dir.path(), false),
+            Ok((1000, 1000))
+        );
+        assert_eq!(
+            resolve_owner("app", &t, &store, dir.path(), true),
+            Ok((1000, 1001))
+        );
+        assert_eq!(
+            resolve_owner("app:staff", &t, &store, dir.path(), false),
+            Ok((1000, 50))
+        );
+        assert_eq!(
+            resolve_owner("5:6", &t, &store, dir.path(), false),
+            Ok((5, 6))
+        );
+        assert!(resolve_owner("nobody", &t, &store, dir.path(), false).is_err());
+    }
+}
