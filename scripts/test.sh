@@ -27,7 +27,7 @@ step "cargo fmt --check"
 cargo fmt --check || fail "cargo fmt --check (run \`cargo fmt\`)"
 
 step "shellcheck"
-shellcheck scripts/*.sh bench/*.sh .ci/run || fail "shellcheck"
+shellcheck scripts/*.sh bench/*.sh examples/ci/*.sh .ci/run || fail "shellcheck"
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -q -- -D warnings || fail "cargo clippy"

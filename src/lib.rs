@@ -10,6 +10,7 @@ pub mod cli;
 pub mod content;
 pub mod elf;
 pub mod layer;
+pub mod manifest;
 pub mod oci;
 pub mod platform;
 pub mod progress;

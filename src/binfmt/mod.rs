@@ -578,8 +578,8 @@ impl Binfmt {
 
     fn find_emulator(&self, h: &Handler, platform: &str) -> Result<Emulator> {
         let install = format!(
-            "install the static QEMU emulators (Debian, Ubuntu: `apt-get install {EMULATOR_PACKAGE}`), or point \
-             --emulator-dir or MANIFOLD_QEMU_DIR at a directory holding {}-static",
+            "`sudo apt-get install {EMULATOR_PACKAGE}` installs the static emulators (Debian, Ubuntu); \
+             or point --emulator-dir or MANIFOLD_QEMU_DIR at a directory holding {}-static",
             h.emulator
         );
         self.search.find(h).map_err(|p| match p {

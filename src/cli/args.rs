@@ -109,6 +109,10 @@ pub enum Command {
     /// Find repositories in a registry's catalog
     Search(SearchArgs),
     /// Build an image from a Dockerfile, for one or several platforms
+    /// Create, annotate, inspect and push manifest lists (multi-platform images)
+    Manifest(super::manifest::ManifestArgs),
+    /// Build the targets of a bake file (manifold.yaml) together, and push them
+    Bake(super::bake::BakeArgs),
     Build(BuildArgs),
 }
 

@@ -51,15 +51,21 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(u) = cause.downcast_ref::<UserError>() {
             return u.hint.clone();
         }
-        if let Some(h) = super::remote::hint(cause) {
-            return Some(h);
-        }
         if let Some(e) = cause.downcast_ref::<crate::binfmt::BinfmtError>() {
             return e.hint();
         }
         if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>()
             && let Some(h) = e.hint()
         {
+            return Some(h);
+        }
+        if let Some(h) = super::remote::hint(cause) {
+            return Some(h);
+        }
+        if let Some(h) = super::manifest::hint(cause) {
+            return Some(h);
+        }
+        if let Some(h) = super::bake::hint(cause) {
             return Some(h);
         }
         let store = cause
@@ -103,7 +109,7 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
     None
 }
 
-fn store_hint(e: &StoreError) -> Option<&'static str> {
+pub(super) fn store_hint(e: &StoreError) -> Option<&'static str> {
     match e {
         StoreError::ImageNotFound(_) => Some("`manifold images` lists the images in the store"),
         StoreError::Ambiguous { .. } => Some("`manifold images --no-trunc` shows full image IDs"),

@@ -29,9 +29,11 @@ mod select;
 mod tag;
 mod verify;
 
+mod bake;
 mod copy;
 mod login;
 mod logout;
+mod manifest;
 mod pull;
 mod push;
 mod remote;
@@ -87,6 +89,8 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Tags(a) => tags::run(a, settings),
         Command::Search(a) => search::run(a, settings),
         Command::Build(a) => build::run(a, settings),
+        Command::Manifest(a) => manifest::run(a, settings),
+        Command::Bake(a) => bake::run(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }

@@ -124,7 +124,7 @@ fn choose(
                 }
             ),
             Some(&format!(
-                "pull them all with `manifold pull --all-platforms {name}`, or push the present ones with `--platform`"
+                "pull them all with `manifold pull --all-platforms {name}`, or push the present ones with `--platform`; a list made with `manifold manifest create` is pushed with `manifold manifest push {name}`"
             )),
         ));
     }
@@ -172,15 +172,8 @@ fn choose(
 
 /// Whether a child of an index is wholly in the store (its manifest, config and layers).
 fn complete(store: &Store, desc: &Descriptor) -> bool {
-    if !store.has_blob(&desc.digest) {
-        return false;
-    }
     if !desc.is_manifest() {
-        return true;
+        return store.has_blob(&desc.digest);
     }
-    store.read_manifest(&desc.digest).is_ok_and(|m| {
-        std::iter::once(&m.value.config)
-            .chain(&m.value.layers)
-            .all(|b| store.has_blob(&b.digest))
-    })
+    store.is_complete(&desc.digest)
 }

@@ -5,9 +5,10 @@ use anyhow::Context;
 
 use super::Settings;
 use super::errors::user_error;
-use crate::content::ContentError;
+use crate::content::{self, ContentError, CopyOptions, Platforms, Sink, Source};
 use crate::oci::{Descriptor, Digest, Document, ImageConfig, Manifest};
 use crate::platform::Platform;
+use crate::reference::Reference;
 use crate::store::{Resolved, Store, StoreError};
 
 /// What `--platform` asked for.
@@ -65,7 +66,8 @@ pub fn short_platform(p: &Platform) -> String {
     n.to_string()
 }
 
-/// Resolve `image` in the store, pulling what is missing, and pick the platforms.
+/// Resolve `image` in the store, pulling what is missing (the image, or the platforms of it a
+/// sparse index lacks), and pick the platforms.
 pub fn select(
     settings: &Settings,
     store: &Store,
@@ -77,9 +79,40 @@ pub fn select(
         Err(StoreError::ImageNotFound(_)) => fetch_missing(settings, store, image, choice)?,
         Err(e) => return Err(e.into()),
     };
-    let top = resolved.descriptor.clone();
+    match pick(store, image, &resolved.descriptor, choice)? {
+        Picked::Complete(selected) => Ok(selected),
+        Picked::Missing(platforms) => {
+            let missing = if platforms.is_empty() {
+                choice.clone()
+            } else {
+                PlatformChoice::These(platforms)
+            };
+            let resolved = fetch_missing(settings, store, image, &missing)?;
+            match pick(store, image, &resolved.descriptor, choice)? {
+                Picked::Complete(selected) => Ok(selected),
+                Picked::Missing(_) => Err(user_error(
+                    format!("`{image}` still lacks blobs after the pull"),
+                    Some("`manifold inspect` shows what the store holds of it"),
+                )),
+            }
+        }
+    }
+}
+
+enum Picked {
+    Complete(Vec<Selected>),
+    /// These platforms' blobs (none listed: the image's own) are not all in the store.
+    Missing(Vec<Platform>),
+}
+
+fn pick(
+    store: &Store,
+    image: &str,
+    top: &Descriptor,
+    choice: &PlatformChoice,
+) -> anyhow::Result<Picked> {
     let document = store
-        .read_document(&top)
+        .read_document(top)
         .with_context(|| format!("cannot read image `{image}`"))?;
     let mut out = Vec::new();
     match document.value {
@@ -91,12 +124,11 @@ pub fn select(
             let available: Vec<Platform> =
                 entries.iter().filter_map(|d| d.platform.clone()).collect();
             let no_match = |wanted: &Platform| -> anyhow::Error {
-                ContentError::NoMatchingPlatform {
+                no_platform(ContentError::NoMatchingPlatform {
                     reference: image.to_string(),
                     wanted: short_platform(wanted),
                     available: available.clone(),
-                }
-                .into()
+                })
             };
             let best = |wanted: &Platform| -> anyhow::Result<&Descriptor> {
                 wanted
@@ -125,22 +157,22 @@ pub fn select(
                     None,
                 ));
             }
+            let missing: Vec<Platform> = chosen
+                .iter()
+                .filter(|d| !complete(store, &d.digest))
+                .filter_map(|d| d.platform.clone())
+                .collect();
+            if !missing.is_empty() {
+                return Ok(Picked::Missing(missing));
+            }
             for d in chosen {
                 let platform = d.platform.clone().expect("filtered on platform");
-                if !complete(store, &d.digest) {
-                    fetch_missing(
-                        settings,
-                        store,
-                        image,
-                        &PlatformChoice::These(vec![platform.clone()]),
-                    )?;
-                }
-                out.push(read_selected(store, image, &top, d, platform)?);
+                out.push(read_selected(store, image, top, d, platform)?);
             }
         }
         Document::Manifest(_) => {
             if !complete(store, &top.digest) {
-                fetch_missing(settings, store, image, choice)?;
+                return Ok(Picked::Missing(Vec::new()));
             }
             let manifest = store.read_manifest(&top.digest)?;
             let config = store.read_config(&manifest.value.config.digest)?;
@@ -149,29 +181,24 @@ pub fn select(
             if let PlatformChoice::These(ps) = choice
                 && let Some(wanted) = ps.iter().find(|p| !p.matcher().matches(&platform))
             {
-                return Err(ContentError::NoMatchingPlatform {
+                return Err(no_platform(ContentError::NoMatchingPlatform {
                     reference: image.to_string(),
                     wanted: short_platform(wanted),
                     available: vec![platform],
-                }
-                .into());
+                }));
             }
             out.push(Selected {
                 image: image.to_string(),
                 top: top.clone(),
                 manifest_digest: top.digest.clone(),
+                config_digest: manifest.value.config.digest.clone(),
                 manifest: manifest.value,
-                config_digest: manifest_config_digest(store, &top.digest)?,
                 config: config.value,
                 platform,
             });
         }
     }
-    Ok(out)
-}
-
-fn manifest_config_digest(store: &Store, manifest: &Digest) -> anyhow::Result<Digest> {
-    Ok(store.read_manifest(manifest)?.value.config.digest)
+    Ok(Picked::Complete(out))
 }
 
 fn read_selected(
@@ -194,6 +221,14 @@ fn read_selected(
     })
 }
 
+/// The store's error, with the hint for `run` and `verify` (not pull's `--all-platforms`).
+fn no_platform(e: ContentError) -> anyhow::Error {
+    user_error(
+        e.to_string(),
+        Some("choose one of the image's platforms with `--platform` (`--platform all` takes each)"),
+    )
+}
+
 /// Whether a manifest, its config and its layers are all in the store.
 fn complete(store: &Store, manifest: &Digest) -> bool {
     let Ok(m) = store.read_manifest(manifest) else {
@@ -204,27 +239,58 @@ fn complete(store: &Store, manifest: &Digest) -> bool {
         .all(|d| store.has_blob(&d.digest))
 }
 
-/// An image (or some platform of it) the store lacks. `run` and `verify` pull it, as docker
-/// does; this is the one function that will call the registry's pull when it is in, and until
-/// then fails with the command that fetches the image.
+/// An image (or some platforms of it) the store lacks: `run` and `verify` pull it from its
+/// registry, as docker does (the whole index is kept, only the platforms needed are fetched).
 pub fn fetch_missing(
-    _settings: &Settings,
-    _store: &Store,
+    settings: &Settings,
+    store: &Store,
     image: &str,
     choice: &PlatformChoice,
 ) -> anyhow::Result<Resolved> {
-    let platform = match choice {
-        PlatformChoice::Default => String::new(),
-        PlatformChoice::All => " --all-platforms".into(),
-        PlatformChoice::These(ps) => format!(
-            " --platform {}",
-            ps.iter().map(short_platform).collect::<Vec<_>>().join(",")
-        ),
+    let reference = Reference::parse(image).map_err(|_| {
+        user_error(
+            format!("no such image: `{image}`"),
+            Some("`manifold images` lists the images in the store"),
+        )
+    })?;
+    if reference.digest().is_none() && looks_like_id(image) {
+        // An image ID prefix that matches nothing: not a repository to pull.
+        return Err(StoreError::ImageNotFound(image.to_string()).into());
+    }
+    let platforms = match choice {
+        PlatformChoice::Default => Platforms::Best(Platform::host().matcher()),
+        PlatformChoice::These(ps) => Platforms::Each(ps.iter().map(Platform::matcher).collect()),
+        PlatformChoice::All => Platforms::All,
     };
-    Err(user_error(
-        format!(
-            "image `{image}` is not in the store (or lacks the platform asked for), and this build cannot pull"
-        ),
-        Some(&format!("`manifold pull{platform} {image}` fetches it")),
-    ))
+    eprintln!(
+        "Unable to find image '{}' locally (or the platforms asked for): pulling",
+        reference.familiar()
+    );
+    let _guard = store.write_guard()?;
+    let client = super::remote::client(settings);
+    let repo = client.repository(&reference)?;
+    let progress = settings.progress(false);
+    let root = Source::resolve(&repo, &reference)?;
+    content::copy_with(
+        &repo,
+        store,
+        &reference,
+        &root,
+        &platforms,
+        &progress,
+        &CopyOptions::default(),
+    )?;
+    Sink::tag(store, &reference, &root)?;
+    eprintln!("Digest: {}", root.digest);
+    Ok(Resolved {
+        descriptor: root,
+        reference: Some(reference),
+    })
+}
+
+/// 12 to 64 hex digits: what `images` shows as IMAGE ID.
+fn looks_like_id(s: &str) -> bool {
+    (12..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }

@@ -183,6 +183,13 @@ impl Platform {
         }
     }
 
+    /// Whether the OS and architecture are ones manifold knows by name (platforms/aliases.yaml),
+    /// after normalisation: `linux/amd46` parses, but is most likely a typo.
+    pub fn is_known(&self) -> bool {
+        let n = self.normalized();
+        ALIASES.is_known_os(&n.os) && ALIASES.is_known_arch(&n.architecture)
+    }
+
     /// Whether this is a placeholder such as BuildKit's attestation manifests carry
     /// (`unknown/unknown`), which is never an image to run.
     pub fn is_unknown(&self) -> bool {

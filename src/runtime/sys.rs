@@ -16,6 +16,8 @@ pub struct OverlayConfig {
     pub work: PathBuf,
     /// Extra options (`index=off`, …) as key, value.
     pub options: Vec<(String, String)>,
+    /// Flag options (`volatile`), skipped when the kernel does not know them.
+    pub flags: Vec<String>,
     pub target: PathBuf,
 }
 
@@ -88,6 +90,12 @@ impl Syscalls for RealSyscalls {
         fsconfig_set_string(&fs, "workdir", &c.work).map_err(errno)?;
         for (k, v) in &c.options {
             fsconfig_set_string(&fs, k.as_str(), v.as_str()).map_err(errno)?;
+        }
+        for f in &c.flags {
+            match rustix::mount::fsconfig_set_flag(&fs, f.as_str()) {
+                Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+                Err(e) => return Err(errno(e)),
+            }
         }
         fsconfig_create(&fs).map_err(errno)?;
         let mnt =

@@ -5,9 +5,9 @@
 //! <root>/images/         OCI image layout: oci-layout, index.json, blobs/sha256/…
 //! <root>/tmp-v1/         temp files, renamed into place once verified
 //! <root>/locks-v1/       index.lock (index.json updates), gc.lock (writers shared, gc exclusive)
-//! <root>/cache-v1/       the build cache: step records (`steps/`, gc roots) and layer indexes
-//! <root>/meta-v1/        blob-locations/: registry repositories each blob is known to live in
 //! <root>/leases-v1/      blobs kept for their users (containers) though no tag reaches them
+//! <root>/meta-v1/        blob-locations/: registry repositories each blob is known to live in
+//! <root>/cache-v1/       the build cache: step records (`steps/`, gc roots) and layer indexes
 //! ```
 //!
 //! Crash safety comes from ordering: a blob is written to a temp file, verified and renamed into

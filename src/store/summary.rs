@@ -155,6 +155,16 @@ impl Store {
 }
 
 impl Store {
+    /// Whether the image manifest `digest`, its config and all its layers are in the store (an
+    /// index's child that was pulled, not one it merely lists).
+    pub fn is_complete(&self, digest: &Digest) -> bool {
+        self.read_manifest(digest).is_ok_and(|m| {
+            std::iter::once(&m.value.config)
+                .chain(&m.value.layers)
+                .all(|b| self.has_blob(&b.digest))
+        })
+    }
+
     /// The image manifest to use for `desc`: itself when it is one; for an index, the best
     /// present child for `platform` (the host's when None). Errors list what the index holds.
     pub fn platform_manifest(

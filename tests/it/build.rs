@@ -1078,14 +1078,28 @@ fn the_demo_examples_build_and_run() {
     let fixtures = crate::harness::fixtures().join("busybox");
     let platforms = "linux/amd64,linux/arm64";
     root.manifold()
-        .args(["build", "--platform", platforms, "-t", "demo/busybox:1", "-f"])
+        .args([
+            "build",
+            "--platform",
+            platforms,
+            "-t",
+            "demo/busybox:1",
+            "-f",
+        ])
         .arg(repo.join("examples/busybox/Dockerfile"))
         .arg(&fixtures)
         .assert()
         .success();
-    let r = build_ok(&root, &["--platform", platforms, "-t", "demo/hello:1"], &repo.join("examples/hello"));
+    let r = build_ok(
+        &root,
+        &["--platform", platforms, "-t", "demo/hello:1"],
+        &repo.join("examples/hello"),
+    );
     assert_eq!(
-        r.stderr.lines().filter(|l| l.contains(" banner 1/1] RUN")).count(),
+        r.stderr
+            .lines()
+            .filter(|l| l.contains(" banner 1/1] RUN"))
+            .count(),
         1,
         "the banner stage runs once for both platforms:\n{}",
         r.stderr
@@ -1096,7 +1110,17 @@ fn the_demo_examples_build_and_run() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("[linux/arm64] running on aarch64 as uid 1000"), "{stdout}");
-    assert!(stdout.contains("[linux/amd64] image for linux/amd64"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("[linux/arm64] running on aarch64 as uid 1000"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("[linux/amd64] image for linux/amd64"),
+        "{stdout}"
+    );
 }

@@ -204,14 +204,15 @@ fn exit_codes_like_docker() {
     assert!(stderr_of(&out).contains("permission denied"));
     assert_eq!(code(&["/bin"]).status.code(), Some(126));
     // manifold's own failures: 125.
+    // An image ID that matches nothing (names are pulled: see the registry test).
     let out = root
         .manifold()
-        .args(["run", "--rm", "no-such-image", "true"])
+        .args(["run", "--rm", "0123456789ab", "true"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(
-        stderr_of(&out).contains("hint: `manifold pull no-such-image`"),
+        stderr_of(&out).contains("no such image"),
         "{}",
         stderr_of(&out)
     );
@@ -1261,4 +1262,87 @@ fn rlimits_follow_the_callers_limits() {
     let out = cmd.output().unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out), "512\n2048\n");
+}
+
+/// `run` pulls what the store lacks, like docker: the image, then a platform a sparse index
+/// lacks; `verify` too.
+#[test]
+fn run_pulls_a_missing_image_from_a_real_registry() {
+    skip_unless!("root", "runc", "docker-registry", "qemu-aarch64-static");
+    let _lease = BinfmtLease::shared();
+    let registry = crate::harness::Registry::start();
+    let name = format!("{}/busybox:multi", registry.host());
+    let publisher = TestRoot::new();
+    multiarch(
+        &publisher,
+        &name,
+        &[("amd64", "linux/amd64"), ("arm64", "linux/arm64")],
+        &[],
+    );
+    publisher
+        .manifold()
+        .args(["push", &name])
+        .assert()
+        .success();
+
+    let root = TestRoot::new();
+    let out = root
+        .manifold()
+        .args([
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            &name,
+            "uname",
+            "-m",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert_eq!(stdout_of(&out), "aarch64\n");
+    assert!(
+        stderr_of(&out).contains("Unable to find image"),
+        "{}",
+        stderr_of(&out)
+    );
+    // The index is kept whole, with only arm64's blobs: the host's platform is pulled next.
+    #[cfg(target_arch = "x86_64")]
+    {
+        let out = root
+            .manifold()
+            .args(["run", "--rm", &name, "uname", "-m"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        assert_eq!(stdout_of(&out), "x86_64\n");
+        assert!(stderr_of(&out).contains("Unable to find image"));
+        // Both are here now: no pull.
+        let out = root
+            .manifold()
+            .args(["run", "--rm", &name, "true"])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        assert!(!stderr_of(&out).contains("Unable to find image"));
+    }
+    let fresh = TestRoot::new();
+    fresh.manifold().args(["verify", &name]).assert().success();
+    // A name the registry does not have: the pull's error, 125.
+    let out = fresh
+        .manifold()
+        .args([
+            "run",
+            "--rm",
+            &format!("{}/nothing:here", registry.host()),
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr_of(&out).contains("pulling") && stderr_of(&out).contains("hint:"),
+        "{}",
+        stderr_of(&out)
+    );
 }

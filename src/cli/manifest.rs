@@ -1,0 +1,276 @@
+//! `manifold manifest create|annotate|inspect|push|rm`: manifest lists from existing images,
+//! local or in registries. The work is in `crate::manifest`; this file parses, prints and hints.
+
+use clap::{Args, Subcommand, ValueEnum};
+
+use super::Settings;
+use super::args::TransferArgs;
+use super::remote;
+use crate::manifest::{self, Annotation, CreateOptions, Fetcher, ManifestError, PushOptions};
+use crate::progress::Progress;
+use crate::registry::{Client, ClientOptions};
+
+#[derive(Debug, Args)]
+pub struct ManifestArgs {
+    #[command(subcommand)]
+    pub command: ManifestCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ManifestCommand {
+    /// Create a manifest list from images (local or remote, by tag or digest)
+    Create(CreateArgs),
+    /// Change the platform a list gives one of its images
+    Annotate(AnnotateArgs),
+    /// Show a manifest list or image, local or remote (`--verbose`: each platform's size and layers)
+    Inspect(InspectArgs),
+    /// Push a manifest list and the images it lists
+    Push(PushArgs),
+    /// Remove manifest lists from the store
+    Rm(RmArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum FormatArg {
+    /// An OCI image index
+    #[default]
+    Oci,
+    /// A Docker manifest list (Docker schema2 images only)
+    Docker,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Add the images to an existing list; a platform it has is replaced
+    #[arg(short, long)]
+    pub amend: bool,
+    /// The list's format [default: oci; an amended list keeps its own]
+    #[arg(long, value_enum)]
+    pub format: Option<FormatArg>,
+    /// The list's name (a tag)
+    pub list: String,
+    /// Images to list: an index is flattened into its platforms
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct AnnotateArgs {
+    /// Operating system
+    #[arg(long)]
+    pub os: Option<String>,
+    /// Architecture
+    #[arg(long)]
+    pub arch: Option<String>,
+    /// Architecture variant (`v7`, `v8`); empty to remove it
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Operating system version (Windows: `10.0.17763.1234`)
+    #[arg(long, value_name = "VERSION")]
+    pub os_version: Option<String>,
+    /// Operating system features, comma separated; empty to remove them
+    #[arg(long, value_name = "FEATURES")]
+    pub os_features: Option<String>,
+    /// The list
+    pub list: String,
+    /// One of its images: a reference or digest
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// A list or image; the store's when it has it, else the registry's
+    pub image: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Remove the list from the store once pushed
+    #[arg(long)]
+    pub purge: bool,
+    /// Print only the digest
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+    /// The list in the store
+    pub list: String,
+    /// Where to push it [default: the list's own name]
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    #[arg(required = true, value_name = "LIST")]
+    pub lists: Vec<String>,
+}
+
+pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
+    let store = settings.store()?;
+    match args.command {
+        ManifestCommand::Create(a) => {
+            let client = remote::client(settings);
+            let fetcher = Fetcher::new(&store, &client);
+            let options = CreateOptions {
+                amend: a.amend,
+                format: a.format.map(|f| match f {
+                    FormatArg::Oci => manifest::ListFormat::Oci,
+                    FormatArg::Docker => manifest::ListFormat::Docker,
+                }),
+            };
+            let created = manifest::create(&fetcher, &a.list, &a.images, &options)?;
+            report_list(settings, "Created", &created);
+            println!("{}", created.descriptor.digest);
+        }
+        ManifestCommand::Annotate(a) => {
+            let client = remote::client(settings);
+            let fetcher = Fetcher::new(&store, &client);
+            let annotation = Annotation {
+                os: a.os,
+                architecture: a.arch,
+                variant: a.variant,
+                os_version: a.os_version,
+                os_features: a.os_features.map(|f| {
+                    f.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }),
+            };
+            let created = manifest::annotate(&fetcher, &a.list, &a.image, &annotation)?;
+            report_list(settings, "Annotated", &created);
+            println!("{}", created.descriptor.digest);
+        }
+        ManifestCommand::Inspect(a) => {
+            // `--verbose` asks for detail here; request lines need `-vv`.
+            let client = quiet_client(settings);
+            let fetcher = Fetcher::new(&store, &client);
+            let verbose = settings.verbose > 0;
+            let inspected = manifest::inspect(&fetcher, &a.image, verbose)?;
+            if verbose {
+                super::output::print_json(&inspected)?;
+            } else {
+                let value: serde_json::Value = serde_json::from_slice(&inspected.bytes)?;
+                super::output::print_json(&value)?;
+            }
+        }
+        ManifestCommand::Push(a) => {
+            let client = remote::client(settings);
+            let fetcher = Fetcher::new(&store, &client);
+            let progress = settings.progress(a.quiet);
+            let options = PushOptions {
+                copy: remote::copy_options(&a.transfer),
+                purge: a.purge,
+            };
+            let pushed = manifest::push(
+                &fetcher,
+                &a.list,
+                a.destination.as_deref(),
+                &progress,
+                &options,
+            )?;
+            let r = &pushed.report;
+            progress.message(&format!(
+                "Pushed {}: {} blobs uploaded ({}), {} mounted, {} already there",
+                pushed.destination.familiar(),
+                r.blobs_copied,
+                super::output::human_size(r.bytes_copied),
+                r.blobs_mounted,
+                r.blobs_skipped
+            ));
+            println!("{}", pushed.descriptor.digest);
+        }
+        ManifestCommand::Rm(a) => {
+            let mut failed = 0;
+            for list in &a.lists {
+                match manifest::remove(&store, list) {
+                    Ok(r) => println!("Removed: {}", r.familiar()),
+                    Err(e) => {
+                        super::errors::report(&e.into());
+                        failed += 1;
+                    }
+                }
+            }
+            store.gc()?;
+            if failed > 0 {
+                return Err(super::errors::user_error(
+                    format!("{failed} of {} lists could not be removed", a.lists.len()),
+                    None,
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A registry client that logs requests only at `-vv` (one `-v` means detail for inspect).
+fn quiet_client(settings: &Settings) -> Client {
+    if settings.verbose > 1 {
+        return remote::client(settings);
+    }
+    Client::new(ClientOptions {
+        insecure_registries: settings.insecure_registries.clone(),
+        ..ClientOptions::default()
+    })
+}
+
+fn report_list(settings: &Settings, verb: &str, created: &manifest::Created) {
+    let progress = settings.progress(false);
+    let platforms: Vec<String> = created.platforms.iter().map(ToString::to_string).collect();
+    let mut line = format!(
+        "{verb} manifest list {}: {}",
+        created.reference.familiar(),
+        platforms.join(", ")
+    );
+    if created.attestations > 0 {
+        line.push_str(&format!(" (+{} attestations)", created.attestations));
+    }
+    progress.message(&line);
+}
+
+/// What the user can do about a manifest failure (looking through its transparent wrappers).
+pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let e = cause.downcast_ref::<ManifestError>()?;
+    Some(match e {
+        ManifestError::ListExists(list) => format!(
+            "add to it with `manifold manifest create --amend {list} ...`, or remove it with `manifold manifest rm {list}`"
+        ),
+        ManifestError::NotAList(_) => {
+            "`manifold push`, `manifold inspect` and `manifold rmi` act on single images".into()
+        }
+        ManifestError::DigestName(_) => "name the list with a tag: `registry/name:tag`".into(),
+        ManifestError::DuplicatePlatform { .. } => {
+            "list one image per platform; `--amend` replaces a platform the list already has".into()
+        }
+        ManifestError::Contradiction { .. } => {
+            "the config is what runs: fix the image, or list it under the platform its config declares".into()
+        }
+        ManifestError::NoPlatform(_) => {
+            "add it with a platform: `manifold manifest annotate --os OS --arch ARCH LIST IMAGE` after listing it from an index that names one".into()
+        }
+        ManifestError::DockerFormatOci { .. } => {
+            "create an OCI index (drop `--format docker`), or push the image as Docker schema2 first (`skopeo copy --format v2s2`)".into()
+        }
+        ManifestError::DockerFormatAttestation(_) => {
+            "create an OCI index (drop `--format docker`)".into()
+        }
+        ManifestError::NoSuchEntry { list, .. } => {
+            format!("`manifold manifest inspect --verbose {list}` shows its entries")
+        }
+        ManifestError::NoDestination(_) | ManifestError::DestinationDigest { .. } => {
+            "give a destination by tag: `manifold manifest push LIST REGISTRY/NAME:TAG`".into()
+        }
+        ManifestError::ChildUnavailable { .. } => {
+            "create the list again from the image's registry reference (`REGISTRY/NAME@DIGEST`)".into()
+        }
+        ManifestError::Store(s) => return super::errors::store_hint(s).map(str::to_string),
+        ManifestError::Content(c) => return remote::hint(c),
+        ManifestError::Registry(r) => return remote::hint(r),
+        ManifestError::Unreachable { cause, .. } => return hint(cause.as_ref()),
+        ManifestError::Reference(_) => {
+            "references look like `name`, `name:tag`, `registry:port/name:tag` or `name@sha256:…`, in lower case".into()
+        }
+        _ => return None,
+    })
+}
