@@ -1,10 +1,8 @@
-//! ADD of a URL: a plain HTTP/1.1 GET (redirects followed, chunked or sized bodies) into a
-//! file, with `--checksum=sha256:…` verified. https is refused until the registry client's
-//! TLS stack is available to the builder.
+//! ADD of a URL: an HTTP(S) GET (redirects followed, TLS through the registry client's
+//! rustls with the system roots) streamed into a file, with `--checksum=sha256:…` verified.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,153 +10,50 @@ use crate::oci::{Algorithm, Digest, HashingWriter};
 
 /// Download `url` to `dest`; returns its digest.
 pub fn download(url: &str, dest: &Path, checksum: Option<&str>) -> Result<Digest, String> {
-    let mut url = url.to_string();
-    for _ in 0..10 {
-        match get(&url, dest)? {
-            Fetched::Done(d) => {
-                if let Some(want) = checksum {
-                    let want =
-                        Digest::parse(want).map_err(|e| format!("--checksum={want}: {e}"))?;
-                    if want != d {
-                        return Err(format!(
-                            "{url}: checksum mismatch: expected {want}, got {d}"
-                        ));
-                    }
-                }
-                return Ok(d);
-            }
-            Fetched::Redirect(to) => {
-                url = if to.starts_with("http://") || to.starts_with("https://") {
-                    to
-                } else {
-                    let (scheme_host, _) = split_url(&url)?;
-                    format!(
-                        "{scheme_host}{}",
-                        if to.starts_with('/') {
-                            to
-                        } else {
-                            format!("/{to}")
-                        }
-                    )
-                };
-            }
-        }
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(format!("{url}: not an http or https URL"));
     }
-    Err(format!("{url}: too many redirects"))
-}
-
-enum Fetched {
-    Done(Digest),
-    Redirect(String),
-}
-
-/// (`http://host:port`, `/path?query`)
-fn split_url(url: &str) -> Result<(String, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| {
-        if url.starts_with("https://") {
-            format!(
-                "{url}: ADD of https URLs is not supported yet; download it in the context first"
-            )
-        } else {
-            format!("{url}: not an http URL")
-        }
-    })?;
-    let (host, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    Ok((format!("http://{host}"), path.to_string()))
-}
-
-fn get(url: &str, dest: &Path) -> Result<Fetched, String> {
-    let (scheme_host, path) = split_url(url)?;
-    let host = scheme_host.trim_start_matches("http://");
-    let addr = if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:80")
-    };
-    let err = |e: std::io::Error| format!("{url}: {e}");
-    let mut stream = TcpStream::connect(&addr).map_err(err)?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(err)?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: manifold\r\nAccept: */*\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).map_err(err)?;
-    let mut r = BufReader::new(stream);
-    let mut status_line = String::new();
-    r.read_line(&mut status_line).map_err(err)?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("{url}: not an HTTP response"))?;
-    let mut length: Option<u64> = None;
-    let mut chunked = false;
-    let mut location = None;
-    loop {
-        let mut line = String::new();
-        r.read_line(&mut line).map_err(err)?;
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((k, v)) = line.split_once(':') {
-            let v = v.trim();
-            match k.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = v.parse().ok(),
-                "transfer-encoding" => chunked = v.eq_ignore_ascii_case("chunked"),
-                "location" => location = Some(v.to_string()),
-                _ => {}
-            }
-        }
+    let client = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(3600))
+        .user_agent("manifold")
+        .build()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let mut resp = client.get(url).send().map_err(|e| format!("{url}: {e}"))?;
+    let status = resp.status();
+    if !status.is_success() {
+        return Err(format!("{url}: the server answered {}", status.as_u16()));
     }
-    if (300..400).contains(&status) {
-        return location
-            .map(Fetched::Redirect)
-            .ok_or_else(|| format!("{url}: redirect without Location"));
-    }
-    if status != 200 {
-        return Err(format!("{url}: the server answered {status}"));
-    }
+    let expected = resp.content_length();
     let file = fs::File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
     let mut w = HashingWriter::new(file, Algorithm::Sha256);
-    if chunked {
-        loop {
-            let mut size = String::new();
-            r.read_line(&mut size).map_err(err)?;
-            let n = u64::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| format!("{url}: bad chunk size"))?;
-            if n == 0 {
-                break;
-            }
-            let copied = std::io::copy(&mut (&mut r).take(n), &mut w).map_err(err)?;
-            if copied != n {
-                return Err(format!("{url}: the body was cut off"));
-            }
-            let mut crlf = String::new();
-            r.read_line(&mut crlf).map_err(err)?;
-        }
-    } else if let Some(n) = length {
-        let copied = std::io::copy(&mut (&mut r).take(n), &mut w).map_err(err)?;
-        if copied != n {
-            return Err(format!(
-                "{url}: the body was cut off ({copied} of {n} bytes)"
-            ));
-        }
-    } else {
-        std::io::copy(&mut r, &mut w).map_err(err)?;
+    let copied = resp.copy_to(&mut w).map_err(|e| format!("{url}: {e}"))?;
+    if let Some(n) = expected
+        && n != copied
+    {
+        return Err(format!(
+            "{url}: the body was cut off ({copied} of {n} bytes)"
+        ));
     }
     let (mut file, digest, _) = w.finish();
-    file.flush().map_err(err)?;
-    Ok(Fetched::Done(digest))
+    file.flush()
+        .map_err(|e| format!("{}: {e}", dest.display()))?;
+    if let Some(want) = checksum {
+        let want = Digest::parse(want).map_err(|e| format!("--checksum={want}: {e}"))?;
+        if want != digest {
+            return Err(format!(
+                "{url}: checksum mismatch: expected {want}, got {digest}"
+            ));
+        }
+    }
+    Ok(digest)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Read;
     use std::net::TcpListener;
 
     /// Serves `responses` in order, one connection each.
