@@ -1,4 +1,4 @@
-//! `manifold bake [-f FILE] [--push] [--set TARGET.KEY=VALUE]... [--print] [TARGET|GROUP...]`:
+//! `manifold bake [-f FILE] [--push] [--set TARGET.KEY=VALUE]... [--print] [--no-cache] [TARGET|GROUP...]`:
 //! the targets of a bake file, built at once into one store (one build cache), pushed only when
 //! every one of them built. The file's meaning is in `crate::manifest::bake`.
 
@@ -33,6 +33,9 @@ pub struct BakeArgs {
     /// Print the resolved targets as JSON instead of building
     #[arg(long)]
     pub print: bool,
+    /// Run every step of every target, whatever the cache holds
+    #[arg(long)]
+    pub no_cache: bool,
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Targets or groups to build [default: the `default` group, else every target]
@@ -60,10 +63,17 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     let requests = bake::requests(&file, &selection, &base, args.push)?;
     let store = settings.store()?;
-    let progress = settings.progress(false);
+    // Before any thread starts (see `build::runner`); one runner for every target.
+    let runner = super::build::runner(&store);
+    let bars = settings.progress(false);
+    // The build log goes to stderr whatever the progress mode, as `manifold build`'s does.
+    let progress = Log { bars: &bars };
     let builder = StoreBuilder {
         settings,
         store: &store,
+        no_cache: args.no_cache,
+        runner: runner.as_ref(),
+        progress: &progress,
     };
     let client = remote::client(settings);
     let publisher = RegistryPublisher {
@@ -94,11 +104,23 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
 struct StoreBuilder<'a> {
     settings: &'a Settings,
     store: &'a Store,
+    no_cache: bool,
+    runner: &'a dyn crate::build::run::Runner,
+    progress: &'a dyn Progress,
 }
 
 impl Builder for StoreBuilder<'_> {
     fn build(&self, request: &BuildRequest) -> Result<Descriptor, BoxError> {
-        build_target(self.settings, self.store, request).map_err(|e| {
+        let progress = Prefixed {
+            name: &request.name,
+            inner: self.progress,
+        };
+        let how = How {
+            no_cache: self.no_cache,
+            runner: self.runner,
+            progress: &progress,
+        };
+        build_target(self.settings, self.store, request, &how).map_err(|e| {
             // Keep the whole chain readable once boxed.
             let text = e
                 .chain()
@@ -110,20 +132,103 @@ impl Builder for StoreBuilder<'_> {
     }
 }
 
-/// The one place bake calls the build module. Until `manifold build` is part of this binary,
-/// a bake can be resolved and printed but not built.
+/// Transfers through the progress display, messages (the build log) always on stderr.
+struct Log<'a> {
+    bars: &'a dyn Progress,
+}
+
+impl Progress for Log<'_> {
+    fn start(&self, id: &str, label: &str, total: Option<u64>) {
+        self.bars.start(id, label, total)
+    }
+    fn advance(&self, id: &str, bytes: u64) {
+        self.bars.advance(id, bytes)
+    }
+    fn finish(&self, id: &str, outcome: &str) {
+        self.bars.finish(id, outcome)
+    }
+    fn message(&self, text: &str) {
+        eprintln!("{text}");
+    }
+}
+
+/// A target's build log, each line prefixed with its name (targets build side by side).
+struct Prefixed<'a> {
+    name: &'a str,
+    inner: &'a dyn Progress,
+}
+
+impl Progress for Prefixed<'_> {
+    fn start(&self, id: &str, label: &str, total: Option<u64>) {
+        self.inner.start(id, label, total)
+    }
+    fn advance(&self, id: &str, bytes: u64) {
+        self.inner.advance(id, bytes)
+    }
+    fn finish(&self, id: &str, outcome: &str) {
+        self.inner.finish(id, outcome)
+    }
+    fn message(&self, text: &str) {
+        self.inner.message(&format!("[{}] {text}", self.name))
+    }
+}
+
+/// The one place bake calls the build module: what `manifold build -f DOCKERFILE [--platform
+/// …] [--build-arg …] [--label …] [--target …] [-t …] CONTEXT` does, into the shared store.
+/// How every target is built.
+struct How<'a> {
+    no_cache: bool,
+    runner: &'a dyn crate::build::run::Runner,
+    progress: &'a dyn Progress,
+}
+
 fn build_target(
-    _settings: &Settings,
-    _store: &Store,
+    settings: &Settings,
+    store: &Store,
     request: &BuildRequest,
+    how: &How,
 ) -> anyhow::Result<Descriptor> {
-    Err(user_error(
-        format!(
-            "cannot build target `{}`: this manifold has no `build` command yet",
-            request.name
-        ),
-        Some("`manifold bake --print` shows the resolved targets"),
-    ))
+    use crate::build::{context, exec, instructions, layer, plan};
+    let name = request.dockerfile.display().to_string();
+    let text = std::fs::read_to_string(&request.dockerfile)
+        .map_err(|e| user_error(format!("cannot read the Dockerfile {name}: {e}"), None))?;
+    let ignore = context::read_ignore(&request.context, Some(&request.dockerfile))?;
+    let context = context::Context::dir(&request.context, ignore);
+    let dockerfile = instructions::parse(&name, &text)?;
+    let platforms = if request.platforms.is_empty() {
+        vec![crate::platform::Platform::host_target()]
+    } else {
+        request.platforms.clone()
+    };
+    let mut build_args = request.args.clone();
+    let epoch = super::build::source_date_epoch(&mut build_args)?;
+    let client = remote::client(settings);
+    let options = exec::Options {
+        store,
+        dockerfile: &dockerfile,
+        context: &context,
+        platforms,
+        plan: plan::PlanOptions {
+            target: request.target.clone(),
+            build_args,
+            build_platform: None,
+            labels: request.labels.clone(),
+        },
+        no_cache: how.no_cache,
+        compression: layer::Compression::Gzip,
+        epoch,
+        client: Some(&client),
+        runner: how.runner,
+        progress: how.progress,
+    };
+    let out = exec::build(&options)?;
+    if request.tags.is_empty() {
+        store.add_untagged(&out.root)?;
+    }
+    for t in &request.tags {
+        store.tag(t, &out.root)?;
+    }
+    Ok(out.root)
 }
 
 /// Pushes a built image from the store, as `manifold push` does.

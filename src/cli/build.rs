@@ -185,6 +185,47 @@ fn load_inputs(args: &BuildArgs, store: &Store) -> anyhow::Result<(Context, Stri
     Ok((Context::dir(root, ignore), name, text))
 }
 
+/// SOURCE_DATE_EPOCH from the build args, else the environment; when set, it is passed on as
+/// a build arg (normalised) and every timestamp is clamped to it. Shared with `bake`.
+pub(super) fn source_date_epoch(
+    build_args: &mut BTreeMap<String, String>,
+) -> anyhow::Result<Option<u64>> {
+    let epoch_text = build_args.get("SOURCE_DATE_EPOCH").cloned().or_else(|| {
+        std::env::var("SOURCE_DATE_EPOCH")
+            .ok()
+            .filter(|s| !s.is_empty())
+    });
+    let epoch = epoch_text
+        .map(|s| {
+            s.trim().parse::<u64>().map_err(|_| {
+                user_error(
+                    format!("SOURCE_DATE_EPOCH=`{s}` is not a number of seconds"),
+                    None,
+                )
+            })
+        })
+        .transpose()?;
+    if let Some(e) = epoch {
+        build_args.insert("SOURCE_DATE_EPOCH".into(), e.to_string());
+    }
+    Ok(epoch)
+}
+
+/// What runs RUN steps: runc through the runtime as root, else a runner that says why RUN
+/// cannot work. Create it before any other thread starts: it moves the process into a mount
+/// namespace of its own. Shared with `bake`.
+pub(super) fn runner(store: &Store) -> Box<dyn Runner> {
+    if !rustix::process::geteuid().is_root() {
+        return Box::new(Unavailable(
+            "RUN needs root (mounts and namespaces): run the build with sudo".into(),
+        ));
+    }
+    match RuntimeRunner::new(store, "runc") {
+        Ok(r) => Box::new(r),
+        Err(e) => Box::new(Unavailable(format!("RUN cannot work here: {e}"))),
+    }
+}
+
 pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     let compression = Compression::parse(&args.compression).ok_or_else(|| {
         user_error(
@@ -237,25 +278,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         .transpose()?;
     let build_args = key_values(&args.build_args, "--build-arg", true)?;
     let labels = key_values(&args.labels, "--label", false)?;
-    let epoch_text = build_args.get("SOURCE_DATE_EPOCH").cloned().or_else(|| {
-        std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
-    let epoch = epoch_text
-        .map(|s| {
-            s.trim().parse::<u64>().map_err(|_| {
-                user_error(
-                    format!("SOURCE_DATE_EPOCH=`{s}` is not a number of seconds"),
-                    None,
-                )
-            })
-        })
-        .transpose()?;
     let mut build_args = build_args;
-    if let Some(e) = epoch {
-        build_args.insert("SOURCE_DATE_EPOCH".into(), e.to_string());
-    }
+    let epoch = source_date_epoch(&mut build_args)?;
 
     let store = settings.store()?;
     let (context, name, text) = load_inputs(&args, &store)?;
@@ -266,16 +290,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
-    let runner: Box<dyn Runner> = if !rustix::process::geteuid().is_root() {
-        Box::new(Unavailable(
-            "RUN needs root (mounts and namespaces): run the build with sudo".into(),
-        ))
-    } else {
-        match RuntimeRunner::new(&store, "runc") {
-            Ok(r) => Box::new(r),
-            Err(e) => Box::new(Unavailable(format!("RUN cannot work here: {e}"))),
-        }
-    };
+    let runner = runner(&store);
     let client = remote::client(settings);
     let options = exec::Options {
         store: &store,

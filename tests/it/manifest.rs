@@ -710,9 +710,10 @@ fn push_uploads_local_children_mounts_near_ones_and_copies_far_ones() {
     assert_store_valid(check.path());
 }
 
-/// The CI matrix flow of examples/ci: each runner builds its platform with its own root and
-/// pushes it by digest; the merge job (examples/ci/merge.sh, as the workflows run it), which has
-/// none of the images, creates the list from the digests and pushes it.
+/// The CI matrix flow of examples/ci, through its scripts as the workflows run them: each
+/// runner (its own root) builds its platform and pushes it by digest (build-by-digest.sh); the
+/// merge job (merge.sh), which has none of the images, creates the list from the digests and
+/// pushes it.
 #[test]
 fn ci_matrix_flow_with_separate_roots() {
     skip_unless!("docker-registry");
@@ -720,22 +721,60 @@ fn ci_matrix_flow_with_separate_roots() {
     let repo = format!("{}/ci/app", registry.host());
     let work = TestRoot::new();
     let digests_dir = work.scratch("digests");
+    let context = work.scratch("context");
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM example.test/base:1\nCOPY app.txt /app.txt\nCMD [\"cat\", \"/app.txt\"]\n",
+    )
+    .unwrap();
+    std::fs::write(context.join("app.txt"), "the app\n").unwrap();
+    let script = |name: &str| {
+        std::path::Path::new(crate::harness::REPO)
+            .join("examples/ci")
+            .join(name)
+    };
     let mut digests = Vec::new();
     for arch in ["amd64", "arm64"] {
+        // A runner: its own store, with its platform's base image only.
         let runner = TestRoot::new();
-        let local = format!("example.test/ci/app:{arch}");
-        let d = import(&runner, arch, &local);
-        let pushed = ok(&runner, &["push", "-q", &local, &format!("{repo}@{d}")]);
-        assert_eq!(pushed.trim(), d);
-        // What build-by-digest.sh leaves for the merge job.
-        let name = crate::harness::platform_of(arch).replace('/', "-");
-        std::fs::write(digests_dir.join(name), format!("{d}\n")).unwrap();
+        import(&runner, arch, "example.test/base:1");
+        let platform = crate::harness::platform_of(arch);
+        let out = std::process::Command::new("bash")
+            .arg(script("build-by-digest.sh"))
+            .args([repo.as_str(), platform])
+            .arg(&context)
+            .arg(&digests_dir)
+            .env("MANIFOLD", env!("CARGO_BIN_EXE_manifold"))
+            .env("MANIFOLD_ROOT", runner.path())
+            .env("DOCKER_CONFIG", runner.docker_config())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr_of(&out));
+        let d = std::fs::read_to_string(digests_dir.join(platform.replace('/', "-")))
+            .unwrap()
+            .trim()
+            .to_string();
+        assert_eq!(stdout_of(&out).trim(), format!("{platform}: {repo}@{d}"));
+        // The metadata file says the same.
+        let meta = json(
+            &std::fs::read_to_string(
+                digests_dir.join(format!("{}.json", platform.replace('/', "-"))),
+            )
+            .unwrap(),
+        );
+        assert_eq!(meta["containerimage.digest"], d.as_str());
+        // Pushed by digest only: no tag.
+        let tags = run(&runner, &["tags", &repo]);
+        assert!(
+            stdout_of(&tags).trim().is_empty(),
+            "a runner tagged something"
+        );
         digests.push(d);
     }
     let merge = TestRoot::new();
     let list = format!("{repo}:1.0");
     let out = std::process::Command::new("bash")
-        .arg(std::path::Path::new(crate::harness::REPO).join("examples/ci/merge.sh"))
+        .arg(script("merge.sh"))
         .arg(&list)
         .arg(&digests_dir)
         .env("MANIFOLD", env!("CARGO_BIN_EXE_manifold"))
