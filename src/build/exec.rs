@@ -616,10 +616,11 @@ impl<'a> Executor<'a> {
         &self,
         tree: &'t mut Option<Tree>,
         layers: &[Descriptor],
+        diff_ids: &[Digest],
     ) -> Result<&'t Tree, BuildError> {
         if tree.is_none() {
             *tree = Some(
-                Tree::load(self.o.store, &self.cache, layers)
+                Tree::load_with(self.o.store, &self.cache, layers, diff_ids)
                     .map_err(|e| BuildError::Other(e.to_string()))?,
             );
         }
@@ -632,7 +633,7 @@ impl<'a> Executor<'a> {
             return Ok(t.clone());
         }
         let loaded = Arc::new(
-            Tree::load(self.o.store, &self.cache, &out.layers)
+            Tree::load_with(self.o.store, &self.cache, &out.layers, &out.diff_ids)
                 .map_err(|e| BuildError::Other(e.to_string()))?,
         );
         *t = Some(loaded.clone());
@@ -657,7 +658,7 @@ impl<'a> Executor<'a> {
         match &step.op {
             Op::Meta => Ok(None),
             Op::Workdir { path, user } => {
-                let t = self.tree_of(tree, layers)?;
+                let t = self.tree_of(tree, layers, diff_ids)?;
                 if t.is_dir(path) {
                     return Ok(None);
                 }
@@ -691,12 +692,12 @@ impl<'a> Executor<'a> {
             Op::Copy(c) => {
                 let owner = match &c.chown {
                     Some(spec) => {
-                        let t = self.tree_of(tree, layers)?;
+                        let t = self.tree_of(tree, layers, diff_ids)?;
                         Some(tree::resolve_owner(spec, t, store, tmp.path(), false).map_err(fail)?)
                     }
                     None => None,
                 };
-                let dest_tree = self.tree_of(tree, layers)?;
+                let dest_tree = self.tree_of(tree, layers, diff_ids)?;
                 let env = CopyEnv {
                     store,
                     dest_tree,
@@ -720,7 +721,12 @@ impl<'a> Executor<'a> {
                     }
                     CopyFrom::Image(r) => {
                         let img = self.image(r, &stage.platform).map_err(&fail)?;
-                        let t = Tree::load(store, &self.cache, &img.value.layers)
+                        let t = Tree::load_with(
+                            store,
+                            &self.cache,
+                            &img.value.layers,
+                            &img.config.rootfs.diff_ids,
+                        )
                             .map_err(|e| fail(e.to_string()))?;
                         copy::entries(c, &copy::Source::Tree(&t), &env)
                     }

@@ -52,7 +52,7 @@ pub struct TreeEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
-    #[error("cannot read layer {digest}")]
+    #[error("cannot read layer {digest}: {source}")]
     Read {
         digest: Digest,
         #[source]
@@ -129,6 +129,88 @@ pub fn layer_entries(
     Ok(out)
 }
 
+/// The entry list of a layer from its unpacked snapshot (overlayfs form: a 0/0 character
+/// device is a whiteout, `trusted.overlay.opaque=y` an opaque directory): a directory walk
+/// instead of decompressing the blob.
+pub fn snapshot_entries(dir: &Path) -> io::Result<Vec<TreeEntry>> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn walk(base: &Path, rel: &str, out: &mut Vec<TreeEntry>) -> io::Result<()> {
+        let here = if rel.is_empty() {
+            base.to_path_buf()
+        } else {
+            base.join(rel)
+        };
+        let mut names: Vec<_> = fs::read_dir(&here)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        names.sort();
+        for name in names {
+            let name = name.to_string_lossy().into_owned();
+            let path = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            let full = base.join(&path);
+            let m = fs::symlink_metadata(&full)?;
+            let ft = m.file_type();
+            let mut e = TreeEntry {
+                path: path.clone(),
+                kind: EntryKind::Other,
+                mode: m.mode() & 0o7777,
+                uid: m.uid() as u64,
+                gid: m.gid() as u64,
+                size: 0,
+                mtime: m.mtime().max(0) as u64,
+                link: None,
+            };
+            if ft.is_char_device() && m.rdev() == 0 {
+                e.path = if rel.is_empty() {
+                    format!(".wh.{name}")
+                } else {
+                    format!("{rel}/.wh.{name}")
+                };
+                e.kind = EntryKind::File;
+                out.push(e);
+                continue;
+            }
+            if ft.is_dir() {
+                e.kind = EntryKind::Dir;
+                out.push(e);
+                let mut buf = [0u8; 8];
+                if let Ok(n) = rustix::fs::lgetxattr(&full, "trusted.overlay.opaque", &mut buf)
+                    && &buf[..n] == b"y"
+                {
+                    out.push(TreeEntry {
+                        path: format!("{path}/.wh..wh..opq"),
+                        kind: EntryKind::File,
+                        mode: 0,
+                        uid: 0,
+                        gid: 0,
+                        size: 0,
+                        mtime: 0,
+                        link: None,
+                    });
+                }
+                walk(base, &path, out)?;
+                continue;
+            }
+            if ft.is_symlink() {
+                e.kind = EntryKind::Symlink;
+                e.link = Some(fs::read_link(&full)?.to_string_lossy().into_owned());
+            } else if ft.is_file() {
+                e.kind = EntryKind::File;
+                e.size = m.len();
+            }
+            out.push(e);
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, "", &mut out)?;
+    Ok(out)
+}
+
 /// The merged view of a stack of layers.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
@@ -139,9 +221,57 @@ pub struct Tree {
 
 impl Tree {
     pub fn load(store: &Store, cache: &Cache, layers: &[Descriptor]) -> Result<Tree, TreeError> {
+        Tree::load_with(store, cache, layers, &[])
+    }
+
+    /// Like [`Tree::load`], the layers read in parallel; a layer whose snapshot (by the chain
+    /// ID of `diff_ids`) is unpacked already is listed from it instead of its blob.
+    pub fn load_with(
+        store: &Store,
+        cache: &Cache,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+    ) -> Result<Tree, TreeError> {
+        let chains = if diff_ids.len() == layers.len() {
+            crate::layer::chain_ids(diff_ids)
+        } else {
+            Vec::new()
+        };
+        let snapshots = crate::runtime::Snapshots::open(store.root()).ok();
+        let _lock = snapshots.as_ref().and_then(|s| s.shared().ok());
+        let one = |i: usize| -> Result<Vec<TreeEntry>, TreeError> {
+            let l = &layers[i];
+            if cache.read_tree(&l.digest).is_none()
+                && let (Some(s), Some(c)) = (&snapshots, chains.get(i))
+                && s.exists(c)
+                && let Ok(entries) = snapshot_entries(&s.fs_path(c))
+            {
+                let bytes = serde_json::to_vec(&entries).expect("entries serialise");
+                cache.write_tree(&l.digest, &bytes)?;
+                return Ok(entries);
+            }
+            layer_entries(store, cache, l)
+        };
+        let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results: Vec<std::sync::Mutex<Option<Result<Vec<TreeEntry>, TreeError>>>> =
+            (0..layers.len()).map(|_| std::sync::Mutex::new(None)).collect();
+        std::thread::scope(|s| {
+            for _ in 0..jobs.min(layers.len()) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= layers.len() {
+                            break;
+                        }
+                        *results[i].lock().expect("result") = Some(one(i));
+                    }
+                });
+            }
+        });
         let mut t = Tree::default();
-        for l in layers {
-            let entries = layer_entries(store, cache, l)?;
+        for (l, r) in layers.iter().zip(results) {
+            let entries = r.into_inner().expect("result").expect("every layer done")?;
             t.push(l.clone(), entries);
         }
         Ok(t)
@@ -485,6 +615,44 @@ mod tests {
         assert!(!t.is_dir("c"));
         assert!(t.is_dir("/"));
         assert_eq!(t.under("a").len(), 1);
+    }
+
+    #[test]
+    fn snapshots_list_like_their_layers() {
+        if !crate::testutil::require_root() {
+            return;
+        }
+        use rustix::fs::{FileType, Mode, mknodat};
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("a/opaque")).unwrap();
+        fs::write(r.join("a/file"), b"xyz").unwrap();
+        std::os::unix::fs::symlink("file", r.join("a/link")).unwrap();
+        mknodat(rustix::fs::CWD, &r.join("a/gone"), FileType::CharacterDevice, Mode::empty(), 0)
+            .unwrap();
+        rustix::fs::setxattr(
+            r.join("a/opaque"),
+            "trusted.overlay.opaque",
+            b"y",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let entries = snapshot_entries(r).unwrap();
+        let paths: Vec<(&str, EntryKind)> =
+            entries.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+        assert_eq!(
+            paths,
+            vec![
+                ("a", EntryKind::Dir),
+                ("a/file", EntryKind::File),
+                ("a/.wh.gone", EntryKind::File),
+                ("a/link", EntryKind::Symlink),
+                ("a/opaque", EntryKind::Dir),
+                ("a/opaque/.wh..wh..opq", EntryKind::File),
+            ]
+        );
+        assert_eq!(entries[1].size, 3);
+        assert_eq!(entries[3].link.as_deref(), Some("file"));
     }
 
     #[test]
