@@ -727,7 +727,7 @@ impl<'a> Executor<'a> {
                             &img.value.layers,
                             &img.config.rootfs.diff_ids,
                         )
-                            .map_err(|e| fail(e.to_string()))?;
+                        .map_err(|e| fail(e.to_string()))?;
                         copy::entries(c, &copy::Source::Tree(&t), &env)
                     }
                 }

@@ -252,10 +252,14 @@ impl Tree {
             }
             layer_entries(store, cache, l)
         };
-        let jobs = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        let jobs = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .clamp(1, 4);
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<Result<Vec<TreeEntry>, TreeError>>>> =
-            (0..layers.len()).map(|_| std::sync::Mutex::new(None)).collect();
+        let results: Vec<std::sync::Mutex<Option<Result<Vec<TreeEntry>, TreeError>>>> = (0..layers
+            .len())
+            .map(|_| std::sync::Mutex::new(None))
+            .collect();
         std::thread::scope(|s| {
             for _ in 0..jobs.min(layers.len()) {
                 s.spawn(|| {
@@ -628,8 +632,14 @@ mod tests {
         fs::create_dir_all(r.join("a/opaque")).unwrap();
         fs::write(r.join("a/file"), b"xyz").unwrap();
         std::os::unix::fs::symlink("file", r.join("a/link")).unwrap();
-        mknodat(rustix::fs::CWD, &r.join("a/gone"), FileType::CharacterDevice, Mode::empty(), 0)
-            .unwrap();
+        mknodat(
+            rustix::fs::CWD,
+            &r.join("a/gone"),
+            FileType::CharacterDevice,
+            Mode::empty(),
+            0,
+        )
+        .unwrap();
         rustix::fs::setxattr(
             r.join("a/opaque"),
             "trusted.overlay.opaque",
