@@ -8,6 +8,9 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+/// One layer's entries, filled in by whichever worker reads that layer.
+type LayerSlot = std::sync::Mutex<Option<Result<Vec<TreeEntry>, TreeError>>>;
+
 use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
@@ -256,8 +259,7 @@ impl Tree {
             .map_or(2, |n| n.get())
             .clamp(1, 4);
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<std::sync::Mutex<Option<Result<Vec<TreeEntry>, TreeError>>>> = (0..layers
-            .len())
+        let results: Vec<LayerSlot> = (0..layers.len())
             .map(|_| std::sync::Mutex::new(None))
             .collect();
         std::thread::scope(|s| {
@@ -634,7 +636,7 @@ mod tests {
         std::os::unix::fs::symlink("file", r.join("a/link")).unwrap();
         mknodat(
             rustix::fs::CWD,
-            &r.join("a/gone"),
+            r.join("a/gone"),
             FileType::CharacterDevice,
             Mode::empty(),
             0,
