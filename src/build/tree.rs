@@ -8,6 +8,9 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
+/// One layer's entries, filled in by whichever worker reads that layer.
+type LayerSlot = std::sync::Mutex<Option<Result<Vec<TreeEntry>, TreeError>>>;
+
 use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
@@ -211,9 +214,6 @@ pub fn snapshot_entries(dir: &Path) -> io::Result<Vec<TreeEntry>> {
     Ok(out)
 }
 
-/// One layer's entries, filled in by whichever thread lists it.
-type Slot = std::sync::Mutex<Option<Result<Vec<TreeEntry>, TreeError>>>;
-
 /// The merged view of a stack of layers.
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
@@ -259,7 +259,7 @@ impl Tree {
             .map_or(2, |n| n.get())
             .clamp(1, 4);
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results: Vec<Slot> = (0..layers.len())
+        let results: Vec<LayerSlot> = (0..layers.len())
             .map(|_| std::sync::Mutex::new(None))
             .collect();
         std::thread::scope(|s| {

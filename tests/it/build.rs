@@ -226,6 +226,8 @@ fn every_instruction_two_platforms() {
     if !(require("skopeo") && require("root") && require("runc")) {
         return;
     }
+    // RUN and run for linux/arm64 go through QEMU: hold binfmt_misc against the binfmt tests.
+    let _binfmt = crate::binfmt::BinfmtLease::shared();
     let root = root_with_busybox();
     let ctx = everything_context(&root);
     let r = build_ok(
@@ -389,6 +391,8 @@ fn failing_run_shows_its_output_and_moves_no_tag() {
     if !(require("root") && require("runc")) {
         return;
     }
+    // RUN and run for linux/arm64 go through QEMU: hold binfmt_misc against the binfmt tests.
+    let _binfmt = crate::binfmt::BinfmtLease::shared();
     let root = root_with_busybox();
     let ctx = context(
         &root,
@@ -1076,6 +1080,8 @@ fn the_demo_examples_build_and_run() {
     if !(require("root") && require("runc")) {
         return;
     }
+    // RUN and run for linux/arm64 go through QEMU: hold binfmt_misc against the binfmt tests.
+    let _binfmt = crate::binfmt::BinfmtLease::shared();
     let root = TestRoot::new();
     let repo = Path::new(crate::harness::REPO);
     let fixtures = crate::harness::fixtures().join("busybox");
