@@ -161,11 +161,20 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
             .collect()
     });
     // Report the failure itself, not a stage that stopped because of it.
-    if let Some(e) = results
-        .iter()
-        .filter_map(|r| r.as_ref().err())
-        .min_by_key(|e| matches!(e.root(), BuildError::Cancelled))
-    {
+    if results.iter().any(|r| r.is_err()) {
+        let stage_errors: Vec<Arc<BuildError>> = ex
+            .stages
+            .lock()
+            .expect("stages")
+            .values()
+            .filter_map(|cell| cell.get().and_then(|r| r.as_ref().err().cloned()))
+            .collect();
+        let e = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .chain(stage_errors.iter())
+            .min_by_key(|e| matches!(e.root(), BuildError::Cancelled))
+            .expect("an error");
         return Err(BuildError::Shared(e.clone()));
     }
     let mut images = Vec::new();
@@ -234,6 +243,17 @@ fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
 impl Resolver for Executor<'_> {
     fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
         self.image(reference, platform).map(|i| i.config.clone())
+    }
+
+    fn local_image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, String> {
+        match self.local_image(reference, platform)? {
+            Some(i) => Ok(i.config),
+            None => Err("not in the store".into()),
+        }
     }
 }
 
@@ -460,11 +480,9 @@ impl<'a> Executor<'a> {
                     )
                 }
                 _ => {
-                    let key = self
-                        .step_key(plan, stage, step, &chain)
-                        .map_err(|m| self.step_error(plan, stage, step, m))?;
-                    let (record, cached) = self.step_result(&key, &label, step, || {
-                        self.execute(plan, stage, step, &layers, &diff_ids, &mut tree)
+                    let key = self.step_key(plan, stage, step, &chain)?;
+                    let (record, cached) = self.step_result(&key, &label, step, |n| {
+                        self.execute(plan, stage, step, n, &layers, &diff_ids, &mut tree)
                     })?;
                     let _ = cached;
                     if record.layer.is_some() {
@@ -527,7 +545,8 @@ impl<'a> Executor<'a> {
         stage: &StagePlan,
         step: &Step,
         chain: &Digest,
-    ) -> Result<Digest, String> {
+    ) -> Result<Digest, BuildError> {
+        let fail = |m: String| self.step_error(plan, stage, step, m);
         let mut k = KeyBuilder::new("step");
         k.add_str(&chain.to_string())
             .add_str(&stage.platform.to_string())
@@ -537,7 +556,11 @@ impl<'a> Executor<'a> {
         if let Op::Copy(c) = &step.op {
             match &c.from {
                 CopyFrom::Context => {
-                    k.add_str(&copy::context_key(c, self.o.context)?.to_string());
+                    k.add_str(
+                        &copy::context_key(c, self.o.context)
+                            .map_err(fail)?
+                            .to_string(),
+                    );
                 }
                 CopyFrom::Stage(j) => {
                     let pi = self
@@ -545,11 +568,12 @@ impl<'a> Executor<'a> {
                         .iter()
                         .position(|p| std::ptr::eq(p, plan))
                         .expect("plan");
-                    let out = self.stage(pi, *j).map_err(|e| e.to_string())?;
+                    // A failed stage is reported as itself, not inside this step.
+                    let out = self.stage(pi, *j).map_err(BuildError::Shared)?;
                     k.add_str(&out.chain.to_string());
                 }
                 CopyFrom::Image(r) => {
-                    let img = self.image(r, &stage.platform)?;
+                    let img = self.image(r, &stage.platform).map_err(fail)?;
                     k.add_str(&img.manifest.digest.to_string());
                 }
             }
@@ -564,7 +588,7 @@ impl<'a> Executor<'a> {
         key: &Digest,
         label: &str,
         step: &Step,
-        run: impl FnOnce() -> Result<Option<LayerInfo>, BuildError>,
+        run: impl FnOnce(usize) -> Result<Option<LayerInfo>, BuildError>,
     ) -> Result<(Record, bool), BuildError> {
         let cell = self
             .steps
@@ -589,7 +613,7 @@ impl<'a> Executor<'a> {
                     return Ok((r, true));
                 }
                 let started = Instant::now();
-                let layer = run().map_err(Arc::new)?;
+                let layer = run(n).map_err(Arc::new)?;
                 let record = Record {
                     blobs: layer.iter().map(|l| l.descriptor.digest.clone()).collect(),
                     layer,
@@ -640,11 +664,15 @@ impl<'a> Executor<'a> {
         Ok(loaded)
     }
 
+    // The stage's state is passed apart (layers, diff IDs, tree) because the tree is built
+    // lazily and borrowed mutably while the others are read.
+    #[allow(clippy::too_many_arguments)]
     fn execute(
         &self,
         plan: &Plan,
         stage: &StagePlan,
         step: &Step,
+        n: usize,
         layers: &[Descriptor],
         diff_ids: &[Digest],
         tree: &mut Option<Tree>,
@@ -737,7 +765,8 @@ impl<'a> Executor<'a> {
             }
             Op::Run(r) => {
                 let id = step.text.clone();
-                let output = |line: &str| self.o.progress.message(&format!("  {line}"));
+                // Prefixed with the step's number: platforms run side by side.
+                let output = |line: &str| self.o.progress.message(&format!("#{n} {line}"));
                 let req = RunRequest {
                     store,
                     platform: &stage.platform,

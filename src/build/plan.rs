@@ -51,6 +51,17 @@ const DEFAULT_SHELL: &[&str] = &["/bin/sh", "-c"];
 pub trait Resolver {
     /// The config of image `reference` for `platform`; the error is a message for the user.
     fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String>;
+
+    /// The same without fetching anything: asked first when the name is a near miss of a
+    /// stage name (a typo is far likelier than an image by that name, and a pull can take long
+    /// to fail).
+    fn local_image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, String> {
+        self.image_config(reference, platform)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -448,10 +459,13 @@ impl<'a> Planner<'a> {
             (Base::Scratch, platform, ImageConfig::default())
         } else {
             let platform = platform.unwrap_or_else(|| self.target_platform.clone());
-            let config = self
-                .resolver
-                .image_config(&image, &platform)
-                .map_err(|e| self.unknown_base(line, &image, e))?;
+            let near_stage = closest(&lower, &self.names()).is_some();
+            let config = if near_stage {
+                self.resolver.local_image_config(&image, &platform)
+            } else {
+                self.resolver.image_config(&image, &platform)
+            }
+            .map_err(|e| self.unknown_base(line, &image, e))?;
             (Base::Image(image.clone()), platform, config)
         };
         config.set_platform(&platform);
@@ -834,9 +848,13 @@ impl<'a> Planner<'a> {
                         CopyFrom::Stage(j)
                     }
                     None => {
-                        self.resolver
-                            .image_config(&f, &st.platform)
-                            .map_err(|why| {
+                        let near_stage = closest(&lower, &self.names()).is_some();
+                        if near_stage {
+                            self.resolver.local_image_config(&f, &st.platform)
+                        } else {
+                            self.resolver.image_config(&f, &st.platform)
+                        }
+                        .map_err(|why| {
                                 let mut msg = format!(
                                     "{keyword} --from={f}: `{f}` is neither a stage of this Dockerfile nor an image ({why})"
                                 );

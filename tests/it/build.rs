@@ -840,9 +840,15 @@ fn failures_leave_no_tag_moved() {
             "not found",
         ),
         (
-            "FROM test/nothing:here\n",
-            "Dockerfile:1",
-            "test/nothing:here",
+            // a near miss of a stage name is not pulled: the stage is suggested at once
+            "FROM test/busybox:latest AS base\nFROM bsae\n",
+            "Dockerfile:2",
+            "did you mean the stage `base`?",
+        ),
+        (
+            "FROM test/busybox:latest AS a\nCOPY nope /x\nFROM scratch\nCOPY --from=a /x /x\n",
+            "Dockerfile:2",
+            "not found",
         ),
     ];
     for (i, (dockerfile, location, message)) in cases.iter().enumerate() {
@@ -863,6 +869,15 @@ fn failures_leave_no_tag_moved() {
             index_json(&root),
             before_index,
             "no tag moved: {dockerfile}"
+        );
+        let error = r
+            .stderr
+            .lines()
+            .find(|l| l.starts_with("error:"))
+            .unwrap_or_default();
+        assert!(
+            i != 4 || !error.contains("COPY --from"),
+            "the failing step itself is reported: {error}"
         );
         if i != 2 {
             assert_eq!(
