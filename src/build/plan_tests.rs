@@ -458,3 +458,42 @@ fn helpers() {
     assert_eq!(closest("buidl", &["build", "test"]), Some("build"));
     assert_eq!(closest("zzzzz", &["build"]), None);
 }
+
+/// Counts what the planner asks: local lookups and lookups that may pull.
+#[derive(Default)]
+struct Counting {
+    local: std::cell::Cell<usize>,
+    remote: std::cell::Cell<usize>,
+}
+
+impl Resolver for Counting {
+    fn image_config(&self, _: &str, _: &Platform) -> Result<ImageConfig, String> {
+        self.remote.set(self.remote.get() + 1);
+        Err("cannot pull".into())
+    }
+    fn local_image_config(&self, _: &str, _: &Platform) -> Result<ImageConfig, String> {
+        self.local.set(self.local.get() + 1);
+        Err("not in the store".into())
+    }
+}
+
+#[test]
+fn near_misses_of_stage_names_are_never_pulled() {
+    let r = Counting::default();
+    let df = parse(
+        "Dockerfile",
+        "FROM scratch AS build\nFROM scratch\nCOPY --from=buidl /a /a\n",
+    )
+    .unwrap();
+    let e = plan(&df, &p("linux/amd64"), &opts(), &r).unwrap_err();
+    assert!(e.message.contains("did you mean `build`?"), "{e}");
+    assert_eq!((r.local.get(), r.remote.get()), (1, 0));
+    let df = parse("Dockerfile", "FROM scratch AS build\nFROM alpine\n").unwrap();
+    let e = plan(&df, &p("linux/amd64"), &opts(), &r).unwrap_err();
+    assert!(e.message.contains("cannot pull"), "{e}");
+    assert_eq!(
+        (r.local.get(), r.remote.get()),
+        (1, 1),
+        "other names may be pulled"
+    );
+}
