@@ -62,7 +62,9 @@ pub fn context_key(op: &CopyOp, ctx: &Context) -> Result<Digest, String> {
     for src in &op.sources {
         match src {
             CopySrc::Path(p) => {
-                for r in resolve_context(ctx, p, &exclude, op.add)? {
+                // An archive ADD extracts is keyed by the archive's own content (read once,
+                // by the hash), not by extracting it.
+                for r in resolve_context(ctx, p, &exclude, false)? {
                     k.add_str(&r.name).add(&[u8::from(r.is_dir)]);
                     for it in &r.items {
                         k.add_str(&it.rel).add(&it.mode.to_le_bytes());
