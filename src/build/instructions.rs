@@ -65,6 +65,60 @@ pub struct RunArgs {
     pub heredocs: Vec<Heredoc>,
     /// `--network=default|none|host`.
     pub network: Option<String>,
+    /// `--mount=type=cache|tmpfs,…` (words not yet expanded).
+    pub mounts: Vec<RunMount>,
+}
+
+/// `RUN --mount=type=cache,target=/root/.cache[,id=ID][,ro][,sharing=…][,mode=…][,uid=…][,gid=…]`
+/// or `type=tmpfs,target=/tmp`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunMount {
+    /// `cache` or `tmpfs`.
+    pub kind: String,
+    pub target: String,
+    pub id: Option<String>,
+    pub read_only: bool,
+    pub mode: Option<String>,
+    pub uid: Option<String>,
+    pub gid: Option<String>,
+}
+
+/// One `--mount` value, BuildKit's CSV of `key=value` (or a bare `ro`/`readonly`).
+fn run_mount(spec: &str) -> Result<RunMount, String> {
+    let mut m = RunMount {
+        kind: "bind".into(),
+        ..Default::default()
+    };
+    for field in spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        let (k, v) = match field.split_once('=') {
+            Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
+            None => (field.to_ascii_lowercase(), None),
+        };
+        match (k.as_str(), v) {
+            ("type", Some(t)) => m.kind = t,
+            ("target" | "dst" | "destination", Some(t)) => m.target = t,
+            ("id", Some(i)) => m.id = Some(i),
+            ("ro" | "readonly", None) => m.read_only = true,
+            ("ro" | "readonly", Some(b)) => m.read_only = b == "true" || b == "1",
+            ("rw" | "readwrite", _) => m.read_only = false,
+            ("sharing", Some(s)) if matches!(s.as_str(), "shared" | "private" | "locked") => {}
+            ("mode", Some(v)) => m.mode = Some(v),
+            ("uid", Some(v)) => m.uid = Some(v),
+            ("gid", Some(v)) => m.gid = Some(v),
+            ("size", Some(_)) => {}
+            (k, _) => return Err(format!("unknown --mount option `{k}`")),
+        }
+    }
+    if !matches!(m.kind.as_str(), "cache" | "tmpfs") {
+        return Err(format!(
+            "RUN --mount=type={} is not supported: manifold has type=cache and type=tmpfs",
+            m.kind
+        ));
+    }
+    if m.target.is_empty() {
+        return Err("RUN --mount needs a target".into());
+    }
+    Ok(m)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,11 +433,9 @@ fn convert(
                 &r.options,
                 &["network", "mount", "security"],
             )?;
-            if !flags.all("mount")?.is_empty() {
-                return Err(map.error(
-                    line,
-                    "RUN --mount is not supported by manifold yet: copy what the step needs with COPY",
-                ));
+            let mut mounts = Vec::new();
+            for spec in flags.all("mount")? {
+                mounts.push(run_mount(&spec).map_err(|e| map.error(line, e))?);
             }
             if let Some(sec) = flags.value("security")?
                 && sec != "sandbox"
@@ -431,6 +483,7 @@ fn convert(
                 command,
                 heredocs,
                 network,
+                mounts,
             })
         }
         I::Cmd(c) => Instruction::Cmd(command(&c.arguments, escape)),
@@ -710,7 +763,8 @@ mod tests {
             Instruction::Run(RunArgs {
                 command: CommandForm::Shell("echo a   b".into()),
                 heredocs: vec![],
-                network: None
+                network: None,
+                mounts: vec![]
             })
         );
         assert_eq!(
@@ -718,7 +772,8 @@ mod tests {
             Instruction::Run(RunArgs {
                 command: CommandForm::Exec(vec!["sh".into(), "-c".into(), "x".into()]),
                 heredocs: vec![],
-                network: None
+                network: None,
+                mounts: vec![]
             })
         );
         let Instruction::Run(r) = one("RUN --network=none <<EOT bash\necho $X\nEOT").instruction
@@ -744,10 +799,45 @@ mod tests {
         assert!(e.message.contains("unknown flag --foo for COPY"), "{e}");
         let e = parse(
             "Dockerfile",
-            "FROM a\n\nRUN --mount=type=cache,target=/x true\n",
+            "FROM a\n\nRUN --mount=type=bind,target=/x true\n",
         )
         .unwrap_err();
         assert_eq!(e.line, 3);
+        assert!(e.message.contains("type=bind is not supported"), "{e}");
+    }
+
+    #[test]
+    fn run_mounts() {
+        let Instruction::Run(r) =
+            one("RUN --mount=type=cache,target=/root/.cache,id=pip,sharing=locked --mount=type=tmpfs,dst=/scratch,ro true").instruction
+        else {
+            panic!()
+        };
+        assert_eq!(
+            r.mounts,
+            vec![
+                RunMount {
+                    kind: "cache".into(),
+                    target: "/root/.cache".into(),
+                    id: Some("pip".into()),
+                    ..Default::default()
+                },
+                RunMount {
+                    kind: "tmpfs".into(),
+                    target: "/scratch".into(),
+                    read_only: true,
+                    ..Default::default()
+                }
+            ]
+        );
+        assert!(parse("Dockerfile", "FROM a\nRUN --mount=type=cache true\n").is_err());
+        assert!(
+            parse(
+                "Dockerfile",
+                "FROM a\nRUN --mount=type=cache,target=/x,bogus=1 true\n"
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -892,7 +982,8 @@ mod tests {
             Instruction::Run(RunArgs {
                 command: CommandForm::Shell("echo a   b".into()),
                 heredocs: vec![],
-                network: None
+                network: None,
+                mounts: vec![]
             })
         );
     }

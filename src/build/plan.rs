@@ -188,6 +188,24 @@ pub struct RunOp {
     pub network: String,
     /// A here-document with a `#!` line, run as a file (name, content).
     pub script: Option<(String, String)>,
+    /// `--mount=type=cache|tmpfs`: directories mounted for the step only (their contents are
+    /// never part of the layer or the cache key).
+    pub mounts: Vec<MountOp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MountOp {
+    /// `cache` (kept across builds, by `id`) or `tmpfs` (empty each time).
+    pub kind: String,
+    /// Absolute.
+    pub target: String,
+    /// The cache's name (default: the target).
+    pub id: String,
+    pub read_only: bool,
+    /// Mode and owner of a new cache directory.
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
 }
 
 /// Plan the build of `df` for `platform`.
@@ -785,6 +803,7 @@ impl<'a> Planner<'a> {
                     workdir: st.workdir(),
                     network: r.network.clone().unwrap_or_else(|| "default".into()),
                     script,
+                    mounts: self.mounts(line, &r.mounts, &vars, &st.workdir())?,
                 };
                 step!(created_by, Op::Run(op));
             }
@@ -808,6 +827,50 @@ impl<'a> Planner<'a> {
             });
         }
         Ok(())
+    }
+
+    fn mounts(
+        &self,
+        line: usize,
+        mounts: &[instructions::RunMount],
+        vars: &Vars,
+        workdir: &str,
+    ) -> Result<Vec<MountOp>, DockerfileError> {
+        let mut out = Vec::new();
+        for m in mounts {
+            let target = self.word(line, &m.target, vars)?;
+            let target = clean_path(&if target.starts_with('/') {
+                target
+            } else {
+                format!("{workdir}/{target}")
+            });
+            if target == "/" {
+                return Err(self.err(line, "RUN --mount cannot be mounted on /"));
+            }
+            let id = match &m.id {
+                Some(i) => self.word(line, i, vars)?,
+                None => target.clone(),
+            };
+            let number = |what: &str, v: &Option<String>, radix: u32, default: u64| match v {
+                None => Ok(default),
+                Some(v) => {
+                    let v = self.word(line, v, vars)?;
+                    u64::from_str_radix(&v, radix).map_err(|_| {
+                        self.err(line, format!("RUN --mount {what}={v}: not a number"))
+                    })
+                }
+            };
+            out.push(MountOp {
+                kind: m.kind.clone(),
+                target,
+                id,
+                read_only: m.read_only,
+                mode: number("mode", &m.mode, 8, 0o755)? as u32,
+                uid: number("uid", &m.uid, 10, 0)?,
+                gid: number("gid", &m.gid, 10, 0)?,
+            });
+        }
+        Ok(out)
     }
 
     fn copy_op(

@@ -102,6 +102,35 @@ impl Runner for RuntimeRunner {
                 read_only: true,
             });
         }
+        for (i, m) in op.mounts.iter().enumerate() {
+            let source = match m.kind.as_str() {
+                "cache" => {
+                    let name = crate::oci::Digest::sha256_of(m.id.as_bytes());
+                    let dir = store.cache_dir().join("mounts").join(&name.hex()[..32]);
+                    if !dir.is_dir() {
+                        fs::create_dir_all(&dir)
+                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                        use std::os::unix::fs::PermissionsExt;
+                        fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode))
+                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                        std::os::unix::fs::chown(&dir, Some(m.uid as u32), Some(m.gid as u32))
+                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                    }
+                    dir
+                }
+                _ => {
+                    let dir = req.tmp.join(format!("tmpfs-{i}"));
+                    fs::create_dir_all(&dir)
+                        .map_err(|e| io_msg("cannot create the tmpfs mount", e))?;
+                    dir
+                }
+            };
+            binds.push(Bind {
+                source,
+                destination: m.target.clone(),
+                read_only: m.read_only,
+            });
+        }
         let opts = RunOptions {
             image: "manifold build step".into(),
             image_digest: manifest.digest(),
@@ -180,6 +209,10 @@ impl Runner for RuntimeRunner {
                 x.code
             )),
             Ok(_) => {
+                // The mount points of --mount are not the step's doing either.
+                for m in &op.mounts {
+                    let _ = fs::remove_dir(upper.join(m.target.trim_start_matches('/')));
+                }
                 tidy_upper(&upper);
                 diff_layer(store, &upper, req.compression, req.epoch, req.tmp)
             }

@@ -1148,3 +1148,39 @@ fn the_demo_examples_build_and_run() {
         "{stdout}"
     );
 }
+
+#[test]
+fn run_cache_and_tmpfs_mounts() {
+    if !(require("root") && require("runc")) {
+        return;
+    }
+    let root = root_with_busybox();
+    let ctx = context(
+        &root,
+        "mounts",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\nRUN --mount=type=cache,target=/cache,id=counter --mount=type=tmpfs,target=/scratch \\\n    echo x >> /cache/count && wc -l < /cache/count > /seen && touch /scratch/junk\n",
+        )],
+    );
+    for expected in ["1", "2"] {
+        build_ok(
+            &root,
+            &[
+                "--platform",
+                "linux/arm64",
+                "--no-cache",
+                "-t",
+                "test/mounts:1",
+            ],
+            &ctx,
+        );
+        let layers = layer_files(&root, "docker.io/test/mounts:1", "arm64");
+        let last = layers.last().unwrap();
+        assert_eq!(
+            last,
+            &vec![format!("seen={expected}")],
+            "the cache persists, mounts stay out of the layer"
+        );
+    }
+}
