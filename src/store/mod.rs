@@ -62,7 +62,9 @@ pub enum StoreError {
     },
     #[error("{path} is not a manifold store: {why}")]
     NotAStore { path: PathBuf, why: String },
-    #[error("`{path}` holds files but no manifold store, so manifold will not make it private")]
+    #[error(
+        "`{path}` is not empty and is not a manifold store; manifold makes a store's root private (mode 0700) and will not take this one over"
+    )]
     ForeignRoot { path: PathBuf },
     #[error("{what} {path}: {source}")]
     Io {
