@@ -4,7 +4,12 @@
 //! steps/<key>.json    one record per step key: the layer it made (if any), when, and the
 //!                     blobs it holds (garbage collection keeps those)
 //! trees/<digest>.json the entry list of a layer blob (what COPY and WORKDIR look up)
+//! mounts/<id hash>/   the host side of a `RUN --mount=type=cache`
 //! ```
+//!
+//! Everything is private (the store's rule); a cache mount's own directory has the `mode`,
+//! `uid` and `gid` the Dockerfile asked for, which only the container sees: `mounts/` keeps
+//! the host's other users out whatever that mode is.
 //!
 //! A key is the sha256 of what decides a step's result: the key of the state before it, the
 //! expanded instruction, the platform, and for COPY/ADD the content of the sources.
@@ -17,7 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::layer::LayerInfo;
 use crate::oci::{Digest, Hasher};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, private};
+
+const MOUNTS_DIR: &str = "mounts";
 
 /// Builds a key from parts, each length-prefixed so that no two part lists collide.
 #[derive(Default)]
@@ -78,11 +85,19 @@ impl Cache {
         let steps = dir.join("steps");
         let trees = dir.join("trees");
         for d in [&steps, &trees] {
-            fs::create_dir_all(d).map_err(|source| StoreError::Io {
+            private::create_dir(d).map_err(|source| StoreError::Io {
                 what: "cannot create",
                 path: d.clone(),
                 source,
             })?;
+        }
+        // An earlier version's cache: records private, `mounts/` closed (not what is in it,
+        // which the containers see), `cache-v1/` last as the mark that this is done.
+        if private::needs_repair(&dir)? {
+            private::repair_tree(&steps)?;
+            private::repair_tree(&trees)?;
+            private::repair_dir(&dir.join(MOUNTS_DIR), false)?;
+            private::repair_dir(&dir, false)?;
         }
         Ok(Cache {
             store: store.clone(),
@@ -121,6 +136,15 @@ impl Cache {
 
     pub fn write_tree(&self, blob: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
         self.store.write_file_atomic(&self.tree_path(blob), bytes)
+    }
+
+    /// The host directory of the cache mount `id`, its parents created private; the directory
+    /// itself is the caller's to create with the mode the container is to see.
+    pub fn mount_dir(store: &Store, id: &str) -> io::Result<PathBuf> {
+        let parent = store.cache_dir().join(MOUNTS_DIR);
+        private::create_dir(&parent)?;
+        let name = Digest::sha256_of(id.as_bytes());
+        Ok(parent.join(&name.hex()[..32]))
     }
 
     /// Remove every record and layer index (`prune -a`).

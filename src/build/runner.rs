@@ -105,9 +105,11 @@ impl Runner for RuntimeRunner {
         for (i, m) in op.mounts.iter().enumerate() {
             let source = match m.kind.as_str() {
                 "cache" => {
-                    let name = crate::oci::Digest::sha256_of(m.id.as_bytes());
-                    let dir = store.cache_dir().join("mounts").join(&name.hex()[..32]);
+                    let dir = super::cache::Cache::mount_dir(store, &m.id)
+                        .map_err(|e| io_msg("cannot create the cache mount", e))?;
                     if !dir.is_dir() {
+                        // The mode the container sees; `mount_dir`'s private parent keeps the
+                        // host's other users away from it.
                         fs::create_dir_all(&dir)
                             .map_err(|e| io_msg("cannot create the cache mount", e))?;
                         use std::os::unix::fs::PermissionsExt;

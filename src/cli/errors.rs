@@ -114,6 +114,9 @@ pub(super) fn store_hint(e: &StoreError) -> Option<&'static str> {
         StoreError::ImageNotFound(_) => Some("`manifold images` lists the images in the store"),
         StoreError::Ambiguous { .. } => Some("`manifold images --no-trunc` shows full image IDs"),
         StoreError::InUse { .. } => Some("remove the tags one by one, or use `manifold rmi -f`"),
+        StoreError::ForeignRoot { .. } => {
+            Some("give `--root` a new or empty directory, or one that holds a manifold store")
+        }
         _ => None,
     }
 }

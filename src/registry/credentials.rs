@@ -199,21 +199,59 @@ fn read_config(path: &Path) -> Result<Map<String, Value>, CredentialsError> {
     }
 }
 
+/// Write config.json as docker does: its directory created 0700, the file replaced atomically
+/// and 0600. A config.json that is a symbolic link (dotfiles kept elsewhere) stays one: the
+/// file it leads to is what is replaced, keeping its owner (`sudo -E manifold login` must not
+/// take a user's file away from them).
 fn write_config(path: &Path, config: &Map<String, Value>) -> Result<(), CredentialsError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let err = |source| CredentialsError::Write {
         path: path.to_path_buf(),
         source,
     };
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(err)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
-    // The file holds secrets: readable by its owner only (tempfile creates it 0600).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(err)?;
+    let target = follow_links(path).map_err(err)?;
+    let target_dir = target.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".config.json")
+        .permissions(std::fs::Permissions::from_mode(0o600))
+        .tempfile_in(target_dir)
+        .map_err(err)?;
+    if let Ok(old) = std::fs::metadata(&target) {
+        // Only root can give a file away, and only root needs to.
+        let _ = std::os::unix::fs::fchown(tmp.as_file(), Some(old.uid()), Some(old.gid()));
+    }
     let mut bytes = serde_json::to_vec_pretty(config).expect("JSON values serialise");
     bytes.push(b'\n');
     tmp.write_all(&bytes).map_err(err)?;
     tmp.as_file().sync_all().map_err(err)?;
-    tmp.persist(path).map_err(|e| err(e.error))?;
+    tmp.persist(&target).map_err(|e| err(e.error))?;
     Ok(())
+}
+
+/// Where a chain of symbolic links from `path` ends (a missing file ends it too); relative links
+/// are taken from the link's directory, as the kernel does.
+fn follow_links(path: &Path) -> std::io::Result<PathBuf> {
+    // The kernel's own limit on links followed in one lookup.
+    const MAX_LINKS: usize = 40;
+    let mut p = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&p)?;
+                p = p.parent().unwrap_or(Path::new(".")).join(to);
+            }
+            Ok(_) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(p),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(std::io::Error::from_raw_os_error(libc::ELOOP))
 }
 
 /// The helper that holds `key`'s credentials, if config.json names one.
@@ -380,5 +418,71 @@ mod tests {
         assert!(!format!("{token:?}{basic:?}").contains("refresh-me"));
         assert!(!format!("{basic:?}").contains("s3cret"));
         unsafe { std::env::remove_var("DOCKER_CONFIG") };
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(p).unwrap().mode() & 0o7777
+    }
+
+    fn one_entry() -> Map<String, Value> {
+        serde_json::from_str(r#"{"auths":{"r.example":{"auth":"dTpw"}}}"#).unwrap()
+    }
+
+    #[test]
+    fn a_new_config_directory_is_private_and_the_file_0600() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("home/.docker/config.json");
+        write_config(&path, &one_entry()).unwrap();
+        assert_eq!(mode(&t.path().join("home/.docker")), 0o700);
+        assert_eq!(mode(&t.path().join("home")), 0o700);
+        assert_eq!(mode(&path), 0o600);
+    }
+
+    #[test]
+    fn a_symlinked_config_is_written_through_and_stays_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let dots = t.path().join("dotfiles");
+        std::fs::create_dir(&dots).unwrap();
+        let real = dots.join("docker.json");
+        std::fs::write(&real, r#"{"psFormat":"x"}"#).unwrap();
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let docker = t.path().join("docker");
+        std::fs::create_dir(&docker).unwrap();
+        // A chain: config.json -> (relative) hop -> (absolute) the real file.
+        std::os::unix::fs::symlink("hop", docker.join("config.json")).unwrap();
+        std::os::unix::fs::symlink(&real, docker.join("hop")).unwrap();
+        let path = docker.join("config.json");
+        write_config(&path, &one_entry()).unwrap();
+        for link in ["config.json", "hop"] {
+            let m = std::fs::symlink_metadata(docker.join(link)).unwrap();
+            assert!(m.file_type().is_symlink(), "{link} is still a link");
+        }
+        assert_eq!(read_config(&real).unwrap(), one_entry());
+        assert_eq!(mode(&real), 0o600, "credentials are the owner's alone");
+        let strays: Vec<_> = std::fs::read_dir(&dots).unwrap().collect();
+        assert_eq!(strays.len(), 1, "no temp file left beside the target");
+
+        // A dangling link: the file is created where it points.
+        let later = dots.join("later.json");
+        std::os::unix::fs::symlink(&later, docker.join("dangling")).unwrap();
+        write_config(&docker.join("dangling"), &one_entry()).unwrap();
+        assert!(
+            std::fs::symlink_metadata(docker.join("dangling"))
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(read_config(&later).unwrap(), one_entry());
+    }
+
+    #[test]
+    fn a_link_loop_is_an_error_not_a_hang() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("config.json");
+        std::os::unix::fs::symlink("config.json", &path).unwrap();
+        let e = write_config(&path, &one_entry()).unwrap_err();
+        assert!(matches!(e, CredentialsError::Write { .. }), "{e}");
     }
 }

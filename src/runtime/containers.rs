@@ -12,6 +12,10 @@
 //! that process is gone but the record says the container runs — manifold was killed — the next
 //! `ps`, `rm` or `prune` asks the runtime, and when the container has stopped cleans what was
 //! left (runtime state, mounts) and marks it exited.
+//!
+//! `containers-v1/` and each container's directory are private (0700): what a container writes
+//! (a setuid program in its /tmp) is nobody's to reach from the host. The record and
+//! config.json (the environment given with `-e`) are 0600.
 
 use std::fs::{self, File};
 use std::io;
@@ -27,7 +31,7 @@ use super::spec::Network;
 use super::sys::{Syscalls, mounts_under};
 use crate::oci::Digest;
 use crate::platform::Platform;
-use crate::store::Store;
+use crate::store::{Store, private};
 
 pub const CONTAINER_DIR: &str = "containers-v1";
 
@@ -114,6 +118,10 @@ pub struct ContainerDir {
 impl ContainerDir {
     pub fn record(&self) -> PathBuf {
         self.dir.join("container.json")
+    }
+    /// The OCI bundle's config.json.
+    pub fn bundle_config(&self) -> PathBuf {
+        self.dir.join("config.json")
     }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
@@ -202,13 +210,36 @@ pub fn valid_name(name: &str) -> bool {
 impl Containers {
     pub fn open(root: &Path) -> Result<Containers, RuntimeError> {
         let dir = root.join(CONTAINER_DIR);
-        fs::create_dir_all(&dir).map_err(RuntimeError::io("create", &dir))?;
+        private::create_dir(&dir).map_err(RuntimeError::io("create", &dir))?;
         let locks = root.join("locks-v1");
-        fs::create_dir_all(&locks).map_err(RuntimeError::io("create", &locks))?;
-        Ok(Containers {
+        private::create_dir(&locks).map_err(RuntimeError::io("create", &locks))?;
+        let containers = Containers {
             dir,
             lock: locks.join("containers.lock"),
-        })
+        };
+        containers.repair()?;
+        Ok(containers)
+    }
+
+    /// Make the containers of an earlier version private: each directory, its record and its
+    /// bundle's config.json, then `containers-v1/` itself, whose private mode marks the work
+    /// done (one `stat` on later opens).
+    fn repair(&self) -> Result<(), RuntimeError> {
+        if !private::needs_repair(&self.dir)? {
+            return Ok(());
+        }
+        for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
+            let e = e.map_err(RuntimeError::io("list", &self.dir))?;
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let cdir = ContainerDir { dir: e.path() };
+            private::repair_file(&cdir.record())?;
+            private::repair_file(&cdir.bundle_config())?;
+            private::repair_dir(&cdir.dir, false)?;
+        }
+        private::repair_dir(&self.dir, false)?;
+        Ok(())
     }
 
     pub fn dir_of(&self, id: &str) -> ContainerDir {
@@ -219,12 +250,7 @@ impl Containers {
 
     /// Exclusive lock over records: creation (unique names) and updates.
     fn locked(&self) -> Result<File, RuntimeError> {
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(RuntimeError::io("open", &self.lock))?;
+        let f = private::open_lock(&self.lock).map_err(RuntimeError::io("open", &self.lock))?;
         f.lock().map_err(RuntimeError::io("lock", &self.lock))?;
         Ok(f)
     }
@@ -305,7 +331,9 @@ impl Containers {
             }
         };
         let cdir = self.dir_of(&record.id);
-        for d in [&cdir.dir, &cdir.upper(), &cdir.work(), &cdir.rootfs()] {
+        private::create_dir(&cdir.dir).map_err(RuntimeError::io("create", &cdir.dir))?;
+        // Below the private directory, modes are the container's business.
+        for d in [&cdir.upper(), &cdir.work(), &cdir.rootfs()] {
             fs::create_dir_all(d).map_err(RuntimeError::io("create", d))?;
         }
         write_record(&cdir, &record)?;
@@ -427,7 +455,7 @@ impl Containers {
 fn write_record(cdir: &ContainerDir, record: &ContainerRecord) -> Result<(), RuntimeError> {
     use std::io::Write;
     let path = cdir.record();
-    let mut tmp = tempfile::NamedTempFile::new_in(&cdir.dir)
+    let mut tmp = private::temp_file(&cdir.dir, ".tmp")
         .map_err(RuntimeError::io("create a temp file in", &cdir.dir))?;
     // No fsync: a record is rewritten a few times per container, on the path whose start-up
     // time matters; the rename keeps it whole, and one lost in a crash only leaves a directory

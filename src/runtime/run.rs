@@ -22,7 +22,7 @@ use crate::layer::InRoot;
 use crate::oci::{Digest, ImageConfig, Manifest};
 use crate::platform::Platform;
 use crate::progress::Progress;
-use crate::store::Store;
+use crate::store::{Store, private};
 
 /// PATH when the image sets none (docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -452,9 +452,10 @@ impl Prepared<'_> {
             annotations,
         };
         let spec = spec::build(&input);
-        let config = cdir.dir.join("config.json");
-        spec.save(&config)
-            .map_err(|e| RuntimeError::io("write", &config)(io::Error::other(e)))?;
+        // It holds the environment (`-e PASSWORD=…`): the owner's alone.
+        let config = cdir.bundle_config();
+        let bytes = serde_json::to_vec(&spec).expect("a runtime spec serialises");
+        private::write_file(&config, &bytes).map_err(RuntimeError::io("write", &config))?;
         Ok(())
     }
 
@@ -477,6 +478,8 @@ impl Prepared<'_> {
             ("hostname", format!("{hostname}\n")),
             ("resolv.conf", resolv),
         ] {
+            // Bind-mounted where the container's user reads them: not private, but out of
+            // reach in the private container directory.
             let p = dir.join(name);
             fs::write(&p, text).map_err(RuntimeError::io("write", &p))?;
         }

@@ -27,7 +27,7 @@ use crate::layer;
 use crate::oci::media_type::layer_compression;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::{Progress, ProgressReader};
-use crate::store::Store;
+use crate::store::{Store, private};
 
 pub const SNAPSHOT_DIR: &str = "snapshots-v1";
 const TMP_PREFIX: &str = ".tmp-";
@@ -62,11 +62,10 @@ pub struct SnapshotLock {
 impl Snapshots {
     pub fn open(root: &Path) -> Result<Snapshots, RuntimeError> {
         let dir = root.join(SNAPSHOT_DIR);
-        fs::create_dir_all(&dir).map_err(RuntimeError::io("create", &dir))?;
-        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
-            .map_err(RuntimeError::io("chmod", &dir))?;
+        private::create_dir(&dir).map_err(RuntimeError::io("create", &dir))?;
+        private::repair_dir(&dir, false)?;
         let locks = root.join("locks-v1");
-        fs::create_dir_all(&locks).map_err(RuntimeError::io("create", &locks))?;
+        private::create_dir(&locks).map_err(RuntimeError::io("create", &locks))?;
         Ok(Snapshots {
             dir,
             lock: locks.join("snapshots.lock"),
@@ -74,12 +73,7 @@ impl Snapshots {
     }
 
     fn lock(&self, exclusive: bool) -> Result<SnapshotLock, RuntimeError> {
-        let f = File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(RuntimeError::io("open", &self.lock))?;
+        let f = private::open_lock(&self.lock).map_err(RuntimeError::io("open", &self.lock))?;
         if exclusive { f.lock() } else { f.lock_shared() }
             .map_err(RuntimeError::io("lock", &self.lock))?;
         Ok(SnapshotLock { _file: f })
@@ -165,6 +159,8 @@ impl Snapshots {
             .map_err(RuntimeError::io("create a temp directory in", &self.dir))?;
         let fs_dir = tmp.path().join("fs");
         fs::create_dir(&fs_dir).map_err(RuntimeError::io("create", &fs_dir))?;
+        // The image's root as the container sees it; the private directories above keep it
+        // from the host's users.
         fs::set_permissions(&fs_dir, fs::Permissions::from_mode(0o755))
             .map_err(RuntimeError::io("chmod", &fs_dir))?;
         let blob = store.open_blob(digest)?;
@@ -189,9 +185,9 @@ impl Snapshots {
             refused_devices: report.refused_devices.clone(),
         };
         let info_path = tmp.path().join("snapshot.json");
-        fs::write(
+        private::write_file(
             &info_path,
-            serde_json::to_vec_pretty(&info).expect("serialises"),
+            &serde_json::to_vec_pretty(&info).expect("serialises"),
         )
         .map_err(RuntimeError::io("write", &info_path))?;
         let dest = self.dir.join(chain_id.hex());

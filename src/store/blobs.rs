@@ -4,7 +4,7 @@
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
 
-use super::{Result, Store, StoreError, set_readable};
+use super::{Result, Store, StoreError, private};
 use crate::content::ContentError;
 use crate::oci::{Algorithm, Descriptor, Digest, OffloadHasher};
 
@@ -118,7 +118,6 @@ impl StagedBlob {
         let file = self.file;
         file.as_file()
             .sync_all()
-            .and_then(|_| set_readable(file.as_file()))
             .map_err(StoreError::io("cannot write", file.path()))?;
         file.persist(&dest)
             .map_err(|e| StoreError::io("cannot rename into", &dest)(e.error))?;
@@ -133,9 +132,7 @@ impl Store {
     }
 
     pub fn blob_writer_for(&self, algorithm: Algorithm) -> Result<BlobWriter> {
-        let file = tempfile::Builder::new()
-            .prefix("blob-")
-            .tempfile_in(&self.tmp)
+        let file = private::temp_file(&self.tmp, "blob-")
             .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
         Ok(BlobWriter {
             file,

@@ -15,7 +15,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, private};
 use crate::oci::Digest;
 
 pub(super) const LEASE_DIR: &str = "leases-v1";
@@ -47,7 +47,7 @@ impl Store {
     pub fn add_lease(&self, name: &str, digests: impl IntoIterator<Item = Digest>) -> Result<()> {
         assert!(valid_name(name), "invalid lease name `{name}`");
         let dir = self.lease_dir();
-        fs::create_dir_all(&dir).map_err(StoreError::io("cannot create", &dir))?;
+        private::create_dir(&dir).map_err(StoreError::io("cannot create", &dir))?;
         let lease = Lease {
             name: name.to_string(),
             digests: digests.into_iter().collect(),
@@ -57,7 +57,7 @@ impl Store {
         // every `run`, whose start-up time matters, and live as long as their container (whose
         // own record is not fsynced either).
         let path = dir.join(format!("{name}.json"));
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp)
+        let mut tmp = private::temp_file(&self.tmp, ".tmp")
             .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
         std::io::Write::write_all(&mut tmp, &bytes)
             .map_err(StoreError::io("cannot write", tmp.path()))?;

@@ -10,6 +10,9 @@
 //! <root>/cache-v1/       the build cache: step records (`steps/`, gc roots) and layer indexes
 //! ```
 //!
+//! Everything is its owner's alone (directories 0700, files 0600; see `private`), and opening a
+//! store made by an earlier version repairs its modes.
+//!
 //! Crash safety comes from ordering: a blob is written to a temp file, verified and renamed into
 //! place; index.json is replaced by rename under the index lock, after everything it refers to is
 //! on disk. At every instant the layout is valid; what a crash leaves behind is unreferenced
@@ -20,6 +23,7 @@ mod gc;
 mod leases;
 mod medium;
 mod origins;
+pub mod private;
 mod summary;
 mod tags;
 
@@ -58,6 +62,10 @@ pub enum StoreError {
     },
     #[error("{path} is not a manifold store: {why}")]
     NotAStore { path: PathBuf, why: String },
+    #[error(
+        "`{path}` is not empty and is not a manifold store; manifold makes a store's root private (mode 0700) and will not take this one over"
+    )]
+    ForeignRoot { path: PathBuf },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -109,13 +117,15 @@ impl Store {
     }
 
     fn init(&self) -> Result<()> {
+        private::create_root(&self.root)?;
         for dir in [
             &self.layout.join("blobs").join("sha256"),
             &self.tmp,
             &self.locks,
         ] {
-            fs::create_dir_all(dir).map_err(StoreError::io("cannot create", dir))?;
+            private::create_dir(dir).map_err(StoreError::io("cannot create", dir))?;
         }
+        self.repair()?;
         let layout_file = self.layout.join("oci-layout");
         match fs::read_to_string(&layout_file) {
             Ok(s) => {
@@ -145,6 +155,19 @@ impl Store {
                 self.write_atomic(&index, &bytes)?;
             }
         }
+        Ok(())
+    }
+
+    /// Bring the store's own directories to private modes when an earlier version made them
+    /// 0755 (their files 0644). What belongs to containers and the build cache is repaired by
+    /// their owners when they open; the private root already keeps other users out of them.
+    fn repair(&self) -> Result<()> {
+        private::repair_tree(&self.layout)?;
+        private::repair_tree(&self.locks)?;
+        private::repair_tree(&self.root.join(leases::LEASE_DIR))?;
+        private::repair_tree(&self.root.join(origins::META_DIR))?;
+        // Temp files are private from their creation; what is below them is build contents.
+        private::repair_dir(&self.tmp, false)?;
         Ok(())
     }
 
@@ -183,12 +206,11 @@ impl Store {
     /// Write a small file atomically: temp file in the same directory tree, fsync, rename.
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         use std::io::Write;
-        let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp)
+        let mut tmp = private::temp_file(&self.tmp, ".tmp")
             .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
         tmp.write_all(bytes)
             .and_then(|_| tmp.as_file().sync_all())
             .map_err(StoreError::io("cannot write", tmp.path()))?;
-        set_readable(tmp.as_file()).map_err(StoreError::io("cannot chmod", path))?;
         tmp.persist(path)
             .map_err(|e| StoreError::io("cannot rename into", path)(e.error))?;
         Ok(())
@@ -196,12 +218,7 @@ impl Store {
 
     fn lock_file(&self, name: &str) -> Result<File> {
         let path = self.locks.join(name);
-        File::options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(StoreError::io("cannot open lock", &path))
+        private::open_lock(&path).map_err(StoreError::io("cannot open lock", &path))
     }
 
     /// Exclusive lock for read-modify-write of index.json.
@@ -252,11 +269,6 @@ impl Store {
 /// Keeps garbage collection away while held; see `Store::write_guard`.
 pub struct WriteGuard {
     _file: File,
-}
-
-fn set_readable(f: &File) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    f.set_permissions(fs::Permissions::from_mode(0o644))
 }
 
 #[cfg(test)]

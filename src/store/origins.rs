@@ -12,11 +12,11 @@
 use std::fs;
 use std::path::PathBuf;
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, private};
 use crate::content::BlobLocation;
 use crate::oci::Digest;
 
-const META_DIR: &str = "meta-v1";
+pub(super) const META_DIR: &str = "meta-v1";
 const LOCATIONS_DIR: &str = "blob-locations";
 /// Lines kept per blob: the most recent ones are the likeliest to still hold it.
 const MAX_LOCATIONS: usize = 16;
@@ -62,7 +62,7 @@ impl Store {
         }
         let path = self.locations_path(digest);
         let dir = path.parent().expect("a blob path has a parent");
-        fs::create_dir_all(dir).map_err(StoreError::io("cannot create", dir))?;
+        private::create_dir(dir).map_err(StoreError::io("cannot create", dir))?;
         self.write_atomic(&path, text.as_bytes())
     }
 
