@@ -923,8 +923,10 @@ fn full_name_regexp() {
 fn reference_regexp() {
     let d = "sha256:be178c0543eb17f5f3043021c9e5fcf30285e557a4fc309cce97ff9ca6182912";
     let f = |s: &str| s.replace("DIGEST", d);
-    // (input, None for no match, or Some((normalised name, tag, digest)))
-    let cases: Vec<(&str, Option<(&str, &str, &str)>)> = vec![
+    /// Normalised name, tag, digest.
+    type Parts<'a> = (&'a str, &'a str, &'a str);
+    // (input, None for no match)
+    let cases: Vec<(&str, Option<Parts>)> = vec![
         (
             "registry.com:8080/myapp:tag",
             Some(("registry.com:8080/myapp", "tag", "")),
