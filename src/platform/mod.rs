@@ -98,6 +98,7 @@ static OS_AND_VERSION: LazyLock<Regex> = LazyLock::new(|| {
 /// not take literally (containerd escapes only `%+()/`, which leaves other characters that its
 /// own parser then rejects).
 const OS_OPTION_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-');
+
 static COMPONENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.-]+$").expect("component regex"));
 
