@@ -17,7 +17,8 @@ pub const DEFAULT_TAG: &str = "latest";
 /// Docker Hub's pre-2017 name, still found in configs and old references.
 const LEGACY_DEFAULT_REGISTRY: &str = "index.docker.io";
 const OFFICIAL_PREFIX: &str = "library/";
-/// distribution/reference's `NameTotalLengthMax`, counted on the normalised name.
+/// distribution/reference's `RepositoryNameTotalLengthMax`, counted on the normalised path (the
+/// repository without its registry, `library/` included).
 const NAME_MAX: usize = 255;
 const TAG_MAX: usize = 128;
 
@@ -37,7 +38,9 @@ pub enum ReferenceError {
         #[source]
         source: DigestError,
     },
-    #[error("invalid reference `{0}`: repository name is longer than 255 characters")]
+    #[error(
+        "invalid reference `{0}`: repository name (without the registry) is longer than 255 characters"
+    )]
     NameTooLong(String),
     #[error("invalid reference `{input}`: invalid registry `{registry}`")]
     Registry { input: String, registry: String },
@@ -96,6 +99,20 @@ impl Reference {
     /// Parses and normalises like docker's `ParseNormalizedNamed`: `alpine` is
     /// `docker.io/library/alpine:latest`.
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
+        Reference::parse_exact(s).map_err(|e| match e {
+            // As distribution/reference reports it: input that would be valid in lower case
+            // fails for its upper case (`Foo_bar/x` is no registry, so `Foo_bar` is a namespace).
+            ReferenceError::Registry { .. } | ReferenceError::Component { .. }
+                if s.bytes().any(|b| b.is_ascii_uppercase())
+                    && Reference::parse_exact(&s.to_ascii_lowercase()).is_ok() =>
+            {
+                ReferenceError::Uppercase(s.to_string())
+            }
+            e => e,
+        })
+    }
+
+    fn parse_exact(s: &str) -> Result<Reference, ReferenceError> {
         if s.is_empty() {
             return Err(ReferenceError::Empty);
         }
@@ -156,7 +173,7 @@ impl Reference {
         } else {
             path.to_string()
         };
-        if registry.len() + 1 + repository.len() > NAME_MAX {
+        if repository.len() > NAME_MAX {
             return Err(ReferenceError::NameTooLong(s.to_string()));
         }
 
@@ -274,11 +291,18 @@ impl Reference {
     }
 }
 
-/// docker's `splitDockerDomain`: the first component names a registry only when it looks like a
-/// host (a `.` or `:` in it, or `localhost`); otherwise the name is on Docker Hub.
+/// docker's `splitDockerDomain`: the first of several components names a registry when it looks
+/// like a host (a `.` or `:` in it, `localhost`, or an upper-case letter, which a namespace may
+/// not have: `LOCALDOMAIN/debian`); otherwise the name is on Docker Hub.
 fn split_registry(name: &str) -> (&str, &str) {
     match name.split_once('/') {
-        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => (first, rest),
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
+            (first, rest)
+        }
         _ => (DEFAULT_REGISTRY, name),
     }
 }
@@ -308,6 +332,9 @@ impl<'de> Deserialize<'de> for Reference {
         Reference::parse(&s).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod upstream_tests;
 
 #[cfg(test)]
 mod tests {
@@ -479,11 +506,17 @@ mod tests {
             Err(E::Uppercase("Alpine".into()))
         );
         assert_eq!(
-            Reference::parse("Foo/bar:1"),
-            Err(E::Uppercase("Foo/bar:1".into()))
+            Reference::parse("Foo/Bar:1"),
+            Err(E::Uppercase("Foo/Bar:1".into()))
         );
-        // Only the repository must be lower-case: registries and tags may not be.
+        // Only the repository must be lower-case: registries and tags may not be, and an
+        // upper-case first component is a registry (distribution/reference's rule).
         assert!(Reference::parse("Registry.Example.com/x:V1").is_ok());
+        assert_eq!(Reference::parse("Foo/bar:1").unwrap().registry(), "Foo");
+        assert_eq!(
+            Reference::parse("Foo_bar/x"),
+            Err(E::Uppercase("Foo_bar/x".into()))
+        );
         assert!(matches!(
             Reference::parse("ghcr.io/Org/x"),
             Err(E::Uppercase(_))
@@ -521,11 +554,19 @@ mod tests {
             Err(E::Digest { .. })
         ));
 
-        let long = format!("x/{}", "a".repeat(250));
+        // The limit is on the path, `library/` included, whatever the registry's length.
+        let long = format!("x/{}", "a".repeat(254));
         assert!(matches!(Reference::parse(&long), Err(E::NameTooLong(_))));
-        // 255 exactly is allowed, counted with `docker.io/`.
-        let fits = format!("x/{}", "a".repeat(255 - "docker.io/x/".len()));
+        let fits = format!("x/{}", "a".repeat(253));
         assert!(Reference::parse(&fits).is_ok());
+        let official = "a".repeat(255 - "library/".len());
+        assert!(Reference::parse(&official).is_ok());
+        assert!(matches!(
+            Reference::parse(&format!("{official}a")),
+            Err(E::NameTooLong(_))
+        ));
+        let long_registry = format!("{}.example/{}", "r".repeat(100), "a".repeat(255));
+        assert!(Reference::parse(&long_registry).is_ok());
 
         for bad in [
             "a//b", "/a", "a/", "-a", "a-", "a..b", "a___b", "a b", "a/b!c", "a$",

@@ -10,6 +10,7 @@ use super::{KnownPlatform, Platform};
 const ALIASES_YAML: &str = include_str!("../../platforms/aliases.yaml");
 const FALLBACKS_YAML: &str = include_str!("../../platforms/fallbacks.yaml");
 const KNOWN_YAML: &str = include_str!("../../platforms/known.yaml");
+const WINDOWS_YAML: &str = include_str!("../../platforms/windows.yaml");
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -90,6 +91,23 @@ pub(super) static KNOWN: LazyLock<Vec<KnownPlatform>> = LazyLock::new(|| {
             qemu_arch: k.qemu,
         })
         .collect()
+});
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct Windows {
+    /// The LTSC builds from which the container ABI is stable, ascending.
+    pub stable_abi_builds: Vec<u16>,
+}
+
+pub(super) static WINDOWS: LazyLock<Windows> = LazyLock::new(|| {
+    let windows: Windows =
+        serde_yaml::from_str(WINDOWS_YAML).expect("platforms/windows.yaml is valid");
+    assert!(
+        !windows.stable_abi_builds.is_empty() && windows.stable_abi_builds.is_sorted(),
+        "platforms/windows.yaml: stable_abi_builds must be ascending and not empty"
+    );
+    windows
 });
 
 impl Aliases {
@@ -181,6 +199,7 @@ mod tests {
         }
         assert!(!FALLBACKS.is_empty());
         assert!(!KNOWN.is_empty());
+        assert!(!WINDOWS.stable_abi_builds.is_empty());
     }
 
     #[test]

@@ -39,9 +39,10 @@ fn variant() -> Option<String> {
 
 #[cfg(target_arch = "arm")]
 fn variant() -> Option<String> {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| arm_variant(&text))
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let uname = rustix::system::uname();
+    let machine = uname.machine().to_string_lossy();
+    arm_variant(&cpuinfo, &machine).map(str::to_string)
 }
 
 #[cfg(not(any(target_arch = "x86_64", target_arch = "arm")))]
@@ -93,19 +94,59 @@ fn has_lahf_sahf() -> bool {
     __get_cpuid_max(0x8000_0000).0 >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & 1 == 1
 }
 
-/// The ARM revision from `/proc/cpuinfo`'s `CPU architecture` line, as containerd reads it.
+/// The ARM revision as containerd reads it (cpuinfo_linux.go): `/proc/cpuinfo`'s
+/// `CPU architecture`, or failing that (QEMU's emulated cpuinfo has none) the machine `uname`
+/// reports; None for a revision containerd calls unknown.
 #[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
-fn arm_variant(cpuinfo: &str) -> Option<String> {
-    let value = cpuinfo.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == "CPU architecture").then(|| value.trim())
-    })?;
-    // Kernels print a bare number (`7`) or one with a suffix (`6TEJ`).
-    let digits: String = value.chars().filter(char::is_ascii_digit).collect();
-    match digits.parse::<u8>().ok()? {
-        n @ 5..=8 => Some(format!("v{n}")),
+fn arm_variant(cpuinfo: &str, machine: &str) -> Option<&'static str> {
+    let field = |name: &str| {
+        cpuinfo.lines().find_map(|line| {
+            let mut parts = line.split(':');
+            let key = parts.next()?;
+            let value = parts.next()?;
+            key.trim().eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    };
+    let mut revision = match field("CPU architecture") {
+        Some(value) => value.to_ascii_lowercase(),
+        None => machine_revision(machine)?.to_string(),
+    };
+    // Raspberry Pi's ARMv6 kernels report 7.
+    if revision == "7"
+        && field("model name")
+            .is_some_and(|m| m.to_ascii_lowercase().starts_with("armv6-compatible"))
+    {
+        revision = "6".to_string();
+    }
+    match revision.as_str() {
+        "8" | "aarch64" => Some("v8"),
+        "7" | "7m" | "?(12)" | "?(13)" | "?(14)" | "?(15)" | "?(16)" | "?(17)" => Some("v7"),
+        "6" | "6tej" => Some("v6"),
+        "5" | "5t" | "5te" | "5tej" => Some("v5"),
+        "4" | "4t" => Some("v4"),
+        "3" => Some("v3"),
         _ => None,
     }
+}
+
+/// containerd's `getCPUVariantFromArch`: the revision in a machine name (`armv7l` is 7), `unknown`
+/// for an ARM name without one it knows, None for a name that is not ARM.
+#[cfg_attr(not(target_arch = "arm"), allow(dead_code))]
+fn machine_revision(machine: &str) -> Option<&'static str> {
+    let machine = machine.to_ascii_lowercase();
+    if machine == "aarch64" {
+        return Some("8");
+    }
+    let rest = machine.strip_prefix("armv")?;
+    Some(match rest.chars().next()? {
+        '8' => "8",
+        '7' => "7",
+        '6' => "6",
+        '5' => "5",
+        '4' => "4",
+        '3' => "3",
+        _ => "unknown",
+    })
 }
 
 #[cfg(test)]
@@ -169,13 +210,60 @@ mod tests {
     #[test]
     fn arm_variant_from_cpuinfo() {
         let pi = "processor\t: 0\nmodel name\t: ARMv7 Processor rev 4 (v7l)\nCPU architecture: 7\n";
-        assert_eq!(arm_variant(pi).as_deref(), Some("v7"));
-        assert_eq!(arm_variant("CPU architecture: 8\n").as_deref(), Some("v8"));
-        assert_eq!(
-            arm_variant("CPU architecture: 6TEJ\n").as_deref(),
-            Some("v6")
-        );
-        assert_eq!(arm_variant("model name: x\n"), None);
-        assert_eq!(arm_variant("CPU architecture: AArch64\n"), None);
+        assert_eq!(arm_variant(pi, "armv7l"), Some("v7"));
+        // containerd's table of what kernels print.
+        let cases = [
+            ("8", Some("v8")),
+            ("AArch64", Some("v8")),
+            ("7", Some("v7")),
+            ("7M", Some("v7")),
+            ("?(12)", Some("v7")),
+            ("?(17)", Some("v7")),
+            ("6", Some("v6")),
+            ("6TEJ", Some("v6")),
+            ("5", Some("v5")),
+            ("5T", Some("v5")),
+            ("5TE", Some("v5")),
+            ("5TEJ", Some("v5")),
+            ("4", Some("v4")),
+            ("4T", Some("v4")),
+            ("3", Some("v3")),
+            ("9", None),
+            ("?(18)", None),
+        ];
+        for (value, want) in cases {
+            let cpuinfo = format!("processor: 0\nCPU architecture: {value}\n");
+            assert_eq!(arm_variant(&cpuinfo, "armv7l"), want, "{value}");
+        }
+        // The field name is matched without regard to case.
+        assert_eq!(arm_variant("Cpu Architecture: 5TE\n", ""), Some("v5"));
+        // Raspberry Pi's ARMv6 kernel reports 7.
+        let pi1 = "model name\t: ARMv6-compatible processor rev 7 (v6l)\nCPU architecture: 7\n";
+        assert_eq!(arm_variant(pi1, "armv6l"), Some("v6"));
+        // Without the field (QEMU user mode), the machine name tells.
+        assert_eq!(arm_variant("model name: x\n", "armv7l"), Some("v7"));
+        assert_eq!(arm_variant("", "armv6l"), Some("v6"));
+        assert_eq!(arm_variant("", "x86_64"), None);
+    }
+
+    /// containerd's cpuinfo_linux_test.go `TestGetCPUVariantFromArch`: all 10 cases (its
+    /// `unknown` and errors are what makes [`arm_variant`] answer None).
+    #[test]
+    fn revision_from_machine_name() {
+        let cases = [
+            ("aarch64", Some("8")),
+            ("Armv8", Some("8")),
+            ("armv7", Some("7")),
+            ("armv6", Some("6")),
+            ("armv5", Some("5")),
+            ("armv4", Some("4")),
+            ("armv3", Some("3")),
+            ("armv9", Some("unknown")),
+            ("armxxxx", None),
+            ("armv", None),
+        ];
+        for (machine, want) in cases {
+            assert_eq!(machine_revision(machine), want, "{machine}");
+        }
     }
 }

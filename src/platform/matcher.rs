@@ -1,22 +1,48 @@
 //! Choosing among an index's platforms: which ones a wanted platform can run, and in what order
-//! of preference (containerd's, from platforms/fallbacks.yaml).
+//! of preference (containerd's `Only`/`OnlyStrict` and its Windows matcher, with the data in
+//! platforms/fallbacks.yaml and platforms/windows.yaml).
+
+use std::cmp::Reverse;
 
 use super::Platform;
-use super::data::{ALIASES, Arch, FALLBACKS};
+use super::data::{Arch, FALLBACKS, WINDOWS};
 
-/// Decides which platforms satisfy a wanted one, and ranks them.
+/// The feature Windows images declare for their GUI subsystem, which containerd leaves out when
+/// it matches (older versions did not compare features at all).
+const WIN32K: &str = "win32k";
+
+/// Decides which platforms satisfy a wanted one, and ranks them, as containerd does.
 ///
 /// The OS must be equal (after normalisation). The architecture must be the wanted one or, for a
-/// non-strict matcher, one of its fallbacks; an earlier fallback ranks better. `os.version` only
-/// refines that: when one is wanted, a candidate with the same version ranks best, then one
-/// declaring none or (on Windows) the same `major.minor.build`; one with another version does not
-/// match. A closer architecture always beats a closer `os.version`. `os.features` are ignored.
+/// non-strict matcher, one of its fallbacks; an earlier fallback ranks better. A candidate's
+/// `os.features` must all be wanted ones (on Windows, `win32k` aside); of two otherwise equal
+/// candidates, the one with more features ranks better. `os.version` counts only on Windows:
+/// when a version is wanted, the candidate must be one that a host of that version runs (see
+/// platforms/windows.yaml; one declaring no version always is), and the newest such version
+/// ranks best. A closer architecture always beats more features or a newer version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Matcher {
     /// The platform asked for, normalised.
     wanted: Platform,
     /// Acceptable architectures, best first; the wanted one is first.
     archs: Vec<Arch>,
+    /// The Windows version asked for, when it is one (containerd ignores one it cannot read).
+    windows_host: Option<WindowsVersion>,
+}
+
+/// How good a match is: smaller is better.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    arch: usize,
+    features: Reverse<usize>,
+    version: Reverse<Option<Vec<VersionPart>>>,
+}
+
+/// A component of an `os.version`, compared as a number when it is one.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum VersionPart {
+    Number(u64),
+    Text(String),
 }
 
 impl Matcher {
@@ -30,7 +56,19 @@ impl Matcher {
             Some(chain) if !strict => chain.clone(),
             _ => vec![own],
         };
-        Matcher { wanted, archs }
+        let windows_host = match wanted.os.as_str() {
+            "windows" => wanted
+                .os_version
+                .as_deref()
+                .and_then(WindowsVersion::parse)
+                .filter(|v| *v != WindowsVersion::default()),
+            _ => None,
+        };
+        Matcher {
+            wanted,
+            archs,
+            windows_host,
+        }
     }
 
     /// The platform asked for, normalised (for messages such as "no image for linux/arm64/v8").
@@ -42,49 +80,120 @@ impl Matcher {
         self.rank(candidate).is_some()
     }
 
-    /// Preference rank of a candidate: Some(0) is the best; None when it does not match.
-    pub fn rank(&self, candidate: &Platform) -> Option<usize> {
-        if ALIASES.os(&candidate.os) != self.wanted.os {
-            return None;
-        }
-        let arch = ALIASES.arch(&candidate.architecture, candidate.variant.as_deref());
-        let position = self.archs.iter().position(|a| *a == arch)?;
-        let penalty = self.os_version_penalty(candidate.os_version.as_deref())?;
-        Some(position * 2 + penalty)
-    }
-
-    /// Index of the best candidate among platforms, skipping unknown/unknown.
-    ///
-    /// Of equally good candidates the first wins.
-    pub fn best<'a>(&self, candidates: impl IntoIterator<Item = &'a Platform>) -> Option<usize> {
-        candidates
+    /// Indexes of the candidates that match, best first; of equally good ones the first comes
+    /// first. unknown/unknown (attestations) never matches.
+    pub fn order<'a>(&self, candidates: impl IntoIterator<Item = &'a Platform>) -> Vec<usize> {
+        let mut ranked: Vec<(Rank, usize)> = candidates
             .into_iter()
             .enumerate()
             .filter(|(_, p)| !p.is_unknown())
             .filter_map(|(i, p)| Some((self.rank(p)?, i)))
-            .min()
-            .map(|(_, i)| i)
+            .collect();
+        ranked.sort();
+        ranked.into_iter().map(|(_, i)| i).collect()
     }
 
-    fn os_version_penalty(&self, candidate: Option<&str>) -> Option<usize> {
-        let candidate = candidate.filter(|v| !v.is_empty());
-        match (&self.wanted.os_version, candidate) {
-            (None, _) => Some(0),
-            (Some(want), Some(have)) if want == have => Some(0),
-            (Some(_), None) => Some(1),
-            (Some(want), Some(have))
-                if self.wanted.os == "windows" && build(want) == build(have) =>
-            {
-                Some(1)
-            }
-            _ => None,
+    /// Index of the best candidate (see [`Matcher::order`]).
+    pub fn best<'a>(&self, candidates: impl IntoIterator<Item = &'a Platform>) -> Option<usize> {
+        self.order(candidates).first().copied()
+    }
+
+    /// None when the candidate does not match.
+    fn rank(&self, candidate: &Platform) -> Option<Rank> {
+        let candidate = candidate.normalized();
+        if candidate.os != self.wanted.os {
+            return None;
         }
+        let arch = Arch {
+            architecture: candidate.architecture,
+            variant: candidate.variant,
+        };
+        let position = self.archs.iter().position(|a| *a == arch)?;
+        let features = candidate.os_features.unwrap_or_default();
+        let wanted = self.wanted.os_features.as_deref().unwrap_or_default();
+        let windows = candidate.os == "windows";
+        if !features
+            .iter()
+            .filter(|f| !(windows && *f == WIN32K))
+            .all(|f| wanted.contains(f))
+        {
+            return None;
+        }
+        let version = match &self.windows_host {
+            None => None,
+            Some(host) => {
+                let version = candidate.os_version;
+                if let Some(v) = &version
+                    && !host.runs(&WindowsVersion::parse(v).unwrap_or_default())
+                {
+                    return None;
+                }
+                version.map(|v| version_parts(&v))
+            }
+        };
+        Some(Rank {
+            arch: position,
+            features: Reverse(features.len()),
+            version: Reverse(version),
+        })
     }
 }
 
-/// Windows' `major.minor.build`: images of the same build run on any revision of it.
-fn build(version: &str) -> Vec<&str> {
-    version.split('.').take(3).collect()
+/// Windows' `major.minor.build`, as containerd reads it from `os.version` (a revision after the
+/// build is ignored).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct WindowsVersion {
+    major: u8,
+    minor: u8,
+    build: u16,
+}
+
+impl WindowsVersion {
+    fn parse(version: &str) -> Option<WindowsVersion> {
+        fn number<T: std::str::FromStr>(s: &str) -> Option<T> {
+            // `str::parse` takes a leading `+`, Go's `ParseUint` does not.
+            s.bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| s.parse().ok())?
+        }
+        let mut parts = version.splitn(4, '.');
+        let (major, minor, build) = (parts.next()?, parts.next()?, parts.next()?);
+        Some(WindowsVersion {
+            major: number(major)?,
+            minor: number(minor)?,
+            build: number(build)?,
+        })
+    }
+
+    /// Whether a host of this version runs a container image of version `image`.
+    fn runs(&self, image: &WindowsVersion) -> bool {
+        if (self.major, self.minor) != (image.major, image.minor) {
+            return false;
+        }
+        let stable = &WINDOWS.stable_abi_builds;
+        if self.build < stable[0] {
+            return self.build == image.build;
+        }
+        // The oldest image build this host runs: the newest stable-ABI release older than the
+        // host, or the first one when the host is that release.
+        let oldest = stable
+            .iter()
+            .rev()
+            .find(|&&b| self.build > b)
+            .unwrap_or(&stable[0]);
+        (*oldest..=self.build).contains(&image.build)
+    }
+}
+
+/// An `os.version` as comparable parts: `10.0.17763.999` is older than `10.0.17763.1000`.
+fn version_parts(version: &str) -> Vec<VersionPart> {
+    version
+        .split('.')
+        .map(|part| match part.parse() {
+            Ok(n) if part.bytes().all(|b| b.is_ascii_digit()) => VersionPart::Number(n),
+            _ => VersionPart::Text(part.to_string()),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -107,13 +216,16 @@ mod tests {
             let wanted = raw("linux", &own.architecture, own.variant.as_deref());
             let matcher = wanted.matcher();
             let strict = wanted.strict_matcher();
+            let candidates: Vec<Platform> = chain
+                .iter()
+                .rev()
+                .map(|a| raw("linux", &a.architecture, a.variant.as_deref()))
+                .collect();
+            let best_first: Vec<usize> = (0..chain.len()).rev().collect();
+            assert_eq!(matcher.order(&candidates), best_first, "{wanted}");
             for (i, a) in chain.iter().enumerate() {
                 let candidate = raw("linux", &a.architecture, a.variant.as_deref());
-                assert_eq!(
-                    matcher.rank(&candidate),
-                    Some(i * 2),
-                    "{wanted} → {candidate}"
-                );
+                assert!(matcher.matches(&candidate), "{wanted} → {candidate}");
                 assert_eq!(
                     strict.matches(&candidate),
                     i == 0,
@@ -252,23 +364,31 @@ mod tests {
     fn os_version() {
         let want = p("windows(10.0.17763.1234)/amd64");
         let m = want.matcher();
-        assert_eq!(m.rank(&p("windows(10.0.17763.1234)/amd64")), Some(0));
-        assert_eq!(m.rank(&p("windows(10.0.17763.5000)/amd64")), Some(1));
-        assert_eq!(m.rank(&p("windows/amd64")), Some(1));
-        assert_eq!(m.rank(&p("windows(10.0.20348.1)/amd64")), None);
+        assert!(m.matches(&p("windows(10.0.17763.1234)/amd64")));
+        assert!(m.matches(&p("windows(10.0.17763.5000)/amd64")));
+        assert!(m.matches(&p("windows/amd64")));
+        assert!(!m.matches(&p("windows(10.0.20348.1)/amd64")));
         let index = [
             p("windows(10.0.20348.1)/amd64"),
             p("windows(10.0.17763.5000)/amd64"),
             p("windows(10.0.17763.1234)/amd64"),
+            p("windows/amd64"),
         ];
-        assert_eq!(m.best(&index), Some(2));
-        assert_eq!(m.best(&index[..2]), Some(1));
-        // Without a wanted version, any version is as good.
-        assert_eq!(p("windows/amd64").matcher().rank(&index[0]), Some(0));
-        // Off Windows, versions are compared whole.
+        // containerd's Windows matcher prefers the newest revision of the build, then none.
+        assert_eq!(m.order(&index), vec![1, 2, 3]);
+        // Revisions compare as numbers.
+        let revisions = [
+            p("windows(10.0.17763.999)/amd64"),
+            p("windows(10.0.17763.1000)/amd64"),
+        ];
+        assert_eq!(m.order(&revisions), vec![1, 0]);
+        // Without a wanted version, any version is as good: the first wins.
+        assert_eq!(p("windows/amd64").matcher().order(&index), vec![0, 1, 2, 3]);
+        // Off Windows, containerd does not compare versions.
         let linux = p("linux(5.1)/amd64").matcher();
-        assert!(!linux.matches(&p("linux(5.1.1)/amd64")));
+        assert!(linux.matches(&p("linux(5.1.1)/amd64")));
         assert!(linux.matches(&p("linux(5.1)/amd64")));
+        assert!(linux.matches(&p("linux/amd64")));
         // A closer architecture beats a closer version.
         let both = [
             p("windows(10.0.17763.1234)/386"),

@@ -1,6 +1,6 @@
-//! Platforms as OCI image indexes declare them (`os[(os.version)]/architecture[/variant]`):
-//! parsing and normalisation like containerd's, host detection, matching an index entry with
-//! containerd's fallback order, and the table of known platforms. The data lives in
+//! Platforms as OCI image indexes declare them (`os[(version+feature…)]/architecture[/variant]`):
+//! parsing, normalisation and formatting like containerd's, host detection, matching an index
+//! entry with containerd's fallback order, and the table of known platforms. The data lives in
 //! platforms/*.yaml.
 
 mod data;
@@ -11,6 +11,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::LazyLock;
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use regex::Regex;
 use serde::{Deserialize, Serialize};
 
@@ -22,7 +23,7 @@ use data::{ALIASES, KNOWN};
 pub enum PlatformError {
     #[error("invalid platform: empty string")]
     Empty,
-    #[error("invalid platform `{0}`: expected `os[(os.version)]/architecture[/variant]`")]
+    #[error("invalid platform `{0}`: expected `os[(version+feature…)]/architecture[/variant]`")]
     Shape(String),
     #[error("invalid platform `{0}`: empty component")]
     EmptyComponent(String),
@@ -32,6 +33,10 @@ pub enum PlatformError {
     Component { input: String, component: String },
     #[error("invalid platform `{0}`: unknown operating system or architecture")]
     Unknown(String),
+    #[error(
+        "invalid platform `{input}`: bad percent-encoding in `{value}` (`%` starts a `%XX` escape of UTF-8)"
+    )]
+    Escape { input: String, value: String },
 }
 
 /// A platform as in an OCI image index. Values parsed from user input are normalised; values
@@ -81,10 +86,19 @@ impl KnownPlatform {
     }
 }
 
-/// containerd's grammar for the first component: `os` or `os(os.version)`.
+/// containerd's grammar for the first component: `os`, `os(os.version)`, with `os.features`
+/// after the version, each behind a `+`: `windows(10.0.17763+win32k)`, `linux(+gpu)`. The version
+/// and the features are percent-encoded.
 static OS_AND_VERSION: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^([A-Za-z0-9_-]+)(?:\(([A-Za-z0-9_.-]*)\))?$").expect("os regex")
+    Regex::new(r"^([A-Za-z0-9_-]+)(?:\(([A-Za-z0-9_.%-]*)((?:\+[A-Za-z0-9_.%-]+)*)\))?$")
+        .expect("os regex")
 });
+
+/// What [`Platform`]'s `Display` escapes in a version or feature: all that the grammar above does
+/// not take literally (containerd escapes only `%+()/`, which leaves other characters that its
+/// own parser then rejects).
+const OS_OPTION_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'_').remove(b'.').remove(b'-');
+
 static COMPONENT: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z0-9_.-]+$").expect("component regex"));
 
@@ -104,7 +118,10 @@ impl Platform {
 
     /// Parses like containerd 2's `platforms.Parse`, normalised: `linux/arm64/v8`, `arm64`
     /// (Linux), `linux` (this machine's architecture, as [`Platform::host_target`]),
-    /// `windows(10.0.17763.1234)/amd64`. Case does not matter.
+    /// `windows(10.0.17763.1234)/amd64`, `windows(10.0.17763+win32k)/amd64` (`os.features`
+    /// follow the version, each behind a `+`; both are percent-encoded:
+    /// `windows(10.0.17763%2Bbuild.42)`). Case does not matter, except in the version and
+    /// features.
     pub fn parse(s: &str) -> Result<Platform, PlatformError> {
         if s.is_empty() {
             return Err(PlatformError::Empty);
@@ -128,10 +145,26 @@ impl Platform {
         }
         let word = &os_and_version[1];
         let os = ALIASES.os(word);
-        let os_version = os_and_version
-            .get(2)
-            .map(|v| v.as_str().to_string())
-            .filter(|v| !v.is_empty());
+        let decode = |value: &str| {
+            decode_os_option(value).ok_or_else(|| PlatformError::Escape {
+                input: s.to_string(),
+                value: value.to_string(),
+            })
+        };
+        let os_version = match os_and_version.get(2).map(|v| v.as_str()) {
+            Some(v) if !v.is_empty() => Some(decode(v)?),
+            _ => None,
+        };
+        let os_features = match os_and_version.get(3).map(|f| f.as_str()) {
+            // The grammar gives `+a+b`: no feature is empty before decoding.
+            Some(f) if !f.is_empty() => Some(
+                f[1..]
+                    .split('+')
+                    .map(decode)
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            _ => None,
+        };
 
         let (os, arch) = match parts[..] {
             [_] if ALIASES.is_known_os(&os) => {
@@ -142,7 +175,10 @@ impl Platform {
             // Like containerd, a lone word that is no OS is an architecture, on Linux.
             [_] => {
                 let arch = ALIASES.arch(word, None);
-                if os_version.is_some() || !ALIASES.is_known_arch(&arch.architecture) {
+                if os_version.is_some()
+                    || os_features.is_some()
+                    || !ALIASES.is_known_arch(&arch.architecture)
+                {
                     return Err(PlatformError::Unknown(s.to_string()));
                 }
                 ("linux".to_string(), arch)
@@ -155,7 +191,7 @@ impl Platform {
             architecture: arch.architecture,
             os,
             os_version,
-            os_features: None,
+            os_features: normalize_features(os_features.as_deref()),
             variant: arch.variant,
         })
     }
@@ -170,15 +206,16 @@ impl Platform {
             .collect()
     }
 
-    /// The same platform with OS, architecture and variant normalised as [`Platform::parse`]
-    /// does; `os.version` and `os.features` are kept.
+    /// The same platform normalised as [`Platform::parse`] does: OS, architecture and variant
+    /// spelt canonically, `os.features` sorted without repeats (containerd's `Normalize`), an
+    /// empty `os.version` or feature list left out.
     pub fn normalized(&self) -> Platform {
         let arch = ALIASES.arch(&self.architecture, self.variant.as_deref());
         Platform {
             architecture: arch.architecture,
             os: ALIASES.os(&self.os),
             os_version: self.os_version.clone().filter(|v| !v.is_empty()),
-            os_features: self.os_features.clone(),
+            os_features: normalize_features(self.os_features.as_deref()),
             variant: arch.variant,
         }
     }
@@ -260,11 +297,49 @@ impl Platform {
     }
 }
 
+/// `os.features` sorted, without repeats or empty names; None when none is left.
+fn normalize_features(features: Option<&[String]>) -> Option<Vec<String>> {
+    let mut features: Vec<String> = features?
+        .iter()
+        .filter(|f| !f.is_empty())
+        .cloned()
+        .collect();
+    features.sort();
+    features.dedup();
+    Some(features).filter(|f| !f.is_empty())
+}
+
+/// Go's `url.PathUnescape`: every `%` starts two hex digits, and the result is UTF-8.
+fn decode_os_option(value: &str) -> Option<String> {
+    let bytes = value.as_bytes();
+    let escapes_ok = bytes.iter().enumerate().all(|(i, &b)| {
+        b != b'%'
+            || bytes
+                .get(i + 1..i + 3)
+                .is_some_and(|hex| hex.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return None;
+    }
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .ok()
+        .map(|v| v.into_owned())
+}
+
+/// containerd's `FormatAll`: `os(version+feature…)/architecture/variant`, the version and the
+/// features percent-encoded, the features sorted without repeats.
 impl fmt::Display for Platform {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.os)?;
-        if let Some(version) = self.os_version.as_deref().filter(|v| !v.is_empty()) {
-            write!(f, "({version})")?;
+        let version = self.os_version.as_deref().unwrap_or_default();
+        let features = normalize_features(self.os_features.as_deref()).unwrap_or_default();
+        if !version.is_empty() || !features.is_empty() {
+            write!(f, "({}", utf8_percent_encode(version, OS_OPTION_ESCAPED))?;
+            for feature in &features {
+                write!(f, "+{}", utf8_percent_encode(feature, OS_OPTION_ESCAPED))?;
+            }
+            f.write_str(")")?;
         }
         write!(f, "/{}", self.architecture)?;
         if let Some(variant) = self.variant.as_deref().filter(|v| !v.is_empty()) {
@@ -280,6 +355,9 @@ impl FromStr for Platform {
         Platform::parse(s)
     }
 }
+
+#[cfg(test)]
+mod upstream_tests;
 
 #[cfg(test)]
 mod tests {
@@ -407,7 +485,41 @@ mod tests {
         );
         assert_eq!(
             Platform::parse("a/b/c/d").unwrap_err().to_string(),
-            "invalid platform `a/b/c/d`: expected `os[(os.version)]/architecture[/variant]`"
+            "invalid platform `a/b/c/d`: expected `os[(version+feature…)]/architecture[/variant]`"
+        );
+        for bad in [
+            "windows(10%zz)/amd64",
+            "windows(%)/amd64",
+            "linux(+a%2)/amd64",
+        ] {
+            assert!(
+                matches!(Platform::parse(bad), Err(E::Escape { .. })),
+                "{bad}: {:?}",
+                Platform::parse(bad)
+            );
+        }
+        // An escape must decode to UTF-8.
+        assert_eq!(
+            Platform::parse("windows(%ff)/amd64")
+                .unwrap_err()
+                .to_string(),
+            "invalid platform `windows(%ff)/amd64`: bad percent-encoding in `%ff` (`%` starts a `%XX` escape of UTF-8)"
+        );
+        for bad in [
+            "linux(+)/amd64",
+            "linux(1++a)/amd64",
+            "linux(a b)/amd64",
+            "linux(()/amd64",
+        ] {
+            assert!(
+                matches!(Platform::parse(bad), Err(E::Component { .. })),
+                "{bad}: {:?}",
+                Platform::parse(bad)
+            );
+        }
+        assert_eq!(
+            Platform::parse("amd64(+gpu)"),
+            Err(E::Unknown("amd64(+gpu)".into()))
         );
     }
 

@@ -611,13 +611,13 @@ fn annotate_adds_detail_but_never_contradicts_the_config() {
     let err = fails(&root, &["manifest", "annotate", "--arch", "s390x", list, a]);
     assert!(
         err.contains(&format!(
-            "error: `{a}` is listed as `linux/s390x` but its config declares `linux/amd64`"
+            "error: `{a}` is listed as `linux(+one+two)/s390x` but its config declares `linux/amd64`"
         )),
         "{err}"
     );
     let err = fails(&root, &["manifest", "annotate", "--arch", "arm64", list, a]);
     assert!(
-        err.contains("is listed as `linux/arm64` but its config declares `linux/amd64`"),
+        err.contains("is listed as `linux(+one+two)/arm64` but its config declares `linux/amd64`"),
         "{err}"
     );
     let missing = format!("example.test/ann/x@sha256:{}", "0".repeat(64));
