@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::auth::AuthError;
 use super::credentials::CredentialsError;
+use super::http::BodyLimit;
 
 /// One entry of a registry's `errors` array.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -129,6 +130,28 @@ pub enum RegistryError {
         registry: String,
         #[source]
         source: reqwest::Error,
+    },
+    #[error(
+        "`{registry}` is not reachable over HTTPS, and plain HTTP is not allowed: its name resolves to {addresses}, not to this machine alone"
+    )]
+    NotLoopback {
+        registry: String,
+        addresses: String,
+        #[source]
+        cause: Box<RegistryError>,
+    },
+    #[error("`{registry}` sent more than {limit} in answer to {what} (`{path}`)")]
+    TooLarge {
+        registry: String,
+        what: String,
+        path: String,
+        limit: BodyLimit,
+    },
+    #[error("`{registry}` redirected to `{to}`, which is not followed: {why}")]
+    Redirect {
+        registry: String,
+        to: String,
+        why: &'static str,
     },
     #[error("`{registry}` lost the upload session of a blob")]
     UploadLost {
