@@ -280,6 +280,49 @@ mod tests {
     }
 
     #[test]
+    fn refusals_of_hostile_answers_say_what_and_where() {
+        let too_large = RegistryError::TooLarge {
+            registry: "r.example".into(),
+            what: "the tag list of `x`".into(),
+            path: "/v2/x/tags/list".into(),
+            limit: super::super::http::LISTING_PAGE_LIMIT,
+        };
+        assert_eq!(
+            too_large.to_string(),
+            "`r.example` sent more than 16 MiB in answer to the tag list of `x` (`/v2/x/tags/list`)"
+        );
+        assert!(!too_large.is_retryable());
+        let redirect = RegistryError::Redirect {
+            registry: "r.example".into(),
+            to: "http://other.example".into(),
+            why: "it would send the request body to another origin",
+        };
+        assert_eq!(
+            redirect.to_string(),
+            "`r.example` redirected to `http://other.example`, which is not followed: it would send the request body to another origin"
+        );
+        assert!(!redirect.is_retryable());
+        let realm = RegistryError::Auth(AuthError::TokenRedirect {
+            registry: "r.example".into(),
+            to: "http://t.example/token".into(),
+            why: "more than 10 redirects",
+        });
+        assert_eq!(
+            realm.to_string(),
+            "the token server of `r.example` redirected to `http://t.example/token`, which is not followed: more than 10 redirects"
+        );
+        let read = RegistryError::Auth(AuthError::TokenRead {
+            registry: "r.example".into(),
+            source: std::io::Error::other("reset"),
+        });
+        assert_eq!(
+            read.to_string(),
+            "the connection to the token server of `r.example` broke"
+        );
+        assert!(read.is_retryable());
+    }
+
+    #[test]
     fn retry_after_forms() {
         assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
         assert_eq!(
