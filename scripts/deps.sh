@@ -19,6 +19,8 @@ packages=(
   time curl
   # scripts/test.sh lints the shell scripts
   shellcheck
+  # tests/it/sec_registry.rs: a network namespace of the test's own (`ip addr add` on its lo)
+  iproute2
 )
 
 deps_missing() {

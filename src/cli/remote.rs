@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::Settings;
 use super::args::TransferArgs;
 use crate::content::{ContentError, CopyOptions};
-use crate::registry::{Client, ClientOptions, RegistryError};
+use crate::registry::{AuthError, Client, ClientOptions, RegistryError};
 
 pub fn client(settings: &Settings) -> Client {
     let log: Option<crate::registry::Log> = (settings.verbose > 0).then(|| {
@@ -84,6 +84,12 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         RegistryError::Connect { registry, .. } => {
             format!("check that a registry is listening at `{registry}`")
         }
+        RegistryError::NotLoopback { registry, .. } => format!(
+            "a `.localhost` name counts as this machine only when it resolves to loopback addresses alone; if you trust `{registry}` in plain HTTP, pass `--insecure-registry {registry}`"
+        ),
+        RegistryError::Auth(AuthError::InsecureRealm { host, .. }) => format!(
+            "the token server should use HTTPS; if you trust the network to `{host}`, pass `--insecure-registry {host}`"
+        ),
         RegistryError::CatalogUnsupported { .. } => {
             "search needs the registry's `/v2/_catalog`; `manifold tags REGISTRY/NAME` works for a known repository".into()
         }

@@ -7,10 +7,13 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use base64::Engine;
+use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use super::credentials::Credentials;
 use super::error::parse_retry_after;
+use super::http::{self, BodyLimit, Credential, SendError};
 
 /// The client id sent to token servers (docker sends `docker`).
 pub const CLIENT_ID: &str = "manifold";
@@ -39,6 +42,33 @@ pub enum AuthError {
     },
     #[error("the token server of `{registry}` sent no token")]
     NoToken { registry: String },
+    #[error(
+        "the token server `{realm}` of `{registry}` is plain HTTP on another machine: credentials are not sent to it"
+    )]
+    InsecureRealm {
+        registry: String,
+        realm: String,
+        /// `host:port` as `--insecure-registry` takes it.
+        host: String,
+    },
+    #[error("the token server `{realm}` of `{registry}` sent more than {limit}")]
+    TokenTooLarge {
+        registry: String,
+        realm: String,
+        limit: BodyLimit,
+    },
+    #[error("the token server of `{registry}` redirected to `{to}`, which is not followed: {why}")]
+    TokenRedirect {
+        registry: String,
+        to: String,
+        why: &'static str,
+    },
+    #[error("the connection to the token server of `{registry}` broke")]
+    TokenRead {
+        registry: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl AuthError {
@@ -47,7 +77,7 @@ impl AuthError {
             AuthError::TokenServer { status, .. } => {
                 matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
             }
-            AuthError::TokenConnect { .. } => true,
+            AuthError::TokenConnect { .. } | AuthError::TokenRead { .. } => true,
             _ => false,
         }
     }
@@ -114,6 +144,14 @@ pub fn parse_challenge(registry: &str, header: &str) -> Result<Challenge, AuthEr
     }
 }
 
+/// The `Authorization` value of Basic credentials.
+pub fn basic(username: &str, password: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+    )
+}
+
 /// `repository:NAME:pull` and friends.
 pub fn repository_scope(repository: &str, actions: &str) -> String {
     format!("repository:{repository}:{actions}")
@@ -176,20 +214,28 @@ impl TokenCache {
 }
 
 /// Ask the realm for a token covering `scopes`. With an identity token this is the OAuth2
-/// refresh-token grant (POST); otherwise a GET, with Basic credentials when there are any.
+/// refresh-token grant (POST); otherwise a GET, with Basic credentials when there are any (sent to
+/// the realm's origin only; the caller has judged that the realm may receive them).
 /// `offline` asks for a refresh token too (what `login` stores).
 pub fn fetch_token(
-    http: &reqwest::blocking::Client,
+    client: &reqwest::blocking::Client,
     registry: &str,
-    realm: &str,
+    realm: &reqwest::Url,
     service: Option<&str>,
     scopes: &BTreeSet<String>,
     credentials: &Credentials,
     offline: bool,
 ) -> Result<Token, AuthError> {
-    let connect = |source| AuthError::TokenConnect {
-        registry: registry.to_string(),
-        source,
+    let sent = |e: SendError| match e {
+        SendError::Http(source) => AuthError::TokenConnect {
+            registry: registry.to_string(),
+            source,
+        },
+        SendError::Redirect { to, why } => AuthError::TokenRedirect {
+            registry: registry.to_string(),
+            to,
+            why,
+        },
     };
     let response = match credentials {
         Credentials::IdentityToken { token, .. } => {
@@ -205,15 +251,21 @@ pub fn fetch_token(
             if !scope.is_empty() {
                 form.push(("scope", &scope));
             }
-            let body = form_encode(&form);
-            http.post(realm)
-                .header(
-                    reqwest::header::CONTENT_TYPE,
-                    "application/x-www-form-urlencoded",
-                )
-                .body(body)
-                .send()
-                .map_err(connect)?
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-www-form-urlencoded"),
+            );
+            // The refresh token rides in the body, which `send` never resends elsewhere.
+            http::send(
+                client,
+                reqwest::Method::POST,
+                realm.clone(),
+                &headers,
+                Some(form_encode(&form).into()),
+                None,
+            )
+            .map_err(sent)?
         }
         _ => {
             let mut query: Vec<(&str, &str)> = Vec::new();
@@ -227,16 +279,27 @@ pub fn fetch_token(
                 query.push(("offline_token", "true"));
                 query.push(("client_id", CLIENT_ID));
             }
-            let mut url = reqwest::Url::parse(realm).map_err(|_| AuthError::BadChallenge {
-                registry: registry.to_string(),
-                challenge: format!("realm=\"{realm}\""),
-            })?;
+            let mut url = realm.clone();
             url.query_pairs_mut().extend_pairs(&query);
-            let mut req = http.get(url);
-            if let Credentials::Basic { username, password } = credentials {
-                req = req.basic_auth(username, Some(password));
-            }
-            req.send().map_err(connect)?
+            let authorization = match credentials {
+                Credentials::Basic { username, password } => {
+                    HeaderValue::from_str(&basic(username, password)).ok()
+                }
+                _ => None,
+            };
+            let credential = authorization.as_ref().map(|a| Credential {
+                origin: realm,
+                authorization: a,
+            });
+            http::send(
+                client,
+                reqwest::Method::GET,
+                url,
+                &HeaderMap::new(),
+                None,
+                credential.as_ref(),
+            )
+            .map_err(sent)?
         }
     };
     let status = response.status().as_u16();
@@ -261,7 +324,17 @@ pub fn fetch_token(
     let no_token = || AuthError::NoToken {
         registry: registry.to_string(),
     };
-    let body = response.bytes().map_err(connect)?;
+    let body = http::read_body(response, http::TOKEN_LIMIT).map_err(|e| match e {
+        http::BodyError::TooLarge => AuthError::TokenTooLarge {
+            registry: registry.to_string(),
+            realm: realm.to_string(),
+            limit: http::TOKEN_LIMIT,
+        },
+        http::BodyError::Read(source) => AuthError::TokenRead {
+            registry: registry.to_string(),
+            source,
+        },
+    })?;
     let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|_| no_token())?;
     let value = parsed
         .token

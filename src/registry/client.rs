@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex};
 
 use super::credentials::Credentials;
 use super::error::RegistryError;
+use super::http::InsecureRegistries;
 use super::medium::Repository;
 use super::tags;
-use super::transport::{Log, RetryPolicy, Transport, TransportOptions, is_loopback};
+use super::transport::{Log, RetryPolicy, Transport, TransportOptions};
 use crate::reference::Reference;
 
 /// docker's and podman's per-registry CA directories. `MANIFOLD_CERTS_DIRS` (colon separated)
@@ -48,37 +49,22 @@ impl Default for ClientOptions {
 
 pub struct Client {
     options: ClientOptions,
+    insecure: InsecureRegistries,
     transports: Mutex<HashMap<String, Arc<Transport>>>,
 }
 
 impl Client {
     pub fn new(options: ClientOptions) -> Client {
         Client {
+            insecure: InsecureRegistries::new(options.insecure_registries.clone()),
             options,
             transports: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Whether `registry` was named by `--insecure-registry`.
-    pub fn is_insecure(&self, registry: &str) -> bool {
-        let host = registry.rsplit_once(':').map_or(registry, |(h, p)| {
-            if p.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                registry
-            }
-        });
-        self.options
-            .insecure_registries
-            .iter()
-            .any(|i| i == registry || i == host)
-    }
-
-    fn transport_options(&self, registry: &str) -> TransportOptions {
-        let insecure = self.is_insecure(registry);
+    fn transport_options(&self) -> TransportOptions {
         TransportOptions {
-            allow_http: insecure || is_loopback(registry),
-            skip_verify: insecure,
+            insecure_registries: self.insecure.clone(),
             cert_dirs: self.options.cert_dirs.clone(),
             retry: self.options.retry.clone(),
             log: self.options.log.clone(),
@@ -92,7 +78,7 @@ impl Client {
         if let Some(t) = map.get(registry) {
             return Ok(t.clone());
         }
-        let t = Arc::new(Transport::new(registry, self.transport_options(registry))?);
+        let t = Arc::new(Transport::new(registry, self.transport_options())?);
         map.insert(registry.to_string(), t.clone());
         Ok(t)
     }
@@ -112,7 +98,7 @@ impl Client {
         registry: &str,
         credentials: Credentials,
     ) -> Result<Credentials, RegistryError> {
-        let mut options = self.transport_options(registry);
+        let mut options = self.transport_options();
         options.credentials = Some(credentials);
         Transport::new(registry, options)?.verify_login()
     }
@@ -120,23 +106,5 @@ impl Client {
     /// Every repository of a registry (its `_catalog`).
     pub fn catalog(&self, registry: &str) -> Result<Vec<String>, RegistryError> {
         tags::catalog(&*self.transport(registry)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn insecure_registries_match_host_or_host_and_port() {
-        let c = Client::new(ClientOptions {
-            insecure_registries: vec!["reg.example".into(), "other.example:5000".into()],
-            ..ClientOptions::default()
-        });
-        assert!(c.is_insecure("reg.example"));
-        assert!(c.is_insecure("reg.example:443"));
-        assert!(c.is_insecure("other.example:5000"));
-        assert!(!c.is_insecure("other.example:5001"));
-        assert!(!c.is_insecure("docker.io"));
     }
 }

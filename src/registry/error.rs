@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::auth::AuthError;
 use super::credentials::CredentialsError;
+use super::http::BodyLimit;
 
 /// One entry of a registry's `errors` array.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -129,6 +130,28 @@ pub enum RegistryError {
         registry: String,
         #[source]
         source: reqwest::Error,
+    },
+    #[error(
+        "`{registry}` is not reachable over HTTPS, and plain HTTP is not allowed: its name resolves to {addresses}, not to this machine alone"
+    )]
+    NotLoopback {
+        registry: String,
+        addresses: String,
+        #[source]
+        cause: Box<RegistryError>,
+    },
+    #[error("`{registry}` sent more than {limit} in answer to {what} (`{path}`)")]
+    TooLarge {
+        registry: String,
+        what: String,
+        path: String,
+        limit: BodyLimit,
+    },
+    #[error("`{registry}` redirected to `{to}`, which is not followed: {why}")]
+    Redirect {
+        registry: String,
+        to: String,
+        why: &'static str,
     },
     #[error("`{registry}` lost the upload session of a blob")]
     UploadLost {
@@ -254,6 +277,49 @@ mod tests {
         assert!(status(429, "not json").is_retryable());
         assert!(status(400, r#"{"errors":[{"code":"TOOMANYREQUESTS"}]}"#).is_retryable());
         assert!(!status(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#).is_retryable());
+    }
+
+    #[test]
+    fn refusals_of_hostile_answers_say_what_and_where() {
+        let too_large = RegistryError::TooLarge {
+            registry: "r.example".into(),
+            what: "the tag list of `x`".into(),
+            path: "/v2/x/tags/list".into(),
+            limit: super::super::http::LISTING_PAGE_LIMIT,
+        };
+        assert_eq!(
+            too_large.to_string(),
+            "`r.example` sent more than 16 MiB in answer to the tag list of `x` (`/v2/x/tags/list`)"
+        );
+        assert!(!too_large.is_retryable());
+        let redirect = RegistryError::Redirect {
+            registry: "r.example".into(),
+            to: "http://other.example".into(),
+            why: "it would send the request body to another origin",
+        };
+        assert_eq!(
+            redirect.to_string(),
+            "`r.example` redirected to `http://other.example`, which is not followed: it would send the request body to another origin"
+        );
+        assert!(!redirect.is_retryable());
+        let realm = RegistryError::Auth(AuthError::TokenRedirect {
+            registry: "r.example".into(),
+            to: "http://t.example/token".into(),
+            why: "more than 10 redirects",
+        });
+        assert_eq!(
+            realm.to_string(),
+            "the token server of `r.example` redirected to `http://t.example/token`, which is not followed: more than 10 redirects"
+        );
+        let read = RegistryError::Auth(AuthError::TokenRead {
+            registry: "r.example".into(),
+            source: std::io::Error::other("reset"),
+        });
+        assert_eq!(
+            read.to_string(),
+            "the connection to the token server of `r.example` broke"
+        );
+        assert!(read.is_retryable());
     }
 
     #[test]

@@ -6,12 +6,10 @@ use reqwest::Method;
 use reqwest::header;
 
 use super::error::RegistryError;
+use super::http::MANIFEST_LIMIT;
 use super::medium::Repository;
 use super::transport::Request;
 use crate::oci::{self, Descriptor, Digest, media_type};
-
-/// Registries refuse larger manifests; so do we (a sanity bound on what is read into memory).
-const MAX_MANIFEST: u64 = 16 << 20;
 
 pub const ACCEPT: &str = concat!(
     "application/vnd.oci.image.index.v1+json, ",
@@ -58,16 +56,11 @@ impl Repository {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| Digest::parse(v).ok());
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut std::io::Read::take(resp, MAX_MANIFEST + 1), &mut bytes)
-            .map_err(|source| RegistryError::Transfer {
-                registry: self.transport.registry().to_string(),
-                what: format!("the manifest {reference}"),
-                source,
-            })?;
-        if bytes.len() as u64 > MAX_MANIFEST {
-            return Err(self.protocol(reference, "the manifest is larger than 16 MiB"));
-        }
+        let bytes = self.transport.read_body(
+            resp,
+            MANIFEST_LIMIT,
+            &format!("the manifest `{}:{reference}`", self.name),
+        )?;
         let media_type = match content_type.as_deref() {
             Some(mt)
                 if media_type::is_index(mt)

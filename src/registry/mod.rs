@@ -11,6 +11,7 @@
 //! auth         challenges, tokens and their cache
 //! credentials  docker config.json: read (docker_credential), write (login/logout)
 //! error        status errors with registry codes, retryable judgement
+//! http         where credentials may go (origins, redirects), loopback hosts, body limits
 //! manifests    GET/HEAD/PUT of manifests and indexes
 //! blobs        HEAD/GET (Range resume), uploads, mounts
 //! tags         tags/list and _catalog, paginated
@@ -22,6 +23,7 @@ mod blobs;
 mod client;
 pub mod credentials;
 mod error;
+mod http;
 mod manifests;
 mod medium;
 mod tags;
@@ -32,5 +34,6 @@ pub use blobs::CHUNK_SIZE;
 pub use client::{Client, ClientOptions, default_cert_dirs};
 pub use credentials::{Credentials, CredentialsError};
 pub use error::{RegistryError, ServerError, StatusError};
+pub use http::is_loopback;
 pub use medium::{Repository, content_error};
-pub use transport::{Log, RetryPolicy, Transport, is_loopback};
+pub use transport::{Log, RetryPolicy, Transport};

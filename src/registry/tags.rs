@@ -1,18 +1,23 @@
 //! Listings: a repository's tags and a registry's catalog, both paginated with `n` and the
 //! `Link: <…>; rel="next"` header.
 
+use std::collections::HashMap;
+
 use reqwest::Method;
 use reqwest::header;
 use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
 
 use super::auth::CATALOG_SCOPE;
 use super::error::RegistryError;
+use super::http::LISTING_PAGE_LIMIT;
 use super::medium::Repository;
 use super::transport::{Request, Transport};
 
 /// Entries asked for per page.
 const PAGE: usize = 1000;
-/// A bound on pages, so a registry that links in a circle does not keep us forever.
+/// A bound on pages (10 million entries at 1,000 a page), so that a registry that keeps linking
+/// to new pages fails instead of keeping us forever.
 const MAX_PAGES: usize = 10_000;
 
 #[derive(Deserialize)]
@@ -44,47 +49,60 @@ pub fn next_link(value: &str) -> Option<String> {
     None
 }
 
-/// GET every page from `first`, collecting what `take` extracts from each body.
+/// GET every page from `first`, collecting what `take` extracts from each body. Pages that link
+/// in a circle, repeat an earlier page, or go on past `MAX_PAGES` are an error, never a listing
+/// with duplicates.
 fn paginate(
     transport: &Transport,
     first: String,
+    what: &str,
     scopes: &[String],
     repository: Option<&str>,
     mut take: impl FnMut(&[u8]) -> Result<Vec<String>, String>,
 ) -> Result<Vec<String>, RegistryError> {
+    let protocol = |why: String| RegistryError::Protocol {
+        registry: transport.registry().to_string(),
+        what: what.to_string(),
+        why,
+    };
     let mut out = Vec::new();
-    let mut target = Some(first);
-    let mut pages = 0;
-    while let Some(t) = target.take() {
-        pages += 1;
-        if pages > MAX_PAGES {
-            break;
+    // Page numbers by URL and by the hash of their body.
+    let mut urls: HashMap<String, usize> = HashMap::new();
+    let mut bodies: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut target = first;
+    for page in 1..=MAX_PAGES {
+        let url = transport.url(&target)?.to_string();
+        if let Some(earlier) = urls.insert(url.clone(), page) {
+            return Err(protocol(format!(
+                "page {} links back to `{url}`, which was page {earlier}",
+                page - 1
+            )));
         }
-        let mut req = Request::new(Method::GET, t.clone(), scopes);
+        let mut req = Request::new(Method::GET, url, scopes);
         if let Some(r) = repository {
             req = req.repository(r);
         }
         let resp = transport.send(&req)?;
-        target = resp
+        let next = resp
             .headers()
             .get(header::LINK)
             .and_then(|v| v.to_str().ok())
             .and_then(next_link);
-        let body = resp.bytes().map_err(|source| RegistryError::Connect {
-            registry: transport.registry().to_string(),
-            source,
-        })?;
-        let items = take(&body).map_err(|why| RegistryError::Protocol {
-            registry: transport.registry().to_string(),
-            what: t,
-            why,
-        })?;
+        let body = transport.read_body(resp, LISTING_PAGE_LIMIT, what)?;
+        let items = take(&body).map_err(|why| protocol(format!("page {page}: {why}")))?;
         if items.is_empty() {
-            break;
+            return Ok(out);
+        }
+        if let Some(earlier) = bodies.insert(Sha256::digest(&body).into(), page) {
+            return Err(protocol(format!("page {page} repeats page {earlier}")));
         }
         out.extend(items);
+        match next {
+            Some(n) => target = n,
+            None => return Ok(out),
+        }
     }
-    Ok(out)
+    Err(protocol(format!("it goes on past {MAX_PAGES} pages")))
 }
 
 impl Repository {
@@ -92,11 +110,19 @@ impl Repository {
     pub fn list_tags(&self) -> Result<Vec<String>, RegistryError> {
         let scopes = self.scopes_for_read();
         let first = format!("/v2/{}/tags/list?n={PAGE}", self.name);
-        paginate(&self.transport, first, &scopes, Some(&self.name), |body| {
-            serde_json::from_slice::<TagList>(body)
-                .map(|l| l.tags.unwrap_or_default())
-                .map_err(|e| e.to_string())
-        })
+        let what = format!("the tag list of `{}`", self.name);
+        paginate(
+            &self.transport,
+            first,
+            &what,
+            &scopes,
+            Some(&self.name),
+            |body| {
+                serde_json::from_slice::<TagList>(body)
+                    .map(|l| l.tags.unwrap_or_default())
+                    .map_err(|e| e.to_string())
+            },
+        )
         .map_err(|e| {
             if e.is_not_found() {
                 RegistryError::NotFound {
@@ -114,7 +140,7 @@ impl Repository {
 pub fn catalog(transport: &Transport) -> Result<Vec<String>, RegistryError> {
     let scopes = [CATALOG_SCOPE.to_string()];
     let first = format!("/v2/_catalog?n={PAGE}");
-    paginate(transport, first, &scopes, None, |body| {
+    paginate(transport, first, "the catalog", &scopes, None, |body| {
         serde_json::from_slice::<Catalog>(body)
             .map(|c| c.repositories.unwrap_or_default())
             .map_err(|e| e.to_string())

@@ -1,22 +1,22 @@
 //! One registry host: the HTTP client (rustls with the system roots plus docker's per-registry
 //! CA files; plain HTTP only where allowed), the `/v2/` ping that finds the scheme and the
-//! authentication challenge, authorisation of each request, and retries with bounded backoff
-//! (the registry's `Retry-After` honoured).
+//! authentication challenge, authorisation of each request (credentials only to the registry's
+//! own origin; a token realm in plain HTTP only on this machine or when listed insecure), and
+//! retries with bounded backoff (the registry's `Retry-After` honoured).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use bytes::Bytes;
 use reqwest::Method;
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use super::auth::{self, Challenge, TokenCache};
+use super::auth::{self, AuthError, Challenge, TokenCache};
 use super::credentials::{self, Credentials};
 use super::error::{RegistryError, StatusError, parse_errors, parse_retry_after};
+use super::http::{self, Credential, InsecureRegistries, Locality, SendError};
 
 /// Where verbose request lines go (`-v`): method, URL path and status, never headers or bodies.
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
@@ -55,10 +55,8 @@ impl RetryPolicy {
 /// What a transport is allowed and told.
 #[derive(Clone, Default)]
 pub struct TransportOptions {
-    /// Plain HTTP may be used (loopback and `--insecure-registry` registries).
-    pub allow_http: bool,
-    /// TLS certificates are not verified (`--insecure-registry` only, as docker does).
-    pub skip_verify: bool,
+    /// Hosts allowed plain HTTP and unverified TLS (the registry itself, token realms).
+    pub insecure_registries: InsecureRegistries,
     /// Directories holding `HOST[:PORT]/*.crt` CA files (docker's and podman's certs.d).
     pub cert_dirs: Vec<PathBuf>,
     pub retry: RetryPolicy,
@@ -74,7 +72,7 @@ pub struct Request<'a> {
     pub target: String,
     pub scopes: &'a [String],
     pub headers: Vec<(HeaderName, HeaderValue)>,
-    pub body: Option<Bytes>,
+    pub body: Option<bytes::Bytes>,
     /// The repository, for error messages.
     pub repository: Option<&'a str>,
 }
@@ -98,7 +96,7 @@ impl<'a> Request<'a> {
         self
     }
 
-    pub fn body(mut self, body: Bytes) -> Request<'a> {
+    pub fn body(mut self, body: bytes::Bytes) -> Request<'a> {
         self.body = Some(body);
         self
     }
@@ -112,7 +110,15 @@ impl<'a> Request<'a> {
 pub struct Transport {
     registry: String,
     host: String,
+    /// The registry's host name judged once: its addresses are pinned in `http`.
+    locality: Locality,
+    /// Named by `--insecure-registry`: plain HTTP and unverified TLS.
+    insecure: bool,
+    /// Plain HTTP may be used: insecure, or this machine.
+    allow_http: bool,
     http: Client,
+    /// Clients pinned to token realms on `localhost` names, by host.
+    realm_clients: Mutex<HashMap<String, Client>>,
     options: TransportOptions,
     base: OnceLock<reqwest::Url>,
     ping_lock: Mutex<()>,
@@ -128,19 +134,6 @@ pub fn api_host(registry: &str) -> &str {
         "docker.io" | "index.docker.io" => "registry-1.docker.io",
         other => other,
     }
-}
-
-/// Whether `registry` (`host[:port]`) is on this machine: such registries may use plain HTTP.
-pub fn is_loopback(registry: &str) -> bool {
-    let host = match registry.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => registry.rsplit_once(':').map_or(registry, |(h, _)| h),
-    };
-    host == "localhost"
-        || host.ends_with(".localhost")
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The CA files for `registry` under each of `dirs` (`DIR/HOST[:PORT]/*.crt`).
@@ -170,32 +163,58 @@ fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, RegistryError> {
     reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| err(Box::new(e)))
 }
 
+/// An HTTP client for `registry` (its CA files; unverified TLS when `skip_verify`) whose
+/// connections to `host` go where `locality` says. Redirects are not followed by the client:
+/// `http::send` follows them, deciding where credentials go.
+fn build_client(
+    registry: &str,
+    options: &TransportOptions,
+    skip_verify: bool,
+    host: &str,
+    locality: &Locality,
+) -> Result<Client, RegistryError> {
+    let mut builder = Client::builder()
+        .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        // Per request and per body read: a stalled connection fails instead of hanging.
+        .timeout(Duration::from_secs(300))
+        .pool_max_idle_per_host(32)
+        .tcp_nodelay(true)
+        .redirect(reqwest::redirect::Policy::none());
+    builder = http::pin(builder, host, locality);
+    if skip_verify {
+        builder = builder.danger_accept_invalid_certs(true);
+    }
+    for file in ca_files(&options.cert_dirs, registry) {
+        for cert in load_ca(&file)? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(RegistryError::Client)
+}
+
 impl Transport {
     pub fn new(registry: &str, options: TransportOptions) -> Result<Transport, RegistryError> {
-        let mut builder = Client::builder()
-            .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            // Per request and per body read: a stalled connection fails instead of hanging.
-            .timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(32)
-            .tcp_nodelay(true);
-        if is_loopback(registry) {
-            builder = builder.no_proxy();
-        }
-        if options.skip_verify {
-            builder = builder.danger_accept_invalid_certs(true);
-        }
-        for file in ca_files(&options.cert_dirs, registry) {
-            for cert in load_ca(&file)? {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(RegistryError::Client)?;
+        let host = api_host(registry).to_string();
+        let insecure = options.insecure_registries.contains(registry);
+        let locality = http::locality(http::split_host_port(&host).0);
+        let allow_http = insecure || locality.is_loopback();
+        let http = build_client(
+            registry,
+            &options,
+            insecure,
+            http::split_host_port(&host).0,
+            &locality,
+        )?;
         Ok(Transport {
             registry: registry.to_string(),
-            host: api_host(registry).to_string(),
+            host,
+            locality,
+            insecure,
+            allow_http,
             credentials: Mutex::new(options.credentials.clone()),
             http,
+            realm_clients: Mutex::new(HashMap::new()),
             options,
             base: OnceLock::new(),
             ping_lock: Mutex::new(()),
@@ -253,7 +272,7 @@ impl Transport {
                 why: e.to_string(),
             }
         })?;
-        let (base, challenge) = if self.options.allow_http {
+        let (base, challenge) = if self.allow_http {
             // One HTTPS try, then plain HTTP (retried): a loopback registry usually serves HTTP.
             match self.ping(&https, 1) {
                 Ok(c) => (https, c),
@@ -269,7 +288,28 @@ impl Transport {
                 }
             }
         } else {
-            let c = self.ping(&https, self.options.retry.attempts)?;
+            let c = self
+                .ping(&https, self.options.retry.attempts)
+                .map_err(|e| match (&self.locality, e) {
+                    // A `localhost` name that is not this machine alone: say why plain HTTP
+                    // was not tried.
+                    (Locality::NotLoopback { addresses }, e @ RegistryError::Connect { .. }) => {
+                        RegistryError::NotLoopback {
+                            registry: self.registry.clone(),
+                            addresses: if addresses.is_empty() {
+                                "no address".into()
+                            } else {
+                                addresses
+                                    .iter()
+                                    .map(ToString::to_string)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            },
+                            cause: Box::new(e),
+                        }
+                    }
+                    (_, e) => e,
+                })?;
             (https, c)
         };
         *self.challenge.lock().unwrap() = challenge;
@@ -280,28 +320,29 @@ impl Transport {
         let url = base.join("v2/").expect("a valid path");
         let mut attempt = 1;
         loop {
-            let result = self
-                .http
-                .get(url.clone())
-                .send()
-                .map_err(|source| RegistryError::Connect {
-                    registry: self.registry.clone(),
-                    source,
-                })
-                .and_then(|resp| {
-                    self.log(&format!("GET {url} -> {}", resp.status()));
-                    match resp.status().as_u16() {
-                        200..=299 => Ok(Challenge::None),
-                        401 => match resp.headers().get(header::WWW_AUTHENTICATE) {
-                            Some(h) => Ok(auth::parse_challenge(
-                                &self.registry,
-                                h.to_str().unwrap_or_default(),
-                            )?),
-                            None => Ok(Challenge::Basic),
-                        },
-                        _ => Err(self.status_error(&Method::GET, url.path(), resp)),
-                    }
-                });
+            let result = http::send(
+                &self.http,
+                Method::GET,
+                url.clone(),
+                &HeaderMap::new(),
+                None,
+                None,
+            )
+            .map_err(|e| self.send_error(e))
+            .and_then(|resp| {
+                self.log(&format!("GET {url} -> {}", resp.status()));
+                match resp.status().as_u16() {
+                    200..=299 => Ok(Challenge::None),
+                    401 => match resp.headers().get(header::WWW_AUTHENTICATE) {
+                        Some(h) => Ok(auth::parse_challenge(
+                            &self.registry,
+                            h.to_str().unwrap_or_default(),
+                        )?),
+                        None => Ok(Challenge::Basic),
+                    },
+                    _ => Err(self.status_error(&Method::GET, url.path(), resp)),
+                }
+            });
             match result {
                 Err(e) if e.is_retryable() && attempt < attempts => {
                     self.backoff(attempt, &e);
@@ -344,40 +385,42 @@ impl Transport {
     }
 
     /// Send once (plus one more time with a new token when the registry asks for another scope).
+    /// Credentials go only to the registry's own origin: an absolute target elsewhere (an upload
+    /// `Location`, a `Link`) and redirects elsewhere get none.
     pub fn send_once(&self, request: &Request) -> Result<Response, RegistryError> {
         let url = self.url(&request.target)?;
+        let origin = self.base()?.clone();
+        let ours = url.origin() == origin.origin();
         let mut scopes: BTreeSet<String> = request.scopes.iter().cloned().collect();
         let mut retried_auth = false;
+        let mut headers = HeaderMap::new();
+        for (k, v) in &request.headers {
+            headers.append(k.clone(), v.clone());
+        }
         loop {
-            let authorization = self.authorization(&scopes)?;
-            let mut rb = self.http.request(request.method.clone(), url.clone());
-            let mut headers = HeaderMap::new();
-            for (k, v) in &request.headers {
-                headers.append(k.clone(), v.clone());
-            }
-            if let Some(a) = &authorization {
-                let mut v = HeaderValue::from_str(a).map_err(|_| RegistryError::Protocol {
-                    registry: self.registry.clone(),
-                    what: "authentication".into(),
-                    why: "the token is not a valid header value".into(),
-                })?;
-                v.set_sensitive(true);
-                headers.insert(header::AUTHORIZATION, v);
-            }
-            rb = rb.headers(headers);
-            if let Some(body) = &request.body {
-                rb = rb.body(body.clone());
-            }
+            let authorization = match ours {
+                true => self.authorization(&scopes)?,
+                false => None,
+            };
+            let credential = authorization.as_ref().map(|a| Credential {
+                origin: &origin,
+                authorization: a,
+            });
             let started = Instant::now();
-            let resp = rb.send().map_err(|source| RegistryError::Connect {
-                registry: self.registry.clone(),
-                source,
-            })?;
+            let resp = http::send(
+                &self.http,
+                request.method.clone(),
+                url.clone(),
+                &headers,
+                request.body.clone(),
+                credential.as_ref(),
+            )
+            .map_err(|e| self.send_error(e))?;
             self.log(&format!(
                 "{} {}{} -> {} ({:.2?})",
                 request.method,
-                url.origin().ascii_serialization(),
-                url.path(),
+                resp.url().origin().ascii_serialization(),
+                resp.url().path(),
                 resp.status(),
                 started.elapsed()
             ));
@@ -385,7 +428,9 @@ impl Transport {
             if resp.status().is_success() {
                 return Ok(resp);
             }
-            if status == 401 && !retried_auth {
+            // Only the registry's own answers speak for its authentication.
+            let from_registry = resp.url().origin() == origin.origin();
+            if status == 401 && from_registry && !retried_auth {
                 // A new challenge (another scope, an expired token): ask again, once.
                 retried_auth = true;
                 self.tokens.forget(&scopes);
@@ -404,7 +449,21 @@ impl Transport {
                 }
             }
             let err = self.status_error(&request.method, url.path(), resp);
-            return Err(self.classify(err, request, authorization.is_some()));
+            return Err(self.classify(err, request, authorization.is_some() && from_registry));
+        }
+    }
+
+    fn send_error(&self, e: SendError) -> RegistryError {
+        match e {
+            SendError::Http(source) => RegistryError::Connect {
+                registry: self.registry.clone(),
+                source,
+            },
+            SendError::Redirect { to, why } => RegistryError::Redirect {
+                registry: self.registry.clone(),
+                to,
+                why,
+            },
         }
     }
 
@@ -439,46 +498,108 @@ impl Transport {
     }
 
     /// The `Authorization` value for a request needing `scopes`, if the registry wants one.
-    fn authorization(&self, scopes: &BTreeSet<String>) -> Result<Option<String>, RegistryError> {
+    fn authorization(
+        &self,
+        scopes: &BTreeSet<String>,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
         let challenge = self.challenge()?;
-        match challenge {
-            Challenge::None => Ok(None),
+        let value = match challenge {
+            Challenge::None => return Ok(None),
             Challenge::Basic => match self.credentials()? {
-                Credentials::Basic { username, password } => Ok(Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD
-                        .encode(format!("{username}:{password}"))
-                ))),
-                _ => Ok(None),
+                Credentials::Basic { username, password } => auth::basic(&username, &password),
+                _ => return Ok(None),
             },
             Challenge::Bearer { realm, service, .. } => {
                 if let Some(t) = self.tokens.get(scopes) {
-                    return Ok(Some(format!("Bearer {t}")));
+                    format!("Bearer {t}")
+                } else {
+                    // One fetch at a time: parallel workers then share the token.
+                    let _guard = self.token_lock.lock().unwrap();
+                    match self.tokens.get(scopes) {
+                        Some(t) => format!("Bearer {t}"),
+                        None => {
+                            let credentials = self.credentials()?;
+                            let (realm_url, client) = self.realm(&realm)?;
+                            let token = auth::fetch_token(
+                                &client,
+                                &self.registry,
+                                &realm_url,
+                                service.as_deref(),
+                                scopes,
+                                &credentials,
+                                false,
+                            )?;
+                            self.log(&format!(
+                                "token for {} from {realm}",
+                                scopes.iter().cloned().collect::<Vec<_>>().join(" ")
+                            ));
+                            let value = token.value.clone();
+                            self.tokens.put(scopes, token);
+                            format!("Bearer {value}")
+                        }
+                    }
                 }
-                // One fetch at a time: parallel workers then share the token.
-                let _guard = self.token_lock.lock().unwrap();
-                if let Some(t) = self.tokens.get(scopes) {
-                    return Ok(Some(format!("Bearer {t}")));
-                }
-                let credentials = self.credentials()?;
-                let token = auth::fetch_token(
-                    &self.http,
-                    &self.registry,
-                    &realm,
-                    service.as_deref(),
-                    scopes,
-                    &credentials,
-                    false,
-                )?;
-                self.log(&format!(
-                    "token for {} from {realm}",
-                    scopes.iter().cloned().collect::<Vec<_>>().join(" ")
-                ));
-                let value = token.value.clone();
-                self.tokens.put(scopes, token);
-                Ok(Some(format!("Bearer {value}")))
             }
+        };
+        let mut v = HeaderValue::from_str(&value).map_err(|_| RegistryError::Protocol {
+            registry: self.registry.clone(),
+            what: "authentication".into(),
+            why: "the token is not a valid header value".into(),
+        })?;
+        v.set_sensitive(true);
+        Ok(Some(v))
+    }
+
+    /// The token realm a challenge names, and the client to ask it with. Credentials go to a
+    /// realm in plain HTTP only when it is this machine or listed with `--insecure-registry`
+    /// (then connections go to the addresses judged, as for the registry itself).
+    fn realm(&self, realm: &str) -> Result<(reqwest::Url, Client), RegistryError> {
+        let bad = || AuthError::BadChallenge {
+            registry: self.registry.clone(),
+            challenge: format!("realm=\"{realm}\""),
+        };
+        let url = reqwest::Url::parse(realm).map_err(|_| bad())?;
+        let host = url.host_str().ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let hostport = http::url_host_port(&url);
+        let insecure = self.options.insecure_registries.contains(&hostport);
+        if host == http::split_host_port(&self.host).0 {
+            if url.scheme() == "http" && !(insecure || self.locality.is_loopback()) {
+                return Err(self.insecure_realm(realm, &hostport));
+            }
+            return Ok((url, self.http.clone()));
         }
+        match url.scheme() {
+            "https" => return Ok((url, self.http.clone())),
+            "http" => {}
+            _ => return Err(bad().into()),
+        }
+        let mut clients = self.realm_clients.lock().unwrap();
+        if let Some(c) = clients.get(host) {
+            return Ok((url, c.clone()));
+        }
+        let locality = http::locality(host);
+        if !(insecure || locality.is_loopback()) {
+            return Err(self.insecure_realm(realm, &hostport));
+        }
+        let client = build_client(
+            &self.registry,
+            &self.options,
+            self.insecure || insecure,
+            host,
+            &locality,
+        )?;
+        clients.insert(host.to_string(), client.clone());
+        Ok((url, client))
+    }
+
+    fn insecure_realm(&self, realm: &str, hostport: &str) -> RegistryError {
+        AuthError::InsecureRealm {
+            registry: self.registry.clone(),
+            realm: realm.to_string(),
+            host: hostport.to_string(),
+        }
+        .into()
     }
 
     /// Check credentials the way `login` does: Basic on `/v2/`, or a token from the realm (asking
@@ -492,10 +613,11 @@ impl Transport {
                 Ok(credentials)
             }
             Challenge::Bearer { realm, service, .. } => {
+                let (realm_url, client) = self.realm(&realm)?;
                 let token = auth::fetch_token(
-                    &self.http,
+                    &client,
                     &self.registry,
-                    &realm,
+                    &realm_url,
                     service.as_deref(),
                     &BTreeSet::new(),
                     &credentials,
@@ -531,10 +653,8 @@ impl Transport {
         let body = if *method == Method::HEAD {
             Vec::new()
         } else {
-            let mut body = Vec::new();
-            let _ =
-                std::io::Read::read_to_end(&mut std::io::Read::take(resp, 64 * 1024), &mut body);
-            body
+            // Only the codes are wanted: a body past the limit is not read.
+            http::read_body(resp, http::ERROR_LIMIT).unwrap_or_default()
         };
         RegistryError::Status(StatusError {
             registry: self.registry.clone(),
@@ -545,32 +665,34 @@ impl Transport {
             retry_after,
         })
     }
+
+    /// Read a whole success body of at most `limit` (what a JSON answer may hold in memory).
+    pub fn read_body(
+        &self,
+        resp: Response,
+        limit: http::BodyLimit,
+        what: &str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let path = resp.url().path().to_string();
+        http::read_body(resp, limit).map_err(|e| match e {
+            http::BodyError::TooLarge => RegistryError::TooLarge {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                path,
+                limit,
+            },
+            http::BodyError::Read(source) => RegistryError::Transfer {
+                registry: self.registry.clone(),
+                what: what.to_string(),
+                source,
+            },
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn loopback_registries() {
-        for r in [
-            "localhost",
-            "localhost:5000",
-            "127.0.0.1:5000",
-            "127.1.2.3",
-            "[::1]:5000",
-        ] {
-            assert!(is_loopback(r), "{r}");
-        }
-        for r in [
-            "docker.io",
-            "10.0.0.1:5000",
-            "[2001:db8::1]:5000",
-            "localhost.example.com",
-        ] {
-            assert!(!is_loopback(r), "{r}");
-        }
-    }
 
     #[test]
     fn backoff_doubles_and_honours_retry_after_within_bounds() {

@@ -148,7 +148,28 @@ impl TestRoot {
     /// `manifold --root <root> --progress none`, with a clean environment for the things
     /// manifold reads (`MANIFOLD_*`, registry credentials) and a timeout.
     pub fn manifold(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_manifold"));
+        self.manifold_wrapped(&[])
+    }
+
+    /// [`manifold`](Self::manifold) started by `wrapper` (a program and its arguments, to which
+    /// the manifold command line is appended), e.g. to run it in namespaces of its own.
+    pub fn manifold_wrapped(&self, wrapper: &[&std::ffi::OsStr]) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::from_std(self.manifold_std(wrapper));
+        cmd.timeout(COMMAND_TIMEOUT);
+        cmd
+    }
+
+    /// [`manifold_wrapped`](Self::manifold_wrapped) as a plain `std` command, for a test that
+    /// spawns and waits for the process itself (and then bounds the wait itself).
+    pub fn manifold_std(&self, wrapper: &[&std::ffi::OsStr]) -> StdCommand {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = StdCommand::new(program);
+                cmd.args(args).arg(env!("CARGO_BIN_EXE_manifold"));
+                cmd
+            }
+            None => StdCommand::new(env!("CARGO_BIN_EXE_manifold")),
+        };
         cmd.env_remove("MANIFOLD_ROOT")
             .env_remove("MANIFOLD_INSECURE_REGISTRIES")
             .env_remove("REGISTRY_AUTH_FILE")
@@ -156,8 +177,7 @@ impl TestRoot {
             .env("NO_COLOR", "1")
             .arg("--root")
             .arg(&self.root)
-            .args(["--progress", "none"])
-            .timeout(COMMAND_TIMEOUT);
+            .args(["--progress", "none"]);
         cmd
     }
 

@@ -11,4 +11,5 @@ mod registry;
 mod registry_harness;
 mod run;
 mod sec_store;
+mod sec_registry;
 mod verify;

@@ -202,7 +202,7 @@ fn wait_listening(child: &mut Child, port: u16, limit: Duration) -> bool {
 }
 
 /// (CA certificate PEM, server certificate PEM for 127.0.0.1, server key PEM).
-fn tls_certificates() -> (String, String, String) {
+pub fn tls_certificates() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -305,28 +305,28 @@ impl Drop for TokenIssuer {
 }
 
 /// A parsed HTTP/1.1 request head.
-struct Head {
-    method: String,
-    target: String,
-    headers: Vec<(String, String)>,
-    raw: Vec<u8>,
+pub struct Head {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub raw: Vec<u8>,
 }
 
 impl Head {
-    fn header(&self, name: &str) -> Option<&str> {
+    pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
-    fn content_length(&self) -> usize {
+    pub fn content_length(&self) -> usize {
         self.header("content-length")
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     }
 }
 
-fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
+pub fn read_head(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
     let mut raw = Vec::new();
     let mut lines = Vec::new();
     loop {
@@ -360,7 +360,7 @@ fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Head>> {
 }
 
 /// `a=b&c=d` decoded (`+` and `%XX`).
-fn query_pairs(s: &str) -> Vec<(String, String)> {
+pub fn query_pairs(s: &str) -> Vec<(String, String)> {
     let decode = |v: &str| {
         let v = v.replace('+', " ");
         let bytes = v.as_bytes();
