@@ -10,6 +10,6 @@ mod manifest;
 mod registry;
 mod registry_harness;
 mod run;
-mod sec_store;
 mod sec_registry;
+mod sec_store;
 mod verify;
