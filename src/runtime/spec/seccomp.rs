@@ -17,10 +17,8 @@ const BUILTIN: &str = include_str!("../../../seccomp/default.yaml");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
-    #[error("not a seccomp profile: {0}")]
+    #[error(transparent)]
     Json(#[from] serde_json::Error),
-    #[error("not a seccomp profile: {0}")]
-    Yaml(#[from] serde_yaml::Error),
     #[error("both `architectures` and `archMap` are given: use one")]
     BothArchitectureLists,
     #[error("a rule names its system calls with both `name` and `names`: use one")]
