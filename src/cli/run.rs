@@ -24,7 +24,9 @@ use crate::binfmt::{Binfmt, EmulatorSearch, Ensured};
 use crate::progress::Progress;
 use crate::runtime::signals::Forwarder;
 use crate::runtime::spec::Host;
-use crate::runtime::{self, Bind, Network, RunOptions, Runtime, RuntimeError, Security, SecurityFlags};
+use crate::runtime::{
+    self, Bind, Network, RunOptions, Runtime, RuntimeError, Security, SecurityFlags,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {

@@ -106,7 +106,10 @@ fn default_capabilities_are_podmans_and_a_non_root_user_keeps_none() {
         .output()
         .unwrap();
     let status = text(&out.stdout);
-    assert_eq!(field(&status, "Uid").split_whitespace().next(), Some("1234"));
+    assert_eq!(
+        field(&status, "Uid").split_whitespace().next(),
+        Some("1234")
+    );
     for set in ["CapInh", "CapPrm", "CapEff", "CapAmb"] {
         assert_eq!(caps(&status, set), CapSet::EMPTY, "{set}: {status}");
     }
@@ -294,7 +297,12 @@ fn no_new_privileges_stops_setuid() {
     );
     for flag in ["no-new-privileges", "no-new-privileges=true"] {
         let out = su(&["--security-opt", flag]);
-        assert_eq!(text(&out.stdout), "NoNewPrivs:\t1\n", "{}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout),
+            "NoNewPrivs:\t1\n",
+            "{}",
+            text(&out.stderr)
+        );
         assert!(
             text(&out.stderr).contains("must be suid"),
             "{}",
@@ -339,7 +347,11 @@ fn a_profile_file_replaces_the_default() {
     );
     assert!(text(&out.stderr).contains("Permission denied"));
     // Its conditions follow the container's capabilities too.
-    let out = run(&root, &["--security-opt", &opt, "--cap-add", "SYS_ADMIN"], probe);
+    let out = run(
+        &root,
+        &["--security-opt", &opt, "--cap-add", "SYS_ADMIN"],
+        probe,
+    );
     assert_eq!(text(&out.stdout), "mkdir-refused\nuserns-made\n");
 }
 
@@ -367,8 +379,14 @@ fn bad_security_flags_are_refused_before_anything_happens() {
             "--security-opt".into(),
             format!("seccomp={}", dir.join("missing.json").display()),
         ],
-        vec!["--security-opt".into(), format!("seccomp={}", junk.display())],
-        vec!["--security-opt".into(), format!("seccomp={}", both.display())],
+        vec![
+            "--security-opt".into(),
+            format!("seccomp={}", junk.display()),
+        ],
+        vec![
+            "--security-opt".into(),
+            format!("seccomp={}", both.display()),
+        ],
     ];
     let mut transcript = String::new();
     for flags in &cases {
@@ -380,7 +398,11 @@ fn bad_security_flags_are_refused_before_anything_happens() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(125), "{flags:?}");
-        transcript.push_str(&format!("$ run {}\n{}\n", flags.join(" "), text(&out.stderr)));
+        transcript.push_str(&format!(
+            "$ run {}\n{}\n",
+            flags.join(" "),
+            text(&out.stderr)
+        ));
     }
     // Nothing was made: not even the store's directories.
     assert!(!root.path().join("containers-v1").exists());
@@ -447,7 +469,15 @@ fn emulated_platforms_run_under_the_default_policy() {
     for (debarch, platform) in arches {
         let out = root
             .manifold()
-            .args(["run", "--rm", "--platform", platform, "emulated", "sh", "-c"])
+            .args([
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                "emulated",
+                "sh",
+                "-c",
+            ])
             .arg(
                 "uname -m; grep ^Seccomp: /proc/self/status; sleep 0 & wait && echo forked; \
                  busybox unshare -U true || echo userns-refused",
@@ -503,7 +533,15 @@ fn run_steps_are_confined_like_containers() {
     for platform in ["linux/amd64", "linux/arm64"] {
         let out = root
             .manifold()
-            .args(["run", "--rm", "--platform", platform, "confined", "cat", "/status"])
+            .args([
+                "run",
+                "--rm",
+                "--platform",
+                platform,
+                "confined",
+                "cat",
+                "/status",
+            ])
             .output()
             .unwrap();
         let status = text(&out.stdout);
@@ -517,4 +555,30 @@ fn run_steps_are_confined_like_containers() {
         assert_eq!(field(&status, "Seccomp"), "2", "{platform}");
         assert!(status.ends_with("userns-refused\n"), "{platform}: {status}");
     }
+}
+
+#[test]
+fn help_for_the_security_flags() {
+    let root = TestRoot::new();
+    let out = root.manifold().args(["run", "--help"]).output().unwrap();
+    let help = text(&out.stdout);
+    let start = help.find("      --cap-add").expect("--cap-add in the help");
+    let end = help[start..]
+        .find("      --runtime")
+        .expect("--runtime after the security flags");
+    insta::assert_snapshot!(&help[start..start + end], @r"
+          --cap-add <CAP>
+              Add a Linux capability (`NET_RAW`, `CAP_SYS_ADMIN`, any case; `ALL` for every one)
+
+          --cap-drop <CAP>
+              Drop a Linux capability (`ALL` drops every one but those added)
+
+          --privileged
+              Every capability, no seccomp filter, /proc and /sys unmasked and writable, every device
+              allowed (host devices are not mounted)
+
+          --security-opt <OPT>
+              `seccomp=unconfined|builtin|FILE` (docker's profile JSON) or
+              `no-new-privileges[=true|false]`
+    ");
 }

@@ -149,7 +149,11 @@ impl Profile {
             .get_or_init(|| {
                 let profile: Profile =
                     serde_yaml::from_str(BUILTIN).expect("seccomp/default.yaml is a valid profile");
-                Arc::new(profile.checked().expect("seccomp/default.yaml is consistent"))
+                Arc::new(
+                    profile
+                        .checked()
+                        .expect("seccomp/default.yaml is consistent"),
+                )
             })
             .clone()
     }
@@ -313,7 +317,14 @@ mod tests {
         // docker's plain allow list (361 calls), arch_prctl and modify_ldt (x86), chroot
         // (SYS_CHROOT), and ptrace & co. (kernel ≥ 4.8).
         assert_eq!(allowed.len(), 361 + 2 + 1 + 3);
-        for yes in ["read", "execve", "clock_gettime64", "arch_prctl", "chroot", "ptrace"] {
+        for yes in [
+            "read",
+            "execve",
+            "clock_gettime64",
+            "arch_prctl",
+            "chroot",
+            "ptrace",
+        ] {
             assert!(allowed.iter().any(|n| *n == yes), "{yes}");
         }
         for no in [
@@ -384,7 +395,9 @@ mod tests {
                 .iter()
                 .any(|r| r.action() == LinuxSeccompAction::ScmpActAllow && r.args().is_none())
         };
-        for yes in ["mount", "unshare", "setns", "clone", "clone3", "kcmp", "bpf"] {
+        for yes in [
+            "mount", "unshare", "setns", "clone", "clone3", "kcmp", "bpf",
+        ] {
             assert!(plain(yes), "{yes} with SYS_ADMIN and SYS_PTRACE");
         }
         // The conditional clone and clone3 rules are gone with SYS_ADMIN.
@@ -457,20 +470,47 @@ mod tests {
         let p = Profile::from_json(text).unwrap();
         let s = p.to_oci(default_caps(), &amd64()).unwrap();
         assert_eq!(s.default_action(), LinuxSeccompAction::ScmpActAllow);
-        assert_eq!(s.architectures().as_deref(), Some(&[Arch::ScmpArchX86_64][..]));
+        assert_eq!(
+            s.architectures().as_deref(),
+            Some(&[Arch::ScmpArchX86_64][..])
+        );
         let rules = s.syscalls().as_ref().unwrap();
-        assert_eq!(rules.len(), 1, "chmod is excluded by FOWNER, ptrace by the kernel");
+        assert_eq!(
+            rules.len(),
+            1,
+            "chmod is excluded by FOWNER, ptrace by the kernel"
+        );
         assert_eq!(rules[0].names(), &["mkdir"]);
         assert_eq!(rules[0].errno_ret(), Some(13));
         // docker's "disabled" profile.
-        assert!(Profile::from_json("{}").unwrap().to_oci(default_caps(), &amd64()).is_none());
+        assert!(
+            Profile::from_json("{}")
+                .unwrap()
+                .to_oci(default_caps(), &amd64())
+                .is_none()
+        );
         for (bad, why) in [
             (r#"{"defaultAction": "SCMP_ACT_NOPE"}"#, "unknown variant"),
-            (r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"], "archMap": [{"architecture": "SCMP_ARCH_X86"}]}"#, "both"),
-            (r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_ERRNO"}]}"#, "both `name` and `names`"),
-            (r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ERRNO"}]}"#, "no system call"),
-            (r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ERRNO", "includes": {"minKernel": "four"}}]}"#, "minKernel"),
-            (r#"{"syscalls": [{"names": ["a"], "action": "SCMP_ACT_ERRNO"}]}"#, "defaultAction"),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86"], "archMap": [{"architecture": "SCMP_ARCH_X86"}]}"#,
+                "both",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"name": "a", "names": ["b"], "action": "SCMP_ACT_ERRNO"}]}"#,
+                "both `name` and `names`",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"action": "SCMP_ACT_ERRNO"}]}"#,
+                "no system call",
+            ),
+            (
+                r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["a"], "action": "SCMP_ACT_ERRNO", "includes": {"minKernel": "four"}}]}"#,
+                "minKernel",
+            ),
+            (
+                r#"{"syscalls": [{"names": ["a"], "action": "SCMP_ACT_ERRNO"}]}"#,
+                "defaultAction",
+            ),
             (r#"{"defaultAction": "#, "EOF"),
         ] {
             let e = Profile::from_json(bad).unwrap_err().to_string();

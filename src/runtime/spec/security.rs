@@ -84,7 +84,9 @@ pub enum SecurityError {
     UnavailableCapability(String),
     #[error("invalid `--security-opt` `{0}`")]
     InvalidOption(String),
-    #[error("`--security-opt {0}` is not supported: manifold applies no AppArmor or SELinux policy")]
+    #[error(
+        "`--security-opt {0}` is not supported: manifold applies no AppArmor or SELinux policy"
+    )]
     UnsupportedOption(String),
     #[error("invalid value `{value}` for `no-new-privileges`: expected true or false")]
     InvalidBool { value: String },
@@ -254,7 +256,6 @@ impl Host {
             }
         })
     }
-
 }
 
 /// libseccomp's name of the architecture this binary runs on.
