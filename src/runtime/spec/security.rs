@@ -258,25 +258,26 @@ impl Host {
     }
 }
 
-/// libseccomp's name of the architecture this binary runs on.
+/// libseccomp's name of the host's architecture (moby's `goToNative`, from the platform's
+/// Go name).
 fn native_arch() -> &'static str {
-    let little = cfg!(target_endian = "little");
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "x86" => "x86",
-        "aarch64" => "arm64",
+    match crate::platform::Platform::host().architecture.as_str() {
+        "386" => "x86",
+        "amd64" => "amd64",
         "arm" => "arm",
-        "powerpc64" if little => "ppc64le",
-        "powerpc64" => "ppc64",
-        "powerpc" => "ppc",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        "loongarch64" => "loong64",
-        "mips64" if little => "mipsel64",
-        "mips64" => "mips64",
-        "mips" if little => "mipsel",
+        "arm64" => "arm64",
+        "loong64" => "loong64",
         "mips" => "mips",
-        other => other,
+        "mipsle" => "mipsel",
+        "mips64" => "mips64",
+        "mips64le" => "mipsel64",
+        "ppc" => "ppc",
+        "ppc64" => "ppc64",
+        "ppc64le" => "ppc64le",
+        "riscv64" => "riscv64",
+        "s390" => "s390",
+        "s390x" => "s390x",
+        _ => "unknown",
     }
 }
 
@@ -578,5 +579,9 @@ mod tests {
         assert_eq!(kernel_version("3.12-rc5"), Some((3, 12)));
         assert_eq!(kernel_version("junk"), None);
         assert!(Host::current().kernel >= (3, 0));
+        #[cfg(target_arch = "x86_64")]
+        assert_eq!(Host::current().arch, "amd64");
+        #[cfg(target_arch = "aarch64")]
+        assert_eq!(Host::current().arch, "arm64");
     }
 }
