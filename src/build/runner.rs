@@ -15,7 +15,7 @@ use crate::oci::{
     Algorithm, Descriptor, HashingWriter, ImageConfig, Manifest, Parsed, RunConfig, media_type,
 };
 use crate::progress::NoProgress;
-use crate::runtime::{Bind, Network, RunOptions, Runtime};
+use crate::runtime::{Bind, Network, RunOptions, Runtime, Security};
 use crate::store::Store;
 
 pub struct RuntimeRunner {
@@ -157,6 +157,7 @@ impl Runner for RuntimeRunner {
             binds,
             tty: false,
             auto_remove: false,
+            security: Security::default(),
         };
         let mut prepared = self
             .rt

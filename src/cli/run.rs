@@ -23,7 +23,10 @@ use super::select::{self, PlatformChoice, Selected, short_platform};
 use crate::binfmt::{Binfmt, EmulatorSearch, Ensured};
 use crate::progress::Progress;
 use crate::runtime::signals::Forwarder;
-use crate::runtime::{self, Bind, Network, RunOptions, Runtime, RuntimeError};
+use crate::runtime::spec::Host;
+use crate::runtime::{
+    self, Bind, Network, RunOptions, Runtime, RuntimeError, Security, SecurityFlags,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
@@ -78,6 +81,8 @@ pub struct RunArgs {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// OCI runtime: runc, crun, youki, or a path
     #[arg(
         long,
@@ -94,6 +99,38 @@ pub struct RunArgs {
     /// The command and its arguments [default: the image's]
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// docker's confinement flags (`run`, and `exec` when it comes).
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// Add a Linux capability (`NET_RAW`, `CAP_SYS_ADMIN`, any case; `ALL` for every one)
+    #[arg(long = "cap-add", value_name = "CAP", value_delimiter = ',')]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (`ALL` drops every one but those added)
+    #[arg(long = "cap-drop", value_name = "CAP", value_delimiter = ',')]
+    pub cap_drop: Vec<String>,
+    /// Every capability, no seccomp filter, /proc and /sys unmasked and writable, every device
+    /// allowed (host devices are not mounted)
+    #[arg(long)]
+    pub privileged: bool,
+    /// `seccomp=unconfined|builtin|FILE` (docker's profile JSON) or
+    /// `no-new-privileges[=true|false]`
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+}
+
+impl SecurityArgs {
+    /// Checked before anything else happens: a bad value changes nothing.
+    pub fn resolve(&self) -> Result<Security, RuntimeError> {
+        let flags = SecurityFlags {
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            privileged: self.privileged,
+            options: self.security_opt.clone(),
+        };
+        Ok(Security::from_flags(&flags, Host::current())?)
+    }
 }
 
 pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
@@ -115,6 +152,7 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
             Some("drop -t, or run from a terminal"),
         ));
     }
+    let security = args.security.resolve()?;
     if !runtime::is_root() {
         return Err(RuntimeError::NotRoot.into());
     }
@@ -188,6 +226,7 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         binds: binds.clone(),
         tty: args.tty,
         auto_remove: args.rm,
+        security: security.clone(),
     };
 
     if !matrix {

@@ -26,7 +26,7 @@ pub use containers::{ContainerRecord, Containers, Status};
 pub use oci_runtime::OciRuntime;
 pub use run::{Prepared, RunOptions, Runtime};
 pub use snapshots::Snapshots;
-pub use spec::{Bind, Network};
+pub use spec::{Bind, Network, Security, SecurityFlags};
 
 use crate::layer::LayerError;
 use crate::oci::{Digest, Document};
@@ -98,6 +98,8 @@ pub enum RuntimeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Change(#[from] crate::oci::changes::ChangeError),
+    #[error(transparent)]
+    Security(#[from] spec::security::SecurityError),
 }
 
 impl RuntimeError {
@@ -148,6 +150,7 @@ impl RuntimeError {
             RuntimeError::Mount { .. } => {
                 "the kernel needs overlayfs; inside a container, run manifold privileged".into()
             }
+            RuntimeError::Security(e) => return e.hint(),
             _ => return None,
         })
     }

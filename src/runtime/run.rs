@@ -54,6 +54,7 @@ pub struct RunOptions {
     pub binds: Vec<Bind>,
     pub tty: bool,
     pub auto_remove: bool,
+    pub security: spec::Security,
 }
 
 /// The runtime side of manifold for one store root.
@@ -450,6 +451,8 @@ impl Prepared<'_> {
             nofile: (soft, hard),
             cgroups_path: format!("/manifold/{}", self.record.id),
             annotations,
+            security: opts.security.clone(),
+            host: spec::Host::current().clone(),
         };
         let spec = spec::build(&input);
         // It holds the environment (`-e PASSWORD=…`): the owner's alone.

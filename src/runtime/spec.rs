@@ -1,38 +1,24 @@
 //! The OCI runtime bundle's config.json (oci-spec's `Spec`), from the image config and the
-//! run options, with docker's defaults: its capability set, masked and read-only paths, the
-//! /proc /dev /dev/pts /dev/shm /dev/mqueue /sys mounts, and /etc/hosts, /etc/hostname and
-//! /etc/resolv.conf bind-mounted from the bundle. Pure: the caller passes in what it read from
-//! the system (rlimits, terminal size).
+//! run options, with docker's defaults: masked and read-only paths, the /proc /dev /dev/pts
+//! /dev/shm /dev/mqueue /sys mounts, and /etc/hosts, /etc/hostname and /etc/resolv.conf
+//! bind-mounted from the bundle; the confinement (capabilities, seccomp, no-new-privileges,
+//! `--privileged`) from [`security`] and [`seccomp`]. Pure: the caller passes in what it read
+//! from the system (rlimits, terminal size, the host's kernel).
+
+pub mod seccomp;
+pub mod security;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
 use oci_spec::runtime::{
-    Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder,
-    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder,
-    PosixRlimitBuilder, PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder,
+    LinuxBuilder, LinuxCapabilitiesBuilder, LinuxDeviceCgroupBuilder, LinuxNamespaceBuilder,
+    LinuxNamespaceType, LinuxResourcesBuilder, Mount, MountBuilder, PosixRlimitBuilder,
+    PosixRlimitType, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder,
 };
 
+pub use self::security::{CapSet, Host, Seccomp, Security, SecurityFlags};
 use super::user::ExecUser;
-
-/// Docker's default capabilities (moby's `oci/caps/defaults.go`).
-pub const DEFAULT_CAPABILITIES: [Capability; 14] = [
-    Capability::Chown,
-    Capability::DacOverride,
-    Capability::Fsetid,
-    Capability::Fowner,
-    Capability::Mknod,
-    Capability::NetRaw,
-    Capability::Setgid,
-    Capability::Setuid,
-    Capability::Setfcap,
-    Capability::Setpcap,
-    Capability::NetBindService,
-    Capability::SysChroot,
-    Capability::Kill,
-    Capability::AuditWrite,
-];
 
 /// Docker's masked paths (moby's `oci/defaults.go`).
 pub const MASKED_PATHS: [&str; 11] = [
@@ -97,6 +83,8 @@ pub struct SpecInput {
     pub nofile: (u64, u64),
     pub cgroups_path: String,
     pub annotations: HashMap<String, String>,
+    pub security: Security,
+    pub host: Host,
 }
 
 fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
@@ -123,12 +111,32 @@ fn bind(dest: &str, source: &std::path::Path, read_only: bool) -> Mount {
         .expect("a valid bind mount")
 }
 
+/// The seccomp filter of a process with bounding set `caps` (a container's first process, or
+/// one exec'd into it): `None` when unconfined or privileged.
+pub fn seccomp_filter(
+    security: &Security,
+    caps: CapSet,
+    host: &Host,
+) -> Option<oci_spec::runtime::LinuxSeccomp> {
+    match &security.seccomp {
+        _ if security.privileged => None,
+        Seccomp::Unconfined => None,
+        Seccomp::Profile(p) => p.to_oci(caps, host),
+    }
+}
+
 pub fn build(input: &SpecInput) -> Spec {
-    let caps: HashSet<Capability> = DEFAULT_CAPABILITIES.into_iter().collect();
+    let security = &input.security;
+    let caps = security.capabilities.to_oci();
+    // Inheritable and ambient stay empty: with them a non-root user would keep capabilities
+    // across exec (CVE-2022-24769). Effective and permitted are the bounding set, as runc and
+    // docker give them; for a non-root user, exec clears them.
     let capabilities = LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
         .build()
         .expect("valid capabilities");
     let mut user = UserBuilder::default()
@@ -152,7 +160,7 @@ pub fn build(input: &SpecInput) -> Spec {
                 .build()
                 .expect("a valid rlimit"),
         ])
-        .no_new_privileges(false);
+        .no_new_privileges(security.no_new_privileges);
     if let (true, Some((rows, cols))) = (input.terminal, input.console_size) {
         let size = oci_spec::runtime::BoxBuilder::default()
             .height(rows as u64)
@@ -163,6 +171,17 @@ pub fn build(input: &SpecInput) -> Spec {
     }
     let process = process.build().expect("a valid process");
 
+    let (sys_options, cgroup_options): (&[&str], &[&str]) = if security.privileged {
+        (
+            &["nosuid", "noexec", "nodev", "rw"],
+            &["nosuid", "noexec", "nodev", "relatime", "rw"],
+        )
+    } else {
+        (
+            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+        )
+    };
     let mut mounts = vec![
         mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
         mount(
@@ -196,18 +215,8 @@ pub fn build(input: &SpecInput) -> Spec {
             "mqueue",
             &["nosuid", "noexec", "nodev"],
         ),
-        mount(
-            "/sys",
-            "sysfs",
-            "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
-        ),
-        mount(
-            "/sys/fs/cgroup",
-            "cgroup",
-            "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
-        ),
+        mount("/sys", "sysfs", "sysfs", sys_options),
+        mount("/sys/fs/cgroup", "cgroup", "cgroup", cgroup_options),
     ];
     mounts.push(bind("/etc/hosts", &input.hosts, false));
     mounts.push(bind("/etc/hostname", &input.hostname_file, false));
@@ -237,31 +246,28 @@ pub fn build(input: &SpecInput) -> Spec {
     let resources = LinuxResourcesBuilder::default()
         .devices(vec![
             LinuxDeviceCgroupBuilder::default()
-                .allow(false)
+                .allow(security.privileged)
                 .access("rwm")
                 .build()
                 .expect("a valid device rule"),
         ])
         .build()
         .expect("valid resources");
-    let linux = LinuxBuilder::default()
+    let (masked, readonly): (&[&str], &[&str]) = if security.privileged {
+        (&[], &[])
+    } else {
+        (&MASKED_PATHS, &READONLY_PATHS)
+    };
+    let mut linux = LinuxBuilder::default()
         .namespaces(namespaces)
-        .masked_paths(
-            MASKED_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
-        .readonly_paths(
-            READONLY_PATHS
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>(),
-        )
+        .masked_paths(masked.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+        .readonly_paths(readonly.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         .resources(resources)
-        .cgroups_path(&input.cgroups_path)
-        .build()
-        .expect("a valid linux section");
+        .cgroups_path(&input.cgroups_path);
+    if let Some(filter) = seccomp_filter(security, security.capabilities, &input.host) {
+        linux = linux.seccomp(filter);
+    }
+    let linux = linux.build().expect("a valid linux section");
 
     let mut spec = SpecBuilder::default()
         .version("1.0.2")
@@ -316,7 +322,24 @@ mod tests {
             nofile: (1024, 4096),
             cgroups_path: "/manifold/abc".into(),
             annotations: HashMap::new(),
+            security: Security::default(),
+            host: Host {
+                arch: "amd64",
+                kernel: (6, 1),
+                capabilities: CapSet::up_to(40),
+            },
         }
+    }
+
+    fn names(v: &serde_json::Value) -> Vec<String> {
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
     }
 
     #[test]
@@ -333,16 +356,36 @@ mod tests {
         );
         assert_eq!(p["user"]["uid"], 1000);
         assert_eq!(p["user"]["additionalGids"], serde_json::json!([10]));
-        let mut caps: Vec<String> = p["capabilities"]["bounding"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|c| c.as_str().unwrap().to_string())
-            .collect();
-        caps.sort();
-        assert_eq!(caps.len(), 14);
-        assert!(caps.contains(&"CAP_NET_BIND_SERVICE".to_string()));
-        assert!(!caps.contains(&"CAP_SYS_ADMIN".to_string()));
+        // podman's set: docker's less NET_RAW, MKNOD, AUDIT_WRITE.
+        let caps = names(&p["capabilities"]["bounding"]);
+        assert_eq!(
+            caps,
+            [
+                "CAP_CHOWN",
+                "CAP_DAC_OVERRIDE",
+                "CAP_FOWNER",
+                "CAP_FSETID",
+                "CAP_KILL",
+                "CAP_NET_BIND_SERVICE",
+                "CAP_SETFCAP",
+                "CAP_SETGID",
+                "CAP_SETPCAP",
+                "CAP_SETUID",
+                "CAP_SYS_CHROOT"
+            ]
+        );
+        assert_eq!(names(&p["capabilities"]["effective"]), caps);
+        assert_eq!(names(&p["capabilities"]["permitted"]), caps);
+        // Nothing a non-root user could keep across exec (CVE-2022-24769).
+        assert_eq!(p["capabilities"]["inheritable"], serde_json::json!([]));
+        assert_eq!(p["capabilities"]["ambient"], serde_json::json!([]));
+        assert_eq!(p["noNewPrivileges"], false);
+        let seccomp = &json["linux"]["seccomp"];
+        assert_eq!(seccomp["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(
+            seccomp["architectures"],
+            serde_json::json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"])
+        );
         assert_eq!(p["rlimits"][0]["type"], "RLIMIT_NOFILE");
         assert_eq!(p["rlimits"][0]["hard"], 4096);
         assert_eq!(
@@ -409,5 +452,69 @@ mod tests {
         assert_eq!(json["process"]["rlimits"][0]["soft"], 20000);
         assert_eq!(json["process"]["rlimits"][0]["hard"], 20000);
         assert!(json["process"].get("consoleSize").is_none());
+    }
+
+    #[test]
+    fn added_capabilities_reach_the_seccomp_filter() {
+        let mut i = input();
+        i.security = Security::from_flags(
+            &SecurityFlags {
+                cap_add: vec!["sys_admin".into()],
+                cap_drop: vec!["CAP_CHOWN".into()],
+                options: vec!["no-new-privileges".into()],
+                ..Default::default()
+            },
+            &i.host,
+        )
+        .unwrap();
+        let json = serde_json::to_value(build(&i)).unwrap();
+        let bounding = names(&json["process"]["capabilities"]["bounding"]);
+        assert!(bounding.contains(&"CAP_SYS_ADMIN".to_string()));
+        assert!(!bounding.contains(&"CAP_CHOWN".to_string()));
+        assert_eq!(json["process"]["noNewPrivileges"], true);
+        let allows_mount = json["linux"]["seccomp"]["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["names"].as_array().unwrap().contains(&"mount".into()));
+        assert!(allows_mount);
+    }
+
+    #[test]
+    fn unconfined_and_privileged() {
+        let mut i = input();
+        i.security.seccomp = Seccomp::Unconfined;
+        let json = serde_json::to_value(build(&i)).unwrap();
+        assert!(json["linux"].get("seccomp").is_none());
+        assert_eq!(json["linux"]["maskedPaths"].as_array().unwrap().len(), 11);
+
+        let mut i = input();
+        i.security = Security::from_flags(
+            &SecurityFlags {
+                privileged: true,
+                ..Default::default()
+            },
+            &i.host,
+        )
+        .unwrap();
+        let json = serde_json::to_value(build(&i)).unwrap();
+        assert_eq!(
+            json["process"]["capabilities"]["bounding"]
+                .as_array()
+                .unwrap()
+                .len(),
+            41
+        );
+        assert!(json["linux"].get("seccomp").is_none());
+        assert_eq!(json["linux"]["maskedPaths"], serde_json::json!([]));
+        assert_eq!(json["linux"]["readonlyPaths"], serde_json::json!([]));
+        assert_eq!(json["linux"]["resources"]["devices"][0]["allow"], true);
+        let sys = json["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert!(sys["options"].as_array().unwrap().contains(&"rw".into()));
     }
 }

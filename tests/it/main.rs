@@ -10,6 +10,7 @@ mod manifest;
 mod registry;
 mod registry_harness;
 mod run;
+mod sec_confine;
 mod sec_registry;
 mod sec_store;
 mod verify;
