@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::Settings;
 use super::args::ListFormat;
-use super::output::{Table, ago, print_json_lines};
+use super::output::{Table, ago, outln, print_json_lines};
 use super::select::short_platform;
 use crate::runtime::{ContainerRecord, Status};
 
@@ -79,7 +79,7 @@ pub fn run(args: PsArgs, settings: &Settings) -> anyhow::Result<()> {
         .collect();
     if args.quiet {
         for r in &list {
-            println!("{}", if args.no_trunc { &r.id } else { r.short_id() });
+            outln!("{}", if args.no_trunc { &r.id } else { r.short_id() })?;
         }
         return Ok(());
     }

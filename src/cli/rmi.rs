@@ -4,6 +4,7 @@
 use super::Settings;
 use super::args::RmiArgs;
 use super::errors::user_error;
+use super::output::outln;
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
 
@@ -70,10 +71,10 @@ fn remove(store: &Store, input: &str, force: bool) -> anyhow::Result<()> {
         // Named by a tag: untag; delete only when that was the last name.
         Some(reference) => {
             store.untag(reference)?;
-            println!("Untagged: {}", reference.familiar());
+            outln!("Untagged: {}", reference.familiar())?;
             if tags.len() == 1 {
                 store.remove_image(&digest)?;
-                println!("Deleted: {digest}");
+                outln!("Deleted: {digest}")?;
             }
         }
         // Named by ID or digest: the image itself goes, with every tag when forced.
@@ -91,10 +92,10 @@ fn remove(store: &Store, input: &str, force: bool) -> anyhow::Result<()> {
                 .into());
             }
             for t in &tags {
-                println!("Untagged: {}", t.familiar());
+                outln!("Untagged: {}", t.familiar())?;
             }
             store.remove_image(&digest)?;
-            println!("Deleted: {digest}");
+            outln!("Deleted: {digest}")?;
         }
     }
     Ok(())
