@@ -4,6 +4,7 @@
 
 mod args;
 mod errors;
+mod help;
 mod output;
 mod progress;
 mod settings;
@@ -42,16 +43,19 @@ mod tags;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::FromArgMatches;
 
 pub use args::{Cli, Command};
+pub use help::command;
 pub use settings::Settings;
 
 /// Exit status when manifold itself fails (docker's convention).
 pub const EXIT_MANIFOLD_FAILED: u8 = 125;
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_arg_matches_mut(&mut command().get_matches())
+        .map_err(|e| e.format(&mut command()))
+        .unwrap_or_else(|e| e.exit());
     let settings = match Settings::resolve(&cli.global) {
         Ok(s) => s,
         Err(e) => return errors::report(&e),

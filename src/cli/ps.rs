@@ -21,6 +21,7 @@ pub struct PsArgs {
     /// Do not truncate output
     #[arg(long)]
     pub no_trunc: bool,
+    /// Output format
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
 }
