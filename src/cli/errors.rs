@@ -42,6 +42,17 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(exit_code(err))
 }
 
+/// Report the failure of one item of a command that goes on with the next (`rm`, `rmi`,
+/// `manifest rm`); whether it counts as a failure. A closed stdout does not: the item's work is
+/// done, only its line is lost, and the command ends quietly like any other.
+pub fn report_item(err: &anyhow::Error) -> bool {
+    if super::output::stdout_closed(err) {
+        return false;
+    }
+    report(err);
+    true
+}
+
 /// docker's statuses for a failed `run`: 127 when the command is not found, 126 when it cannot
 /// be executed; 125 for every other failure of manifold's.
 pub fn exit_code(err: &anyhow::Error) -> u8 {

@@ -186,12 +186,13 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         ManifestCommand::Rm(a) => {
             let mut failed = 0;
             for list in &a.lists {
-                match manifest::remove(&store, list) {
-                    Ok(r) => outln!("Removed: {}", r.familiar())?,
-                    Err(e) => {
-                        super::errors::report(&e.into());
-                        failed += 1;
-                    }
+                let removed = manifest::remove(&store, list)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| Ok(outln!("Removed: {}", r.familiar())?));
+                if let Err(e) = removed
+                    && super::errors::report_item(&e)
+                {
+                    failed += 1;
                 }
             }
             store.gc()?;

@@ -28,12 +28,12 @@ pub fn run(args: RmArgs, settings: &Settings) -> anyhow::Result<()> {
     let containers = super::containers::reconciled(&store)?;
     let mut failed = 0;
     for key in &args.containers {
-        match remove(&store, &containers, key, args.force) {
-            Ok(()) => outln!("{key}")?,
-            Err(e) => {
-                errors::report(&e);
-                failed += 1;
-            }
+        let removed =
+            remove(&store, &containers, key, args.force).and_then(|()| Ok(outln!("{key}")?));
+        if let Err(e) = removed
+            && errors::report_item(&e)
+        {
+            failed += 1;
         }
     }
     if failed > 0 {

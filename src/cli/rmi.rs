@@ -12,8 +12,9 @@ pub fn run(args: RmiArgs, settings: &Settings) -> anyhow::Result<()> {
     let store = settings.store()?;
     let mut failed = 0;
     for image in &args.images {
-        if let Err(e) = remove(&store, image, args.force) {
-            super::errors::report(&e);
+        if let Err(e) = remove(&store, image, args.force)
+            && super::errors::report_item(&e)
+        {
             failed += 1;
         }
     }
