@@ -185,6 +185,26 @@ mod tests {
         }
     }
 
+    /// The structs flattened into commands carry no doc comment of their own: it would become
+    /// the summary of each command that has none.
+    #[test]
+    fn flattened_structs_carry_no_summary() {
+        use clap::Args as _;
+        let probe = || clap::Command::new("probe");
+        for (name, cmd) in [
+            (
+                "GlobalArgs",
+                super::super::args::GlobalArgs::augment_args(probe()),
+            ),
+            (
+                "TransferArgs",
+                super::super::args::TransferArgs::augment_args(probe()),
+            ),
+        ] {
+            assert_eq!(cmd.get_about(), None, "{name} has a doc comment");
+        }
+    }
+
     #[test]
     fn every_command_and_subcommand_has_a_summary() {
         fn walk(cmd: &clap::Command, path: &str) {
