@@ -5,7 +5,8 @@
 
 use std::fmt::Write as _;
 
-use clap::CommandFactory;
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches};
 
 use super::args::Cli;
 
@@ -29,9 +30,32 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ("Other", &["completions", "help"]),
 ];
 
-/// The command line as `manifold` parses it: [`Cli`] with the grouped top-level help.
+/// The command line, parsed. Listing the commands needs the whole tree of commands built (for
+/// the `help` subcommand clap adds), which a run does not otherwise pay for: the grouped help is
+/// made only when help is shown.
+pub fn parse() -> Cli {
+    let mut matches = match plain().try_get_matches() {
+        Ok(m) => m,
+        Err(e)
+            if e.kind() == ErrorKind::DisplayHelp
+                || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand =>
+        {
+            command().get_matches()
+        }
+        Err(e) => e.exit(),
+    };
+    Cli::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut command()).exit())
+}
+
+/// [`Cli`] with help no wider than 100 columns.
+fn plain() -> clap::Command {
+    Cli::command().max_term_width(100)
+}
+
+/// The command line as `manifold` shows it: [`Cli`] with the grouped top-level help.
 pub fn command() -> clap::Command {
-    let cmd = Cli::command().max_term_width(100);
+    let mut cmd = plain();
+    cmd.build();
     let listing = grouped_listing(&cmd);
     let header = cmd.get_styles().get_header();
     let template = format!(
@@ -42,10 +66,7 @@ pub fn command() -> clap::Command {
 }
 
 /// One line per command under its group's heading, names in one column.
-fn grouped_listing(cmd: &clap::Command) -> String {
-    // `help` is added when clap builds the command: build a copy to list it too.
-    let mut built = cmd.clone();
-    built.build();
+fn grouped_listing(built: &clap::Command) -> String {
     let styles = built.get_styles();
     let (header, literal) = (styles.get_header(), styles.get_literal());
     let width = name_width();

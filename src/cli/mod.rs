@@ -43,8 +43,6 @@ mod tags;
 
 use std::process::ExitCode;
 
-use clap::FromArgMatches;
-
 pub use args::{Cli, Command};
 pub use help::command;
 pub use settings::Settings;
@@ -53,9 +51,7 @@ pub use settings::Settings;
 pub const EXIT_MANIFOLD_FAILED: u8 = 125;
 
 pub fn main() -> ExitCode {
-    let cli = Cli::from_arg_matches_mut(&mut command().get_matches())
-        .map_err(|e| e.format(&mut command()))
-        .unwrap_or_else(|e| e.exit());
+    let cli = help::parse();
     let settings = match Settings::resolve(&cli.global) {
         Ok(s) => s,
         Err(e) => return errors::report(&e),
