@@ -348,6 +348,43 @@ fn a_closed_stdout_ends_every_command_quietly() {
         .success();
 }
 
+/// The registry commands too: what they were asked to do is done, the line they print is lost.
+#[test]
+fn a_closed_stdout_ends_registry_commands_quietly() {
+    skip_unless!("docker-registry");
+    use crate::registry_harness::{Auth, TestRegistry};
+    let registry = TestRegistry::start(Auth::Anonymous);
+    let host = registry.host();
+    let root = root_with_busybox();
+    let image = format!("{host}/demo/busybox:1");
+    let copied = format!("{host}/demo/copied:1");
+    let quiet = |args: &[&str]| {
+        let out = with_closed_stdout(root.manifold_std().args(args));
+        assert_eq!(
+            (
+                out.status.code(),
+                String::from_utf8_lossy(&out.stderr).as_ref()
+            ),
+            (Some(0), ""),
+            "manifold {}",
+            args.join(" ")
+        );
+    };
+    quiet(&["push", "demo/busybox:1", &image]);
+    quiet(&["copy", &image, &copied]);
+    quiet(&["tags", &format!("{host}/demo/busybox")]);
+    quiet(&["tags", "--format", "json", &format!("{host}/demo/busybox")]);
+    quiet(&["search", &host]);
+    quiet(&["pull", "-q", &copied]);
+    quiet(&["manifest", "inspect", &copied]);
+    let out = root
+        .manifold()
+        .args(["tags", &format!("{host}/demo/copied")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n");
+}
+
 /// A failure that is not stdout's is reported as usual when stdout is closed too.
 #[test]
 fn a_closed_stdout_does_not_hide_other_errors() {
