@@ -3,6 +3,10 @@
 //! Dependencies point one way: `cli` → feature modules (`archive`) → `content`/`store` →
 //! `oci`/`reference`/`platform`. See DESIGN.md in the shared notes for the module map.
 
+// `println!` panics when stdout's reader has gone (Rust ignores SIGPIPE): data goes through
+// `cli::output`, whose closed-pipe error the CLI turns into a quiet exit.
+#![deny(clippy::print_stdout)]
+
 pub mod archive;
 pub mod binfmt;
 pub mod build;

@@ -20,6 +20,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Store directory [default: /var/lib/manifold as root, else $XDG_DATA_HOME/manifold]
     #[arg(long, global = true, env = "MANIFOLD_ROOT", value_name = "DIR")]
@@ -78,7 +79,7 @@ pub enum Command {
     Load(LoadArgs),
     /// Create a single-layer image from a root filesystem tarball
     Import(ImportArgs),
-    /// Run a command in a new container, of any platform (emulated through QEMU when foreign)
+    /// Run a command in a new container (foreign platforms through QEMU)
     Run(super::run::RunArgs),
     /// List containers
     Ps(super::ps::PsArgs),
@@ -98,7 +99,7 @@ pub enum Command {
     Pull(PullArgs),
     /// Upload an image from the store to a registry
     Push(PushArgs),
-    /// Copy an image from one registry repository to another, without the store
+    /// Copy an image from one repository to another, without the store
     Copy(CopyArgs),
     /// Check and store credentials for a registry
     Login(LoginArgs),
@@ -109,11 +110,11 @@ pub enum Command {
     /// Find repositories in a registry's catalog
     Search(SearchArgs),
     /// Build an image from a Dockerfile, for one or several platforms
-    /// Create, annotate, inspect and push manifest lists (multi-platform images)
-    Manifest(super::manifest::ManifestArgs),
-    /// Build the targets of a bake file (manifold.yaml) together, and push them
-    Bake(super::bake::BakeArgs),
     Build(BuildArgs),
+    /// Create, annotate, inspect and push multi-platform manifest lists
+    Manifest(super::manifest::ManifestArgs),
+    /// Build the targets of a bake file (manifold.yaml) together
+    Bake(super::bake::BakeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -200,6 +201,7 @@ pub struct RmiArgs {
     /// Remove an image by ID even when several tags name it
     #[arg(short, long)]
     pub force: bool,
+    /// Images to remove: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
 }
@@ -222,12 +224,14 @@ pub struct InspectArgs {
     /// Print the stored manifest (or index) bytes exactly
     #[arg(long)]
     pub raw: bool,
+    /// Images in the store: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
 }
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
+    /// Show this platform's image of a multi-platform image
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
     /// Do not truncate output
@@ -236,8 +240,10 @@ pub struct HistoryArgs {
     /// Only show layer IDs
     #[arg(short, long)]
     pub quiet: bool,
+    /// Output format
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
+    /// An image in the store
     pub image: String,
 }
 
@@ -259,6 +265,7 @@ pub struct SaveArgs {
     /// Save this platform's image of multi-platform images
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Images in the store: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,
 }
@@ -292,10 +299,12 @@ pub struct ImportArgs {
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
+    /// The shell to complete for
     pub shell: clap_complete::Shell,
 }
 
-/// How many blobs move at once (pull, push, copy).
+// How many blobs move at once (pull, push, copy, build, bake). Not a doc comment: a flattened
+// struct's doc becomes the `about` of every command that has none of its own.
 #[derive(Debug, Args)]
 pub struct TransferArgs {
     /// Blobs transferred at once
@@ -388,6 +397,7 @@ pub struct LogoutArgs {
 
 #[derive(Debug, Args)]
 pub struct TagsArgs {
+    /// Output format
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
     /// REGISTRY/NAME
@@ -399,6 +409,7 @@ pub struct SearchArgs {
     /// Show at most N results
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Output format
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
     /// REGISTRY/TERM: repositories of REGISTRY whose name contains TERM (REGISTRY alone lists all)

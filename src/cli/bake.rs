@@ -9,6 +9,7 @@ use clap::Args;
 use super::Settings;
 use super::args::TransferArgs;
 use super::errors::user_error;
+use super::output::outln;
 use super::remote;
 use crate::content::{self, BoxError, CopyOptions, Platforms, Sink};
 use crate::manifest::bake::{self, BakeError, BuildRequest, Builder, Publisher};
@@ -86,7 +87,7 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     match bake::execute(&requests, &builder, publisher, &progress) {
         Ok(built) => {
             for b in built {
-                println!("{} {}", b.name, b.descriptor.digest);
+                outln!("{} {}", b.name, b.descriptor.digest)?;
             }
             Ok(())
         }

@@ -25,6 +25,7 @@ pub struct BinfmtArgs {
 pub enum BinfmtCommand {
     /// List every QEMU handler: platforms, registered or not, interpreter, flags, version
     Ls {
+        /// Output format
         #[arg(long, value_enum, default_value_t)]
         format: ListFormat,
         /// Where to look for static QEMU emulators first (also MANIFOLD_QEMU_DIR)

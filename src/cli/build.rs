@@ -15,6 +15,7 @@ use serde_json::json;
 use super::Settings;
 use super::args::BuildArgs;
 use super::errors::user_error;
+use super::output::outln;
 use super::progress::CliProgress;
 use super::remote;
 use crate::archive::{SaveFormat, save};
@@ -397,11 +398,11 @@ fn finish(
             pushed.push(dest.familiar());
         }
         if push_repo.is_some() {
-            println!("{}", out.root.digest);
+            outln!("{}", out.root.digest)?;
         }
     }
     if args.quiet && push_repo.is_none() {
-        println!("{}", out.root.digest);
+        outln!("{}", out.root.digest)?;
     }
     if let Some(path) = &args.metadata_file {
         let meta = json!({

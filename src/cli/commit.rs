@@ -5,6 +5,7 @@
 use clap::Args;
 
 use super::Settings;
+use super::output::outln;
 use crate::reference::Reference;
 use crate::runtime::OciRuntime;
 use crate::runtime::commit::{CommitOptions, commit};
@@ -23,6 +24,7 @@ pub struct CommitArgs {
     /// Do not pause a running container while its changes are read
     #[arg(long = "no-pause")]
     pub no_pause: bool,
+    /// The container: name or ID
     pub container: String,
     /// Name of the new image
     pub reference: Option<String>,
@@ -52,6 +54,6 @@ pub fn run(args: CommitArgs, settings: &Settings) -> anyhow::Result<()> {
             pause: !args.no_pause,
         },
     )?;
-    println!("{}", done.descriptor.digest);
+    outln!("{}", done.descriptor.digest)?;
     Ok(())
 }

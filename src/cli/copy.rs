@@ -4,6 +4,7 @@
 
 use super::Settings;
 use super::args::CopyArgs;
+use super::output::outln;
 use super::remote;
 use crate::content::{self, Platforms, Sink, Source, WithDocument};
 use crate::oci::{self, Descriptor, Digest, Document};
@@ -74,6 +75,6 @@ pub fn run(args: CopyArgs, settings: &Settings) -> anyhow::Result<()> {
         root.digest,
         dest_ref.familiar()
     ));
-    println!("{}", root.digest);
+    outln!("{}", root.digest)?;
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! How failures reach the user: `error: …`, each cause on its own `caused by:` line, and a
-//! `hint: …` line where the user can act. manifold's own failures exit 125.
+//! `hint: …` line where the user can act. manifold's own failures exit 125; a write to a stdout
+//! whose reader has gone ends quietly with 0.
 
 use std::process::ExitCode;
 
@@ -26,6 +27,11 @@ pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Err
 }
 
 pub fn report(err: &anyhow::Error) -> ExitCode {
+    // `manifold images | head -1`: the reader has all it wanted. Say nothing and succeed, as
+    // ripgrep does, so a `pipefail` script does not fail on it.
+    if super::output::stdout_closed(err) {
+        return ExitCode::SUCCESS;
+    }
     eprintln!("error: {err}");
     for cause in err.chain().skip(1) {
         eprintln!("  caused by: {cause}");
@@ -34,6 +40,17 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         eprintln!("hint: {hint}");
     }
     ExitCode::from(exit_code(err))
+}
+
+/// Report the failure of one item of a command that goes on with the next (`rm`, `rmi`,
+/// `manifest rm`); whether it counts as a failure. A closed stdout does not: the item's work is
+/// done, only its line is lost, and the command ends quietly like any other.
+pub fn report_item(err: &anyhow::Error) -> bool {
+    if super::output::stdout_closed(err) {
+        return false;
+    }
+    report(err);
+    true
 }
 
 /// docker's statuses for a failed `run`: 127 when the command is not found, 126 when it cannot

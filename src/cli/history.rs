@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use super::Settings;
 use super::args::{HistoryArgs, ListFormat};
-use super::output::{Table, ago, human_size, print_json_lines};
+use super::output::{Table, ago, human_size, outln, print_json_lines};
 use crate::platform::Platform;
 use crate::store::summary_created;
 
@@ -63,7 +63,7 @@ pub fn run(args: HistoryArgs, settings: &Settings) -> anyhow::Result<()> {
     }
     if args.quiet {
         for r in &rows {
-            println!("{}", r.id);
+            outln!("{}", r.id)?;
         }
         return Ok(());
     }

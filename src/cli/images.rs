@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::Settings;
 use super::args::{ImagesArgs, ListFormat};
 use super::errors::user_error;
-use super::output::{Table, ago, human_size, print_json_lines};
+use super::output::{Table, ago, human_size, outln, print_json_lines};
 use crate::oci::Descriptor;
 use crate::reference::Reference;
 use crate::store::{ImageSummary, Store};
@@ -132,7 +132,7 @@ pub fn run(args: ImagesArgs, settings: &Settings) -> anyhow::Result<()> {
     if args.quiet {
         let mut seen = std::collections::HashSet::new();
         for r in rows.iter().filter(|r| seen.insert(r.id.clone())) {
-            println!("{}", r.id);
+            outln!("{}", r.id)?;
         }
         return Ok(());
     }

@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use super::Settings;
 use super::args::ImportArgs;
+use super::output::outln;
 use crate::archive::{self, ImportOptions};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -38,6 +39,6 @@ pub fn run(args: ImportArgs, settings: &Settings) -> anyhow::Result<()> {
         archive::import(&store, f, &options, &progress)
             .with_context(|| format!("cannot import {}", args.file))?
     };
-    println!("{}", desc.digest);
+    outln!("{}", desc.digest)?;
     Ok(())
 }

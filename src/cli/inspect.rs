@@ -1,12 +1,11 @@
 //! `manifold inspect [--platform P] [--raw] IMAGE...`: a JSON array, one object per image
 //! (docker's shape where it has one), or with `--raw` the stored bytes exactly.
 
-use std::io::Write;
-
 use serde_json::{Value, json};
 
 use super::Settings;
 use super::args::InspectArgs;
+use super::output::write_stdout;
 use crate::oci::Descriptor;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -23,7 +22,7 @@ pub fn run(args: InspectArgs, settings: &Settings) -> anyhow::Result<()> {
             None => found.descriptor.clone(),
         };
         if args.raw {
-            std::io::stdout().write_all(&store.read_blob(&desc.digest)?)?;
+            write_stdout(&store.read_blob(&desc.digest)?)?;
             continue;
         }
         out.push(describe(&store, &found.descriptor, &desc)?);

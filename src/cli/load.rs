@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use super::Settings;
 use super::args::LoadArgs;
+use super::output::outln;
 use crate::archive;
 
 pub fn run(args: LoadArgs, settings: &Settings) -> anyhow::Result<()> {
@@ -23,10 +24,10 @@ pub fn run(args: LoadArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     for image in loaded {
         match image.reference {
-            Some(r) if args.quiet => println!("{}", r.familiar()),
-            Some(r) => println!("Loaded image: {}", r.familiar()),
-            None if args.quiet => println!("{}", image.descriptor.digest),
-            None => println!("Loaded image ID: {}", image.descriptor.digest),
+            Some(r) if args.quiet => outln!("{}", r.familiar())?,
+            Some(r) => outln!("Loaded image: {}", r.familiar())?,
+            None if args.quiet => outln!("{}", image.descriptor.digest)?,
+            None => outln!("Loaded image ID: {}", image.descriptor.digest)?,
         }
     }
     Ok(())

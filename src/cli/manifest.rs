@@ -5,6 +5,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::Settings;
 use super::args::TransferArgs;
+use super::output::outln;
 use super::remote;
 use crate::manifest::{self, Annotation, CreateOptions, Fetcher, ManifestError, PushOptions};
 use crate::progress::Progress;
@@ -101,6 +102,7 @@ pub struct PushArgs {
 
 #[derive(Debug, Args)]
 pub struct RmArgs {
+    /// Lists in the store
     #[arg(required = true, value_name = "LIST")]
     pub lists: Vec<String>,
 }
@@ -120,7 +122,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
             };
             let created = manifest::create(&fetcher, &a.list, &a.images, &options)?;
             report_list(settings, "Created", &created);
-            println!("{}", created.descriptor.digest);
+            outln!("{}", created.descriptor.digest)?;
         }
         ManifestCommand::Annotate(a) => {
             let client = remote::client(settings);
@@ -140,7 +142,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
             };
             let created = manifest::annotate(&fetcher, &a.list, &a.image, &annotation)?;
             report_list(settings, "Annotated", &created);
-            println!("{}", created.descriptor.digest);
+            outln!("{}", created.descriptor.digest)?;
         }
         ManifestCommand::Inspect(a) => {
             // `--verbose` asks for detail here; request lines need `-vv`.
@@ -179,17 +181,18 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
                 r.blobs_mounted,
                 r.blobs_skipped
             ));
-            println!("{}", pushed.descriptor.digest);
+            outln!("{}", pushed.descriptor.digest)?;
         }
         ManifestCommand::Rm(a) => {
             let mut failed = 0;
             for list in &a.lists {
-                match manifest::remove(&store, list) {
-                    Ok(r) => println!("Removed: {}", r.familiar()),
-                    Err(e) => {
-                        super::errors::report(&e.into());
-                        failed += 1;
-                    }
+                let removed = manifest::remove(&store, list)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|r| Ok(outln!("Removed: {}", r.familiar())?));
+                if let Err(e) = removed
+                    && super::errors::report_item(&e)
+                {
+                    failed += 1;
                 }
             }
             store.gc()?;

@@ -4,6 +4,7 @@
 
 mod args;
 mod errors;
+mod help;
 mod output;
 mod progress;
 mod settings;
@@ -42,16 +43,15 @@ mod tags;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 pub use args::{Cli, Command};
+pub use help::command;
 pub use settings::Settings;
 
 /// Exit status when manifold itself fails (docker's convention).
 pub const EXIT_MANIFOLD_FAILED: u8 = 125;
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = help::parse();
     let settings = match Settings::resolve(&cli.global) {
         Ok(s) => s,
         Err(e) => return errors::report(&e),

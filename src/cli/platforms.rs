@@ -19,6 +19,7 @@ use crate::platform::Platform;
 
 #[derive(Debug, Args)]
 pub struct PlatformsArgs {
+    /// Output format
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
     /// Where to look for static QEMU emulators first (also MANIFOLD_QEMU_DIR)

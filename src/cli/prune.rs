@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 
 use super::Settings;
 use super::args::PruneArgs;
-use super::output::human_size;
+use super::output::{human_size, outln};
 
 pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
     if !args.force && !confirm(args.all)? {
@@ -32,7 +32,7 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
         match &entry.reference {
             Some(r) => {
                 store.untag(r)?;
-                println!("untagged: {}", r.familiar());
+                outln!("untagged: {}", r.familiar())?;
             }
             None => {
                 store.remove_image(&entry.descriptor.digest)?;
@@ -57,16 +57,16 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
     let report = store.gc()?;
     let (_, snapshot_bytes) = crate::runtime::prune_snapshots(&store)?;
     if !deleted.is_empty() {
-        println!("Deleted Images:");
+        outln!("Deleted Images:")?;
         for d in &deleted {
-            println!("deleted: {d}");
+            outln!("deleted: {d}")?;
         }
-        println!();
+        outln!()?;
     }
-    println!(
+    outln!(
         "Total reclaimed space: {}",
         human_size(report.bytes_freed + snapshot_bytes)
-    );
+    )?;
     Ok(())
 }
 

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::Settings;
 use super::args::ListFormat;
-use super::output::{Table, ago, print_json_lines};
+use super::output::{Table, ago, outln, print_json_lines};
 use super::select::short_platform;
 use crate::runtime::{ContainerRecord, Status};
 
@@ -21,6 +21,7 @@ pub struct PsArgs {
     /// Do not truncate output
     #[arg(long)]
     pub no_trunc: bool,
+    /// Output format
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
 }
@@ -79,7 +80,7 @@ pub fn run(args: PsArgs, settings: &Settings) -> anyhow::Result<()> {
         .collect();
     if args.quiet {
         for r in &list {
-            println!("{}", if args.no_trunc { &r.id } else { r.short_id() });
+            outln!("{}", if args.no_trunc { &r.id } else { r.short_id() })?;
         }
         return Ok(());
     }

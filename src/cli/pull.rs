@@ -4,6 +4,7 @@
 use super::Settings;
 use super::args::PullArgs;
 use super::errors::user_error;
+use super::output::outln;
 use super::remote;
 use crate::content::{self, Platforms, Sink, Source};
 use crate::oci::Document;
@@ -57,7 +58,7 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         Sink::tag(&store, r, &root)?;
         if args.quiet {
-            println!("{}", root.digest);
+            outln!("{}", root.digest)?;
         } else {
             progress.message(&format!("Digest: {}", root.digest));
             let status = if report.blobs_copied == 0 {
@@ -66,7 +67,7 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
                 format!("Downloaded newer image for {}", r.familiar())
             };
             progress.message(&format!("Status: {status}"));
-            println!("{}", r.familiar());
+            outln!("{}", r.familiar())?;
         }
     }
     Ok(())

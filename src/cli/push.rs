@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use super::Settings;
 use super::args::PushArgs;
 use super::errors::user_error;
+use super::output::outln;
 use super::remote;
 use crate::content::{self, Platforms, Sink, Source, WithDocument};
 use crate::oci::{self, Descriptor, Digest};
@@ -79,7 +80,7 @@ pub fn run(args: PushArgs, settings: &Settings) -> anyhow::Result<()> {
         root.digest,
         root.size
     ));
-    println!("{}", root.digest);
+    outln!("{}", root.digest)?;
     Ok(())
 }
 

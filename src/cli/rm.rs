@@ -8,6 +8,7 @@ use clap::Args;
 
 use super::Settings;
 use super::errors::{self, user_error};
+use super::output::outln;
 use crate::runtime::sys::RealSyscalls;
 use crate::runtime::{Containers, OciRuntime, RuntimeError, Status};
 use crate::store::Store;
@@ -17,6 +18,7 @@ pub struct RmArgs {
     /// Kill and remove running containers
     #[arg(short, long)]
     pub force: bool,
+    /// Containers to remove: names or IDs
     #[arg(required = true, value_name = "CONTAINER")]
     pub containers: Vec<String>,
 }
@@ -26,12 +28,12 @@ pub fn run(args: RmArgs, settings: &Settings) -> anyhow::Result<()> {
     let containers = super::containers::reconciled(&store)?;
     let mut failed = 0;
     for key in &args.containers {
-        match remove(&store, &containers, key, args.force) {
-            Ok(()) => println!("{key}"),
-            Err(e) => {
-                errors::report(&e);
-                failed += 1;
-            }
+        let removed =
+            remove(&store, &containers, key, args.force).and_then(|()| Ok(outln!("{key}")?));
+        if let Err(e) = removed
+            && errors::report_item(&e)
+        {
+            failed += 1;
         }
     }
     if failed > 0 {

@@ -4,6 +4,7 @@
 use super::Settings;
 use super::args::RmiArgs;
 use super::errors::user_error;
+use super::output::outln;
 use crate::reference::Reference;
 use crate::store::{Store, StoreError};
 
@@ -11,8 +12,9 @@ pub fn run(args: RmiArgs, settings: &Settings) -> anyhow::Result<()> {
     let store = settings.store()?;
     let mut failed = 0;
     for image in &args.images {
-        if let Err(e) = remove(&store, image, args.force) {
-            super::errors::report(&e);
+        if let Err(e) = remove(&store, image, args.force)
+            && super::errors::report_item(&e)
+        {
             failed += 1;
         }
     }
@@ -70,10 +72,10 @@ fn remove(store: &Store, input: &str, force: bool) -> anyhow::Result<()> {
         // Named by a tag: untag; delete only when that was the last name.
         Some(reference) => {
             store.untag(reference)?;
-            println!("Untagged: {}", reference.familiar());
+            outln!("Untagged: {}", reference.familiar())?;
             if tags.len() == 1 {
                 store.remove_image(&digest)?;
-                println!("Deleted: {digest}");
+                outln!("Deleted: {digest}")?;
             }
         }
         // Named by ID or digest: the image itself goes, with every tag when forced.
@@ -91,10 +93,10 @@ fn remove(store: &Store, input: &str, force: bool) -> anyhow::Result<()> {
                 .into());
             }
             for t in &tags {
-                println!("Untagged: {}", t.familiar());
+                outln!("Untagged: {}", t.familiar())?;
             }
             store.remove_image(&digest)?;
-            println!("Deleted: {digest}");
+            outln!("Deleted: {digest}")?;
         }
     }
     Ok(())

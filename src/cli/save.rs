@@ -1,6 +1,6 @@
 //! `manifold save [-o FILE] [--format docker|oci] [--platform P] IMAGE...`.
 
-use std::io::{IsTerminal, Write};
+use std::io::IsTerminal;
 
 use anyhow::Context;
 
@@ -53,17 +53,15 @@ pub fn run(args: SaveArgs, settings: &Settings) -> anyhow::Result<()> {
             r
         }
         None => {
-            let stdout = std::io::stdout().lock();
-            let r = archive::save(
+            // `save` flushes what it wrote: a closed stdout surfaces as its error.
+            archive::save(
                 &store,
                 &images,
                 format,
                 platform.as_ref(),
-                std::io::BufWriter::new(stdout),
+                std::io::BufWriter::new(super::output::stdout()),
                 &progress,
-            );
-            std::io::stdout().flush()?;
-            r
+            )
         }
     };
     result.map_err(|e| match e {

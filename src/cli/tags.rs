@@ -2,7 +2,7 @@
 
 use super::Settings;
 use super::args::{ListFormat, TagsArgs};
-use super::output::print_json_lines;
+use super::output::{print_json_lines, write_stdout};
 use super::remote;
 use crate::reference::Reference;
 
@@ -32,6 +32,6 @@ pub fn run(args: TagsArgs, settings: &Settings) -> anyhow::Result<()> {
         out.push_str(t);
         out.push('\n');
     }
-    std::io::Write::write_all(&mut std::io::stdout(), out.as_bytes())?;
+    write_stdout(out.as_bytes())?;
     Ok(())
 }

@@ -17,8 +17,10 @@ pub struct VerifyArgs {
     /// Only this platform (or these, comma separated) [default: every platform of the image]
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Output format
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
+    /// An image in the store, or pulled when the store lacks it
     pub image: String,
 }
 

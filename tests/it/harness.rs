@@ -1,6 +1,7 @@
 //! Shared helpers for the integration tests: the busybox fixtures, a throwaway store root with a
 //! `manifold` command bound to it, a local registry, tree hashes ("the store is byte-for-byte as
-//! it was"), skips that CI turns into failures, and redaction for snapshots.
+//! it was"), skips that CI turns into failures, a second user, redaction for snapshots and
+//! `manifold_snapshot!`.
 #![allow(dead_code, unused_macros)]
 
 use std::fmt::Write as _;
@@ -9,6 +10,7 @@ use std::io::{self, Read as _, Write as _};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command as StdCommand, Stdio};
 use std::sync::OnceLock;
@@ -145,8 +147,7 @@ impl TestRoot {
         self.dir.path().join("docker")
     }
 
-    /// `manifold --root <root> --progress none`, with a clean environment for the things
-    /// manifold reads (`MANIFOLD_*`, registry credentials) and a timeout.
+    /// [`manifold`] with `--root <root> --progress none` and this root's `DOCKER_CONFIG`.
     pub fn manifold(&self) -> assert_cmd::Command {
         self.manifold_wrapped(&[])
     }
@@ -154,27 +155,21 @@ impl TestRoot {
     /// [`manifold`](Self::manifold) started by `wrapper` (a program and its arguments, to which
     /// the manifold command line is appended), e.g. to run it in namespaces of its own.
     pub fn manifold_wrapped(&self, wrapper: &[&std::ffi::OsStr]) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::from_std(self.manifold_std(wrapper));
+        let mut cmd = assert_cmd::Command::from_std(self.manifold_std_wrapped(wrapper));
         cmd.timeout(COMMAND_TIMEOUT);
         cmd
     }
 
-    /// [`manifold_wrapped`](Self::manifold_wrapped) as a plain `std` command, for a test that
-    /// spawns and waits for the process itself (and then bounds the wait itself).
-    pub fn manifold_std(&self, wrapper: &[&std::ffi::OsStr]) -> StdCommand {
-        let mut cmd = match wrapper.split_first() {
-            Some((program, args)) => {
-                let mut cmd = StdCommand::new(program);
-                cmd.args(args).arg(env!("CARGO_BIN_EXE_manifold"));
-                cmd
-            }
-            None => StdCommand::new(env!("CARGO_BIN_EXE_manifold")),
-        };
-        cmd.env_remove("MANIFOLD_ROOT")
-            .env_remove("MANIFOLD_INSECURE_REGISTRIES")
-            .env_remove("REGISTRY_AUTH_FILE")
-            .env("DOCKER_CONFIG", self.docker_config())
-            .env("NO_COLOR", "1")
+    /// [`TestRoot::manifold`] as a `std::process::Command`, for a test that wires stdout itself
+    /// (and then bounds the wait itself).
+    pub fn manifold_std(&self) -> StdCommand {
+        self.manifold_std_wrapped(&[])
+    }
+
+    /// [`manifold_wrapped`](Self::manifold_wrapped) as a plain `std` command.
+    pub fn manifold_std_wrapped(&self, wrapper: &[&std::ffi::OsStr]) -> StdCommand {
+        let mut cmd = manifold_std_wrapped(wrapper);
+        cmd.env("DOCKER_CONFIG", self.docker_config())
             .arg("--root")
             .arg(&self.root)
             .args(["--progress", "none"]);
@@ -205,6 +200,68 @@ impl TestRoot {
         }
         settings
     }
+}
+
+/// The terminal width the tests give `manifold`. clap wraps help to the width of the terminal on
+/// stdout, stderr or stdin, else to `COLUMNS`, else to 100 columns (and never wider than the
+/// 100 `cli::command()` allows): the tests have no terminal, so `COLUMNS` decides.
+pub const COLUMNS: &str = "100";
+
+/// The `manifold` binary with nothing of the host's that changes what it prints: every
+/// environment variable its flags read (clap's `env`) and the others it reads (`MANIFOLD_*`,
+/// registry credentials) removed, no colours, a fixed width for help, and a timeout.
+pub fn manifold() -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::from_std(manifold_std());
+    cmd.timeout(COMMAND_TIMEOUT);
+    cmd
+}
+
+/// [`manifold`] as a `std::process::Command` (no timeout), for a test that wires stdout itself.
+pub fn manifold_std() -> StdCommand {
+    manifold_std_wrapped(&[])
+}
+
+/// [`manifold_std`] started by `wrapper` (a program and its arguments, to which the manifold
+/// command line is appended).
+pub fn manifold_std_wrapped(wrapper: &[&std::ffi::OsStr]) -> StdCommand {
+    let mut cmd = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut cmd = StdCommand::new(program);
+            cmd.args(args).arg(env!("CARGO_BIN_EXE_manifold"));
+            cmd
+        }
+        None => StdCommand::new(env!("CARGO_BIN_EXE_manifold")),
+    };
+    for var in flag_env_vars() {
+        cmd.env_remove(var);
+    }
+    cmd.env_remove("MANIFOLD_ROOT")
+        .env_remove("MANIFOLD_INSECURE_REGISTRIES")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("LINES")
+        .env("COLUMNS", COLUMNS)
+        .env("NO_COLOR", "1");
+    cmd
+}
+
+/// The environment variables manifold's flags are read from, from its clap definitions.
+fn flag_env_vars() -> &'static [std::ffi::OsString] {
+    static VARS: OnceLock<Vec<std::ffi::OsString>> = OnceLock::new();
+    VARS.get_or_init(|| {
+        fn walk(cmd: &clap::Command, out: &mut Vec<std::ffi::OsString>) {
+            out.extend(
+                cmd.get_arguments()
+                    .filter_map(|a| a.get_env())
+                    .map(Into::into),
+            );
+            cmd.get_subcommands().for_each(|sub| walk(sub, out));
+        }
+        let mut vars = Vec::new();
+        walk(&manifold::cli::command(), &mut vars);
+        vars.sort();
+        vars.dedup();
+        vars
+    })
 }
 
 // --- skips -------------------------------------------------------------------------------------
@@ -263,6 +320,118 @@ pub fn find_program(name: &str) -> Option<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     fs::metadata(p).is_ok_and(|m| m.is_file() && m.mode() & 0o111 != 0)
+}
+
+// --- a second user -----------------------------------------------------------------------------
+
+/// A local user made for one test and removed when dropped (also when the test fails).
+pub struct OtherUser {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Run a user administration command, retrying while another process holds /etc/passwd's lock
+/// (tests of other modules add and remove users at the same time).
+fn admin(program: &str, args: &[&str]) -> std::process::Output {
+    let mut last = None;
+    for _ in 0..100 {
+        let out = StdCommand::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+        if out.status.success() {
+            return out;
+        }
+        last = Some(out);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    last.unwrap()
+}
+
+fn id_of(name: &str, flag: &str) -> u32 {
+    let out = StdCommand::new("id").args([flag, name]).output().unwrap();
+    assert!(out.status.success(), "id {flag} {name}");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+}
+
+impl OtherUser {
+    /// Creates user `name` (unique to the test, such as `mfsec-<piece>-<n>`), with a group of
+    /// its own, no home and no login shell. Guard with `skip_unless!("root", "useradd")`.
+    pub fn create(name: &str) -> OtherUser {
+        let name = name.to_string();
+        // A leftover of a run that was killed before its guard could remove it.
+        if StdCommand::new("id")
+            .arg(&name)
+            .output()
+            .unwrap()
+            .status
+            .success()
+        {
+            admin("userdel", &[&name]);
+        }
+        let out = admin(
+            "useradd",
+            &[
+                "--no-create-home",
+                "--user-group",
+                "--shell",
+                "/usr/sbin/nologin",
+                &name,
+            ],
+        );
+        assert!(
+            out.status.success(),
+            "useradd {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        OtherUser {
+            uid: id_of(&name, "-u"),
+            gid: id_of(&name, "-g"),
+            name,
+        }
+    }
+
+    /// A command run as this user (no supplementary groups), environment cleared.
+    pub fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> StdCommand {
+        let mut c = StdCommand::new(program);
+        c.uid(self.uid)
+            .gid(self.gid)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir("/")
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// What `sh -c SCRIPT` said and whether it succeeded, as this user.
+    pub fn sh(&self, script: &str) -> (bool, String) {
+        let out = self
+            .command("/bin/sh")
+            .args(["-c", script])
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    /// Assert that this user cannot read `path`, and that it is the permissions that stop them.
+    pub fn cannot_read(&self, path: &Path) {
+        assert!(path.is_file(), "{} exists (as root)", path.display());
+        let (ok, text) = self.sh(&format!("cat '{}' >/dev/null", path.display()));
+        assert!(!ok, "{} could read {}", self.name, path.display());
+        assert!(text.contains("Permission denied"), "{text}");
+    }
+}
+
+impl Drop for OtherUser {
+    fn drop(&mut self) {
+        admin("userdel", &[&self.name]);
+    }
 }
 
 // --- a local registry ----------------------------------------------------------------------
@@ -558,6 +727,53 @@ pub fn insta_settings() -> insta::Settings {
     }
     settings
 }
+
+// --- snapshots of whole commands --------------------------------------------------------------
+
+/// What a command did, as one text for a snapshot (uv's format): whether it succeeded, its exit
+/// status, then its stdout and its stderr.
+pub fn run_and_format(cmd: &mut assert_cmd::Command) -> (String, std::process::Output) {
+    let output = cmd.output().expect("run the command");
+    let status = match output.status.code() {
+        Some(code) => format!("exit_code: {code}"),
+        None => format!("terminated: {}", output.status),
+    };
+    let text = format!(
+        "success: {}\n{status}\n----- stdout -----\n{}\n----- stderr -----\n{}",
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    (text, output)
+}
+
+/// uv's `uv_snapshot!` for manifold: run a command (an `assert_cmd::Command`, usually from
+/// [`manifold`] or [`TestRoot::manifold`]) and snapshot its exit status, stdout and stderr with
+/// the [`filters`]. Returns the `Output` for further checks.
+///
+/// - `manifold_snapshot!(cmd, @"…")`: inline, with the [`filters`];
+/// - `manifold_snapshot!(settings, cmd, @"…")`: inline, with these insta settings (such as
+///   [`TestRoot::insta_settings`], or more filters added to [`insta_settings`]);
+/// - `manifold_snapshot!(settings, cmd, name)`: in `snapshots/<module>__<name>.snap`.
+macro_rules! manifold_snapshot {
+    ($cmd:expr, @$snapshot:literal) => {{
+        $crate::harness::manifold_snapshot!($crate::harness::insta_settings(), $cmd, @$snapshot)
+    }};
+    ($settings:expr, $cmd:expr, @$snapshot:literal) => {{
+        let (snapshot, output) = $crate::harness::run_and_format($cmd);
+        $settings.bind(|| ::insta::assert_snapshot!(snapshot, @$snapshot));
+        output
+    }};
+    ($settings:expr, $cmd:expr, $name:expr) => {{
+        let (snapshot, output) = $crate::harness::run_and_format($cmd);
+        let name = $name;
+        let name: &str = ::std::convert::AsRef::as_ref(&name);
+        $settings.bind(|| ::insta::assert_snapshot!(name, snapshot));
+        output
+    }};
+}
+#[allow(unused_imports)]
+pub(crate) use manifold_snapshot;
 
 #[cfg(test)]
 mod tests {

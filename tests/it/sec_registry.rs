@@ -688,7 +688,7 @@ fn a_token_realm_in_plain_http_on_another_machine_gets_no_password() {
 #[allow(clippy::zombie_processes)]
 fn run_measured(root: &TestRoot, args: &[&str]) -> (Output, u64) {
     let mut child = root
-        .manifold_std(&[])
+        .manifold_std()
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

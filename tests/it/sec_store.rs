@@ -7,124 +7,11 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
-use crate::harness::{TestRoot, skip_unless};
+use crate::harness::{OtherUser, TestRoot, skip_unless};
 use crate::local::import;
 use crate::registry_harness::{Auth, PASSWORD, TestRegistry, USER};
-
-// --- a second user -----------------------------------------------------------------------------
-
-/// A local user made for one test and removed when dropped (also when the test fails).
-struct OtherUser {
-    name: String,
-    uid: u32,
-    gid: u32,
-}
-
-/// Run a user administration command, retrying while another process holds /etc/passwd's lock
-/// (tests of other modules add and remove users at the same time).
-fn admin(program: &str, args: &[&str]) -> Output {
-    let mut last = None;
-    for _ in 0..100 {
-        let out = Command::new(program)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-        if out.status.success() {
-            return out;
-        }
-        last = Some(out);
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    last.unwrap()
-}
-
-fn id_of(name: &str, flag: &str) -> u32 {
-    let out = Command::new("id").args([flag, name]).output().unwrap();
-    assert!(out.status.success(), "id {flag} {name}");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
-impl OtherUser {
-    fn create(n: u32) -> OtherUser {
-        let name = format!("mfsec-store-{n}");
-        // A leftover of a run that was killed before its guard could remove it.
-        if Command::new("id")
-            .arg(&name)
-            .output()
-            .unwrap()
-            .status
-            .success()
-        {
-            admin("userdel", &[&name]);
-        }
-        let out = admin(
-            "useradd",
-            &[
-                "--no-create-home",
-                "--user-group",
-                "--shell",
-                "/usr/sbin/nologin",
-                &name,
-            ],
-        );
-        assert!(
-            out.status.success(),
-            "useradd {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        OtherUser {
-            uid: id_of(&name, "-u"),
-            gid: id_of(&name, "-g"),
-            name,
-        }
-    }
-
-    /// A command run as this user (no supplementary groups), environment cleared.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut c = Command::new(program);
-        c.uid(self.uid)
-            .gid(self.gid)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .current_dir("/")
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// What `sh -c SCRIPT` said and whether it succeeded, as this user.
-    fn sh(&self, script: &str) -> (bool, String) {
-        let out = self
-            .command("/bin/sh")
-            .args(["-c", script])
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        (out.status.success(), text)
-    }
-
-    /// Assert that this user cannot read `path`, and that it is the permissions that stop them.
-    fn cannot_read(&self, path: &Path) {
-        assert!(path.is_file(), "{} exists (as root)", path.display());
-        let (ok, text) = self.sh(&format!("cat '{}' >/dev/null", path.display()));
-        assert!(!ok, "{} could read {}", self.name, path.display());
-        assert!(text.contains("Permission denied"), "{text}");
-    }
-}
-
-impl Drop for OtherUser {
-    fn drop(&mut self) {
-        admin("userdel", &[&self.name]);
-    }
-}
 
 /// A store root the second user could reach if its own modes allowed it: the test's temporary
 /// directory (0700 as made) is opened to everyone.
@@ -202,7 +89,7 @@ fn another_user_reaches_nothing_in_the_store() {
     skip_unless!("root", "runc", "useradd");
     let root = reachable_root();
     populated(&root);
-    let user = OtherUser::create(1);
+    let user = OtherUser::create("mfsec-store-1");
     let store = root.path();
     // The user reaches where the store is: what stops them below is the store's modes.
     let (ok, text) = user.sh(&format!(
@@ -381,7 +268,7 @@ fn opening_an_old_store_repairs_its_modes() {
         reachable_by_others(store).contains(&cdir.join("upper/tmp/sh")),
         "the old-style store hands out the setuid program"
     );
-    let user = OtherUser::create(2);
+    let user = OtherUser::create("mfsec-store-2");
     let (ok, _) = user.sh(&format!("cat '{}'", cdir.join("config.json").display()));
     assert!(ok, "before the repair the user reads the secret");
 
