@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// Container host name [default: the container ID, or the host's with --network host]
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Network
+    /// The container's network: a private one with outbound access, the host's, or none
     #[arg(long, value_enum, default_value_t = NetworkArg::Bridge)]
     pub network: NetworkArg,
     /// Mount the container's root filesystem read-only

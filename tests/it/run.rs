@@ -340,7 +340,7 @@ fn environment_workdir_and_user() {
     let out = root
         .manifold()
         .env("PASSED_THROUGH", "host-value")
-        .args(["run", "--rm", "--env-file"])
+        .args(["run", "--rm", "--network", "host", "--env-file"])
         .arg(&env_file)
         .args(["-e", "OVERRIDDEN=flag", "-e", "PASSED_THROUGH", "-e", "UNSET_ON_HOST"])
         .args(["envimg", "sh", "-c", "echo $FROM_IMAGE $FROM_FILE $OVERRIDDEN $PASSED_THROUGH ${UNSET_ON_HOST-unset}; pwd; echo $HOME; cat /etc/hostname"])
