@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 
 use crate::binfmt::BinfmtLease;
 use crate::harness::{COMMAND_TIMEOUT, REPO, TestRoot, skip_unless};
-use crate::local::{import, multiarch};
-use crate::run::{RawTar, with_layers};
+use crate::local::multiarch;
+use crate::run::{RawTar, host_busybox, stdout_of, with_layers};
 
 // --- helpers -----------------------------------------------------------------------------------
 
@@ -49,7 +49,13 @@ fn probe() -> &'static Path {
             .unwrap_or_else(|| "rustc".into());
         let tmp = dir.join(format!("netprobe.tmp-{}", std::process::id()));
         let res = Command::new(&rustc)
-            .args(["--edition", "2021", "-O", "-C", "target-feature=+crt-static"])
+            .args([
+                "--edition",
+                "2021",
+                "-O",
+                "-C",
+                "target-feature=+crt-static",
+            ])
             .arg("-o")
             .arg(&tmp)
             .arg(&src)
@@ -71,7 +77,8 @@ fn probe_volume() -> String {
 }
 
 /// Prints the container's interfaces, sorted, on one line.
-const IFACES: &str = "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '; echo";
+const IFACES: &str =
+    "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ' '; echo";
 
 /// The interfaces of the namespace this test runs in, as [`IFACES`] prints them.
 fn own_interfaces() -> String {
@@ -241,7 +248,10 @@ impl Outside {
             "link", "add", &veth_c, "netns", &c, "type", "veth", "peer", "name", &veth_s, "netns",
             &s,
         ]);
-        for (ns, dev, addr) in [(&c, &veth_c, "10.213.0.1/24"), (&s, &veth_s, "10.213.0.2/24")] {
+        for (ns, dev, addr) in [
+            (&c, &veth_c, "10.213.0.1/24"),
+            (&s, &veth_s, "10.213.0.2/24"),
+        ] {
             ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
@@ -425,17 +435,6 @@ fn assert_forwarders_gone(pid: u32, when: &str) {
     }
 }
 
-fn host_busybox(root: &TestRoot, name: &str) {
-    #[cfg(target_arch = "x86_64")]
-    import(root, "amd64", "linux/amd64", name);
-    #[cfg(target_arch = "aarch64")]
-    import(root, "arm64", "linux/arm64", name);
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 // --- run ---------------------------------------------------------------------------------------
 
 /// (1) (2) (3) (5): what a default container sees and reaches, against `--network host`.
@@ -443,7 +442,7 @@ fn stdout(out: &std::process::Output) -> String {
 fn the_default_network_is_a_namespace_of_its_own() {
     skip_unless!("root", "runc", "slirp4netns");
     let root = TestRoot::new();
-    host_busybox(&root, "bb");
+    host_busybox(&root);
     let services = HostServices::start("run");
     let script = format!(
         "{IFACES}; {}; cat /etc/resolv.conf; hostname",
@@ -456,9 +455,9 @@ fn the_default_network_is_a_namespace_of_its_own() {
         if let Some(n) = network {
             cmd.args(["--network", n]);
         }
-        let out = cmd.args(["bb", "sh", "-c", &script]).output().unwrap();
+        let out = cmd.args(["busybox", "sh", "-c", &script]).output().unwrap();
         assert!(out.status.success(), "{network:?}: {out:?}");
-        let text = stdout(&out);
+        let text = stdout_of(&out);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "lo tap0 ", "{network:?}: only its own interfaces");
         assert_eq!(
@@ -476,19 +475,26 @@ fn the_default_network_is_a_namespace_of_its_own() {
         );
         assert_eq!(lines[4], "nameserver 10.0.2.3", "{network:?}: {text}");
         assert_eq!(lines.len(), 6, "{text}");
-        assert_ne!(lines[5], rustix::system::uname().nodename().to_str().unwrap());
+        assert_ne!(
+            lines[5],
+            rustix::system::uname().nodename().to_str().unwrap()
+        );
     }
-    assert_eq!(services.hits(), 0, "no connection reached the host's services");
+    assert_eq!(
+        services.hits(),
+        0,
+        "no connection reached the host's services"
+    );
 
     // --network host: the host's interfaces, services and resolv.conf, as asked.
     let out = root
         .manifold()
         .args(["run", "--rm", "--network", "host", "-v", &probe_volume()])
-        .args(["bb", "sh", "-c", &script])
+        .args(["busybox", "sh", "-c", &script])
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let text = stdout(&out);
+    let text = stdout_of(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], own_interfaces());
     assert_eq!(lines[1], "connected: host-secret");
@@ -496,6 +502,56 @@ fn the_default_network_is_a_namespace_of_its_own() {
     assert_eq!(services.hits(), 2);
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     assert!(text.contains(&host_resolv), "{text}");
+}
+
+/// The finding that opened item 2: a default container captured another process's registry
+/// `Authorization` header with an AF_PACKET socket. In its own namespace the capture (where
+/// the capabilities allow one at all) sees the container's own traffic, never the host's.
+#[test]
+fn the_default_network_captures_no_host_traffic() {
+    skip_unless!("root", "runc", "slirp4netns");
+    let root = TestRoot::new();
+    host_busybox(&root);
+    let services = HostServices::start("sniff");
+    let marker = format!("Basic c2VjcmV0-{}", std::process::id());
+    // Someone on the host talks to a service on its loopback while the containers listen.
+    let stop = Arc::new(AtomicBool::new(false));
+    let chatter = {
+        let (stop, port, marker) = (stop.clone(), services.port, marker.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                if let Ok(mut s) = std::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port)) {
+                    let _ = write!(s, "GET /v2/ HTTP/1.1\r\nAuthorization: {marker}\r\n\r\n");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let sniff = |network: &str| {
+        let out = root
+            .manifold()
+            .args(["run", "--rm", "--network", network, "-v", &probe_volume()])
+            .args(["busybox", "sh", "-c", &format!("/probe sniff '{marker}' 3")])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        stdout_of(&out)
+    };
+    let private = sniff("bridge");
+    let host = sniff("host");
+    stop.store(true, Ordering::SeqCst);
+    chatter.join().unwrap();
+    assert!(services.hits() > 0, "the host's traffic flowed");
+    // Without CAP_NET_RAW no capture at all; with it, its own packets only.
+    assert!(
+        private.starts_with("denied: ") || private == "own: seen, marker: unseen\n",
+        "{private}"
+    );
+    // The control: where capture is allowed, the host's network shows the host's traffic.
+    assert!(
+        host.starts_with("denied: ") || host == "own: seen, marker: seen\n",
+        "{host}"
+    );
 }
 
 /// (4): outbound access through the forwarder, by address and by name (its DNS forwarder),
@@ -520,7 +576,7 @@ fn the_default_network_reaches_out() {
         .arg(format!("/probe tcp {addr}"))
         .output()
         .unwrap();
-    assert_eq!(stdout(&out), "connected: HTTP/1.0 200 OK\n", "{out:?}");
+    assert_eq!(stdout_of(&out), "connected: HTTP/1.0 200 OK\n", "{out:?}");
 
     let url = format!("http://outside.test:{}/", outside.port);
     for platform in ["linux/amd64", "linux/arm64"] {
@@ -533,7 +589,7 @@ fn the_default_network_reaches_out() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{platform}: {out:?}");
-        assert_eq!(stdout(&out), "1\noutside-hello\n", "{platform}");
+        assert_eq!(stdout_of(&out), "1\noutside-hello\n", "{platform}");
     }
     let hits = outside.hits();
     assert_eq!(hits, 3);
@@ -545,7 +601,7 @@ fn the_default_network_reaches_out() {
         .output()
         .unwrap();
     assert_eq!(
-        stdout(&out),
+        stdout_of(&out),
         "failed: Network is unreachable (os error 101)\n",
         "{out:?}"
     );
@@ -558,7 +614,7 @@ fn the_default_network_reaches_out() {
 fn no_forwarder_outlives_its_container() {
     skip_unless!("root", "runc", "slirp4netns");
     let root = TestRoot::new();
-    host_busybox(&root, "bb");
+    host_busybox(&root);
     let ready = root.scratch("ready");
     let spawn = |name: &str, script: &str| {
         Command::new(env!("CARGO_BIN_EXE_manifold"))
@@ -566,7 +622,7 @@ fn no_forwarder_outlives_its_container() {
             .arg(root.path())
             .args(["--progress", "none", "run", "--rm", "--name", name, "-v"])
             .arg(format!("{}:/ready", ready.display()))
-            .args(["bb", "sh", "-c", script])
+            .args(["busybox", "sh", "-c", script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -612,7 +668,7 @@ fn no_forwarder_outlives_its_container() {
         .args(["ps", "--format", "json"])
         .output()
         .unwrap();
-    let id = stdout(&ps)
+    let id = stdout_of(&ps)
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .find(|c| c["Names"] == "killed")
@@ -628,7 +684,11 @@ fn no_forwarder_outlives_its_container() {
         .status()
         .unwrap();
     assert!(killed.success());
-    assert_eq!(m.wait().unwrap().code(), Some(137), "the container's status");
+    assert_eq!(
+        m.wait().unwrap().code(),
+        Some(137),
+        "the container's status"
+    );
     assert_forwarders_gone(pid, "after the container was killed");
 
     // manifold is SIGKILLed; the container lives on (until `rm -f`), its forwarder does not.
@@ -688,7 +748,7 @@ fn run_steps_are_isolated_and_reach_out() {
             .output()
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        stdout(&out)
+        stdout_of(&out)
     };
     let default = cat("/default.txt");
     let lines: Vec<&str> = default.lines().collect();
@@ -704,7 +764,11 @@ fn run_steps_are_isolated_and_reach_out() {
     assert_eq!(lines[0], own_interfaces(), "{host}");
     assert_eq!(lines[1], "connected: host-secret", "{host}");
     assert_eq!(lines[3], "connected: host-secret", "{host}");
-    assert_eq!(services.hits(), 2, "only the --network=host step reached them");
+    assert_eq!(
+        services.hits(),
+        2,
+        "only the --network=host step reached them"
+    );
 
     // Outbound, by name, for both platforms (arm64 under QEMU): the step fails without it.
     let outside = Outside::new("b");
@@ -739,7 +803,11 @@ fn run_steps_are_isolated_and_reach_out() {
             .args(["fetched", "cat", "/fetched"])
             .output()
             .unwrap();
-        assert_eq!(stdout(&out), format!("outside-hello\n{machine}\n"), "{out:?}");
+        assert_eq!(
+            stdout_of(&out),
+            format!("outside-hello\n{machine}\n"),
+            "{out:?}"
+        );
     }
 }
 
@@ -748,12 +816,8 @@ fn run_steps_are_isolated_and_reach_out() {
 #[test]
 fn network_flag_help_and_errors() {
     let root = TestRoot::new();
-    let help = root
-        .manifold()
-        .args(["run", "--help"])
-        .output()
-        .unwrap();
-    let help = stdout(&help);
+    let help = root.manifold().args(["run", "--help"]).output().unwrap();
+    let help = stdout_of(&help);
     let start = help.find("      --network").unwrap();
     let end = start + help[start..].find("      --read-only").unwrap();
     let section: String = help[start..end]
@@ -776,7 +840,7 @@ fn network_flag_help_and_errors() {
     ");
     let out = root
         .manifold()
-        .args(["run", "--network", "pasta", "bb", "true"])
+        .args(["run", "--network", "pasta", "busybox", "true"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
@@ -793,7 +857,7 @@ fn network_flag_help_and_errors() {
 fn the_default_network_without_slirp4netns() {
     skip_unless!("root", "runc");
     let root = TestRoot::new();
-    host_busybox(&root, "bb");
+    host_busybox(&root);
     // A PATH with runc and nothing else.
     let bin = root.scratch("bin");
     let runc = crate::harness::find_program("runc").unwrap();
@@ -801,7 +865,7 @@ fn the_default_network_without_slirp4netns() {
     let out = root
         .manifold()
         .env("PATH", &bin)
-        .args(["run", "--rm", "bb", "true"])
+        .args(["run", "--rm", "busybox", "true"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(125));
@@ -810,11 +874,11 @@ fn the_default_network_without_slirp4netns() {
     hint: install slirp4netns (Debian, Ubuntu: `apt-get install slirp4netns`), or choose `--network none` (no network) or `--network host` (the host's network)
     ");
     let ps = root.manifold().args(["ps", "-a", "-q"]).output().unwrap();
-    assert_eq!(stdout(&ps), "");
+    assert_eq!(stdout_of(&ps), "");
     // The other modes need no forwarder.
     root.manifold()
         .env("PATH", &bin)
-        .args(["run", "--rm", "--network", "none", "bb", "true"])
+        .args(["run", "--rm", "--network", "none", "busybox", "true"])
         .assert()
         .success();
 }
@@ -894,12 +958,12 @@ fn run_bounded(root: &TestRoot, args: &[&str], limit: Duration) -> (Option<i32>,
 fn fifo_account_files_do_not_hang_run() {
     skip_unless!("root", "runc");
     let root = TestRoot::new();
-    host_busybox(&root, "bb");
+    host_busybox(&root);
     let layer = RawTar::default()
         .entry(b'6', "etc/passwd", "", &[], 0o644)
         .entry(b'6', "etc/group", "", &[], 0o644)
         .finish();
-    with_layers(&root, "bb", &[layer], "fifo:latest");
+    with_layers(&root, "busybox", &[layer], "fifo:latest");
     let run = |args: &[&str]| {
         let all: Vec<&str> = ["run", "--rm", "--network", "none"]
             .iter()
