@@ -11,16 +11,17 @@
 //! namespace) and its loopback stay out of reach: slirp4netns runs with
 //! `--disable-host-loopback`, so the gateway address does not lead to the host's 127.0.0.1.
 //!
-//! Why slirp4netns (Debian bookworm: 1.2.0) and not pasta (bookworm: passt 0.0~git20230309):
-//! slirp4netns ends when a descriptor manifold holds is closed (`--exit-fd`), so the forwarder
-//! cannot outlive manifold, even SIGKILLed, nor the container; it reports readiness on a
-//! descriptor (`--ready-fd`: no polling); its DNS forwarder (10.0.2.3) reaches whatever resolver
-//! the host uses, loopback ones (systemd-resolved) included; it confines itself (`--enable-sandbox`
-//! drops to CAP_NET_BIND_SERVICE in an empty root, `--enable-seccomp`), which matters for a
-//! packet parser running as root. That pasta has no exit descriptor, drops to `nobody` (which
-//! clears a parent-death signal), quits only when a *bind-mounted* namespace file is deleted,
-//! forwards every port bound on the host's loopback into the container unless told
-//! `-T none -U none`, and cannot forward DNS to a loopback resolver.
+//! Why slirp4netns (Debian bookworm: 1.2.0) and not pasta (bookworm: passt 0.0~git20230309),
+//! from what the installed binaries do: slirp4netns ends when a descriptor manifold holds is
+//! closed (`--exit-fd`), so the forwarder cannot outlive manifold, even SIGKILLed, nor the
+//! container; it reports readiness on a descriptor (`--ready-fd`: no polling); its DNS forwarder
+//! (10.0.2.3) reaches whatever resolver the host uses, loopback ones (systemd-resolved's
+//! 127.0.0.53) included; it confines itself (`--enable-sandbox` drops to CAP_NET_BIND_SERVICE in
+//! an empty root, `--enable-seccomp`), which matters for a packet parser running as root. That
+//! pasta, by default (`-T auto`), connects the namespace's 127.0.0.1:PORT to a service on the
+//! host's 127.0.0.1:PORT (the very leak to close), gives the namespace a copy of the host's
+//! interface name and address, has no exit descriptor, and as root drops to `nobody` before it
+//! opens the namespace (a `/proc/PID/ns/net` target fails; only a bind-mounted one works).
 //!
 //! The forwarder is started for one container and stopped with it ([`ContainerNetwork`]).
 //! Published ports (`-p HOST:CTR`) belong to the same forwarder: slirp4netns takes them through
@@ -146,10 +147,6 @@ impl ContainerNetwork {
         Ok(ContainerNetwork { mode, private })
     }
 
-    pub fn mode(&self) -> Network {
-        self.mode
-    }
-
     /// Where the runtime puts the container.
     pub fn namespace(&self) -> Namespace {
         match (&self.private, self.mode) {
@@ -176,11 +173,6 @@ impl ContainerNetwork {
                 Err(e.unwrap_or_else(|| NetworkError::Failed(last_line(&log))))
             }
         }
-    }
-
-    /// The forwarder's process ID, while it runs.
-    pub fn forwarder_pid(&self) -> Option<u32> {
-        self.private.as_ref().map(|p| p.forwarder.id())
     }
 
     /// Stop the forwarder (the container has exited). It is killed at once; its exit (the

@@ -214,9 +214,9 @@ const OUTSIDE: &str = "10.213.0.2";
 
 /// An outside world of the test's own: network namespaces `client` (where manifold runs) and
 /// `server`, joined by a veth pair (10.213.0.1 ↔ 10.213.0.2); in `server` a TCP server that
-/// answers like a web server and a DNS responder that resolves every name to 10.213.0.2, named
-/// by the resolv.conf manifold (and so slirp4netns) sees. Removed on drop, also when the test
-/// fails.
+/// answers like a web server; on `client`'s loopback a DNS responder that resolves every name
+/// to 10.213.0.2, named by the resolv.conf manifold (and so slirp4netns) sees. Removed on drop,
+/// also when the test fails.
 struct Outside {
     client: String,
     server: String,
@@ -256,56 +256,36 @@ impl Outside {
             ip(&["-n", ns, "link", "set", "lo", "up"]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
-        fs::write(
-            o.dir.path().join("resolv.conf"),
-            format!("nameserver {OUTSIDE}\n"),
-        )
-        .unwrap();
-
-        // The servers' sockets belong to the namespace of the thread that makes them.
-        let netns = fs::File::open(Path::new("/run/netns").join(&s)).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (hits, stop) = (o.hits.clone(), o.stop.clone());
-        std::thread::spawn(move || {
-            use std::os::fd::AsFd;
-            rustix::thread::move_into_link_name_space(
-                netns.as_fd(),
-                Some(rustix::thread::LinkNameSpaceType::Network),
-            )
+        // The resolver the host (the client namespace) uses is on its loopback, like
+        // systemd-resolved's 127.0.0.53: slirp4netns's DNS forwarder still reaches it.
+        fs::write(o.dir.path().join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
+        let tcp = in_netns(&s, || TcpListener::bind((OUTSIDE, 0)).unwrap());
+        tcp.set_nonblocking(true).unwrap();
+        o.port = tcp.local_addr().unwrap().port();
+        let dns = in_netns(&c, || UdpSocket::bind((Ipv4Addr::LOCALHOST, 53)).unwrap());
+        dns.set_read_timeout(Some(Duration::from_millis(50)))
             .unwrap();
-            let tcp = TcpListener::bind((OUTSIDE, 0)).unwrap();
-            tcp.set_nonblocking(true).unwrap();
-            let dns = UdpSocket::bind((OUTSIDE, 53)).unwrap();
-            dns.set_read_timeout(Some(Duration::from_millis(50)))
-                .unwrap();
-            let port = tcp.local_addr().unwrap().port();
-            let web = serve(
-                move || tcp.accept().map(|(s, _)| s),
-                b"HTTP/1.0 200 OK\r\nContent-Length: 14\r\n\r\noutside-hello\n",
-                hits,
-                stop.clone(),
-                |s| {
-                    let _ = s.set_nonblocking(false);
-                    let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
-                },
-            );
-            let resolver = std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    let mut buf = [0u8; 512];
-                    if let Ok((n, from)) = dns.recv_from(&mut buf)
-                        && let Some(answer) = dns_answer(&buf[..n])
-                    {
-                        let _ = dns.send_to(&answer, from);
-                    }
+        let stop = o.stop.clone();
+        o.threads.push(serve(
+            move || tcp.accept().map(|(s, _)| s),
+            b"HTTP/1.0 200 OK\r\nContent-Length: 14\r\n\r\noutside-hello\n",
+            o.hits.clone(),
+            o.stop.clone(),
+            |s| {
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+            },
+        ));
+        o.threads.push(std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let mut buf = [0u8; 512];
+                if let Ok((n, from)) = dns.recv_from(&mut buf)
+                    && let Some(answer) = dns_answer(&buf[..n])
+                {
+                    let _ = dns.send_to(&answer, from);
                 }
-            });
-            tx.send((port, vec![web, resolver])).unwrap();
-        })
-        .join()
-        .unwrap();
-        let (port, threads) = rx.recv().unwrap();
-        o.port = port;
-        o.threads = threads;
+            }
+        }));
         o
     }
 
@@ -365,6 +345,23 @@ impl Drop for Outside {
             let _ = Command::new("ip").args(["netns", "del", ns]).status();
         }
     }
+}
+
+/// What `make` returns, made on a thread inside the network namespace `name`: a socket belongs
+/// to the namespace it was made in, whichever thread uses it later.
+fn in_netns<T: Send + 'static>(name: &str, make: impl FnOnce() -> T + Send + 'static) -> T {
+    let netns = fs::File::open(Path::new("/run/netns").join(name)).unwrap();
+    std::thread::spawn(move || {
+        use std::os::fd::AsFd;
+        rustix::thread::move_into_link_name_space(
+            netns.as_fd(),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .unwrap();
+        make()
+    })
+    .join()
+    .unwrap()
 }
 
 /// A DNS response to `query`: every A question answered with [`OUTSIDE`], others with no data.
