@@ -25,7 +25,8 @@
 //!
 //! The forwarder is started for one container and stopped with it ([`ContainerNetwork`]).
 //! Published ports (`-p HOST:CTR`) belong to the same forwarder: slirp4netns takes them through
-//! its API socket (`--api-socket`, `add_hostfwd`) once it is ready, in [`ContainerNetwork::start`].
+//! its API socket (`--api-socket`, `add_hostfwd`) once it is ready, in
+//! [`ContainerNetwork::wait_ready`].
 
 use std::fs;
 use std::io;
