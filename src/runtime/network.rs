@@ -176,17 +176,20 @@ impl ContainerNetwork {
         }
     }
 
-    /// Stop the forwarder (the container has exited). It is killed at once; its exit (the
-    /// kernel tearing its tap device down takes a few milliseconds) is awaited on a thread of
-    /// its own, so that the container's exit is not delayed by it.
+    /// Signal the forwarder to go (the container has exited); [`ContainerNetwork::stop`] reaps
+    /// it. Its exit takes a few milliseconds (the kernel tears its tap device down), which the
+    /// caller can spend on its own cleanup.
+    pub fn kill(&mut self) {
+        if let Some(p) = self.private.as_mut() {
+            let _ = p.forwarder.kill();
+        }
+    }
+
+    /// Stop the forwarder and reap it: no process, not even a zombie, is left.
     pub fn stop(&mut self) {
         if let Some(mut p) = self.private.take() {
             let _ = p.forwarder.kill();
-            if !matches!(p.forwarder.try_wait(), Ok(Some(_))) {
-                std::thread::spawn(move || {
-                    let _ = p.forwarder.wait();
-                });
-            }
+            let _ = p.forwarder.wait();
         }
     }
 }

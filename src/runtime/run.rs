@@ -582,8 +582,10 @@ impl Prepared<'_> {
     fn cleanup(&mut self, exit_code: Option<i32>) -> Result<(), RuntimeError> {
         let rt = self.rt;
         let id = self.record.id.clone();
-        if let Some(mut net) = self.network.take() {
-            net.stop();
+        // The forwarder goes down (the kernel tears its tap device down) while the rest is
+        // cleaned; it is reaped at the end (or when `network` drops, on an error).
+        if let Some(net) = self.network.as_mut() {
+            net.kill();
         }
         rt.containers.release(&*rt.sys, Some(&rt.oci), &id)?;
         if self.record.auto_remove {
@@ -595,6 +597,9 @@ impl Prepared<'_> {
                 r.finished = Some(Utc::now());
                 r.owner = None;
             })?;
+        }
+        if let Some(mut net) = self.network.take() {
+            net.stop();
         }
         Ok(())
     }
