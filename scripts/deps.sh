@@ -11,6 +11,9 @@ packages=(
   skopeo umoci oci-image-tool
   # the default OCI runtime and the emulators that `manifold run --platform` registers
   runc qemu-user-static
+  # the default network of run and RUN (a private namespace with outbound access); `ip netns`
+  # for the network tests' own namespaces
+  slirp4netns iproute2
   # a throwaway registry for push/pull tests (tests start their own on a free port)
   docker-registry
   # scripts/fixtures.sh: apt-get download of busybox-static for foreign architectures

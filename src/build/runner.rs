@@ -148,11 +148,8 @@ impl Runner for RuntimeRunner {
             user: op.user.clone(),
             name: None,
             hostname: None,
-            network: if op.network == "none" {
-                Network::None
-            } else {
-                Network::Host
-            },
+            // The plan checked the value: anything else is the default.
+            network: Network::from_build_flag(&op.network).unwrap_or(Network::Private),
             read_only: false,
             binds,
             tty: false,

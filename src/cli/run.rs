@@ -30,7 +30,13 @@ use crate::runtime::{
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
-    /// The host's network (the default: there is no bridge)
+    /// A network namespace of its own with outbound access through slirp4netns: the host's
+    /// interfaces, loopback and abstract unix sockets are out of reach
+    Bridge,
+    /// The same as `bridge` (podman's name for it)
+    Slirp4netns,
+    /// The host's network: the container sees the host's interfaces and reaches every service
+    /// of the host, those on 127.0.0.1 and abstract unix sockets too
     Host,
     /// Only a loopback interface
     None,
@@ -75,8 +81,8 @@ pub struct RunArgs {
     /// Container host name [default: the container ID, or the host's with --network host]
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Network
-    #[arg(long, value_enum, default_value_t = NetworkArg::Host)]
+    /// The container's network: a private one with outbound access, the host's, or none
+    #[arg(long, value_enum, default_value_t = NetworkArg::Bridge)]
     pub network: NetworkArg,
     /// Mount the container's root filesystem read-only
     #[arg(long)]
@@ -219,6 +225,7 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         name,
         hostname: args.hostname.clone(),
         network: match args.network {
+            NetworkArg::Bridge | NetworkArg::Slirp4netns => Network::Private,
             NetworkArg::Host => Network::Host,
             NetworkArg::None => Network::None,
         },

@@ -190,10 +190,24 @@ impl InRoot {
         Ok(rel.iter().map(OsStr::to_os_string).collect())
     }
 
-    /// Read a whole (small) file at `path` inside the root, following symlinks within it.
+    /// Read a whole (small) regular file at `path` inside the root, following symlinks within
+    /// it. Anything else is refused (`InvalidInput`) without blocking: a FIFO is opened
+    /// non-blocking (a plain open would wait for a writer forever), a device or a directory is
+    /// never read.
     pub fn read(&self, path: &Path, limit: u64) -> io::Result<Vec<u8>> {
         use std::io::Read;
-        let fd = self.open_at(path, OFlags::RDONLY, Mode::empty())?;
+        let fd = self.open_at(
+            path,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+            Mode::empty(),
+        )?;
+        let kind = FileType::from_raw_mode(rustix::fs::fstat(&fd).map_err(errno)?.st_mode);
+        if kind != FileType::RegularFile {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is not a regular file ({kind:?})", path.display()),
+            ));
+        }
         let mut f = std::fs::File::from(fd);
         let mut out = Vec::new();
         (&mut f).take(limit).read_to_end(&mut out)?;
@@ -219,6 +233,37 @@ pub fn fd_path(fd: BorrowedFd<'_>) -> io::Result<PathBuf> {
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
+
+    #[test]
+    fn read_takes_regular_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(dir.path().join("etc/group"), "root:x:0:\n").unwrap();
+        symlink("/etc/group", dir.path().join("etc/group-link")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dir.path().join("etc/passwd"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let root = InRoot::open(dir.path()).unwrap();
+        assert_eq!(
+            root.read(Path::new("/etc/group"), 100).unwrap(),
+            b"root:x:0:\n"
+        );
+        assert_eq!(
+            root.read(Path::new("/etc/group-link"), 100).unwrap(),
+            b"root:x:0:\n"
+        );
+        // A FIFO with no writer: refused at once instead of waiting for one.
+        let e = root.read(Path::new("/etc/passwd"), 100).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("not a regular file"), "{e}");
+        let e = root.read(Path::new("/etc"), 100).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
 
     #[test]
     fn clean_never_climbs_above_the_root() {

@@ -25,9 +25,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
+use super::network::Network;
 use super::oci_runtime::{OciRuntime, RuntimeState};
 use super::snapshots::remove_tree;
-use super::spec::Network;
 use super::sys::{Syscalls, mounts_under};
 use crate::oci::Digest;
 use crate::platform::Platform;

@@ -9,6 +9,7 @@
 
 pub mod commit;
 pub mod containers;
+pub mod network;
 pub mod oci_runtime;
 pub mod overlay;
 pub mod run;
@@ -23,10 +24,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use containers::{ContainerRecord, Containers, Status};
+pub use network::Network;
 pub use oci_runtime::OciRuntime;
 pub use run::{Prepared, RunOptions, Runtime};
 pub use snapshots::Snapshots;
-pub use spec::{Bind, Network, Security, SecurityFlags};
+pub use spec::{Bind, Security, SecurityFlags};
 
 use crate::layer::LayerError;
 use crate::oci::{Digest, Document};
@@ -95,6 +97,8 @@ pub enum RuntimeError {
         source: io::Error,
     },
     #[error(transparent)]
+    Network(#[from] network::NetworkError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Change(#[from] crate::oci::changes::ChangeError),
@@ -147,6 +151,7 @@ impl RuntimeError {
             RuntimeError::Unpack { .. } => {
                 "the layer is malformed or hostile; nothing outside the snapshot was touched".into()
             }
+            RuntimeError::Network(e) => return e.hint(),
             RuntimeError::Mount { .. } => {
                 "the kernel needs overlayfs; inside a container, run manifold privileged".into()
             }
@@ -198,6 +203,22 @@ pub fn prune_snapshots(store: &Store) -> Result<(usize, u64), RuntimeError> {
     let containers = Containers::open(store.root())?;
     let snapshots = Snapshots::open(store.root())?;
     snapshots.remove_unused(|| chain_ids_in_use(store, &containers))
+}
+
+/// A program: `name` itself when it holds a `/`, else the first executable of that name on PATH.
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = PathBuf::from(name);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| executable(p))
 }
 
 /// Whether this process runs as root.

@@ -55,16 +55,7 @@ impl StartFailure {
 impl OciRuntime {
     /// Find `name` (a program on PATH, or a path).
     pub fn find(name: &str, store_root: &Path) -> Result<OciRuntime, RuntimeError> {
-        let program = if name.contains('/') {
-            let p = PathBuf::from(name);
-            is_executable(&p).then_some(p)
-        } else {
-            std::env::var_os("PATH").and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join(name))
-                    .find(|p| is_executable(p))
-            })
-        };
+        let program = super::find_program(name);
         let program = program.ok_or_else(|| RuntimeError::RuntimeNotFound(name.to_string()))?;
         let base = Path::new(name)
             .file_name()
@@ -166,11 +157,6 @@ pub fn start_failure(log: &Path) -> Option<StartFailure> {
         .filter_map(|v| v["msg"].as_str().map(str::to_string))
         .next_back()
         .map(|message| StartFailure { message })
-}
-
-fn is_executable(p: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
 #[cfg(test)]

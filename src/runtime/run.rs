@@ -12,10 +12,11 @@ use chrono::Utc;
 
 use super::RuntimeError;
 use super::containers::{ContainerDir, ContainerRecord, Containers, Owner, Status, new_id};
+use super::network::{self, ContainerNetwork, Network};
 use super::oci_runtime::{OciRuntime, start_failure};
 use super::overlay::{Method, Overlay};
 use super::snapshots::{LayerRef, Snapshots};
-use super::spec::{self, Bind, Network, SpecInput};
+use super::spec::{self, Bind, SpecInput};
 use super::sys::{RealSyscalls, Syscalls};
 use super::user::{self, ExecUser};
 use crate::layer::InRoot;
@@ -215,6 +216,7 @@ impl Runtime {
             cdir,
             finished: false,
             method: None,
+            network: None,
         };
         if let Err(e) = prepared.setup(opts, &chain_ids, args) {
             // Listed (unless --rm) with docker's status for what went wrong.
@@ -319,6 +321,8 @@ pub struct Prepared<'a> {
     cdir: ContainerDir,
     finished: bool,
     method: Option<Method>,
+    /// The container's network (its forwarder runs until the container is cleaned up).
+    network: Option<ContainerNetwork>,
 }
 
 impl Prepared<'_> {
@@ -343,6 +347,12 @@ impl Prepared<'_> {
     ) -> Result<(), RuntimeError> {
         let rt = self.rt;
         let cdir = self.cdir.clone();
+        // The forwarder configures the namespace while the root is prepared.
+        let net = self.network.insert(ContainerNetwork::start(
+            opts.network,
+            &cdir.dir.join("network.log"),
+        )?);
+        let namespace = net.namespace();
         let mut lowers: Vec<PathBuf> = chain_ids
             .iter()
             .rev()
@@ -371,6 +381,9 @@ impl Prepared<'_> {
 
         let root =
             InRoot::open(&cdir.rootfs()).map_err(RuntimeError::io("open", &cdir.rootfs()))?;
+        // runc's rule (libcontainer/user's GetExecUserPath): a passwd or group file that
+        // cannot be read is absent; `read` takes regular files only, so a FIFO in its place
+        // cannot block the start.
         let read = |p: &str| {
             root.read(Path::new(p), 4 << 20)
                 .ok()
@@ -383,6 +396,8 @@ impl Prepared<'_> {
             .or_else(|| opts.config.config.as_ref().and_then(|c| c.user.clone()))
             .unwrap_or_default();
         let exec_user: ExecUser = user::resolve(&user_spec, passwd.as_deref(), group.as_deref())?;
+        let mut binds = opts.binds.clone();
+        binds.extend(self.mask_special_account_files(&root)?);
 
         let workdir = opts
             .workdir
@@ -410,7 +425,7 @@ impl Prepared<'_> {
                 .nodename()
                 .to_string_lossy()
                 .into_owned(),
-            (None, Network::None) => self.record.short_id().to_string(),
+            (None, Network::None | Network::Private) => self.record.short_id().to_string(),
         };
         let env = environment(
             &opts.config,
@@ -443,8 +458,8 @@ impl Prepared<'_> {
             console_size: if opts.tty { terminal_size() } else { None },
             hostname,
             read_only: opts.read_only,
-            network: opts.network,
-            binds: opts.binds.clone(),
+            network: namespace,
+            binds,
             hosts: cdir.dir.join("hosts"),
             hostname_file: cdir.dir.join("hostname"),
             resolv_conf: cdir.dir.join("resolv.conf"),
@@ -459,27 +474,51 @@ impl Prepared<'_> {
         let config = cdir.bundle_config();
         let bytes = serde_json::to_vec(&spec).expect("a runtime spec serialises");
         private::write_file(&config, &bytes).map_err(RuntimeError::io("write", &config))?;
+        if let Some(net) = self.network.as_mut() {
+            net.wait_ready()?;
+        }
         Ok(())
+    }
+
+    /// runc (1.1) opens the container's /etc/passwd and /etc/group itself before it starts
+    /// the process, with a plain open(2): a FIFO there would block it forever, a device be read
+    /// as one. Over such a file goes an empty, read-only regular file, which reads as absent
+    /// (what manifold made of it). A directory is left to fail in the runtime, naming the file.
+    fn mask_special_account_files(&self, root: &InRoot) -> Result<Vec<Bind>, RuntimeError> {
+        use rustix::fs::FileType;
+        let mut binds = Vec::new();
+        for file in ["/etc/passwd", "/etc/group"] {
+            let Ok(st) = root.stat(Path::new(file)) else {
+                continue;
+            };
+            if matches!(
+                FileType::from_raw_mode(st.st_mode),
+                FileType::RegularFile | FileType::Directory
+            ) {
+                continue;
+            }
+            let empty = self.cdir.dir.join("empty");
+            fs::write(&empty, "").map_err(RuntimeError::io("write", &empty))?;
+            binds.push(Bind {
+                source: empty,
+                destination: file.to_string(),
+                read_only: true,
+            });
+        }
+        Ok(binds)
     }
 
     fn write_etc_files(&self, hostname: &str, network: Network) -> Result<(), RuntimeError> {
         let dir = &self.cdir.dir;
-        let hosts = match network {
-            Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-            Network::None => String::new(),
-        };
-        let hosts = if hosts.is_empty() {
-            format!(
-                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
-            )
-        } else {
-            hosts
-        };
-        let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let host_hosts = fs::read_to_string("/etc/hosts").ok();
+        let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
         for (name, text) in [
-            ("hosts", hosts),
+            (
+                "hosts",
+                network::hosts(network, hostname, host_hosts.as_deref()),
+            ),
             ("hostname", format!("{hostname}\n")),
-            ("resolv.conf", resolv),
+            ("resolv.conf", network::resolv_conf(network, &host_resolv)),
         ] {
             // Bind-mounted where the container's user reads them: not private, but out of
             // reach in the private container directory.
@@ -549,6 +588,11 @@ impl Prepared<'_> {
     fn cleanup(&mut self, exit_code: Option<i32>) -> Result<(), RuntimeError> {
         let rt = self.rt;
         let id = self.record.id.clone();
+        // The forwarder goes down (the kernel tears its tap device down) while the rest is
+        // cleaned; it is reaped at the end (or when `network` drops, on an error).
+        if let Some(net) = self.network.as_mut() {
+            net.kill();
+        }
         rt.containers.release(&*rt.sys, Some(&rt.oci), &id)?;
         if self.record.auto_remove {
             rt.containers.remove(&*rt.sys, None, &rt.store, &id)?;
@@ -559,6 +603,9 @@ impl Prepared<'_> {
                 r.finished = Some(Utc::now());
                 r.owner = None;
             })?;
+        }
+        if let Some(mut net) = self.network.take() {
+            net.stop();
         }
         Ok(())
     }

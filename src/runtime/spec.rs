@@ -18,6 +18,7 @@ use oci_spec::runtime::{
 };
 
 pub use self::security::{CapSet, Host, Seccomp, Security, SecurityFlags};
+use super::network::Namespace;
 use super::user::ExecUser;
 
 /// Docker's masked paths (moby's `oci/defaults.go`).
@@ -44,16 +45,6 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
-/// The container's network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Network {
-    /// The host's network namespace.
-    Host,
-    /// A network namespace of its own with only loopback.
-    None,
-}
-
 /// A `-v SRC:DST[:ro]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -73,7 +64,8 @@ pub struct SpecInput {
     pub console_size: Option<(u16, u16)>,
     pub hostname: String,
     pub read_only: bool,
-    pub network: Network,
+    /// The network namespace (see `network::ContainerNetwork::namespace`).
+    pub network: Namespace,
     pub binds: Vec<Bind>,
     /// Bundle files bind-mounted over /etc/hosts, /etc/hostname, /etc/resolv.conf.
     pub hosts: PathBuf,
@@ -226,21 +218,26 @@ pub fn build(input: &SpecInput) -> Spec {
     }
 
     let mut namespaces = vec![
-        LinuxNamespaceType::Pid,
-        LinuxNamespaceType::Ipc,
-        LinuxNamespaceType::Uts,
-        LinuxNamespaceType::Mount,
+        (LinuxNamespaceType::Pid, None),
+        (LinuxNamespaceType::Ipc, None),
+        (LinuxNamespaceType::Uts, None),
+        (LinuxNamespaceType::Mount, None),
     ];
-    if input.network == Network::None {
-        namespaces.push(LinuxNamespaceType::Network);
+    match &input.network {
+        Namespace::Host => {}
+        Namespace::New => namespaces.push((LinuxNamespaceType::Network, None)),
+        Namespace::Join(path) => {
+            namespaces.push((LinuxNamespaceType::Network, Some(path.clone())));
+        }
     }
     let namespaces: Vec<_> = namespaces
         .into_iter()
-        .map(|t| {
-            LinuxNamespaceBuilder::default()
-                .typ(t)
-                .build()
-                .expect("a valid namespace")
+        .map(|(t, path)| {
+            let mut ns = LinuxNamespaceBuilder::default().typ(t);
+            if let Some(p) = path {
+                ns = ns.path(p);
+            }
+            ns.build().expect("a valid namespace")
         })
         .collect();
     let resources = LinuxResourcesBuilder::default()
@@ -310,7 +307,7 @@ mod tests {
             console_size: Some((24, 80)),
             hostname: "box".into(),
             read_only: true,
-            network: Network::None,
+            network: Namespace::New,
             binds: vec![Bind {
                 source: "/host/data".into(),
                 destination: "/data".into(),
@@ -443,7 +440,7 @@ mod tests {
     #[test]
     fn host_network_shares_the_namespace_and_soft_never_exceeds_hard() {
         let mut i = input();
-        i.network = Network::Host;
+        i.network = Namespace::Host;
         i.nofile = (1 << 30, 20000);
         i.terminal = false;
         let json = serde_json::to_value(build(&i)).unwrap();
@@ -516,5 +513,20 @@ mod tests {
             .find(|m| m["destination"] == "/sys")
             .unwrap();
         assert!(sys["options"].as_array().unwrap().contains(&"rw".into()));
+    }
+
+    #[test]
+    fn a_private_network_joins_the_namespace_manifold_made() {
+        let mut i = input();
+        i.network = Namespace::Join("/proc/42/fd/7".into());
+        let json = serde_json::to_value(build(&i)).unwrap();
+        let net: Vec<&serde_json::Value> = json["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["type"] == "network")
+            .collect();
+        assert_eq!(net.len(), 1);
+        assert_eq!(net[0]["path"], "/proc/42/fd/7");
     }
 }

@@ -92,7 +92,7 @@ pub fn with_layers(root: &TestRoot, base: &str, layers: &[Vec<u8>], name: &str) 
     store.tag(&Reference::parse(name).unwrap(), &desc).unwrap();
 }
 
-fn stdout_of(out: &std::process::Output) -> String {
+pub fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -101,7 +101,7 @@ fn stderr_of(out: &std::process::Output) -> String {
 }
 
 /// busybox for the host, as `busybox:latest`.
-fn host_busybox(root: &TestRoot) {
+pub fn host_busybox(root: &TestRoot) {
     #[cfg(target_arch = "x86_64")]
     import(root, "amd64", "linux/amd64", "busybox:latest");
     #[cfg(target_arch = "aarch64")]
@@ -340,7 +340,7 @@ fn environment_workdir_and_user() {
     let out = root
         .manifold()
         .env("PASSED_THROUGH", "host-value")
-        .args(["run", "--rm", "--env-file"])
+        .args(["run", "--rm", "--network", "host", "--env-file"])
         .arg(&env_file)
         .args(["-e", "OVERRIDDEN=flag", "-e", "PASSED_THROUGH", "-e", "UNSET_ON_HOST"])
         .args(["envimg", "sh", "-c", "echo $FROM_IMAGE $FROM_FILE $OVERRIDDEN $PASSED_THROUGH ${UNSET_ON_HOST-unset}; pwd; echo $HOME; cat /etc/hostname"])
