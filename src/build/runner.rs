@@ -155,6 +155,7 @@ impl Runner for RuntimeRunner {
             binds,
             tty: false,
             auto_remove: false,
+            ephemeral: true,
         };
         let mut prepared = self
             .rt

@@ -188,6 +188,7 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         binds: binds.clone(),
         tty: args.tty,
         auto_remove: args.rm,
+        ephemeral: false,
     };
 
     if !matrix {

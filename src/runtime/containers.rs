@@ -11,7 +11,12 @@
 //! A record names the manifold process that runs the container (pid and start time). When
 //! that process is gone but the record says the container runs — manifold was killed — the next
 //! `ps`, `rm` or `prune` asks the runtime, and when the container has stopped cleans what was
-//! left (runtime state, mounts) and marks it exited.
+//! left (runtime state, mounts) and marks it exited. An ephemeral container (a build's RUN step)
+//! lives only as long as that process: once it is gone, the same look kills and removes it.
+//!
+//! Removal marks the record `removing`, then removes the data, the lease and the record, in that
+//! order: a removal that fails or is cut short leaves the record (`ps -a` lists it as `Dead`)
+//! and the next `rm` or `prune` finishes it.
 
 use std::fs::{self, File};
 use std::io;
@@ -22,14 +27,15 @@ use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
 use super::oci_runtime::{OciRuntime, RuntimeState};
-use super::snapshots::remove_tree;
 use super::spec::Network;
 use super::sys::{Syscalls, mounts_under};
+use crate::layer::walk;
 use crate::oci::Digest;
 use crate::platform::Platform;
 use crate::store::Store;
 
 pub const CONTAINER_DIR: &str = "containers-v1";
+const RECORD: &str = "container.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -37,6 +43,8 @@ pub enum Status {
     Created,
     Running,
     Exited,
+    /// Being removed, or left half-removed by a removal that failed or was killed.
+    Removing,
 }
 
 /// The manifold process that runs a container (pid reuse is told apart by the start time).
@@ -87,6 +95,9 @@ pub struct ContainerRecord {
     pub runtime: String,
     pub network: Network,
     pub auto_remove: bool,
+    /// Lives only as long as its owner (a build's RUN step): see the module's notes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
@@ -103,6 +114,20 @@ impl ContainerRecord {
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }
+
+    /// Whether the manifold process named as its owner still runs.
+    pub fn owner_alive(&self) -> bool {
+        self.owner.is_some_and(|o| o.is_alive())
+    }
+}
+
+/// What [`Containers::reconcile`] cleaned.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Stopped meanwhile: released and marked exited.
+    pub exited: Vec<String>,
+    /// Removed: `--rm` containers that stopped, ephemeral ones whose owner is gone.
+    pub removed: Vec<String>,
 }
 
 /// The container directory and the paths in it.
@@ -113,7 +138,7 @@ pub struct ContainerDir {
 
 impl ContainerDir {
     pub fn record(&self) -> PathBuf {
-        self.dir.join("container.json")
+        self.dir.join(RECORD)
     }
     pub fn upper(&self) -> PathBuf {
         self.dir.join("upper")
@@ -235,7 +260,7 @@ impl Containers {
         let mut out = Vec::new();
         for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
             let e = e.map_err(RuntimeError::io("list", &self.dir))?;
-            let Ok(bytes) = fs::read(e.path().join("container.json")) else {
+            let Ok(bytes) = fs::read(e.path().join(RECORD)) else {
                 continue;
             };
             if let Ok(r) = serde_json::from_slice::<ContainerRecord>(&bytes) {
@@ -356,7 +381,9 @@ impl Containers {
         Ok(())
     }
 
-    /// Remove a container that is not running: mounts, runtime state, files, its lease.
+    /// Remove a container that is not running: mounts, runtime state, files, its lease, and
+    /// the record last (see the module's notes). Finishing a removal someone else began, or
+    /// removing what is already gone, is not an error.
     pub fn remove(
         &self,
         sys: &dyn Syscalls,
@@ -366,33 +393,90 @@ impl Containers {
     ) -> Result<(), RuntimeError> {
         self.release(sys, runtime, id)?;
         let cdir = self.dir_of(id);
-        // The record goes first, so a crash half-way leaves no listed container behind.
+        // Best effort: the record stays until the end whatever its status says, and a full
+        // disk (where this write fails) must not keep a container from being removed.
+        let _ = self.update(id, |r| {
+            r.status = Status::Removing;
+            r.owner = Some(Owner::current());
+        });
+        walk::remove_contents(&cdir.dir, &[RECORD])
+            .map_err(RuntimeError::io("remove", &cdir.dir))?;
+        store.remove_lease(id)?;
         match fs::remove_file(cdir.record()) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(RuntimeError::io("remove", &cdir.record())(e)),
         }
-        remove_tree(&cdir.dir)?;
-        store.remove_lease(id)?;
+        walk::remove_tree(&cdir.dir).map_err(RuntimeError::io("remove", &cdir.dir))?;
         Ok(())
+    }
+
+    /// Finish what removals left: containers marked `removing` whose remover is gone (a
+    /// removal failed or was killed), and container directories without a record (left by
+    /// versions that removed the record first) with their leases. Returns the IDs removed and
+    /// the containers that still cannot be removed, with why.
+    pub fn finish_removals(
+        &self,
+        sys: &dyn Syscalls,
+        store: &Store,
+    ) -> Result<(Vec<String>, Vec<(String, RuntimeError)>), RuntimeError> {
+        let mut removed = Vec::new();
+        let mut failed = Vec::new();
+        for r in self.list()? {
+            if r.status != Status::Removing || r.owner_alive() {
+                continue;
+            }
+            match self.remove(sys, None, store, &r.id) {
+                Ok(()) => removed.push(r.id),
+                Err(e) => failed.push((r.id, e)),
+            }
+        }
+        // Under the lock: a directory being created gets its record before the lock goes.
+        let _lock = self.locked()?;
+        for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
+            let e = e.map_err(RuntimeError::io("list", &self.dir))?;
+            let id = e.file_name().to_string_lossy().into_owned();
+            let cdir = self.dir_of(&id);
+            if !is_id(&id) || fs::symlink_metadata(cdir.record()).is_ok() {
+                continue;
+            }
+            let done = self
+                .release(sys, None, &id)
+                .and_then(|()| {
+                    walk::remove_tree(&cdir.dir).map_err(RuntimeError::io("remove", &cdir.dir))
+                })
+                .and_then(|_| Ok(store.remove_lease(&id)?));
+            match done {
+                Ok(()) => removed.push(id),
+                Err(e) => failed.push((id, e)),
+            }
+        }
+        Ok((removed, failed))
     }
 
     /// Bring records in line with reality after manifold processes were killed: a container
     /// whose manifold is gone and whose runtime reports it stopped (or does not know it) is
-    /// released and marked exited — removed when it was started with `--rm`. Returns the IDs
-    /// cleaned.
+    /// released and marked exited — removed when it was started with `--rm`; an ephemeral one
+    /// whose manifold is gone is killed and removed whatever it was doing.
     pub fn reconcile(
         &self,
         sys: &dyn Syscalls,
         store: &Store,
         runtime_for: impl Fn(&str) -> Option<OciRuntime>,
-    ) -> Result<Vec<String>, RuntimeError> {
-        let mut cleaned = Vec::new();
+    ) -> Result<Reconciled, RuntimeError> {
+        let mut done = Reconciled::default();
         for r in self.list()? {
-            if r.status == Status::Exited {
+            if r.owner_alive() {
                 continue;
             }
-            if r.owner.is_some_and(|o| o.is_alive()) {
+            if r.ephemeral {
+                // Nobody will read it again: `delete --force` kills what still runs.
+                let rt = runtime_for(&r.runtime);
+                self.remove(sys, rt.as_ref(), store, &r.id)?;
+                done.removed.push(r.id.clone());
+                continue;
+            }
+            if matches!(r.status, Status::Exited | Status::Removing) {
                 continue;
             }
             let rt = runtime_for(&r.runtime);
@@ -411,17 +495,23 @@ impl Containers {
             self.release(sys, rt.as_ref(), &r.id)?;
             if r.auto_remove {
                 self.remove(sys, None, store, &r.id)?;
+                done.removed.push(r.id.clone());
             } else {
                 self.update(&r.id, |r| {
                     r.status = Status::Exited;
                     r.owner = None;
                     r.finished.get_or_insert_with(Utc::now);
                 })?;
+                done.exited.push(r.id.clone());
             }
-            cleaned.push(r.id.clone());
         }
-        Ok(cleaned)
+        Ok(done)
     }
+}
+
+/// Container IDs: 64 lower-case hex digits.
+fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn write_record(cdir: &ContainerDir, record: &ContainerRecord) -> Result<(), RuntimeError> {
@@ -459,6 +549,7 @@ mod tests {
             runtime: "runc".into(),
             network: Network::Host,
             auto_remove: false,
+            ephemeral: false,
             status: Status::Running,
             owner: None,
             started: None,
@@ -532,11 +623,14 @@ mod tests {
             "40 22 0:40 / {} rw - overlay overlay rw\n",
             rootfs.display()
         );
-        let mut cleaned = c.reconcile(&sys, &store, |_| None).unwrap();
-        cleaned.sort();
-        let mut want = vec![dead.id.clone(), gone.id.clone()];
-        want.sort();
-        assert_eq!(cleaned, want);
+        let cleaned = c.reconcile(&sys, &store, |_| None).unwrap();
+        assert_eq!(
+            cleaned,
+            Reconciled {
+                exited: vec![dead.id.clone()],
+                removed: vec![gone.id.clone()],
+            }
+        );
         assert!(
             sys.calls()
                 .contains(&format!("umount {} detach=true", rootfs.display()))
@@ -552,6 +646,118 @@ mod tests {
         ));
         assert!(store.leases().unwrap().is_empty());
         let _ = alive;
+    }
+
+    #[test]
+    fn ephemeral_containers_go_with_their_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = Containers::open(dir.path()).unwrap();
+        let sys = FakeSyscalls::new(true);
+        let mut mine = record(&new_id());
+        mine.ephemeral = true;
+        mine.owner = Some(Owner::current());
+        let mine = c.create(mine, Some("mine")).unwrap();
+        // A killed build's step: still running as far as its record knows, or exited.
+        let mut orphans = Vec::new();
+        for (name, status) in [("step1", Status::Running), ("step2", Status::Exited)] {
+            let mut r = record(&new_id());
+            r.ephemeral = true;
+            r.status = status;
+            r.owner = Some(Owner {
+                pid: u32::MAX - 1,
+                start_time: 5,
+            });
+            let r = c.create(r, Some(name)).unwrap();
+            store.add_lease(&r.id, [Digest::sha256_of(b"x")]).unwrap();
+            fs::write(c.dir_of(&r.id).upper().join("file"), "x").unwrap();
+            orphans.push(r.id);
+        }
+        let mut done = c.reconcile(&sys, &store, |_| None).unwrap();
+        done.removed.sort();
+        orphans.sort();
+        assert_eq!(done.removed, orphans);
+        assert!(done.exited.is_empty());
+        let left: Vec<String> = c.list().unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(left, [mine.id.clone()]);
+        assert!(store.leases().unwrap().is_empty());
+        for id in &orphans {
+            assert!(!c.dir_of(id).dir.exists());
+        }
+    }
+
+    #[test]
+    fn a_failed_removal_keeps_the_record_and_is_finished_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = Containers::open(dir.path()).unwrap();
+        let sys = FakeSyscalls::new(true);
+        let mut r = record(&new_id());
+        r.status = Status::Exited;
+        let r = c.create(r, Some("stuck")).unwrap();
+        store.add_lease(&r.id, [Digest::sha256_of(b"x")]).unwrap();
+        let upper = c.dir_of(&r.id).upper();
+        fs::create_dir_all(upper.join("a/b")).unwrap();
+        fs::write(upper.join("a/b/f"), "x").unwrap();
+        // A file system mounted in the way (a bind mount left behind, say) stops the removal;
+        // a read-only directory stands in for it without root.
+        let blocked = upper.join("a/b");
+        let mut perms = fs::metadata(&blocked).unwrap().permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o500);
+        fs::set_permissions(&blocked, perms.clone()).unwrap();
+        if rustix::process::geteuid().is_root() {
+            // Root ignores modes: make the removal fail another way, with a record that must
+            // stay. The integration tests inject a real failure (an immutable file).
+            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+            fs::set_permissions(&blocked, perms).unwrap();
+            return;
+        }
+        assert!(c.remove(&sys, None, &store, &r.id).is_err());
+        let kept = c.find("stuck").unwrap();
+        assert_eq!(kept.status, Status::Removing);
+        assert!(kept.owner_alive(), "this process is its remover");
+        assert_eq!(store.leases().unwrap().len(), 1);
+        // Not finished while its remover lives; finished once the cause is gone.
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        fs::set_permissions(&blocked, perms).unwrap();
+        c.update(&r.id, |r| {
+            r.owner = Some(Owner {
+                pid: u32::MAX - 1,
+                start_time: 5,
+            })
+        })
+        .unwrap();
+        let (removed, failed) = c.finish_removals(&sys, &store).unwrap();
+        assert!(failed.is_empty());
+        assert_eq!(removed, [r.id.clone()]);
+        assert!(c.list().unwrap().is_empty());
+        assert!(store.leases().unwrap().is_empty());
+        assert!(!c.dir_of(&r.id).dir.exists());
+    }
+
+    #[test]
+    fn directories_without_a_record_are_finished_with_their_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = Containers::open(dir.path()).unwrap();
+        let sys = FakeSyscalls::new(true);
+        let id = new_id();
+        fs::create_dir_all(c.dir_of(&id).upper().join("x/y")).unwrap();
+        store.add_lease(&id, [Digest::sha256_of(b"x")]).unwrap();
+        store.add_lease("other", [Digest::sha256_of(b"y")]).unwrap();
+        fs::create_dir_all(dir.path().join(CONTAINER_DIR).join("not-an-id")).unwrap();
+        let (removed, failed) = c.finish_removals(&sys, &store).unwrap();
+        assert!(failed.is_empty());
+        assert_eq!(removed, [id.clone()]);
+        assert!(!c.dir_of(&id).dir.exists());
+        let leases: Vec<String> = store
+            .leases()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(leases, ["other"]);
+        assert!(dir.path().join(CONTAINER_DIR).join("not-an-id").exists());
     }
 
     #[test]

@@ -22,13 +22,13 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use containers::{ContainerRecord, Containers, Status};
+pub use containers::{ContainerRecord, Containers, Reconciled, Status};
 pub use oci_runtime::OciRuntime;
 pub use run::{Prepared, RunOptions, Runtime};
-pub use snapshots::Snapshots;
+pub use snapshots::{Snapshots, SnapshotsPruned};
 pub use spec::{Bind, Network};
 
-use crate::layer::LayerError;
+use crate::layer::{LayerError, NoSpace};
 use crate::oci::{Digest, Document};
 use crate::store::{Store, StoreError};
 
@@ -69,6 +69,8 @@ pub enum RuntimeError {
     NameInUse { name: String, id: String },
     #[error("container {id} is running")]
     Running { id: String },
+    #[error("container {id} is being removed")]
+    BeingRemoved { id: String },
     #[error("the image config lists {diff_ids} diff IDs for {layers} layers")]
     LayerCount { layers: usize, diff_ids: usize },
     #[error(
@@ -108,7 +110,7 @@ impl RuntimeError {
         move |source| RuntimeError::Io {
             what,
             path: path.to_path_buf(),
-            source,
+            source: NoSpace::locate(source, path),
         }
     }
 
@@ -139,11 +141,21 @@ impl RuntimeError {
                 "remove that container (`manifold rm NAME`) or choose another `--name`".into()
             }
             RuntimeError::Running { .. } => "stop it first, or use `manifold rm -f`".into(),
+            RuntimeError::BeingRemoved { .. } => {
+                "`manifold rm` finishes the removal (`manifold prune` too)".into()
+            }
             RuntimeError::InvalidVolume { .. } => {
                 "volumes look like `-v /host/dir:/container/dir[:ro]`".into()
             }
+            RuntimeError::Unpack {
+                source: LayerError::NoSpace(_),
+                ..
+            } => NoSpace::HINT.into(),
             RuntimeError::Unpack { .. } => {
                 "the layer is malformed or hostile; nothing outside the snapshot was touched".into()
+            }
+            RuntimeError::Io { source, .. } if crate::layer::is_out_of_space(source) => {
+                NoSpace::HINT.into()
             }
             RuntimeError::Mount { .. } => {
                 "the kernel needs overlayfs; inside a container, run manifold privileged".into()
@@ -190,8 +202,8 @@ pub fn chain_ids_in_use(
     Ok(keep)
 }
 
-/// Remove the snapshots no image and no container uses; returns (count, bytes).
-pub fn prune_snapshots(store: &Store) -> Result<(usize, u64), RuntimeError> {
+/// Remove the snapshots no image and no container uses, and unpacks a crash cut short.
+pub fn prune_snapshots(store: &Store) -> Result<SnapshotsPruned, RuntimeError> {
     let containers = Containers::open(store.root())?;
     let snapshots = Snapshots::open(store.root())?;
     snapshots.remove_unused(|| chain_ids_in_use(store, &containers))

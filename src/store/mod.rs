@@ -78,7 +78,7 @@ impl StoreError {
         move |source| StoreError::Io {
             what,
             path: path.to_path_buf(),
-            source,
+            source: crate::layer::NoSpace::locate(source, path),
         }
     }
 }

@@ -148,7 +148,14 @@ impl TestRoot {
     /// `manifold --root <root> --progress none`, with a clean environment for the things
     /// manifold reads (`MANIFOLD_*`, registry credentials) and a timeout.
     pub fn manifold(&self) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::new(env!("CARGO_BIN_EXE_manifold"));
+        let mut cmd = assert_cmd::Command::from_std(self.manifold_std());
+        cmd.timeout(COMMAND_TIMEOUT);
+        cmd
+    }
+
+    /// The command [`TestRoot::manifold`] runs, as a std `Command` (for `pre_exec`, `spawn`).
+    pub fn manifold_std(&self) -> StdCommand {
+        let mut cmd = StdCommand::new(env!("CARGO_BIN_EXE_manifold"));
         cmd.env_remove("MANIFOLD_ROOT")
             .env_remove("MANIFOLD_INSECURE_REGISTRIES")
             .env_remove("REGISTRY_AUTH_FILE")
@@ -156,8 +163,7 @@ impl TestRoot {
             .env("NO_COLOR", "1")
             .arg("--root")
             .arg(&self.root)
-            .args(["--progress", "none"])
-            .timeout(COMMAND_TIMEOUT);
+            .args(["--progress", "none"]);
         cmd
     }
 
