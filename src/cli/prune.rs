@@ -19,13 +19,17 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
     }
     let store = settings.store()?;
     let (containers, reconciled) = super::containers::reconcile(&store)?;
-    let (finished, failed) = containers.finish_removals(&RealSyscalls, &store)?;
-    let failures = failed.len();
-    for (id, e) in failed {
+    let finished = containers.finish_removals(&RealSyscalls, &store)?;
+    let failures = finished.failed.len();
+    for (id, e) in finished.failed {
         let short = id.get(..12).unwrap_or(&id).to_string();
         errors::report(&anyhow::Error::from(e).context(format!("cannot remove container {short}")));
     }
-    let deleted_containers: Vec<String> = reconciled.removed.into_iter().chain(finished).collect();
+    let deleted_containers: Vec<String> = reconciled
+        .removed
+        .into_iter()
+        .chain(finished.removed)
+        .collect();
     // Images containers were made from stay (their blobs would anyway, through the leases).
     let leased: std::collections::HashSet<_> = store
         .leases()?

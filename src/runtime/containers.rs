@@ -413,13 +413,12 @@ impl Containers {
 
     /// Finish what removals left: containers marked `removing` whose remover is gone (a
     /// removal failed or was killed), and container directories without a record (left by
-    /// versions that removed the record first) with their leases. Returns the IDs removed and
-    /// the containers that still cannot be removed, with why.
+    /// versions that removed the record first) with their leases.
     pub fn finish_removals(
         &self,
         sys: &dyn Syscalls,
         store: &Store,
-    ) -> Result<(Vec<String>, Vec<(String, RuntimeError)>), RuntimeError> {
+    ) -> Result<Finished, RuntimeError> {
         let mut removed = Vec::new();
         let mut failed = Vec::new();
         for r in self.list()? {
@@ -451,7 +450,7 @@ impl Containers {
                 Err(e) => failed.push((id, e)),
             }
         }
-        Ok((removed, failed))
+        Ok(Finished { removed, failed })
     }
 
     /// Bring records in line with reality after manifold processes were killed: a container
@@ -507,6 +506,15 @@ impl Containers {
         }
         Ok(done)
     }
+}
+
+/// What [`Containers::finish_removals`] did.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// The IDs removed.
+    pub removed: Vec<String>,
+    /// The containers that still cannot be removed, with why.
+    pub failed: Vec<(String, RuntimeError)>,
 }
 
 /// Container IDs: 64 lower-case hex digits.
@@ -679,7 +687,7 @@ mod tests {
         assert_eq!(done.removed, orphans);
         assert!(done.exited.is_empty());
         let left: Vec<String> = c.list().unwrap().into_iter().map(|r| r.id).collect();
-        assert_eq!(left, [mine.id.clone()]);
+        assert_eq!(left, vec![mine.id.clone()]);
         assert!(store.leases().unwrap().is_empty());
         for id in &orphans {
             assert!(!c.dir_of(id).dir.exists());
@@ -727,9 +735,9 @@ mod tests {
             })
         })
         .unwrap();
-        let (removed, failed) = c.finish_removals(&sys, &store).unwrap();
-        assert!(failed.is_empty());
-        assert_eq!(removed, [r.id.clone()]);
+        let done = c.finish_removals(&sys, &store).unwrap();
+        assert!(done.failed.is_empty());
+        assert_eq!(done.removed, vec![r.id.clone()]);
         assert!(c.list().unwrap().is_empty());
         assert!(store.leases().unwrap().is_empty());
         assert!(!c.dir_of(&r.id).dir.exists());
@@ -746,9 +754,9 @@ mod tests {
         store.add_lease(&id, [Digest::sha256_of(b"x")]).unwrap();
         store.add_lease("other", [Digest::sha256_of(b"y")]).unwrap();
         fs::create_dir_all(dir.path().join(CONTAINER_DIR).join("not-an-id")).unwrap();
-        let (removed, failed) = c.finish_removals(&sys, &store).unwrap();
-        assert!(failed.is_empty());
-        assert_eq!(removed, [id.clone()]);
+        let done = c.finish_removals(&sys, &store).unwrap();
+        assert!(done.failed.is_empty());
+        assert_eq!(done.removed, vec![id.clone()]);
         assert!(!c.dir_of(&id).dir.exists());
         let leases: Vec<String> = store
             .leases()
