@@ -132,6 +132,8 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Its temp file must outlive a concurrent prune's sweep of tmp-v1.
+                let _guard = self.write_guard()?;
                 self.write_atomic(&layout_file, OCI_LAYOUT.as_bytes())?;
             }
             Err(e) => return Err(StoreError::io("cannot read", &layout_file)(e)),
