@@ -19,6 +19,8 @@ packages=(
   time curl
   # scripts/test.sh lints the shell scripts
   shellcheck
+  # chattr: tests make a file immutable to make a container's removal fail
+  e2fsprogs
 )
 
 deps_missing() {

@@ -21,10 +21,10 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
     let (containers, reconciled) = super::containers::reconcile(&store)?;
     let finished = containers.finish_removals(&RealSyscalls, &store)?;
     let failures = finished.failed.len();
-    for (id, e) in finished.failed {
-        let short = id.get(..12).unwrap_or(&id).to_string();
-        errors::report(&anyhow::Error::from(e).context(format!("cannot remove container {short}")));
+    for (_, e) in finished.failed {
+        errors::report(&e.into());
     }
+
     let deleted_containers: Vec<String> = reconciled
         .removed
         .into_iter()
@@ -100,9 +100,7 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
     if failures > 0 {
         return Err(user_error(
             format!("{failures} containers could not be removed"),
-            Some(
-                "remove what stands in the way (named above), then run `manifold prune` or `manifold rm` again",
-            ),
+            Some("remove what stands in the way (named above), then run `manifold prune` again"),
         ));
     }
     Ok(())

@@ -258,13 +258,19 @@ fn in_path(e: io::Error, path: &Path) -> io::Error {
 /// Remove `name` in `parent` and, when it is a directory, everything under it, without following
 /// symlinks or crossing into other file systems. Nothing there is not an error.
 pub fn remove_all_at(parent: impl AsFd, name: &OsStr) -> io::Result<Removed> {
+    remove_shown(parent, name, Path::new(name))
+}
+
+/// [`remove_all_at`], errors naming entries under `shown` (what the caller calls `name`).
+fn remove_shown(parent: impl AsFd, name: &OsStr, shown: &Path) -> io::Result<Removed> {
     let st = match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(rustix::io::Errno::NOENT) => return Ok(Removed::default()),
         Err(e) => return Err(ioerr(e)),
     };
     if !is_dir(&st) {
-        gone_ok(rustix::fs::unlinkat(&parent, name, AtFlags::empty()))?;
+        gone_ok(rustix::fs::unlinkat(&parent, name, AtFlags::empty()))
+            .map_err(|e| in_path(e, shown))?;
         return Ok(Removed {
             entries: 1,
             bytes: st.st_size.max(0) as u64,
@@ -277,18 +283,18 @@ pub fn remove_all_at(parent: impl AsFd, name: &OsStr) -> io::Result<Removed> {
     };
     let mut remover = Remover {
         dev: st.st_dev,
-        top: PathBuf::from(name),
+        top: shown.to_path_buf(),
         removed: Removed::default(),
     };
     walk(&dir, &mut remover)?;
     drop(dir);
     gone_ok(rustix::fs::unlinkat(&parent, name, AtFlags::REMOVEDIR))
-        .map_err(|e| in_path(e, Path::new(name)))?;
+        .map_err(|e| in_path(e, shown))?;
     remover.removed.entries += 1;
     Ok(remover.removed)
 }
 
-/// [`remove_all_at`] by path.
+/// [`remove_all_at`] by path; errors name entries by their full path.
 pub fn remove_tree(path: &Path) -> io::Result<Removed> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
@@ -306,7 +312,7 @@ pub fn remove_tree(path: &Path) -> io::Result<Removed> {
         Err(rustix::io::Errno::NOENT) => return Ok(Removed::default()),
         Err(e) => return Err(ioerr(e)),
     };
-    remove_all_at(&dir, name)
+    remove_shown(&dir, name, path)
 }
 
 /// Remove everything in the directory `dir` except the names `keep` lists (kept whole).
@@ -321,7 +327,7 @@ pub fn remove_contents(dir: &Path, keep: &[&str]) -> io::Result<Removed> {
         if keep.iter().any(|k| OsStr::new(k) == name) {
             continue;
         }
-        total += remove_all_at(&fd, &name)?;
+        total += remove_shown(&fd, &name, &dir.join(&name))?;
     }
     Ok(total)
 }

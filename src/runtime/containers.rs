@@ -399,15 +399,18 @@ impl Containers {
             r.status = Status::Removing;
             r.owner = Some(Owner::current());
         });
-        walk::remove_contents(&cdir.dir, &[RECORD])
-            .map_err(RuntimeError::io("remove", &cdir.dir))?;
+        let failed = |source| RuntimeError::Remove {
+            id: id.get(..12).unwrap_or(id).to_string(),
+            source,
+        };
+        walk::remove_contents(&cdir.dir, &[RECORD]).map_err(failed)?;
         store.remove_lease(id)?;
         match fs::remove_file(cdir.record()) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(RuntimeError::io("remove", &cdir.record())(e)),
         }
-        walk::remove_tree(&cdir.dir).map_err(RuntimeError::io("remove", &cdir.dir))?;
+        walk::remove_tree(&cdir.dir).map_err(failed)?;
         Ok(())
     }
 
@@ -442,7 +445,10 @@ impl Containers {
             let done = self
                 .release(sys, None, &id)
                 .and_then(|()| {
-                    walk::remove_tree(&cdir.dir).map_err(RuntimeError::io("remove", &cdir.dir))
+                    walk::remove_tree(&cdir.dir).map_err(|source| RuntimeError::Remove {
+                        id: id[..12].to_string(),
+                        source,
+                    })
                 })
                 .and_then(|_| Ok(store.remove_lease(&id)?));
             match done {
@@ -707,27 +713,34 @@ mod tests {
         let upper = c.dir_of(&r.id).upper();
         fs::create_dir_all(upper.join("a/b")).unwrap();
         fs::write(upper.join("a/b/f"), "x").unwrap();
-        // A file system mounted in the way (a bind mount left behind, say) stops the removal;
-        // a read-only directory stands in for it without root.
+        // An immutable file stops the removal (as root, whom modes do not stop), else a
+        // directory without write permission.
         let blocked = upper.join("a/b");
-        let mut perms = fs::metadata(&blocked).unwrap().permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o500);
-        fs::set_permissions(&blocked, perms.clone()).unwrap();
-        if rustix::process::geteuid().is_root() {
-            // Root ignores modes: make the removal fail another way, with a record that must
-            // stay. The integration tests inject a real failure (an immutable file).
-            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-            fs::set_permissions(&blocked, perms).unwrap();
-            return;
-        }
+        let block = |on: bool| {
+            if rustix::process::geteuid().is_root() {
+                let flag = if on { "+i" } else { "-i" };
+                let ok = std::process::Command::new("chattr")
+                    .arg(flag)
+                    .arg(blocked.join("f"))
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "chattr {flag}");
+            } else {
+                let mode = if on { 0o500 } else { 0o755 };
+                let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
+                fs::set_permissions(&blocked, perms).unwrap();
+            }
+        };
+        block(true);
         assert!(c.remove(&sys, None, &store, &r.id).is_err());
         let kept = c.find("stuck").unwrap();
         assert_eq!(kept.status, Status::Removing);
         assert!(kept.owner_alive(), "this process is its remover");
         assert_eq!(store.leases().unwrap().len(), 1);
         // Not finished while its remover lives; finished once the cause is gone.
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-        fs::set_permissions(&blocked, perms).unwrap();
+        assert!(c.finish_removals(&sys, &store).unwrap().removed.is_empty());
+        block(false);
         c.update(&r.id, |r| {
             r.owner = Some(Owner {
                 pid: u32::MAX - 1,

@@ -71,6 +71,12 @@ pub enum RuntimeError {
     Running { id: String },
     #[error("container {id} is being removed")]
     BeingRemoved { id: String },
+    #[error("cannot remove container {id}")]
+    Remove {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("the image config lists {diff_ids} diff IDs for {layers} layers")]
     LayerCount { layers: usize, diff_ids: usize },
     #[error(
@@ -143,6 +149,9 @@ impl RuntimeError {
             RuntimeError::Running { .. } => "stop it first, or use `manifold rm -f`".into(),
             RuntimeError::BeingRemoved { .. } => {
                 "`manifold rm` finishes the removal (`manifold prune` too)".into()
+            }
+            RuntimeError::Remove { .. } => {
+                "it stays listed (`Dead` in `manifold ps -a`): once what stands in the way is gone, `manifold rm` or `manifold prune` finishes the removal".into()
             }
             RuntimeError::InvalidVolume { .. } => {
                 "volumes look like `-v /host/dir:/container/dir[:ro]`".into()
