@@ -24,6 +24,8 @@ packages=(
   shellcheck
   # tests/it/sec_registry.rs: a network namespace of the test's own (`ip addr add` on its lo)
   iproute2
+  # chattr: tests make a file immutable to make a container's removal fail
+  e2fsprogs
 )
 
 deps_missing() {

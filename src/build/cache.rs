@@ -147,12 +147,10 @@ impl Cache {
         Ok(parent.join(&name.hex()[..32]))
     }
 
-    /// Remove every record and layer index (`prune -a`).
+    /// Remove every record and layer index (`prune -a`), and the cache mounts (trees of any
+    /// depth RUN steps made: see `layer::walk`).
     pub fn clear(store: &Store) -> io::Result<()> {
-        match fs::remove_dir_all(store.cache_dir()) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        crate::layer::walk::remove_tree(&store.cache_dir()).map(|_| ())
     }
 }
 

@@ -155,6 +155,7 @@ impl Runner for RuntimeRunner {
             tty: false,
             auto_remove: false,
             security: Security::default(),
+            ephemeral: true,
         };
         let mut prepared = self
             .rt

@@ -76,6 +76,13 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         {
             return Some(h);
         }
+        // A full disk, whichever command was writing (the cause above it says where).
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(crate::layer::is_out_of_space)
+        {
+            return Some(crate::layer::NoSpace::HINT.into());
+        }
         if let Some(h) = super::remote::hint(cause) {
             return Some(h);
         }

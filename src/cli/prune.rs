@@ -1,12 +1,16 @@
 //! `manifold prune [-a] [-f]`: remove dangling images (with `-a`, every image no container
-//! uses, and the build cache), then every blob nothing reaches, leftover temp files, and the snapshots no image or
-//! container needs. Cleans first what killed manifold processes left behind.
+//! uses, and the build cache), then every blob nothing reaches, leftover temp files, and the
+//! snapshots no image or container needs. Cleans first what killed manifold processes left
+//! behind: containers of killed builds, `--rm` containers that stopped, removals that failed or
+//! were cut short.
 
 use std::io::{BufRead, Write};
 
 use super::Settings;
 use super::args::PruneArgs;
+use super::errors::{self, user_error};
 use super::output::{human_size, outln};
+use crate::runtime::sys::RealSyscalls;
 
 pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
     if !args.force && !confirm(args.all)? {
@@ -14,7 +18,18 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = settings.store()?;
-    super::containers::reconciled(&store)?;
+    let (containers, reconciled) = super::containers::reconcile(&store)?;
+    let finished = containers.finish_removals(&RealSyscalls, &store)?;
+    let failures = finished.failed.len();
+    for (_, e) in finished.failed {
+        errors::report(&e.into());
+    }
+
+    let deleted_containers: Vec<String> = reconciled
+        .removed
+        .into_iter()
+        .chain(finished.removed)
+        .collect();
     // Images containers were made from stay (their blobs would anyway, through the leases).
     let leased: std::collections::HashSet<_> = store
         .leases()?
@@ -55,7 +70,14 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
         crate::build::cache::Cache::clear(&store)?;
     }
     let report = store.gc()?;
-    let (_, snapshot_bytes) = crate::runtime::prune_snapshots(&store)?;
+    let snapshots = crate::runtime::prune_snapshots(&store)?;
+    if !deleted_containers.is_empty() {
+        outln!("Deleted Containers:")?;
+        for id in &deleted_containers {
+            outln!("{id}")?;
+        }
+        outln!()?;
+    }
     if !deleted.is_empty() {
         outln!("Deleted Images:")?;
         for d in &deleted {
@@ -63,10 +85,24 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         outln!()?;
     }
+    let temp_files = report.temp_files_removed + snapshots.temp_dirs;
+    let temp_bytes = report.temp_bytes_freed + snapshots.temp_bytes;
+    if temp_files > 0 {
+        outln!(
+            "Deleted temp files: {temp_files} ({})",
+            human_size(temp_bytes)
+        )?;
+    }
     outln!(
         "Total reclaimed space: {}",
-        human_size(report.bytes_freed + snapshot_bytes)
+        human_size(report.bytes_freed + snapshots.bytes + temp_bytes)
     )?;
+    if failures > 0 {
+        return Err(user_error(
+            format!("{failures} containers could not be removed"),
+            Some("remove what stands in the way (named above), then run `manifold prune` again"),
+        ));
+    }
     Ok(())
 }
 

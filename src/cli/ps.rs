@@ -51,6 +51,9 @@ pub fn status_text(r: &ContainerRecord) -> String {
             let since = ago(r.started.or(Some(r.created)));
             format!("Up {}", since.trim_end_matches(" ago"))
         }
+        // docker's words for a removal under way, and for one that failed or was cut short.
+        Status::Removing if r.owner_alive() => "Removal In Progress".into(),
+        Status::Removing => "Dead".into(),
         Status::Exited => {
             let code = r
                 .exit_code

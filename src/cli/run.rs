@@ -234,6 +234,7 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         tty: args.tty,
         auto_remove: args.rm,
         security: security.clone(),
+        ephemeral: false,
     };
 
     if !matrix {

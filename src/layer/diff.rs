@@ -2,9 +2,10 @@
 //! whiteouts (0/0 character devices, `trusted.overlay.opaque`) turned back into OCI's
 //! (`.wh.NAME`, `.wh..wh..opq`).
 //!
-//! The walk goes through directory descriptors with O_NOFOLLOW, so a symlink a container put in
-//! its upper directory is recorded as a symlink and never followed to host files. Entries are
-//! sorted by name, so the same tree gives the same tarball.
+//! The walk (`walk`: iterative, a few descriptors whatever the depth) goes through directory
+//! descriptors with O_NOFOLLOW, so a symlink a container put in its upper directory is recorded
+//! as a symlink and never followed to host files. Entries are sorted by name, so the same tree
+//! gives the same tarball.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -13,10 +14,12 @@ use std::io::{self, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use rustix::fd::{AsFd, OwnedFd};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::fd::{AsFd, BorrowedFd};
+use rustix::fs::{FileType, Mode, OFlags, Stat};
 
 use super::extract::{OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::walk::{Visit, walk};
+use super::{LayerError, MAX_PATH};
 
 fn ioerr(e: rustix::io::Errno) -> io::Error {
     io::Error::from(e)
@@ -31,7 +34,8 @@ pub struct DiffReport {
 }
 
 /// Write the changes recorded in `upper` as a tar stream to `out`; returns `out` after the
-/// end-of-archive blocks.
+/// end-of-archive blocks. A path longer than a layer may hold ([`MAX_PATH`]) is an error
+/// (carrying [`LayerError::PathTooLong`]).
 pub fn write_diff<W: Write>(upper: &Path, out: W) -> io::Result<(DiffReport, W)> {
     let root = rustix::fs::open(
         upper,
@@ -45,7 +49,7 @@ pub fn write_diff<W: Write>(upper: &Path, out: W) -> io::Result<(DiffReport, W)>
         report: DiffReport::default(),
     };
     w.tar.mode(tar::HeaderMode::Complete);
-    w.dir(&root, Path::new(""))?;
+    walk(&root, &mut w)?;
     let out = w.tar.into_inner()?;
     Ok((w.report, out))
 }
@@ -57,135 +61,143 @@ struct DiffWriter<W: Write> {
     report: DiffReport,
 }
 
-fn list(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
-    let mut names = Vec::new();
-    for e in rustix::fs::Dir::read_from(dir).map_err(ioerr)? {
-        let e = e.map_err(ioerr)?;
-        let n = e.file_name().to_bytes();
-        if n != b"." && n != b".." {
-            names.push(OsStr::from_bytes(n).to_os_string());
-        }
+/// Refuse a path the layer could not be unpacked with.
+fn fits(path: &Path) -> io::Result<()> {
+    let len = path.as_os_str().len();
+    if len <= MAX_PATH {
+        return Ok(());
     }
-    names.sort();
-    Ok(names)
+    let shown: String = path.to_string_lossy().chars().take(64).collect();
+    Err(io::Error::new(
+        io::ErrorKind::InvalidFilename,
+        LayerError::PathTooLong { path: shown, len },
+    ))
 }
 
-impl<W: Write> DiffWriter<W> {
-    fn dir(&mut self, dir: &OwnedFd, rel: &Path) -> io::Result<()> {
-        for name in list(dir)? {
-            let path = rel.join(&name);
-            let st = rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+impl<W: Write> Visit for DiffWriter<W> {
+    fn entry(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        st: &Stat,
+        path: &Path,
+    ) -> io::Result<bool> {
+        fits(path)?;
+        let rel = path.parent().unwrap_or(Path::new(""));
+        let path = path.to_path_buf();
+        let kind = FileType::from_raw_mode(st.st_mode);
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(st.st_uid as u64);
+        header.set_gid(st.st_gid as u64);
+        header.set_mode(st.st_mode & 0o7777);
+        header.set_mtime(st.st_mtime.max(0) as u64);
+        header.set_size(0);
+        match kind {
+            FileType::CharacterDevice if st.st_rdev == 0 => {
+                let mut wh = tar::Header::new_gnu();
+                wh.set_entry_type(tar::EntryType::Regular);
+                wh.set_mode(0o644);
+                wh.set_mtime(st.st_mtime.max(0) as u64);
+                wh.set_size(0);
+                let mut whname = OsString::from(WHITEOUT_PREFIX);
+                whname.push(name);
+                let whpath = rel.join(whname);
+                fits(&whpath)?;
+                self.tar.append_data(&mut wh, whpath, io::empty())?;
+                self.report.whiteouts += 1;
+                return Ok(false);
+            }
+            FileType::Directory => {
+                let sub = rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
                 .map_err(ioerr)?;
-            let kind = FileType::from_raw_mode(st.st_mode);
-            let mut header = tar::Header::new_gnu();
-            header.set_uid(st.st_uid as u64);
-            header.set_gid(st.st_gid as u64);
-            header.set_mode(st.st_mode & 0o7777);
-            header.set_mtime(st.st_mtime.max(0) as u64);
-            header.set_size(0);
-            match kind {
-                FileType::CharacterDevice if st.st_rdev == 0 => {
+                let xattrs = read_xattrs(&sub)?;
+                drop(sub);
+                let opaque = xattrs
+                    .iter()
+                    .any(|(k, v)| k == OVERLAY_OPAQUE_XATTR && v.as_slice() == b"y");
+                self.pax(&xattrs)?;
+                header.set_entry_type(tar::EntryType::Directory);
+                self.tar.append_data(&mut header, &path, io::empty())?;
+                if opaque {
                     let mut wh = tar::Header::new_gnu();
                     wh.set_entry_type(tar::EntryType::Regular);
                     wh.set_mode(0o644);
                     wh.set_mtime(st.st_mtime.max(0) as u64);
                     wh.set_size(0);
-                    let mut whname = OsString::from(WHITEOUT_PREFIX);
-                    whname.push(&name);
-                    self.tar
-                        .append_data(&mut wh, rel.join(whname), io::empty())?;
-                    self.report.whiteouts += 1;
+                    let marker = path.join(OPAQUE_WHITEOUT);
+                    fits(&marker)?;
+                    self.tar.append_data(&mut wh, marker, io::empty())?;
+                    self.report.opaque_dirs += 1;
                 }
-                FileType::Directory => {
-                    let sub = rustix::fs::openat(
-                        dir,
-                        name.as_os_str(),
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(ioerr)?;
-                    let xattrs = read_xattrs(&sub)?;
-                    let opaque = xattrs
-                        .iter()
-                        .any(|(k, v)| k == OVERLAY_OPAQUE_XATTR && v.as_slice() == b"y");
-                    self.pax(&xattrs)?;
-                    header.set_entry_type(tar::EntryType::Directory);
-                    self.tar.append_data(&mut header, &path, io::empty())?;
-                    if opaque {
-                        let mut wh = tar::Header::new_gnu();
-                        wh.set_entry_type(tar::EntryType::Regular);
-                        wh.set_mode(0o644);
-                        wh.set_mtime(st.st_mtime.max(0) as u64);
-                        wh.set_size(0);
-                        self.tar
-                            .append_data(&mut wh, path.join(OPAQUE_WHITEOUT), io::empty())?;
-                        self.report.opaque_dirs += 1;
-                    }
-                    self.report.entries += 1;
-                    self.dir(&sub, &path)?;
-                    continue;
-                }
-                FileType::RegularFile => {
-                    if st.st_nlink > 1 {
-                        let key = (st.st_dev, st.st_ino);
-                        if let Some(first) = self.links.get(&key) {
-                            header.set_entry_type(tar::EntryType::Link);
-                            self.tar.append_link(&mut header, &path, first)?;
-                            self.report.entries += 1;
-                            continue;
-                        }
-                        self.links.insert(key, path.clone());
-                    }
-                    let fd = rustix::fs::openat(
-                        dir,
-                        name.as_os_str(),
-                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(ioerr)?;
-                    let xattrs = read_xattrs(&fd)?;
-                    self.pax(&xattrs)?;
-                    let file = File::from(fd);
-                    header.set_entry_type(tar::EntryType::Regular);
-                    header.set_size(st.st_size as u64);
-                    // A file that changes size while being read would corrupt the stream:
-                    // take exactly the size recorded in the header.
-                    let reader = io::Read::take(file, st.st_size as u64);
-                    let mut reader = PadTo {
-                        inner: reader,
-                        remaining: st.st_size as u64,
-                    };
-                    self.tar.append_data(&mut header, &path, &mut reader)?;
-                }
-                FileType::Symlink => {
-                    let target =
-                        rustix::fs::readlinkat(dir, name.as_os_str(), Vec::new()).map_err(ioerr)?;
-                    header.set_entry_type(tar::EntryType::Symlink);
-                    let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
-                    self.tar.append_link(&mut header, &path, &target)?;
-                }
-                FileType::Fifo => {
-                    header.set_entry_type(tar::EntryType::Fifo);
-                    self.tar.append_data(&mut header, &path, io::empty())?;
-                }
-                FileType::CharacterDevice | FileType::BlockDevice => {
-                    header.set_entry_type(if kind == FileType::CharacterDevice {
-                        tar::EntryType::Char
-                    } else {
-                        tar::EntryType::Block
-                    });
-                    header.set_device_major(rustix::fs::major(st.st_rdev))?;
-                    header.set_device_minor(rustix::fs::minor(st.st_rdev))?;
-                    self.tar.append_data(&mut header, &path, io::empty())?;
-                }
-                // Sockets belong to running processes, not to images.
-                _ => continue,
+                self.report.entries += 1;
+                return Ok(true);
             }
-            self.report.entries += 1;
+            FileType::RegularFile => {
+                if st.st_nlink > 1 {
+                    let key = (st.st_dev, st.st_ino);
+                    if let Some(first) = self.links.get(&key) {
+                        header.set_entry_type(tar::EntryType::Link);
+                        self.tar.append_link(&mut header, &path, first)?;
+                        self.report.entries += 1;
+                        return Ok(false);
+                    }
+                    self.links.insert(key, path.clone());
+                }
+                let fd = rustix::fs::openat(
+                    dir,
+                    name,
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(ioerr)?;
+                let xattrs = read_xattrs(&fd)?;
+                self.pax(&xattrs)?;
+                let file = File::from(fd);
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(st.st_size as u64);
+                // A file that changes size while being read would corrupt the stream:
+                // take exactly the size recorded in the header.
+                let reader = io::Read::take(file, st.st_size as u64);
+                let mut reader = PadTo {
+                    inner: reader,
+                    remaining: st.st_size as u64,
+                };
+                self.tar.append_data(&mut header, &path, &mut reader)?;
+            }
+            FileType::Symlink => {
+                let target = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(ioerr)?;
+                header.set_entry_type(tar::EntryType::Symlink);
+                let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+                self.tar.append_link(&mut header, &path, &target)?;
+            }
+            FileType::Fifo => {
+                header.set_entry_type(tar::EntryType::Fifo);
+                self.tar.append_data(&mut header, &path, io::empty())?;
+            }
+            FileType::CharacterDevice | FileType::BlockDevice => {
+                header.set_entry_type(if kind == FileType::CharacterDevice {
+                    tar::EntryType::Char
+                } else {
+                    tar::EntryType::Block
+                });
+                header.set_device_major(rustix::fs::major(st.st_rdev))?;
+                header.set_device_minor(rustix::fs::minor(st.st_rdev))?;
+                self.tar.append_data(&mut header, &path, io::empty())?;
+            }
+            // Sockets belong to running processes, not to images.
+            _ => return Ok(false),
         }
-        Ok(())
+        self.report.entries += 1;
+        Ok(false)
     }
+}
 
+impl<W: Write> DiffWriter<W> {
     fn pax(&mut self, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
         let kept: Vec<(String, &[u8])> = xattrs
             .iter()

@@ -18,8 +18,9 @@ use std::path::{Path, PathBuf};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
-use super::LayerError;
 use super::inroot::{self, InRoot};
+use super::walk::remove_all_at;
+use super::{LayerError, NoSpace, is_out_of_space};
 
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
@@ -79,11 +80,17 @@ impl Extractor {
             let mut entry = entry.map_err(LayerError::Corrupt)?;
             let path = entry.path_bytes().into_owned();
             let comps = inroot::clean(&path);
-            self.entry(&mut entry, &comps)
-                .map_err(|source| LayerError::Entry {
+            self.entry(&mut entry, &comps).map_err(|source| {
+                if is_out_of_space(&source) {
+                    // Not the layer's fault: say so, and where.
+                    let quota = source.kind() == io::ErrorKind::QuotaExceeded;
+                    return NoSpace::at(self.root.path(), quota).into();
+                }
+                LayerError::Entry {
                     path: String::from_utf8_lossy(&path).into_owned(),
                     source,
-                })?;
+                }
+            })?;
             self.report.entries += 1;
         }
         let mut rest = archive.into_inner();
@@ -396,34 +403,6 @@ impl Extractor {
         }
         Ok(())
     }
-}
-
-/// Remove `name` in `parent` and everything under it, without following symlinks.
-pub fn remove_all_at(parent: &impl AsFd, name: &OsStr) -> io::Result<()> {
-    let dir = rustix::fs::openat(
-        parent,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(ioerr)?;
-    let mut children = Vec::new();
-    for e in rustix::fs::Dir::read_from(&dir).map_err(ioerr)? {
-        let e = e.map_err(ioerr)?;
-        let n = e.file_name().to_bytes();
-        if n == b"." || n == b".." {
-            continue;
-        }
-        children.push((OsStr::from_bytes(n).to_os_string(), e.file_type()));
-    }
-    for (child, kind) in children {
-        if kind == FileType::Directory {
-            remove_all_at(&dir, &child)?;
-        } else {
-            rustix::fs::unlinkat(&dir, child.as_os_str(), AtFlags::empty()).map_err(ioerr)?;
-        }
-    }
-    rustix::fs::unlinkat(parent, name, AtFlags::REMOVEDIR).map_err(ioerr)
 }
 
 fn copy(from: &mut impl Read, to: &mut File, buf: &mut [u8]) -> io::Result<()> {

@@ -39,6 +39,11 @@ pub fn commit(
     record: &ContainerRecord,
     opts: &CommitOptions,
 ) -> Result<Committed, RuntimeError> {
+    if record.status == Status::Removing {
+        return Err(RuntimeError::BeingRemoved {
+            id: record.short_id().to_string(),
+        });
+    }
     let base_manifest = store.read_manifest(&record.manifest)?;
     let base_config = store.read_config(&record.config)?;
     // Changes first: a typo must not cost a pass over the upper directory.
@@ -58,8 +63,10 @@ pub fn commit(
     if paused && let Some(rt) = oci {
         let _ = rt.resume(&record.id);
     }
+    // Reading the changes and writing the layer share one stream: the cause says which failed
+    // (a full disk names the store's file system).
     let (diff_id, report, writer) =
-        written.map_err(RuntimeError::io("read the changes in", &cdir.upper()))?;
+        written.map_err(RuntimeError::io("commit the changes in", &cdir.upper()))?;
     let (layer_digest, layer_size) = writer.commit(store, None)?;
 
     let docker = base_manifest.value.media_type.as_deref() == Some(media_type::DOCKER_MANIFEST);

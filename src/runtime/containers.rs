@@ -11,7 +11,12 @@
 //! A record names the manifold process that runs the container (pid and start time). When
 //! that process is gone but the record says the container runs — manifold was killed — the next
 //! `ps`, `rm` or `prune` asks the runtime, and when the container has stopped cleans what was
-//! left (runtime state, mounts) and marks it exited.
+//! left (runtime state, mounts) and marks it exited. An ephemeral container (a build's RUN step)
+//! lives only as long as that process: once it is gone, the same look kills and removes it.
+//!
+//! Removal marks the record `removing`, then removes the data, the lease and the record, in that
+//! order: a removal that fails or is cut short leaves the record (`ps -a` lists it as `Dead`)
+//! and the next `rm` or `prune` finishes it.
 //!
 //! `containers-v1/` and each container's directory are private (0700): what a container writes
 //! (a setuid program in its /tmp) is nobody's to reach from the host. The record and
@@ -27,13 +32,14 @@ use serde::{Deserialize, Serialize};
 use super::RuntimeError;
 use super::network::Network;
 use super::oci_runtime::{OciRuntime, RuntimeState};
-use super::snapshots::remove_tree;
 use super::sys::{Syscalls, mounts_under};
+use crate::layer::walk;
 use crate::oci::Digest;
 use crate::platform::Platform;
 use crate::store::{Store, private};
 
 pub const CONTAINER_DIR: &str = "containers-v1";
+const RECORD: &str = "container.json";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -41,6 +47,8 @@ pub enum Status {
     Created,
     Running,
     Exited,
+    /// Being removed, or left half-removed by a removal that failed or was killed.
+    Removing,
 }
 
 /// The manifold process that runs a container (pid reuse is told apart by the start time).
@@ -91,6 +99,9 @@ pub struct ContainerRecord {
     pub runtime: String,
     pub network: Network,
     pub auto_remove: bool,
+    /// Lives only as long as its owner (a build's RUN step): see the module's notes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<Owner>,
@@ -107,6 +118,20 @@ impl ContainerRecord {
     pub fn short_id(&self) -> &str {
         &self.id[..12]
     }
+
+    /// Whether the manifold process named as its owner still runs.
+    pub fn owner_alive(&self) -> bool {
+        self.owner.is_some_and(|o| o.is_alive())
+    }
+}
+
+/// What [`Containers::reconcile`] cleaned.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Stopped meanwhile: released and marked exited.
+    pub exited: Vec<String>,
+    /// Removed: `--rm` containers that stopped, ephemeral ones whose owner is gone.
+    pub removed: Vec<String>,
 }
 
 /// The container directory and the paths in it.
@@ -117,7 +142,7 @@ pub struct ContainerDir {
 
 impl ContainerDir {
     pub fn record(&self) -> PathBuf {
-        self.dir.join("container.json")
+        self.dir.join(RECORD)
     }
     /// The OCI bundle's config.json.
     pub fn bundle_config(&self) -> PathBuf {
@@ -261,7 +286,7 @@ impl Containers {
         let mut out = Vec::new();
         for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
             let e = e.map_err(RuntimeError::io("list", &self.dir))?;
-            let Ok(bytes) = fs::read(e.path().join("container.json")) else {
+            let Ok(bytes) = fs::read(e.path().join(RECORD)) else {
                 continue;
             };
             if let Ok(r) = serde_json::from_slice::<ContainerRecord>(&bytes) {
@@ -384,7 +409,9 @@ impl Containers {
         Ok(())
     }
 
-    /// Remove a container that is not running: mounts, runtime state, files, its lease.
+    /// Remove a container that is not running: mounts, runtime state, files, its lease, and
+    /// the record last (see the module's notes). Finishing a removal someone else began, or
+    /// removing what is already gone, is not an error.
     pub fn remove(
         &self,
         sys: &dyn Syscalls,
@@ -394,33 +421,95 @@ impl Containers {
     ) -> Result<(), RuntimeError> {
         self.release(sys, runtime, id)?;
         let cdir = self.dir_of(id);
-        // The record goes first, so a crash half-way leaves no listed container behind.
+        // Best effort: the record stays until the end whatever its status says, and a full
+        // disk (where this write fails) must not keep a container from being removed.
+        let _ = self.update(id, |r| {
+            r.status = Status::Removing;
+            r.owner = Some(Owner::current());
+        });
+        let failed = |source| RuntimeError::Remove {
+            id: id.get(..12).unwrap_or(id).to_string(),
+            source,
+        };
+        walk::remove_contents(&cdir.dir, &[RECORD]).map_err(failed)?;
+        store.remove_lease(id)?;
         match fs::remove_file(cdir.record()) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(RuntimeError::io("remove", &cdir.record())(e)),
         }
-        remove_tree(&cdir.dir)?;
-        store.remove_lease(id)?;
+        walk::remove_tree(&cdir.dir).map_err(failed)?;
         Ok(())
+    }
+
+    /// Finish what removals left: containers marked `removing` whose remover is gone (a
+    /// removal failed or was killed), and container directories without a record (left by
+    /// versions that removed the record first) with their leases.
+    pub fn finish_removals(
+        &self,
+        sys: &dyn Syscalls,
+        store: &Store,
+    ) -> Result<Finished, RuntimeError> {
+        let mut removed = Vec::new();
+        let mut failed = Vec::new();
+        for r in self.list()? {
+            if r.status != Status::Removing || r.owner_alive() {
+                continue;
+            }
+            match self.remove(sys, None, store, &r.id) {
+                Ok(()) => removed.push(r.id),
+                Err(e) => failed.push((r.id, e)),
+            }
+        }
+        // Under the lock: a directory being created gets its record before the lock goes.
+        let _lock = self.locked()?;
+        for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
+            let e = e.map_err(RuntimeError::io("list", &self.dir))?;
+            let id = e.file_name().to_string_lossy().into_owned();
+            let cdir = self.dir_of(&id);
+            if !is_id(&id) || fs::symlink_metadata(cdir.record()).is_ok() {
+                continue;
+            }
+            let done = self
+                .release(sys, None, &id)
+                .and_then(|()| {
+                    walk::remove_tree(&cdir.dir).map_err(|source| RuntimeError::Remove {
+                        id: id[..12].to_string(),
+                        source,
+                    })
+                })
+                .and_then(|_| Ok(store.remove_lease(&id)?));
+            match done {
+                Ok(()) => removed.push(id),
+                Err(e) => failed.push((id, e)),
+            }
+        }
+        Ok(Finished { removed, failed })
     }
 
     /// Bring records in line with reality after manifold processes were killed: a container
     /// whose manifold is gone and whose runtime reports it stopped (or does not know it) is
-    /// released and marked exited — removed when it was started with `--rm`. Returns the IDs
-    /// cleaned.
+    /// released and marked exited — removed when it was started with `--rm`; an ephemeral one
+    /// whose manifold is gone is killed and removed whatever it was doing.
     pub fn reconcile(
         &self,
         sys: &dyn Syscalls,
         store: &Store,
         runtime_for: impl Fn(&str) -> Option<OciRuntime>,
-    ) -> Result<Vec<String>, RuntimeError> {
-        let mut cleaned = Vec::new();
+    ) -> Result<Reconciled, RuntimeError> {
+        let mut done = Reconciled::default();
         for r in self.list()? {
-            if r.status == Status::Exited {
+            if r.owner_alive() {
                 continue;
             }
-            if r.owner.is_some_and(|o| o.is_alive()) {
+            if r.ephemeral {
+                // Nobody will read it again: `delete --force` kills what still runs.
+                let rt = runtime_for(&r.runtime);
+                self.remove(sys, rt.as_ref(), store, &r.id)?;
+                done.removed.push(r.id.clone());
+                continue;
+            }
+            if matches!(r.status, Status::Exited | Status::Removing) {
                 continue;
             }
             let rt = runtime_for(&r.runtime);
@@ -439,17 +528,32 @@ impl Containers {
             self.release(sys, rt.as_ref(), &r.id)?;
             if r.auto_remove {
                 self.remove(sys, None, store, &r.id)?;
+                done.removed.push(r.id.clone());
             } else {
                 self.update(&r.id, |r| {
                     r.status = Status::Exited;
                     r.owner = None;
                     r.finished.get_or_insert_with(Utc::now);
                 })?;
+                done.exited.push(r.id.clone());
             }
-            cleaned.push(r.id.clone());
         }
-        Ok(cleaned)
+        Ok(done)
     }
+}
+
+/// What [`Containers::finish_removals`] did.
+#[derive(Debug, Default)]
+pub struct Finished {
+    /// The IDs removed.
+    pub removed: Vec<String>,
+    /// The containers that still cannot be removed, with why.
+    pub failed: Vec<(String, RuntimeError)>,
+}
+
+/// Container IDs: 64 lower-case hex digits.
+fn is_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fn write_record(cdir: &ContainerDir, record: &ContainerRecord) -> Result<(), RuntimeError> {
@@ -487,6 +591,7 @@ mod tests {
             runtime: "runc".into(),
             network: Network::Host,
             auto_remove: false,
+            ephemeral: false,
             status: Status::Running,
             owner: None,
             started: None,
@@ -560,11 +665,14 @@ mod tests {
             "40 22 0:40 / {} rw - overlay overlay rw\n",
             rootfs.display()
         );
-        let mut cleaned = c.reconcile(&sys, &store, |_| None).unwrap();
-        cleaned.sort();
-        let mut want = vec![dead.id.clone(), gone.id.clone()];
-        want.sort();
-        assert_eq!(cleaned, want);
+        let cleaned = c.reconcile(&sys, &store, |_| None).unwrap();
+        assert_eq!(
+            cleaned,
+            Reconciled {
+                exited: vec![dead.id.clone()],
+                removed: vec![gone.id.clone()],
+            }
+        );
         assert!(
             sys.calls()
                 .contains(&format!("umount {} detach=true", rootfs.display()))
@@ -580,6 +688,125 @@ mod tests {
         ));
         assert!(store.leases().unwrap().is_empty());
         let _ = alive;
+    }
+
+    #[test]
+    fn ephemeral_containers_go_with_their_owner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = Containers::open(dir.path()).unwrap();
+        let sys = FakeSyscalls::new(true);
+        let mut mine = record(&new_id());
+        mine.ephemeral = true;
+        mine.owner = Some(Owner::current());
+        let mine = c.create(mine, Some("mine")).unwrap();
+        // A killed build's step: still running as far as its record knows, or exited.
+        let mut orphans = Vec::new();
+        for (name, status) in [("step1", Status::Running), ("step2", Status::Exited)] {
+            let mut r = record(&new_id());
+            r.ephemeral = true;
+            r.status = status;
+            r.owner = Some(Owner {
+                pid: u32::MAX - 1,
+                start_time: 5,
+            });
+            let r = c.create(r, Some(name)).unwrap();
+            store.add_lease(&r.id, [Digest::sha256_of(b"x")]).unwrap();
+            fs::write(c.dir_of(&r.id).upper().join("file"), "x").unwrap();
+            orphans.push(r.id);
+        }
+        let mut done = c.reconcile(&sys, &store, |_| None).unwrap();
+        done.removed.sort();
+        orphans.sort();
+        assert_eq!(done.removed, orphans);
+        assert!(done.exited.is_empty());
+        let left: Vec<String> = c.list().unwrap().into_iter().map(|r| r.id).collect();
+        assert_eq!(left, vec![mine.id.clone()]);
+        assert!(store.leases().unwrap().is_empty());
+        for id in &orphans {
+            assert!(!c.dir_of(id).dir.exists());
+        }
+    }
+
+    #[test]
+    fn a_failed_removal_keeps_the_record_and_is_finished_later() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = Containers::open(dir.path()).unwrap();
+        let sys = FakeSyscalls::new(true);
+        let mut r = record(&new_id());
+        r.status = Status::Exited;
+        let r = c.create(r, Some("stuck")).unwrap();
+        store.add_lease(&r.id, [Digest::sha256_of(b"x")]).unwrap();
+        let upper = c.dir_of(&r.id).upper();
+        fs::create_dir_all(upper.join("a/b")).unwrap();
+        fs::write(upper.join("a/b/f"), "x").unwrap();
+        // An immutable file stops the removal (as root, whom modes do not stop), else a
+        // directory without write permission.
+        let blocked = upper.join("a/b");
+        let block = |on: bool| {
+            if rustix::process::geteuid().is_root() {
+                let flag = if on { "+i" } else { "-i" };
+                let ok = std::process::Command::new("chattr")
+                    .arg(flag)
+                    .arg(blocked.join("f"))
+                    .status()
+                    .unwrap()
+                    .success();
+                assert!(ok, "chattr {flag}");
+            } else {
+                let mode = if on { 0o500 } else { 0o755 };
+                let perms = std::os::unix::fs::PermissionsExt::from_mode(mode);
+                fs::set_permissions(&blocked, perms).unwrap();
+            }
+        };
+        block(true);
+        assert!(c.remove(&sys, None, &store, &r.id).is_err());
+        let kept = c.find("stuck").unwrap();
+        assert_eq!(kept.status, Status::Removing);
+        assert!(kept.owner_alive(), "this process is its remover");
+        assert_eq!(store.leases().unwrap().len(), 1);
+        // Not finished while its remover lives; finished once the cause is gone.
+        assert!(c.finish_removals(&sys, &store).unwrap().removed.is_empty());
+        block(false);
+        c.update(&r.id, |r| {
+            r.owner = Some(Owner {
+                pid: u32::MAX - 1,
+                start_time: 5,
+            })
+        })
+        .unwrap();
+        let done = c.finish_removals(&sys, &store).unwrap();
+        assert!(done.failed.is_empty());
+        assert_eq!(done.removed, vec![r.id.clone()]);
+        assert!(c.list().unwrap().is_empty());
+        assert!(store.leases().unwrap().is_empty());
+        assert!(!c.dir_of(&r.id).dir.exists());
+    }
+
+    #[test]
+    fn directories_without_a_record_are_finished_with_their_lease() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let c = Containers::open(dir.path()).unwrap();
+        let sys = FakeSyscalls::new(true);
+        let id = new_id();
+        fs::create_dir_all(c.dir_of(&id).upper().join("x/y")).unwrap();
+        store.add_lease(&id, [Digest::sha256_of(b"x")]).unwrap();
+        store.add_lease("other", [Digest::sha256_of(b"y")]).unwrap();
+        fs::create_dir_all(dir.path().join(CONTAINER_DIR).join("not-an-id")).unwrap();
+        let done = c.finish_removals(&sys, &store).unwrap();
+        assert!(done.failed.is_empty());
+        assert_eq!(done.removed, vec![id.clone()]);
+        assert!(!c.dir_of(&id).dir.exists());
+        let leases: Vec<String> = store
+            .leases()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.name)
+            .collect();
+        assert_eq!(leases, ["other"]);
+        assert!(dir.path().join(CONTAINER_DIR).join("not-an-id").exists());
     }
 
     #[test]

@@ -23,14 +23,14 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
-pub use containers::{ContainerRecord, Containers, Status};
+pub use containers::{ContainerRecord, Containers, Reconciled, Status};
 pub use network::Network;
 pub use oci_runtime::OciRuntime;
 pub use run::{Prepared, RunOptions, Runtime};
-pub use snapshots::Snapshots;
+pub use snapshots::{Snapshots, SnapshotsPruned};
 pub use spec::{Bind, Security, SecurityFlags};
 
-use crate::layer::LayerError;
+use crate::layer::{LayerError, NoSpace};
 use crate::oci::{Digest, Document};
 use crate::store::{Store, StoreError};
 
@@ -71,6 +71,14 @@ pub enum RuntimeError {
     NameInUse { name: String, id: String },
     #[error("container {id} is running")]
     Running { id: String },
+    #[error("container {id} is being removed")]
+    BeingRemoved { id: String },
+    #[error("cannot remove container {id}")]
+    Remove {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("the image config lists {diff_ids} diff IDs for {layers} layers")]
     LayerCount { layers: usize, diff_ids: usize },
     #[error(
@@ -114,7 +122,7 @@ impl RuntimeError {
         move |source| RuntimeError::Io {
             what,
             path: path.to_path_buf(),
-            source,
+            source: NoSpace::locate(source, path),
         }
     }
 
@@ -145,13 +153,26 @@ impl RuntimeError {
                 "remove that container (`manifold rm NAME`) or choose another `--name`".into()
             }
             RuntimeError::Running { .. } => "stop it first, or use `manifold rm -f`".into(),
+            RuntimeError::BeingRemoved { .. } => {
+                "`manifold rm` finishes the removal (`manifold prune` too)".into()
+            }
+            RuntimeError::Remove { .. } => {
+                "it stays listed (`Dead` in `manifold ps -a`): once what stands in the way is gone, `manifold rm` or `manifold prune` finishes the removal".into()
+            }
             RuntimeError::InvalidVolume { .. } => {
                 "volumes look like `-v /host/dir:/container/dir[:ro]`".into()
             }
+            RuntimeError::Unpack {
+                source: LayerError::NoSpace(_),
+                ..
+            } => NoSpace::HINT.into(),
             RuntimeError::Unpack { .. } => {
                 "the layer is malformed or hostile; nothing outside the snapshot was touched".into()
             }
             RuntimeError::Network(e) => return e.hint(),
+            RuntimeError::Io { source, .. } if crate::layer::is_out_of_space(source) => {
+                NoSpace::HINT.into()
+            }
             RuntimeError::Mount { .. } => {
                 "the kernel needs overlayfs; inside a container, run manifold privileged".into()
             }
@@ -198,8 +219,8 @@ pub fn chain_ids_in_use(
     Ok(keep)
 }
 
-/// Remove the snapshots no image and no container uses; returns (count, bytes).
-pub fn prune_snapshots(store: &Store) -> Result<(usize, u64), RuntimeError> {
+/// Remove the snapshots no image and no container uses, and unpacks a crash cut short.
+pub fn prune_snapshots(store: &Store) -> Result<SnapshotsPruned, RuntimeError> {
     let containers = Containers::open(store.root())?;
     let snapshots = Snapshots::open(store.root())?;
     snapshots.remove_unused(|| chain_ids_in_use(store, &containers))

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use chrono::Utc;
 
 use super::RuntimeError;
-use super::containers::{ContainerDir, ContainerRecord, Containers, Owner, Status, new_id};
+use super::containers::{
+    ContainerDir, ContainerRecord, Containers, Owner, Reconciled, Status, new_id,
+};
 use super::network::{self, ContainerNetwork, Network};
 use super::oci_runtime::{OciRuntime, start_failure};
 use super::overlay::{Method, Overlay};
@@ -56,6 +58,9 @@ pub struct RunOptions {
     pub tty: bool,
     pub auto_remove: bool,
     pub security: spec::Security,
+    /// The container lives only as long as this process (a build's RUN step): when it is gone,
+    /// the next `ps`, `rm` or `prune` kills and removes the container.
+    pub ephemeral: bool,
 }
 
 /// The runtime side of manifold for one store root.
@@ -134,7 +139,7 @@ impl Runtime {
     }
 
     /// Clean what killed manifold processes left (see `Containers::reconcile`).
-    pub fn reconcile(&self) -> Result<Vec<String>, RuntimeError> {
+    pub fn reconcile(&self) -> Result<Reconciled, RuntimeError> {
         let store_root = self.store.root().to_path_buf();
         let default = self.oci.clone();
         self.containers.reconcile(&*self.sys, &self.store, |name| {
@@ -194,6 +199,7 @@ impl Runtime {
             runtime: self.oci.name.clone(),
             network: opts.network,
             auto_remove: opts.auto_remove,
+            ephemeral: opts.ephemeral,
             status: Status::Created,
             owner: Some(Owner::current()),
             started: None,
@@ -601,7 +607,10 @@ impl Prepared<'_> {
                 r.status = Status::Exited;
                 r.exit_code = exit_code;
                 r.finished = Some(Utc::now());
-                r.owner = None;
+                // An ephemeral container stays its owner's, to be removed with it.
+                if !r.ephemeral {
+                    r.owner = None;
+                }
             })?;
         }
         if let Some(mut net) = self.network.take() {

@@ -15,7 +15,6 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -23,7 +22,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
-use crate::layer;
+use crate::layer::walk::{self, Removed, TempTree};
+use crate::layer::{self, LayerError};
 use crate::oci::media_type::layer_compression;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::{Progress, ProgressReader};
@@ -153,10 +153,11 @@ impl Snapshots {
                 media_type: l.descriptor.media_type.clone(),
             }
         })?;
-        let tmp = tempfile::Builder::new()
-            .prefix(&format!("{TMP_PREFIX}{}-", &chain_id.hex()[..12]))
-            .tempdir_in(&self.dir)
-            .map_err(RuntimeError::io("create a temp directory in", &self.dir))?;
+        let tmp = TempTree::new_in(
+            &self.dir,
+            &format!("{TMP_PREFIX}{}-", &chain_id.hex()[..12]),
+        )
+        .map_err(RuntimeError::io("create a temp directory in", &self.dir))?;
         let fs_dir = tmp.path().join("fs");
         fs::create_dir(&fs_dir).map_err(RuntimeError::io("create", &fs_dir))?;
         // The image's root as the container sees it; the private directories above keep it
@@ -175,7 +176,11 @@ impl Snapshots {
             layer::unpack(reader, compression, &fs_dir, Some(&l.diff_id)).map_err(|source| {
                 RuntimeError::Unpack {
                     digest: digest.clone(),
-                    source,
+                    // Where a user looks: the snapshots, not the temp directory that goes away.
+                    source: match source {
+                        LayerError::NoSpace(n) => LayerError::NoSpace(n.with_dir(&self.dir)),
+                        other => other,
+                    },
                 }
             })?;
         let info = SnapshotInfo {
@@ -191,18 +196,14 @@ impl Snapshots {
         )
         .map_err(RuntimeError::io("write", &info_path))?;
         let dest = self.dir.join(chain_id.hex());
-        let tmp_path = tmp.keep();
-        match fs::rename(&tmp_path, &dest) {
-            Ok(()) => {}
-            // Another process unpacked the same layer meanwhile: keep theirs.
-            Err(e) if dest.join("fs").is_dir() => {
-                let _ = e;
-                let _ = fs::remove_dir_all(&tmp_path);
+        match fs::rename(tmp.path(), &dest) {
+            Ok(()) => {
+                tmp.keep();
             }
-            Err(e) => {
-                let _ = fs::remove_dir_all(&tmp_path);
-                return Err(RuntimeError::io("rename into", &dest)(e));
-            }
+            // Another process unpacked the same layer meanwhile: keep theirs (ours goes with
+            // `tmp`).
+            Err(_) if dest.join("fs").is_dir() => {}
+            Err(e) => return Err(RuntimeError::io("rename into", &dest)(e)),
         }
         if !report.refused_devices.is_empty() {
             progress.message(&format!(
@@ -231,22 +232,21 @@ impl Snapshots {
     }
 
     /// Remove every snapshot not in the set `keep` computes (under the exclusive lock, so no
-    /// container is being set up meanwhile), and temp directories a crash left; returns how many
-    /// snapshots went and the bytes they held (file sizes).
+    /// container is being set up meanwhile), and temp directories a crash left.
     pub fn remove_unused(
         &self,
         keep: impl FnOnce() -> Result<HashSet<Digest>, RuntimeError>,
-    ) -> Result<(usize, u64), RuntimeError> {
+    ) -> Result<SnapshotsPruned, RuntimeError> {
         let _lock = self.lock(true)?;
         let keep = keep()?;
-        let mut removed = 0;
-        let mut bytes = 0;
+        let mut pruned = SnapshotsPruned::default();
         for e in fs::read_dir(&self.dir).map_err(RuntimeError::io("list", &self.dir))? {
             let e = e.map_err(RuntimeError::io("list", &self.dir))?;
             let name = e.file_name().to_string_lossy().into_owned();
             let path = e.path();
             if name.starts_with(TMP_PREFIX) {
-                remove_tree(&path)?;
+                pruned.temp_bytes += remove_tree(&path)?.bytes;
+                pruned.temp_dirs += 1;
                 continue;
             }
             let Ok(d) = Digest::parse(&format!("sha256:{name}")) else {
@@ -255,40 +255,25 @@ impl Snapshots {
             if keep.contains(&d) {
                 continue;
             }
-            bytes += du(&path);
-            remove_tree(&path)?;
-            removed += 1;
+            pruned.bytes += remove_tree(&path)?.bytes;
+            pruned.removed += 1;
         }
-        Ok((removed, bytes))
+        Ok(pruned)
     }
 }
 
-/// Remove a tree that may hold directories without write permission.
-pub fn remove_tree(path: &Path) -> Result<(), RuntimeError> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        _ => {}
-    }
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    let name = path.file_name().unwrap_or_default();
-    let dir = File::open(parent).map_err(RuntimeError::io("open", parent))?;
-    layer::extract::remove_all_at(&dir, name).map_err(RuntimeError::io("remove", path))
+/// What [`Snapshots::remove_unused`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SnapshotsPruned {
+    pub removed: usize,
+    /// The sizes of the snapshots' files.
+    pub bytes: u64,
+    /// Temp directories of unpacks that never finished, and their files' sizes.
+    pub temp_dirs: usize,
+    pub temp_bytes: u64,
 }
 
-fn du(path: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        let Ok(m) = fs::symlink_metadata(&p) else {
-            continue;
-        };
-        if m.is_dir() {
-            if let Ok(rd) = fs::read_dir(&p) {
-                stack.extend(rd.filter_map(|e| e.ok().map(|e| e.path())));
-            }
-        } else {
-            total += m.len();
-        }
-    }
-    total
+/// Remove a tree of any depth (see `layer::walk`); returns what went.
+pub fn remove_tree(path: &Path) -> Result<Removed, RuntimeError> {
+    walk::remove_tree(path).map_err(RuntimeError::io("remove", path))
 }

@@ -26,7 +26,10 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf)?;
+        let n = self.file.write(buf).map_err(|e| {
+            let dir = self.file.path().parent().unwrap_or(self.file.path());
+            crate::layer::NoSpace::locate(e, dir)
+        })?;
         self.hasher.update(&buf[..n]);
         self.written += n as u64;
         if self.written - self.flushed >= WRITEBACK_STEP {

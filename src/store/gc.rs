@@ -11,8 +11,11 @@ use crate::oci::{Descriptor, Digest, Document};
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct GcReport {
     pub blobs_removed: usize,
+    /// The blobs' bytes.
     pub bytes_freed: u64,
+    /// Entries of `tmp-v1` (files, and directories whole) and the sizes of their files.
     pub temp_files_removed: usize,
+    pub temp_bytes_freed: u64,
 }
 
 impl Store {
@@ -111,14 +114,12 @@ impl Store {
         }
         for tmp in fs::read_dir(&self.tmp).map_err(StoreError::io("cannot list", &self.tmp))? {
             let tmp = tmp.map_err(StoreError::io("cannot list", &self.tmp))?;
-            let p = tmp.path();
-            let removed = if p.is_dir() {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-            if removed.is_ok() {
+            // A build's temp directory may hold a tree of any depth a RUN step made.
+            if let Ok(removed) = crate::layer::walk::remove_tree(&tmp.path())
+                && removed.entries > 0
+            {
                 report.temp_files_removed += 1;
+                report.temp_bytes_freed += removed.bytes;
             }
         }
         Ok(report)

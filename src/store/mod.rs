@@ -86,7 +86,7 @@ impl StoreError {
         move |source| StoreError::Io {
             what,
             path: path.to_path_buf(),
-            source,
+            source: crate::layer::NoSpace::locate(source, path),
         }
     }
 }
@@ -142,6 +142,8 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Its temp file must outlive a concurrent prune's sweep of tmp-v1.
+                let _guard = self.write_guard()?;
                 self.write_atomic(&layout_file, OCI_LAYOUT.as_bytes())?;
             }
             Err(e) => return Err(StoreError::io("cannot read", &layout_file)(e)),

@@ -13,6 +13,7 @@ mod registry;
 mod registry_harness;
 mod run;
 mod sec_confine;
+mod sec_containers;
 mod sec_network;
 mod sec_registry;
 mod sec_store;
