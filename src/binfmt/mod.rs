@@ -481,6 +481,11 @@ impl Binfmt {
         &self.search
     }
 
+    /// Where `--persist` writes (/etc/binfmt.d, or `MANIFOLD_BINFMT_D`).
+    pub fn persist_dir(&self) -> &Path {
+        &self.binfmt_d
+    }
+
     fn io(&self, what: &'static str, path: PathBuf) -> impl FnOnce(io::Error) -> BinfmtError {
         move |source| BinfmtError::Io { what, path, source }
     }

@@ -503,7 +503,10 @@ fn install(
         }
     }
     if persist && failed == 0 {
-        eprintln!("handlers written to /etc/binfmt.d/ come back at boot (systemd-binfmt)");
+        eprintln!(
+            "handlers written to {} come back at boot (systemd-binfmt)",
+            binfmt.persist_dir().display()
+        );
     }
     if failed > 0 {
         return Err(user_error(

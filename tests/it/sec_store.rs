@@ -19,10 +19,10 @@ use crate::registry_harness::{Auth, PASSWORD, TestRegistry, USER};
 // --- a second user -----------------------------------------------------------------------------
 
 /// A local user made for one test and removed when dropped (also when the test fails).
-struct OtherUser {
+pub(crate) struct OtherUser {
     name: String,
-    uid: u32,
-    gid: u32,
+    pub(crate) uid: u32,
+    pub(crate) gid: u32,
 }
 
 /// Run a user administration command, retrying while another process holds /etc/passwd's lock
@@ -51,7 +51,12 @@ fn id_of(name: &str, flag: &str) -> u32 {
 
 impl OtherUser {
     fn create(n: u32) -> OtherUser {
-        let name = format!("mfsec-store-{n}");
+        OtherUser::named(&format!("mfsec-store-{n}"))
+    }
+
+    /// A user called `name` (unique to the test: `mfsec-<piece>-<n>`).
+    pub(crate) fn named(name: &str) -> OtherUser {
+        let name = name.to_string();
         // A leftover of a run that was killed before its guard could remove it.
         if Command::new("id")
             .arg(&name)
@@ -85,7 +90,7 @@ impl OtherUser {
     }
 
     /// A command run as this user (no supplementary groups), environment cleared.
-    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    pub(crate) fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut c = Command::new(program);
         c.uid(self.uid)
             .gid(self.gid)
