@@ -29,19 +29,52 @@ pub(super) const FILES: &[(&str, &str)] = &[
 /// [`test_output`] with the write system call and exits 0. Assembled from
 /// qemu/test-programs/<target>.s by qemu/test-programs/assemble.sh (a test checks the bytes).
 pub(super) const TEST_PROGRAMS: &[(&str, &[u8])] = &[
-    ("aarch64", include_bytes!("../../qemu/test-programs/aarch64.bin")),
+    (
+        "aarch64",
+        include_bytes!("../../qemu/test-programs/aarch64.bin"),
+    ),
     ("arm", include_bytes!("../../qemu/test-programs/arm.bin")),
-    ("armeb", include_bytes!("../../qemu/test-programs/armeb.bin")),
+    (
+        "armeb",
+        include_bytes!("../../qemu/test-programs/armeb.bin"),
+    ),
     ("i386", include_bytes!("../../qemu/test-programs/i386.bin")),
-    ("x86_64", include_bytes!("../../qemu/test-programs/x86_64.bin")),
-    ("ppc64le", include_bytes!("../../qemu/test-programs/ppc64le.bin")),
-    ("ppc64", include_bytes!("../../qemu/test-programs/ppc64.bin")),
-    ("s390x", include_bytes!("../../qemu/test-programs/s390x.bin")),
-    ("riscv64", include_bytes!("../../qemu/test-programs/riscv64.bin")),
-    ("mips64el", include_bytes!("../../qemu/test-programs/mips64el.bin")),
-    ("mips64", include_bytes!("../../qemu/test-programs/mips64.bin")),
-    ("mipsel", include_bytes!("../../qemu/test-programs/mipsel.bin")),
-    ("loongarch64", include_bytes!("../../qemu/test-programs/loongarch64.bin")),
+    (
+        "x86_64",
+        include_bytes!("../../qemu/test-programs/x86_64.bin"),
+    ),
+    (
+        "ppc64le",
+        include_bytes!("../../qemu/test-programs/ppc64le.bin"),
+    ),
+    (
+        "ppc64",
+        include_bytes!("../../qemu/test-programs/ppc64.bin"),
+    ),
+    (
+        "s390x",
+        include_bytes!("../../qemu/test-programs/s390x.bin"),
+    ),
+    (
+        "riscv64",
+        include_bytes!("../../qemu/test-programs/riscv64.bin"),
+    ),
+    (
+        "mips64el",
+        include_bytes!("../../qemu/test-programs/mips64el.bin"),
+    ),
+    (
+        "mips64",
+        include_bytes!("../../qemu/test-programs/mips64.bin"),
+    ),
+    (
+        "mipsel",
+        include_bytes!("../../qemu/test-programs/mipsel.bin"),
+    ),
+    (
+        "loongarch64",
+        include_bytes!("../../qemu/test-programs/loongarch64.bin"),
+    ),
 ];
 
 /// What the test program of `target` prints.

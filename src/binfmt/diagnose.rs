@@ -52,10 +52,14 @@ pub enum Verdict {
 pub enum Failure {
     /// exec format error: no handler matches these programs.
     NotRegistered,
-    Disabled { name: String },
+    Disabled {
+        name: String,
+    },
     /// The handler has no F flag, so the kernel opens the emulator at each exec, and the file
     /// is gone (an upgrade removed or renamed it).
-    EmulatorMissing { interpreter: PathBuf },
+    EmulatorMissing {
+        interpreter: PathBuf,
+    },
     /// No F flag: inside a container's root the emulator's path does not exist.
     NoFixFlag {
         interpreter: PathBuf,
@@ -63,13 +67,27 @@ pub enum Failure {
         loader: Option<String>,
     },
     /// F flag, but a dynamically linked emulator: its loader is not in a container's root.
-    DynamicEmulator { interpreter: PathBuf, loader: String },
-    Signal { signal: i32, stderr: String },
-    ExitStatus { code: i32, stderr: String },
-    WrongOutput { stdout: String, stderr: String },
+    DynamicEmulator {
+        interpreter: PathBuf,
+        loader: String,
+    },
+    Signal {
+        signal: i32,
+        stderr: String,
+    },
+    ExitStatus {
+        code: i32,
+        stderr: String,
+    },
+    WrongOutput {
+        stdout: String,
+        stderr: String,
+    },
     TimedOut,
     /// The kernel refused the program for another reason.
-    Exec { errno: i32 },
+    Exec {
+        errno: i32,
+    },
 }
 
 impl Failure {
@@ -79,7 +97,9 @@ impl Failure {
             Failure::NotRegistered => "exec format error",
             Failure::Disabled { .. } => "handler disabled",
             Failure::EmulatorMissing { .. } => "emulator missing",
-            Failure::NoFixFlag { loader: Some(_), .. } => "dynamic emulator without the F flag",
+            Failure::NoFixFlag {
+                loader: Some(_), ..
+            } => "dynamic emulator without the F flag",
             Failure::NoFixFlag { loader: None, .. } => "no F flag",
             Failure::DynamicEmulator { .. } => "dynamic emulator",
             Failure::Signal { .. } => "killed by a signal",
@@ -144,7 +164,9 @@ impl Failure {
                 "`sudo manifold binfmt install {platform} --persist` registers it (and again at \
                  every boot)"
             ),
-            Failure::Disabled { .. } => format!("`sudo manifold binfmt install {platform}` enables it"),
+            Failure::Disabled { .. } => {
+                format!("`sudo manifold binfmt install {platform}` enables it")
+            }
             Failure::EmulatorMissing { .. } => format!(
                 "reinstall the emulators if they are gone (`sudo apt-get install {EMULATOR_PACKAGE}`), \
                  then `sudo manifold binfmt install --force {platform}` registers them with the F \
@@ -295,7 +317,9 @@ impl TestReport {
 pub enum Runnable {
     Native,
     /// A usable handler is registered (`host_only`: no F flag, so not inside containers).
-    Runs { host_only: bool },
+    Runs {
+        host_only: bool,
+    },
     NotRegistered,
     Broken(String),
     /// The host's own architecture family, which its CPU cannot run: no emulator may stand in.
@@ -318,7 +342,10 @@ impl Runnable {
 /// The static judgement: a registered, enabled handler with the F flag serves every user (the
 /// kernel opened the emulator at registration); without F the kernel opens the emulator as the
 /// user at each exec, so it must exist and be executable by them.
-pub fn runnable(registration: Option<&Registration>, can_execute: impl Fn(&Path) -> bool) -> Runnable {
+pub fn runnable(
+    registration: Option<&Registration>,
+    can_execute: impl Fn(&Path) -> bool,
+) -> Runnable {
     let Some(r) = registration else {
         return Runnable::NotRegistered;
     };

@@ -29,7 +29,10 @@ static ROWS: LazyLock<Vec<KnownBad>> = LazyLock::new(|| {
         serde_yaml::from_str(TABLE).unwrap_or_else(|e| panic!("qemu/known-bad.yaml: {e}"));
     for r in &mut rows {
         r.req = Some(semver::VersionReq::parse(&r.versions).unwrap_or_else(|e| {
-            panic!("qemu/known-bad.yaml: {}: versions `{}`: {e}", r.id, r.versions)
+            panic!(
+                "qemu/known-bad.yaml: {}: versions `{}`: {e}",
+                r.id, r.versions
+            )
         }));
     }
     rows
@@ -58,7 +61,9 @@ impl KnownBad {
             "{emulator} is QEMU {version}, known to {}: {} (see {})",
             self.symptom,
             self.fix,
-            self.sources.first().map_or("qemu/known-bad.yaml", String::as_str)
+            self.sources
+                .first()
+                .map_or("qemu/known-bad.yaml", String::as_str)
         )
     }
 }
@@ -98,7 +103,11 @@ mod tests {
                     r.id
                 );
             }
-            assert!(!r.symptom.ends_with('.') && !r.fix.ends_with('.'), "{}", r.id);
+            assert!(
+                !r.symptom.ends_with('.') && !r.fix.ends_with('.'),
+                "{}",
+                r.id
+            );
         }
     }
 
@@ -140,8 +149,14 @@ mod tests {
     fn the_warning_carries_the_fix_and_a_source() {
         let r = KnownBad::matching("aarch64", "9.2.0")[0];
         let w = r.warning("qemu-aarch64", "9.2.0");
-        assert!(w.starts_with("qemu-aarch64 is QEMU 9.2.0, known to crash ldconfig"), "{w}");
+        assert!(
+            w.starts_with("qemu-aarch64 is QEMU 9.2.0, known to crash ldconfig"),
+            "{w}"
+        );
         assert!(w.contains("upgrade QEMU to 9.2.2 or later"), "{w}");
-        assert!(w.ends_with("(see https://github.com/tonistiigi/binfmt/issues/240)"), "{w}");
+        assert!(
+            w.ends_with("(see https://github.com/tonistiigi/binfmt/issues/240)"),
+            "{w}"
+        );
     }
 }

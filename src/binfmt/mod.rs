@@ -759,7 +759,8 @@ impl Binfmt {
         let program = h.test_program();
         let tmp = std::env::temp_dir();
         let run = |isolation| {
-            probe::run(program, isolation, &[]).map_err(self.io("run a test program in", tmp.clone()))
+            probe::run(program, isolation, &[])
+                .map_err(self.io("run a test program in", tmp.clone()))
         };
         let mut ran = run(Isolation::available(self.is_root))?;
         // A container (without CAP_SYS_CHROOT) may refuse the empty root itself.

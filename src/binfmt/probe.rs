@@ -177,7 +177,11 @@ impl Exec {
             {
                 return Err(io::Error::last_os_error());
             }
-            libc::execve(self.program.as_ptr(), self.argv.as_ptr(), self.envp.as_ptr());
+            libc::execve(
+                self.program.as_ptr(),
+                self.argv.as_ptr(),
+                self.envp.as_ptr(),
+            );
         }
         Err(io::Error::last_os_error())
     }

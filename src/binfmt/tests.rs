@@ -282,7 +282,10 @@ fn install_mounts_registers_and_is_idempotent() {
     // What systemd-binfmt does at boot recreates exactly this registration.
     let rebooted = FakeMisc::mounted();
     replay_like_systemd_binfmt(etc.path(), &rebooted);
-    assert_eq!(rebooted.registrations().unwrap(), vec![registration.clone()]);
+    assert_eq!(
+        rebooted.registrations().unwrap(),
+        vec![registration.clone()]
+    );
     assert!(matches!(
         b.install(h, &InstallOptions::new()).unwrap(),
         Installed::Present(_)
@@ -486,7 +489,10 @@ fn persisting_a_present_registration_keeps_its_own_flags_and_name() {
         persist: true,
         ..InstallOptions::new()
     };
-    assert!(matches!(b.install(h, &opts).unwrap(), Installed::Present(_)));
+    assert!(matches!(
+        b.install(h, &opts).unwrap(),
+        Installed::Present(_)
+    ));
     let rebooted = FakeMisc::mounted();
     replay_like_systemd_binfmt(etc.path(), &rebooted);
     assert_eq!(rebooted.registrations().unwrap(), before);
@@ -567,10 +573,16 @@ fn verdicts_name_the_reason() {
         }
     };
     let exited = ran(Ended::Exited(0), &ok);
-    assert_eq!(verdict(Some(&with_f), &Interpreter::Static, &exited), "Works");
+    assert_eq!(
+        verdict(Some(&with_f), &Interpreter::Static, &exited),
+        "Works"
+    );
     // The kernel found no handler.
     let noexec = ran(Ended::NotExecuted(libc::ENOEXEC), "");
-    assert_eq!(verdict(None, &Interpreter::Other, &noexec), "exec format error");
+    assert_eq!(
+        verdict(None, &Interpreter::Other, &noexec),
+        "exec format error"
+    );
     let disabled = Registration {
         enabled: false,
         ..with_f.clone()
@@ -594,25 +606,38 @@ fn verdicts_name_the_reason() {
         verdict(Some(&without_f), &dynamic, &noent),
         "dynamic emulator without the F flag"
     );
-    assert_eq!(
-        verdict(Some(&with_f), &dynamic, &noent),
-        "dynamic emulator"
-    );
+    assert_eq!(verdict(Some(&with_f), &dynamic, &noent), "dynamic emulator");
     // The emulator ran and failed.
     assert_eq!(
-        verdict(Some(&with_f), &Interpreter::Static, &ran(Ended::Signaled(libc::SIGSEGV), "")),
+        verdict(
+            Some(&with_f),
+            &Interpreter::Static,
+            &ran(Ended::Signaled(libc::SIGSEGV), "")
+        ),
         "killed by a signal"
     );
     assert_eq!(
-        verdict(Some(&with_f), &Interpreter::Static, &ran(Ended::Exited(0), "hello\n")),
+        verdict(
+            Some(&with_f),
+            &Interpreter::Static,
+            &ran(Ended::Exited(0), "hello\n")
+        ),
         "wrong output"
     );
     assert_eq!(
-        verdict(Some(&with_f), &Interpreter::Static, &ran(Ended::Exited(3), "")),
+        verdict(
+            Some(&with_f),
+            &Interpreter::Static,
+            &ran(Ended::Exited(3), "")
+        ),
         "exit status"
     );
     assert_eq!(
-        verdict(Some(&with_f), &Interpreter::Static, &ran(Ended::TimedOut, "")),
+        verdict(
+            Some(&with_f),
+            &Interpreter::Static,
+            &ran(Ended::TimedOut, "")
+        ),
         "timed out"
     );
     // Run on the host's root (no user namespaces): judged from the registration.
@@ -624,8 +649,14 @@ fn verdicts_name_the_reason() {
         verdict(Some(&without_f), &Interpreter::Static, &on_host),
         "no F flag"
     );
-    assert_eq!(verdict(Some(&with_f), &dynamic, &on_host), "dynamic emulator");
-    assert_eq!(verdict(Some(&with_f), &Interpreter::Static, &on_host), "Works");
+    assert_eq!(
+        verdict(Some(&with_f), &dynamic, &on_host),
+        "dynamic emulator"
+    );
+    assert_eq!(
+        verdict(Some(&with_f), &Interpreter::Static, &on_host),
+        "Works"
+    );
 }
 
 #[test]
@@ -637,7 +668,10 @@ fn failures_say_what_happened_and_what_fixes_it() {
         f.detail(),
         "/usr/bin/qemu-aarch64 does not exist; without the F flag the kernel opens it at each exec"
     );
-    assert!(f.fix("linux/arm64").contains("`sudo manifold binfmt install --force linux/arm64`"));
+    assert!(
+        f.fix("linux/arm64")
+            .contains("`sudo manifold binfmt install --force linux/arm64`")
+    );
     let f = Failure::Signal {
         signal: libc::SIGSEGV,
         stderr: "qemu: uncaught target signal 11 (Segmentation fault) - core dumped\n".into(),

@@ -157,7 +157,10 @@ fn ls(format: ListFormat, emulator_dir: Option<PathBuf>) -> anyhow::Result<()> {
                 .map(|v| KnownBad::matching(&s.handler.target, v))
                 .unwrap_or_default();
             for k in &known_bad {
-                let name = s.registration.as_ref().map_or(&s.handler.emulator, |r| &r.name);
+                let name = s
+                    .registration
+                    .as_ref()
+                    .map_or(&s.handler.emulator, |r| &r.name);
                 warn_once(&k.warning(name, version.as_deref().unwrap_or_default()));
             }
             LsRow {
@@ -291,7 +294,11 @@ impl TestRow {
         if failure.is_some()
             && let Some(k) = r.known_bad.first()
         {
-            fix = Some(format!("{}; this QEMU is known bad: {}", fix.unwrap_or_default(), k.fix));
+            fix = Some(format!(
+                "{}; this QEMU is known bad: {}",
+                fix.unwrap_or_default(),
+                k.fix
+            ));
         }
         TestRow {
             handler: r.handler.name.clone(),

@@ -459,7 +459,10 @@ fn platforms_reports_native_emulated_installable_and_unavailable() {
     assert!(arm["version"].as_str().is_some());
     let mips = get(&all, "linux/mips64");
     assert_eq!(mips["status"], "installable");
-    assert_eq!(mips["hint"], "`sudo manifold binfmt install linux/mips64 --persist`");
+    assert_eq!(
+        mips["hint"],
+        "`sudo manifold binfmt install linux/mips64 --persist`"
+    );
     assert_eq!(mips["this_user"], "not registered");
     assert_eq!(arm["this_user"], "runs");
     // No emulator anywhere: unavailable, and what to install.

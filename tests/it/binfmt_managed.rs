@@ -116,7 +116,10 @@ fn binfmt_test_runs_every_handler_and_names_what_is_broken() {
         .clone();
     let rows = json_lines(&out.stdout);
     // Every registered handler, each once.
-    let tested: BTreeSet<&str> = rows.iter().map(|r| r["handler"].as_str().unwrap()).collect();
+    let tested: BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["handler"].as_str().unwrap())
+        .collect();
     let expected: BTreeSet<&str> = foreign().iter().map(|h| h.name.as_str()).collect();
     assert_eq!(tested, expected);
     assert_eq!(rows.len(), expected.len());
@@ -133,7 +136,10 @@ fn binfmt_test_runs_every_handler_and_names_what_is_broken() {
     );
     let ppc = row(&rows, "handler", "qemu-ppc64le");
     assert_eq!(ppc["reason"], "dynamic emulator without the F flag");
-    assert!(ppc["detail"].as_str().unwrap().contains("ld-linux"), "{ppc}");
+    assert!(
+        ppc["detail"].as_str().unwrap().contains("ld-linux"),
+        "{ppc}"
+    );
     let arm_row = row(&rows, "handler", "qemu-arm");
     assert_eq!(arm_row["result"], "works", "{arm_row}");
     assert!(
@@ -150,11 +156,7 @@ fn binfmt_test_runs_every_handler_and_names_what_is_broken() {
         assert_eq!(r["isolation"], "empty-root", "{r}");
         assert_eq!(r["known_bad"], serde_json::json!([]), "{r}");
     }
-    assert!(
-        stderr(&out).contains("error: 2 of"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("error: 2 of"), "{}", stderr(&out));
 
     // What a user reads: a table on stdout, the fixes on stderr.
     let out = root
@@ -184,7 +186,13 @@ fn binfmt_test_runs_every_handler_and_names_what_is_broken() {
 
     // The fixes it gives work.
     root.manifold()
-        .args(["binfmt", "install", "--force", "linux/riscv64", "linux/ppc64le"])
+        .args([
+            "binfmt",
+            "install",
+            "--force",
+            "linux/riscv64",
+            "linux/ppc64le",
+        ])
         .assert()
         .success();
     let out = root
@@ -221,7 +229,12 @@ fn binfmt_test_runs_every_handler_and_names_what_is_broken() {
 
 #[test]
 fn persisted_handlers_come_back_after_a_reboot_equivalent() {
-    skip_unless!("root", "qemu-aarch64-static", "qemu-s390x-static", "qemu-riscv64-static");
+    skip_unless!(
+        "root",
+        "qemu-aarch64-static",
+        "qemu-s390x-static",
+        "qemu-riscv64-static"
+    );
     let _lease = BinfmtLease::exclusive();
     let root = TestRoot::new();
     let etc = root.scratch("binfmt.d");
@@ -368,7 +381,13 @@ fn platforms_says_whether_this_user_can_run_each_platform() {
     }
     let as_user = user
         .command(&bin)
-        .args(["--root", "/nonexistent/manifold", "platforms", "--format", "json"])
+        .args([
+            "--root",
+            "/nonexistent/manifold",
+            "platforms",
+            "--format",
+            "json",
+        ])
         .output()
         .unwrap();
     assert!(as_user.status.success(), "{}", stderr(&as_user));
@@ -378,8 +397,14 @@ fn platforms_says_whether_this_user_can_run_each_platform() {
         insta::assert_json_snapshot!("platforms_as_a_plain_user", platform_rows(&as_user.stdout));
     });
     let user_rows = platform_rows(&as_user.stdout);
-    assert_eq!(row(&user_rows, "platform", "linux/arm64")["this_user"], "runs");
-    assert_eq!(row(&user_rows, "platform", "linux/riscv64")["this_user"], "broken");
+    assert_eq!(
+        row(&user_rows, "platform", "linux/arm64")["this_user"],
+        "runs"
+    );
+    assert_eq!(
+        row(&user_rows, "platform", "linux/riscv64")["this_user"],
+        "broken"
+    );
 
     // The table has the column too.
     let table = user
@@ -424,7 +449,10 @@ fn platforms_says_whether_this_user_can_run_each_platform() {
 /// through a bind mount of its directory at the same path.
 fn stub_emulator(root: &TestRoot, version: &str) -> PathBuf {
     let dir = root.scratch("stub");
-    copy_executable(&busybox_tree("amd64").join("bin/busybox"), &dir.join("busybox"));
+    copy_executable(
+        &busybox_tree("amd64").join("bin/busybox"),
+        &dir.join("busybox"),
+    );
     copy_executable(Path::new("/usr/bin/qemu-aarch64-static"), &dir.join("qemu"));
     let stub = dir.join("qemu-aarch64");
     fs::write(
@@ -468,7 +496,10 @@ fn known_bad_versions_are_warned_about_not_refused() {
     let rows = json_lines(&out.stdout);
     let arm = row(&rows, "handler", "qemu-aarch64");
     assert_eq!(arm["version"], "9.2.0");
-    assert_eq!(arm["known_bad"], serde_json::json!(["libc-bin-segfault-9.2"]));
+    assert_eq!(
+        arm["known_bad"],
+        serde_json::json!(["libc-bin-segfault-9.2"])
+    );
     assert_eq!(count(&stderr(&out), warning), 1, "{}", stderr(&out));
     // The others are this machine's QEMU, which the table does not list.
     for r in rows.iter().filter(|r| r["handler"] != "qemu-aarch64") {
@@ -504,7 +535,15 @@ fn known_bad_versions_are_warned_about_not_refused() {
     let bind = format!("{0}:{0}:ro", stub.parent().unwrap().display());
     let out = root
         .manifold()
-        .args(["run", "--rm", "--platform", "linux/arm64", "-v", &bind, image])
+        .args([
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            "-v",
+            &bind,
+            image,
+        ])
         .args(["uname", "-m"])
         .assert()
         .success()
