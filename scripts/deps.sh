@@ -11,6 +11,10 @@ packages=(
   skopeo umoci oci-image-tool
   # the default OCI runtime and the emulators that `manifold run --platform` registers
   runc qemu-user-static
+  # qemu/test-programs/assemble.sh: the cross assemblers of `binfmt test`'s programs (a test
+  # reassembles them and compares)
+  binutils binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf binutils-powerpc64le-linux-gnu
+  binutils-s390x-linux-gnu binutils-riscv64-linux-gnu binutils-mips64el-linux-gnuabi64
   # a throwaway registry for push/pull tests (tests start their own on a free port)
   docker-registry
   # scripts/fixtures.sh: apt-get download of busybox-static for foreign architectures

@@ -78,6 +78,56 @@ fn settings(root: &TestRoot) -> insta::Settings {
     s
 }
 
+/// The cross assemblers `qemu/test-programs/assemble.sh` uses (scripts/deps.sh installs them).
+const ASSEMBLERS: &[&str] = &[
+    "as",
+    "aarch64-linux-gnu-as",
+    "arm-linux-gnueabihf-as",
+    "powerpc64le-linux-gnu-as",
+    "s390x-linux-gnu-as",
+    "riscv64-linux-gnu-as",
+    "mips64el-linux-gnuabi64-as",
+];
+
+#[test]
+fn binfmt_test_help() {
+    let root = TestRoot::new();
+    let out = root
+        .manifold()
+        .env("COLUMNS", "100")
+        .args(["binfmt", "test", "--help"])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    insta::assert_snapshot!("binfmt_test_help", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn the_embedded_test_programs_are_what_their_sources_assemble_to() {
+    for a in ASSEMBLERS {
+        skip_unless!(a);
+    }
+    let root = TestRoot::new();
+    let out = root.scratch("assembled");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu/test-programs/assemble.sh");
+    let run = Command::new("bash")
+        .arg(&script)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", stderr(&run));
+    for h in Handler::all() {
+        let assembled = fs::read(out.join(format!("{}.bin", h.target))).unwrap();
+        assert!(
+            assembled == h.test_program(),
+            "{}: qemu/test-programs/{0}.bin is not what {0}.s assembles to; run {} qemu/test-programs",
+            h.target,
+            script.display()
+        );
+    }
+}
+
 #[test]
 fn binfmt_test_runs_every_handler_and_names_what_is_broken() {
     skip_unless!("root");
