@@ -15,6 +15,8 @@ packages=(
   # reassembles them and compares)
   binutils binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf binutils-powerpc64le-linux-gnu
   binutils-s390x-linux-gnu binutils-riscv64-linux-gnu binutils-mips64el-linux-gnuabi64
+  # systemd-binfmt: a test replays `binfmt install --persist`'s files with it, as at boot
+  systemd
   # a throwaway registry for push/pull tests (tests start their own on a free port)
   docker-registry
   # scripts/fixtures.sh: apt-get download of busybox-static for foreign architectures

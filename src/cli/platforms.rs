@@ -128,7 +128,8 @@ pub fn run(args: PlatformsArgs, _settings: &Settings) -> anyhow::Result<()> {
                 }
                 _ => {}
             }
-            if let (Some(v), Some(r)) = (&row.version, &s.registration) {
+            // Only a registered emulator's version counts: an unregistered one runs nothing.
+            if let (Some(v), Some(r), "emulated") = (&row.version, &s.registration, row.status) {
                 for k in KnownBad::matching(&s.handler.target, v) {
                     warn_once(&k.warning(&r.name, v));
                     row.known_bad.push(k.id.clone());
