@@ -14,6 +14,12 @@ packages=(
   # the default network of run and RUN (a private namespace with outbound access); `ip netns`
   # for the network tests' own namespaces
   slirp4netns iproute2
+  # qemu/test-programs/assemble.sh: the cross assemblers of `binfmt test`'s programs (a test
+  # reassembles them and compares)
+  binutils binutils-aarch64-linux-gnu binutils-arm-linux-gnueabihf binutils-powerpc64le-linux-gnu
+  binutils-s390x-linux-gnu binutils-riscv64-linux-gnu binutils-mips64el-linux-gnuabi64
+  # systemd-binfmt: a test replays `binfmt install --persist`'s files with it, as at boot
+  systemd
   # a throwaway registry for push/pull tests (tests start their own on a free port)
   docker-registry
   # scripts/fixtures.sh: apt-get download of busybox-static for foreign architectures

@@ -1,4 +1,5 @@
-//! The handler table: qemu/*.yaml, embedded at build time and parsed once.
+//! The handler table: qemu/*.yaml, embedded at build time and parsed once; and the tiny
+//! program of each architecture that `binfmt test` runs (qemu/test-programs/).
 
 use std::sync::LazyLock;
 
@@ -23,6 +24,63 @@ pub(super) const FILES: &[(&str, &str)] = &[
     ("mipsel", include_str!("../../qemu/mipsel.yaml")),
     ("loongarch64", include_str!("../../qemu/loongarch64.yaml")),
 ];
+
+/// Each architecture's test program: a static ELF file of a few hundred bytes that writes
+/// [`test_output`] with the write system call and exits 0. Assembled from
+/// qemu/test-programs/<target>.s by qemu/test-programs/assemble.sh (a test checks the bytes).
+pub(super) const TEST_PROGRAMS: &[(&str, &[u8])] = &[
+    (
+        "aarch64",
+        include_bytes!("../../qemu/test-programs/aarch64.bin"),
+    ),
+    ("arm", include_bytes!("../../qemu/test-programs/arm.bin")),
+    (
+        "armeb",
+        include_bytes!("../../qemu/test-programs/armeb.bin"),
+    ),
+    ("i386", include_bytes!("../../qemu/test-programs/i386.bin")),
+    (
+        "x86_64",
+        include_bytes!("../../qemu/test-programs/x86_64.bin"),
+    ),
+    (
+        "ppc64le",
+        include_bytes!("../../qemu/test-programs/ppc64le.bin"),
+    ),
+    (
+        "ppc64",
+        include_bytes!("../../qemu/test-programs/ppc64.bin"),
+    ),
+    (
+        "s390x",
+        include_bytes!("../../qemu/test-programs/s390x.bin"),
+    ),
+    (
+        "riscv64",
+        include_bytes!("../../qemu/test-programs/riscv64.bin"),
+    ),
+    (
+        "mips64el",
+        include_bytes!("../../qemu/test-programs/mips64el.bin"),
+    ),
+    (
+        "mips64",
+        include_bytes!("../../qemu/test-programs/mips64.bin"),
+    ),
+    (
+        "mipsel",
+        include_bytes!("../../qemu/test-programs/mipsel.bin"),
+    ),
+    (
+        "loongarch64",
+        include_bytes!("../../qemu/test-programs/loongarch64.bin"),
+    ),
+];
+
+/// What the test program of `target` prints.
+pub(super) fn test_output(target: &str) -> String {
+    format!("manifold binfmt test: {target}\n")
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,10 +5,15 @@
 //! mounts binfmt_misc when needed, finds a *static* emulator and registers it with the flags F
 //! (the kernel opens the emulator at registration, so it works inside a container's root), P
 //! (argv[0] kept) and C (credentials from the program, so setuid programs work). `ensure` is what
-//! `run` and `build` call for a platform that is not native.
+//! `run` and `build` call for a platform that is not native. `test` runs each architecture's
+//! tiny program through the kernel the way a container would (probe, diagnose), and the versions
+//! of registered emulators are checked against the known-bad table (known_bad).
 
 mod data;
+pub mod diagnose;
+pub mod known_bad;
 pub mod misc;
+pub mod probe;
 
 use std::ffi::OsString;
 use std::fs;
@@ -17,7 +22,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use diagnose::{Failure, Runnable, TestReport, Verdict};
+pub use known_bad::KnownBad;
 pub use misc::{MiscFs, ProcMisc, Registration};
+pub use probe::Isolation;
 
 use crate::elf;
 use crate::platform::Platform;
@@ -210,6 +218,15 @@ impl Handler {
                 .all(|((m, k), b)| b & k == m & k)
     }
 
+    /// The tiny program of this architecture that `binfmt test` runs (qemu/test-programs/).
+    pub fn test_program(&self) -> &'static [u8] {
+        data::TEST_PROGRAMS
+            .iter()
+            .find(|(t, _)| *t == self.target)
+            .map(|(_, p)| *p)
+            .unwrap_or_else(|| panic!("no test program for {}", self.target))
+    }
+
     /// Whether this machine runs these programs itself (QEMU's rule: same CPU family).
     pub fn is_host_family(&self) -> bool {
         host_family() == Some(self.family.as_str())
@@ -280,7 +297,11 @@ impl Emulator {
 /// The version an emulator reports, None when it does not run or says nothing recognisable.
 pub fn emulator_version(path: &Path) -> Option<String> {
     let out = Command::new(path).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
+    version_from_output(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `7.2.22` from QEMU's `qemu-aarch64 version 7.2.22 (Debian 1:7.2+dfsg-7)` first line.
+fn version_from_output(text: &str) -> Option<String> {
     let first = text.lines().next()?;
     let (_, rest) = first.split_once(" version ")?;
     rest.split_whitespace().next().map(str::to_string)
@@ -460,6 +481,11 @@ impl Binfmt {
         &self.search
     }
 
+    /// Where `--persist` writes (/etc/binfmt.d, or `MANIFOLD_BINFMT_D`).
+    pub fn persist_dir(&self) -> &Path {
+        &self.binfmt_d
+    }
+
     fn io(&self, what: &'static str, path: PathBuf) -> impl FnOnce(io::Error) -> BinfmtError {
         move |source| BinfmtError::Io { what, path, source }
     }
@@ -596,11 +622,13 @@ impl Binfmt {
         })
     }
 
+    /// Write the live registration, exactly as the kernel holds it, as the line systemd-binfmt
+    /// writes back to `register` at boot.
     fn persist_if(&self, opts: &InstallOptions, h: &Handler, r: &Registration) -> Result<()> {
         if !opts.persist {
             return Ok(());
         }
-        let line = h.register_line(&r.interpreter, &opts.flags);
+        let line = r.register_line();
         fs::create_dir_all(&self.binfmt_d).map_err(self.io("create", self.binfmt_d.clone()))?;
         let path = self.persist_path(h);
         let text = format!("{PERSIST_MARKER}; `manifold binfmt uninstall` removes it.\n{line}\n");
@@ -713,6 +741,99 @@ impl Binfmt {
             Installed::Enabled(r) => Ok(Ensured::Registered(r)),
             Installed::Registered { registration, .. } => Ok(Ensured::Registered(registration)),
         }
+    }
+}
+
+impl Binfmt {
+    /// Run `h`'s test program through the kernel as a container would (see [`probe`]) and judge
+    /// the result; with the emulator's version and the known-bad rows it falls in.
+    pub fn test(&self, h: &'static Handler) -> Result<TestReport> {
+        use diagnose::Interpreter;
+        use probe::Ended;
+
+        let registration = if self.misc.is_mounted() {
+            self.registration(h)?
+        } else {
+            None
+        };
+        let program = h.test_program();
+        let tmp = std::env::temp_dir();
+        let run = |isolation| {
+            probe::run(program, isolation, &[])
+                .map_err(self.io("run a test program in", tmp.clone()))
+        };
+        let mut ran = run(Isolation::available(self.is_root))?;
+        // A container (without CAP_SYS_CHROOT) may refuse the empty root itself.
+        if ran.isolation.is_container_like() && ran.ended == Ended::NotExecuted(libc::EPERM) {
+            ran = run(Isolation::Host)?;
+        }
+        let interpreter = registration
+            .as_ref()
+            .map_or(Interpreter::Other, |r| Interpreter::inspect(&r.interpreter));
+        let verdict = diagnose::classify(h, registration.as_ref(), &interpreter, &ran);
+        let version = match &registration {
+            _ if verdict == Verdict::Native => None,
+            Some(r) if interpreter != Interpreter::Missing => emulator_version(&r.interpreter),
+            // The file is gone but the kernel holds it (F): QEMU answers QEMU_VERSION itself.
+            Some(_) if verdict == Verdict::Works => {
+                probe::run(program, ran.isolation, &[("QEMU_VERSION", "1")])
+                    .ok()
+                    .and_then(|r| version_from_output(&r.stdout))
+            }
+            _ => None,
+        };
+        let known_bad = version
+            .as_deref()
+            .map(|v| KnownBad::matching(&h.target, v))
+            .unwrap_or_default();
+        let note = match &registration {
+            Some(r) if verdict == Verdict::Works && interpreter == Interpreter::Missing => {
+                Some(format!(
+                    "{} is gone from disk: the kernel keeps the copy it opened at registration \
+                     until the handler is removed or the machine restarts",
+                    r.interpreter.display()
+                ))
+            }
+            _ => None,
+        };
+        Ok(TestReport {
+            handler: h,
+            registration,
+            verdict,
+            version,
+            known_bad,
+            isolation: ran.isolation,
+            note,
+        })
+    }
+
+    /// Whether this user can run `h`'s programs now, judged from the registration alone.
+    pub fn runnable(&self, s: &HandlerStatus) -> Runnable {
+        if s.native {
+            return Runnable::Unsupported;
+        }
+        diagnose::runnable(s.registration.as_ref(), diagnose::can_execute)
+    }
+
+    /// One warning per known-bad row the emulator registered for `platform` falls in (none for
+    /// a native platform, or when nothing is registered or its version cannot be asked).
+    pub fn known_bad_warnings(&self, platform: &Platform) -> Vec<String> {
+        if is_native(platform) || !self.misc.is_mounted() {
+            return Vec::new();
+        }
+        let Some(h) = Handler::for_platform(platform) else {
+            return Vec::new();
+        };
+        let Ok(Some(r)) = self.registration(h) else {
+            return Vec::new();
+        };
+        let Some(version) = emulator_version(&r.interpreter) else {
+            return Vec::new();
+        };
+        KnownBad::matching(&h.target, &version)
+            .into_iter()
+            .map(|k| k.warning(&r.name, &version))
+            .collect()
     }
 }
 

@@ -47,6 +47,8 @@ fn every_file_in_qemu_dir_is_embedded() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter_map(|n| n.strip_suffix(".yaml").map(str::to_string))
+        // Not a handler: the known-bad versions table (known_bad.rs embeds it).
+        .filter(|n| n != "known-bad")
         .collect();
     let embedded: BTreeSet<String> = data::FILES.iter().map(|(t, _)| t.to_string()).collect();
     assert_eq!(on_disk, embedded);
@@ -276,7 +278,14 @@ fn install_mounts_registers_and_is_idempotent() {
     assert!(registration.interpreter.starts_with(emu.path()));
     let persisted = fs::read_to_string(etc.path().join(format!("{}.conf", h.name))).unwrap();
     assert!(persisted.starts_with(PERSIST_MARKER));
-    assert!(persisted.contains(&h.register_line(&registration.interpreter, "FPC")));
+    assert!(persisted.contains(&registration.register_line()));
+    // What systemd-binfmt does at boot recreates exactly this registration.
+    let rebooted = FakeMisc::mounted();
+    replay_like_systemd_binfmt(etc.path(), &rebooted);
+    assert_eq!(
+        rebooted.registrations().unwrap(),
+        vec![registration.clone()]
+    );
     assert!(matches!(
         b.install(h, &InstallOptions::new()).unwrap(),
         Installed::Present(_)
@@ -439,4 +448,319 @@ fn uninstall_as_non_root_is_refused_when_there_is_something_to_remove() {
         b.uninstall(h).unwrap(),
         Uninstalled::NotRegistered
     ));
+}
+
+/// systemd-binfmt at boot: every line of every `*.conf` file, comments (`#`, `;`) and blank
+/// lines skipped, written to `register` after removing an entry of the same name.
+fn replay_like_systemd_binfmt(dir: &Path, misc: &dyn MiscFs) {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+        .collect();
+    files.sort();
+    for f in files {
+        for line in fs::read_to_string(&f).unwrap().lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+                continue;
+            }
+            let name = line[1..].split(&line[..1]).next().unwrap();
+            let _ = misc.write(name, "-1");
+            misc.register(line).unwrap();
+        }
+    }
+}
+
+#[test]
+fn persisting_a_present_registration_keeps_its_own_flags_and_name() {
+    // Registered by another tool, under its own name, with flags manifold would not choose.
+    let h = foreign();
+    let emu = emulator_dir(h, false);
+    let etc = tempfile::tempdir().unwrap();
+    let misc = FakeMisc::mounted();
+    let line = h
+        .register_line(&emu.path().join(format!("{}-static", h.emulator)), "OCF")
+        .replacen(&format!(":{}:", h.name), ":by-another-tool:", 1);
+    misc.register(&line).unwrap();
+    let before = misc.registrations().unwrap();
+    let b = binfmt_with(misc, emu.path(), etc.path(), true);
+    let opts = InstallOptions {
+        persist: true,
+        ..InstallOptions::new()
+    };
+    assert!(matches!(
+        b.install(h, &opts).unwrap(),
+        Installed::Present(_)
+    ));
+    let rebooted = FakeMisc::mounted();
+    replay_like_systemd_binfmt(etc.path(), &rebooted);
+    assert_eq!(rebooted.registrations().unwrap(), before);
+}
+
+// --- binfmt test: the programs, and the verdicts ------------------------------------------------
+
+#[test]
+fn every_architecture_has_a_tiny_well_formed_test_program() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("qemu/test-programs");
+    for h in Handler::all() {
+        let p = h.test_program();
+        assert!(p.len() < 512, "{}: {} bytes", h.target, p.len());
+        let header = elf::Header::parse(p).unwrap_or_else(|| panic!("{}: not ELF", h.target));
+        let (class, data, machine) = h.elf_identity();
+        assert_eq!(
+            (header.class, header.data, header.machine),
+            (class, data, machine),
+            "{}",
+            h.target
+        );
+        assert_eq!(header.file_type, 2, "{}: ET_EXEC", h.target);
+        // The kernel hands it to this handler, and to no other.
+        assert!(h.matches(p), "{}", h.target);
+        for other in Handler::all().iter().filter(|o| o.name != h.name) {
+            assert!(!other.matches(p), "{} matches {}", h.target, other.name);
+        }
+        let expected = data::test_output(&h.target);
+        assert!(
+            p.windows(expected.len()).any(|w| w == expected.as_bytes()),
+            "{}: the test line is not in the program",
+            h.target
+        );
+        // Static, and what is embedded is what is committed next to its source.
+        let committed = dir.join(format!("{}.bin", h.target));
+        assert_eq!(fs::read(&committed).unwrap(), p);
+        let mut f = fs::File::open(&committed).unwrap();
+        assert_eq!(elf::interpreter(&mut f).unwrap(), None, "{}", h.target);
+        assert!(dir.join(format!("{}.s", h.target)).is_file());
+    }
+    assert_eq!(data::TEST_PROGRAMS.len(), Handler::all().len());
+}
+
+fn ran(ended: probe::Ended, stdout: &str) -> probe::Ran {
+    probe::Ran {
+        isolation: Isolation::EmptyRoot,
+        ended,
+        stdout: stdout.into(),
+        stderr: String::new(),
+    }
+}
+
+fn registration(h: &Handler, interpreter: &str, flags: &str) -> Registration {
+    Registration {
+        name: h.name.clone(),
+        enabled: true,
+        interpreter: PathBuf::from(interpreter),
+        flags: flags.into(),
+        offset: 0,
+        magic: h.magic.clone(),
+        mask: h.mask.clone(),
+    }
+}
+
+#[test]
+fn verdicts_name_the_reason() {
+    use diagnose::{Interpreter, classify};
+    use probe::Ended;
+    let h = foreign();
+    let ok = data::test_output(&h.target);
+    let with_f = registration(h, "/usr/bin/qemu-static", "POCF");
+    let without_f = registration(h, "/gone/qemu-static", "");
+    let verdict = |r: Option<&Registration>, i: &Interpreter, run: &probe::Ran| {
+        let v = classify(h, r, i, run);
+        match v {
+            Verdict::Fails(f) => f.reason().to_string(),
+            other => format!("{other:?}"),
+        }
+    };
+    let exited = ran(Ended::Exited(0), &ok);
+    assert_eq!(
+        verdict(Some(&with_f), &Interpreter::Static, &exited),
+        "Works"
+    );
+    // The kernel found no handler.
+    let noexec = ran(Ended::NotExecuted(libc::ENOEXEC), "");
+    assert_eq!(
+        verdict(None, &Interpreter::Other, &noexec),
+        "exec format error"
+    );
+    let disabled = Registration {
+        enabled: false,
+        ..with_f.clone()
+    };
+    assert_eq!(
+        verdict(Some(&disabled), &Interpreter::Static, &noexec),
+        "handler disabled"
+    );
+    // In the empty root, without F, the emulator's path does not resolve.
+    let noent = ran(Ended::NotExecuted(libc::ENOENT), "");
+    assert_eq!(
+        verdict(Some(&without_f), &Interpreter::Missing, &noent),
+        "emulator missing"
+    );
+    assert_eq!(
+        verdict(Some(&without_f), &Interpreter::Static, &noent),
+        "no F flag"
+    );
+    let dynamic = Interpreter::Dynamic("/lib64/ld-linux-x86-64.so.2".into());
+    assert_eq!(
+        verdict(Some(&without_f), &dynamic, &noent),
+        "dynamic emulator without the F flag"
+    );
+    assert_eq!(verdict(Some(&with_f), &dynamic, &noent), "dynamic emulator");
+    // The emulator ran and failed.
+    assert_eq!(
+        verdict(
+            Some(&with_f),
+            &Interpreter::Static,
+            &ran(Ended::Signaled(libc::SIGSEGV), "")
+        ),
+        "killed by a signal"
+    );
+    assert_eq!(
+        verdict(
+            Some(&with_f),
+            &Interpreter::Static,
+            &ran(Ended::Exited(0), "hello\n")
+        ),
+        "wrong output"
+    );
+    assert_eq!(
+        verdict(
+            Some(&with_f),
+            &Interpreter::Static,
+            &ran(Ended::Exited(3), "")
+        ),
+        "exit status"
+    );
+    assert_eq!(
+        verdict(
+            Some(&with_f),
+            &Interpreter::Static,
+            &ran(Ended::TimedOut, "")
+        ),
+        "timed out"
+    );
+    // Run on the host's root (no user namespaces): judged from the registration.
+    let on_host = probe::Ran {
+        isolation: Isolation::Host,
+        ..exited.clone()
+    };
+    assert_eq!(
+        verdict(Some(&without_f), &Interpreter::Static, &on_host),
+        "no F flag"
+    );
+    assert_eq!(
+        verdict(Some(&with_f), &dynamic, &on_host),
+        "dynamic emulator"
+    );
+    assert_eq!(
+        verdict(Some(&with_f), &Interpreter::Static, &on_host),
+        "Works"
+    );
+}
+
+#[test]
+fn failures_say_what_happened_and_what_fixes_it() {
+    let f = Failure::EmulatorMissing {
+        interpreter: PathBuf::from("/usr/bin/qemu-aarch64"),
+    };
+    assert_eq!(
+        f.detail(),
+        "/usr/bin/qemu-aarch64 does not exist; without the F flag the kernel opens it at each exec"
+    );
+    assert!(
+        f.fix("linux/arm64")
+            .contains("`sudo manifold binfmt install --force linux/arm64`")
+    );
+    let f = Failure::Signal {
+        signal: libc::SIGSEGV,
+        stderr: "qemu: uncaught target signal 11 (Segmentation fault) - core dumped\n".into(),
+    };
+    assert_eq!(
+        f.detail(),
+        "killed by SIGSEGV (segmentation fault): qemu: uncaught target signal 11 (Segmentation fault) - core dumped"
+    );
+    assert!(
+        Failure::NotRegistered
+            .fix("linux/s390x")
+            .starts_with("`sudo manifold binfmt install linux/s390x --persist`")
+    );
+}
+
+#[test]
+fn whether_this_user_can_run_it_is_judged_from_the_registration() {
+    let h = foreign();
+    let dir = emulator_dir(h, false);
+    let emulator = dir.path().join(format!("{}-static", h.emulator));
+    let yes = |_: &Path| true;
+    let no = |_: &Path| false;
+    assert_eq!(diagnose::runnable(None, yes), Runnable::NotRegistered);
+    let with_f = registration(h, "/nonexistent/qemu", "POCF");
+    // F: the kernel holds the emulator; its path and this user's rights do not matter.
+    assert_eq!(
+        diagnose::runnable(Some(&with_f), no),
+        Runnable::Runs { host_only: false }
+    );
+    let disabled = Registration {
+        enabled: false,
+        ..with_f
+    };
+    assert!(matches!(
+        diagnose::runnable(Some(&disabled), yes),
+        Runnable::Broken(why) if why.contains("disabled")
+    ));
+    let without_f = registration(h, emulator.to_str().unwrap(), "");
+    assert_eq!(
+        diagnose::runnable(Some(&without_f), yes),
+        Runnable::Runs { host_only: true }
+    );
+    assert!(matches!(
+        diagnose::runnable(Some(&without_f), no),
+        Runnable::Broken(why) if why.contains("not executable by this user")
+    ));
+    let gone = registration(h, "/nonexistent/qemu", "");
+    assert!(matches!(
+        diagnose::runnable(Some(&gone), yes),
+        Runnable::Broken(why) if why.starts_with("emulator missing")
+    ));
+}
+
+#[test]
+fn a_registered_emulator_of_a_known_bad_version_is_warned_about() {
+    let h = Handler::all()
+        .iter()
+        .find(|h| h.target == "aarch64")
+        .unwrap();
+    if h.is_host_family() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let stub = |version: &str| {
+        let path = dir.path().join(format!("qemu-aarch64-{version}"));
+        fs::write(
+            &path,
+            format!("#!/bin/sh\necho 'qemu-aarch64 version {version} (stub)'\n"),
+        )
+        .unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    };
+    let platform = Platform::parse("linux/arm64").unwrap();
+    for (version, warned) in [("9.2.0", true), ("7.2.22", false)] {
+        let misc = FakeMisc::mounted();
+        misc.insert(registration(h, stub(version).to_str().unwrap(), "POCF"));
+        let b = binfmt_with(misc, dir.path(), dir.path(), false);
+        let warnings = b.known_bad_warnings(&platform);
+        assert_eq!(!warnings.is_empty(), warned, "{version}: {warnings:?}");
+        if warned {
+            assert!(
+                warnings[0].starts_with("qemu-aarch64 is QEMU 9.2.0, known to crash ldconfig"),
+                "{warnings:?}"
+            );
+        }
+    }
+    // Native platforms and unregistered handlers: nothing to say.
+    let b = binfmt_with(FakeMisc::mounted(), dir.path(), dir.path(), false);
+    assert!(b.known_bad_warnings(&platform).is_empty());
+    assert!(b.known_bad_warnings(&Platform::host()).is_empty());
 }

@@ -201,6 +201,10 @@ fn build_target(
     } else {
         request.platforms.clone()
     };
+    super::binfmt::warn_known_bad(
+        &crate::binfmt::Binfmt::system(crate::binfmt::EmulatorSearch::from_env(None)),
+        &platforms,
+    );
     let mut build_args = request.args.clone();
     let epoch = super::build::source_date_epoch(&mut build_args)?;
     let client = remote::client(settings);

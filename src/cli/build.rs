@@ -19,6 +19,7 @@ use super::output::outln;
 use super::progress::CliProgress;
 use super::remote;
 use crate::archive::{SaveFormat, save};
+use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::build::context::{self, Context};
 use crate::build::exec::{self, Output};
 use crate::build::layer::Compression;
@@ -292,6 +293,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
     let runner = runner(&store);
+    super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
     let client = remote::client(settings);
     let options = exec::Options {
         store: &store,

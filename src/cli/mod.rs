@@ -77,7 +77,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Ps(a) => ps::run(a, settings),
         Command::Rm(a) => rm::run(a, settings),
         Command::Commit(a) => commit::run(a, settings),
-        Command::Binfmt(a) => binfmt::run(a, settings),
+        Command::Binfmt(a) => return binfmt::run(a, settings),
         Command::Platforms(a) => platforms::run(a, settings),
         Command::Verify(a) => return verify::run(a, settings),
         Command::Completions(a) => completions::run(a),

@@ -205,6 +205,7 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
                 )));
             }
         }
+        super::binfmt::warn_known_bad(&binfmt, std::slice::from_ref(&s.platform));
         items.push((s, None));
     }
 

@@ -3,6 +3,7 @@
 mod archives;
 mod bake;
 mod binfmt;
+mod binfmt_managed;
 mod build;
 mod harness;
 mod help;
