@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
 use super::layer::{self, Content};
+use crate::layer::extract::{Whiteout, bad_whiteout, whiteout};
 use crate::oci::{Descriptor, Digest};
 use crate::store::{Store, StoreError};
 
@@ -97,6 +98,14 @@ pub fn layer_entries(
         let path = normalize(&e.path().map_err(read_err)?.to_string_lossy());
         if path.is_empty() {
             continue;
+        }
+        let name = path.rsplit('/').next().unwrap_or("");
+        if whiteout(name.as_bytes()) == Some(Whiteout::Invalid) {
+            let e = bad_whiteout();
+            return Err(read_err(io::Error::new(
+                e.kind(),
+                format!("entry `{path}`: {e}"),
+            )));
         }
         let kind = match h.entry_type() {
             tar::EntryType::Directory => EntryKind::Dir,
@@ -292,21 +301,25 @@ impl Tree {
                 Some((d, n)) => (d.to_string(), n),
                 None => (String::new(), e.path.as_str()),
             };
-            if name == ".wh..wh..opq" {
-                self.remove_under(&dir);
-            } else if let Some(hidden) = name.strip_prefix(".wh.") {
-                let p = if dir.is_empty() {
-                    hidden.to_string()
-                } else {
-                    format!("{dir}/{hidden}")
-                };
-                self.merged.remove(&p);
-                self.remove_under(&p);
+            match whiteout(name.as_bytes()) {
+                Some(Whiteout::Opaque) => self.remove_under(&dir),
+                Some(Whiteout::Remove(hidden)) => {
+                    let hidden = String::from_utf8_lossy(hidden);
+                    let p = if dir.is_empty() {
+                        hidden.into_owned()
+                    } else {
+                        format!("{dir}/{hidden}")
+                    };
+                    self.merged.remove(&p);
+                    self.remove_under(&p);
+                }
+                // Refused when the layer is read; nothing to remove here.
+                Some(Whiteout::Invalid | Whiteout::Ignore) | None => {}
             }
         }
         for e in entries {
             let name = e.path.rsplit('/').next().unwrap_or("");
-            if name.starts_with(".wh.") {
+            if whiteout(name.as_bytes()).is_some() {
                 continue;
             }
             // A non-directory replaces whatever was below it, children included.

@@ -114,6 +114,9 @@ pub(super) fn store_hint(e: &StoreError) -> Option<&'static str> {
         StoreError::ImageNotFound(_) => Some("`manifold images` lists the images in the store"),
         StoreError::Ambiguous { .. } => Some("`manifold images --no-trunc` shows full image IDs"),
         StoreError::InUse { .. } => Some("remove the tags one by one, or use `manifold rmi -f`"),
+        StoreError::NoSpace { .. } => Some(
+            "free space on that file system (`manifold prune` removes unused images and temp files), or give `--root` a larger one",
+        ),
         _ => None,
     }
 }

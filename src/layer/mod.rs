@@ -70,6 +70,17 @@ pub fn decompress<'a, R: Read + 'a>(
     })
 }
 
+/// The diff ID of a layer blob: the digest of its uncompressed stream.
+pub fn diff_id(
+    blob: impl Read,
+    compression: LayerCompression,
+    algorithm: Algorithm,
+) -> Result<Digest, LayerError> {
+    let mut hashing = HashingReader::new(decompress(blob, compression)?, algorithm);
+    io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Decompress)?;
+    Ok(hashing.finish().0)
+}
+
 /// Unpack a layer blob into `dest` (an existing empty directory), checking that the
 /// uncompressed stream hashes to `diff_id` when given.
 pub fn unpack(

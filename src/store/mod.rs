@@ -20,6 +20,8 @@ mod gc;
 mod leases;
 mod medium;
 mod origins;
+mod space;
+mod staging;
 mod summary;
 mod tags;
 
@@ -30,6 +32,8 @@ use std::path::{Path, PathBuf};
 pub use blobs::{BlobWriter, StagedBlob, copy_buffered};
 pub use gc::GcReport;
 pub use leases::Lease;
+pub use space::{is_out_of_space, mount_point, out_of_space_reason};
+pub use staging::Staging;
 pub use summary::{ImageSummary, PlatformEntry, parse_created as summary_created};
 pub use tags::{Entry, Resolved};
 
@@ -58,6 +62,16 @@ pub enum StoreError {
     },
     #[error("{path} is not a manifold store: {why}")]
     NotAStore { path: PathBuf, why: String },
+    /// The file system (or the quota) is full: said as such, with where, so that it is never
+    /// taken for bad input.
+    #[error("{reason}: cannot write `{path}` (file system mounted at `{mount}`)", path = .path.display(), mount = .mount.display())]
+    NoSpace {
+        reason: &'static str,
+        path: PathBuf,
+        mount: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -74,11 +88,29 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-        move |source| StoreError::Io {
-            what,
-            path: path.to_path_buf(),
-            source,
+    /// An I/O error on `path`; a full file system or quota becomes `NoSpace`.
+    pub fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+        move |source| {
+            if is_out_of_space(&source) {
+                let reason = out_of_space_reason(&source);
+                // The bare errno: wrappers (tempfile's) repeat the path the message names.
+                let errno = if reason == "disk quota exceeded" {
+                    libc::EDQUOT
+                } else {
+                    libc::ENOSPC
+                };
+                return StoreError::NoSpace {
+                    reason,
+                    path: path.to_path_buf(),
+                    mount: mount_point(path),
+                    source: io::Error::from_raw_os_error(errno),
+                };
+            }
+            StoreError::Io {
+                what,
+                path: path.to_path_buf(),
+                source,
+            }
         }
     }
 }
