@@ -27,9 +27,10 @@ const PROGRESS_FROM: u64 = 4 << 20;
 /// The archive's own metadata files (manifest.json, index.json) are read into memory; a
 /// docker-archive of 8,000 tagged images has a manifest.json of about 2 MB.
 const METADATA_LIMIT: u64 = 8 << 20;
-/// What is remembered of the archive's entries (names, digests, staged files): about 256 bytes
-/// plus the name per entry, so this allows some 50,000 entries with short names.
-const ENTRY_BUDGET: usize = 16 << 20;
+/// What is remembered of the archive's entries (names, digests, staged files), counted as 256
+/// bytes plus the name per entry: some 100,000 entries with docker's names (a docker-archive of
+/// a thousand images), about 60 MB of memory in fact.
+const ENTRY_BUDGET: usize = 32 << 20;
 const ENTRY_OVERHEAD: usize = 256;
 /// The annotation containerd and docker (25+) put on index.json entries: the full image name.
 const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";

@@ -406,6 +406,35 @@ fn a_huge_tar_header_is_refused() {
     ");
 }
 
+/// Each entry costs memory to remember until the archive's metadata says which are needed:
+/// past the cap the archive is refused. Symlinks make it cheap to reach (nothing is staged).
+#[test]
+fn an_archive_with_too_many_entries_is_refused_naming_the_limit() {
+    let root = TestRoot::new();
+    let path = root.scratch("files").join("links.tar.gz");
+    {
+        let mut gz = GzEncoder::new(fs::File::create(&path).unwrap(), Compression::fast());
+        for i in 0..60_000 {
+            let mut h = tar::Header::new_ustar();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_path(format!("links/{i:090}")).unwrap();
+            h.set_link_name(format!("{i:095}")).unwrap();
+            h.set_size(0);
+            h.set_cksum();
+            gz.write_all(h.as_bytes()).unwrap();
+        }
+        gz.write_all(&[0u8; 1024]).unwrap();
+        gz.finish().unwrap();
+    }
+    let done = load_measured(&root, &path);
+    assert_eq!(done.code, Some(125), "{}", done.stderr);
+    assert!(done.peak_rss_kib < 256 * 1024);
+    insta::assert_snapshot!(redact(&root, &done.stderr), @r"
+    error: cannot load [SCRATCH]/files/links.tar.gz
+      caused by: the archive has too many entries: remembering their names would take more than 32 MiB
+    ");
+}
+
 // --- item 8: whiteouts of `.` and `..` ---------------------------------------------------------
 
 #[test]
