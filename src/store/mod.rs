@@ -164,7 +164,12 @@ impl Store {
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.write_atomic(&layout_file, OCI_LAYOUT.as_bytes())?;
+                // Under the index lock, which gc holds while it clears tmp-v1 (where the temp file
+                // is written): a collection run by another process must not take it away.
+                let _lock = self.lock_index()?;
+                if !layout_file.exists() {
+                    self.write_atomic(&layout_file, OCI_LAYOUT.as_bytes())?;
+                }
             }
             Err(e) => return Err(StoreError::io("cannot read", &layout_file)(e)),
         }
