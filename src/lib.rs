@@ -21,6 +21,7 @@ pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod runtime;
+pub mod space;
 pub mod store;
 pub mod verify;
 

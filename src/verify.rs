@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
 
 use serde::Serialize;
 
@@ -113,20 +114,30 @@ fn merged_tree(store: &Store, manifest: &Manifest) -> Result<Tree, VerifyError> 
             let mut entry = entry.map_err(|e| wrap(layer::LayerError::Corrupt(e)))?;
             let comps = inroot::clean(&entry.path_bytes());
             let Some(last) = comps.last() else { continue };
-            let name = last.to_string_lossy().into_owned();
             let parent = key(&comps[..comps.len() - 1]);
-            if name == layer::extract::OPAQUE_WHITEOUT {
-                tree.retain(|p, (layer, _)| *layer == i || !under(p, &parent));
-                continue;
-            }
-            if let Some(hidden) = name.strip_prefix(layer::extract::WHITEOUT_PREFIX) {
-                let gone = if parent.is_empty() {
-                    hidden.to_string()
-                } else {
-                    format!("{parent}/{hidden}")
-                };
-                tree.retain(|p, _| p != &gone && !under(p, &gone));
-                continue;
+            match layer::extract::whiteout(last.as_bytes()) {
+                None => {}
+                Some(layer::extract::Whiteout::Invalid) => {
+                    return Err(wrap(layer::LayerError::Entry {
+                        path: key(&comps),
+                        source: layer::extract::bad_whiteout(),
+                    }));
+                }
+                Some(layer::extract::Whiteout::Ignore) => continue,
+                Some(layer::extract::Whiteout::Opaque) => {
+                    tree.retain(|p, (layer, _)| *layer == i || !under(p, &parent));
+                    continue;
+                }
+                Some(layer::extract::Whiteout::Remove(hidden)) => {
+                    let hidden = String::from_utf8_lossy(hidden);
+                    let gone = if parent.is_empty() {
+                        hidden.into_owned()
+                    } else {
+                        format!("{parent}/{hidden}")
+                    };
+                    tree.retain(|p, _| p != &gone && !under(p, &gone));
+                    continue;
+                }
             }
             let path = key(&comps);
             let kind = entry.header().entry_type();

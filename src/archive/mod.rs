@@ -8,7 +8,9 @@ mod import;
 mod load;
 mod save;
 
+use std::cell::Cell;
 use std::io::{self, BufRead, BufReader, Read};
+use std::rc::Rc;
 
 pub use import::{ImportOptions, import};
 pub use load::{LoadedImage, load};
@@ -37,6 +39,16 @@ pub enum ArchiveError {
     BlobMismatch { path: String, actual: Digest },
     #[error("the archive is incomplete: {what} ({digest}) is missing")]
     Missing { what: String, digest: Digest },
+    #[error(
+        "the archive has too many entries: remembering their names would take more than {limit_mib} MiB"
+    )]
+    TooManyEntries { limit_mib: usize },
+    #[error("{what} has {size} bytes, more than the {limit_mib} MiB allowed")]
+    TooLarge {
+        what: String,
+        size: u64,
+        limit_mib: u64,
+    },
     #[error("`{0}` is a multi-platform image; a docker-archive holds one platform per image")]
     MultiPlatform(String),
     #[error("`{0}` is a multi-platform image with platforms missing from the store")]
@@ -188,5 +200,92 @@ impl<R: Read> Read for TarCheck<R> {
             return Ok(n);
         }
         self.inner.read(buf)
+    }
+}
+
+/// What the tar reader may read between two entries (the next header, and the GNU long names
+/// and PAX records before it), which the tar crate keeps in memory whole: a hostile archive
+/// compresses a gigabyte-long name into a few kilobytes.
+const HEADER_LIMIT: u64 = 4 << 20;
+
+/// Counts what the tar reader reads between entries and fails past `HEADER_LIMIT`. The reader
+/// half goes to `tar::Archive`; the caller keeps this half and wraps each `next()` in
+/// `between_entries`.
+#[derive(Clone)]
+pub(crate) struct HeaderMeter {
+    state: Rc<MeterState>,
+}
+
+#[derive(Default)]
+struct MeterState {
+    counting: Cell<bool>,
+    count: Cell<u64>,
+    exceeded: Cell<bool>,
+}
+
+pub(crate) struct Metered<R> {
+    inner: R,
+    state: Rc<MeterState>,
+}
+
+impl HeaderMeter {
+    pub fn new<R: Read>(inner: R) -> (Metered<R>, HeaderMeter) {
+        let state = Rc::new(MeterState::default());
+        (
+            Metered {
+                inner,
+                state: state.clone(),
+            },
+            HeaderMeter { state },
+        )
+    }
+
+    /// Run `next` (the tar reader's step to the next entry) under the limit; an error it returns
+    /// because of the limit becomes `TooLarge`.
+    pub fn between_entries<T>(
+        &self,
+        next: impl FnOnce() -> Option<io::Result<T>>,
+    ) -> Option<Result<T>> {
+        self.state.counting.set(true);
+        self.state.count.set(0);
+        let r = next();
+        self.state.counting.set(false);
+        r.map(|r| {
+            r.map_err(|e| {
+                if self.state.exceeded.get() {
+                    ArchiveError::TooLarge {
+                        what: "a tar header (with its long names and PAX records)".into(),
+                        size: self.state.count.get(),
+                        limit_mib: HEADER_LIMIT >> 20,
+                    }
+                } else {
+                    ArchiveError::Corrupt(e)
+                }
+            })
+        })
+    }
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.state.counting.get() {
+            let count = self.state.count.get() + n as u64;
+            self.state.count.set(count);
+            if count > HEADER_LIMIT {
+                self.state.exceeded.set(true);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "tar header too large",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Metered<R> {
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 }

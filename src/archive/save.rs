@@ -238,30 +238,37 @@ fn collect(
     out: &mut Vec<Descriptor>,
     seen: &mut HashSet<Digest>,
 ) -> Result<()> {
-    if !seen.insert(desc.digest.clone()) {
-        return Ok(());
-    }
-    if !store.has_blob(&desc.digest) {
-        return Err(ArchiveError::Sparse(name.to_string()));
-    }
-    out.push(desc.clone());
-    if desc.is_index() || desc.is_manifest() {
-        match store.read_document(desc)?.value {
-            Document::Index(index) => {
-                for child in &index.manifests {
-                    collect(store, child, name, out, seen)?;
+    let sparse = || ArchiveError::Sparse(name.to_string());
+    let mut blobs = Vec::new();
+    crate::content::walk(
+        std::slice::from_ref(desc),
+        seen,
+        |d, _| {
+            if !store.has_blob(&d.digest) {
+                return Err(sparse());
+            }
+            out.push(d.clone());
+            if !(d.is_index() || d.is_manifest()) {
+                return Ok((Vec::new(), ()));
+            }
+            match store.read_document(d)?.value {
+                Document::Index(index) => Ok((index.manifests, ())),
+                Document::Manifest(m) => {
+                    for b in std::iter::once(m.config).chain(m.layers) {
+                        if !store.has_blob(&b.digest) {
+                            return Err(sparse());
+                        }
+                        blobs.push(b);
+                    }
+                    Ok((Vec::new(), ()))
                 }
             }
-            Document::Manifest(m) => {
-                for d in std::iter::once(&m.config).chain(&m.layers) {
-                    if !store.has_blob(&d.digest) {
-                        return Err(ArchiveError::Sparse(name.to_string()));
-                    }
-                    if seen.insert(d.digest.clone()) {
-                        out.push(d.clone());
-                    }
-                }
-            }
+        },
+        |_, ()| Ok(()),
+    )?;
+    for b in blobs {
+        if seen.insert(b.digest.clone()) {
+            out.push(b);
         }
     }
     Ok(())

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
 use super::layer::{self, Content};
+use crate::layer::extract::{Whiteout, bad_whiteout, whiteout};
 use crate::oci::{Descriptor, Digest};
 use crate::store::{Store, StoreError};
 
@@ -97,6 +98,14 @@ pub fn layer_entries(
         let path = normalize(&e.path().map_err(read_err)?.to_string_lossy());
         if path.is_empty() {
             continue;
+        }
+        let name = path.rsplit('/').next().unwrap_or("");
+        if whiteout(name.as_bytes()) == Some(Whiteout::Invalid) {
+            let e = bad_whiteout();
+            return Err(read_err(io::Error::new(
+                e.kind(),
+                format!("entry `{path}`: {e}"),
+            )));
         }
         let kind = match h.entry_type() {
             tar::EntryType::Directory => EntryKind::Dir,
@@ -292,21 +301,25 @@ impl Tree {
                 Some((d, n)) => (d.to_string(), n),
                 None => (String::new(), e.path.as_str()),
             };
-            if name == ".wh..wh..opq" {
-                self.remove_under(&dir);
-            } else if let Some(hidden) = name.strip_prefix(".wh.") {
-                let p = if dir.is_empty() {
-                    hidden.to_string()
-                } else {
-                    format!("{dir}/{hidden}")
-                };
-                self.merged.remove(&p);
-                self.remove_under(&p);
+            match whiteout(name.as_bytes()) {
+                Some(Whiteout::Opaque) => self.remove_under(&dir),
+                Some(Whiteout::Remove(hidden)) => {
+                    let hidden = String::from_utf8_lossy(hidden);
+                    let p = if dir.is_empty() {
+                        hidden.into_owned()
+                    } else {
+                        format!("{dir}/{hidden}")
+                    };
+                    self.merged.remove(&p);
+                    self.remove_under(&p);
+                }
+                // Refused when the layer is read; nothing to remove here.
+                Some(Whiteout::Invalid | Whiteout::Ignore) | None => {}
             }
         }
         for e in entries {
             let name = e.path.rsplit('/').next().unwrap_or("");
-            if name.starts_with(".wh.") {
+            if whiteout(name.as_bytes()).is_some() {
                 continue;
             }
             // A non-directory replaces whatever was below it, children included.
@@ -621,6 +634,43 @@ mod tests {
         assert!(!t.is_dir("c"));
         assert!(t.is_dir("/"));
         assert_eq!(t.under("a").len(), 1);
+    }
+
+    #[test]
+    fn layers_with_whiteouts_of_dot_or_dotdot_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let cache = Cache::open(&store).unwrap();
+        for name in ["a/.wh..", ".wh..."] {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_ustar();
+            h.set_size(0);
+            h.set_mode(0o644);
+            b.append_data(&mut h, name, &[][..]).unwrap();
+            let layer = b.into_inner().unwrap();
+            let digest = store.put_bytes(&layer).unwrap();
+            let d = Descriptor::new(
+                crate::oci::media_type::OCI_LAYER,
+                digest,
+                layer.len() as u64,
+            );
+            let err = layer_entries(&store, &cache, &d).unwrap_err().to_string();
+            assert!(
+                err.contains(&format!("entry `{name}`")) && err.contains("must name an entry"),
+                "{name}: {err}"
+            );
+        }
+        // Ignored when met in an entry list all the same (a cache written before the rule).
+        let mut t = Tree::default();
+        t.push(
+            desc(0),
+            vec![e("a", EntryKind::Dir), e("a/x", EntryKind::File)],
+        );
+        t.push(
+            desc(1),
+            vec![e("a/.wh..", EntryKind::File), e(".wh...", EntryKind::File)],
+        );
+        assert_eq!(t.paths().collect::<Vec<_>>(), vec!["a", "a/x"]);
     }
 
     #[test]

@@ -79,9 +79,9 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         // A full disk, whichever command was writing (the cause above it says where).
         if cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(crate::layer::is_out_of_space)
+            .is_some_and(crate::space::is_out_of_space)
         {
-            return Some(crate::layer::NoSpace::HINT.into());
+            return Some(crate::space::NoSpace::HINT.into());
         }
         if let Some(h) = super::remote::hint(cause) {
             return Some(h);
@@ -141,6 +141,7 @@ pub(super) fn store_hint(e: &StoreError) -> Option<&'static str> {
         StoreError::ForeignRoot { .. } => {
             Some("give `--root` a new or empty directory, or one that holds a manifold store")
         }
+        StoreError::NoSpace(_) => Some(crate::space::NoSpace::HINT),
         _ => None,
     }
 }

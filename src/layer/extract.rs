@@ -18,13 +18,52 @@ use std::path::{Path, PathBuf};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
+use super::LayerError;
 use super::inroot::{self, InRoot};
 use super::walk::remove_all_at;
-use super::{LayerError, NoSpace, is_out_of_space};
+use crate::space::{NoSpace, is_out_of_space};
 
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// What an entry's name means as an OCI whiteout; every reader of layers (extraction, build's
+/// trees, verify) asks here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteout<'a> {
+    /// `.wh..wh..opq`: the directory hides what lower layers have in it.
+    Opaque,
+    /// `.wh.NAME`: NAME, an entry of the same directory, is removed.
+    Remove(&'a [u8]),
+    /// `.wh..wh.*` other than the opaque marker, and a bare `.wh.`: aufs bookkeeping, nothing to
+    /// do.
+    Ignore,
+    /// `.wh..` and `.wh...`: they would remove the directory itself or its parent, never an
+    /// entry of the directory. Refused (see [`bad_whiteout`]).
+    Invalid,
+}
+
+/// None when `name` (one path component) is no whiteout.
+pub fn whiteout(name: &[u8]) -> Option<Whiteout<'_>> {
+    if name == OPAQUE_WHITEOUT.as_bytes() {
+        return Some(Whiteout::Opaque);
+    }
+    let hidden = name.strip_prefix(WHITEOUT_PREFIX.as_bytes())?;
+    Some(match hidden {
+        b"." | b".." => Whiteout::Invalid,
+        b"" => Whiteout::Ignore,
+        h if h.starts_with(WHITEOUT_PREFIX.as_bytes()) => Whiteout::Ignore,
+        h => Whiteout::Remove(h),
+    })
+}
+
+/// The error for a [`Whiteout::Invalid`] entry.
+pub fn bad_whiteout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a whiteout must name an entry of its directory, not `.` or `..`",
+    )
+}
 
 /// What an extraction did besides the plain entries.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -140,37 +179,38 @@ impl Extractor {
         let name_bytes = name.as_bytes();
 
         // OCI whiteouts.
-        if name_bytes == OPAQUE_WHITEOUT.as_bytes() {
-            let parent = self.parent(parent_comps)?;
-            let dir = rustix::fs::openat(
-                &parent,
-                ".",
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(ioerr)?;
-            rustix::fs::fsetxattr(
-                &dir,
-                OVERLAY_OPAQUE_XATTR,
-                b"y",
-                rustix::fs::XattrFlags::empty(),
-            )
-            .map_err(ioerr)?;
-            self.report.opaque_dirs += 1;
-            return Ok(());
-        }
-        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || hidden.is_empty() {
-                // `.wh..wh.*` other than the opaque marker: aufs bookkeeping, meaningless here.
+        match whiteout(name_bytes) {
+            None => {}
+            Some(Whiteout::Invalid) => return Err(bad_whiteout()),
+            Some(Whiteout::Ignore) => return Ok(()),
+            Some(Whiteout::Opaque) => {
+                let parent = self.parent(parent_comps)?;
+                let dir = rustix::fs::openat(
+                    &parent,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(ioerr)?;
+                rustix::fs::fsetxattr(
+                    &dir,
+                    OVERLAY_OPAQUE_XATTR,
+                    b"y",
+                    rustix::fs::XattrFlags::empty(),
+                )
+                .map_err(ioerr)?;
+                self.report.opaque_dirs += 1;
                 return Ok(());
             }
-            let parent = self.parent(parent_comps)?;
-            let hidden = OsStr::from_bytes(hidden);
-            self.remove_existing(&parent, hidden, false)?;
-            rustix::fs::mknodat(&parent, hidden, FileType::CharacterDevice, Mode::empty(), 0)
-                .map_err(ioerr)?;
-            self.report.whiteouts += 1;
-            return Ok(());
+            Some(Whiteout::Remove(hidden)) => {
+                let parent = self.parent(parent_comps)?;
+                let hidden = OsStr::from_bytes(hidden);
+                self.remove_existing(&parent, hidden, false)?;
+                rustix::fs::mknodat(&parent, hidden, FileType::CharacterDevice, Mode::empty(), 0)
+                    .map_err(ioerr)?;
+                self.report.whiteouts += 1;
+                return Ok(());
+            }
         }
 
         let parent = self.parent(parent_comps)?;

@@ -9,7 +9,7 @@ pub mod inroot;
 pub mod walk;
 
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use diff::{DiffReport, write_diff};
 pub use extract::{ExtractReport, Extractor};
@@ -41,7 +41,7 @@ pub enum LayerError {
         source: io::Error,
     },
     #[error(transparent)]
-    NoSpace(#[from] NoSpace),
+    NoSpace(#[from] crate::space::NoSpace),
     #[error(
         "`{path}…` is {len} bytes long: a layer's paths have at most {MAX_PATH} bytes (what one system call resolves when it is unpacked)"
     )]
@@ -51,103 +51,6 @@ pub enum LayerError {
 /// The longest path of a layer's entries: what one openat2 call resolves when it is unpacked
 /// (PATH_MAX less the terminating NUL).
 pub const MAX_PATH: usize = libc::PATH_MAX as usize - 1;
-
-/// A write that failed because the file system is full (ENOSPC) or the user's quota on it is
-/// used up (EDQUOT), with where: the directory written to and the file system's mount point.
-/// Every store and runtime write that can fill a disk reports it this way.
-#[derive(Debug)]
-pub struct NoSpace {
-    pub dir: PathBuf,
-    pub mount: PathBuf,
-    quota: bool,
-    source: io::Error,
-}
-
-impl std::fmt::Display for NoSpace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (dir, mount) = (self.dir.display(), self.mount.display());
-        if self.quota {
-            write!(
-                f,
-                "disk quota exceeded in `{dir}` (on the file system mounted on `{mount}`)"
-            )
-        } else {
-            write!(
-                f,
-                "no space left on device in `{dir}` (the file system mounted on `{mount}` is full)"
-            )
-        }
-    }
-}
-
-impl std::error::Error for NoSpace {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
-/// Whether `e` says the disk is full or the quota is used up.
-pub fn is_out_of_space(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
-}
-
-impl NoSpace {
-    pub const HINT: &str = "free space on that file system (`manifold prune` removes unused images, snapshots and temp files), or give `--root` a directory on a larger one";
-
-    /// `e` unchanged, or, when it says the disk is full, an error of the same kind saying where
-    /// (`path`: the directory written to, or a file in it).
-    pub fn locate(e: io::Error, path: &Path) -> io::Error {
-        if !is_out_of_space(&e) || e.get_ref().is_some_and(|i| i.is::<NoSpace>()) {
-            return e;
-        }
-        let kind = e.kind();
-        io::Error::new(
-            kind,
-            NoSpace::at(path, kind == io::ErrorKind::QuotaExceeded),
-        )
-    }
-
-    /// The error for a full file system (or quota, when `quota`) under `path`.
-    pub fn at(path: &Path, quota: bool) -> NoSpace {
-        use std::os::unix::fs::MetadataExt;
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let existing = path
-            .ancestors()
-            .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)));
-        let (dir, mount) = match existing {
-            Some((p, m)) => {
-                let dir = if m.is_dir() {
-                    p
-                } else {
-                    p.parent().unwrap_or(p)
-                };
-                let mount = dir
-                    .ancestors()
-                    .take_while(|a| std::fs::metadata(a).is_ok_and(|am| am.dev() == m.dev()))
-                    .last()
-                    .unwrap_or(dir);
-                (dir.to_path_buf(), mount.to_path_buf())
-            }
-            None => (path.clone(), PathBuf::from("/")),
-        };
-        let errno = if quota { libc::EDQUOT } else { libc::ENOSPC };
-        NoSpace {
-            dir,
-            mount,
-            quota,
-            source: io::Error::from_raw_os_error(errno),
-        }
-    }
-
-    /// The same error about another directory (of the same file system).
-    pub fn with_dir(mut self, dir: &Path) -> NoSpace {
-        self.dir = dir.to_path_buf();
-        self
-    }
-}
 
 /// The chain IDs of a stack of layers (OCI image spec): the first layer's is its diff ID, each
 /// next one `sha256(parent_chain_id + " " + diff_id)`.
@@ -176,6 +79,17 @@ pub fn decompress<'a, R: Read + 'a>(
             zstd::stream::read::Decoder::with_buffer(reader).map_err(LayerError::Decompress)?,
         ),
     })
+}
+
+/// The diff ID of a layer blob: the digest of its uncompressed stream.
+pub fn diff_id(
+    blob: impl Read,
+    compression: LayerCompression,
+    algorithm: Algorithm,
+) -> Result<Digest, LayerError> {
+    let mut hashing = HashingReader::new(decompress(blob, compression)?, algorithm);
+    io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Decompress)?;
+    Ok(hashing.finish().0)
 }
 
 /// Unpack a layer blob into `dest` (an existing empty directory), checking that the

@@ -509,3 +509,46 @@ fn diff_round_trips() {
 }
 
 const OVERLAY_OPAQUE: &str = extract::OVERLAY_OPAQUE_XATTR;
+
+#[test]
+fn whiteouts_of_dot_and_dotdot_are_refused_and_touch_nothing() {
+    use super::extract::{Whiteout, whiteout};
+    assert_eq!(whiteout(b".wh.."), Some(Whiteout::Invalid));
+    assert_eq!(whiteout(b".wh..."), Some(Whiteout::Invalid));
+    assert_eq!(whiteout(b".wh...."), Some(Whiteout::Remove(b"...")));
+    assert_eq!(whiteout(b".wh..wh..opq"), Some(Whiteout::Opaque));
+    assert_eq!(whiteout(b".wh..wh.plnk"), Some(Whiteout::Ignore));
+    assert_eq!(whiteout(b".wh."), Some(Whiteout::Ignore));
+    assert_eq!(whiteout(b".wh.gone"), Some(Whiteout::Remove(b"gone")));
+    assert_eq!(whiteout(b"plain"), None);
+
+    for (entry, path) in [
+        (".wh...", ".wh..."),
+        (".wh..", ".wh.."),
+        ("sub/.wh..", "sub/.wh.."),
+        ("sub/.wh...", "sub/.wh..."),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        // What sits beside the destination, and what the destination already holds.
+        let beside = tmp.path().join("beside");
+        fs::create_dir(&beside).unwrap();
+        fs::write(beside.join("keep"), "host file\n").unwrap();
+        let dest = tmp.path().join("dest");
+        fs::create_dir_all(dest.join("sub/inner")).unwrap();
+        fs::write(dest.join("sub/inner/file"), "x").unwrap();
+        let mut t = RawTar::default();
+        t.file(entry, b"", 0o644);
+        let err = unpack_plain(&t.finish(), &dest).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("entry `{path}`")) && msg.contains("must name an entry"),
+            "{entry}: {msg}"
+        );
+        assert_eq!(
+            fs::read_to_string(beside.join("keep")).unwrap(),
+            "host file\n",
+            "{entry} reached beside the destination"
+        );
+        assert!(dest.join("sub/inner/file").is_file(), "{entry}");
+    }
+}

@@ -13,6 +13,7 @@ mod outputs;
 mod registry;
 mod registry_harness;
 mod run;
+mod sec_archive;
 mod sec_confine;
 mod sec_containers;
 mod sec_network;
