@@ -4,9 +4,9 @@
 //! are memoised by cache key within the build and looked up in the step cache across builds.
 //! Platforms and independent stages run on threads of their own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::BuildError;
@@ -141,25 +141,13 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         ));
     }
     let ex = &ex;
-    let results: Vec<Result<Arc<StageOut>, Arc<BuildError>>> = std::thread::scope(|s| {
-        let mut handles = Vec::new();
-        for (pi, plan) in ex.plans.iter().enumerate() {
-            // Every reachable stage gets a thread; shared ones are computed once and the other
-            // threads wait for them.
-            for &si in plan.stages.keys() {
-                if si != plan.target {
-                    s.spawn(move || {
-                        let _ = ex.stage(pi, si);
-                    });
-                }
-            }
-            handles.push(s.spawn(move || ex.stage(pi, plan.target)));
-        }
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("build threads do not panic"))
-            .collect()
-    });
+    ex.run_stages();
+    let results: Vec<Result<Arc<StageOut>, Arc<BuildError>>> = ex
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(pi, plan)| ex.stage(pi, plan.target))
+        .collect();
     // Report the failure itself, not a stage that stopped because of it.
     if results.iter().any(|r| r.is_err()) {
         let stage_errors: Vec<Arc<BuildError>> = ex
@@ -200,19 +188,17 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
 }
 
 /// A digest per planned stage that is equal exactly when two stages would build the same
-/// thing (platform, base, steps, config; stages they use by their own identity).
+/// thing (platform, base, steps, config; stages they use by their own identity). Computed in
+/// the plan's order, so the stages a stage uses always have theirs already.
 fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
-    fn id(plan: &Plan, i: usize, memo: &mut BTreeMap<usize, Digest>) -> Digest {
-        if let Some(d) = memo.get(&i) {
-            return d.clone();
-        }
+    let mut ids: BTreeMap<usize, Digest> = BTreeMap::new();
+    for &i in &plan.order {
         let s = plan.stage(i);
         let mut k = KeyBuilder::new("stage");
         k.add_str(&s.platform.to_string());
         match &s.base {
             Base::Stage(j) => {
-                let d = id(plan, *j, memo);
-                k.add_str("stage").add_str(&d.to_string());
+                k.add_str("stage").add_str(&ids[j].to_string());
             }
             b => {
                 k.add_json(b);
@@ -223,22 +209,18 @@ fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
             if let Op::Copy(c) = &step.op
                 && let CopyFrom::Stage(j) = c.from
             {
-                let d = id(plan, j, memo);
-                k.add_str(&d.to_string());
+                k.add_str(&ids[&j].to_string());
             }
             k.add_json(&step.op);
         }
         k.add_json(&s.config);
-        let d = k.finish();
-        memo.insert(i, d.clone());
-        d
+        ids.insert(i, k.finish());
     }
-    let mut memo = BTreeMap::new();
-    for &i in plan.stages.keys() {
-        id(plan, i, &mut memo);
-    }
-    memo
+    ids
 }
+
+/// How many stages run at once (independent stages and platforms; the rest wait their turn).
+const PARALLEL_STAGES: usize = 16;
 
 impl Resolver for Executor<'_> {
     fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
@@ -364,6 +346,72 @@ impl<'a> Executor<'a> {
         .map_err(|e| format!("cannot pull it: {e}"))?;
         self.o.store.tag(&r, &root).map_err(|e| e.to_string())?;
         Ok(())
+    }
+
+    /// Run every planned stage of every platform, each once the stages it uses are done, on
+    /// a bounded pool of threads: a Dockerfile of thousands of stages gets neither thousands
+    /// of threads nor a recursion from each stage into its base.
+    fn run_stages(&self) {
+        let mut units: Vec<(usize, usize)> = Vec::new();
+        let mut unit_of: HashMap<(usize, usize), usize> = HashMap::new();
+        for (pi, plan) in self.plans.iter().enumerate() {
+            for &si in &plan.order {
+                unit_of.insert((pi, si), units.len());
+                units.push((pi, si));
+            }
+        }
+        let mut waiting = vec![0usize; units.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); units.len()];
+        for (u, &(pi, si)) in units.iter().enumerate() {
+            for d in self.plans[pi].stage(si).deps() {
+                waiting[u] += 1;
+                dependents[unit_of[&(pi, d)]].push(u);
+            }
+        }
+        struct Queue {
+            ready: VecDeque<usize>,
+            waiting: Vec<usize>,
+            left: usize,
+        }
+        let queue = Mutex::new(Queue {
+            ready: (0..units.len()).filter(|&u| waiting[u] == 0).collect(),
+            waiting,
+            left: units.len(),
+        });
+        let wake = Condvar::new();
+        let worker = || {
+            loop {
+                let u = {
+                    let mut q = queue.lock().expect("queue");
+                    loop {
+                        if let Some(u) = q.ready.pop_front() {
+                            break u;
+                        }
+                        if q.left == 0 {
+                            return;
+                        }
+                        q = wake.wait(q).expect("queue");
+                    }
+                };
+                let (pi, si) = units[u];
+                // A failure is kept in the stage's cell; the stages using it report it.
+                let _ = self.stage(pi, si);
+                let mut q = queue.lock().expect("queue");
+                q.left -= 1;
+                for &d in &dependents[u] {
+                    q.waiting[d] -= 1;
+                    if q.waiting[d] == 0 {
+                        q.ready.push_back(d);
+                    }
+                }
+                wake.notify_all();
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 0..units.len().clamp(1, PARALLEL_STAGES) {
+                s.spawn(worker);
+            }
+        });
     }
 
     fn stage(&self, pi: usize, si: usize) -> Result<Arc<StageOut>, Arc<BuildError>> {

@@ -82,6 +82,8 @@ pub struct Plan {
     pub platform: Platform,
     /// Reachable stages by their index in the Dockerfile.
     pub stages: BTreeMap<usize, StagePlan>,
+    /// The indexes of `stages`, each after the stages it uses.
+    pub order: Vec<usize>,
     pub target: usize,
     /// `--build-arg`s no ARG consumed (docker warns about them).
     pub unused_args: Vec<String>,
@@ -115,6 +117,24 @@ pub struct StagePlan {
 }
 
 impl StagePlan {
+    /// The stages this one uses: its base and those it copies from.
+    pub fn deps(&self) -> BTreeSet<usize> {
+        let mut deps = BTreeSet::new();
+        if let Base::Stage(j) = self.base {
+            deps.insert(j);
+        }
+        for s in &self.steps {
+            if let Op::Copy(CopyOp {
+                from: CopyFrom::Stage(j),
+                ..
+            }) = s.op
+            {
+                deps.insert(j);
+            }
+        }
+        deps
+    }
+
     /// `stage-1` or the stage's name, for messages.
     pub fn label(&self) -> String {
         self.name
@@ -245,6 +265,7 @@ pub fn plan(
     Ok(Plan {
         platform: platform.clone(),
         stages,
+        order: p.order,
         target,
         unused_args: unused,
     })
@@ -281,6 +302,8 @@ struct Planner<'a> {
     global_declared: BTreeSet<String>,
     sources: Vec<StageSrc<'a>>,
     stages: Vec<Option<StagePlan>>,
+    /// Planned stages in the order they were finished (each after those it uses).
+    order: Vec<usize>,
     in_progress: Vec<bool>,
     used_args: BTreeSet<String>,
 }
@@ -339,6 +362,7 @@ impl<'a> Planner<'a> {
             global_declared: BTreeSet::new(),
             sources: Vec::new(),
             stages: Vec::new(),
+            order: Vec::new(),
             in_progress: Vec::new(),
             used_args: BTreeSet::new(),
         };
@@ -462,6 +486,7 @@ impl<'a> Planner<'a> {
                 Ok(plan) => {
                     self.in_progress[i] = false;
                     self.stages[i] = Some(plan);
+                    self.order.push(i);
                     stack.pop();
                 }
                 Err(Halt::Need(j)) if self.in_progress[j] => {
