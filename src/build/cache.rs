@@ -4,6 +4,8 @@
 //! steps/<key>.json    one record per step key: the layer it made (if any), when, and the
 //!                     blobs it holds (garbage collection keeps those)
 //! trees/<digest>.json the entry list of a layer blob (what COPY and WORKDIR look up)
+//! urls/<sha256>.json  what a server last said about an ADD URL (ETag, Last-Modified, the
+//!                     digest of the content), to revalidate it (named by the URL's sha256)
 //! ```
 //!
 //! A key is the sha256 of what decides a step's result: the key of the state before it, the
@@ -15,6 +17,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::fetch::Validators;
 use super::layer::LayerInfo;
 use crate::oci::{Digest, Hasher};
 use crate::store::{Store, StoreError};
@@ -70,6 +73,7 @@ pub struct Cache {
     store: Store,
     steps: PathBuf,
     trees: PathBuf,
+    urls: PathBuf,
 }
 
 impl Cache {
@@ -77,7 +81,8 @@ impl Cache {
         let dir = store.cache_dir();
         let steps = dir.join("steps");
         let trees = dir.join("trees");
-        for d in [&steps, &trees] {
+        let urls = dir.join("urls");
+        for d in [&steps, &trees, &urls] {
             fs::create_dir_all(d).map_err(|source| StoreError::Io {
                 what: "cannot create",
                 path: d.clone(),
@@ -88,6 +93,7 @@ impl Cache {
             store: store.clone(),
             steps,
             trees,
+            urls,
         })
     }
 
@@ -121,6 +127,24 @@ impl Cache {
 
     pub fn write_tree(&self, blob: &Digest, bytes: &[u8]) -> Result<(), StoreError> {
         self.store.write_file_atomic(&self.tree_path(blob), bytes)
+    }
+
+    fn url_path(&self, url: &str) -> PathBuf {
+        self.urls
+            .join(format!("{}.json", Digest::sha256_of(url.as_bytes()).hex()))
+    }
+
+    /// What the server last said about `url`.
+    pub fn validators(&self, url: &str) -> Option<Validators> {
+        let bytes = fs::read(self.url_path(url)).ok()?;
+        serde_json::from_slice::<Validators>(&bytes)
+            .ok()
+            .filter(|v| v.url == url)
+    }
+
+    pub fn put_validators(&self, v: &Validators) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(v).expect("validators serialise");
+        self.store.write_file_atomic(&self.url_path(&v.url), &bytes)
     }
 
     /// Remove every record and layer index (`prune -a`).

@@ -13,9 +13,12 @@ use super::BuildError;
 use super::cache::{Cache, KeyBuilder, Record};
 use super::context::Context;
 use super::copy::{self, CopyEnv};
+use super::fetch::{self, Fetched};
 use super::instructions::Dockerfile;
 use super::layer::{self, Compression, Entry, Kind, LayerInfo};
-use super::plan::{self, Base, CopyFrom, Op, Plan, PlanOptions, Resolver, StagePlan, Step};
+use super::plan::{
+    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, Resolver, StagePlan, Step,
+};
 use super::run::{RunRequest, Runner};
 use super::tree::{self, Tree};
 use crate::content::{self, Platforms};
@@ -82,6 +85,14 @@ struct StageOut {
 
 type Shared<T> = Arc<OnceLock<Result<T, Arc<BuildError>>>>;
 
+/// An ADD URL within one build: its content's digest (fetched or revalidated once, for the
+/// cache keys) and its body once downloaded.
+#[derive(Default)]
+struct Url {
+    digest: Option<Digest>,
+    body: Option<std::path::PathBuf>,
+}
+
 struct Executor<'a> {
     o: &'a Options<'a>,
     cache: Cache,
@@ -91,6 +102,9 @@ struct Executor<'a> {
     stages: Mutex<HashMap<Digest, Shared<Arc<StageOut>>>>,
     steps: Mutex<HashMap<Digest, Shared<(Record, bool)>>>,
     images: Mutex<HashMap<(String, String), Arc<Image>>>,
+    urls: Mutex<HashMap<String, Arc<Mutex<Url>>>>,
+    /// Where URL bodies are downloaded, for the build's duration.
+    downloads: tempfile::TempDir,
     failed: AtomicBool,
     counter: AtomicUsize,
     run: AtomicUsize,
@@ -120,6 +134,11 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         stages: Mutex::new(HashMap::new()),
         steps: Mutex::new(HashMap::new()),
         images: Mutex::new(HashMap::new()),
+        urls: Mutex::new(HashMap::new()),
+        downloads: tempfile::Builder::new()
+            .prefix("downloads-")
+            .tempdir_in(o.store.tmp_dir())
+            .map_err(|e| BuildError::Other(format!("cannot create a temp directory: {e}")))?,
         failed: AtomicBool::new(false),
         counter: AtomicUsize::new(0),
         run: AtomicUsize::new(0),
@@ -414,6 +433,77 @@ impl<'a> Executor<'a> {
         });
     }
 
+    fn url(&self, url: &str) -> Arc<Mutex<Url>> {
+        self.urls
+            .lock()
+            .expect("urls")
+            .entry(url.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn download_path(&self) -> std::path::PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.downloads.path().join(format!("body-{n}"))
+    }
+
+    /// The digest of what `url` serves now, once per build: revalidated with what the server
+    /// said last time (a 304 is the same content, nothing downloaded), else downloaded.
+    fn url_digest(&self, url: &str) -> Result<Digest, String> {
+        let cell = self.url(url);
+        let mut u = cell.lock().expect("url");
+        if let Some(d) = &u.digest {
+            return Ok(d.clone());
+        }
+        let known = if self.o.no_cache {
+            None
+        } else {
+            self.cache.validators(url)
+        };
+        let file = self.download_path();
+        let fetched = fetch::fetch(url, &file, known.as_ref()).map_err(|e| e.to_string())?;
+        if let Fetched::Body {
+            validators: Some(v),
+            ..
+        } = &fetched
+        {
+            self.cache.put_validators(v).map_err(|e| e.to_string())?;
+        }
+        if matches!(fetched, Fetched::Body { .. }) {
+            u.body = Some(file);
+        }
+        u.digest = Some(fetched.digest().clone());
+        Ok(fetched.digest().clone())
+    }
+
+    /// The body of `url` for a step that runs: downloaded now when only revalidated before,
+    /// and then it must still be the content the step's cache key names.
+    fn url_body(&self, url: &str) -> Result<std::path::PathBuf, String> {
+        let want = self.url_digest(url)?;
+        let cell = self.url(url);
+        let mut u = cell.lock().expect("url");
+        if let Some(b) = &u.body {
+            return Ok(b.clone());
+        }
+        let file = self.download_path();
+        let fetched = fetch::fetch(url, &file, None).map_err(|e| e.to_string())?;
+        if fetched.digest() != &want {
+            return Err(format!(
+                "{url}: the content changed while the build ran (it was {want}, now {}); run the build again",
+                fetched.digest()
+            ));
+        }
+        if let Fetched::Body {
+            validators: Some(v),
+            ..
+        } = &fetched
+        {
+            self.cache.put_validators(v).map_err(|e| e.to_string())?;
+        }
+        u.body = Some(file.clone());
+        Ok(file)
+    }
+
     fn stage(&self, pi: usize, si: usize) -> Result<Arc<StageOut>, Arc<BuildError>> {
         let id = self.ids[pi][&si].clone();
         let cell = self
@@ -602,6 +692,14 @@ impl<'a> Executor<'a> {
             .add_str(&self.o.epoch.map(|e| e.to_string()).unwrap_or_default())
             .add_json(&step.op);
         if let Op::Copy(c) = &step.op {
+            for src in &c.sources {
+                if let CopySrc::Url(u) = src {
+                    let digest = self.url_digest(u).map_err(&fail)?;
+                    fetch::verify(u, &digest, c.checksum.as_deref())
+                        .map_err(|e| fail(e.to_string()))?;
+                    k.add_str(&digest.to_string());
+                }
+            }
             match &c.from {
                 CopyFrom::Context => {
                     k.add_str(
@@ -774,12 +872,14 @@ impl<'a> Executor<'a> {
                     None => None,
                 };
                 let dest_tree = self.tree_of(tree, layers, diff_ids)?;
+                let download = |u: &str| self.url_body(u);
                 let env = CopyEnv {
                     store,
                     dest_tree,
                     owner,
                     now: self.now,
                     tmp: tmp.path(),
+                    download: &download,
                 };
                 let entries = match &c.from {
                     CopyFrom::Context => {
@@ -808,7 +908,11 @@ impl<'a> Executor<'a> {
                     }
                 }
                 .map_err(&fail)?;
-                let info = layer::write(store, entries, self.o.compression, self.o.epoch)?;
+                let info = layer::write_contents(store, entries, self.o.compression, self.o.epoch)
+                    .map_err(|e| match e {
+                        layer::LayerError::Store(e) => BuildError::Store(e),
+                        e => fail(e.to_string()),
+                    })?;
                 Ok(Some(info))
             }
             Op::Run(r) => {
