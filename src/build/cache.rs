@@ -117,6 +117,29 @@ impl Cache {
         self.store.write_file_atomic(&self.step_path(key), &bytes)
     }
 
+    /// Like [`Cache::put`] without waiting for the disk: for the records of config-only steps,
+    /// which hold nothing but a timestamp (one lost in a crash is stamped again next build),
+    /// and of which a Dockerfile can have thousands (an fsync each would dominate the build).
+    pub fn put_unsynced(&self, key: &Digest, record: &Record) -> Result<(), StoreError> {
+        use std::io::Write;
+        let bytes = serde_json::to_vec(record).expect("records serialise");
+        let path = self.step_path(key);
+        let io = |what: &'static str, p: &std::path::Path| {
+            let p = p.to_path_buf();
+            move |source| StoreError::Io {
+                what,
+                path: p,
+                source,
+            }
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(self.store.tmp_dir())
+            .map_err(io("cannot create a temp file in", self.store.tmp_dir()))?;
+        tmp.write_all(&bytes).map_err(io("cannot write", &path))?;
+        tmp.persist(&path)
+            .map_err(|e| io("cannot rename into", &path)(e.error))?;
+        Ok(())
+    }
+
     pub fn tree_path(&self, blob: &Digest) -> PathBuf {
         self.trees.join(format!("{}.json", blob.hex()))
     }

@@ -105,6 +105,7 @@ struct Executor<'a> {
     urls: Mutex<HashMap<String, Arc<Mutex<Url>>>>,
     /// Where URL bodies are downloaded, for the build's duration.
     downloads: tempfile::TempDir,
+    downloaded: AtomicUsize,
     failed: AtomicBool,
     counter: AtomicUsize,
     run: AtomicUsize,
@@ -139,6 +140,7 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
             .prefix("downloads-")
             .tempdir_in(o.store.tmp_dir())
             .map_err(|e| BuildError::Other(format!("cannot create a temp directory: {e}")))?,
+        downloaded: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         counter: AtomicUsize::new(0),
         run: AtomicUsize::new(0),
@@ -443,7 +445,7 @@ impl<'a> Executor<'a> {
     }
 
     fn download_path(&self) -> std::path::PathBuf {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = self.downloaded.fetch_add(1, Ordering::Relaxed);
         self.downloads.path().join(format!("body-{n}"))
     }
 
@@ -603,7 +605,7 @@ impl<'a> Executor<'a> {
                                     created: rfc3339(self.now),
                                     blobs: Vec::new(),
                                 };
-                                self.cache.put(&key, &r)?;
+                                self.cache.put_unsynced(&key, &r)?;
                                 r.created
                             }
                         },

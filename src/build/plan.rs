@@ -511,12 +511,10 @@ impl<'a> Planner<'a> {
         let line = self.sources[i].line;
         let image = self.word(line, self.sources[i].image, &self.global)?;
         if image.is_empty() {
-            return Err(self
-                .err(
-                    line,
-                    format!("base name ({}) should not be blank", self.sources[i].image),
-                )
-                .into());
+            return Err(self.halt(
+                line,
+                format!("base name ({}) should not be blank", self.sources[i].image),
+            ));
         }
         let platform = match self.sources[i].platform {
             Some(p) => {
@@ -656,7 +654,7 @@ impl<'a> Planner<'a> {
                     let k = self.word(line, k, &st.vars())?;
                     let v = self.word(line, v, &st.vars())?;
                     if k.is_empty() {
-                        return Err(self.halt(line, "ENV names cannot be empty").into());
+                        return Err(self.halt(line, "ENV names cannot be empty"));
                     }
                     set.push((k, v));
                 }
@@ -674,7 +672,7 @@ impl<'a> Planner<'a> {
                     let k = self.word(line, k, &st.vars())?;
                     let v = self.word(line, v, &st.vars())?;
                     if k.is_empty() {
-                        return Err(self.halt(line, "LABEL names cannot be empty").into());
+                        return Err(self.halt(line, "LABEL names cannot be empty"));
                     }
                     st.config
                         .run_config_mut()

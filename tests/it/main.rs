@@ -10,4 +10,5 @@ mod manifest;
 mod registry;
 mod registry_harness;
 mod run;
+mod sec_build;
 mod verify;
