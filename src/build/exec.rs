@@ -85,6 +85,15 @@ struct StageOut {
 
 type Shared<T> = Arc<OnceLock<Result<T, Arc<BuildError>>>>;
 
+/// A stage's filesystem view while its steps run: loaded when a step first needs it, then
+/// brought up to date with the layers added since only when a step looks again.
+#[derive(Default)]
+struct StageTree {
+    tree: Option<Tree>,
+    /// Layers added after the view was loaded, not read into it yet.
+    pending: Vec<Descriptor>,
+}
+
 /// An ADD URL within one build: its content's digest (fetched or revalidated once, for the
 /// cache keys) and its body once downloaded.
 #[derive(Default)]
@@ -544,7 +553,6 @@ impl<'a> Executor<'a> {
     fn run_stage(&self, pi: usize, si: usize) -> Result<StageOut, BuildError> {
         let plan = &self.plans[pi];
         let stage = plan.stage(si);
-        let store = self.o.store;
         let (mut layers, mut diff_ids, mut history, mut chain) = match &stage.base {
             Base::Scratch => (
                 Vec::new(),
@@ -581,7 +589,7 @@ impl<'a> Executor<'a> {
                 )
             }
         };
-        let mut tree: Option<Tree> = None;
+        let mut tree = StageTree::default();
         let total = stage.steps.len();
         for (n, step) in stage.steps.iter().enumerate() {
             if self.failed.load(Ordering::Relaxed) {
@@ -636,11 +644,10 @@ impl<'a> Executor<'a> {
             if let Some(l) = &record.layer {
                 layers.push(l.descriptor.clone());
                 diff_ids.push(l.diff_id.clone());
-                // The tree is rebuilt lazily from the layers when a later step needs it.
-                if let Some(t) = tree.as_mut() {
-                    let entries = tree::layer_entries(store, &self.cache, &l.descriptor)
-                        .map_err(|e| BuildError::Other(e.to_string()))?;
-                    t.push(l.descriptor.clone(), entries);
+                // Read into the view only when a later step looks (the last step's layer,
+                // an archive of many files say, never is).
+                if tree.tree.is_some() {
+                    tree.pending.push(l.descriptor.clone());
                 }
             }
             history.push(History {
@@ -786,17 +793,28 @@ impl<'a> Executor<'a> {
 
     fn tree_of<'t>(
         &self,
-        tree: &'t mut Option<Tree>,
+        st: &'t mut StageTree,
         layers: &[Descriptor],
         diff_ids: &[Digest],
     ) -> Result<&'t Tree, BuildError> {
-        if tree.is_none() {
-            *tree = Some(
-                Tree::load_with(self.o.store, &self.cache, layers, diff_ids)
-                    .map_err(|e| BuildError::Other(e.to_string()))?,
-            );
+        let read_err = |e: tree::TreeError| BuildError::Other(e.to_string());
+        match &mut st.tree {
+            None => {
+                st.tree = Some(
+                    Tree::load_with(self.o.store, &self.cache, layers, diff_ids)
+                        .map_err(read_err)?,
+                );
+                st.pending.clear();
+            }
+            Some(t) => {
+                for d in st.pending.drain(..) {
+                    let entries =
+                        tree::layer_entries(self.o.store, &self.cache, &d).map_err(read_err)?;
+                    t.push(d, entries);
+                }
+            }
         }
-        Ok(tree.as_ref().expect("just loaded"))
+        Ok(st.tree.as_ref().expect("just loaded"))
     }
 
     fn stage_tree(&self, out: &StageOut) -> Result<Arc<Tree>, BuildError> {
@@ -823,7 +841,7 @@ impl<'a> Executor<'a> {
         n: usize,
         layers: &[Descriptor],
         diff_ids: &[Digest],
-        tree: &mut Option<Tree>,
+        tree: &mut StageTree,
     ) -> Result<Option<LayerInfo>, BuildError> {
         let store = self.o.store;
         let fail = |m: String| self.step_error(plan, stage, step, m);
