@@ -5,6 +5,8 @@
 //!                     blobs it holds (garbage collection keeps those)
 //! trees/<digest>.json the entry list of a layer blob (what COPY and WORKDIR look up)
 //! mounts/<id hash>/   the host side of a `RUN --mount=type=cache`
+//! urls/<sha256>.json  what a server last said about an ADD URL (ETag, Last-Modified, the
+//!                     digest of the content), to revalidate it (named by the URL's sha256)
 //! ```
 //!
 //! Everything is private (the store's rule); a cache mount's own directory has the `mode`,
@@ -20,6 +22,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::fetch::Validators;
 use super::layer::LayerInfo;
 use crate::oci::{Digest, Hasher};
 use crate::store::{Store, StoreError, private};
@@ -77,6 +80,7 @@ pub struct Cache {
     store: Store,
     steps: PathBuf,
     trees: PathBuf,
+    urls: PathBuf,
 }
 
 impl Cache {
@@ -84,7 +88,8 @@ impl Cache {
         let dir = store.cache_dir();
         let steps = dir.join("steps");
         let trees = dir.join("trees");
-        for d in [&steps, &trees] {
+        let urls = dir.join("urls");
+        for d in [&steps, &trees, &urls] {
             private::create_dir(d).map_err(|source| StoreError::Io {
                 what: "cannot create",
                 path: d.clone(),
@@ -103,6 +108,7 @@ impl Cache {
             store: store.clone(),
             steps,
             trees,
+            urls,
         })
     }
 
@@ -126,6 +132,29 @@ impl Cache {
         self.store.write_file_atomic(&self.step_path(key), &bytes)
     }
 
+    /// Like [`Cache::put`] without waiting for the disk: for the records of config-only steps,
+    /// which hold nothing but a timestamp (one lost in a crash is stamped again next build),
+    /// and of which a Dockerfile can have thousands (an fsync each would dominate the build).
+    pub fn put_unsynced(&self, key: &Digest, record: &Record) -> Result<(), StoreError> {
+        use std::io::Write;
+        let bytes = serde_json::to_vec(record).expect("records serialise");
+        let path = self.step_path(key);
+        let io = |what: &'static str, p: &std::path::Path| {
+            let p = p.to_path_buf();
+            move |source| StoreError::Io {
+                what,
+                path: p,
+                source,
+            }
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(self.store.tmp_dir())
+            .map_err(io("cannot create a temp file in", self.store.tmp_dir()))?;
+        tmp.write_all(&bytes).map_err(io("cannot write", &path))?;
+        tmp.persist(&path)
+            .map_err(|e| io("cannot rename into", &path)(e.error))?;
+        Ok(())
+    }
+
     pub fn tree_path(&self, blob: &Digest) -> PathBuf {
         self.trees.join(format!("{}.json", blob.hex()))
     }
@@ -145,6 +174,24 @@ impl Cache {
         private::create_dir(&parent)?;
         let name = Digest::sha256_of(id.as_bytes());
         Ok(parent.join(&name.hex()[..32]))
+    }
+
+    fn url_path(&self, url: &str) -> PathBuf {
+        self.urls
+            .join(format!("{}.json", Digest::sha256_of(url.as_bytes()).hex()))
+    }
+
+    /// What the server last said about `url`.
+    pub fn validators(&self, url: &str) -> Option<Validators> {
+        let bytes = fs::read(self.url_path(url)).ok()?;
+        serde_json::from_slice::<Validators>(&bytes)
+            .ok()
+            .filter(|v| v.url == url)
+    }
+
+    pub fn put_validators(&self, v: &Validators) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(v).expect("validators serialise");
+        self.store.write_file_atomic(&self.url_path(&v.url), &bytes)
     }
 
     /// Remove every record and layer index (`prune -a`), and the cache mounts (trees of any

@@ -19,6 +19,9 @@ pub enum ContextError {
     NotFound(String),
     #[error("`{0}` is excluded by .dockerignore")]
     Ignored(String),
+    /// A path whose symlinks lead to something .dockerignore excludes.
+    #[error("`{path}` leads through symlinks to `{target}`, which is excluded by .dockerignore")]
+    IgnoredTarget { path: String, target: String },
     #[error("no file in the build context matches `{0}`")]
     NoMatch(String),
     #[error("`{0}` points outside the build context or loops")]
@@ -130,7 +133,12 @@ impl Context {
         }
     }
 
-    /// Follow symlinks of `rel` (every component) inside the context root.
+    /// Follow the symlinks of `rel` (every component) inside the context as .dockerignore
+    /// leaves it, as BuildKit resolves a source in the context it was sent: an absolute
+    /// target starts again at the context root, `..` stops at it (a link never reaches a host
+    /// file), and a path that lands on something excluded is refused (the link does not make
+    /// the excluded file reachable). An excluded directory is passed through only on the way
+    /// to something a `!` pattern re-includes.
     fn resolve(&self, rel: &str) -> Result<String, ContextError> {
         let mut done: Vec<String> = Vec::new();
         let mut todo: Vec<String> = rel
@@ -151,7 +159,24 @@ impl Context {
             }
             done.push(c);
             let cur = done.join("/");
-            if let Some(m) = self.stat(&cur)?
+            let meta = self.stat(&cur)?;
+            if self.ignore.excludes(&cur) {
+                let passable = !todo.is_empty()
+                    && meta.as_ref().is_some_and(|m| m.is_dir())
+                    && self.ignore.may_reinclude_under(&cur);
+                if !passable {
+                    return Err(if cur == rel.trim_matches('/') {
+                        ContextError::Ignored(rel.to_string())
+                    } else {
+                        ContextError::IgnoredTarget {
+                            path: rel.to_string(),
+                            target: cur,
+                        }
+                    });
+                }
+                continue;
+            }
+            if let Some(m) = meta
                 && m.file_type().is_symlink()
             {
                 hops += 1;
@@ -174,7 +199,7 @@ impl Context {
     }
 
     /// The paths a COPY/ADD source names (a path or a wildcard pattern), symlinks of the
-    /// named path followed, sorted.
+    /// named path followed, sorted. A wildcard matches only what .dockerignore leaves.
     pub fn sources(&self, src: &str) -> Result<Vec<Item>, ContextError> {
         let cleaned = super::plan::clean_path(src);
         let rel = cleaned.trim_start_matches('/').to_string();
@@ -182,7 +207,13 @@ impl Context {
             if !rel.is_empty() && self.ignore.excludes(&rel) {
                 return Err(ContextError::Ignored(src.to_string()));
             }
-            let resolved = self.resolve(&rel)?;
+            let resolved = self.resolve(&rel).map_err(|e| match e {
+                ContextError::IgnoredTarget { target, .. } => ContextError::IgnoredTarget {
+                    path: src.to_string(),
+                    target,
+                },
+                e => e,
+            })?;
             let meta = fs::metadata(self.host_path(&resolved)).map_err(|e| match e.kind() {
                 io::ErrorKind::NotFound => ContextError::NotFound(src.to_string()),
                 _ => io_err("stat", &self.host_path(&resolved))(e),
@@ -194,7 +225,7 @@ impl Context {
         }
         let mut out = Vec::new();
         let components: Vec<&str> = rel.split('/').collect();
-        self.glob("", &components, &mut out)?;
+        self.glob(&components, &mut out)?;
         if out.is_empty() {
             return Err(ContextError::NoMatch(src.to_string()));
         }
@@ -203,50 +234,79 @@ impl Context {
         Ok(out)
     }
 
-    fn glob(&self, dir: &str, rest: &[&str], out: &mut Vec<Item>) -> Result<(), ContextError> {
-        let Some((first, tail)) = rest.split_first() else {
-            return Ok(());
+    /// `rel` resolved, or None when it leads to nothing the context has (missing, excluded).
+    fn resolve_existing(&self, rel: &str) -> Result<Option<(String, fs::Metadata)>, ContextError> {
+        let resolved = match self.resolve(rel) {
+            Ok(r) => r,
+            Err(ContextError::Ignored(_) | ContextError::IgnoredTarget { .. }) => return Ok(None),
+            Err(e) => return Err(e),
         };
-        let join = |name: &str| {
+        Ok(self
+            .stat(&resolved)?
+            .filter(|m| !m.file_type().is_symlink())
+            .map(|m| (resolved, m)))
+    }
+
+    /// The matches of a wildcard pattern, one component at a time. Every directory listed is
+    /// a resolved path of the context (a symlinked directory is followed inside the context,
+    /// never by the host), and the work is a list, not a recursion: a deep tree and `**`
+    /// cannot exhaust the stack.
+    fn glob(&self, components: &[&str], out: &mut Vec<Item>) -> Result<(), ContextError> {
+        let join = |dir: &str, name: &str| {
             if dir.is_empty() {
                 name.to_string()
             } else {
                 format!("{dir}/{name}")
             }
         };
-        if *first == "**" {
-            // zero directories, then one more level of `**`
-            self.glob(dir, tail, out)?;
-            for (name, m) in self.list(dir)? {
-                if m.is_dir() {
-                    self.glob(&join(&name), rest, out)?;
+        let mut work: Vec<(String, usize)> = vec![(String::new(), 0)];
+        let mut seen = std::collections::HashSet::new();
+        while let Some((dir, at)) = work.pop() {
+            let Some(first) = components.get(at) else {
+                continue;
+            };
+            // `**` and links can reach one state two ways; do each once.
+            if !seen.insert((dir.clone(), at)) {
+                continue;
+            }
+            let last = at + 1 == components.len();
+            if *first == "**" {
+                // zero directories, then one more level of `**`
+                work.push((dir.clone(), at + 1));
+                for (name, m) in self.list(&dir)? {
+                    let rel = join(&dir, &name);
+                    if m.is_dir() && !self.ignore.excludes(&rel) {
+                        work.push((rel, at));
+                    }
                 }
-            }
-            return Ok(());
-        }
-        for (name, _) in self.list(dir)? {
-            if !glob_match(first, &name) {
                 continue;
             }
-            let rel = join(&name);
-            if self.ignore.excludes(&rel) {
-                continue;
-            }
-            if tail.is_empty() {
-                let resolved = self.resolve(&rel)?;
-                if let Ok(meta) = fs::metadata(self.host_path(&resolved)) {
+            for (name, _) in self.list(&dir)? {
+                if !glob_match(first, &name) {
+                    continue;
+                }
+                let rel = join(&dir, &name);
+                if self.ignore.excludes(&rel) {
+                    continue;
+                }
+                let Some((resolved, meta)) = self.resolve_existing(&rel)? else {
+                    continue;
+                };
+                if last {
                     out.push(Item {
                         rel: resolved,
                         meta,
                     });
+                } else if meta.is_dir() {
+                    work.push((resolved, at + 1));
                 }
-            } else if fs::metadata(self.host_path(&rel)).is_ok_and(|m| m.is_dir()) {
-                self.glob(&rel, tail, out)?;
             }
         }
         Ok(())
     }
 
+    /// The entries of the directory `dir` (a resolved path), sorted, with their own (not
+    /// followed) metadata.
     fn list(&self, dir: &str) -> Result<Vec<(String, fs::Metadata)>, ContextError> {
         let p = self.host_path(dir);
         let mut v = Vec::new();
@@ -261,38 +321,58 @@ impl Context {
 
     /// Everything under the directory `dir` that .dockerignore lets through, depth first and
     /// sorted; paths are relative to `dir`. A directory excluded itself still appears when
-    /// something under it is re-included (`!`).
+    /// something under it is re-included (`!`). Symlinks are listed, not followed. A list of
+    /// work, not a recursion: a context thousands of directories deep is walked like another.
     pub fn walk(&self, dir: &str) -> Result<Vec<Item>, ContextError> {
+        enum Work {
+            List(String),
+            Take(Item, bool),
+            /// After a directory's contents: drop the directory if it is excluded and nothing
+            /// under it came back.
+            Close {
+                at: usize,
+                excluded: bool,
+            },
+        }
         let mut out = Vec::new();
-        self.walk_into(dir, "", &mut out)?;
-        Ok(out)
-    }
-
-    fn walk_into(&self, base: &str, sub: &str, out: &mut Vec<Item>) -> Result<(), ContextError> {
-        let here = join(base, sub);
-        for (name, meta) in self.list(&here)? {
-            let rel_in_ctx = join(&here, &name);
-            let rel = join(sub, &name);
-            let excluded = self.ignore.excludes(&rel_in_ctx);
-            if meta.is_dir() {
-                if excluded && !self.ignore.may_reinclude_under(&rel_in_ctx) {
-                    continue;
+        let mut work = vec![Work::List(String::new())];
+        while let Some(w) = work.pop() {
+            match w {
+                Work::List(sub) => {
+                    let here = join(dir, &sub);
+                    let mut next = Vec::new();
+                    for (name, meta) in self.list(&here)? {
+                        let excluded = self.ignore.excludes(&join(&here, &name));
+                        let rel = join(&sub, &name);
+                        if meta.is_dir() {
+                            if excluded && !self.ignore.may_reinclude_under(&join(&here, &name)) {
+                                continue;
+                            }
+                            next.push(Work::Take(Item { rel, meta }, excluded));
+                        } else if !excluded {
+                            next.push(Work::Take(Item { rel, meta }, false));
+                        }
+                    }
+                    work.extend(next.into_iter().rev());
                 }
-                let at = out.len();
-                out.push(Item {
-                    rel: rel.clone(),
-                    meta,
-                });
-                let before = out.len();
-                self.walk_into(base, &rel, out)?;
-                if excluded && out.len() == before {
-                    out.remove(at);
+                Work::Take(item, excluded) => {
+                    if item.meta.is_dir() {
+                        work.push(Work::Close {
+                            at: out.len(),
+                            excluded,
+                        });
+                        work.push(Work::List(item.rel.clone()));
+                    }
+                    out.push(item);
                 }
-            } else if !excluded {
-                out.push(Item { rel, meta });
+                Work::Close { at, excluded } => {
+                    if excluded && out.len() == at + 1 {
+                        out.pop();
+                    }
+                }
             }
         }
-        Ok(())
+        Ok(out)
     }
 
     /// The sha256 of a regular file's content (hashed once per build).
@@ -332,7 +412,9 @@ pub fn read_ignore(root: &Path, dockerfile: Option<&Path>) -> Result<Ignore, Con
         n.push(".dockerignore");
         candidates.push(df.with_file_name(n));
     }
-    candidates.push(root.join(".dockerignore"));
+    // The context's own file: a symlink is followed inside the context, never to the host.
+    let in_context = Context::dir(root, Ignore::default());
+    candidates.push(in_context.host_path(&in_context.resolve(".dockerignore")?));
     for c in candidates {
         match fs::read_to_string(&c) {
             Ok(text) => {
@@ -425,6 +507,151 @@ mod tests {
             rels(&c.walk("src").unwrap()),
             vec!["main.c", "sub", "sub/x.c"]
         );
+    }
+
+    /// Links in every shape toward an ignored directory and out of the context.
+    fn linked_ctx(ignore: &str) -> (tempfile::TempDir, Context) {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        fs::create_dir_all(r.join("secret/public")).unwrap();
+        fs::create_dir_all(r.join("sub")).unwrap();
+        fs::create_dir_all(r.join("etc")).unwrap();
+        fs::write(r.join("secret/key"), "k").unwrap();
+        fs::write(r.join("secret/public/cert"), "c").unwrap();
+        fs::write(r.join("etc/hostname"), "context's own").unwrap();
+        symlink("secret", r.join("alias")).unwrap();
+        symlink("..", r.join("sub/up")).unwrap();
+        symlink("alias", r.join("chain1")).unwrap();
+        symlink("chain1", r.join("chain2")).unwrap();
+        symlink("/secret", r.join("abs")).unwrap();
+        symlink("secret/key", r.join("keylink")).unwrap();
+        symlink("/etc", r.join("hostetc")).unwrap();
+        symlink("../../../../../../../../etc", r.join("uphost")).unwrap();
+        symlink("secret/public", r.join("pub")).unwrap();
+        let c = Context::dir(r, Ignore::parse(ignore).unwrap());
+        (d, c)
+    }
+
+    #[test]
+    fn links_do_not_reach_ignored_files() {
+        let (_d, c) = linked_ctx("secret\n");
+        for src in [
+            "alias/key",
+            "sub/up/secret/key",
+            "chain2/key",
+            "abs/key",
+            "keylink",
+            "alias",
+            "sub/up/sub/up/alias/public/cert",
+        ] {
+            match c.sources(src) {
+                Err(ContextError::IgnoredTarget { path, target }) => {
+                    assert_eq!(path, src);
+                    assert!(target.starts_with("secret"), "{src}: {target}");
+                }
+                other => panic!("{src}: {other:?}"),
+            }
+        }
+        for pattern in [
+            "alias/*",
+            "sub/up/secret/*",
+            "chain2/*",
+            "*/key",
+            "**/key",
+            "key*",
+        ] {
+            assert!(
+                matches!(c.sources(pattern), Err(ContextError::NoMatch(_))),
+                "{pattern}"
+            );
+        }
+        // COPY of the whole context: links stay links, the ignored directory stays out.
+        let all = c.walk("").unwrap();
+        assert!(all.iter().all(|i| !i.rel.starts_with("secret")));
+        let alias = all.iter().find(|i| i.rel == "alias").unwrap();
+        assert!(alias.meta.file_type().is_symlink());
+    }
+
+    #[test]
+    fn links_reach_what_a_pattern_re_includes() {
+        let (_d, c) = linked_ctx("secret\n!secret/public\n");
+        assert_eq!(
+            rels(&c.sources("pub/cert").unwrap()),
+            vec!["secret/public/cert"]
+        );
+        assert_eq!(
+            rels(&c.sources("alias/public/cert").unwrap()),
+            vec!["secret/public/cert"]
+        );
+        assert_eq!(
+            rels(&c.sources("pub/*").unwrap()),
+            vec!["secret/public/cert"]
+        );
+        assert!(matches!(
+            c.sources("alias/key"),
+            Err(ContextError::IgnoredTarget { .. })
+        ));
+    }
+
+    #[test]
+    fn links_never_leave_the_context() {
+        let (_d, c) = linked_ctx("");
+        // An absolute target, or one climbing out, starts again at the context root.
+        for src in [
+            "hostetc/hostname",
+            "uphost/hostname",
+            "sub/up/uphost/hostname",
+        ] {
+            let found = c.sources(src).unwrap();
+            assert_eq!(rels(&found), vec!["etc/hostname"], "{src}");
+            assert_eq!(
+                fs::read_to_string(c.host_path(&found[0].rel)).unwrap(),
+                "context's own"
+            );
+        }
+        assert!(matches!(
+            c.sources("hostetc/passwd"),
+            Err(ContextError::NotFound(_))
+        ));
+        // Wildcards list the context's directories only.
+        assert_eq!(rels(&c.sources("hostetc/*").unwrap()), vec!["etc/hostname"]);
+        assert_eq!(rels(&c.sources("uphost/*").unwrap()), vec!["etc/hostname"]);
+        assert!(matches!(
+            c.sources("hostetc/pass*"),
+            Err(ContextError::NoMatch(_))
+        ));
+    }
+
+    #[test]
+    fn ignore_file_links_stay_in_the_context() {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("patterns"), "a\n").unwrap();
+        symlink("/patterns", d.path().join(".dockerignore")).unwrap();
+        let i = read_ignore(d.path(), None).unwrap();
+        assert!(
+            i.excludes("a"),
+            "the absolute link is read inside the context"
+        );
+    }
+
+    #[test]
+    fn deep_contexts_are_walked_without_recursion() {
+        let d = tempfile::tempdir().unwrap();
+        let mut p = d.path().to_path_buf();
+        for _ in 0..1000 {
+            p.push("d");
+        }
+        fs::create_dir_all(&p).unwrap();
+        fs::write(p.join("f"), "deep").unwrap();
+        let c = Context::dir(d.path(), Ignore::default());
+        let (walked, found) = std::thread::Builder::new()
+            .stack_size(128 * 1024)
+            .spawn(move || (c.walk("").unwrap().len(), c.sources("**/f").unwrap().len()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(walked, 1001);
+        assert_eq!(found, 1);
     }
 
     #[test]

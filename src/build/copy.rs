@@ -1,19 +1,20 @@
 //! COPY and ADD as layer entries, with docker's rules: a source directory's contents (not the
 //! directory) are copied; a destination ending in `/`, an existing directory or several
 //! sources make the destination a directory; missing parents are created; owners are 0:0
-//! unless `--chown`, modes are kept unless `--chmod`; ADD extracts local tar archives and
-//! downloads URLs (mode 0600, as docker does).
+//! unless `--chown`, modes are kept unless `--chmod`; ADD extracts local tar archives (their
+//! members streamed into the layer, see [`Unpack`]) and downloads URLs (mode 0600, as docker
+//! does).
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Seek};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::cache::KeyBuilder;
 use super::context::{Context, mtime};
 use super::dockerignore::{Ignore, glob_match, has_wildcards};
-use super::layer::{Content, Entry, Kind};
+use super::layer::{Content, Contents, Entry, Kind, Unpack};
 use super::plan::{CopyOp, CopySrc};
 use super::tree::{EntryKind, Tree};
 use crate::oci::Digest;
@@ -44,6 +45,8 @@ enum ItemKind {
     /// A file inside a stage or image, taken out of its layer when the layer is written.
     TreeFile(String),
     Symlink(String),
+    /// A local tar archive ADD unpacks into the destination.
+    Archive(std::path::PathBuf),
 }
 
 /// A source resolved: either a single file (copied to dest or dest/name) or a directory's
@@ -86,12 +89,15 @@ pub fn context_key(op: &CopyOp, ctx: &Context) -> Result<Digest, String> {
                             ItemKind::File(Content::Bytes(b)) => {
                                 k.add_str("b").add(b);
                             }
-                            ItemKind::TreeFile(_) => unreachable!("context items"),
+                            ItemKind::TreeFile(_) | ItemKind::Archive(_) => {
+                                unreachable!("context items, archives not probed")
+                            }
                         }
                     }
                 }
             }
             CopySrc::Url(u) => {
+                // The content's digest is the executor's to add (it fetches the URL).
                 k.add_str("url").add_str(u);
             }
             CopySrc::Inline { name, content } => {
@@ -161,11 +167,18 @@ fn resolve_context(
             });
         } else if f.meta.is_file() {
             let path = ctx.host_path(&f.rel);
-            if add && let Some(items) = archive_items(&path)? {
+            if add && is_tar_archive(&path)? {
                 out.push(Resolved {
                     name,
                     is_dir: true,
-                    items,
+                    items: vec![Item {
+                        rel: String::new(),
+                        kind: ItemKind::Archive(path),
+                        mode: 0,
+                        mtime: 0,
+                        uid: 0,
+                        gid: 0,
+                    }],
                 });
                 continue;
             }
@@ -186,61 +199,21 @@ fn resolve_context(
     Ok(out)
 }
 
-/// ADD of a local tar archive (plain, gzip or zstd): its entries, read into memory, with the
-/// owners and modes the archive gives. None when the file is not a tar archive.
-fn archive_items(path: &Path) -> Result<Option<Vec<Item>>, String> {
+/// Whether ADD unpacks the file: a tar archive, plain, gzip or zstd (only its first block is
+/// read here; the members are streamed when the layer is written).
+fn is_tar_archive(path: &Path) -> Result<bool, String> {
     let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut head = [0u8; 4];
     let n = f.read(&mut head).map_err(|e| e.to_string())?;
     f.rewind().map_err(|e| e.to_string())?;
     if n == 0 {
-        return Ok(None);
+        return Ok(false);
     }
     let Ok((mut r, _)) = crate::archive::decompressed(f) else {
-        return Ok(None);
+        return Ok(false);
     };
     let mut block = vec![0u8; 512];
-    if r.read_exact(&mut block).is_err() || !crate::archive::looks_like_tar(&block) {
-        return Ok(None);
-    }
-    let whole = std::io::Cursor::new(block).chain(r);
-    let mut archive = tar::Archive::new(whole);
-    let mut items = Vec::new();
-    for e in archive.entries().map_err(|e| e.to_string())? {
-        let mut e = e.map_err(|e| format!("{}: {e}", path.display()))?;
-        let rel = super::plan::clean_path(&e.path().map_err(|e| e.to_string())?.to_string_lossy())
-            .trim_start_matches('/')
-            .to_string();
-        if rel.is_empty() {
-            continue;
-        }
-        let h = e.header().clone();
-        let kind = match h.entry_type() {
-            tar::EntryType::Directory => ItemKind::Dir,
-            tar::EntryType::Symlink => ItemKind::Symlink(
-                e.link_name()
-                    .ok()
-                    .flatten()
-                    .map(|l| l.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            ),
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut b = Vec::new();
-                e.read_to_end(&mut b).map_err(|e| e.to_string())?;
-                ItemKind::File(Content::Bytes(b))
-            }
-            _ => continue,
-        };
-        items.push(Item {
-            rel,
-            kind,
-            mode: h.mode().unwrap_or(0o644) & 0o7777,
-            mtime: h.mtime().unwrap_or(0),
-            uid: h.uid().unwrap_or(0),
-            gid: h.gid().unwrap_or(0),
-        });
-    }
-    Ok(Some(items))
+    Ok(r.read_exact(&mut block).is_ok() && crate::archive::looks_like_tar(&block))
 }
 
 fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved>, String> {
@@ -344,13 +317,15 @@ pub struct CopyEnv<'a> {
     pub now: u64,
     /// Scratch space that lives until the layer is written.
     pub tmp: &'a Path,
+    /// The downloaded body of an ADD URL (the executor fetched it for the step's cache key).
+    pub download: &'a dyn Fn(&str) -> Result<std::path::PathBuf, String>,
 }
 
-/// The layer entries of a COPY/ADD.
-pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Vec<Entry>, String> {
+/// What a COPY/ADD puts in its layer.
+pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Contents, String> {
     let exclude = Ignore::parse(&op.exclude.join("\n")).map_err(|e| e.to_string())?;
     let mut resolved: Vec<Resolved> = Vec::new();
-    for (i, src) in op.sources.iter().enumerate() {
+    for src in &op.sources {
         match src {
             CopySrc::Path(p) => match source {
                 Source::Context(ctx) => resolved.extend(resolve_context(ctx, p, &exclude, op.add)?),
@@ -369,8 +344,7 @@ pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Ve
                 }],
             }),
             CopySrc::Url(u) => {
-                let file = env.tmp.join(format!("download-{i}"));
-                super::fetch::download(u, &file, op.checksum.as_deref())?;
+                let file = (env.download)(u)?;
                 let name = url_file_name(u);
                 resolved.push(Resolved {
                     name,
@@ -433,8 +407,18 @@ pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Ve
     ensure_dir(&base_dir, &mut out, true);
 
     let mut tree_files: Vec<(usize, String)> = Vec::new();
+    let mut unpacks = Vec::new();
     for r in &resolved {
         for it in &r.items {
+            if let ItemKind::Archive(archive) = &it.kind {
+                unpacks.push(Unpack {
+                    archive: archive.clone(),
+                    into: base_dir.clone(),
+                    owner: env.owner,
+                    chmod: op.chmod,
+                });
+                continue;
+            }
             let target = if r.is_dir {
                 join(&base_dir, &it.rel)
             } else if dest_is_dir {
@@ -469,6 +453,7 @@ pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Ve
                     tree_files.push((out.len(), p.clone()));
                     Kind::File(Content::Bytes(Vec::new()))
                 }
+                ItemKind::Archive(_) => unreachable!("unpacked above"),
             };
             out.push(Entry {
                 path: target,
@@ -495,15 +480,10 @@ pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Ve
             out[i].kind = Kind::File(Content::Path(f.clone()));
         }
     }
-    // Downloaded files keep their mode on disk for the record; nothing else reads it.
-    for e in &out {
-        if let Kind::File(Content::Path(p)) = &e.kind
-            && p.starts_with(env.tmp)
-        {
-            let _ = fs::set_permissions(p, fs::Permissions::from_mode(0o600));
-        }
-    }
-    Ok(out)
+    Ok(Contents {
+        entries: out,
+        unpacks,
+    })
 }
 
 fn join(a: &str, b: &str) -> String {

@@ -53,6 +53,10 @@ fn op(sources: &[&str], dest: &str) -> CopyOp {
     }
 }
 
+fn no_download(u: &str) -> Result<std::path::PathBuf, String> {
+    Err(format!("no download of {u} in these tests"))
+}
+
 fn base_tree() -> Tree {
     let e = |path: &str, kind: EntryKind| TreeEntry {
         path: path.into(),
@@ -81,12 +85,19 @@ fn base_tree() -> Tree {
 }
 
 fn run(f: &Fixture, op: &CopyOp, tree: &Tree) -> Result<Vec<Entry>, String> {
+    let c = contents(f, op, tree)?;
+    assert_eq!(c.unpacks, vec![]);
+    Ok(c.entries)
+}
+
+fn contents(f: &Fixture, op: &CopyOp, tree: &Tree) -> Result<Contents, String> {
     let env = CopyEnv {
         store: &f.store,
         dest_tree: tree,
         owner: None,
         now: 42,
         tmp: &f.tmp,
+        download: &no_download,
     };
     entries(op, &Source::Context(&f.ctx), &env)
 }
@@ -170,8 +181,9 @@ fn chown_chmod_and_ignore() {
         owner: Some((1000, 1001)),
         now: 42,
         tmp: &f.tmp,
+        download: &no_download,
     };
-    let out = entries(&o, &Source::Context(&f.ctx), &env).unwrap();
+    let out = entries(&o, &Source::Context(&f.ctx), &env).unwrap().entries;
     assert!(
         !paths(&out).iter().any(|p| p.contains("sub")),
         "{:?}",
@@ -252,10 +264,25 @@ fn add_extracts_local_archives() {
     fs::write(f.ctx_root.join("bundle.tar.gz"), gz.finish().unwrap()).unwrap();
     let mut o = op(&["bundle.tar.gz"], "/opt/");
     o.add = true;
-    let out = run(&f, &o, &base_tree()).unwrap();
-    let file = out.iter().find(|e| e.path == "opt/inner/file").unwrap();
-    assert_eq!(file.kind, Kind::File(Content::Bytes(b"hi".to_vec())));
-    assert_eq!((file.mode, file.uid), (0o600, 7));
+    let out = contents(&f, &o, &base_tree()).unwrap();
+    assert_eq!(paths(&out.entries), Vec::<String>::new(), "/opt exists");
+    assert_eq!(
+        out.unpacks,
+        vec![Unpack {
+            archive: f.ctx_root.join("bundle.tar.gz"),
+            into: "opt".into(),
+            owner: None,
+            chmod: None,
+        }]
+    );
+    // into a new directory, with --chmod: the parents are entries, the members come later
+    let mut o = op(&["bundle.tar.gz"], "/new/dir/");
+    o.add = true;
+    o.chmod = Some(0o640);
+    let out = contents(&f, &o, &base_tree()).unwrap();
+    assert_eq!(paths(&out.entries), vec!["new/", "new/dir/"]);
+    assert_eq!(out.unpacks[0].into, "new/dir");
+    assert_eq!(out.unpacks[0].chmod, Some(0o640));
     // COPY keeps it as it is
     let out = run(&f, &op(&["bundle.tar.gz"], "/opt/"), &base_tree()).unwrap();
     assert_eq!(paths(&out), vec!["opt/bundle.tar.gz"]);

@@ -4,18 +4,21 @@
 //! are memoised by cache key within the build and looked up in the step cache across builds.
 //! Platforms and independent stages run on threads of their own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::BuildError;
 use super::cache::{Cache, KeyBuilder, Record};
 use super::context::Context;
 use super::copy::{self, CopyEnv};
+use super::fetch::{self, Fetched};
 use super::instructions::Dockerfile;
 use super::layer::{self, Compression, Entry, Kind, LayerInfo};
-use super::plan::{self, Base, CopyFrom, Op, Plan, PlanOptions, Resolver, StagePlan, Step};
+use super::plan::{
+    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, Resolver, StagePlan, Step,
+};
 use super::run::{RunRequest, Runner};
 use super::tree::{self, Tree};
 use crate::content::{self, Platforms};
@@ -82,6 +85,23 @@ struct StageOut {
 
 type Shared<T> = Arc<OnceLock<Result<T, Arc<BuildError>>>>;
 
+/// A stage's filesystem view while its steps run: loaded when a step first needs it, then
+/// brought up to date with the layers added since only when a step looks again.
+#[derive(Default)]
+struct StageTree {
+    tree: Option<Tree>,
+    /// Layers added after the view was loaded, not read into it yet.
+    pending: Vec<Descriptor>,
+}
+
+/// An ADD URL within one build: its content's digest (fetched or revalidated once, for the
+/// cache keys) and its body once downloaded.
+#[derive(Default)]
+struct Url {
+    digest: Option<Digest>,
+    body: Option<std::path::PathBuf>,
+}
+
 struct Executor<'a> {
     o: &'a Options<'a>,
     cache: Cache,
@@ -91,6 +111,10 @@ struct Executor<'a> {
     stages: Mutex<HashMap<Digest, Shared<Arc<StageOut>>>>,
     steps: Mutex<HashMap<Digest, Shared<(Record, bool)>>>,
     images: Mutex<HashMap<(String, String), Arc<Image>>>,
+    urls: Mutex<HashMap<String, Arc<Mutex<Url>>>>,
+    /// Where URL bodies are downloaded, for the build's duration.
+    downloads: tempfile::TempDir,
+    downloaded: AtomicUsize,
     failed: AtomicBool,
     counter: AtomicUsize,
     run: AtomicUsize,
@@ -120,6 +144,12 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         stages: Mutex::new(HashMap::new()),
         steps: Mutex::new(HashMap::new()),
         images: Mutex::new(HashMap::new()),
+        urls: Mutex::new(HashMap::new()),
+        downloads: tempfile::Builder::new()
+            .prefix("downloads-")
+            .tempdir_in(o.store.tmp_dir())
+            .map_err(|e| BuildError::Other(format!("cannot create a temp directory: {e}")))?,
+        downloaded: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         counter: AtomicUsize::new(0),
         run: AtomicUsize::new(0),
@@ -141,25 +171,13 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         ));
     }
     let ex = &ex;
-    let results: Vec<Result<Arc<StageOut>, Arc<BuildError>>> = std::thread::scope(|s| {
-        let mut handles = Vec::new();
-        for (pi, plan) in ex.plans.iter().enumerate() {
-            // Every reachable stage gets a thread; shared ones are computed once and the other
-            // threads wait for them.
-            for &si in plan.stages.keys() {
-                if si != plan.target {
-                    s.spawn(move || {
-                        let _ = ex.stage(pi, si);
-                    });
-                }
-            }
-            handles.push(s.spawn(move || ex.stage(pi, plan.target)));
-        }
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("build threads do not panic"))
-            .collect()
-    });
+    ex.run_stages();
+    let results: Vec<Result<Arc<StageOut>, Arc<BuildError>>> = ex
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(pi, plan)| ex.stage(pi, plan.target))
+        .collect();
     // Report the failure itself, not a stage that stopped because of it.
     if results.iter().any(|r| r.is_err()) {
         let stage_errors: Vec<Arc<BuildError>> = ex
@@ -200,19 +218,17 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
 }
 
 /// A digest per planned stage that is equal exactly when two stages would build the same
-/// thing (platform, base, steps, config; stages they use by their own identity).
+/// thing (platform, base, steps, config; stages they use by their own identity). Computed in
+/// the plan's order, so the stages a stage uses always have theirs already.
 fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
-    fn id(plan: &Plan, i: usize, memo: &mut BTreeMap<usize, Digest>) -> Digest {
-        if let Some(d) = memo.get(&i) {
-            return d.clone();
-        }
+    let mut ids: BTreeMap<usize, Digest> = BTreeMap::new();
+    for &i in &plan.order {
         let s = plan.stage(i);
         let mut k = KeyBuilder::new("stage");
         k.add_str(&s.platform.to_string());
         match &s.base {
             Base::Stage(j) => {
-                let d = id(plan, *j, memo);
-                k.add_str("stage").add_str(&d.to_string());
+                k.add_str("stage").add_str(&ids[j].to_string());
             }
             b => {
                 k.add_json(b);
@@ -223,22 +239,18 @@ fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
             if let Op::Copy(c) = &step.op
                 && let CopyFrom::Stage(j) = c.from
             {
-                let d = id(plan, j, memo);
-                k.add_str(&d.to_string());
+                k.add_str(&ids[&j].to_string());
             }
             k.add_json(&step.op);
         }
         k.add_json(&s.config);
-        let d = k.finish();
-        memo.insert(i, d.clone());
-        d
+        ids.insert(i, k.finish());
     }
-    let mut memo = BTreeMap::new();
-    for &i in plan.stages.keys() {
-        id(plan, i, &mut memo);
-    }
-    memo
+    ids
 }
+
+/// How many stages run at once (independent stages and platforms; the rest wait their turn).
+const PARALLEL_STAGES: usize = 16;
 
 impl Resolver for Executor<'_> {
     fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
@@ -366,6 +378,143 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
+    /// Run every planned stage of every platform, each once the stages it uses are done, on
+    /// a bounded pool of threads: a Dockerfile of thousands of stages gets neither thousands
+    /// of threads nor a recursion from each stage into its base.
+    fn run_stages(&self) {
+        let mut units: Vec<(usize, usize)> = Vec::new();
+        let mut unit_of: HashMap<(usize, usize), usize> = HashMap::new();
+        for (pi, plan) in self.plans.iter().enumerate() {
+            for &si in &plan.order {
+                unit_of.insert((pi, si), units.len());
+                units.push((pi, si));
+            }
+        }
+        let mut waiting = vec![0usize; units.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); units.len()];
+        for (u, &(pi, si)) in units.iter().enumerate() {
+            for d in self.plans[pi].stage(si).deps() {
+                waiting[u] += 1;
+                dependents[unit_of[&(pi, d)]].push(u);
+            }
+        }
+        struct Queue {
+            ready: VecDeque<usize>,
+            waiting: Vec<usize>,
+            left: usize,
+        }
+        let queue = Mutex::new(Queue {
+            ready: (0..units.len()).filter(|&u| waiting[u] == 0).collect(),
+            waiting,
+            left: units.len(),
+        });
+        let wake = Condvar::new();
+        let worker = || {
+            loop {
+                let u = {
+                    let mut q = queue.lock().expect("queue");
+                    loop {
+                        if let Some(u) = q.ready.pop_front() {
+                            break u;
+                        }
+                        if q.left == 0 {
+                            return;
+                        }
+                        q = wake.wait(q).expect("queue");
+                    }
+                };
+                let (pi, si) = units[u];
+                // A failure is kept in the stage's cell; the stages using it report it.
+                let _ = self.stage(pi, si);
+                let mut q = queue.lock().expect("queue");
+                q.left -= 1;
+                for &d in &dependents[u] {
+                    q.waiting[d] -= 1;
+                    if q.waiting[d] == 0 {
+                        q.ready.push_back(d);
+                    }
+                }
+                wake.notify_all();
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 0..units.len().clamp(1, PARALLEL_STAGES) {
+                s.spawn(worker);
+            }
+        });
+    }
+
+    fn url(&self, url: &str) -> Arc<Mutex<Url>> {
+        self.urls
+            .lock()
+            .expect("urls")
+            .entry(url.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn download_path(&self) -> std::path::PathBuf {
+        let n = self.downloaded.fetch_add(1, Ordering::Relaxed);
+        self.downloads.path().join(format!("body-{n}"))
+    }
+
+    /// The digest of what `url` serves now, once per build: revalidated with what the server
+    /// said last time (a 304 is the same content, nothing downloaded), else downloaded.
+    fn url_digest(&self, url: &str) -> Result<Digest, String> {
+        let cell = self.url(url);
+        let mut u = cell.lock().expect("url");
+        if let Some(d) = &u.digest {
+            return Ok(d.clone());
+        }
+        let known = if self.o.no_cache {
+            None
+        } else {
+            self.cache.validators(url)
+        };
+        let file = self.download_path();
+        let fetched = fetch::fetch(url, &file, known.as_ref()).map_err(|e| e.to_string())?;
+        if let Fetched::Body {
+            validators: Some(v),
+            ..
+        } = &fetched
+        {
+            self.cache.put_validators(v).map_err(|e| e.to_string())?;
+        }
+        if matches!(fetched, Fetched::Body { .. }) {
+            u.body = Some(file);
+        }
+        u.digest = Some(fetched.digest().clone());
+        Ok(fetched.digest().clone())
+    }
+
+    /// The body of `url` for a step that runs: downloaded now when only revalidated before,
+    /// and then it must still be the content the step's cache key names.
+    fn url_body(&self, url: &str) -> Result<std::path::PathBuf, String> {
+        let want = self.url_digest(url)?;
+        let cell = self.url(url);
+        let mut u = cell.lock().expect("url");
+        if let Some(b) = &u.body {
+            return Ok(b.clone());
+        }
+        let file = self.download_path();
+        let fetched = fetch::fetch(url, &file, None).map_err(|e| e.to_string())?;
+        if fetched.digest() != &want {
+            return Err(format!(
+                "{url}: the content changed while the build ran (it was {want}, now {}); run the build again",
+                fetched.digest()
+            ));
+        }
+        if let Fetched::Body {
+            validators: Some(v),
+            ..
+        } = &fetched
+        {
+            self.cache.put_validators(v).map_err(|e| e.to_string())?;
+        }
+        u.body = Some(file.clone());
+        Ok(file)
+    }
+
     fn stage(&self, pi: usize, si: usize) -> Result<Arc<StageOut>, Arc<BuildError>> {
         let id = self.ids[pi][&si].clone();
         let cell = self
@@ -404,7 +553,6 @@ impl<'a> Executor<'a> {
     fn run_stage(&self, pi: usize, si: usize) -> Result<StageOut, BuildError> {
         let plan = &self.plans[pi];
         let stage = plan.stage(si);
-        let store = self.o.store;
         let (mut layers, mut diff_ids, mut history, mut chain) = match &stage.base {
             Base::Scratch => (
                 Vec::new(),
@@ -441,7 +589,7 @@ impl<'a> Executor<'a> {
                 )
             }
         };
-        let mut tree: Option<Tree> = None;
+        let mut tree = StageTree::default();
         let total = stage.steps.len();
         for (n, step) in stage.steps.iter().enumerate() {
             if self.failed.load(Ordering::Relaxed) {
@@ -465,7 +613,7 @@ impl<'a> Executor<'a> {
                                     created: rfc3339(self.now),
                                     blobs: Vec::new(),
                                 };
-                                self.cache.put(&key, &r)?;
+                                self.cache.put_unsynced(&key, &r)?;
                                 r.created
                             }
                         },
@@ -496,11 +644,10 @@ impl<'a> Executor<'a> {
             if let Some(l) = &record.layer {
                 layers.push(l.descriptor.clone());
                 diff_ids.push(l.diff_id.clone());
-                // The tree is rebuilt lazily from the layers when a later step needs it.
-                if let Some(t) = tree.as_mut() {
-                    let entries = tree::layer_entries(store, &self.cache, &l.descriptor)
-                        .map_err(|e| BuildError::Other(e.to_string()))?;
-                    t.push(l.descriptor.clone(), entries);
+                // Read into the view only when a later step looks (the last step's layer,
+                // an archive of many files say, never is).
+                if tree.tree.is_some() {
+                    tree.pending.push(l.descriptor.clone());
                 }
             }
             history.push(History {
@@ -554,6 +701,14 @@ impl<'a> Executor<'a> {
             .add_str(&self.o.epoch.map(|e| e.to_string()).unwrap_or_default())
             .add_json(&step.op);
         if let Op::Copy(c) = &step.op {
+            for src in &c.sources {
+                if let CopySrc::Url(u) = src {
+                    let digest = self.url_digest(u).map_err(&fail)?;
+                    fetch::verify(u, &digest, c.checksum.as_deref())
+                        .map_err(|e| fail(e.to_string()))?;
+                    k.add_str(&digest.to_string());
+                }
+            }
             match &c.from {
                 CopyFrom::Context => {
                     k.add_str(
@@ -638,17 +793,28 @@ impl<'a> Executor<'a> {
 
     fn tree_of<'t>(
         &self,
-        tree: &'t mut Option<Tree>,
+        st: &'t mut StageTree,
         layers: &[Descriptor],
         diff_ids: &[Digest],
     ) -> Result<&'t Tree, BuildError> {
-        if tree.is_none() {
-            *tree = Some(
-                Tree::load_with(self.o.store, &self.cache, layers, diff_ids)
-                    .map_err(|e| BuildError::Other(e.to_string()))?,
-            );
+        let read_err = |e: tree::TreeError| BuildError::Other(e.to_string());
+        match &mut st.tree {
+            None => {
+                st.tree = Some(
+                    Tree::load_with(self.o.store, &self.cache, layers, diff_ids)
+                        .map_err(read_err)?,
+                );
+                st.pending.clear();
+            }
+            Some(t) => {
+                for d in st.pending.drain(..) {
+                    let entries =
+                        tree::layer_entries(self.o.store, &self.cache, &d).map_err(read_err)?;
+                    t.push(d, entries);
+                }
+            }
         }
-        Ok(tree.as_ref().expect("just loaded"))
+        Ok(st.tree.as_ref().expect("just loaded"))
     }
 
     fn stage_tree(&self, out: &StageOut) -> Result<Arc<Tree>, BuildError> {
@@ -675,7 +841,7 @@ impl<'a> Executor<'a> {
         n: usize,
         layers: &[Descriptor],
         diff_ids: &[Digest],
-        tree: &mut Option<Tree>,
+        tree: &mut StageTree,
     ) -> Result<Option<LayerInfo>, BuildError> {
         let store = self.o.store;
         let fail = |m: String| self.step_error(plan, stage, step, m);
@@ -726,12 +892,14 @@ impl<'a> Executor<'a> {
                     None => None,
                 };
                 let dest_tree = self.tree_of(tree, layers, diff_ids)?;
+                let download = |u: &str| self.url_body(u);
                 let env = CopyEnv {
                     store,
                     dest_tree,
                     owner,
                     now: self.now,
                     tmp: tmp.path(),
+                    download: &download,
                 };
                 let entries = match &c.from {
                     CopyFrom::Context => {
@@ -760,7 +928,11 @@ impl<'a> Executor<'a> {
                     }
                 }
                 .map_err(&fail)?;
-                let info = layer::write(store, entries, self.o.compression, self.o.epoch)?;
+                let info = layer::write_contents(store, entries, self.o.compression, self.o.epoch)
+                    .map_err(|e| match e {
+                        layer::LayerError::Store(e) => BuildError::Store(e),
+                        e => fail(e.to_string()),
+                    })?;
                 Ok(Some(info))
             }
             Op::Run(r) => {

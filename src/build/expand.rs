@@ -6,10 +6,18 @@
 //! STOPSIGNAL, USER, VOLUME, WORKDIR, ARG and the flags of FROM/COPY/ADD do; RUN, CMD,
 //! ENTRYPOINT, SHELL and HEALTHCHECK leave `$` to the shell in the container).
 
-/// Variables visible to an expansion, later entries winning.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Where an expansion looks names up.
+pub trait Lookup {
+    fn get(&self, name: &str) -> Option<&str>;
+}
+
+/// Variables, in the order they were last set (a set moves a name to the end, as an image
+/// config's Env does). Lookups and sets are O(1): a Dockerfile with thousands of ENV or ARG
+/// lines must plan in linear time.
+#[derive(Debug, Clone, Default)]
 pub struct Vars {
-    entries: Vec<(String, String)>,
+    entries: std::collections::HashMap<String, (u64, String)>,
+    next: u64,
 }
 
 impl Vars {
@@ -18,21 +26,22 @@ impl Vars {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.entries
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.entries.get(name).map(|(_, v)| v.as_str())
     }
 
     /// Set `name`, replacing an earlier value.
     pub fn set(&mut self, name: &str, value: &str) {
-        self.entries.retain(|(k, _)| k != name);
-        self.entries.push((name.to_string(), value.to_string()));
+        self.next += 1;
+        self.entries
+            .insert(name.to_string(), (self.next, value.to_string()));
     }
 
     pub fn remove(&mut self, name: &str) {
-        self.entries.retain(|(k, _)| k != name);
+        self.entries.remove(name);
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
     }
 
     /// `KEY=VALUE` strings (an image config's Env) as variables.
@@ -47,12 +56,55 @@ impl Vars {
         v
     }
 
+    /// `KEY=VALUE` strings, in order.
+    pub fn to_env_list(&self) -> Vec<String> {
+        self.iter().map(|(k, v)| format!("{k}={v}")).collect()
+    }
+
+    /// The variables in the order they were last set.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        let mut v: Vec<(&u64, &str, &str)> = self
+            .entries
+            .iter()
+            .map(|(k, (n, v))| (n, k.as_str(), v.as_str()))
+            .collect();
+        v.sort_unstable_by_key(|(n, _, _)| **n);
+        v.into_iter().map(|(_, k, v)| (k, v))
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+impl PartialEq for Vars {
+    fn eq(&self, other: &Vars) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Vars {}
+
+impl Lookup for Vars {
+    fn get(&self, name: &str) -> Option<&str> {
+        Vars::get(self, name)
+    }
+}
+
+/// Two sets of variables seen as one, `over` winning (a stage's ENV over its ARGs), without
+/// copying either.
+pub struct Layered<'a> {
+    pub over: &'a Vars,
+    pub under: &'a Vars,
+}
+
+impl Lookup for Layered<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.over.get(name).or_else(|| self.under.get(name))
     }
 }
 
@@ -88,23 +140,23 @@ impl Lexer {
     }
 
     /// One word: quotes removed, escapes resolved, variables expanded. Whitespace is kept.
-    pub fn word(&self, input: &str, vars: &Vars) -> Result<String, ExpandError> {
+    pub fn word(&self, input: &str, vars: &dyn Lookup) -> Result<String, ExpandError> {
         let mut words = self.run(input, vars, Mode::Word)?;
         Ok(words.pop().unwrap_or_default())
     }
 
     /// Words split at unquoted whitespace (`EXPOSE $PORTS` gives one word per port).
-    pub fn words(&self, input: &str, vars: &Vars) -> Result<Vec<String>, ExpandError> {
+    pub fn words(&self, input: &str, vars: &dyn Lookup) -> Result<Vec<String>, ExpandError> {
         self.run(input, vars, Mode::Words)
     }
 
     /// Variables expanded, quotes kept as they are (a here-document's body).
-    pub fn expand_only(&self, input: &str, vars: &Vars) -> Result<String, ExpandError> {
+    pub fn expand_only(&self, input: &str, vars: &dyn Lookup) -> Result<String, ExpandError> {
         let mut words = self.run(input, vars, Mode::KeepQuotes)?;
         Ok(words.pop().unwrap_or_default())
     }
 
-    fn run(&self, input: &str, vars: &Vars, mode: Mode) -> Result<Vec<String>, ExpandError> {
+    fn run(&self, input: &str, vars: &dyn Lookup, mode: Mode) -> Result<Vec<String>, ExpandError> {
         let mut s = Scan {
             chars: input.chars().collect(),
             pos: 0,
@@ -129,7 +181,7 @@ struct Scan<'a> {
     pos: usize,
     escape: char,
     input: &'a str,
-    vars: &'a Vars,
+    vars: &'a dyn Lookup,
     mode: Mode,
 }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::expand::{ExpandError, Lexer, Vars};
+use super::expand::{ExpandError, Layered, Lexer, Lookup, Vars};
 use super::instructions::{
     self, CommandForm, CopyArgs, CopySource, Dockerfile, Healthcheck, Instruction, Located,
 };
@@ -82,6 +82,8 @@ pub struct Plan {
     pub platform: Platform,
     /// Reachable stages by their index in the Dockerfile.
     pub stages: BTreeMap<usize, StagePlan>,
+    /// The indexes of `stages`, each after the stages it uses.
+    pub order: Vec<usize>,
     pub target: usize,
     /// `--build-arg`s no ARG consumed (docker warns about them).
     pub unused_args: Vec<String>,
@@ -115,6 +117,24 @@ pub struct StagePlan {
 }
 
 impl StagePlan {
+    /// The stages this one uses: its base and those it copies from.
+    pub fn deps(&self) -> BTreeSet<usize> {
+        let mut deps = BTreeSet::new();
+        if let Base::Stage(j) = self.base {
+            deps.insert(j);
+        }
+        for s in &self.steps {
+            if let Op::Copy(CopyOp {
+                from: CopyFrom::Stage(j),
+                ..
+            }) = s.op
+            {
+                deps.insert(j);
+            }
+        }
+        deps
+    }
+
     /// `stage-1` or the stage's name, for messages.
     pub fn label(&self) -> String {
         self.name
@@ -217,7 +237,7 @@ pub fn plan(
 ) -> Result<Plan, DockerfileError> {
     let mut p = Planner::new(df, platform, opts, resolver)?;
     let target = p.target()?;
-    p.plan_stage(target)?;
+    p.plan_stages(target)?;
     let mut unused: Vec<String> = opts
         .build_args
         .keys()
@@ -245,6 +265,7 @@ pub fn plan(
     Ok(Plan {
         platform: platform.clone(),
         stages,
+        order: p.order,
         target,
         unused_args: unused,
     })
@@ -281,8 +302,23 @@ struct Planner<'a> {
     global_declared: BTreeSet<String>,
     sources: Vec<StageSrc<'a>>,
     stages: Vec<Option<StagePlan>>,
+    /// Planned stages in the order they were finished (each after those it uses).
+    order: Vec<usize>,
     in_progress: Vec<bool>,
     used_args: BTreeSet<String>,
+}
+
+/// Why planning a stage stopped.
+enum Halt {
+    /// It uses stage N, which is not planned yet.
+    Need(usize),
+    Error(DockerfileError),
+}
+
+impl From<DockerfileError> for Halt {
+    fn from(e: DockerfileError) -> Halt {
+        Halt::Error(e)
+    }
 }
 
 fn platform_vars(prefix: &str, p: &Platform, vars: &mut Vars) {
@@ -326,6 +362,7 @@ impl<'a> Planner<'a> {
             global_declared: BTreeSet::new(),
             sources: Vec::new(),
             stages: Vec::new(),
+            order: Vec::new(),
             in_progress: Vec::new(),
             used_args: BTreeSet::new(),
         };
@@ -351,7 +388,7 @@ impl<'a> Planner<'a> {
                                 Some(v.clone())
                             }
                             None => match default {
-                                Some(d) => Some(p.word(l.line, d, &p.global.clone())?),
+                                Some(d) => Some(p.word(l.line, d, &p.global)?),
                                 None => p.automatic.get(k).map(str::to_string),
                             },
                         };
@@ -385,7 +422,11 @@ impl<'a> Planner<'a> {
         self.df.map.error(line, message)
     }
 
-    fn word(&self, line: usize, w: &str, vars: &Vars) -> Result<String, DockerfileError> {
+    fn halt(&self, line: usize, message: impl Into<String>) -> Halt {
+        Halt::Error(self.err(line, message))
+    }
+
+    fn word(&self, line: usize, w: &str, vars: &dyn Lookup) -> Result<String, DockerfileError> {
         self.lexer
             .word(w, vars)
             .map_err(|e| self.expand_err(line, w, e))
@@ -429,36 +470,55 @@ impl<'a> Planner<'a> {
             .position(|s| s.name.as_deref() == Some(name))
     }
 
-    fn plan_stage(&mut self, i: usize) -> Result<(), DockerfileError> {
-        if self.stages[i].is_some() {
-            return Ok(());
+    /// Plan `target` and the stages it uses. Iterative, so that a chain of thousands of
+    /// stages (`FROM s1 AS s2`, …) cannot exhaust the stack: a stage that meets a stage not
+    /// planned yet stops, that stage is planned first, and the stage starts over (planning has
+    /// no side effects beyond memoised lookups).
+    fn plan_stages(&mut self, target: usize) -> Result<(), DockerfileError> {
+        let mut stack = vec![target];
+        while let Some(&i) = stack.last() {
+            if self.stages[i].is_some() {
+                stack.pop();
+                continue;
+            }
+            self.in_progress[i] = true;
+            match self.plan_stage(i) {
+                Ok(plan) => {
+                    self.in_progress[i] = false;
+                    self.stages[i] = Some(plan);
+                    self.order.push(i);
+                    stack.pop();
+                }
+                Err(Halt::Need(j)) if self.in_progress[j] => {
+                    return Err(self.err(
+                        self.sources[j].line,
+                        "circular dependency between stages (a COPY --from leads back here)",
+                    ));
+                }
+                Err(Halt::Need(j)) => stack.push(j),
+                Err(Halt::Error(e)) => return Err(e),
+            }
         }
-        if self.in_progress[i] {
-            return Err(self.err(
-                self.sources[i].line,
-                "circular dependency between stages (a COPY --from leads back here)",
-            ));
-        }
-        self.in_progress[i] = true;
-        let r = self.plan_stage_inner(i);
-        self.in_progress[i] = false;
-        self.stages[i] = Some(r?);
         Ok(())
     }
 
-    fn plan_stage_inner(&mut self, i: usize) -> Result<StagePlan, DockerfileError> {
+    /// The plan of stage `j`, or a request to plan it first.
+    fn planned(&self, j: usize) -> Result<&StagePlan, Halt> {
+        self.stages[j].as_ref().ok_or(Halt::Need(j))
+    }
+
+    fn plan_stage(&mut self, i: usize) -> Result<StagePlan, Halt> {
         let line = self.sources[i].line;
-        let global = self.global.clone();
-        let image = self.word(line, self.sources[i].image, &global)?;
+        let image = self.word(line, self.sources[i].image, &self.global)?;
         if image.is_empty() {
-            return Err(self.err(
+            return Err(self.halt(
                 line,
                 format!("base name ({}) should not be blank", self.sources[i].image),
             ));
         }
         let platform = match self.sources[i].platform {
             Some(p) => {
-                let expanded = self.word(line, p, &global)?;
+                let expanded = self.word(line, p, &self.global)?;
                 Some(
                     Platform::parse(&expanded)
                         .map_err(|e| self.err(line, format!("FROM --platform={expanded}: {e}")))?,
@@ -468,8 +528,7 @@ impl<'a> Planner<'a> {
         };
         let lower = image.to_ascii_lowercase();
         let (base, platform, mut config) = if let Some(j) = self.find_stage(&lower, i) {
-            self.plan_stage(j)?;
-            let b = self.stages[j].as_ref().expect("planned");
+            let b = self.planned(j)?;
             let platform = platform.unwrap_or_else(|| b.platform.clone());
             (Base::Stage(j), platform, b.config.clone())
         } else if lower == "scratch" {
@@ -495,8 +554,17 @@ impl<'a> Planner<'a> {
             .as_mut()
             .and_then(|c| c.on_build.take())
             .unwrap_or_default();
+        let env = Vars::from_env_list(
+            config
+                .config
+                .as_ref()
+                .and_then(|c| c.env.as_deref())
+                .unwrap_or_default(),
+        );
         let mut st = StageState {
             config,
+            env,
+            env_set: false,
             args: Vars::new(),
             cmd_set: false,
             steps: Vec::new(),
@@ -508,14 +576,20 @@ impl<'a> Planner<'a> {
                 self.err(line, format!("ONBUILD trigger of `{image}`: {}", e.message))
             })?;
             let located = Located { line, ..located };
-            self.dispatch(&mut st, &located).map_err(|mut e| {
-                e.message = format!("ONBUILD trigger `{t}`: {}", e.message);
-                e
+            self.dispatch(&mut st, &located).map_err(|h| match h {
+                Halt::Error(mut e) => {
+                    e.message = format!("ONBUILD trigger `{t}`: {}", e.message);
+                    Halt::Error(e)
+                }
+                h => h,
             })?;
         }
         let instructions = self.sources[i].instructions.clone();
         for l in instructions {
             self.dispatch(&mut st, l)?;
+        }
+        if st.env_set {
+            st.config.run_config_mut().env = Some(st.env.to_env_list());
         }
         Ok(StagePlan {
             index: i,
@@ -536,7 +610,7 @@ impl<'a> Planner<'a> {
         self.err(line, msg)
     }
 
-    fn dispatch(&mut self, st: &mut StageState, l: &Located) -> Result<(), DockerfileError> {
+    fn dispatch(&mut self, st: &mut StageState, l: &Located) -> Result<(), Halt> {
         let line = l.line;
         let vars = st.vars();
         let text = one_line(&l.text, self.df.escape);
@@ -574,25 +648,31 @@ impl<'a> Planner<'a> {
                 // BuildKit records no history for ARG.
             }
             Instruction::Env(pairs) => {
-                let mut shown = Vec::new();
+                // Every pair expands with the variables from before the instruction.
+                let mut set = Vec::new();
                 for (k, v) in pairs {
-                    let k = self.word(line, k, &vars)?;
-                    let v = self.word(line, v, &vars)?;
+                    let k = self.word(line, k, &st.vars())?;
+                    let v = self.word(line, v, &st.vars())?;
                     if k.is_empty() {
-                        return Err(self.err(line, "ENV names cannot be empty"));
+                        return Err(self.halt(line, "ENV names cannot be empty"));
                     }
-                    st.config.run_config_mut().set_env(&k, &v);
+                    set.push((k, v));
+                }
+                let mut shown = Vec::new();
+                for (k, v) in set {
+                    st.env.set(&k, &v);
                     shown.push(format!("{k}={v}"));
                 }
+                st.env_set = true;
                 step!(format!("ENV {}", shown.join(" ")), Op::Meta);
             }
             Instruction::Label(pairs) => {
                 let mut shown = Vec::new();
                 for (k, v) in pairs {
-                    let k = self.word(line, k, &vars)?;
-                    let v = self.word(line, v, &vars)?;
+                    let k = self.word(line, k, &st.vars())?;
+                    let v = self.word(line, v, &st.vars())?;
                     if k.is_empty() {
-                        return Err(self.err(line, "LABEL names cannot be empty"));
+                        return Err(self.halt(line, "LABEL names cannot be empty"));
                     }
                     st.config
                         .run_config_mut()
@@ -626,7 +706,7 @@ impl<'a> Planner<'a> {
             Instruction::Workdir(w) => {
                 let w = self.word(line, w, &vars)?;
                 if w.is_empty() {
-                    return Err(self.err(line, "WORKDIR cannot be empty"));
+                    return Err(self.halt(line, "WORKDIR cannot be empty"));
                 }
                 let current = st.workdir();
                 let path = clean_path(&if w.starts_with('/') {
@@ -661,7 +741,7 @@ impl<'a> Planner<'a> {
                 for v in vols {
                     let v = self.word(line, v, &vars)?;
                     if v.trim().is_empty() {
-                        return Err(self.err(line, "VOLUME specified can not be an empty string"));
+                        return Err(self.halt(line, "VOLUME specified can not be an empty string"));
                     }
                     list.push(v);
                 }
@@ -675,7 +755,7 @@ impl<'a> Planner<'a> {
             Instruction::Stopsignal(s) => {
                 let s = self.word(line, s, &vars)?;
                 if s.is_empty() {
-                    return Err(self.err(line, "STOPSIGNAL needs a signal"));
+                    return Err(self.halt(line, "STOPSIGNAL needs a signal"));
                 }
                 st.config.run_config_mut().stop_signal = Some(s.clone());
                 step!(format!("STOPSIGNAL {s}"), Op::Meta);
@@ -687,7 +767,7 @@ impl<'a> Planner<'a> {
             }
             Instruction::Shell(sh) => {
                 if sh.is_empty() {
-                    return Err(self.err(line, "SHELL needs at least one argument"));
+                    return Err(self.halt(line, "SHELL needs at least one argument"));
                 }
                 st.config.run_config_mut().shell = Some(sh.clone());
                 step!(format!("SHELL {}", json(sh)), Op::Meta);
@@ -726,7 +806,7 @@ impl<'a> Planner<'a> {
                 let mut script = None;
                 let argv = match (&r.command, r.heredocs.as_slice()) {
                     (CommandForm::Exec(_), [_, ..]) => {
-                        return Err(self.err(line, "here-documents need the shell form of RUN"));
+                        return Err(self.halt(line, "here-documents need the shell form of RUN"));
                     }
                     (c, []) => c.argv(&shell),
                     (CommandForm::Shell(cmd), [only])
@@ -754,16 +834,8 @@ impl<'a> Planner<'a> {
                         v
                     }
                 };
-                let mut env: Vec<String> = st
-                    .config
-                    .config
-                    .as_ref()
-                    .and_then(|c| c.env.clone())
-                    .unwrap_or_default();
-                let env_names: BTreeSet<String> = env
-                    .iter()
-                    .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_string())
-                    .collect();
+                let mut env = st.env_list();
+                let env_names = &st.env;
                 let mut arg_list = Vec::new();
                 for (k, v) in st.args.iter() {
                     if !env_names.contains(k) {
@@ -772,7 +844,7 @@ impl<'a> Planner<'a> {
                 }
                 for k in PROXY_ARGS.iter().chain(["SOURCE_DATE_EPOCH"].iter()) {
                     if let Some(v) = self.opts.build_args.get(*k)
-                        && !env_names.contains(*k)
+                        && !env_names.contains(k)
                         && st.args.get(k).is_none()
                     {
                         env.push(format!("{k}={v}"));
@@ -833,7 +905,7 @@ impl<'a> Planner<'a> {
         &self,
         line: usize,
         mounts: &[instructions::RunMount],
-        vars: &Vars,
+        vars: &dyn Lookup,
         workdir: &str,
     ) -> Result<Vec<MountOp>, DockerfileError> {
         let mut out = Vec::new();
@@ -879,7 +951,7 @@ impl<'a> Planner<'a> {
         line: usize,
         c: &CopyArgs,
         add: bool,
-    ) -> Result<CopyOp, DockerfileError> {
+    ) -> Result<CopyOp, Halt> {
         let vars = st.vars();
         let keyword = if add { "ADD" } else { "COPY" };
         let from = match &c.from {
@@ -890,7 +962,7 @@ impl<'a> Planner<'a> {
                 let stage = if let Ok(n) = lower.parse::<usize>() {
                     if n >= self.sources.len() {
                         return Err(
-                            self.err(line, format!("{keyword} --from={f}: there is no stage {n}"))
+                            self.halt(line, format!("{keyword} --from={f}: there is no stage {n}"))
                         );
                     }
                     Some(n)
@@ -901,13 +973,13 @@ impl<'a> Planner<'a> {
                 };
                 match stage {
                     Some(j) if j == st.stage => {
-                        return Err(self.err(
+                        return Err(self.halt(
                             line,
                             format!("{keyword} --from={f} refers to its own stage"),
                         ));
                     }
                     Some(j) => {
-                        self.plan_stage(j)?;
+                        self.planned(j)?;
                         CopyFrom::Stage(j)
                     }
                     None => {
@@ -937,14 +1009,14 @@ impl<'a> Planner<'a> {
                 CopySource::Path(p) => {
                     let p = self.word(line, p, &vars)?;
                     if p.is_empty() {
-                        return Err(self.err(line, format!("{keyword}: an empty source path")));
+                        return Err(self.halt(line, format!("{keyword}: an empty source path")));
                     }
                     let is_url = p.starts_with("http://") || p.starts_with("https://");
                     if is_url && !add {
-                        return Err(self.err(line, "COPY cannot copy from a URL: use ADD"));
+                        return Err(self.halt(line, "COPY cannot copy from a URL: use ADD"));
                     }
                     if p.starts_with("git@") || (is_url && p.ends_with(".git")) {
-                        return Err(self.err(
+                        return Err(self.halt(
                             line,
                             format!("ADD of a git repository (`{p}`) is not supported"),
                         ));
@@ -972,7 +1044,7 @@ impl<'a> Planner<'a> {
         }
         let dest = self.word(line, &c.dest, &vars)?;
         if dest.is_empty() {
-            return Err(self.err(line, format!("{keyword}: an empty destination")));
+            return Err(self.halt(line, format!("{keyword}: an empty destination")));
         }
         let dir_like = dest.ends_with('/') || dest == "." || dest.ends_with("/.") || dest == "..";
         let abs = if dest.starts_with('/') {
@@ -985,7 +1057,7 @@ impl<'a> Planner<'a> {
             dest.push('/');
         }
         if sources.len() > 1 && !dest.ends_with('/') {
-            return Err(self.err(
+            return Err(self.halt(
                 line,
                 format!("when using {keyword} with more than one source file, the destination must be a directory and end with a /"),
             ));
@@ -1031,6 +1103,11 @@ impl<'a> Planner<'a> {
 
 struct StageState {
     config: ImageConfig,
+    /// The config's Env as variables (written back to the config once, at the end: keeping
+    /// the list in step with every ENV would make thousands of ENV lines quadratic).
+    env: Vars,
+    /// Whether an ENV changed `env`.
+    env_set: bool,
     /// Declared ARGs with values.
     args: Vars,
     cmd_set: bool,
@@ -1041,14 +1118,24 @@ struct StageState {
 
 impl StageState {
     /// What words expand with: ARGs, then ENV (which wins).
-    fn vars(&self) -> Vars {
-        let mut v = self.args.clone();
-        if let Some(env) = self.config.config.as_ref().and_then(|c| c.env.as_ref()) {
-            for (k, val) in Vars::from_env_list(env).iter() {
-                v.set(k, val);
-            }
+    fn vars(&self) -> Layered<'_> {
+        Layered {
+            over: &self.env,
+            under: &self.args,
         }
-        v
+    }
+
+    /// The Env a process of the stage gets now.
+    fn env_list(&self) -> Vec<String> {
+        if self.env_set {
+            self.env.to_env_list()
+        } else {
+            self.config
+                .config
+                .as_ref()
+                .and_then(|c| c.env.clone())
+                .unwrap_or_default()
+        }
     }
 
     fn shell(&self) -> Vec<String> {

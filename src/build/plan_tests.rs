@@ -497,3 +497,105 @@ fn near_misses_of_stage_names_are_never_pulled() {
         "other names may be pulled"
     );
 }
+
+/// Plans `text` on a thread with a small stack: planning must not recurse per stage.
+fn plan_on_small_stack(text: String, opts: PlanOptions) -> Result<Plan, DockerfileError> {
+    std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || plan_for(&text, "linux/amd64", &opts))
+        .unwrap()
+        .join()
+        .expect("planning does not overflow its stack")
+}
+
+fn assert_ordered(plan: &Plan) {
+    let mut done = BTreeSet::new();
+    for &i in &plan.order {
+        for d in plan.stage(i).deps() {
+            assert!(
+                done.contains(&d),
+                "stage {i} comes before stage {d} it uses"
+            );
+        }
+        done.insert(i);
+    }
+    assert_eq!(done.len(), plan.stages.len());
+}
+
+#[test]
+fn thousands_of_stages_plan_without_recursion() {
+    // Each stage on the one before (FROM), the last one the target.
+    let mut text = String::from("FROM scratch AS s0\n");
+    for i in 1..2000 {
+        text.push_str(&format!("FROM s{} AS s{i}\nUSER u{i}\n", i - 1));
+    }
+    let plan = plan_on_small_stack(text, opts()).unwrap();
+    assert_eq!(plan.stages.len(), 2000);
+    assert_ordered(&plan);
+    assert_eq!(plan.stage(1999).base, Base::Stage(1998));
+    assert_eq!(rc(plan.stage(1999)).user.as_deref(), Some("u1999"));
+
+    // Each stage copying from the one after it, the first one the target: every stage is met
+    // before the one it needs.
+    let mut text = String::new();
+    for i in 0..2000 {
+        text.push_str(&format!("FROM scratch AS s{i}\n"));
+        if i < 1999 {
+            text.push_str(&format!("COPY --from=s{} /f /f\n", i + 1));
+        }
+    }
+    let o = PlanOptions {
+        target: Some("s0".into()),
+        ..opts()
+    };
+    let plan = plan_on_small_stack(text, o).unwrap();
+    assert_eq!(plan.stages.len(), 2000);
+    assert_ordered(&plan);
+    assert_eq!(plan.order.first(), Some(&1999));
+    assert_eq!(plan.order.last(), Some(&0));
+}
+
+#[test]
+fn circular_copies_between_stages_are_refused() {
+    let e = plan_for(
+        "FROM scratch AS a\nCOPY --from=b /x /x\nFROM scratch AS b\nCOPY --from=c /x /x\nFROM scratch AS c\nCOPY --from=a /x /x\n",
+        "linux/amd64",
+        &PlanOptions {
+            target: Some("a".into()),
+            ..opts()
+        },
+    )
+    .unwrap_err();
+    assert!(e.message.contains("circular dependency"), "{e}");
+    assert_eq!(e.line, 1);
+}
+
+#[test]
+fn thousands_of_env_arg_and_label_lines() {
+    let mut text = String::from("FROM busybox\n");
+    for i in 0..6000 {
+        text.push_str(&format!(
+            "ARG A{i}=a{i}\nENV E{i}=${{A{i}}}-e\nLABEL l{i}=$E{i}\n"
+        ));
+    }
+    text.push_str("ENV E0=again\nRUN true\n");
+    let plan = plan_for(&text, "linux/amd64", &opts()).unwrap();
+    let s = plan.stage(0);
+    let env_list = rc(s).env.clone().unwrap();
+    // the base's two, 6,000 new ones, E0 set again moves to the end
+    assert_eq!(env_list.len(), 6002);
+    assert_eq!(env_list[0], "PATH=/bin");
+    assert_eq!(env_list[2], "E1=a1-e");
+    assert_eq!(env_list.last().unwrap(), "E0=again");
+    assert_eq!(env(s, "E5999").unwrap(), "a5999-e");
+    let labels = rc(s).labels.clone().unwrap();
+    assert_eq!(labels.len(), 6000);
+    assert_eq!(labels["l42"], "a42-e");
+    let Op::Run(run) = &s.steps.last().unwrap().op else {
+        panic!("the RUN step")
+    };
+    // the environment plus the 6,000 ARGs (none shadowed by an ENV of the same name)
+    assert_eq!(run.env.len(), 6002 + 6000);
+    assert_eq!(run.env[..6002], env_list[..]);
+    assert_eq!(s.steps.len(), 6000 * 2 + 2);
+}

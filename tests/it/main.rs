@@ -14,6 +14,7 @@ mod registry;
 mod registry_harness;
 mod run;
 mod sec_archive;
+mod sec_build;
 mod sec_confine;
 mod sec_containers;
 mod sec_network;
