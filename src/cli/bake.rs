@@ -1,6 +1,6 @@
 //! `manifold bake [-f FILE] [--push] [--set TARGET.KEY=VALUE]... [--print] [--no-cache] [TARGET|GROUP...]`:
 //! the targets of a bake file, built at once into one store (one build cache), pushed only when
-//! every one of them built. The file's meaning is in `crate::manifest::bake`.
+//! every one of them built. The file's meaning is in `crate::bake`.
 
 use std::path::PathBuf;
 
@@ -11,8 +11,8 @@ use super::args::TransferArgs;
 use super::errors::user_error;
 use super::output::outln;
 use super::remote;
+use crate::bake::{self, BakeError, BuildRequest, Builder, Publisher};
 use crate::content::{self, BoxError, CopyOptions, Platforms, Sink};
-use crate::manifest::bake::{self, BakeError, BuildRequest, Builder, Publisher};
 use crate::oci::Descriptor;
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -106,7 +106,7 @@ struct StoreBuilder<'a> {
     settings: &'a Settings,
     store: &'a Store,
     no_cache: bool,
-    runner: &'a dyn crate::build::run::Runner,
+    runner: &'a dyn crate::builder::run::Runner,
     progress: &'a dyn Progress,
 }
 
@@ -179,7 +179,7 @@ impl Progress for Prefixed<'_> {
 /// How every target is built.
 struct How<'a> {
     no_cache: bool,
-    runner: &'a dyn crate::build::run::Runner,
+    runner: &'a dyn crate::builder::run::Runner,
     progress: &'a dyn Progress,
 }
 
@@ -189,7 +189,8 @@ fn build_target(
     request: &BuildRequest,
     how: &How,
 ) -> anyhow::Result<Descriptor> {
-    use crate::build::{context, exec, instructions, layer, plan};
+    use crate::builder::{context, exec, layer};
+    use crate::dockerfile::{instructions, plan};
     let name = request.dockerfile.display().to_string();
     let text = std::fs::read_to_string(&request.dockerfile)
         .map_err(|e| user_error(format!("cannot read the Dockerfile {name}: {e}"), None))?;

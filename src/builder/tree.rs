@@ -67,7 +67,7 @@ pub enum TreeError {
 }
 
 fn normalize(p: &str) -> String {
-    super::plan::clean_path(p)
+    crate::dockerfile::plan::clean_path(p)
         .trim_start_matches('/')
         .to_string()
 }
@@ -742,7 +742,7 @@ mod tests {
 
     #[test]
     fn reads_layers_and_takes_files_out() {
-        use crate::build::layer::{Compression, Entry, Kind, write};
+        use crate::builder::layer::{Compression, Entry, Kind, write};
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let cache = Cache::open(&store).unwrap();

@@ -13,10 +13,10 @@ use std::path::Path;
 
 use super::cache::KeyBuilder;
 use super::context::{Context, mtime};
-use super::dockerignore::{Ignore, glob_match, has_wildcards};
 use super::layer::{Content, Contents, Entry, Kind, Unpack};
-use super::plan::{CopyOp, CopySrc};
 use super::tree::{EntryKind, Tree};
+use crate::dockerfile::dockerignore::{Ignore, glob_match, has_wildcards};
+use crate::dockerfile::plan::{CopyOp, CopySrc};
 use crate::oci::Digest;
 use crate::store::Store;
 
@@ -217,7 +217,7 @@ fn is_tar_archive(path: &Path) -> Result<bool, String> {
 }
 
 fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved>, String> {
-    let norm = super::plan::clean_path(src);
+    let norm = crate::dockerfile::plan::clean_path(src);
     let rel = norm.trim_start_matches('/');
     let matched: Vec<String> = if has_wildcards(rel) {
         let m: Vec<String> = tree

@@ -14,14 +14,14 @@ use super::cache::{Cache, KeyBuilder, Record};
 use super::context::Context;
 use super::copy::{self, CopyEnv};
 use super::fetch::{self, Fetched};
-use super::instructions::Dockerfile;
 use super::layer::{self, Compression, Entry, Kind, LayerInfo};
-use super::plan::{
-    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, Resolver, StagePlan, Step,
-};
 use super::run::{RunRequest, Runner};
 use super::tree::{self, Tree};
 use crate::content::{self, Platforms};
+use crate::dockerfile::instructions::Dockerfile;
+use crate::dockerfile::plan::{
+    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, Resolver, StagePlan, Step,
+};
 use crate::oci::{self, Descriptor, Digest, History, ImageConfig, Manifest, Parsed, media_type};
 use crate::platform::Platform;
 use crate::progress::Progress;

@@ -2,8 +2,8 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 
 use super::*;
-use crate::build::plan::CopyFrom;
-use crate::build::tree::TreeEntry;
+use crate::builder::tree::TreeEntry;
+use crate::dockerfile::plan::CopyFrom;
 
 struct Fixture {
     _dir: tempfile::TempDir,

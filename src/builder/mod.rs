@@ -1,24 +1,19 @@
-//! `build`: Dockerfile → stages → a plan per platform → execution with a content-addressed
-//! cache. Three layers that never mix, as in BuildKit's frontend: `syntax` (the
-//! parse-dockerfile crate, lines, continuations), `instructions` (typed, flags checked) and
-//! `plan` (expansion, stage graph, platforms; no I/O). The executor then runs the plan.
+//! The builder: executes the plans the Dockerfile frontend (`crate::dockerfile`) makes, one per
+//! platform, with a content-addressed step cache. `exec` walks the stages; COPY/ADD go through
+//! `context`, `copy` and `fetch`; RUN through a `run::Runner` (`runner`: the runtime, QEMU for
+//! foreign platforms); `layer` and `tree` write and index layers; `cache` keeps step records.
 
 pub mod cache;
 pub mod context;
 pub mod copy;
-pub mod dockerignore;
 pub mod exec;
-pub mod expand;
 pub mod fetch;
-pub mod instructions;
 pub mod layer;
-pub mod plan;
 pub mod run;
 pub mod runner;
-pub mod syntax;
 pub mod tree;
 
-pub use syntax::DockerfileError;
+pub use crate::dockerfile::DockerfileError;
 
 use std::sync::Arc;
 

@@ -204,7 +204,7 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::layer::{self, Compression};
+    use crate::builder::layer::{self, Compression};
 
     #[test]
     fn keys_separate_their_parts() {

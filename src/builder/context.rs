@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use super::dockerignore::{Ignore, glob_match, has_wildcards};
+use crate::dockerfile::dockerignore::{Ignore, glob_match, has_wildcards};
 use crate::oci::{Algorithm, Digest, HashingWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +201,7 @@ impl Context {
     /// The paths a COPY/ADD source names (a path or a wildcard pattern), symlinks of the
     /// named path followed, sorted. A wildcard matches only what .dockerignore leaves.
     pub fn sources(&self, src: &str) -> Result<Vec<Item>, ContextError> {
-        let cleaned = super::plan::clean_path(src);
+        let cleaned = crate::dockerfile::plan::clean_path(src);
         let rel = cleaned.trim_start_matches('/').to_string();
         if !has_wildcards(&rel) {
             if !rel.is_empty() && self.ignore.excludes(&rel) {

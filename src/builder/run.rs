@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::layer::{Compression, LayerInfo};
-use super::plan::RunOp;
+use crate::dockerfile::plan::RunOp;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
 use crate::store::Store;

@@ -1,5 +1,5 @@
 use super::*;
-use crate::build::instructions::parse;
+use crate::dockerfile::instructions::parse;
 use crate::oci::RunConfig;
 
 /// Base images by name: busybox (Env PATH, Cmd sh), trig (ONBUILD triggers), entry (Cmd set).

@@ -317,7 +317,7 @@ fn each_member(
         left.set(u64::MAX);
         let mut member = member?;
         let path = member.path()?.to_string_lossy().into_owned();
-        let rel = super::plan::clean_path(&path)
+        let rel = crate::dockerfile::plan::clean_path(&path)
             .trim_start_matches('/')
             .to_string();
         if rel.len() > MAX_MEMBER_PATH {
@@ -394,7 +394,7 @@ fn unpack<W: Write>(
             }
             tar::EntryType::Link => {
                 // A hard link names another member: it moves with the members.
-                let target = super::plan::clean_path(&link.unwrap_or_default());
+                let target = crate::dockerfile::plan::clean_path(&link.unwrap_or_default());
                 h.set_entry_type(tar::EntryType::Link);
                 h.set_size(0);
                 tar.append_link(&mut h, &path, join(target.trim_start_matches('/')))
