@@ -17,6 +17,7 @@ pub mod content;
 pub mod dockerfile;
 pub mod elf;
 pub mod layer;
+pub mod lexical;
 pub mod manifest;
 pub mod oci;
 pub mod platform;

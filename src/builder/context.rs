@@ -74,11 +74,14 @@ impl Context {
             .prefix("context-")
             .tempdir_in(tmp_in)
             .map_err(io_err("create a temp directory in", tmp_in))?;
-        let (reader, _) = crate::archive::decompressed(input).map_err(|e| ContextError::Io {
+        let read_err = |source| ContextError::Io {
             what: "read the context tarball from",
             path: PathBuf::from("stdin"),
-            source: io::Error::other(e.to_string()),
-        })?;
+            source,
+        };
+        let (reader, _) = crate::layer::compression::sniffed(input)
+            .map_err(read_err)?
+            .ok_or_else(|| read_err(io::Error::other("the input is empty")))?;
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
         archive.set_overwrite(true);

@@ -209,11 +209,11 @@ fn is_tar_archive(path: &Path) -> Result<bool, String> {
     if n == 0 {
         return Ok(false);
     }
-    let Ok((mut r, _)) = crate::archive::decompressed(f) else {
+    let Ok(Some((mut r, _))) = crate::layer::compression::sniffed(f) else {
         return Ok(false);
     };
     let mut block = vec![0u8; 512];
-    Ok(r.read_exact(&mut block).is_ok() && crate::archive::looks_like_tar(&block))
+    Ok(r.read_exact(&mut block).is_ok() && crate::layer::tarball::looks_like_tar(&block))
 }
 
 fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved>, String> {
