@@ -20,6 +20,7 @@ pub mod layer;
 pub mod lexical;
 pub mod manifest;
 pub mod oci;
+pub mod passwd;
 pub mod platform;
 pub mod progress;
 pub mod reference;

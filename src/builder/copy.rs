@@ -217,8 +217,8 @@ fn is_tar_archive(path: &Path) -> Result<bool, String> {
 }
 
 fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved>, String> {
-    let norm = crate::dockerfile::plan::clean_path(src);
-    let rel = norm.trim_start_matches('/');
+    let norm = crate::lexical::relative(src);
+    let rel = norm.as_str();
     let matched: Vec<String> = if has_wildcards(rel) {
         let m: Vec<String> = tree
             .paths()

@@ -18,6 +18,7 @@ use super::layer::{self, Content};
 use crate::layer::LayerError;
 use crate::layer::merged::{self, Merged};
 use crate::oci::{Descriptor, Digest};
+use crate::passwd;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -477,29 +478,36 @@ pub fn resolve_owner(
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let lookup = |file: &str, name: &str| -> Result<(u64, Option<u64>), String> {
-        if let Ok(n) = name.parse::<u64>() {
-            return Ok((n, None));
-        }
+    let read = |file: &str, name: &str| -> Result<String, String> {
         let text = tree
             .read_small(store, file, tmp)
             .ok_or_else(|| format!("cannot look up `{name}`: the image has no {file}"))?;
-        let text = String::from_utf8_lossy(&text);
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 3 && f[0] == name {
-                let id = f[2]
-                    .parse()
-                    .map_err(|_| format!("bad {file} line for `{name}`"))?;
-                let gid = f.get(3).and_then(|g| g.parse().ok());
-                return Ok((id, gid));
-            }
-        }
-        Err(format!("no user or group `{name}` in {file}"))
+        Ok(String::from_utf8_lossy(&text).into_owned())
     };
-    let (uid, primary) = lookup("/etc/passwd", user)?;
+    let missing = |file: &str, name: &str| format!("no user or group `{name}` in {file}");
+    let lookup_user = |name: &str| -> Result<(u64, Option<u64>), String> {
+        if let Ok(n) = name.parse::<u64>() {
+            return Ok((n, None));
+        }
+        let text = read("/etc/passwd", name)?;
+        passwd::users(&text)
+            .find(|u| u.name == name)
+            .map(|u| (u64::from(u.uid), u.gid.map(u64::from)))
+            .ok_or_else(|| missing("/etc/passwd", name))
+    };
+    let lookup_group = |name: &str| -> Result<u64, String> {
+        if let Ok(n) = name.parse::<u64>() {
+            return Ok(n);
+        }
+        let text = read("/etc/group", name)?;
+        passwd::groups(&text)
+            .find(|g| g.name == name)
+            .map(|g| u64::from(g.gid))
+            .ok_or_else(|| missing("/etc/group", name))
+    };
+    let (uid, primary) = lookup_user(user)?;
     let gid = match group {
-        Some(g) if !g.is_empty() => lookup("/etc/group", g)?.0,
+        Some(g) if !g.is_empty() => lookup_group(g)?,
         _ if primary_group => primary.unwrap_or(uid),
         _ => uid,
     };
