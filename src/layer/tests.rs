@@ -413,27 +413,19 @@ fn diff_round_trips() {
     .unwrap();
     std::os::unix::fs::chown(upper.join("etc/new.conf"), Some(1000), Some(1000)).unwrap();
     fs::write(upper.join("etc/opaque/only"), "only\n").unwrap();
-    rustix::fs::setxattr(
-        upper.join("etc/opaque"),
-        OVERLAY_OPAQUE,
-        b"y",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-    rustix::fs::setxattr(
-        upper.join("etc/new.conf"),
-        "user.k",
-        b"v",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-    rustix::fs::setxattr(
-        upper.join("etc/new.conf"),
-        "trusted.overlay.origin",
-        b"junk",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    for (path, name, value) in [
+        ("etc/opaque", OVERLAY_OPAQUE, &b"y"[..]),
+        ("etc/new.conf", "user.k", b"v"),
+        ("etc/new.conf", "trusted.overlay.origin", b"junk"),
+    ] {
+        rustix::fs::setxattr(
+            upper.join(path),
+            name,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+    }
     rustix::fs::mknodat(
         rustix::fs::CWD,
         upper.join("etc/deleted"),
