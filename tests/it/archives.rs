@@ -2,7 +2,7 @@
 //! what skopeo and umoci write manifold loads, digests survive round trips, and bad input leaves
 //! the store byte-for-byte as it was.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command as Process;
 
 use predicates::prelude::*;

@@ -3,8 +3,6 @@
 //! attestations kept with their subjects), Docker manifest lists, annotations, pushes that mount
 //! across repositories and copy across registries, and the CI matrix flow with separate roots.
 
-use std::process::Output;
-
 use serde_json::Value;
 
 use crate::harness::{TestRoot, fails, ok, run, skip_unless, stderr_of, stdout_of};

@@ -2,7 +2,6 @@
 //! (anonymous, htpasswd Basic and token auth), faults from a proxy in front of it, and interop
 //! with skopeo both ways.
 
-use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::harness::{TestRoot, fails, ok, run, skip_unless, stderr_of, stdout_of};
