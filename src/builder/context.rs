@@ -74,11 +74,14 @@ impl Context {
             .prefix("context-")
             .tempdir_in(tmp_in)
             .map_err(io_err("create a temp directory in", tmp_in))?;
-        let (reader, _) = crate::archive::decompressed(input).map_err(|e| ContextError::Io {
+        let read_err = |source| ContextError::Io {
             what: "read the context tarball from",
             path: PathBuf::from("stdin"),
-            source: io::Error::other(e.to_string()),
-        })?;
+            source,
+        };
+        let (reader, _) = crate::layer::compression::sniffed(input)
+            .map_err(read_err)?
+            .ok_or_else(|| read_err(io::Error::other("the input is empty")))?;
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
         archive.set_overwrite(true);
@@ -140,69 +143,43 @@ impl Context {
     /// the excluded file reachable). An excluded directory is passed through only on the way
     /// to something a `!` pattern re-includes.
     fn resolve(&self, rel: &str) -> Result<String, ContextError> {
-        let mut done: Vec<String> = Vec::new();
-        let mut todo: Vec<String> = rel
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .rev()
-            .map(str::to_string)
-            .collect();
-        let mut hops = 0;
-        while let Some(c) = todo.pop() {
-            match c.as_str() {
-                "." => continue,
-                ".." => {
-                    done.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            done.push(c);
-            let cur = done.join("/");
-            let meta = self.stat(&cur)?;
-            if self.ignore.excludes(&cur) {
-                let passable = !todo.is_empty()
+        let r = crate::lexical::resolve(rel, true, |cur, last| {
+            let meta = self.stat(cur)?;
+            if self.ignore.excludes(cur) {
+                let passable = !last
                     && meta.as_ref().is_some_and(|m| m.is_dir())
-                    && self.ignore.may_reinclude_under(&cur);
+                    && self.ignore.may_reinclude_under(cur);
                 if !passable {
                     return Err(if cur == rel.trim_matches('/') {
                         ContextError::Ignored(rel.to_string())
                     } else {
                         ContextError::IgnoredTarget {
                             path: rel.to_string(),
-                            target: cur,
+                            target: cur.to_string(),
                         }
                     });
                 }
-                continue;
+                return Ok(None);
             }
-            if let Some(m) = meta
-                && m.file_type().is_symlink()
-            {
-                hops += 1;
-                if hops > 40 {
-                    return Err(ContextError::BadLink(rel.to_string()));
+            match meta {
+                Some(m) if m.file_type().is_symlink() => {
+                    let host = self.host_path(cur);
+                    let target = fs::read_link(&host).map_err(io_err("read the link", &host))?;
+                    Ok(Some(target.to_string_lossy().into_owned()))
                 }
-                let target = fs::read_link(self.host_path(&cur))
-                    .map_err(io_err("read the link", &self.host_path(&cur)))?;
-                let target = target.to_string_lossy().into_owned();
-                done.pop();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                for t in target.split('/').filter(|c| !c.is_empty()).rev() {
-                    todo.push(t.to_string());
-                }
+                _ => Ok(None),
             }
+        })?;
+        if r.looped {
+            return Err(ContextError::BadLink(rel.to_string()));
         }
-        Ok(done.join("/"))
+        Ok(r.path)
     }
 
     /// The paths a COPY/ADD source names (a path or a wildcard pattern), symlinks of the
     /// named path followed, sorted. A wildcard matches only what .dockerignore leaves.
     pub fn sources(&self, src: &str) -> Result<Vec<Item>, ContextError> {
-        let cleaned = crate::dockerfile::plan::clean_path(src);
-        let rel = cleaned.trim_start_matches('/').to_string();
+        let rel = crate::lexical::relative(src);
         if !has_wildcards(&rel) {
             if !rel.is_empty() && self.ignore.excludes(&rel) {
                 return Err(ContextError::Ignored(src.to_string()));

@@ -209,16 +209,16 @@ fn is_tar_archive(path: &Path) -> Result<bool, String> {
     if n == 0 {
         return Ok(false);
     }
-    let Ok((mut r, _)) = crate::archive::decompressed(f) else {
+    let Ok(Some((mut r, _))) = crate::layer::compression::sniffed(f) else {
         return Ok(false);
     };
     let mut block = vec![0u8; 512];
-    Ok(r.read_exact(&mut block).is_ok() && crate::archive::looks_like_tar(&block))
+    Ok(r.read_exact(&mut block).is_ok() && crate::layer::tarball::looks_like_tar(&block))
 }
 
 fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved>, String> {
-    let norm = crate::dockerfile::plan::clean_path(src);
-    let rel = norm.trim_start_matches('/');
+    let norm = crate::lexical::relative(src);
+    let rel = norm.as_str();
     let matched: Vec<String> = if has_wildcards(rel) {
         let m: Vec<String> = tree
             .paths()

@@ -14,7 +14,7 @@ use super::cache::{Cache, KeyBuilder, Record};
 use super::context::Context;
 use super::copy::{self, CopyEnv};
 use super::fetch::{self, Fetched};
-use super::layer::{self, Compression, Entry, Kind, LayerInfo};
+use super::layer::{self, Entry, Kind, LayerInfo};
 use super::run::{RunRequest, Runner};
 use super::tree::{self, Tree};
 use crate::content::{self, Platforms};
@@ -22,6 +22,7 @@ use crate::dockerfile::instructions::Dockerfile;
 use crate::dockerfile::plan::{
     self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, Resolver, StagePlan, Step,
 };
+use crate::layer::Compression;
 use crate::oci::{self, Descriptor, Digest, History, ImageConfig, Manifest, Parsed, media_type};
 use crate::platform::Platform;
 use crate::progress::Progress;

@@ -5,8 +5,9 @@
 
 use std::path::Path;
 
-use super::layer::{Compression, LayerInfo};
+use super::layer::LayerInfo;
 use crate::dockerfile::plan::RunOp;
+use crate::layer::Compression;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
 use crate::store::Store;

@@ -4,16 +4,15 @@
 //! step's layer (OCI whiteouts), its mtimes clamped to SOURCE_DATE_EPOCH when that is set.
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
 use std::sync::Mutex;
 
-use super::layer::{Compression, LayerInfo};
+use super::layer::LayerInfo;
 use super::run::{RunRequest, Runner};
 use crate::binfmt::{Binfmt, EmulatorSearch};
-use crate::oci::{
-    Algorithm, Descriptor, HashingWriter, ImageConfig, Manifest, Parsed, RunConfig, media_type,
-};
+use crate::layer::Compression;
+use crate::oci::{Descriptor, ImageConfig, Manifest, Parsed, RunConfig, media_type};
 use crate::progress::NoProgress;
 use crate::runtime::{Bind, Network, RunOptions, Runtime, Security};
 use crate::store::Store;
@@ -215,7 +214,7 @@ impl Runner for RuntimeRunner {
                     let _ = fs::remove_dir(upper.join(m.target.trim_start_matches('/')));
                 }
                 tidy_upper(&upper);
-                diff_layer(store, &upper, req.compression, req.epoch, req.tmp)
+                diff_layer(store, &upper, req.compression, req.epoch)
             }
         };
         remove();
@@ -238,88 +237,22 @@ fn tidy_upper(upper: &std::path::Path) {
     }
 }
 
-/// The upper directory as a layer: the OCI diff into a temp file, then (mtimes clamped when an
-/// epoch is given) compressed into the store.
+/// The upper directory as a layer (mtimes clamped when an epoch is given), written into the
+/// store while it is read; None when the step changed nothing.
 fn diff_layer(
     store: &Store,
     upper: &std::path::Path,
     compression: Compression,
     epoch: Option<u64>,
-    tmp: &std::path::Path,
 ) -> Result<Option<LayerInfo>, String> {
-    let raw_path = tmp.join("diff.tar");
-    let raw = fs::File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&raw_path)
-        .map_err(|e| io_msg("cannot write the diff", e))?;
-    let (report, raw) = crate::layer::write_diff(upper, io::BufWriter::new(raw))
-        .map_err(|e| io_msg("cannot read the changes", e))?;
-    let mut raw = raw
-        .into_inner()
-        .map_err(|e| io_msg("cannot write the diff", e.error()))?;
+    let blob = store.blob_writer().map_err(|e| e.to_string())?;
+    // Reading the changes and writing the layer share one stream: the cause says which failed.
+    let (diff_id, report, blob) = crate::layer::write_layer_diff(upper, blob, compression, epoch)
+        .map_err(|e| io_msg("cannot turn the changes into a layer", e))?;
     if report.entries == 0 && report.whiteouts == 0 {
+        // The staged blob is removed when dropped.
         return Ok(None);
     }
-    raw.rewind()
-        .map_err(|e| io_msg("cannot read the diff", e))?;
-    let blob = store.blob_writer().map_err(|e| e.to_string())?;
-    let write = |out: &mut dyn Write| -> io::Result<crate::oci::Digest> {
-        let mut hashing = HashingWriter::new(out, Algorithm::Sha256);
-        match epoch {
-            None => {
-                io::copy(&mut io::BufReader::new(&raw), &mut hashing)?;
-            }
-            Some(e) => {
-                let mut archive = tar::Archive::new(io::BufReader::new(&raw));
-                let mut b = tar::Builder::new(&mut hashing);
-                for entry in archive.entries()? {
-                    let mut entry = entry?;
-                    let mut h = entry.header().clone();
-                    if h.mtime().unwrap_or(0) > e {
-                        h.set_mtime(e);
-                    }
-                    let path = entry.path()?.into_owned();
-                    match h.entry_type() {
-                        tar::EntryType::Symlink | tar::EntryType::Link => {
-                            let target = entry
-                                .link_name()?
-                                .map(|l| l.into_owned())
-                                .unwrap_or_default();
-                            b.append_link(&mut h, &path, target)?;
-                        }
-                        _ => b.append_data(&mut h, &path, &mut entry)?,
-                    }
-                }
-                b.finish()?;
-            }
-        }
-        let (_, digest, _) = hashing.finish();
-        Ok(digest)
-    };
-    let (blob, diff_id) = match compression {
-        Compression::Gzip => {
-            let mut gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(6));
-            let d = write(&mut gz).map_err(|e| io_msg("cannot write the layer", e))?;
-            (
-                gz.finish()
-                    .map_err(|e| io_msg("cannot write the layer", e))?,
-                d,
-            )
-        }
-        Compression::Zstd => {
-            let mut z = zstd::stream::write::Encoder::new(blob, 3)
-                .map_err(|e| io_msg("cannot write the layer", e))?;
-            let d = write(&mut z).map_err(|e| io_msg("cannot write the layer", e))?;
-            (
-                z.finish()
-                    .map_err(|e| io_msg("cannot write the layer", e))?,
-                d,
-            )
-        }
-    };
     let (digest, size) = blob.commit(store, None).map_err(|e| e.to_string())?;
     Ok(Some(LayerInfo {
         descriptor: Descriptor::new(compression.media_type(), digest, size),

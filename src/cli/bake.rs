@@ -189,7 +189,7 @@ fn build_target(
     request: &BuildRequest,
     how: &How,
 ) -> anyhow::Result<Descriptor> {
-    use crate::builder::{context, exec, layer};
+    use crate::builder::{context, exec};
     use crate::dockerfile::{instructions, plan};
     let name = request.dockerfile.display().to_string();
     let text = std::fs::read_to_string(&request.dockerfile)
@@ -221,7 +221,7 @@ fn build_target(
             labels: request.labels.clone(),
         },
         no_cache: how.no_cache,
-        compression: layer::Compression::Gzip,
+        compression: crate::layer::Compression::Gzip,
         epoch,
         client: Some(&client),
         runner: how.runner,

@@ -23,12 +23,12 @@ use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::builder::BuildError;
 use crate::builder::context::{self, Context};
 use crate::builder::exec::{self, Output};
-use crate::builder::layer::Compression;
 use crate::builder::run::{Runner, Unavailable};
 use crate::builder::runner::RuntimeRunner;
 use crate::content::{self, Platforms, Sink};
 use crate::dockerfile::instructions;
 use crate::dockerfile::plan::PlanOptions;
+use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -135,9 +135,8 @@ fn load_inputs(args: &BuildArgs, store: &Store) -> anyhow::Result<(Context, Stri
         }
         let mut stdin = BufReader::with_capacity(1 << 20, io::stdin().lock());
         let head = stdin.fill_buf()?.to_vec();
-        let is_archive = crate::archive::sniff_compression(&head)
-            != crate::oci::media_type::LayerCompression::None
-            || crate::archive::looks_like_tar(&head[..head.len().min(512)]);
+        let is_archive = Compression::sniff(&head) != Compression::None
+            || crate::layer::tarball::looks_like_tar(&head[..head.len().min(512)]);
         if !is_archive {
             let mut text = String::new();
             stdin.read_to_string(&mut text)?;

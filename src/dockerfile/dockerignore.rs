@@ -5,6 +5,8 @@
 
 use regex::Regex;
 
+use crate::lexical::relative as clean;
+
 #[derive(Debug, Clone)]
 struct Pattern {
     text: String,
@@ -96,21 +98,6 @@ fn prefix_could_match(pattern: &str, dir: &str) -> bool {
     dc.iter()
         .zip(pc.iter())
         .all(|(d, p)| Regex::new(&to_regex(p)).is_ok_and(|r| r.is_match(d)))
-}
-
-/// `filepath.Clean`, leading `/` removed.
-fn clean(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
 }
 
 fn to_regex(pattern: &str) -> String {

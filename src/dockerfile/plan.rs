@@ -1198,19 +1198,7 @@ fn one_line(text: &str, escape: char) -> String {
 }
 
 /// `/a/./b/../c/` → `/a/c` (always absolute, no trailing slash but for `/`).
-pub fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+pub use crate::lexical::absolute as clean_path;
 
 /// Go's duration syntax (`30s`, `1m30s`, `1.5h`, `500ms`) in nanoseconds.
 pub fn parse_duration(s: &str) -> Option<i64> {

@@ -1,7 +1,7 @@
-//! Helpers for the registry tests: the CNCF distribution registry in three auth modes
-//! (anonymous, htpasswd Basic, token with a token issuer of ours), optionally over TLS with a
-//! test CA; a fault-injecting proxy in front of it; test images built with `manifold import`.
-//! Everything listens on 127.0.0.1 only.
+//! The one test registry: the CNCF distribution registry (`docker-registry`) on a free loopback
+//! port with storage of its own, in three auth modes (anonymous, htpasswd Basic, token with a
+//! token issuer of ours), optionally over TLS with a test CA; a fault-injecting proxy in front of
+//! it; test images built with `manifold import`. Everything listens on 127.0.0.1 only.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -121,7 +121,7 @@ impl TestRegistry {
                 .stderr(log)
                 .spawn()
                 .unwrap();
-            if wait_listening(&mut child, port, Duration::from_secs(20)) {
+            if wait_ready(&mut child, port, Duration::from_secs(20)) {
                 return TestRegistry {
                     child,
                     dir,
@@ -171,6 +171,17 @@ impl TestRegistry {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
+
+    /// Where the registry keeps its blobs and repositories.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A plain HTTP/1.0 GET against the registry (no TLS, no auth): (status, body). Enough for
+    /// checks such as `/v2/_catalog` or `/v2/REPO/tags/list` without an HTTP client.
+    pub fn get(&self, path: &str) -> io::Result<(u16, String)> {
+        http_get(self.port, path)
+    }
 }
 
 impl Drop for TestRegistry {
@@ -187,18 +198,42 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_listening(child: &mut Child, port: u16, limit: Duration) -> bool {
+/// Polls `GET /v2/` until the registry answers anything (401 with auth, 400 to plain HTTP on a
+/// TLS port: it is serving), the registry exits or `limit` passes.
+fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if http_get(port, "/v2/").is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// A plain HTTP/1.0 GET against 127.0.0.1:`port`: (status, body).
+fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// (CA certificate PEM, server certificate PEM for 127.0.0.1, server key PEM).
@@ -968,10 +1003,22 @@ pub fn assert_store_valid(root: &Path) {
     }
 }
 
-pub fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+pub use crate::harness::{stderr_of, stdout_of};
 
-pub fn stdout_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::skip_unless;
+
+    #[test]
+    fn registry_starts_and_answers() {
+        skip_unless!("docker-registry");
+        let registry = TestRegistry::start(Auth::Anonymous);
+        let (status, body) = registry.get("/v2/_catalog").unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"repositories\""), "{body}");
+        assert!(registry.host().starts_with("127.0.0.1:"));
+        let basic = TestRegistry::start(Auth::Basic);
+        assert_eq!(basic.get("/v2/").unwrap().0, 401);
+    }
 }

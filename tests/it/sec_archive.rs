@@ -17,8 +17,9 @@ use flate2::write::GzEncoder;
 use predicates::prelude::*;
 use serde_json::{Value, json};
 
-use crate::harness::{Registry, TestRoot, busybox_rootfs, skip_unless, tree_hash};
+use crate::harness::{TestRoot, busybox_rootfs, skip_unless, stderr_of, tree_hash};
 use crate::local::import;
+use crate::registry_harness::{Auth, TestRegistry};
 
 // --- crafted input -----------------------------------------------------------------------------
 
@@ -146,10 +147,6 @@ fn write(root: &TestRoot, name: &str, bytes: &[u8]) -> PathBuf {
     let p = root.scratch("files").join(name);
     fs::write(&p, bytes).unwrap();
     p
-}
-
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// `root.redact`, plus the random names of staging directories and temp files.
@@ -596,7 +593,7 @@ fn load_refuses_ambiguous_documents() {
 #[test]
 fn pull_copy_and_manifest_create_refuse_ambiguous_documents_from_a_registry() {
     skip_unless!("docker-registry");
-    let registry = Registry::start();
+    let registry = TestRegistry::start(Auth::Anonymous);
     let base = format!("http://{}/v2/ambiguous", registry.host());
     let http = reqwest::blocking::Client::new();
     let a = ambiguous();
