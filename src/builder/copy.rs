@@ -15,7 +15,7 @@ use super::cache::KeyBuilder;
 use super::context::{Context, mtime};
 use super::layer::{Content, Contents, Entry, Kind, Unpack};
 use super::tree::{EntryKind, Tree};
-use crate::dockerfile::dockerignore::{Ignore, glob_match, has_wildcards};
+use crate::dockerfile::dockerignore::{Glob, Ignore, has_wildcards};
 use crate::dockerfile::plan::{CopyOp, CopySrc};
 use crate::oci::Digest;
 use crate::store::Store;
@@ -61,7 +61,7 @@ struct Resolved {
 /// link target and content digest (never mtimes).
 pub fn context_key(op: &CopyOp, ctx: &Context) -> Result<Digest, String> {
     let mut k = KeyBuilder::new("copy-context");
-    let exclude = Ignore::parse(&op.exclude.join("\n")).map_err(|e| e.to_string())?;
+    let exclude = Ignore::from_patterns(&op.exclude).map_err(|e| e.to_string())?;
     for src in &op.sources {
         match src {
             CopySrc::Path(p) => {
@@ -220,9 +220,10 @@ fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved
     let norm = crate::dockerfile::plan::clean_path(src);
     let rel = norm.trim_start_matches('/');
     let matched: Vec<String> = if has_wildcards(rel) {
+        let glob = Glob::new(rel).map_err(|e| e.to_string())?;
         let m: Vec<String> = tree
             .paths()
-            .filter(|p| glob_match(rel, p))
+            .filter(|p| glob.matches(p))
             .map(str::to_string)
             .collect();
         if m.is_empty() {
@@ -323,7 +324,7 @@ pub struct CopyEnv<'a> {
 
 /// What a COPY/ADD puts in its layer.
 pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Contents, String> {
-    let exclude = Ignore::parse(&op.exclude.join("\n")).map_err(|e| e.to_string())?;
+    let exclude = Ignore::from_patterns(&op.exclude).map_err(|e| e.to_string())?;
     let mut resolved: Vec<Resolved> = Vec::new();
     for src in &op.sources {
         match src {
