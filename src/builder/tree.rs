@@ -56,7 +56,7 @@ pub struct TreeEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
-    #[error("cannot read layer {digest}: {source}")]
+    #[error("cannot read layer {digest}")]
     Read {
         digest: Digest,
         #[source]
@@ -541,6 +541,17 @@ pub fn entries_of(entries: &[layer::Entry]) -> Vec<TreeEntry> {
         .collect()
 }
 
+/// Why `--chown` or a WORKDIR's USER names no owner.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    #[error("cannot look up `{name}`: the image has no {file}")]
+    NoFile { name: String, file: &'static str },
+    #[error("bad {file} line for `{name}`")]
+    BadLine { name: String, file: &'static str },
+    #[error("no user or group `{name}` in {file}")]
+    Unknown { name: String, file: &'static str },
+}
+
 /// `user[:group]` as numbers, names looked up in the tree's /etc/passwd and /etc/group. A user
 /// without group gets the same number as GID (docker's rule for COPY --chown).
 pub fn resolve_owner(
@@ -549,30 +560,31 @@ pub fn resolve_owner(
     store: &Store,
     tmp: &Path,
     primary_group: bool,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), OwnerError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let lookup = |file: &str, name: &str| -> Result<(u64, Option<u64>), String> {
+    let lookup = |file: &'static str, name: &str| -> Result<(u64, Option<u64>), OwnerError> {
         if let Ok(n) = name.parse::<u64>() {
             return Ok((n, None));
         }
-        let text = tree
-            .read_small(store, file, tmp)
-            .ok_or_else(|| format!("cannot look up `{name}`: the image has no {file}"))?;
+        let name = name.to_string();
+        let Some(text) = tree.read_small(store, file, tmp) else {
+            return Err(OwnerError::NoFile { name, file });
+        };
         let text = String::from_utf8_lossy(&text);
         for line in text.lines() {
             let f: Vec<&str> = line.split(':').collect();
             if f.len() >= 3 && f[0] == name {
-                let id = f[2]
-                    .parse()
-                    .map_err(|_| format!("bad {file} line for `{name}`"))?;
+                let Ok(id) = f[2].parse() else {
+                    return Err(OwnerError::BadLine { name, file });
+                };
                 let gid = f.get(3).and_then(|g| g.parse().ok());
                 return Ok((id, gid));
             }
         }
-        Err(format!("no user or group `{name}` in {file}"))
+        Err(OwnerError::Unknown { name, file })
     };
     let (uid, primary) = lookup("/etc/passwd", user)?;
     let gid = match group {
@@ -654,7 +666,8 @@ mod tests {
                 digest,
                 layer.len() as u64,
             );
-            let err = layer_entries(&store, &cache, &d).unwrap_err().to_string();
+            let e = layer_entries(&store, &cache, &d).unwrap_err();
+            let err = format!("{e}: {}", std::error::Error::source(&e).unwrap());
             assert!(
                 err.contains(&format!("entry `{name}`")) && err.contains("must name an entry"),
                 "{name}: {err}"
@@ -775,20 +788,20 @@ mod tests {
         let got = t.read_small(&store, "/etc/pw", dir.path()).unwrap();
         assert!(got.starts_with(b"root:"));
         assert_eq!(
-            resolve_owner("app", &t, &store, dir.path(), false),
-            Ok((1000, 1000))
+            resolve_owner("app", &t, &store, dir.path(), false).unwrap(),
+            (1000, 1000)
         );
         assert_eq!(
-            resolve_owner("app", &t, &store, dir.path(), true),
-            Ok((1000, 1001))
+            resolve_owner("app", &t, &store, dir.path(), true).unwrap(),
+            (1000, 1001)
         );
         assert_eq!(
-            resolve_owner("app:staff", &t, &store, dir.path(), false),
-            Ok((1000, 50))
+            resolve_owner("app:staff", &t, &store, dir.path(), false).unwrap(),
+            (1000, 50)
         );
         assert_eq!(
-            resolve_owner("5:6", &t, &store, dir.path(), false),
-            Ok((5, 6))
+            resolve_owner("5:6", &t, &store, dir.path(), false).unwrap(),
+            (5, 6)
         );
         assert!(resolve_owner("nobody", &t, &store, dir.path(), false).is_err());
     }

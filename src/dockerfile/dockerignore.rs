@@ -204,11 +204,13 @@ impl Glob {
     pub fn new(pattern: &str) -> Result<Glob, IgnoreError> {
         let cleaned = go_clean(pattern);
         let cleaned = cleaned.trim_start_matches('/');
-        compile(cleaned, false).map(Glob).map_err(|reason| IgnoreError {
-            line: None,
-            pattern: pattern.to_string(),
-            reason,
-        })
+        compile(cleaned, false)
+            .map(Glob)
+            .map_err(|reason| IgnoreError {
+                line: None,
+                pattern: pattern.to_string(),
+                reason,
+            })
     }
 
     pub fn matches(&self, path: &str) -> bool {

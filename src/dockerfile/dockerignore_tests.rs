@@ -93,7 +93,8 @@ fn reading_the_file() {
     assert!(i.patterns[3].exclusion);
     assert_eq!(i.patterns[3].text, "e");
     // patternmatcher's ignorefile test: the same file, and its lone `!` lines are errors
-    let content = "test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n!\n! ";
+    let content =
+        "test1\n/test2\n/a/file/here\n\nlastfile\n# this is a comment\n! /inverted/abs/path\n!\n! ";
     let e = Ignore::parse(content).unwrap_err();
     assert_eq!(e.line, Some(8));
     assert_eq!(e.pattern, "!");

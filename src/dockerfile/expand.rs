@@ -433,7 +433,10 @@ impl Scan<'_> {
             Some(c @ (':' | '+' | '-' | '?' | '#' | '%')) => {
                 let colon = c == ':';
                 let op = if colon { self.next() } else { Some(c) };
-                let shown: String = [Some(c), op.filter(|_| colon)].into_iter().flatten().collect();
+                let shown: String = [Some(c), op.filter(|_| colon)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
                 let pattern_op = matches!(op, Some('#' | '%'));
                 if colon && pattern_op {
                     return Err(modifier(&shown, self.input));
@@ -503,11 +506,9 @@ impl Scan<'_> {
                     re.replace_all(&value, replacement.as_str()).into_owned()
                 } else {
                     match re.find(&value) {
-                        Some(m) => format!(
-                            "{}{replacement}{}",
-                            &value[..m.start()],
-                            &value[m.end()..]
-                        ),
+                        Some(m) => {
+                            format!("{}{replacement}{}", &value[..m.start()], &value[m.end()..])
+                        }
                         None => value,
                     }
                 })

@@ -57,7 +57,11 @@ fn quotes_and_escapes() {
     assert_eq!(w("\"a \\\"q\\\" \\$A \\x\""), "a \"q\" $A \\x");
     assert_eq!(w("\\$A"), "$A");
     assert_eq!(w("a\\ b"), "a b");
-    assert_eq!(w("trailing\\"), "trailing", "an escape that escapes nothing goes");
+    assert_eq!(
+        w("trailing\\"),
+        "trailing",
+        "an escape that escapes nothing goes"
+    );
     assert_eq!(w("a''b\"\"c"), "abc");
 }
 
@@ -134,7 +138,9 @@ fn pattern_removal_and_replacement() {
     assert_eq!(w("${P/l/L}"), "/usr/Local/lib/x.tar.gz");
     assert_eq!(w("${P//l/L}"), "/usr/LocaL/Lib/x.tar.gz");
     assert_eq!(w("${UNSET##*/}"), "");
-    for special in ["$@", "${#}", "$*", "$?", "$$", "$!", "$0", "${-}", "$9", "${10}"] {
+    for special in [
+        "$@", "${#}", "$*", "$?", "$$", "$!", "$0", "${-}", "$9", "${10}",
+    ] {
         assert_eq!(w(special), "", "{special}");
     }
 }
@@ -420,12 +426,28 @@ const WITH_MATCHES: &[(&str, &[(&str, &str)], Option<&str>)] = &[
     ("x", &[("DUMMY", "dummy")], Some("x")),
     ("x ${UNUSED}", &[("DUMMY", "dummy")], Some("x ")),
     ("x ${FOO}", &[("FOO", "y")], Some("x y")),
-    ("${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}", &[("FOO", "xxx"), ("BAR", "")], Some("xxx  ccc")),
-    ("${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}", &[("FOO", "xxx"), ("BAR", "")], Some("xxx bbb ccc")),
+    (
+        "${FOO-aaa} ${BAR-bbb} ${BAZ-ccc}",
+        &[("FOO", "xxx"), ("BAR", "")],
+        Some("xxx  ccc"),
+    ),
+    (
+        "${FOO:-aaa} ${BAR:-bbb} ${BAZ:-ccc}",
+        &[("FOO", "xxx"), ("BAR", "")],
+        Some("xxx bbb ccc"),
+    ),
     ("${FOO:-}", &[("FOO", "xxx"), ("BAR", "")], Some("xxx")),
     ("${FOO:-}", &[], Some("")),
-    ("${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}", &[("FOO", "xxx"), ("BAR", "")], Some("aaa bbb ")),
-    ("${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}", &[("FOO", "xxx"), ("BAR", "")], Some("aaa  ")),
+    (
+        "${FOO+aaa} ${BAR+bbb} ${BAZ+ccc}",
+        &[("FOO", "xxx"), ("BAR", "")],
+        Some("aaa bbb "),
+    ),
+    (
+        "${FOO:+aaa} ${BAR:+bbb} ${BAZ:+ccc}",
+        &[("FOO", "xxx"), ("BAR", "")],
+        Some("aaa  "),
+    ),
     ("${FOO?aaa}", &[("FOO", "xxx"), ("BAR", "")], Some("xxx")),
     ("${BAR?bbb}", &[("FOO", "xxx"), ("BAR", "")], Some("")),
     ("${BAZ?ccc}", &[("FOO", "xxx"), ("BAR", "")], None),
@@ -436,7 +458,11 @@ const WITH_MATCHES: &[(&str, &[(&str, &str)], Option<&str>)] = &[
     ("${FOO=aaa}", &[("FOO", "xxx"), ("BAR", "")], None),
     ("${FOO=:aaa}", &[("FOO", "xxx"), ("BAR", "")], None),
     ("${FOO=}", &[], None),
-    ("${FOO#()[]{\\}^$.\\*\\?|\\\\}", &[("FOO", "()[]{}^$.*?|\\x")], Some("x")),
+    (
+        "${FOO#()[]{\\}^$.\\*\\?|\\\\}",
+        &[("FOO", "()[]{}^$.*?|\\x")],
+        Some("x"),
+    ),
     ("${FOO%%\\**}", &[("FOO", "xx**")], Some("xx")),
     ("${FOO#*x*y}", &[("FOO", "xxyy")], Some("y")),
     ("${FOO#*}", &[("FOO", "xxyy")], Some("xxyy")),
@@ -446,10 +472,18 @@ const WITH_MATCHES: &[(&str, &[(&str, &str)], Option<&str>)] = &[
     ("${FOO##*x}", &[("FOO", "xxyy")], Some("yy")),
     ("${FOO##}", &[("FOO", "xxyy")], Some("xxyy")),
     ("${FOO#?\\?}", &[("FOO", "???y")], Some("?y")),
-    ("${ABC:-.}${FOO%x}${ABC:-.}", &[("FOO", "xxyy")], Some(".xxyy.")),
+    (
+        "${ABC:-.}${FOO%x}${ABC:-.}",
+        &[("FOO", "xxyy")],
+        Some(".xxyy."),
+    ),
     ("${FOO%%\\**\\*}", &[("FOO", "a***yy*")], Some("a")),
     ("${FOO%}", &[("FOO", "xxyy")], Some("xxyy")),
-    ("${FOO%%$BAR}", &[("FOO", "xxyy"), ("BAR", "")], Some("xxyy")),
+    (
+        "${FOO%%$BAR}",
+        &[("FOO", "xxyy"), ("BAR", "")],
+        Some("xxyy"),
+    ),
     ("${FOO:#}", &[], None),
     ("${FOO:##}", &[], None),
     ("${FOO:%}", &[], None),
@@ -466,41 +500,87 @@ const WITH_MATCHES: &[(&str, &[(&str, &str)], Option<&str>)] = &[
     ),
     (
         "${FOO/$NEEDLE/$REPLACEMENT} - ${FOO//$NEEDLE/$REPLACEMENT}",
-        &[("FOO", "/a/foo/b/c.txt"), ("NEEDLE", "/?/"), ("REPLACEMENT", "/")],
+        &[
+            ("FOO", "/a/foo/b/c.txt"),
+            ("NEEDLE", "/?/"),
+            ("REPLACEMENT", "/"),
+        ],
         Some("/foo/b/c.txt - /foo/c.txt"),
     ),
     (
         "${FOO/$NEEDLE/$REPLACEMENT}",
-        &[("FOO", "http://google.de"), ("NEEDLE", "http://"), ("REPLACEMENT", "https://")],
+        &[
+            ("FOO", "http://google.de"),
+            ("NEEDLE", "http://"),
+            ("REPLACEMENT", "https://"),
+        ],
         Some("https://google.de"),
     ),
-    ("${FOO//\\//\\/}", &[("FOO", "/tmp/foo.txt")], Some("\\/tmp\\/foo.txt")),
-    ("${FOO/$BAR/ww}", &[("FOO", "xxyy"), ("BAR", "")], Some("wwxxyy")),
+    (
+        "${FOO//\\//\\/}",
+        &[("FOO", "/tmp/foo.txt")],
+        Some("\\/tmp\\/foo.txt"),
+    ),
+    (
+        "${FOO/$BAR/ww}",
+        &[("FOO", "xxyy"), ("BAR", "")],
+        Some("wwxxyy"),
+    ),
     ("${FOO//ww}", &[("FOO", "xxyy")], None),
     ("${FOO//}", &[("FOO", "xxyy")], None),
     ("${FOO///}", &[("FOO", "xxyy")], Some("xxyy")),
     ("${FOO///}", &[], Some("")),
     // TestShellParserMandatoryEnvVars
-    ("${VAR:?message here$ARG}", &[("VAR", "plain"), ("ARG", "x")], Some("plain")),
-    ("${VAR:?message here$ARG}", &[("VAR", ""), ("ARG", "x")], None),
+    (
+        "${VAR:?message here$ARG}",
+        &[("VAR", "plain"), ("ARG", "x")],
+        Some("plain"),
+    ),
+    (
+        "${VAR:?message here$ARG}",
+        &[("VAR", ""), ("ARG", "x")],
+        None,
+    ),
     ("${VAR:?message here$ARG}", &[("ARG", "x")], None),
-    ("${VAR?message here$ARG}", &[("VAR", "plain"), ("ARG", "x")], Some("plain")),
-    ("${VAR?message here$ARG}", &[("VAR", ""), ("ARG", "x")], Some("")),
+    (
+        "${VAR?message here$ARG}",
+        &[("VAR", "plain"), ("ARG", "x")],
+        Some("plain"),
+    ),
+    (
+        "${VAR?message here$ARG}",
+        &[("VAR", ""), ("ARG", "x")],
+        Some(""),
+    ),
     ("${VAR?message here$ARG}", &[("ARG", "x")], None),
     // TestProcessWithMatchesPlatform
     (
         "something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz",
-        &[("VERSION", "v1.2.3"), ("TARGETOS", "linux"), ("TARGETARCH", "arm"), ("TARGETVARIANT", "v7")],
+        &[
+            ("VERSION", "v1.2.3"),
+            ("TARGETOS", "linux"),
+            ("TARGETARCH", "arm"),
+            ("TARGETVARIANT", "v7"),
+        ],
         Some("something-v1.2.3.linux-arm-v7.tar.gz"),
     ),
     (
         "something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz",
-        &[("VERSION", "v1.2.3"), ("TARGETOS", "linux"), ("TARGETARCH", "arm64"), ("TARGETVARIANT", "")],
+        &[
+            ("VERSION", "v1.2.3"),
+            ("TARGETOS", "linux"),
+            ("TARGETARCH", "arm64"),
+            ("TARGETVARIANT", ""),
+        ],
         Some("something-v1.2.3.linux-arm64.tar.gz"),
     ),
     (
         "something-${VERSION}.${TARGETOS}-${TARGETARCH}${TARGETVARIANT:+-${TARGETVARIANT}}.tar.gz",
-        &[("VERSION", "v1.2.3"), ("TARGETOS", "linux"), ("TARGETARCH", "arm64")],
+        &[
+            ("VERSION", "v1.2.3"),
+            ("TARGETOS", "linux"),
+            ("TARGETARCH", "arm64"),
+        ],
         Some("something-v1.2.3.linux-arm64.tar.gz"),
     ),
 ];
@@ -517,14 +597,18 @@ fn vars_of(pairs: &[(&str, &str)]) -> Vars {
 fn buildkit_tables() {
     let lx = Lexer::default();
     let mut failures = Vec::new();
-    let mut check = |input: &str, vars: &Vars, want: Option<&str>| {
-        match (lx.word(input, vars), want) {
+    let mut check =
+        |input: &str, vars: &Vars, want: Option<&str>| match (lx.word(input, vars), want) {
             (Ok(got), Some(want)) if got == want => {}
             (Err(_), None) => {}
             (got, want) => failures.push(format!("{input:?}: got {got:?}, want {want:?}")),
-        }
-    };
-    let env = vars_of(&[("PWD", "/home"), ("SHELL", "bash"), ("KOREAN", "한국어"), ("NULL", "")]);
+        };
+    let env = vars_of(&[
+        ("PWD", "/home"),
+        ("SHELL", "bash"),
+        ("KOREAN", "한국어"),
+        ("NULL", ""),
+    ]);
     for &(input, want) in ENV_VAR_TEST {
         check(input, &env, want);
     }
