@@ -293,10 +293,10 @@ impl TargetBuilder for FakeBuilder {
                 line: 2,
                 platform: "linux/amd64 stage-0".into(),
                 instruction: "RUN false".into(),
-                source: StepError::Run(RunError::Exit {
+                source: Box::new(StepError::Run(RunError::Exit {
                     argv: "/bin/sh -c false".into(),
                     code: 1,
-                }),
+                })),
             });
         }
         Ok(Descriptor::of(
@@ -384,10 +384,8 @@ fn nothing_is_pushed_unless_every_target_built() {
     let cause = std::error::Error::source(&errors[0]).unwrap();
     assert!(matches!(
         cause.downcast_ref::<BuildError>(),
-        Some(BuildError::Step {
-            source: StepError::Run(RunError::Exit { code: 1, .. }),
-            ..
-        })
+        Some(BuildError::Step { source, .. })
+            if matches!(**source, StepError::Run(RunError::Exit { code: 1, .. }))
     ));
     let mut events = recorder.events.lock().unwrap().clone();
     events.sort();

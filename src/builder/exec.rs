@@ -286,7 +286,7 @@ impl Resolver for Executor<'_> {
 
 impl<'a> Executor<'a> {
     /// A base image for a platform: from the store, pulled first when it is not there.
-    fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, ImageError> {
+    fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, Box<ImageError>> {
         let key = (reference.to_string(), platform.to_string());
         if let Some(i) = self.images.lock().expect("images").get(&key) {
             return Ok(i.clone());
@@ -298,7 +298,7 @@ impl<'a> Executor<'a> {
                 self.local_image(reference, platform)?
                     .ok_or_else(|| ImageError::NoPlatform {
                         reference: reference.to_string(),
-                        platform: platform.clone(),
+                        platform: platform.to_string(),
                         available: "none in the store".into(),
                     })?
             }
@@ -317,7 +317,7 @@ impl<'a> Executor<'a> {
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<Option<Image>, ImageError> {
+    ) -> Result<Option<Image>, Box<ImageError>> {
         let store = self.o.store;
         let store_err = |source| ImageError::Store {
             reference: reference.to_string(),
@@ -326,7 +326,7 @@ impl<'a> Executor<'a> {
         let found = match store.lookup(reference) {
             Ok(f) => f,
             Err(crate::store::StoreError::ImageNotFound(_)) => return Ok(None),
-            Err(e) => return Err(store_err(e)),
+            Err(e) => return Err(store_err(e).into()),
         };
         let mut desc = found.descriptor;
         if desc.is_index() {
@@ -339,9 +339,10 @@ impl<'a> Executor<'a> {
                     .collect();
                 return Err(ImageError::NoPlatform {
                     reference: reference.to_string(),
-                    platform: platform.clone(),
+                    platform: platform.to_string(),
                     available: have.join(", "),
-                });
+                }
+                .into());
             };
             if !store.has_blob(&child.digest) {
                 return Ok(None);
@@ -357,9 +358,10 @@ impl<'a> Executor<'a> {
         if !platform.matcher().matches(&actual) {
             return Err(ImageError::WrongPlatform {
                 reference: reference.to_string(),
-                actual,
-                platform: platform.clone(),
-            });
+                actual: actual.to_string(),
+                platform: platform.to_string(),
+            }
+            .into());
         }
         if let Some(missing) = manifest
             .value
@@ -370,7 +372,8 @@ impl<'a> Executor<'a> {
             return Err(ImageError::MissingLayer {
                 reference: reference.to_string(),
                 layer: missing.digest.clone(),
-            });
+            }
+            .into());
         }
         Ok(Some(Image {
             manifest: desc,
@@ -379,11 +382,12 @@ impl<'a> Executor<'a> {
         }))
     }
 
-    fn pull(&self, reference: &str, platform: &Platform) -> Result<(), ImageError> {
+    fn pull(&self, reference: &str, platform: &Platform) -> Result<(), Box<ImageError>> {
         let Some(client) = self.o.client else {
             return Err(ImageError::NotInStore {
                 reference: reference.to_string(),
-            });
+            }
+            .into());
         };
         let r = Reference::parse(reference).map_err(|source| ImageError::Reference {
             reference: reference.to_string(),
@@ -401,7 +405,7 @@ impl<'a> Executor<'a> {
             })?;
         let pull_err = |source| ImageError::Pull {
             reference: reference.to_string(),
-            platform: platform.clone(),
+            platform: platform.to_string(),
             source,
         };
         let root = content::Source::resolve(&repo, &r).map_err(pull_err)?;
@@ -592,7 +596,7 @@ impl<'a> Executor<'a> {
             line: step.line,
             platform: stage_label(stage),
             instruction: step.text.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -614,7 +618,7 @@ impl<'a> Executor<'a> {
                         line: stage.line,
                         platform: stage_label(stage),
                         instruction: format!("FROM {r}"),
-                        source: e.into(),
+                        source: Box::new(e.into()),
                     })?;
                 (
                     img.value.layers.clone(),

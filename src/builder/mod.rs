@@ -29,7 +29,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::content::ContentError;
-use crate::platform::Platform;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -47,7 +46,7 @@ pub enum BuildError {
         platform: String,
         instruction: String,
         #[source]
-        source: StepError,
+        source: Box<StepError>,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -89,7 +88,7 @@ impl BuildError {
 pub enum StepError {
     /// The base image or a `COPY --from` image.
     #[error(transparent)]
-    Image(#[from] ImageError),
+    Image(#[from] Box<ImageError>),
     #[error(transparent)]
     Copy(#[from] copy::CopyError),
     #[error(transparent)]
@@ -124,14 +123,14 @@ pub enum ImageError {
     #[error("`{reference}` has no image for {platform} (it has {available})")]
     NoPlatform {
         reference: String,
-        platform: Platform,
+        platform: String,
         available: String,
     },
     #[error("`{reference}` is an image for {actual}, not {platform}")]
     WrongPlatform {
         reference: String,
-        actual: Platform,
-        platform: Platform,
+        actual: String,
+        platform: String,
     },
     #[error("layer {layer} of `{reference}` is missing from the store")]
     MissingLayer {
@@ -153,7 +152,7 @@ pub enum ImageError {
     #[error("`{reference}` is not in the store, and cannot be pulled for {platform}")]
     Pull {
         reference: String,
-        platform: Platform,
+        platform: String,
         #[source]
         source: ContentError,
     },

@@ -42,7 +42,7 @@ pub enum RunError {
     Mount(MountKind),
     #[error("cannot run {platform} programs here")]
     Emulation {
-        platform: Platform,
+        platform: String,
         #[source]
         source: BinfmtError,
     },

@@ -50,7 +50,7 @@ impl Runner for RuntimeRunner {
             self.binfmt
                 .ensure(req.platform)
                 .map_err(|source| RunError::Emulation {
-                    platform: req.platform.clone(),
+                    platform: req.platform.to_string(),
                     source,
                 })?;
         }

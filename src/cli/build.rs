@@ -111,7 +111,7 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         BuildError::Store(s) => return super::errors::store_hint(s).map(Into::into),
         _ => return None,
     };
-    match step {
+    match step.as_ref() {
         StepError::Run(RunError::NotRoot) => Some("run the build with sudo".into()),
         StepError::Run(RunError::Mount(_)) => Some(
             "use `--mount=type=cache` or `--mount=type=tmpfs`, or copy what the step needs with COPY"

@@ -422,7 +422,13 @@ const WORDS_TEST: &[Words] = &[
 
 /// TestProcessWithMatches and TestShellParserMandatoryEnvVars: input, variables, and the word
 /// or an error.
-const WITH_MATCHES: &[(&str, &[(&str, &str)], Option<&str>)] = &[
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<&'static str>,
+);
+
+const WITH_MATCHES: &[Case] = &[
     ("x", &[("DUMMY", "dummy")], Some("x")),
     ("x ${UNUSED}", &[("DUMMY", "dummy")], Some("x ")),
     ("x ${FOO}", &[("FOO", "y")], Some("x y")),

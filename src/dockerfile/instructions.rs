@@ -151,16 +151,44 @@ pub struct RunMount {
     pub env: Option<String>,
 }
 
-fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+/// Why a `--mount` value is refused (BuildKit's `parseMount` checks).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountError {
+    #[error("--mount field `{0}` must be a key=value pair")]
+    NotKeyValue(String),
+    #[error("--mount {key}={value}: expected true or false")]
+    NotBool { key: String, value: String },
+    #[error("unsupported mount type `{0}`: expected bind, cache, tmpfs, secret or ssh")]
+    Kind(String),
+    #[error("unsupported sharing value `{0}`: expected shared, private or locked")]
+    Sharing(String),
+    #[error("unknown --mount option `{0}`")]
+    UnknownKey(String),
+    #[error("--mount {key} is not allowed for type={}", .kind.as_str())]
+    NotForKind { key: &'static str, kind: MountKind },
+    #[error("a secret mount cannot have a from")]
+    SecretFrom,
+    #[error("a secret mount needs an id, a source or a target")]
+    SecretNothing,
+    #[error("a secret mount cannot have both a source and an id")]
+    SecretSourceAndId,
+    #[error("RUN --mount=type={} needs a target", .0.as_str())]
+    NoTarget(MountKind),
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, MountError> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "t" | "true" => Ok(true),
         "0" | "f" | "false" => Ok(false),
-        _ => Err(format!("--mount {key}={v}: expected true or false")),
+        _ => Err(MountError::NotBool {
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
     }
 }
 
 /// One `--mount` value, checked as BuildKit's `parseMount` checks it.
-fn run_mount(spec: &str) -> Result<RunMount, String> {
+fn run_mount(spec: &str) -> Result<RunMount, MountError> {
     let mut m = RunMount::default();
     for field in spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
         let (key, value) = match field.split_once('=') {
@@ -172,7 +200,7 @@ fn run_mount(spec: &str) -> Result<RunMount, String> {
                 "ro" | "readonly" => m.read_only = Some(true),
                 "rw" | "readwrite" => m.read_only = Some(false),
                 "required" => m.required = true,
-                _ => return Err(format!("--mount field `{field}` must be a key=value pair")),
+                _ => return Err(MountError::NotKeyValue(field.to_string())),
             }
             continue;
         };
@@ -184,11 +212,7 @@ fn run_mount(spec: &str) -> Result<RunMount, String> {
                     "tmpfs" => MountKind::Tmpfs,
                     "secret" => MountKind::Secret,
                     "ssh" => MountKind::Ssh,
-                    _ => {
-                        return Err(format!(
-                            "unsupported mount type `{v}`: expected bind, cache, tmpfs, secret or ssh"
-                        ));
-                    }
+                    _ => return Err(MountError::Kind(v)),
                 }
             }
             "from" => m.from = Some(v),
@@ -204,56 +228,47 @@ fn run_mount(spec: &str) -> Result<RunMount, String> {
                     "shared" => Sharing::Shared,
                     "private" => Sharing::Private,
                     "locked" => Sharing::Locked,
-                    _ => {
-                        return Err(format!(
-                            "unsupported sharing value `{v}`: expected shared, private or locked"
-                        ));
-                    }
+                    _ => return Err(MountError::Sharing(v)),
                 })
             }
             "mode" => m.mode = Some(v),
             "uid" => m.uid = Some(v),
             "gid" => m.gid = Some(v),
             "env" => m.env = Some(v),
-            k => return Err(format!("unknown --mount option `{k}`")),
+            _ => return Err(MountError::UnknownKey(key)),
         }
     }
-    let kind = m.kind.as_str();
-    let file_info = matches!(
-        m.kind,
-        MountKind::Secret | MountKind::Ssh | MountKind::Cache
-    );
-    for (key, set) in [
-        ("mode", m.mode.is_some()),
-        ("uid", m.uid.is_some()),
-        ("gid", m.gid.is_some()),
+    let kind = m.kind;
+    let file_info = matches!(kind, MountKind::Secret | MountKind::Ssh | MountKind::Cache);
+    for (key, set, allowed) in [
+        ("mode", m.mode.is_some(), file_info),
+        ("uid", m.uid.is_some(), file_info),
+        ("gid", m.gid.is_some(), file_info),
+        (
+            "required",
+            m.required,
+            matches!(kind, MountKind::Secret | MountKind::Ssh),
+        ),
+        ("size", m.size.is_some(), kind == MountKind::Tmpfs),
+        ("sharing", m.sharing.is_some(), kind == MountKind::Cache),
     ] {
-        if set && !file_info {
-            return Err(format!("--mount {key} is not allowed for type={kind}"));
+        if set && !allowed {
+            return Err(MountError::NotForKind { key, kind });
         }
     }
-    if m.required && !matches!(m.kind, MountKind::Secret | MountKind::Ssh) {
-        return Err(format!("--mount required is not allowed for type={kind}"));
-    }
-    if m.size.is_some() && m.kind != MountKind::Tmpfs {
-        return Err(format!("--mount size is not allowed for type={kind}"));
-    }
-    if m.sharing.is_some() && m.kind != MountKind::Cache {
-        return Err(format!("--mount sharing is not allowed for type={kind}"));
-    }
-    if m.kind == MountKind::Secret {
+    if kind == MountKind::Secret {
         if m.from.is_some() {
-            return Err("a secret mount cannot have a from".into());
+            return Err(MountError::SecretFrom);
         }
         if m.source.is_none() && m.target.is_none() && m.id.is_none() {
-            return Err("a secret mount needs an id, a source or a target".into());
+            return Err(MountError::SecretNothing);
         }
         if m.source.is_some() && m.id.is_some() {
-            return Err("a secret mount cannot have both a source and an id".into());
+            return Err(MountError::SecretSourceAndId);
         }
     }
-    if m.target.is_none() && !matches!(m.kind, MountKind::Secret | MountKind::Ssh) {
-        return Err(format!("RUN --mount=type={kind} needs a target"));
+    if m.target.is_none() && !matches!(kind, MountKind::Secret | MountKind::Ssh) {
+        return Err(MountError::NoTarget(kind));
     }
     Ok(m)
 }
@@ -587,7 +602,7 @@ fn convert(
             )?;
             let mut mounts = Vec::new();
             for spec in flags.all("mount")? {
-                mounts.push(run_mount(&spec).map_err(|e| map.error(line, e))?);
+                mounts.push(run_mount(&spec).map_err(|e| map.error(line, e.to_string()))?);
             }
             if let Some(sec) = flags.value("security")?
                 && sec != "sandbox"

@@ -891,7 +891,7 @@ impl<'a> Planner<'a> {
         line: usize,
         h: &Healthcheck,
     ) -> Result<(String, Op), Halt> {
-        let value = HealthConfig::new(h).map_err(|e| self.err(line, e))?;
+        let value = HealthConfig::new(h).map_err(|e| self.err(line, e.to_string()))?;
         let value = serde_json::to_value(value).expect("a health check serialises");
         st.config.run_config_mut().healthcheck = Some(value.clone());
         Ok((format!("HEALTHCHECK {value}"), Op::Meta))
@@ -1427,8 +1427,19 @@ struct HealthConfig {
     retries: Option<i64>,
 }
 
+/// Why HEALTHCHECK's flags are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HealthcheckError {
+    #[error("HEALTHCHECK --{flag}={value}: not a duration such as 30s")]
+    Duration { flag: &'static str, value: String },
+    #[error("HEALTHCHECK --{flag}={value}: must be at least 1ms")]
+    TooShort { flag: &'static str, value: String },
+    #[error("HEALTHCHECK --retries={0}: expected a number")]
+    Retries(String),
+}
+
 impl HealthConfig {
-    fn new(h: &Healthcheck) -> Result<HealthConfig, String> {
+    fn new(h: &Healthcheck) -> Result<HealthConfig, HealthcheckError> {
         let (command, options) = match h {
             Healthcheck::None => {
                 return Ok(HealthConfig {
@@ -1448,22 +1459,28 @@ impl HealthConfig {
                 .collect(),
             CommandForm::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
         };
-        let duration = |flag: &str, v: &Option<String>| -> Result<Option<i64>, String> {
-            let Some(v) = v else { return Ok(None) };
-            let ns = parse_duration(v)
-                .ok_or_else(|| format!("HEALTHCHECK --{flag}={v}: not a duration such as 30s"))?;
-            if ns != 0 && ns < 1_000_000 {
-                return Err(format!("HEALTHCHECK --{flag}={v}: must be at least 1ms"));
-            }
-            Ok(Some(ns))
-        };
+        let duration =
+            |flag: &'static str, v: &Option<String>| -> Result<Option<i64>, HealthcheckError> {
+                let Some(v) = v else { return Ok(None) };
+                let ns = parse_duration(v).ok_or_else(|| HealthcheckError::Duration {
+                    flag,
+                    value: v.clone(),
+                })?;
+                if ns != 0 && ns < 1_000_000 {
+                    return Err(HealthcheckError::TooShort {
+                        flag,
+                        value: v.clone(),
+                    });
+                }
+                Ok(Some(ns))
+            };
         let retries = match &options.retries {
             None => None,
             Some(r) => Some(
                 r.parse::<i64>()
                     .ok()
                     .filter(|n| *n >= 0)
-                    .ok_or_else(|| format!("HEALTHCHECK --retries={r}: expected a number"))?,
+                    .ok_or_else(|| HealthcheckError::Retries(r.clone()))?,
             ),
         };
         Ok(HealthConfig {
