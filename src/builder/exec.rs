@@ -267,7 +267,10 @@ impl Resolver for Executor<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<ImageConfig, ResolveError> {
-        Ok(self.image(reference, platform)?.config.clone())
+        match self.image(reference, platform) {
+            Ok(i) => Ok(i.config.clone()),
+            Err(e) => Err(e),
+        }
     }
 
     fn local_image_config(
@@ -275,11 +278,12 @@ impl Resolver for Executor<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<ImageConfig, ResolveError> {
-        match self.local_image(reference, platform)? {
-            Some(i) => Ok(i.config),
-            None => Err(Box::new(ImageError::NotInStore {
+        match self.local_image(reference, platform) {
+            Ok(Some(i)) => Ok(i.config),
+            Ok(None) => Err(Box::new(ImageError::NotInStore {
                 reference: reference.to_string(),
             })),
+            Err(e) => Err(e),
         }
     }
 }
