@@ -33,6 +33,32 @@ pub fn relative(path: &str) -> String {
     str_components(path).collect::<Vec<_>>().join("/")
 }
 
+/// Go's `filepath.Clean` for `/`-separated paths, not under a root (what `.dockerignore`
+/// patterns are cleaned with): `.` and empty components dropped, `..` removing the one before
+/// (kept at the start of a relative path), `.` for nothing.
+pub fn go_clean(p: &str) -> String {
+    let rooted = p.starts_with('/');
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => match parts.last() {
+                Some(&last) if last != ".." => {
+                    parts.pop();
+                }
+                _ if rooted => {}
+                _ => parts.push(".."),
+            },
+            c => parts.push(c),
+        }
+    }
+    match (rooted, parts.is_empty()) {
+        (true, _) => format!("/{}", parts.join("/")),
+        (false, true) => ".".to_string(),
+        (false, false) => parts.join("/"),
+    }
+}
+
 /// `a/./b/../c/` → `/a/c`; the root is `/` (the form of a Dockerfile's paths).
 pub fn absolute(path: &str) -> String {
     format!("/{}", relative(path))

@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::dockerfile::dockerignore::{Ignore, glob_match, has_wildcards};
+use crate::dockerfile::dockerignore::{Glob, Ignore, IgnoreError, has_wildcards};
 use crate::oci::{Algorithm, Digest, HashingWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,10 @@ pub enum ContextError {
     NoMatch(String),
     #[error("`{0}` points outside the build context or loops")]
     BadLink(String),
+    #[error("{0}")]
+    Pattern(IgnoreError),
+    #[error("{}", ignore_file(.path, .error))]
+    IgnoreFile { path: PathBuf, error: IgnoreError },
     #[error("cannot {what} {path}")]
     Io {
         what: &'static str,
@@ -33,6 +37,19 @@ pub enum ContextError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `PATH:LINE: invalid pattern …`, as a compiler names a line.
+fn ignore_file(path: &Path, e: &IgnoreError) -> String {
+    match e.line {
+        Some(l) => format!(
+            "{}:{l}: invalid pattern `{}`: {}",
+            path.display(),
+            e.pattern,
+            e.reason
+        ),
+        None => format!("{}: {e}", path.display()),
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ContextError + 'a {
@@ -201,7 +218,11 @@ impl Context {
             }]);
         }
         let mut out = Vec::new();
-        let components: Vec<&str> = rel.split('/').collect();
+        let components = rel
+            .split('/')
+            .map(|c| Ok((c, Glob::new(c)?)))
+            .collect::<Result<Vec<_>, IgnoreError>>()
+            .map_err(ContextError::Pattern)?;
         self.glob(&components, &mut out)?;
         if out.is_empty() {
             return Err(ContextError::NoMatch(src.to_string()));
@@ -228,7 +249,7 @@ impl Context {
     /// a resolved path of the context (a symlinked directory is followed inside the context,
     /// never by the host), and the work is a list, not a recursion: a deep tree and `**`
     /// cannot exhaust the stack.
-    fn glob(&self, components: &[&str], out: &mut Vec<Item>) -> Result<(), ContextError> {
+    fn glob(&self, components: &[(&str, Glob)], out: &mut Vec<Item>) -> Result<(), ContextError> {
         let join = |dir: &str, name: &str| {
             if dir.is_empty() {
                 name.to_string()
@@ -239,7 +260,7 @@ impl Context {
         let mut work: Vec<(String, usize)> = vec![(String::new(), 0)];
         let mut seen = std::collections::HashSet::new();
         while let Some((dir, at)) = work.pop() {
-            let Some(first) = components.get(at) else {
+            let Some((first, pattern)) = components.get(at) else {
                 continue;
             };
             // `**` and links can reach one state two ways; do each once.
@@ -259,7 +280,7 @@ impl Context {
                 continue;
             }
             for (name, _) in self.list(&dir)? {
-                if !glob_match(first, &name) {
+                if !pattern.matches(&name) {
                     continue;
                 }
                 let rel = join(&dir, &name);
@@ -395,10 +416,9 @@ pub fn read_ignore(root: &Path, dockerfile: Option<&Path>) -> Result<Ignore, Con
     for c in candidates {
         match fs::read_to_string(&c) {
             Ok(text) => {
-                return Ignore::parse(&text).map_err(|e| ContextError::Io {
-                    what: "parse",
+                return Ignore::parse(&text).map_err(|error| ContextError::IgnoreFile {
                     path: c.clone(),
-                    source: io::Error::other(e.to_string()),
+                    error,
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

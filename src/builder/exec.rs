@@ -9,23 +9,23 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
-use super::BuildError;
 use super::cache::{Cache, KeyBuilder, Record};
 use super::context::Context;
 use super::copy::{self, CopyEnv};
-use super::fetch::{self, Fetched};
+use super::fetch::{self, FetchError, Fetched};
 use super::layer::{self, Entry, Kind, LayerInfo};
-use super::run::{RunRequest, Runner};
+use super::report::{BuildEvent, BuildReporter, StepInfo};
+use super::run::{RunError, RunRequest, Runner};
 use super::tree::{self, Tree};
+use super::{BuildError, ImageError, StepError};
 use crate::content::{self, Platforms};
-use crate::dockerfile::instructions::Dockerfile;
+use crate::dockerfile::instructions::{Dockerfile, MountKind};
 use crate::dockerfile::plan::{
-    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, Resolver, StagePlan, Step,
+    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, ResolveError, Resolver, StagePlan, Step,
 };
 use crate::layer::Compression;
 use crate::oci::{self, Descriptor, Digest, History, ImageConfig, Manifest, Parsed, media_type};
 use crate::platform::Platform;
-use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::Client;
 use crate::store::Store;
@@ -43,7 +43,7 @@ pub struct Options<'a> {
     /// Pulls base images the store lacks; None: the store only.
     pub client: Option<&'a Client>,
     pub runner: &'a dyn Runner,
-    pub progress: &'a dyn Progress,
+    pub reporter: &'a dyn BuildReporter,
 }
 
 /// One platform's image.
@@ -131,6 +131,7 @@ fn rfc3339(secs: u64) -> String {
 
 /// Run the build; returns the images, written to the store but not tagged.
 pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
+    let started = Instant::now();
     let _guard = o.store.write_guard()?;
     let cache = Cache::open(o.store)?;
     let now = std::time::SystemTime::now()
@@ -149,7 +150,10 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         downloads: tempfile::Builder::new()
             .prefix("downloads-")
             .tempdir_in(o.store.tmp_dir())
-            .map_err(|e| BuildError::Other(format!("cannot create a temp directory: {e}")))?,
+            .map_err(|source| BuildError::Temp {
+                dir: o.store.tmp_dir().to_path_buf(),
+                source,
+            })?,
         downloaded: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         counter: AtomicUsize::new(0),
@@ -166,10 +170,8 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
     if let Some(plan) = ex.plans.first()
         && !plan.unused_args.is_empty()
     {
-        o.progress.message(&format!(
-            "warning: build args not consumed by any ARG: {}",
-            plan.unused_args.join(", ")
-        ));
+        o.reporter
+            .report(&BuildEvent::UnusedArgs(&plan.unused_args));
     }
     let ex = &ex;
     ex.run_stages();
@@ -210,12 +212,19 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         o.store.put_bytes(&index.bytes)?;
         index.descriptor(media_type::OCI_INDEX)
     };
-    Ok(Output {
+    let out = Output {
         images,
         root,
         steps_run: ex.run.load(Ordering::Relaxed),
         steps_cached: ex.cached.load(Ordering::Relaxed),
-    })
+    };
+    o.reporter.report(&BuildEvent::BuildFinished {
+        root: &out.root,
+        steps_run: out.steps_run,
+        steps_cached: out.steps_cached,
+        duration: started.elapsed(),
+    });
+    Ok(out)
 }
 
 /// A digest per planned stage that is equal exactly when two stages would build the same
@@ -254,25 +263,35 @@ fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
 const PARALLEL_STAGES: usize = 16;
 
 impl Resolver for Executor<'_> {
-    fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
-        self.image(reference, platform).map(|i| i.config.clone())
+    fn image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, ResolveError> {
+        match self.image(reference, platform) {
+            Ok(i) => Ok(i.config.clone()),
+            Err(e) => Err(e),
+        }
     }
 
     fn local_image_config(
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<ImageConfig, String> {
-        match self.local_image(reference, platform)? {
-            Some(i) => Ok(i.config),
-            None => Err("not in the store".into()),
+    ) -> Result<ImageConfig, ResolveError> {
+        match self.local_image(reference, platform) {
+            Ok(Some(i)) => Ok(i.config),
+            Ok(None) => Err(Box::new(ImageError::NotInStore {
+                reference: reference.to_string(),
+            })),
+            Err(e) => Err(e),
         }
     }
 }
 
 impl<'a> Executor<'a> {
     /// A base image for a platform: from the store, pulled first when it is not there.
-    fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, String> {
+    fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, Box<ImageError>> {
         let key = (reference.to_string(), platform.to_string());
         if let Some(i) = self.images.lock().expect("images").get(&key) {
             return Ok(i.clone());
@@ -282,7 +301,11 @@ impl<'a> Executor<'a> {
             Ok(None) => {
                 self.pull(reference, platform)?;
                 self.local_image(reference, platform)?
-                    .ok_or_else(|| format!("`{reference}` has no image for {platform}"))?
+                    .ok_or_else(|| ImageError::NoPlatform {
+                        reference: reference.to_string(),
+                        platform: platform.to_string(),
+                        available: "none in the store".into(),
+                    })?
             }
             Err(e) => return Err(e),
         };
@@ -295,44 +318,55 @@ impl<'a> Executor<'a> {
     }
 
     /// Ok(None) when the store lacks the image (or its platform's manifest).
-    fn local_image(&self, reference: &str, platform: &Platform) -> Result<Option<Image>, String> {
+    fn local_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Option<Image>, Box<ImageError>> {
         let store = self.o.store;
+        let store_err = |source| ImageError::Store {
+            reference: reference.to_string(),
+            source,
+        };
         let found = match store.lookup(reference) {
             Ok(f) => f,
             Err(crate::store::StoreError::ImageNotFound(_)) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(store_err(e).into()),
         };
         let mut desc = found.descriptor;
         if desc.is_index() {
-            let index = store.read_index(&desc.digest).map_err(|e| e.to_string())?;
+            let index = store.read_index(&desc.digest).map_err(store_err)?;
             let Some(child) = index.value.select(&platform.matcher()) else {
                 let have: Vec<String> = index
                     .value
                     .images()
                     .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
                     .collect();
-                return Err(format!(
-                    "`{reference}` has no image for {platform} (it has {})",
-                    have.join(", ")
-                ));
+                return Err(ImageError::NoPlatform {
+                    reference: reference.to_string(),
+                    platform: platform.to_string(),
+                    available: have.join(", "),
+                }
+                .into());
             };
             if !store.has_blob(&child.digest) {
                 return Ok(None);
             }
             desc = child.clone();
         }
-        let manifest = store
-            .read_manifest(&desc.digest)
-            .map_err(|e| e.to_string())?;
+        let manifest = store.read_manifest(&desc.digest).map_err(store_err)?;
         let config = store
             .read_config(&manifest.value.config.digest)
-            .map_err(|e| e.to_string())?
+            .map_err(store_err)?
             .value;
         let actual = config.platform();
         if !platform.matcher().matches(&actual) {
-            return Err(format!(
-                "`{reference}` is an image for {actual}, not {platform}"
-            ));
+            return Err(ImageError::WrongPlatform {
+                reference: reference.to_string(),
+                actual: actual.to_string(),
+                platform: platform.to_string(),
+            }
+            .into());
         }
         if let Some(missing) = manifest
             .value
@@ -340,10 +374,11 @@ impl<'a> Executor<'a> {
             .iter()
             .find(|l| !store.has_blob(&l.digest))
         {
-            return Err(format!(
-                "layer {} of `{reference}` is missing from the store",
-                missing.digest
-            ));
+            return Err(ImageError::MissingLayer {
+                reference: reference.to_string(),
+                layer: missing.digest.clone(),
+            }
+            .into());
         }
         Ok(Some(Image {
             manifest: desc,
@@ -352,30 +387,50 @@ impl<'a> Executor<'a> {
         }))
     }
 
-    fn pull(&self, reference: &str, platform: &Platform) -> Result<(), String> {
+    fn pull(&self, reference: &str, platform: &Platform) -> Result<(), Box<ImageError>> {
         let Some(client) = self.o.client else {
-            return Err("not in the store".into());
+            return Err(ImageError::NotInStore {
+                reference: reference.to_string(),
+            }
+            .into());
         };
-        let r = Reference::parse(reference).map_err(|e| e.to_string())?;
-        self.o
-            .progress
-            .message(&format!("pulling {} for {platform}", r.familiar()));
+        let r = Reference::parse(reference).map_err(|source| ImageError::Reference {
+            reference: reference.to_string(),
+            source,
+        })?;
+        self.o.reporter.report(&BuildEvent::Pulling {
+            reference: &r,
+            platform,
+        });
         let repo = client
             .repository(&r)
-            .map_err(|e| format!("not in the store, and cannot pull it: {e}"))?;
-        let root = content::Source::resolve(&repo, &r)
-            .map_err(|e| format!("not in the store, and cannot pull it: {e}"))?;
+            .map_err(|source| ImageError::Registry {
+                reference: reference.to_string(),
+                source,
+            })?;
+        let pull_err = |source| ImageError::Pull {
+            reference: reference.to_string(),
+            platform: platform.to_string(),
+            source,
+        };
+        let root = content::Source::resolve(&repo, &r).map_err(pull_err)?;
         content::copy_with(
             &repo,
             self.o.store,
             &r,
             &root,
             &Platforms::Best(platform.matcher()),
-            self.o.progress,
+            self.o.reporter.transfers(),
             &content::CopyOptions::default(),
         )
-        .map_err(|e| format!("cannot pull it: {e}"))?;
-        self.o.store.tag(&r, &root).map_err(|e| e.to_string())?;
+        .map_err(pull_err)?;
+        self.o
+            .store
+            .tag(&r, &root)
+            .map_err(|source| ImageError::Store {
+                reference: reference.to_string(),
+                source,
+            })?;
         Ok(())
     }
 
@@ -461,7 +516,7 @@ impl<'a> Executor<'a> {
 
     /// The digest of what `url` serves now, once per build: revalidated with what the server
     /// said last time (a 304 is the same content, nothing downloaded), else downloaded.
-    fn url_digest(&self, url: &str) -> Result<Digest, String> {
+    fn url_digest(&self, url: &str) -> Result<Digest, FetchError> {
         let cell = self.url(url);
         let mut u = cell.lock().expect("url");
         if let Some(d) = &u.digest {
@@ -473,14 +528,8 @@ impl<'a> Executor<'a> {
             self.cache.validators(url)
         };
         let file = self.download_path();
-        let fetched = fetch::fetch(url, &file, known.as_ref()).map_err(|e| e.to_string())?;
-        if let Fetched::Body {
-            validators: Some(v),
-            ..
-        } = &fetched
-        {
-            self.cache.put_validators(v).map_err(|e| e.to_string())?;
-        }
+        let fetched = fetch::fetch(url, &file, known.as_ref())?;
+        self.keep_validators(url, &fetched)?;
         if matches!(fetched, Fetched::Body { .. }) {
             u.body = Some(file);
         }
@@ -490,7 +539,23 @@ impl<'a> Executor<'a> {
 
     /// The body of `url` for a step that runs: downloaded now when only revalidated before,
     /// and then it must still be the content the step's cache key names.
-    fn url_body(&self, url: &str) -> Result<std::path::PathBuf, String> {
+    fn keep_validators(&self, url: &str, fetched: &Fetched) -> Result<(), FetchError> {
+        if let Fetched::Body {
+            validators: Some(v),
+            ..
+        } = fetched
+        {
+            self.cache
+                .put_validators(v)
+                .map_err(|source| FetchError::Cache {
+                    url: url.to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn url_body(&self, url: &str) -> Result<std::path::PathBuf, FetchError> {
         let want = self.url_digest(url)?;
         let cell = self.url(url);
         let mut u = cell.lock().expect("url");
@@ -498,20 +563,15 @@ impl<'a> Executor<'a> {
             return Ok(b.clone());
         }
         let file = self.download_path();
-        let fetched = fetch::fetch(url, &file, None).map_err(|e| e.to_string())?;
+        let fetched = fetch::fetch(url, &file, None)?;
         if fetched.digest() != &want {
-            return Err(format!(
-                "{url}: the content changed while the build ran (it was {want}, now {}); run the build again",
-                fetched.digest()
-            ));
+            return Err(FetchError::Changed {
+                url: url.to_string(),
+                was: want,
+                now: fetched.digest().clone(),
+            });
         }
-        if let Fetched::Body {
-            validators: Some(v),
-            ..
-        } = &fetched
-        {
-            self.cache.put_validators(v).map_err(|e| e.to_string())?;
-        }
+        self.keep_validators(url, &fetched)?;
         u.body = Some(file.clone());
         Ok(file)
     }
@@ -535,19 +595,13 @@ impl<'a> Executor<'a> {
         .clone()
     }
 
-    fn step_error(
-        &self,
-        plan: &Plan,
-        stage: &StagePlan,
-        step: &Step,
-        message: String,
-    ) -> BuildError {
+    fn step_error(&self, stage: &StagePlan, step: &Step, source: StepError) -> BuildError {
         BuildError::Step {
             file: self.o.dockerfile.map.name.clone(),
             line: step.line,
-            platform: plan_label(plan, stage),
+            platform: stage_label(stage),
             instruction: step.text.clone(),
-            message,
+            source: Box::new(source),
         }
     }
 
@@ -564,12 +618,12 @@ impl<'a> Executor<'a> {
             Base::Image(r) => {
                 let img = self
                     .image(r, &stage.platform)
-                    .map_err(|m| BuildError::Step {
+                    .map_err(|e| BuildError::Step {
                         file: self.o.dockerfile.map.name.clone(),
                         line: stage.line,
-                        platform: plan_label(plan, stage),
+                        platform: stage_label(stage),
                         instruction: format!("FROM {r}"),
-                        message: m,
+                        source: Box::new(e.into()),
                     })?;
                 (
                     img.value.layers.clone(),
@@ -596,8 +650,7 @@ impl<'a> Executor<'a> {
             if self.failed.load(Ordering::Relaxed) {
                 return Err(BuildError::Cancelled);
             }
-            let label = format!("[{} {}/{}]", plan_label(plan, stage), n + 1, total);
-            let (record, layer_entries) = match &step.op {
+            let record = match &step.op {
                 Op::Meta => {
                     let key = KeyBuilder::new("meta")
                         .add_str(&chain.to_string())
@@ -619,28 +672,24 @@ impl<'a> Executor<'a> {
                             }
                         },
                     };
-                    (
-                        Record {
-                            layer: None,
-                            created,
-                            blobs: Vec::new(),
-                        },
-                        None,
-                    )
+                    Record {
+                        layer: None,
+                        created,
+                        blobs: Vec::new(),
+                    }
                 }
                 _ => {
                     let key = self.step_key(plan, stage, step, &chain)?;
-                    let (record, cached) = self.step_result(&key, &label, step, |n| {
-                        self.execute(plan, stage, step, n, &layers, &diff_ids, &mut tree)
+                    let place = (n + 1, total);
+                    let record = self.step_result(&key, stage, step, place, |info| {
+                        self.execute(plan, stage, step, info, &layers, &diff_ids, &mut tree)
                     })?;
-                    let _ = cached;
                     if record.layer.is_some() {
                         chain = key;
                     }
-                    (record, Some(()))
+                    record
                 }
             };
-            let _ = layer_entries;
             let empty = record.layer.is_none();
             if let Some(l) = &record.layer {
                 layers.push(l.descriptor.clone());
@@ -694,7 +743,7 @@ impl<'a> Executor<'a> {
         step: &Step,
         chain: &Digest,
     ) -> Result<Digest, BuildError> {
-        let fail = |m: String| self.step_error(plan, stage, step, m);
+        let fail = |e: StepError| self.step_error(stage, step, e);
         let mut k = KeyBuilder::new("step");
         k.add_str(&chain.to_string())
             .add_str(&stage.platform.to_string())
@@ -704,32 +753,25 @@ impl<'a> Executor<'a> {
         if let Op::Copy(c) = &step.op {
             for src in &c.sources {
                 if let CopySrc::Url(u) = src {
-                    let digest = self.url_digest(u).map_err(&fail)?;
-                    fetch::verify(u, &digest, c.checksum.as_deref())
-                        .map_err(|e| fail(e.to_string()))?;
+                    let digest = self.url_digest(u).map_err(|e| fail(e.into()))?;
+                    fetch::verify(u, &digest, c.checksum.as_deref()).map_err(|e| fail(e.into()))?;
                     k.add_str(&digest.to_string());
                 }
             }
             match &c.from {
                 CopyFrom::Context => {
-                    k.add_str(
-                        &copy::context_key(c, self.o.context)
-                            .map_err(fail)?
-                            .to_string(),
-                    );
+                    let key = copy::context_key(c, self.o.context).map_err(|e| fail(e.into()))?;
+                    k.add_str(&key.to_string());
                 }
                 CopyFrom::Stage(j) => {
-                    let pi = self
-                        .plans
-                        .iter()
-                        .position(|p| std::ptr::eq(p, plan))
-                        .expect("plan");
                     // A failed stage is reported as itself, not inside this step.
-                    let out = self.stage(pi, *j).map_err(BuildError::Shared)?;
+                    let out = self
+                        .stage(self.plan_index(plan), *j)
+                        .map_err(BuildError::Shared)?;
                     k.add_str(&out.chain.to_string());
                 }
                 CopyFrom::Image(r) => {
-                    let img = self.image(r, &stage.platform).map_err(fail)?;
+                    let img = self.image(r, &stage.platform).map_err(|e| fail(e.into()))?;
                     k.add_str(&img.manifest.digest.to_string());
                 }
             }
@@ -737,15 +779,24 @@ impl<'a> Executor<'a> {
         Ok(k.finish())
     }
 
-    /// A step's record: from this build's memo, the cache, or by running it. The bool says
-    /// whether it was cached.
+    fn plan_index(&self, plan: &Plan) -> usize {
+        self.plans
+            .iter()
+            .position(|p| std::ptr::eq(p, plan))
+            .expect("a plan of this build")
+    }
+
+    /// A step's record: from this build's memo, the cache, or by running it (`run` gets the
+    /// step's place for its events). `place`: the step's index among the stage's, and their
+    /// number.
     fn step_result(
         &self,
         key: &Digest,
-        label: &str,
+        stage: &StagePlan,
         step: &Step,
-        run: impl FnOnce(usize) -> Result<Option<LayerInfo>, BuildError>,
-    ) -> Result<(Record, bool), BuildError> {
+        (index, total): (usize, usize),
+        run: impl FnOnce(&StepInfo<'_>) -> Result<Option<LayerInfo>, BuildError>,
+    ) -> Result<Record, BuildError> {
         let cell = self
             .steps
             .lock()
@@ -753,43 +804,57 @@ impl<'a> Executor<'a> {
             .entry(key.clone())
             .or_default()
             .clone();
-        let mut ran_here = false;
-        let r = cell
-            .get_or_init(|| {
-                ran_here = true;
-                let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
-                self.o
-                    .progress
-                    .message(&format!("#{n} {label} {}", step.text));
-                if !self.o.no_cache
-                    && let Some(r) = self.cache.get(key)
-                {
-                    self.o.progress.message(&format!("#{n} CACHED"));
-                    self.cached.fetch_add(1, Ordering::Relaxed);
-                    return Ok((r, true));
+        let label = stage.label();
+        cell.get_or_init(|| {
+            let info = StepInfo {
+                number: self.counter.fetch_add(1, Ordering::Relaxed) + 1,
+                platform: &stage.platform,
+                stage: &label,
+                index,
+                total,
+                instruction: &step.text,
+                line: step.line,
+            };
+            let report = self.o.reporter;
+            report.report(&BuildEvent::StepStarted(info));
+            if !self.o.no_cache
+                && let Some(r) = self.cache.get(key)
+            {
+                report.report(&BuildEvent::StepCached(info));
+                self.cached.fetch_add(1, Ordering::Relaxed);
+                return Ok((r, true));
+            }
+            let started = Instant::now();
+            let layer = match run(&info) {
+                Ok(l) => l,
+                Err(e) => {
+                    if let BuildError::Step { source, .. } = &e {
+                        report.report(&BuildEvent::StepFailed {
+                            step: info,
+                            error: source,
+                        });
+                    }
+                    return Err(Arc::new(e));
                 }
-                let started = Instant::now();
-                let layer = run(n).map_err(Arc::new)?;
-                let record = Record {
-                    blobs: layer.iter().map(|l| l.descriptor.digest.clone()).collect(),
-                    layer,
-                    created: rfc3339(self.o.epoch.unwrap_or(self.now)),
-                };
-                self.cache
-                    .put(key, &record)
-                    .map_err(|e| Arc::new(e.into()))?;
-                self.run.fetch_add(1, Ordering::Relaxed);
-                self.o.progress.message(&format!(
-                    "#{n} DONE {:.1}s",
-                    started.elapsed().as_secs_f64()
-                ));
-                Ok((record, false))
-            })
-            .clone();
-        if !ran_here && r.is_ok() {
-            // Another platform's identical step: nothing to do here.
-        }
-        r.map_err(BuildError::Shared)
+            };
+            let record = Record {
+                blobs: layer.iter().map(|l| l.descriptor.digest.clone()).collect(),
+                layer,
+                created: rfc3339(self.o.epoch.unwrap_or(self.now)),
+            };
+            self.cache
+                .put(key, &record)
+                .map_err(|e| Arc::new(e.into()))?;
+            self.run.fetch_add(1, Ordering::Relaxed);
+            report.report(&BuildEvent::StepFinished {
+                step: info,
+                duration: started.elapsed(),
+            });
+            Ok((record, false))
+        })
+        .clone()
+        .map(|(record, _)| record)
+        .map_err(BuildError::Shared)
     }
 
     fn tree_of<'t>(
@@ -797,20 +862,20 @@ impl<'a> Executor<'a> {
         st: &'t mut StageTree,
         layers: &[Descriptor],
         diff_ids: &[Digest],
-    ) -> Result<&'t Tree, BuildError> {
-        let read_err = |e: tree::TreeError| BuildError::Other(e.to_string());
+    ) -> Result<&'t Tree, StepError> {
         match &mut st.tree {
             None => {
-                st.tree = Some(
-                    Tree::load_with(self.o.store, &self.cache, layers, diff_ids)
-                        .map_err(read_err)?,
-                );
+                st.tree = Some(Tree::load_with(
+                    self.o.store,
+                    &self.cache,
+                    layers,
+                    diff_ids,
+                )?);
                 st.pending.clear();
             }
             Some(t) => {
                 for d in st.pending.drain(..) {
-                    let entries =
-                        tree::layer_entries(self.o.store, &self.cache, &d).map_err(read_err)?;
+                    let entries = tree::layer_entries(self.o.store, &self.cache, &d)?;
                     t.push(d, entries);
                 }
             }
@@ -818,15 +883,17 @@ impl<'a> Executor<'a> {
         Ok(st.tree.as_ref().expect("just loaded"))
     }
 
-    fn stage_tree(&self, out: &StageOut) -> Result<Arc<Tree>, BuildError> {
+    fn stage_tree(&self, out: &StageOut) -> Result<Arc<Tree>, StepError> {
         let mut t = out.tree.lock().expect("tree");
         if let Some(t) = t.as_ref() {
             return Ok(t.clone());
         }
-        let loaded = Arc::new(
-            Tree::load_with(self.o.store, &self.cache, &out.layers, &out.diff_ids)
-                .map_err(|e| BuildError::Other(e.to_string()))?,
-        );
+        let loaded = Arc::new(Tree::load_with(
+            self.o.store,
+            &self.cache,
+            &out.layers,
+            &out.diff_ids,
+        )?);
         *t = Some(loaded.clone());
         Ok(loaded)
     }
@@ -839,26 +906,54 @@ impl<'a> Executor<'a> {
         plan: &Plan,
         stage: &StagePlan,
         step: &Step,
-        n: usize,
+        info: &StepInfo<'_>,
         layers: &[Descriptor],
         diff_ids: &[Digest],
         tree: &mut StageTree,
     ) -> Result<Option<LayerInfo>, BuildError> {
-        let store = self.o.store;
-        let fail = |m: String| self.step_error(plan, stage, step, m);
-        let tmp = tempfile::Builder::new()
+        // A stage this step copies from that failed is reported as itself.
+        if let Op::Copy(c) = &step.op
+            && let CopyFrom::Stage(j) = c.from
+        {
+            let out = self
+                .stage(self.plan_index(plan), j)
+                .map_err(BuildError::Shared)?;
+            return self
+                .copy_from_stage(c, &out, layers, diff_ids, tree)
+                .map(Some)
+                .map_err(|e| self.step_error(stage, step, e));
+        }
+        self.execute_step(stage, step, info, layers, diff_ids, tree)
+            .map_err(|e| self.step_error(stage, step, e))
+    }
+
+    fn temp_dir(&self) -> Result<tempfile::TempDir, StepError> {
+        tempfile::Builder::new()
             .prefix("build-")
-            .tempdir_in(store.tmp_dir())
-            .map_err(|e| BuildError::Other(format!("cannot create a temp directory: {e}")))?;
+            .tempdir_in(self.o.store.tmp_dir())
+            .map_err(StepError::Temp)
+    }
+
+    fn execute_step(
+        &self,
+        stage: &StagePlan,
+        step: &Step,
+        info: &StepInfo<'_>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<Option<LayerInfo>, StepError> {
+        let store = self.o.store;
         match &step.op {
             Op::Meta => Ok(None),
             Op::Workdir { path, user } => {
+                let tmp = self.temp_dir()?;
                 let t = self.tree_of(tree, layers, diff_ids)?;
                 if t.is_dir(path) {
                     return Ok(None);
                 }
                 let owner = match user {
-                    Some(u) => tree::resolve_owner(u, t, store, tmp.path(), true).map_err(fail)?,
+                    Some(u) => tree::resolve_owner(u, t, store, tmp.path(), true)?,
                     None => (0, 0),
                 };
                 let mut entries = Vec::new();
@@ -885,61 +980,37 @@ impl<'a> Executor<'a> {
                 Ok(Some(info))
             }
             Op::Copy(c) => {
-                let owner = match &c.chown {
-                    Some(spec) => {
-                        let t = self.tree_of(tree, layers, diff_ids)?;
-                        Some(tree::resolve_owner(spec, t, store, tmp.path(), false).map_err(fail)?)
-                    }
-                    None => None,
-                };
-                let dest_tree = self.tree_of(tree, layers, diff_ids)?;
-                let download = |u: &str| self.url_body(u);
-                let env = CopyEnv {
-                    store,
-                    dest_tree,
-                    owner,
-                    now: self.now,
-                    tmp: tmp.path(),
-                    download: &download,
-                };
-                let entries = match &c.from {
-                    CopyFrom::Context => {
-                        copy::entries(c, &copy::Source::Context(self.o.context), &env)
-                    }
-                    CopyFrom::Stage(j) => {
-                        let pi = self
-                            .plans
-                            .iter()
-                            .position(|p| std::ptr::eq(p, plan))
-                            .expect("plan");
-                        let out = self.stage(pi, *j).map_err(BuildError::Shared)?;
-                        let t = self.stage_tree(&out)?;
-                        copy::entries(c, &copy::Source::Tree(&t), &env)
-                    }
+                let image;
+                let source = match &c.from {
+                    CopyFrom::Context => None,
                     CopyFrom::Image(r) => {
-                        let img = self.image(r, &stage.platform).map_err(&fail)?;
-                        let t = Tree::load_with(
+                        let img = self.image(r, &stage.platform)?;
+                        image = Tree::load_with(
                             store,
                             &self.cache,
                             &img.value.layers,
                             &img.config.rootfs.diff_ids,
-                        )
-                        .map_err(|e| fail(e.to_string()))?;
-                        copy::entries(c, &copy::Source::Tree(&t), &env)
+                        )?;
+                        Some(&image)
                     }
-                }
-                .map_err(&fail)?;
-                let info = layer::write_contents(store, entries, self.o.compression, self.o.epoch)
-                    .map_err(|e| match e {
-                        layer::LayerError::Store(e) => BuildError::Store(e),
-                        e => fail(e.to_string()),
-                    })?;
-                Ok(Some(info))
+                    CopyFrom::Stage(_) => unreachable!("copies from stages are executed apart"),
+                };
+                self.copy(c, source, layers, diff_ids, tree).map(Some)
             }
             Op::Run(r) => {
-                let id = step.text.clone();
-                // Prefixed with the step's number: platforms run side by side.
-                let output = |line: &str| self.o.progress.message(&format!("#{n} {line}"));
+                if let Some(m) = r
+                    .mounts
+                    .iter()
+                    .find(|m| !matches!(m.kind, MountKind::Cache | MountKind::Tmpfs))
+                {
+                    return Err(RunError::Mount(m.kind).into());
+                }
+                let tmp = self.temp_dir()?;
+                let output = |line: &str| {
+                    self.o
+                        .reporter
+                        .report(&BuildEvent::StepOutput { step: *info, line })
+                };
                 let req = RunRequest {
                     store,
                     platform: &stage.platform,
@@ -951,10 +1022,61 @@ impl<'a> Executor<'a> {
                     tmp: tmp.path(),
                     output: &output,
                 };
-                let _ = id;
-                self.o.runner.run(&req).map_err(fail)
+                Ok(self.o.runner.run(&req)?)
             }
         }
+    }
+
+    fn copy_from_stage(
+        &self,
+        c: &plan::CopyOp,
+        out: &StageOut,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<LayerInfo, StepError> {
+        let t = self.stage_tree(out)?;
+        self.copy(c, Some(&t), layers, diff_ids, tree)
+    }
+
+    /// COPY/ADD from the context (`source` None) or from a stage's or image's files.
+    fn copy(
+        &self,
+        c: &plan::CopyOp,
+        source: Option<&Tree>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<LayerInfo, StepError> {
+        let store = self.o.store;
+        let tmp = self.temp_dir()?;
+        let owner = match &c.chown {
+            Some(spec) => {
+                let t = self.tree_of(tree, layers, diff_ids)?;
+                Some(tree::resolve_owner(spec, t, store, tmp.path(), false)?)
+            }
+            None => None,
+        };
+        let dest_tree = self.tree_of(tree, layers, diff_ids)?;
+        let download = |u: &str| self.url_body(u);
+        let env = CopyEnv {
+            store,
+            dest_tree,
+            owner,
+            now: self.now,
+            tmp: tmp.path(),
+            download: &download,
+        };
+        let entries = match source {
+            None => copy::entries(c, &copy::Source::Context(self.o.context), &env),
+            Some(t) => copy::entries(c, &copy::Source::Tree(t), &env),
+        }?;
+        Ok(layer::write_contents(
+            store,
+            entries,
+            self.o.compression,
+            self.o.epoch,
+        )?)
     }
 
     fn write_image(&self, out: &StageOut) -> Result<BuiltImage, BuildError> {
@@ -984,7 +1106,7 @@ impl<'a> Executor<'a> {
     }
 }
 
-fn plan_label(plan: &Plan, stage: &StagePlan) -> String {
-    let _ = plan;
+/// `linux/arm64 stage-1`: which stage of which platform, for messages.
+fn stage_label(stage: &StagePlan) -> String {
     format!("{} {}", stage.platform, stage.label())
 }

@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::sync::Mutex;
 
 use super::layer::LayerInfo;
-use super::run::{RunRequest, Runner};
+use super::run::{RunError, RunRequest, Runner};
 use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::layer::Compression;
 use crate::oci::{Descriptor, ImageConfig, Manifest, Parsed, RunConfig, media_type};
@@ -42,21 +42,16 @@ impl RuntimeRunner {
     }
 }
 
-fn io_msg(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
-}
-
 impl Runner for RuntimeRunner {
-    fn run(&self, req: &RunRequest<'_>) -> Result<Option<LayerInfo>, String> {
+    fn run(&self, req: &RunRequest<'_>) -> Result<Option<LayerInfo>, RunError> {
         {
             let _l = self.ensure_lock.lock().expect("binfmt lock");
-            self.binfmt.ensure(req.platform).map_err(|e| {
-                let mut m = format!("cannot run {} programs here: {e}", req.platform);
-                if let Some(h) = e.hint() {
-                    m.push_str(&format!(" ({h})"));
-                }
-                m
-            })?;
+            self.binfmt
+                .ensure(req.platform)
+                .map_err(|source| RunError::Emulation {
+                    platform: req.platform.to_string(),
+                    source,
+                })?;
         }
         let store = req.store;
         let op = req.op;
@@ -72,7 +67,7 @@ impl Runner for RuntimeRunner {
             ..Default::default()
         });
         let config = Parsed::from_value(config);
-        store.put_bytes(&config.bytes).map_err(|e| e.to_string())?;
+        store.put_bytes(&config.bytes)?;
         let manifest = Parsed::from_value(Manifest {
             schema_version: 2,
             media_type: Some(media_type::OCI_MANIFEST.into()),
@@ -83,18 +78,16 @@ impl Runner for RuntimeRunner {
             annotations: None,
             extra: Default::default(),
         });
-        store
-            .put_bytes(&manifest.bytes)
-            .map_err(|e| e.to_string())?;
+        store.put_bytes(&manifest.bytes)?;
         let mut binds = Vec::new();
         if let Some((name, content)) = &op.script {
             let dir = req.tmp.join("pipes");
-            fs::create_dir_all(&dir).map_err(|e| io_msg("cannot write the script", e))?;
+            fs::create_dir_all(&dir).map_err(RunError::io("write the script"))?;
             let path = dir.join(name);
-            fs::write(&path, content).map_err(|e| io_msg("cannot write the script", e))?;
+            fs::write(&path, content).map_err(RunError::io("write the script"))?;
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                .map_err(|e| io_msg("cannot write the script", e))?;
+                .map_err(RunError::io("write the script"))?;
             binds.push(Bind {
                 source: path,
                 destination: format!("/dev/pipes/{name}"),
@@ -105,24 +98,22 @@ impl Runner for RuntimeRunner {
             let source = match m.kind.as_str() {
                 "cache" => {
                     let dir = super::cache::Cache::mount_dir(store, &m.id)
-                        .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                        .map_err(RunError::io("create the cache mount"))?;
                     if !dir.is_dir() {
                         // The mode the container sees; `mount_dir`'s private parent keeps the
                         // host's other users away from it.
-                        fs::create_dir_all(&dir)
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                        fs::create_dir_all(&dir).map_err(RunError::io("create the cache mount"))?;
                         use std::os::unix::fs::PermissionsExt;
                         fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode))
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                            .map_err(RunError::io("create the cache mount"))?;
                         std::os::unix::fs::chown(&dir, Some(m.uid as u32), Some(m.gid as u32))
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                            .map_err(RunError::io("create the cache mount"))?;
                     }
                     dir
                 }
                 _ => {
                     let dir = req.tmp.join(format!("tmpfs-{i}"));
-                    fs::create_dir_all(&dir)
-                        .map_err(|e| io_msg("cannot create the tmpfs mount", e))?;
+                    fs::create_dir_all(&dir).map_err(RunError::io("create the tmpfs mount"))?;
                     dir
                 }
             };
@@ -148,7 +139,7 @@ impl Runner for RuntimeRunner {
             name: None,
             hostname: None,
             // The plan checked the value: anything else is the default.
-            network: Network::from_build_flag(&op.network).unwrap_or(Network::Private),
+            network: Network::from_build_flag(op.network.as_str()).unwrap_or(Network::Private),
             read_only: false,
             binds,
             tty: false,
@@ -159,7 +150,7 @@ impl Runner for RuntimeRunner {
         let mut prepared = self
             .rt
             .create(&opts, &NoProgress)
-            .map_err(|e| format!("cannot create the container: {e}"))?;
+            .map_err(|e| RunError::container("create")(Box::new(e)))?;
         let id = prepared.record().id.clone();
         let remove = || {
             let _ =
@@ -172,7 +163,7 @@ impl Runner for RuntimeRunner {
             Err(e) => {
                 drop(prepared);
                 remove();
-                return Err(format!("cannot start the container: {e}"));
+                return Err(RunError::container("start")(Box::new(e)));
             }
         };
         let stdout = child.stdout.take().expect("piped");
@@ -196,18 +187,17 @@ impl Runner for RuntimeRunner {
             Err(e) => {
                 drop(prepared);
                 remove();
-                return Err(format!("cannot wait for the container: {e}"));
+                return Err(RunError::container("wait for")(Box::new(e)));
             }
         };
         let exit = prepared.finish(status);
         let upper = self.rt.containers().dir_of(&id).upper();
         let result = match exit {
-            Err(e) => Err(e.to_string()),
-            Ok(x) if x.code != 0 => Err(format!(
-                "process \"{}\" did not complete successfully: exit code: {}",
-                op.argv.join(" "),
-                x.code
-            )),
+            Err(e) => Err(RunError::container("run")(Box::new(e))),
+            Ok(x) if x.code != 0 => Err(RunError::Exit {
+                argv: op.argv.join(" "),
+                code: x.code,
+            }),
             Ok(_) => {
                 // The mount points of --mount are not the step's doing either.
                 for m in &op.mounts {
@@ -244,16 +234,16 @@ fn diff_layer(
     upper: &std::path::Path,
     compression: Compression,
     epoch: Option<u64>,
-) -> Result<Option<LayerInfo>, String> {
-    let blob = store.blob_writer().map_err(|e| e.to_string())?;
+) -> Result<Option<LayerInfo>, RunError> {
+    let blob = store.blob_writer()?;
     // Reading the changes and writing the layer share one stream: the cause says which failed.
     let (diff_id, report, blob) = crate::layer::write_layer_diff(upper, blob, compression, epoch)
-        .map_err(|e| io_msg("cannot turn the changes into a layer", e))?;
+        .map_err(RunError::io("turn the changes into a layer"))?;
     if report.entries == 0 && report.whiteouts == 0 {
         // The staged blob is removed when dropped.
         return Ok(None);
     }
-    let (digest, size) = blob.commit(store, None).map_err(|e| e.to_string())?;
+    let (digest, size) = blob.commit(store, None)?;
     Ok(Some(LayerInfo {
         descriptor: Descriptor::new(compression.media_type(), digest, size),
         diff_id,

@@ -58,7 +58,7 @@ pub struct TreeEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
-    #[error("cannot read layer {digest}: {source}")]
+    #[error("cannot read layer {digest}")]
     Read {
         digest: Digest,
         #[source]
@@ -465,6 +465,15 @@ pub fn entries_of(entries: &[layer::Entry]) -> Vec<TreeEntry> {
         .collect()
 }
 
+/// Why `--chown` or a WORKDIR's USER names no owner.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    #[error("cannot look up `{name}`: the image has no {file}")]
+    NoFile { name: String, file: &'static str },
+    #[error("no user or group `{name}` in {file}")]
+    Unknown { name: String, file: &'static str },
+}
+
 /// `user[:group]` as numbers, names looked up in the tree's /etc/passwd and /etc/group. A user
 /// without group gets the same number as GID (docker's rule for COPY --chown).
 pub fn resolve_owner(
@@ -473,19 +482,25 @@ pub fn resolve_owner(
     store: &Store,
     tmp: &Path,
     primary_group: bool,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), OwnerError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let read = |file: &str, name: &str| -> Result<String, String> {
+    let read = |file: &'static str, name: &str| -> Result<String, OwnerError> {
         let text = tree
             .read_small(store, file, tmp)
-            .ok_or_else(|| format!("cannot look up `{name}`: the image has no {file}"))?;
+            .ok_or_else(|| OwnerError::NoFile {
+                name: name.to_string(),
+                file,
+            })?;
         Ok(String::from_utf8_lossy(&text).into_owned())
     };
-    let missing = |file: &str, name: &str| format!("no user or group `{name}` in {file}");
-    let lookup_user = |name: &str| -> Result<(u64, Option<u64>), String> {
+    let missing = |file: &'static str, name: &str| OwnerError::Unknown {
+        name: name.to_string(),
+        file,
+    };
+    let lookup_user = |name: &str| -> Result<(u64, Option<u64>), OwnerError> {
         if let Ok(n) = name.parse::<u64>() {
             return Ok((n, None));
         }
@@ -495,7 +510,7 @@ pub fn resolve_owner(
             .map(|u| (u64::from(u.uid), u.gid.map(u64::from)))
             .ok_or_else(|| missing("/etc/passwd", name))
     };
-    let lookup_group = |name: &str| -> Result<u64, String> {
+    let lookup_group = |name: &str| -> Result<u64, OwnerError> {
         if let Ok(n) = name.parse::<u64>() {
             return Ok(n);
         }
@@ -585,7 +600,8 @@ mod tests {
                 digest,
                 layer.len() as u64,
             );
-            let err = layer_entries(&store, &cache, &d).unwrap_err().to_string();
+            let e = layer_entries(&store, &cache, &d).unwrap_err();
+            let err = format!("{e}: {}", std::error::Error::source(&e).unwrap());
             assert!(
                 err.contains(&format!("entry `{name}`")) && err.contains("must name an entry"),
                 "{name}: {err}"
@@ -707,20 +723,20 @@ mod tests {
         let got = t.read_small(&store, "/etc/pw", dir.path()).unwrap();
         assert!(got.starts_with(b"root:"));
         assert_eq!(
-            resolve_owner("app", &t, &store, dir.path(), false),
-            Ok((1000, 1000))
+            resolve_owner("app", &t, &store, dir.path(), false).unwrap(),
+            (1000, 1000)
         );
         assert_eq!(
-            resolve_owner("app", &t, &store, dir.path(), true),
-            Ok((1000, 1001))
+            resolve_owner("app", &t, &store, dir.path(), true).unwrap(),
+            (1000, 1001)
         );
         assert_eq!(
-            resolve_owner("app:staff", &t, &store, dir.path(), false),
-            Ok((1000, 50))
+            resolve_owner("app:staff", &t, &store, dir.path(), false).unwrap(),
+            (1000, 50)
         );
         assert_eq!(
-            resolve_owner("5:6", &t, &store, dir.path(), false),
-            Ok((5, 6))
+            resolve_owner("5:6", &t, &store, dir.path(), false).unwrap(),
+            (5, 6)
         );
         assert!(resolve_owner("nobody", &t, &store, dir.path(), false).is_err());
     }

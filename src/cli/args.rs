@@ -140,6 +140,9 @@ pub struct BuildArgs {
     /// Run every step, whatever the cache holds
     #[arg(long)]
     pub no_cache: bool,
+    /// Let the build do what it may not by default: `network.host` (`RUN --network=host`)
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub allow: Vec<crate::dockerfile::plan::Entitlement>,
     /// Push the image to each `-t` name
     #[arg(long)]
     pub push: bool,

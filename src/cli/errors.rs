@@ -92,6 +92,9 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(h) = super::bake::hint(cause) {
             return Some(h);
         }
+        if let Some(h) = super::build::hint(cause) {
+            return Some(h);
+        }
         let store = cause
             .downcast_ref::<StoreError>()
             .or_else(|| match cause.downcast_ref::<ArchiveError>() {
