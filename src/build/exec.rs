@@ -347,13 +347,13 @@ impl<'a> Executor<'a> {
         self.o
             .progress
             .message(&format!("pulling {} for {platform}", r.familiar()));
-        let repo = client
-            .repository(&r)
+        let source = client
+            .pull_source(&r)
             .map_err(|e| format!("not in the store, and cannot pull it: {e}"))?;
-        let root = content::Source::resolve(&repo, &r)
+        let root = content::Source::resolve(&source, &r)
             .map_err(|e| format!("not in the store, and cannot pull it: {e}"))?;
         content::copy_with(
-            &repo,
+            &source,
             self.o.store,
             &r,
             &root,

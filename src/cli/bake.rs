@@ -75,7 +75,7 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
         runner: runner.as_ref(),
         progress: &progress,
     };
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let publisher = RegistryPublisher {
         store: &store,
         client: &client,
@@ -202,7 +202,7 @@ fn build_target(
     };
     let mut build_args = request.args.clone();
     let epoch = super::build::source_date_epoch(&mut build_args)?;
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let options = exec::Options {
         store,
         dockerfile: &dockerfile,

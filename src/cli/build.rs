@@ -291,7 +291,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
     let runner = runner(&store);
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let options = exec::Options {
         store: &store,
         dockerfile: &dockerfile,
@@ -370,7 +370,7 @@ fn finish(
     }
     let mut pushed = Vec::new();
     if args.push || push_repo.is_some() {
-        let client = remote::client(settings);
+        let client = remote::client(settings)?;
         let options = remote::copy_options(&args.transfer);
         let mut targets: Vec<(Reference, bool)> = Vec::new();
         if args.push {
