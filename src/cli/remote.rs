@@ -7,8 +7,7 @@ use super::Settings;
 use super::args::TransferArgs;
 use crate::content::{ContentError, CopyOptions};
 use crate::registry::{
-    AuthError, Client, ClientOptions, ConnectCause, Mirrors, RegistryError,
-    default_registries_conf,
+    AuthError, Client, ClientOptions, ConnectCause, Mirrors, RegistryError, default_registries_conf,
 };
 
 /// The registry client of a run: requests logged with `-v`, fallbacks for registries' quirks
@@ -113,14 +112,16 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         } => format!(
             "put the registry's CA in /etc/docker/certs.d/{registry}/ca.crt (and a client certificate it requires in client.cert and client.key there); a registry that serves plain HTTP or a certificate you do not check needs `--insecure-registry {registry}`"
         ),
+        // A TLS 1.3 server that wants a client certificate closes the connection after the
+        // handshake: that reaches us as a closed connection, not as a TLS error.
         RegistryError::Connect { registry, .. } if !crate::registry::is_loopback(registry) => {
             format!(
-                "check that `{registry}` is up and reachable from here; a registry that serves plain HTTP or a self-signed certificate needs `--insecure-registry {registry}` (or its CA in /etc/docker/certs.d/{registry}/ca.crt)"
+                "check that `{registry}` is up and reachable from here; a registry that serves plain HTTP or a self-signed certificate needs `--insecure-registry {registry}` (or its CA in /etc/docker/certs.d/{registry}/ca.crt), one that requires a client certificate needs it in client.cert and client.key there"
             )
         }
-        RegistryError::Connect { registry, .. } => {
-            format!("check that a registry is listening at `{registry}`")
-        }
+        RegistryError::Connect { registry, .. } => format!(
+            "check that a registry is listening at `{registry}`; one that requires a client certificate needs it in /etc/docker/certs.d/{registry}/client.cert and client.key"
+        ),
         RegistryError::ClientCertificate { .. } => {
             "a client certificate is a PEM `NAME.cert` with its PEM key `NAME.key` (PKCS#8, RSA or EC) next to it".into()
         }

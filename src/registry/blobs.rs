@@ -4,8 +4,8 @@
 //! streamed request where a registry refuses chunks — and cross-repository mounts, falling
 //! back to an upload (into the session a refused mount opened, if it did).
 
-use std::io::{self, Read};
 use std::collections::VecDeque;
+use std::io::{self, Read};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 

@@ -217,8 +217,7 @@ pub(super) fn refuses_document(e: &RegistryError) -> bool {
         return false;
     }
     matches!(s.status, 400 | 415 | 422)
-        && s
-            .errors
+        && s.errors
             .iter()
             .all(|e| matches!(e.code.as_str(), "MANIFEST_INVALID" | "UNSUPPORTED"))
 }

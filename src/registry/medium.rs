@@ -88,7 +88,13 @@ impl Drop for Repository {
     /// Sessions opened by mounts whose blob was not uploaded after all (a copy that stopped):
     /// cancelled rather than left for the registry to expire.
     fn drop(&mut self) {
-        let left: Vec<String> = self.sessions.lock().unwrap().drain().map(|(_, l)| l).collect();
+        let left: Vec<String> = self
+            .sessions
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
         for location in left {
             self.cancel_upload(&location);
         }

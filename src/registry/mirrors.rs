@@ -340,7 +340,9 @@ impl Mirrors {
                 }
                 let p = r.prefix.as_str();
                 let matches = name == p
-                    || name.strip_prefix(p).is_some_and(|rest| rest.starts_with('/'));
+                    || name
+                        .strip_prefix(p)
+                        .is_some_and(|rest| rest.starts_with('/'));
                 matches.then_some((r, p.len()))
             })
             .max_by_key(|(r, _)| r.prefix.len())
@@ -371,7 +373,10 @@ pub struct PullSource {
 
 impl PullSource {
     pub fn new(endpoints: Vec<(Repository, bool)>) -> PullSource {
-        assert!(!endpoints.is_empty(), "a pull has at least the registry itself");
+        assert!(
+            !endpoints.is_empty(),
+            "a pull has at least the registry itself"
+        );
         PullSource {
             endpoints,
             serving: AtomicUsize::new(0),
@@ -553,10 +558,7 @@ location = "cache.corp.example"
         );
         assert_eq!(
             ends(&m, "git.corp.example:5000/x/y:1"),
-            vec![
-                "mirror cache.corp.example/x/y",
-                "git.corp.example:5000/x/y"
-            ]
+            vec!["mirror cache.corp.example/x/y", "git.corp.example:5000/x/y"]
         );
         assert_eq!(ends(&m, "quay.io/a/b:1"), vec!["quay.io/a/b"]);
         let blocked = m
@@ -572,8 +574,11 @@ location = "cache.corp.example"
     #[test]
     fn registry_mirror_flags_serve_docker_hub_only_and_come_first() {
         let mut m = conf(PODMAN);
-        m.add_docker_mirrors(&["http://127.0.0.1:5001".into(), "https://hub.example/".into()])
-            .unwrap();
+        m.add_docker_mirrors(&[
+            "http://127.0.0.1:5001".into(),
+            "https://hub.example/".into(),
+        ])
+        .unwrap();
         assert_eq!(
             ends(&m, "alpine:3"),
             vec![
@@ -592,7 +597,10 @@ location = "cache.corp.example"
             .unwrap();
         assert_eq!(
             ends(&empty, "busybox"),
-            vec!["mirror m.example:444/library/busybox", "docker.io/library/busybox"]
+            vec![
+                "mirror m.example:444/library/busybox",
+                "docker.io/library/busybox"
+            ]
         );
         for bad in ["ftp://m.example", "not a url", "https://m.example/?x=1"] {
             assert!(
@@ -607,7 +615,10 @@ location = "cache.corp.example"
     #[test]
     fn bad_files_are_errors_naming_the_file() {
         let err = Mirrors::parse("[[registry]\n", Path::new("/x/registries.conf")).unwrap_err();
-        assert!(err.to_string().starts_with("cannot parse /x/registries.conf"));
+        assert!(
+            err.to_string()
+                .starts_with("cannot parse /x/registries.conf")
+        );
         let err =
             Mirrors::parse("[[registry]]\ninsecure = true\n", Path::new("r.conf")).unwrap_err();
         assert_eq!(
@@ -619,7 +630,11 @@ location = "cache.corp.example"
             Path::new("r.conf"),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("`pull-from-mirror = \"sometimes\"`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("`pull-from-mirror = \"sometimes\"`"),
+            "{err}"
+        );
         // podman's v1 format has no mirrors: nothing, and no error.
         let v1 = conf("[registries.search]\nregistries = ['docker.io']\n");
         assert_eq!(ends(&v1, "alpine"), vec!["docker.io/library/alpine"]);

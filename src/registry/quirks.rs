@@ -42,8 +42,9 @@ pub enum Quirk {
 }
 
 impl Quirk {
-    fn describe(self, registry: &str) -> String {
-        match self {
+    /// What to say when it is found; `None` when the error that follows says it all.
+    fn describe(self, registry: &str) -> Option<String> {
+        Some(match self {
             Quirk::MountRefused => format!(
                 "registry `{registry}` refuses cross-repository mounts: uploading blobs instead"
             ),
@@ -62,10 +63,8 @@ impl Quirk {
             Quirk::SubjectRefused => format!(
                 "registry `{registry}` refuses `subject` and `artifactType` in manifests: listing referrers in the fallback tag `sha256-…`"
             ),
-            Quirk::MixedIndexRefused => format!(
-                "registry `{registry}` refuses OCI indexes holding Docker schema2 manifests"
-            ),
-        }
+            Quirk::MixedIndexRefused => return None,
+        })
     }
 }
 
@@ -104,8 +103,11 @@ impl Quirks {
             Quirk::MountSession | Quirk::PatchStatus(_) => {}
         }
         let new = self.said.lock().unwrap().insert(quirk);
-        if new && let Some(notice) = &self.notice {
-            notice(&quirk.describe(&self.registry));
+        if new
+            && let Some(notice) = &self.notice
+            && let Some(line) = quirk.describe(&self.registry)
+        {
+            notice(&line);
         }
         new
     }

@@ -35,17 +35,12 @@ pub struct Referrer {
 impl Repository {
     /// Push a manifest or index that names a `subject` (its `desc` and exact `bytes`), so that
     /// `referrers(subject)` finds it here.
-    pub fn put_referrer(
-        &self,
-        desc: &Descriptor,
-        bytes: &[u8],
-    ) -> Result<Referrer, RegistryError> {
-        let document: serde_json::Value = serde_json::from_slice(bytes).map_err(|source| {
-            OciError::Json {
+    pub fn put_referrer(&self, desc: &Descriptor, bytes: &[u8]) -> Result<Referrer, RegistryError> {
+        let document: serde_json::Value =
+            serde_json::from_slice(bytes).map_err(|source| OciError::Json {
                 what: "referrer".into(),
                 source,
-            }
-        })?;
+            })?;
         let subject: Descriptor = document
             .get("subject")
             .cloned()
@@ -124,7 +119,11 @@ impl Repository {
 
     /// Add `entry` to the referrers tag of `subject` (created when absent; an entry already
     /// there is not added twice).
-    fn add_to_referrers_tag(&self, subject: &Digest, entry: &Descriptor) -> Result<(), RegistryError> {
+    fn add_to_referrers_tag(
+        &self,
+        subject: &Digest,
+        entry: &Descriptor,
+    ) -> Result<(), RegistryError> {
         let tag = referrers_tag(subject);
         let mut index = self.referrers_tag_index(subject)?;
         if index.manifests.iter().any(|d| d.digest == entry.digest) {

@@ -141,6 +141,11 @@ impl TestRoot {
     }
 
     /// The `DOCKER_CONFIG` directory the commands use (empty unless a test writes to it).
+    /// Where this root's manifold reads registries.conf (absent unless a test writes it).
+    pub fn registries_conf(&self) -> PathBuf {
+        self.dir.path().join("registries.conf")
+    }
+
     pub fn docker_config(&self) -> PathBuf {
         self.dir.path().join("docker")
     }
@@ -173,6 +178,9 @@ impl TestRoot {
         cmd.env_remove("MANIFOLD_ROOT")
             .env_remove("MANIFOLD_INSECURE_REGISTRIES")
             .env_remove("REGISTRY_AUTH_FILE")
+            .env_remove("MANIFOLD_REGISTRY_MIRRORS")
+            // The machine's /etc/containers/registries.conf never applies to a test.
+            .env("MANIFOLD_REGISTRIES_CONF", self.registries_conf())
             .env("DOCKER_CONFIG", self.docker_config())
             .env("NO_COLOR", "1")
             .arg("--root")

@@ -9,6 +9,7 @@ mod local;
 mod manifest;
 mod registry;
 mod registry_harness;
+mod registry_quirks;
 mod run;
 mod sec_confine;
 mod sec_registry;
