@@ -185,7 +185,7 @@ impl Repository {
     fn upload_whole(&self, desc: &Descriptor, bytes: Bytes) -> Result<(), RegistryError> {
         let scopes = self.scopes_for_write();
         let quirks = self.transport.quirks();
-        if quirks.upload_mode() != UploadMode::SinglePatch {
+        if !quirks.put_refused() {
             let location = self.session(desc)?;
             let target = self.with_digest(&location, &desc.digest)?;
             let req = Request::new(Method::PUT, target, &scopes)

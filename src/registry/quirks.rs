@@ -6,20 +6,21 @@
 
 use std::collections::HashSet;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::transport::Log;
 
-/// How blobs larger than one chunk are uploaded; only ever moves down this list.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How blobs larger than one chunk are uploaded: the first of these the registry has not
+/// refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadMode {
     /// `PATCH` chunks with `Content-Range`, then `PUT ?digest=` (the spec's chunked upload).
-    Chunked = 0,
+    Chunked,
     /// One `PUT ?digest=` carrying the whole blob, streamed.
-    Monolithic = 1,
+    Monolithic,
     /// One `PATCH` without `Content-Range` carrying the whole blob, streamed, then an empty
     /// `PUT ?digest=` (what docker does).
-    SinglePatch = 2,
+    SinglePatch,
 }
 
 /// Something a registry was found to do, said once per run.
@@ -73,7 +74,8 @@ pub struct Quirks {
     registry: String,
     notice: Option<Log>,
     said: Mutex<HashSet<Quirk>>,
-    upload: AtomicU8,
+    no_chunks: AtomicBool,
+    no_put: AtomicBool,
     no_mount: AtomicBool,
     no_subject: AtomicBool,
     no_mixed_index: AtomicBool,
@@ -85,7 +87,8 @@ impl Quirks {
             registry: registry.to_string(),
             notice,
             said: Mutex::new(HashSet::new()),
-            upload: AtomicU8::new(UploadMode::Chunked as u8),
+            no_chunks: AtomicBool::new(false),
+            no_put: AtomicBool::new(false),
             no_mount: AtomicBool::new(false),
             no_subject: AtomicBool::new(false),
             no_mixed_index: AtomicBool::new(false),
@@ -96,8 +99,8 @@ impl Quirks {
     pub fn note(&self, quirk: Quirk) -> bool {
         match quirk {
             Quirk::MountRefused => self.no_mount.store(true, Ordering::Relaxed),
-            Quirk::ChunkedRefused => self.lower_upload(UploadMode::Monolithic),
-            Quirk::MonolithicRefused => self.lower_upload(UploadMode::SinglePatch),
+            Quirk::ChunkedRefused => self.no_chunks.store(true, Ordering::Relaxed),
+            Quirk::MonolithicRefused => self.no_put.store(true, Ordering::Relaxed),
             Quirk::SubjectRefused => self.no_subject.store(true, Ordering::Relaxed),
             Quirk::MixedIndexRefused => self.no_mixed_index.store(true, Ordering::Relaxed),
             Quirk::MountSession | Quirk::PatchStatus(_) => {}
@@ -112,16 +115,20 @@ impl Quirks {
         new
     }
 
-    fn lower_upload(&self, mode: UploadMode) {
-        self.upload.fetch_max(mode as u8, Ordering::Relaxed);
+    /// How a blob larger than one chunk is sent.
+    pub fn upload_mode(&self) -> UploadMode {
+        if !self.no_chunks.load(Ordering::Relaxed) {
+            UploadMode::Chunked
+        } else if !self.put_refused() {
+            UploadMode::Monolithic
+        } else {
+            UploadMode::SinglePatch
+        }
     }
 
-    pub fn upload_mode(&self) -> UploadMode {
-        match self.upload.load(Ordering::Relaxed) {
-            0 => UploadMode::Chunked,
-            1 => UploadMode::Monolithic,
-            _ => UploadMode::SinglePatch,
-        }
+    /// Whether a blob in a `PUT` was refused (small blobs then go in one `PATCH`).
+    pub fn put_refused(&self) -> bool {
+        self.no_put.load(Ordering::Relaxed)
     }
 
     pub fn mounts_refused(&self) -> bool {
@@ -143,7 +150,7 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn each_quirk_is_said_once_and_uploads_only_step_down() {
+    fn each_quirk_is_said_once_and_upload_refusals_add_up() {
         let said = Arc::new(Mutex::new(Vec::new()));
         let sink = said.clone();
         let notice: Log = Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string()));
@@ -152,9 +159,14 @@ mod tests {
         assert!(q.note(Quirk::ChunkedRefused));
         assert!(!q.note(Quirk::ChunkedRefused));
         assert_eq!(q.upload_mode(), UploadMode::Monolithic);
+        assert!(!q.put_refused());
         q.note(Quirk::MonolithicRefused);
         q.note(Quirk::ChunkedRefused);
         assert_eq!(q.upload_mode(), UploadMode::SinglePatch);
+        // A PUT refused for a small blob says nothing of chunks.
+        let other = Quirks::new("other", None);
+        other.note(Quirk::MonolithicRefused);
+        assert_eq!(other.upload_mode(), UploadMode::Chunked);
         assert!(!q.mounts_refused());
         q.note(Quirk::MountRefused);
         assert!(q.mounts_refused());
