@@ -37,13 +37,13 @@ pub struct StatusError {
     pub registry: String,
     pub method: String,
     /// The path asked for (never carries credentials).
-    pub path: String,
+    pub path: Box<str>,
     pub status: u16,
     pub errors: Vec<ServerError>,
     /// The registry's `Retry-After`, when it sent one.
     pub retry_after: Option<Duration>,
     /// Docker Hub's `RateLimit-Remaining` / `RateLimit-Limit`, when it sent them.
-    pub rate_limit: Option<RateLimit>,
+    pub rate_limit: Option<Box<RateLimit>>,
 }
 
 /// Docker Hub's pull allowance: `RateLimit-Remaining: 76;w=21600`, `RateLimit-Limit: 100;w=21600`
@@ -282,10 +282,9 @@ pub enum RegistryError {
         #[source]
         cause: Option<Box<RegistryError>>,
     },
-    #[error("the referrers of `{subject}` in `{registry}` are not an OCI index: `{tag}` is {what}")]
+    #[error("the referrers tag `{tag}` in `{registry}` is not an OCI index: it is {what}")]
     ReferrersTag {
         registry: String,
-        subject: crate::oci::Digest,
         tag: String,
         what: String,
     },
@@ -486,7 +485,7 @@ mod tests {
         ) else {
             unreachable!()
         };
-        s.rate_limit = Some(r);
+        s.rate_limit = Some(Box::new(r));
         assert_eq!(
             s.to_string(),
             "`r.example` answered 429 Too Many Requests to GET /v2/x/manifests/1: TOOMANYREQUESTS (You have reached your pull rate limit) (rate limit: 0 of 100 requests left per 6 h)"

@@ -41,7 +41,7 @@ pub enum MirrorsError {
     Parse {
         path: PathBuf,
         #[source]
-        source: toml::de::Error,
+        source: Box<toml::de::Error>,
     },
     #[error("{}: {what}", .path.display())]
     Invalid { path: PathBuf, what: String },
@@ -147,7 +147,7 @@ impl Mirrors {
     pub fn parse(text: &str, path: &Path) -> Result<Mirrors, MirrorsError> {
         let file: ConfFile = toml::from_str(text).map_err(|source| MirrorsError::Parse {
             path: path.to_path_buf(),
-            source,
+            source: Box::new(source),
         })?;
         let invalid = |what: String| MirrorsError::Invalid {
             path: path.to_path_buf(),

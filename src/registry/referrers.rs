@@ -149,7 +149,6 @@ impl Repository {
             }
             Ok((d, _)) => Err(RegistryError::ReferrersTag {
                 registry: self.transport.registry().to_string(),
-                subject: subject.clone(),
                 tag,
                 what: format!("a `{}`", d.media_type),
             }),

@@ -725,7 +725,7 @@ impl Transport {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
-        let rate_limit = RateLimit::from_headers(resp.headers());
+        let rate_limit = RateLimit::from_headers(resp.headers()).map(Box::new);
         let body = if *method == Method::HEAD {
             Vec::new()
         } else {
@@ -735,7 +735,7 @@ impl Transport {
         RegistryError::Status(StatusError {
             registry: self.registry.clone(),
             method: method.to_string(),
-            path: path.to_string(),
+            path: path.into(),
             status,
             errors: parse_errors(&body),
             retry_after,
