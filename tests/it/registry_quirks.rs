@@ -885,3 +885,21 @@ fn a_name_that_does_not_resolve_fails_at_once_with_a_hint_about_the_name() {
     hint: check the name `registry.invalid`: it does not resolve (a typo, or no DNS here)
     ");
 }
+
+#[test]
+fn help_for_registry_mirror() {
+    let root = TestRoot::new();
+    let out = root.manifold().args(["pull", "--help"]).output().unwrap();
+    let help = stdout_of(&out);
+    let start = help
+        .find("      --registry-mirror")
+        .expect("--registry-mirror in the help");
+    let end = help[start..]
+        .find("      --progress")
+        .expect("--progress after it");
+    insta::assert_snapshot!(&help[start..start + end], @"
+    --registry-mirror <URL>
+        A mirror of Docker Hub to pull from first (docker's `registry-mirrors`); repeatable [env:
+        MANIFOLD_REGISTRY_MIRRORS=]
+    ");
+}
