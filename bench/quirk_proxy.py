@@ -82,6 +82,10 @@ class Handler(socketserver.StreamRequestHandler):
     rbufsize = PIECE
 
     def handle(self):
+        # manifold tries HTTPS first on a loopback registry: a TLS ClientHello is closed at once
+        # (as the registry itself would refuse it), not left waiting for a line that never comes.
+        if self.rfile.peek(1)[:1] == b"\x16":
+            return
         head = read_head(self.rfile)
         if head is None:
             return

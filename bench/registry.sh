@@ -143,36 +143,47 @@ put_manifest() { # HOST REPO TAG
   curl -sf -X PUT -H "Content-Type: $manifest_type" --data-binary "@$manifest_file" "http://$1/v2/$2/manifests/$3" >/dev/null
 }
 
+# wait_all PID...: every one of them, failing if one did (a bare `wait` would also wait for the
+# registries running in the background).
+wait_all() {
+  local p rc=0
+  for p in "$@"; do wait "$p" || rc=1; done
+  return $rc
+}
+
 floor_pull() { # SRC_HOST DIR
-  local d
+  local d jobs=()
   mkdir -p "$2"
   curl -sf -o "$2/manifest" -H "Accept: $manifest_type" "http://$1/v2/bench/image/manifests/1"
   for d in "${blobs[@]}"; do
     curl -sf -o "$2/${d#sha256:}" "http://$1/v2/bench/image/blobs/$d" &
+    jobs+=("$!")
   done
-  wait
+  wait_all "${jobs[@]}"
 }
 
 floor_push() { # DEST_HOST
-  local d
+  local d jobs=()
   for d in "${blobs[@]}"; do
     (curl -sf -T "$layout/blobs/sha256/${d#sha256:}" "$(upload_url "$1" bench/pushed)digest=$d" >/dev/null) &
+    jobs+=("$!")
   done
-  wait
+  wait_all "${jobs[@]}"
   put_manifest "$1" bench/pushed 1
 }
 
 floor_copy() { # SRC_HOST DEST_HOST
-  local d
+  local d jobs=()
   for d in "${blobs[@]}"; do
     (curl -sf "http://$1/v2/bench/image/blobs/$d" | curl -sf -T - "$(upload_url "$2" bench/copied)digest=$d" >/dev/null) &
+    jobs+=("$!")
   done
-  wait
+  wait_all "${jobs[@]}"
   put_manifest "$2" bench/copied 1
 }
 
 declare -a m_pull s_pull m_push s_push m_copy s_copy rss f_pull f_push f_copy
-declare -a q_push_plain q_push_gar q_copy_plain q_copy_gar
+declare -a q_push_plain q_push_gar q_copy_plain q_copy_gar q_rss
 for run in $(seq "$runs"); do
   echo "==> run $run/$runs" >&2
   # pull
@@ -236,9 +247,9 @@ for run in $(seq "$runs"); do
     start_registry "quirk-push-$mode-$run"
     start_proxy "$port" "$mode"
     t0=$(now)
-    "$manifold" --root "$work/mroot" --progress none push "$src" "127.0.0.1:$pport/bench/pushed:1" >/dev/null 2>"$work/quirk.err"
+    /usr/bin/time -f %M -o "$work/rss" "$manifold" --root "$work/mroot" --progress none push "$src" "127.0.0.1:$pport/bench/pushed:1" >/dev/null 2>"$work/quirk.err"
     t1=$(now)
-    if [[ $mode == plain ]]; then q_push_plain+=("$(elapsed "$t0" "$t1")"); else q_push_gar+=("$(elapsed "$t0" "$t1")"); fi
+    if [[ $mode == plain ]]; then q_push_plain+=("$(elapsed "$t0" "$t1")"); else q_push_gar+=("$(elapsed "$t0" "$t1")"); q_rss+=("$(cat "$work/rss")"); fi
     [[ $mode == plain ]] || grep -q "refuses chunked uploads" "$work/quirk.err" || { echo "registry.sh: no fallback through the gar proxy" >&2; cat "$work/quirk.err" >&2; exit 1; }
     start_registry "quirk-copy-$mode-$run"
     start_proxy "$port" "$mode"
@@ -285,4 +296,5 @@ through a quirk proxy (chunked PATCH refused) vs the same proxy forwarding every
 |---|---|---|---|---|---|
 | push | ${qpp} s | ${qpg} s | $(ratio "$qpg" "$qpp") | ≤ 1.1 | ${q_push_plain[*]} / ${q_push_gar[*]} |
 | copy | ${qcp} s | ${qcg} s | $(ratio "$qcg" "$qcp") | ≤ 1.1 | ${q_copy_plain[*]} / ${q_copy_gar[*]} |
+peak RSS of manifold push refusing chunks (each layer in one streamed PUT): $(($(printf '%s\n' "${q_rss[@]}" | sort -n | tail -1) / 1024)) MB (${q_rss[*]} kB)
 EOF

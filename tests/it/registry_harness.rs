@@ -711,6 +711,11 @@ fn proxy_one(
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
+    // A TLS ClientHello (the client tries HTTPS first on loopback): closed at once, as the
+    // registry would refuse it, rather than read as an HTTP head that never ends.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        return Ok(());
+    }
     let Some(head) = read_head(&mut reader)? else {
         return Ok(());
     };
