@@ -77,6 +77,11 @@ impl Repository {
         desc: &Descriptor,
         reader: &mut dyn Read,
     ) -> Result<(), RegistryError> {
+        let mode = self.transport.quirks().upload_mode();
+        if mode != UploadMode::Chunked && desc.size >= CHUNK_SIZE as u64 {
+            // Known to go in one request: nothing to hold back.
+            return self.upload_streamed(desc, mode, Vec::new(), reader);
+        }
         let mut first = vec![0u8; CHUNK_SIZE.min(desc.size as usize + 1).max(1)];
         let n = read_full(reader, &mut first).map_err(|e| self.transfer("reading the blob", e))?;
         first.truncate(n);
