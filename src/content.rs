@@ -159,6 +159,11 @@ pub trait Sink: Send + Sync {
     /// The blob (stored or already present) is known to live at `locations`. Best effort: the
     /// store remembers them for later mounts, other sinks ignore them.
     fn note_blob_locations(&self, _desc: &Descriptor, _locations: &[BlobLocation]) {}
+    /// Called for each index of a copy before any blob moves: a sink that would refuse it
+    /// says so now rather than after the upload. Most sinks take any index.
+    fn check_index(&self, _desc: &Descriptor, _bytes: &[u8]) -> Result<(), ContentError> {
+        Ok(())
+    }
 }
 
 /// Which platforms of an index to copy.
@@ -270,6 +275,12 @@ pub fn copy_with(
 ) -> Result<CopyReport, ContentError> {
     let mut plan = Plan::default();
     let root_bytes = plan.walk(source, reference, root, platforms)?;
+    let indexes = plan.documents.iter().map(|(d, b)| (d, b.as_slice()));
+    for (desc, bytes) in std::iter::once((root, root_bytes.as_slice())).chain(indexes) {
+        if desc.is_index() {
+            sink.check_index(desc, bytes)?;
+        }
+    }
     let mut report = CopyReport::default();
     run_blobs(source, sink, &plan.blobs, progress, options, &mut report)?;
     for (desc, bytes) in &plan.documents {

@@ -402,8 +402,9 @@ impl<'a> Executor<'a> {
             reference: &r,
             platform,
         });
+        // Mirrors first, the registry itself last.
         let repo = client
-            .repository(&r)
+            .pull_source(&r)
             .map_err(|source| ImageError::Registry {
                 reference: reference.to_string(),
                 source,

@@ -34,6 +34,15 @@ pub struct GlobalArgs {
         value_name = "HOST[:PORT]"
     )]
     pub insecure_registries: Vec<String>,
+    /// A mirror of Docker Hub to pull from first (docker's `registry-mirrors`); repeatable
+    #[arg(
+        long = "registry-mirror",
+        global = true,
+        env = "MANIFOLD_REGISTRY_MIRRORS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub registry_mirrors: Vec<String>,
     /// Progress display: bars on a terminal (auto), one line per event (plain), or none
     #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,

@@ -79,7 +79,7 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     // The build log goes to stderr whatever the progress mode, as `manifold build`'s does.
     let bars = settings.progress(false);
     let log = BakeLog { bars: &bars };
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let target_builder = bake::StoreBuilder {
         builder: builder::Builder {
             store: &store,

@@ -311,7 +311,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     // works while it has one thread (the registry client starts another).
     let runner = run::default_runner(&store);
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let builder = builder::Builder {
         store: &store,
         client: Some(&client),
@@ -379,7 +379,7 @@ fn finish(
     }
     let mut pushed = Vec::new();
     if args.push || push_repo.is_some() {
-        let client = remote::client(settings);
+        let client = remote::client(settings)?;
         let options = remote::copy_options(&args.transfer);
         let mut targets: Vec<(Reference, bool)> = Vec::new();
         if args.push {

@@ -69,7 +69,7 @@ pub fn run(args: LoginArgs, settings: &Settings) -> anyhow::Result<()> {
             None,
         ));
     }
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let verified = client.login(&registry, Credentials::Basic { username, password })?;
     let place = credentials::store(&registry, &verified)?;
     eprintln!("Credentials for `{registry}` stored in {place}");

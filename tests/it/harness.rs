@@ -141,6 +141,11 @@ impl TestRoot {
         p
     }
 
+    /// Where this root's manifold reads registries.conf (absent unless a test writes it).
+    pub fn registries_conf(&self) -> PathBuf {
+        self.dir.path().join("registries.conf")
+    }
+
     /// The `DOCKER_CONFIG` directory the commands use (empty unless a test writes to it).
     pub fn docker_config(&self) -> PathBuf {
         self.dir.path().join("docker")
@@ -168,7 +173,9 @@ impl TestRoot {
     /// [`manifold_wrapped`](Self::manifold_wrapped) as a plain `std` command.
     pub fn manifold_std_wrapped(&self, wrapper: &[&std::ffi::OsStr]) -> StdCommand {
         let mut cmd = manifold_std_wrapped(wrapper);
-        cmd.env("DOCKER_CONFIG", self.docker_config())
+        // The machine's /etc/containers/registries.conf never applies to a test.
+        cmd.env("MANIFOLD_REGISTRIES_CONF", self.registries_conf())
+            .env("DOCKER_CONFIG", self.docker_config())
             .arg("--root")
             .arg(&self.root)
             .args(["--progress", "none"]);
@@ -274,6 +281,7 @@ pub fn manifold_std_wrapped(wrapper: &[&std::ffi::OsStr]) -> StdCommand {
     cmd.env_remove("MANIFOLD_ROOT")
         .env_remove("MANIFOLD_INSECURE_REGISTRIES")
         .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("MANIFOLD_REGISTRY_MIRRORS")
         .env_remove("LINES")
         .env("COLUMNS", COLUMNS)
         .env("NO_COLOR", "1");

@@ -13,6 +13,7 @@ mod manifest;
 mod outputs;
 mod registry;
 mod registry_harness;
+mod registry_quirks;
 mod run;
 mod sec_archive;
 mod sec_build;

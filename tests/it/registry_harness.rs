@@ -53,7 +53,16 @@ impl TestRegistry {
         Self::start_with(Auth::Anonymous, true)
     }
 
+    /// Over TLS, requiring a client certificate signed by `client_ca_pem` (`http.tls.clientcas`).
+    pub fn start_tls_client_auth(client_ca_pem: &str) -> TestRegistry {
+        Self::start_full(Auth::Anonymous, true, Some(client_ca_pem))
+    }
+
     fn start_with(auth: Auth, tls: bool) -> TestRegistry {
+        Self::start_full(auth, tls, None)
+    }
+
+    fn start_full(auth: Auth, tls: bool, client_ca_pem: Option<&str>) -> TestRegistry {
         let program = harness::find_program("docker-registry").expect("docker-registry on PATH");
         let dir = tempfile::Builder::new()
             .prefix("manifold-registry-")
@@ -95,6 +104,13 @@ impl TestRegistry {
                 dir.path().join("tls.crt").display(),
                 dir.path().join("tls.key").display()
             );
+            if let Some(client_ca) = client_ca_pem {
+                fs::write(dir.path().join("client-ca.crt"), client_ca).unwrap();
+                tls_config.push_str(&format!(
+                    "    clientcas:\n      - {}\n",
+                    dir.path().join("client-ca.crt").display()
+                ));
+            }
             ca_pem = Some(ca);
         }
         let config = dir.path().join("config.yml");
@@ -563,6 +579,25 @@ pub enum Fault {
     Throttle(usize),
     /// Forward, but cut the connection while the request body is being sent upstream.
     ResetRequestAfter(usize),
+    /// Answer this status with this registry error code instead of forwarding.
+    Refuse(u16, &'static str),
+    /// Forward, but answer the upstream's response with this status instead of its own.
+    RewriteStatus(u16),
+    /// Forward without the request target's query (a mount becomes a plain upload session).
+    DropQuery,
+    /// Forward, adding these headers to the response.
+    AddHeaders(Vec<(String, String)>),
+}
+
+/// A condition on a request, besides its method and target.
+#[derive(Debug, Clone)]
+pub enum When {
+    /// The request carries this header.
+    Header(&'static str),
+    /// The request carries a body (Content-Length > 0).
+    Body,
+    /// The request body contains this text (the body is read before the rule is judged).
+    BodyContains(String),
 }
 
 #[derive(Debug, Clone)]
@@ -573,6 +608,8 @@ pub struct Rule {
     /// How many matching exchanges it applies to.
     pub times: usize,
     pub fault: Fault,
+    /// Further conditions, all of which must hold.
+    pub when: Vec<When>,
 }
 
 impl Rule {
@@ -582,7 +619,27 @@ impl Rule {
             path: path.to_string(),
             times,
             fault,
+            when: Vec::new(),
         }
+    }
+
+    /// The same rule, applying only when `condition` holds too.
+    pub fn when(mut self, condition: When) -> Rule {
+        self.when.push(condition);
+        self
+    }
+
+    fn matches(&self, head: &Head, body: Option<&[u8]>) -> bool {
+        self.times > 0
+            && self.method.as_deref().is_none_or(|m| m == head.method)
+            && head.target.contains(&self.path)
+            && self.when.iter().all(|w| match w {
+                When::Header(h) => head.header(h).is_some(),
+                When::Body => head.content_length() > 0,
+                When::BodyContains(text) => {
+                    body.is_some_and(|b| b.windows(text.len().max(1)).any(|w| w == text.as_bytes()))
+                }
+            })
     }
 }
 
@@ -592,6 +649,9 @@ pub struct Seen {
     pub method: String,
     pub target: String,
     pub range: Option<String>,
+    /// The request's `Content-Range` and `Content-Length`.
+    pub content_range: Option<String>,
+    pub length: usize,
     pub fault: Option<String>,
 }
 
@@ -686,18 +746,33 @@ fn proxy_one(
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
+    // A TLS ClientHello (the client tries HTTPS first on loopback): closed at once, as the
+    // registry would refuse it, rather than read as an HTTP head that never ends.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        return Ok(());
+    }
     let Some(head) = read_head(&mut reader)? else {
         return Ok(());
+    };
+    // A rule that looks into the body needs it read first (only small bodies are judged so).
+    let wants_body = rules.lock().unwrap().iter().any(|r| {
+        r.times > 0
+            && r.method.as_deref().is_none_or(|m| m == head.method)
+            && head.target.contains(&r.path)
+            && r.when.iter().any(|w| matches!(w, When::BodyContains(_)))
+    });
+    let buffered = if wants_body {
+        let mut b = vec![0u8; head.content_length()];
+        reader.read_exact(&mut b)?;
+        Some(b)
+    } else {
+        None
     };
     let fault = {
         let mut rules = rules.lock().unwrap();
         rules
             .iter_mut()
-            .find(|r| {
-                r.times > 0
-                    && r.method.as_deref().is_none_or(|m| m == head.method)
-                    && head.target.contains(&r.path)
-            })
+            .find(|r| r.matches(&head, buffered.as_deref()))
             .map(|r| {
                 r.times -= 1;
                 r.fault.clone()
@@ -707,12 +782,30 @@ fn proxy_one(
         method: head.method.clone(),
         target: head.target.clone(),
         range: head.header("range").map(str::to_string),
+        content_range: head.header("content-range").map(str::to_string),
+        length: head.content_length(),
         fault: fault.as_ref().map(|f| format!("{f:?}")),
     });
     let mut body = vec![0u8; head.content_length()];
+    let read_body = |reader: &mut BufReader<TcpStream>, body: &mut Vec<u8>| match &buffered {
+        Some(_) => Ok(()),
+        None => reader.read_exact(body),
+    };
     match &fault {
+        Some(Fault::Refuse(code, error)) => {
+            read_body(&mut reader, &mut body)?;
+            let msg = format!(
+                r#"{{"errors":[{{"code":"{error}","message":"refused by the quirk proxy"}}]}}"#
+            );
+            write!(
+                client,
+                "HTTP/1.1 {code} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+                msg.len()
+            )?;
+            return client.flush();
+        }
         Some(Fault::Status(code, headers)) => {
-            reader.read_exact(&mut body)?;
+            read_body(&mut reader, &mut body)?;
             let mut extra = String::new();
             for (k, v) in headers {
                 extra.push_str(&format!("{k}: {v}\r\n"));
@@ -732,7 +825,7 @@ fn proxy_one(
             return client.flush();
         }
         Some(Fault::Respond(code, headers, payload)) => {
-            reader.read_exact(&mut body)?;
+            read_body(&mut reader, &mut body)?;
             let mut extra = String::new();
             for (k, v) in headers {
                 extra.push_str(&format!("{k}: {v}\r\n"));
@@ -751,6 +844,9 @@ fn proxy_one(
     if let Some(n) = *page.lock().unwrap() {
         target = target.replace("n=1000", &format!("n={n}"));
     }
+    if let Some(Fault::DropQuery) = &fault {
+        target = target.split('?').next().unwrap_or_default().to_string();
+    }
     let mut up = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream))?;
     let mut out = format!("{} {target} HTTP/1.1\r\n", head.method);
     for (k, v) in &head.headers {
@@ -764,6 +860,10 @@ fn proxy_one(
     // The request body, as announced.
     let mut left = head.content_length();
     let mut buf = vec![0u8; 64 * 1024];
+    if let Some(b) = &buffered {
+        up.write_all(b)?;
+        left = 0;
+    }
     let mut sent = 0usize;
     while left > 0 {
         let want = left.min(buf.len());
@@ -787,7 +887,23 @@ fn proxy_one(
     let Some(resp) = read_head(&mut up_reader)? else {
         return Ok(());
     };
-    client.write_all(&resp.raw)?;
+    match &fault {
+        Some(Fault::RewriteStatus(code)) => {
+            let raw = String::from_utf8_lossy(&resp.raw).into_owned();
+            let (_, rest) = raw.split_once("\r\n").unwrap_or((&raw, ""));
+            write!(client, "HTTP/1.1 {code} Rewritten\r\n{rest}")?;
+        }
+        Some(Fault::AddHeaders(headers)) => {
+            let raw = String::from_utf8_lossy(&resp.raw).into_owned();
+            let (first, rest) = raw.split_once("\r\n").unwrap_or((&raw, ""));
+            let mut extra = String::new();
+            for (k, v) in headers {
+                extra.push_str(&format!("{k}: {v}\r\n"));
+            }
+            write!(client, "{first}\r\n{extra}{rest}")?;
+        }
+        _ => client.write_all(&resp.raw)?,
+    }
     let mut written = 0usize;
     let mut corrupted = false;
     loop {
