@@ -9,10 +9,17 @@
 
 pub mod commit;
 pub mod containers;
+pub mod exec;
+pub mod health;
+pub mod logs;
+pub mod monitor;
 pub mod network;
 pub mod oci_runtime;
 pub mod overlay;
+pub mod ports;
+pub mod resources;
 pub mod run;
+pub mod service;
 pub mod signals;
 pub mod snapshots;
 pub mod spec;
@@ -71,6 +78,22 @@ pub enum RuntimeError {
     NameInUse { name: String, id: String },
     #[error("container {id} is running")]
     Running { id: String },
+    #[error("container {id} is not running")]
+    NotRunning { id: String },
+    #[error("container {id} is paused")]
+    Paused { id: String },
+    #[error("cannot signal container {id}")]
+    Signal {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("container {id} did not stop, even after SIGKILL")]
+    Unstoppable { id: String },
+    #[error("invalid signal `{0}`")]
+    InvalidSignal(String),
+    #[error("the runtime could not run the command: {message}")]
+    ExecFailed { message: String, code: u8 },
     #[error("container {id} is being removed")]
     BeingRemoved { id: String },
     #[error("cannot remove container {id}")]
@@ -107,6 +130,12 @@ pub enum RuntimeError {
     #[error(transparent)]
     Network(#[from] network::NetworkError),
     #[error(transparent)]
+    Ports(#[from] ports::PortError),
+    #[error(transparent)]
+    Resources(#[from] resources::ResourceError),
+    #[error(transparent)]
+    Logs(#[from] logs::LogError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Change(#[from] crate::oci::changes::ChangeError),
@@ -131,7 +160,7 @@ impl RuntimeError {
         match self {
             RuntimeError::CommandNotFound(_) | RuntimeError::NoSuchFile(_) => EXIT_NOT_FOUND,
             RuntimeError::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
-            RuntimeError::StartFailed { code, .. } => *code,
+            RuntimeError::StartFailed { code, .. } | RuntimeError::ExecFailed { code, .. } => *code,
             _ => 125,
         }
     }
@@ -153,6 +182,11 @@ impl RuntimeError {
                 "remove that container (`manifold rm NAME`) or choose another `--name`".into()
             }
             RuntimeError::Running { .. } => "stop it first, or use `manifold rm -f`".into(),
+            RuntimeError::NotRunning { .. } => "`manifold start` starts it".into(),
+            RuntimeError::Paused { .. } => "resume it first".into(),
+            RuntimeError::InvalidSignal(_) => {
+                "signals look like `TERM`, `SIGKILL`, `HUP` or a number such as `9`".into()
+            }
             RuntimeError::BeingRemoved { .. } => {
                 "`manifold rm` finishes the removal (`manifold prune` too)".into()
             }
@@ -170,6 +204,9 @@ impl RuntimeError {
                 "the layer is malformed or hostile; nothing outside the snapshot was touched".into()
             }
             RuntimeError::Network(e) => return e.hint(),
+            RuntimeError::Ports(e) => return e.hint(),
+            RuntimeError::Resources(e) => return e.hint(),
+            RuntimeError::Logs(e) => return e.hint(),
             RuntimeError::Io { source, .. } if crate::layer::is_out_of_space(source) => {
                 NoSpace::HINT.into()
             }
