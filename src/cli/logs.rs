@@ -22,7 +22,7 @@ pub struct LogsArgs {
     /// Put each line's time (RFC 3339, nanoseconds) in front of it
     #[arg(short, long)]
     pub timestamps: bool,
-    /// Only lines since TIME: `2024-05-01T10:00:00Z`, `2024-05-01`, a Unix time, or a
+    /// Only lines since TIME: an RFC 3339 time, a date (`2024-05-01`), a Unix time, or a
     /// duration ago (`10m`, `1h30m`)
     #[arg(long, value_name = "TIME")]
     pub since: Option<String>,

@@ -142,7 +142,7 @@ impl Health {
 
 /// Probe `check` until `stop` says the container has exited (a message or the sender dropped):
 /// `probe` runs the command (with its timeout) and says how it went; `update` gets the health
-/// after each probe.
+/// after each probe (it starts as [`Health::starting`]).
 pub fn run(
     check: &Healthcheck,
     started: Instant,
@@ -151,7 +151,6 @@ pub fn run(
     mut update: impl FnMut(&Health),
 ) {
     let mut health = Health::starting();
-    update(&health);
     loop {
         let in_start_period = started.elapsed() < check.start_period;
         let wait = if in_start_period && health.status == HealthStatus::Starting {
@@ -273,7 +272,6 @@ mod tests {
         assert_eq!(
             seen,
             [
-                HealthStatus::Starting,
                 HealthStatus::Healthy,
                 HealthStatus::Unhealthy,
                 HealthStatus::Healthy

@@ -143,6 +143,11 @@ pub fn serve(
             ))
         })?;
     prepared.mark_running()?;
+    if record.service.healthcheck.is_some() {
+        rt.containers().update(&record.id, |r| {
+            r.service.health = Some(health::Health::starting())
+        })?;
+    }
     started(prepared.record());
     control.serve(stdin_sink);
 

@@ -557,6 +557,49 @@ mod tests {
         .unwrap_err();
     }
 
+    /// What slirp4netns 1.2.0 answers when it cannot listen on the port, as seen from a real
+    /// one (the refusal cannot be provoked once the port was checked free just before).
+    #[test]
+    fn the_forwarders_refusal_names_the_port() {
+        use std::os::unix::net::UnixListener;
+        let dir = tempfile::tempdir().unwrap();
+        let api = dir.path().join(API_SOCKET);
+        let listener = UnixListener::bind(&api).unwrap();
+        let server = std::thread::spawn(move || {
+            let mut requests = Vec::new();
+            for answer in [
+                r#"{"return":{"id":1}}"#,
+                r#"{"error":{"desc":"bad request: add_hostfwd: slirp_add_hostfwd failed"}}"#,
+            ] {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut request = String::new();
+                conn.read_to_string(&mut request).unwrap();
+                requests.push(request);
+                conn.write_all(answer.as_bytes()).unwrap();
+            }
+            requests
+        });
+        let port = PublishedPort {
+            host_ip: Ipv4Addr::LOCALHOST,
+            host_port: 8080,
+            container_port: 80,
+            proto: Proto::Udp,
+        };
+        add_hostfwd(&api, &port).unwrap();
+        let e = add_hostfwd(&api, &port).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "`slirp4netns` refused to forward the host port 127.0.0.1:8080/udp: bad request: add_hostfwd: slirp_add_hostfwd failed"
+        );
+        assert!(e.hint().unwrap().contains("another host port"));
+        let requests = server.join().unwrap();
+        let r: serde_json::Value = serde_json::from_str(&requests[0]).unwrap();
+        assert_eq!(
+            r,
+            serde_json::json!({"execute": "add_hostfwd", "arguments": {"proto": "udp", "host_addr": "127.0.0.1", "host_port": 8080, "guest_port": 80}})
+        );
+    }
+
     #[test]
     fn ps_column_like_docker() {
         let p = |host: u16, ctr: u16| PublishedPort {

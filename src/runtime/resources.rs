@@ -36,13 +36,13 @@ pub struct Resources {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResourceError {
-    #[error("invalid {flag} `{value}`: {why}")]
+    #[error("invalid `{flag}` value `{value}`: {why}")]
     Invalid {
         flag: &'static str,
         value: String,
         why: String,
     },
-    #[error("{flag} cannot be applied: {why}")]
+    #[error("`{flag}` cannot be applied: {why}")]
     Unavailable {
         flag: &'static str,
         why: String,
@@ -314,6 +314,24 @@ impl Layout {
     }
 }
 
+/// cgroup v1's controllers (the other super options of a v1 mount are mount options).
+const V1_CONTROLLERS: [&str; 14] = [
+    "blkio",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "memory",
+    "misc",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "pids",
+    "rdma",
+];
+
 /// The v1 hierarchies in a mountinfo text: each controller (from the super options) and where
 /// it is mounted.
 fn v1_hierarchies(mountinfo: &str) -> Vec<(String, PathBuf)> {
@@ -330,10 +348,7 @@ fn v1_hierarchies(mountinfo: &str) -> Vec<(String, PathBuf)> {
         let Some(point) = left.split(' ').nth(4) else {
             continue;
         };
-        for o in options.split(',') {
-            if matches!(o, "rw" | "ro") || o.contains('=') {
-                continue;
-            }
+        for o in options.split(',').filter(|o| V1_CONTROLLERS.contains(o)) {
             out.push((o.to_string(), PathBuf::from(point)));
         }
     }
@@ -374,7 +389,7 @@ mod tests {
             Resources::parse(Some("1m"), None, None)
                 .unwrap_err()
                 .to_string(),
-            "invalid --memory `1m`: the smallest limit is 6m"
+            "invalid `--memory` value `1m`: the smallest limit is 6m"
         );
     }
 

@@ -153,7 +153,8 @@ pub fn parse_signal(s: &str) -> Result<i32, RuntimeError> {
 }
 
 /// A unix socket address for `name` in `dir`: the plain path when it fits in a socket address,
-/// else one through a descriptor of `dir` (`/proc/self/fd/N/name`), valid while this lives.
+/// else one through a descriptor of `dir` (`/proc/PID/fd/N/name`, valid for other processes
+/// too, such as the runtime given a console socket), valid while this lives.
 pub struct SocketPath {
     _dir: Option<OwnedFd>,
     pub path: PathBuf,
@@ -174,7 +175,11 @@ impl SocketPath {
             rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        let path = PathBuf::from(format!("/proc/self/fd/{}/{name}", fd.as_raw_fd()));
+        let path = PathBuf::from(format!(
+            "/proc/{}/fd/{}/{name}",
+            std::process::id(),
+            fd.as_raw_fd()
+        ));
         Ok(SocketPath {
             _dir: Some(fd),
             path,
@@ -354,7 +359,7 @@ mod tests {
         let deep = base.path().join("d".repeat(120));
         std::fs::create_dir_all(&deep).unwrap();
         let s = SocketPath::new(&deep, "x.sock").unwrap();
-        assert!(s.path.starts_with("/proc/self/fd/"), "{}", s.path.display());
+        assert!(s.path.starts_with("/proc/"), "{}", s.path.display());
         let listener = std::os::unix::net::UnixListener::bind(&s.path).unwrap();
         assert!(deep.join("x.sock").exists());
         UnixStream::connect(&s.path).unwrap();

@@ -532,7 +532,8 @@ fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> bool {
     false
 }
 
-fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
+/// A plain HTTP/1.0 GET on 127.0.0.1:`port`: the status and the body.
+pub fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(

@@ -18,4 +18,5 @@ mod sec_containers;
 mod sec_network;
 mod sec_registry;
 mod sec_store;
+mod services;
 mod verify;
