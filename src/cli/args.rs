@@ -80,7 +80,7 @@ pub enum Command {
     /// Create a single-layer image from a root filesystem tarball
     Import(ImportArgs),
     /// Run a command in a new container (foreign platforms through QEMU)
-    Run(super::run::RunArgs),
+    Run(Box<super::run::RunArgs>),
     /// List containers
     Ps(super::ps::PsArgs),
     /// Show what a detached container wrote

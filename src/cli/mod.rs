@@ -84,7 +84,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Save(a) => save::run(a, settings),
         Command::Load(a) => load::run(a, settings),
         Command::Import(a) => import::run(a, settings),
-        Command::Run(a) => return run::run(a, settings),
+        Command::Run(a) => return run::run(*a, settings),
         Command::Ps(a) => ps::run(a, settings),
         Command::Logs(a) => logs::run(a, settings),
         Command::Exec(a) => return exec::run(a, settings),

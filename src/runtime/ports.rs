@@ -138,6 +138,8 @@ pub enum PortError {
     NoneFree(String),
     #[error("cannot find a free host port for {0}")]
     Allocate(String, #[source] io::Error),
+    #[error("cannot listen on the host port {0}")]
+    Bind(String, #[source] io::Error),
     #[error("`slirp4netns` refused to forward the host port {address}: {message}")]
     Refused { address: String, message: String },
     #[error("cannot ask `slirp4netns` to forward the host port {address}")]
@@ -163,6 +165,12 @@ impl PortError {
             }
             PortError::InUse(..) | PortError::Duplicate(_) | PortError::Refused { .. } => {
                 "choose another host port, or leave it out (`-p 80`) for a free one".into()
+            }
+            PortError::Bind(_, e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                "as a plain user, ports below `net.ipv4.ip_unprivileged_port_start` (1024) need that sysctl lowered; or choose a higher port".into()
+            }
+            PortError::Bind(_, e) if e.kind() == io::ErrorKind::AddrNotAvailable => {
+                "give an address of this machine (`-p 127.0.0.1:8080:80`), or none for all".into()
             }
             _ => return None,
         })
@@ -322,7 +330,7 @@ pub fn allocate(requests: &[PortRequest]) -> Result<Vec<PublishedPort>, PortErro
                 }
                 bind(r.host_ip, a, r.container.proto).map_err(|e| match e.kind() {
                     io::ErrorKind::AddrInUse => PortError::InUse(label(a), e),
-                    _ => PortError::Allocate(label(a), e),
+                    _ => PortError::Bind(label(a), e),
                 })?
             }
             Some((a, b)) => (a..=b)

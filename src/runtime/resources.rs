@@ -228,7 +228,7 @@ enum Layout {
 impl Layout {
     fn detect(root: &Path) -> Layout {
         let is_cgroup2 = rustix::fs::statfs(root)
-            .map(|s| s.f_type as i64 == 0x6367_7270)
+            .map(|s| s.f_type as u64 == 0x6367_7270)
             .unwrap_or(false);
         if is_cgroup2 {
             let controllers = std::fs::read_to_string(root.join("cgroup.controllers"))

@@ -317,6 +317,48 @@ fn ports_side_by_side_busy_ones_refused() {
     assert_eq!(svc.ps().len(), before, "a refused run makes no container");
     drop(busy);
 
+    // A foreground run publishes too; `stop` reaches it without a monitor (its manifold records
+    // the exit and ends with the container's status).
+    let p3 = free_port();
+    let mut fg = svc
+        .root
+        .manifold_std()
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            "fg",
+            "-p",
+            &format!("127.0.0.1:{p3}:80"),
+        ])
+        .args([
+            "httpd:host",
+            "busybox",
+            "httpd",
+            "-f",
+            "-p",
+            "80",
+            "-h",
+            "/www",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(get(p3, "/index.html"), (200, PAGE.to_string()));
+    assert_eq!(svc.ok(&["stop", "-t", "1", "fg"]), "fg\n");
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(s) = fg.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the foreground run did not end");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(137));
+    assert!(svc.row("fg").is_none(), "--rm removed it");
+
     // -P: the image's EXPOSE 80 on a free host port of every address.
     let exposed = "exposed:1";
     let out = svc
@@ -1003,6 +1045,17 @@ fn service_errors() {
     ----- stderr -----
     error: invalid port specification `[::1]:8080:80`: IPv6 host addresses are not supported (slirp4netns forwards IPv4 only)
     hint: ports look like `-p 8080:80`, `-p 127.0.0.1:8080:80/udp`, `-p 80` (any free host port) or `-p 8000-8010:80-90`
+    ");
+    // An address of no interface here (TEST-NET-1): binding fails at once, nothing is sent.
+    manifold_snapshot!(s, svc.manifold().args(["run", "-d", "-p", "192.0.2.1:8080:80", "busybox", "true"]), @"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: cannot listen on the host port 192.0.2.1:8080/tcp
+      caused by: Cannot assign requested address (os error 99)
+    hint: give an address of this machine (`-p 127.0.0.1:8080:80`), or none for all
     ");
     manifold_snapshot!(s, svc.manifold().args(["run", "-d", "-p", "80", "--network", "none", "busybox", "true"]), @"
     success: false
