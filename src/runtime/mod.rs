@@ -1,6 +1,9 @@
 //! Containers: snapshots by chain ID, an overlayfs root over them, an OCI runtime bundle
 //! (oci-spec) from the image config, executed by an OCI runtime (runc by default); container
-//! records for `ps`, `rm` and `commit`.
+//! records for `ps`, `rm` and `commit`; service containers (`service`): detached under a
+//! monitor of manifold's own (`monitor`), with published ports (`ports`), a log (`logs`),
+//! processes exec'd into them (`exec`), health checks (`health`) and resource limits
+//! (`resources`).
 //!
 //! Mounts are made in a private mount namespace of the manifold process (slave propagation:
 //! nothing propagates back to the host), which the runtime inherits: when manifold and the

@@ -296,6 +296,11 @@ fn ports_side_by_side_busy_ones_refused() {
     let busy = TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = busy.local_addr().unwrap().port();
     let before = svc.ps().len();
+    // A restart publishes the port again (a new forwarder for the new namespace).
+    svc.ok(&["restart", "-t", "1", "one"]);
+    let id = svc.row("one").unwrap()["ID"].as_str().unwrap()[..12].to_string();
+    assert_eq!(get(p1, "/index.html"), (200, format!("{id}\n")));
+
     // Checked before anything is made: a port another program listens on, and one another
     // container publishes.
     for (port, name) in [(taken, "busy_port"), (p1, "port_of_another_container")] {
@@ -762,10 +767,19 @@ fn logs_like_docker() {
         .unwrap();
     let last = lines.last().unwrap();
     let (on, off) = match last["stream"].as_str().unwrap() {
-        "stdout" => (stdout_of(&tail), String::from_utf8_lossy(&tail.stderr).into_owned()),
-        _ => (String::from_utf8_lossy(&tail.stderr).into_owned(), stdout_of(&tail)),
+        "stdout" => (
+            stdout_of(&tail),
+            String::from_utf8_lossy(&tail.stderr).into_owned(),
+        ),
+        _ => (
+            String::from_utf8_lossy(&tail.stderr).into_owned(),
+            stdout_of(&tail),
+        ),
     };
-    assert_eq!((on.as_str(), off.as_str()), (last["log"].as_str().unwrap(), ""));
+    assert_eq!(
+        (on.as_str(), off.as_str()),
+        (last["log"].as_str().unwrap(), "")
+    );
     let stamped = svc.ok(&["logs", "-t", "talk"]);
     let re = regex::Regex::new(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z out1$").unwrap();
     assert!(re.is_match(stamped.lines().next().unwrap()), "{stamped}");
@@ -829,7 +843,10 @@ fn logs_like_docker() {
         "the oldest lines went with the rotation"
     );
 
-    svc.ok(&["run", "--name", "fg", "busybox", "true"]);
+    assert_eq!(
+        svc.ok(&["run", "--name", "fg", "busybox", "echo", "hi"]),
+        "hi\n"
+    );
     manifold_snapshot!(svc.settings(), svc.manifold().args(["logs", "fg"]), @"
     success: false
     exit_code: 125
@@ -839,6 +856,9 @@ fn logs_like_docker() {
     error: container [ID] has no log: it ran in the foreground, its output went to the terminal
     hint: `manifold run -d` keeps a container's output for `manifold logs`
     ");
+    // Started again, it runs under a monitor: now it has a log.
+    assert_eq!(svc.ok(&["start", "-a", "fg"]), "hi\n");
+    assert_eq!(svc.ok(&["logs", "fg"]), "hi\n");
     manifold_snapshot!(svc.settings(), svc.manifold().args(["logs", "--since", "yesterday", "talk"]), @"
     success: false
     exit_code: 125
