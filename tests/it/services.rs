@@ -593,6 +593,37 @@ fn a_killed_monitor_is_reconciled() {
     assert_eq!(svc.ok(&["wait", "orphan"]), "137\n");
 }
 
+/// `run -d` from a terminal that then goes away (script(1) gives it one and hangs it up when the
+/// command ends): the monitor has no controlling terminal and is in a session of its own, so the
+/// hang-up does not reach it and the container stays up.
+#[test]
+fn the_monitor_outlives_its_terminal() {
+    skip_unless!("root", "runc", "slirp4netns", "script");
+    let svc = Services::new();
+    host_busybox(&svc.root);
+    let line = format!(
+        "{} --root {} --progress none run -d --name hup busybox sleep 1000",
+        env!("CARGO_BIN_EXE_manifold"),
+        svc.root.path().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stdout_of(&out));
+    let monitor = record(&svc, "hup")["owner"]["pid"].as_u64().unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{monitor}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // Fields 6 (session) and 7 (controlling terminal) of proc(5).
+    let (session, tty) = (fields[3], fields[4]);
+    assert_eq!(tty, "0", "the monitor has no controlling terminal");
+    assert_ne!(session, monitor.to_string(), "nor can it get one: not a session leader");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(svc.status("hup").starts_with("Up "), "{}", svc.status("hup"));
+    assert!(std::path::Path::new(&format!("/proc/{monitor}")).exists());
+}
+
 /// A HEALTHCHECK run by the monitor: `starting` while it fails in the start period, `healthy`
 /// once it passes, `unhealthy` after `retries` failures; `ps` shows each.
 #[test]
