@@ -232,6 +232,9 @@ fn an_emulated_server_answers_on_its_published_port() {
 
     ----- stderr -----
     ");
+    // Restarted, it is emulated and published again (on the same host port).
+    svc.ok(&["restart", "-t", "1", "web"]);
+    assert_eq!(get(port, "/index.html"), (200, PAGE.to_string()));
     // PID 1 (QEMU running httpd) ignores SIGTERM: SIGKILL after the timeout.
     svc.ok(&["stop", "-t", "1", "web"]);
     assert!(
