@@ -23,6 +23,7 @@ use super::errors::{self, user_error};
 use super::output::outln;
 use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::progress::Progress;
+use crate::runtime::oci_runtime::RuntimeState;
 use crate::runtime::{self, ContainerRecord, RunOptions, Runtime, RuntimeError, Status as State};
 
 #[derive(Debug, Args)]
@@ -167,6 +168,16 @@ fn start(settings: &Settings, key: &str, status: &Status) -> anyhow::Result<Exit
     })?;
     runtime::ports::check_free(&record.service.ports).map_err(RuntimeError::from)?;
     let rt = Runtime::new(&store, &record.runtime)?;
+    // Its monitor is gone, the container is not.
+    if matches!(
+        rt.oci().state(&record.id),
+        Ok(Some(RuntimeState::Running | RuntimeState::Paused))
+    ) {
+        return Err(RuntimeError::Running {
+            id: record.short_id().to_string(),
+        }
+        .into());
+    }
     rt.enter_private_mounts()?;
     let record = rt
         .containers()

@@ -14,6 +14,7 @@ use super::Settings;
 use super::errors::{Reported, user_error};
 use super::monitor::{Launched, launch};
 use crate::runtime::logs::{self, LOG_FILE, Query, Stream};
+use crate::runtime::oci_runtime::RuntimeState;
 use crate::runtime::service::{self, MONITOR_SOCKET, SocketPath, Waited};
 use crate::runtime::{Containers, OciRuntime, Status};
 
@@ -95,16 +96,29 @@ pub fn run(args: StartArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Start one stopped container under a new monitor; one that runs is left as it is.
+/// Start one stopped container under a new monitor; one that runs is left as it is (its
+/// monitor's gone or not).
 pub(super) fn start(settings: &Settings, containers: &Containers, key: &str) -> anyhow::Result<()> {
     let record = containers.find(key)?;
-    if record.status == Status::Running && record.owner_alive() {
+    if record.status == Status::Running
+        && (record.owner_alive() || runs(&settings.root, &record.runtime, &record.id))
+    {
         return Ok(());
     }
     match launch(settings, &["start", &record.id], None)? {
         Launched::Started(_) => Ok(()),
         Launched::Failed(code) => Err(Reported(code).into()),
     }
+}
+
+/// Whether the runtime runs (or has paused) the container.
+fn runs(root: &std::path::Path, runtime: &str, id: &str) -> bool {
+    OciRuntime::find(runtime, root).is_ok_and(|oci| {
+        matches!(
+            oci.state(id),
+            Ok(Some(RuntimeState::Running | RuntimeState::Paused))
+        )
+    })
 }
 
 /// Copy stdin to the container's (through its monitor), in the background.

@@ -14,8 +14,7 @@ use super::RuntimeError;
 use super::containers::{
     ContainerDir, ContainerRecord, Containers, Owner, Reconciled, Status, new_id,
 };
-use super::network::Namespace;
-use super::network::{self, ContainerNetwork, Network};
+use super::network::{self, ContainerNetwork, Namespace, Network};
 use super::oci_runtime::{OciRuntime, start_failure};
 use super::overlay::{Method, Overlay};
 use super::service::Service;

@@ -572,6 +572,10 @@ fn a_killed_monitor_is_reconciled() {
         "{}",
         svc.status("orphan")
     );
+    // It runs: `start` leaves it as it is.
+    let started = record(&svc, "orphan")["started"].clone();
+    assert_eq!(svc.ok(&["start", "orphan"]), "orphan\n");
+    assert_eq!(record(&svc, "orphan")["started"], started);
     svc.ok(&["stop", "-t", "1", "orphan"]);
     assert!(
         svc.status("orphan").starts_with("Exited (unknown) "),
@@ -621,9 +625,17 @@ fn the_monitor_outlives_its_terminal() {
     // Fields 6 (session) and 7 (controlling terminal) of proc(5).
     let (session, tty) = (fields[3], fields[4]);
     assert_eq!(tty, "0", "the monitor has no controlling terminal");
-    assert_ne!(session, monitor.to_string(), "nor can it get one: not a session leader");
+    assert_ne!(
+        session,
+        monitor.to_string(),
+        "nor can it get one: not a session leader"
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(svc.status("hup").starts_with("Up "), "{}", svc.status("hup"));
+    assert!(
+        svc.status("hup").starts_with("Up "),
+        "{}",
+        svc.status("hup")
+    );
     assert!(std::path::Path::new(&format!("/proc/{monitor}")).exists());
 }
 
