@@ -230,8 +230,8 @@ pub fn launch(
     .stdout(Stdio::null())
     .stderr(Stdio::inherit());
     let status_fd = status_w.as_raw_fd();
-    // SAFETY: only async-signal-safe calls (fcntl, dup2, setsid, fork, _exit) between fork and
-    // exec.
+    // SAFETY: only async-signal-safe calls (fcntl, dup2, close_range, setsid, fork, _exit)
+    // between fork and exec.
     unsafe {
         use std::os::unix::process::CommandExt;
         cmd.pre_exec(move || {
@@ -239,6 +239,15 @@ pub fn launch(
             let high = libc::fcntl(status_fd, libc::F_DUPFD_CLOEXEC, 10);
             if high < 0 || libc::dup2(high, STATUS_FD) < 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // Nothing else the caller was given stays open for the container's lifetime (an
+            // outer pipe would never see its end): every other descriptor closes at exec.
+            const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+            let upto = libc::c_uint::MAX;
+            if libc::syscall(libc::SYS_close_range, 4, upto, CLOSE_RANGE_CLOEXEC) < 0 {
+                for fd in STATUS_FD + 1..1024 {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
             }
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
