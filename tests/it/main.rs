@@ -22,4 +22,5 @@ mod sec_containers;
 mod sec_network;
 mod sec_registry;
 mod sec_store;
+mod services;
 mod verify;
