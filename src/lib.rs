@@ -9,6 +9,9 @@ pub mod build;
 pub mod cli;
 pub mod content;
 pub mod elf;
+/// Entry points of the fuzz targets in `fuzz/` (and of their corpus replay in `cargo test`).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layer;
 pub mod manifest;
 pub mod oci;

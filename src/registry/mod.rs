@@ -18,7 +18,7 @@
 //! medium       Repository: Source + Sink
 //! ```
 
-mod auth;
+pub(crate) mod auth;
 mod blobs;
 mod client;
 pub mod credentials;

@@ -4,6 +4,7 @@ mod archives;
 mod bake;
 mod binfmt;
 mod build;
+mod fuzz;
 mod harness;
 mod local;
 mod manifest;
