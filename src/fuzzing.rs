@@ -22,8 +22,11 @@ use crate::reference::Reference;
 use crate::registry::auth::{self, Challenge};
 use crate::store::Store;
 
+/// What a target runs on one input.
+pub type EntryPoint = fn(&[u8]);
+
 /// Every target, by the name of its fuzz target and its corpus folder.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("reference", reference),
     ("platform", platform),
     ("dockerfile", dockerfile),
@@ -48,10 +51,16 @@ pub fn reference(data: &[u8]) {
     let Ok(r) = Reference::parse(text) else {
         return;
     };
-    assert!(r.tag().is_some() || r.digest().is_some(), "{text:?}: neither tag nor digest");
+    assert!(
+        r.tag().is_some() || r.digest().is_some(),
+        "{text:?}: neither tag nor digest"
+    );
     assert!(r.repository().len() <= 255, "{text:?}: path over 255");
     if let Some(tag) = r.tag() {
-        assert!(crate::reference::is_valid_tag(tag), "{text:?}: bad tag kept");
+        assert!(
+            crate::reference::is_valid_tag(tag),
+            "{text:?}: bad tag kept"
+        );
     }
     for printed in [r.to_string(), r.familiar()] {
         assert_eq!(
@@ -85,7 +94,10 @@ pub fn platform(data: &[u8]) {
     );
     let matcher = p.matcher();
     let strict = p.strict_matcher();
-    assert!(strict.matches(&p), "{first:?}: its strict matcher refuses it");
+    assert!(
+        strict.matches(&p),
+        "{first:?}: its strict matcher refuses it"
+    );
     assert!(matcher.matches(&p), "{first:?}: its matcher refuses it");
     if !p.is_unknown() {
         assert_eq!(matcher.best([&p]), Some(0), "{first:?}: not its own best");
@@ -161,13 +173,23 @@ pub fn dockerfile(data: &[u8]) {
         let Ok(plan) = plan::plan(&df, &platform, &opts, &FakeResolver) else {
             continue;
         };
-        assert!(plan.target < names.len(), "target {} out of range", plan.target);
+        assert!(
+            plan.target < names.len(),
+            "target {} out of range",
+            plan.target
+        );
         assert!(plan.stages.contains_key(&plan.target), "target not planned");
         for (&i, stage) in &plan.stages {
             assert_eq!(stage.index, i);
             if let Base::Stage(base) = stage.base {
-                assert!(base < i, "stage {i} builds on stage {base}, not an earlier one");
-                assert!(plan.stages.contains_key(&base), "base stage {base} not planned");
+                assert!(
+                    base < i,
+                    "stage {i} builds on stage {base}, not an earlier one"
+                );
+                assert!(
+                    plan.stages.contains_key(&base),
+                    "base stage {base} not planned"
+                );
             }
             for step in &stage.steps {
                 match &step.op {
@@ -205,7 +227,10 @@ pub fn oci_json(data: &[u8]) {
         let json = serde_json::to_vec(&parsed.value).expect("serialises");
         let again: T = serde_json::from_slice(&json)
             .unwrap_or_else(|e| panic!("{what}: its own JSON does not parse: {e}"));
-        assert_eq!(again, parsed.value, "{what}: JSON round trip changes the value");
+        assert_eq!(
+            again, parsed.value,
+            "{what}: JSON round trip changes the value"
+        );
     }
     if let Ok(p) = oci::parse_manifest(data.to_vec()) {
         round_trip("manifest", p, data);
@@ -268,7 +293,10 @@ fn snapshot(root: &Path, skip: Option<&Path>, meta: bool) -> BTreeMap<PathBuf, S
             } else if m.file_type().is_symlink() {
                 format!("link {:?}", fs::read_link(&path).expect("readlink"))
             } else if m.is_file() {
-                format!("file {}", Digest::sha256_of(&fs::read(&path).expect("read")))
+                format!(
+                    "file {}",
+                    Digest::sha256_of(&fs::read(&path).expect("read"))
+                )
             } else {
                 format!("special {:o}", m.mode())
             };
@@ -302,37 +330,55 @@ fn snapshot(root: &Path, skip: Option<&Path>, meta: bool) -> BTreeMap<PathBuf, S
     out
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    fs::create_dir_all(to).expect("mkdir");
-    for entry in fs::read_dir(from).expect("list").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            fs::copy(entry.path(), &target).expect("copy");
+/// A store holding one small image (`fuzz.test/base:1`: an empty layer, its config and its
+/// manifest), made once per process and kept as its files (relative path, content; None for a
+/// directory): each input is loaded into a fresh copy, so that archives that use its blobs
+/// without holding them are exercised too.
+fn template_store() -> &'static [(PathBuf, Option<Vec<u8>>)] {
+    static TEMPLATE: OnceLock<Vec<(PathBuf, Option<Vec<u8>>)>> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open store");
+        let (layer, config, manifest) = base_image();
+        for blob in [&layer, &config, &manifest] {
+            store.put_bytes(blob).expect("put blob");
         }
-    }
+        let desc = oci::Descriptor::of(media_type::OCI_MANIFEST, &manifest);
+        let name = Reference::parse("fuzz.test/base:1").expect("reference");
+        store.tag(&name, &desc).expect("tag");
+        let mut files = Vec::new();
+        let mut dirs = vec![dir.path().to_path_buf()];
+        while let Some(d) = dirs.pop() {
+            for entry in fs::read_dir(&d).expect("list").flatten() {
+                let rel = entry
+                    .path()
+                    .strip_prefix(dir.path())
+                    .expect("under")
+                    .to_path_buf();
+                if entry.file_type().expect("type").is_dir() {
+                    dirs.push(entry.path());
+                    files.push((rel, None));
+                } else {
+                    files.push((rel, Some(fs::read(entry.path()).expect("read"))));
+                }
+            }
+        }
+        // Parents before their contents.
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files
+    })
 }
 
-/// A store holding one small image (`fuzz.test/base:1`: an empty layer, its config and its
-/// manifest), made once per process: each input is loaded into a copy of it, so that archives
-/// that use its blobs without holding them are exercised too.
-fn template_store() -> &'static Path {
-    static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    TEMPLATE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::open(dir.path()).expect("open store");
-            let (layer, config, manifest) = base_image();
-            for blob in [&layer, &config, &manifest] {
-                store.put_bytes(blob).expect("put blob");
-            }
-            let desc = oci::Descriptor::of(media_type::OCI_MANIFEST, &manifest);
-            let name = Reference::parse("fuzz.test/base:1").expect("reference");
-            store.tag(&name, &desc).expect("tag");
-            dir
-        })
-        .path()
+/// A store in `root` (an empty directory) holding what the template store holds.
+fn new_store(root: &Path) -> Store {
+    for (rel, content) in template_store() {
+        let path = root.join(rel);
+        match content {
+            None => fs::create_dir(&path).expect("mkdir"),
+            Some(bytes) => fs::write(&path, bytes).expect("write"),
+        }
+    }
+    Store::open(root).expect("open the copied store")
 }
 
 /// The template store's image, as (layer, config, manifest) bytes. The seed archives
@@ -364,7 +410,11 @@ fn assert_store_valid(store: &Store) {
         let name = entry.file_name().to_string_lossy().into_owned();
         let digest = Digest::parse(&format!("sha256:{name}")).expect("blob named by its digest");
         let bytes = fs::read(entry.path()).expect("read blob");
-        assert_eq!(Digest::sha256_of(&bytes), digest, "blob {name} holds other content");
+        assert_eq!(
+            Digest::sha256_of(&bytes),
+            digest,
+            "blob {name} holds other content"
+        );
     }
     let entries = store.entries().expect("index.json parses");
     store.reachable().expect("every document reachable parses");
@@ -374,9 +424,15 @@ fn assert_store_valid(store: &Store) {
 }
 
 fn assert_complete(store: &Store, desc: &oci::Descriptor) {
-    assert!(store.has_blob(&desc.digest), "{} listed but absent", desc.digest);
+    assert!(
+        store.has_blob(&desc.digest),
+        "{} listed but absent",
+        desc.digest
+    );
     if desc.is_index() {
-        let index = store.read_index(&desc.digest).expect("a stored index parses");
+        let index = store
+            .read_index(&desc.digest)
+            .expect("a stored index parses");
         for child in &index.value.manifests {
             assert_complete(store, child);
         }
@@ -397,8 +453,7 @@ pub fn archive_load(data: &[u8]) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    copy_tree(template_store(), dir.path());
-    let store = Store::open(dir.path()).expect("open the copied store");
+    let store = new_store(dir.path());
     // Lock files appear when first taken: they are no content.
     let locks = store.root().join("locks-v1");
     let locks = locks.strip_prefix(dir.path()).ok();
@@ -411,7 +466,10 @@ pub fn archive_load(data: &[u8]) {
                 before.keys().collect::<Vec<_>>(),
                 "a failed load ({e}) changed the store's files"
             );
-            assert!(after == before, "a failed load ({e}) changed a file of the store");
+            assert!(
+                after == before,
+                "a failed load ({e}) changed a file of the store"
+            );
         }
         Ok(images) => {
             for image in &images {
@@ -486,7 +544,10 @@ pub fn dockerignore(data: &[u8]) {
         if !excluded || ignore.may_reinclude_under(path) {
             continue;
         }
-        for child in paths.iter().filter_map(|c| c.strip_prefix(&format!("{path}/"))) {
+        for child in paths
+            .iter()
+            .filter_map(|c| c.strip_prefix(&format!("{path}/")))
+        {
             assert!(
                 ignore.excludes(&format!("{path}/{child}")),
                 "`{path}` is excluded and may_reinclude_under says nothing under it comes \
@@ -528,7 +589,10 @@ pub fn bake_yaml(data: &[u8]) {
             continue;
         };
         for t in &selection.targets {
-            assert!(file.targets.contains_key(t), "selected unknown target {t:?}");
+            assert!(
+                file.targets.contains_key(t),
+                "selected unknown target {t:?}"
+            );
         }
         let _ = bake::print(&file, &selection);
     }
