@@ -80,8 +80,11 @@ impl Ignore {
     pub fn may_reinclude_under(&self, dir: &str) -> bool {
         let dir = dir.trim_matches('/');
         self.patterns.iter().any(|p| {
+            // A character class may match `/` (`a[/]b`, `a[^x]b`), which the component-wise
+            // check below cannot see: such a pattern may re-include anything.
             p.exclusion
                 && (p.text.contains("**")
+                    || p.text.contains('[')
                     || p.text.starts_with(&format!("{dir}/"))
                     || p.text.split('/').count() > dir.split('/').count()
                         && prefix_could_match(&p.text, dir))
@@ -232,6 +235,18 @@ mod tests {
         assert!(!i.excludes("secret/public/x"));
         assert!(i.may_reinclude_under("secret"));
         assert!(!ig("secret\n").may_reinclude_under("secret"));
+    }
+
+    /// Found by the `dockerignore` fuzz target's property (fuzz/regressions/dockerignore/): a
+    /// `!` pattern whose character class matches `/` re-includes `a/b`, but the context walk was
+    /// told nothing under `a` could come back, and skipped it.
+    #[test]
+    fn class_matching_a_slash_may_reinclude() {
+        for text in ["a\n!a[/]b\n", "a\n!a[^x]b\n"] {
+            let i = ig(text);
+            assert!(i.excludes("a") && !i.excludes("a/b"), "{text:?}");
+            assert!(i.may_reinclude_under("a"), "{text:?}");
+        }
     }
 
     #[test]
