@@ -6,7 +6,8 @@
 #   scripts/fuzz.sh run TARGET [SECS]   fuzz one target (default 600 s); new inputs go to
 #                                       fuzz/work/TARGET, crashes to fuzz/artifacts/TARGET
 #   scripts/fuzz.sh cmin TARGET         minimise fuzz/work/TARGET + fuzz/corpus/TARGET into
-#                                       fuzz/corpus/TARGET (what is committed)
+#                                       fuzz/corpus/TARGET (what is committed), within the
+#                                       target's size budget (fuzz/trim.py; needs python3)
 #   scripts/fuzz.sh list                the targets
 #
 # Extra arguments after `--` go to libFuzzer (`scripts/fuzz.sh run dockerfile 3600 -- -jobs=2`).
@@ -22,6 +23,16 @@ max_len() {
     archive_load | layer_extract) echo 65536 ;;
     dockerfile | bake) echo 16384 ;;
     *) echo 4096 ;;
+  esac
+}
+
+# The committed corpus's size budget per target, in bytes (a few hundred KB in all).
+budget() {
+  case $1 in
+    archive_load) echo 49152 ;;
+    layer_extract | oci_json | dockerfile) echo 32768 ;;
+    bake) echo 24576 ;;
+    *) echo 16384 ;;
   esac
 }
 
@@ -90,7 +101,15 @@ case $cmd in
     cp -rn "work/$target"/. "corpus/$target/"
     cargo +nightly fuzz cmin --debug-assertions "$target" "corpus/$target" -- \
       -max_len="$(max_len "$target")" -timeout=30 -rss_limit_mb=2048
-    echo "fuzz.sh: corpus/$target: $(find "corpus/$target" -type f | wc -l) files, $(du -sb "corpus/$target" | cut -f1) bytes"
+    # Then the budget: each file's edge coverage from a merge's control file, and a greedy cover.
+    scratch=$(mktemp -d)
+    trap 'rm -rf "$scratch"' EXIT
+    mkdir "$scratch/out"
+    cargo +nightly fuzz run --debug-assertions "$target" "$scratch/out" "corpus/$target" -- \
+      -merge=1 -use_counters=0 -merge_control_file="$scratch/control" \
+      -max_len="$(max_len "$target")" -timeout=30 -rss_limit_mb=2048
+    python3 trim.py "$scratch/control" "corpus/$target" "$(budget "$target")"
+    echo "fuzz.sh: corpus/$target: $(find "corpus/$target" -type f | wc -l) files, $(find "corpus/$target" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }') bytes"
     ;;
   list)
     printf '%s\n' "${targets[@]}"
