@@ -52,8 +52,10 @@ fuzz_run() {
   local target=$1 seconds=$2 runs=$3
   shift 3
   local work=work/$target
+  local -a inputs=("corpus/$target")
+  [[ -d regressions/$target ]] && inputs+=("regressions/$target")
   mkdir -p "$work" "corpus/$target" "artifacts/$target"
-  cargo +nightly fuzz run --debug-assertions "$target" "$work" "corpus/$target" -- \
+  cargo +nightly fuzz run --debug-assertions "$target" "$work" "${inputs[@]}" -- \
     -max_len="$(max_len "$target")" -timeout=30 -rss_limit_mb=2048 \
     -max_total_time="$seconds" -runs="$runs" -print_final_stats=1 "$@"
 }
