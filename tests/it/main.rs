@@ -6,6 +6,7 @@ mod binfmt;
 mod binfmt_managed;
 mod build;
 mod frontend;
+mod fuzz;
 mod harness;
 mod help;
 mod local;
