@@ -11,7 +11,7 @@ use crate::registry_harness::{
 };
 
 /// The layer digests of the single-platform image `reference` in `root`.
-fn layers(root: &TestRoot, reference: &str) -> Vec<String> {
+pub fn layers(root: &TestRoot, reference: &str) -> Vec<String> {
     let v: serde_json::Value =
         serde_json::from_str(&ok(root, &["inspect", "--raw", reference])).expect("a manifest");
     v["layers"]

@@ -2,26 +2,16 @@
 //! and the chunked upload where a registry refuses that form.
 
 use crate::harness::{TestRoot, ok, run, skip_unless, stderr_of};
+use crate::registry::layers;
 use crate::registry_harness::{
     Auth, Fault, FaultProxy, Rule, Seen, TestRegistry, When, assert_store_valid, big_image,
 };
 
-/// The layer digests of `reference` (its manifest, from wherever `inspect` finds it).
-fn layers(root: &TestRoot, reference: &str) -> Vec<String> {
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(root, &["inspect", "--raw", reference])).expect("a manifest");
-    v["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// A 20 MiB image pushed to a first registry, and a second registry behind a proxy (its rules
 /// added by the test) to copy it to.
 struct TwoRegistries {
-    root: TestRoot,
+    /// Where the image was made and pushed from.
+    _root: TestRoot,
     source: String,
     layer: String,
     digest: String,
@@ -41,7 +31,7 @@ impl TwoRegistries {
         ok(&root, &["push", &source]);
         let layer = layers(&root, &source).remove(0);
         TwoRegistries {
-            root,
+            _root: root,
             source,
             layer,
             digest,
