@@ -39,14 +39,10 @@ fn build_ok(root: &TestRoot, ctx: &Path, args: &[&str]) -> String {
     b.stderr
 }
 
-/// `manifold build` as a child whose peak resident memory (KiB, from wait4) is returned.
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4, which also gives its peak memory"
-)]
+/// `manifold build` as a child whose peak resident memory (KiB) is returned.
 fn build_measured(root: &TestRoot, ctx: &Path, args: &[&str]) -> (Built, u64) {
     let log = root.scratch("logs").join("build.stderr");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_manifold"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_manifold"))
         .env("DOCKER_CONFIG", root.docker_config())
         .env_remove("MANIFOLD_ROOT")
         .env_remove("SOURCE_DATE_EPOCH")
@@ -59,7 +55,6 @@ fn build_measured(root: &TestRoot, ctx: &Path, args: &[&str]) -> (Built, u64) {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let mut child = child;
     let measured = crate::harness::wait_measured(&mut child, COMMAND_TIMEOUT * 2);
     let built = Built {
         ok: measured.status.success(),

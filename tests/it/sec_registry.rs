@@ -683,9 +683,7 @@ fn a_token_realm_in_plain_http_on_another_machine_gets_no_password() {
 
 // --- item 6: bounded bodies --------------------------------------------------------------------
 
-/// Run `manifold ARGS` and return its output and peak resident size (KiB, from `wait4`).
-// The child is reaped by `wait4`, which also reports its resource usage.
-#[allow(clippy::zombie_processes)]
+/// Run `manifold ARGS` and return its output and peak resident size (KiB).
 fn run_measured(root: &TestRoot, args: &[&str]) -> (Output, u64) {
     let mut child = root
         .manifold_std()
