@@ -19,6 +19,7 @@ pub mod elf;
 /// Entry points of the fuzz targets in `fuzz/` (and of their corpus replay in `cargo test`).
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hint;
 pub mod layer;
 pub mod lexical;
 pub mod manifest;

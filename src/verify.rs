@@ -13,6 +13,7 @@ use std::io::Read;
 
 use serde::Serialize;
 
+use crate::hint::Hint;
 use crate::binfmt::Handler;
 use crate::elf;
 use crate::layer::merged::{self, Merged};
@@ -35,6 +36,15 @@ pub enum VerifyError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Hint for VerifyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            VerifyError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// An ELF identity: (class, byte order, machine).

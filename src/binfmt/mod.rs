@@ -100,9 +100,8 @@ pub enum BinfmtError {
     },
 }
 
-impl BinfmtError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for BinfmtError {
+    fn hint(&self) -> Option<String> {
         match self {
             BinfmtError::NotRoot { fix, .. }
             | BinfmtError::NoEmulator { fix, .. }

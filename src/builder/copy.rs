@@ -16,6 +16,7 @@ use super::context::{Context, ContextError, mtime};
 use super::fetch::FetchError;
 use super::layer::{Content, Contents, Entry, Kind, Unpack};
 use super::tree::{EntryKind, Tree, TreeError};
+use crate::hint::Hint;
 use crate::dockerfile::dockerignore::{Glob, Ignore, IgnoreError, has_wildcards};
 use crate::dockerfile::plan::{CopyOp, CopySrc};
 use crate::oci::Digest;
@@ -50,6 +51,15 @@ pub enum CopyError {
     /// An ADD URL's body.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+}
+
+impl Hint for CopyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            CopyError::Tree(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CopyError + 'a {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
 use super::layer::{self, Content};
+use crate::hint::Hint;
 use crate::layer::LayerError;
 use crate::layer::merged::{self, Merged};
 use crate::oci::{Descriptor, Digest};
@@ -66,6 +67,15 @@ pub enum TreeError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Hint for TreeError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            TreeError::Store(e) => e.hint(),
+            TreeError::Read { .. } => None,
+        }
+    }
 }
 
 fn normalize(p: &str) -> String {

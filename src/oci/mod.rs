@@ -53,6 +53,18 @@ pub enum OciError {
     Invalid(String),
 }
 
+impl crate::hint::Hint for OciError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            OciError::Schema1(_) => Some(
+                "re-push the image with a current docker, podman or skopeo (they convert it to schema2)"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
+}
+
 /// How deep indexes may nest below the document a walk starts from. Real images nest one or
 /// two levels; a chain of thousands is an attack on whoever walks it.
 pub const MAX_INDEX_DEPTH: usize = 32;
