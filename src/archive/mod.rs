@@ -56,7 +56,7 @@ pub enum ArchiveError {
     MultiPlatform(String),
     #[error("`{0}` is a multi-platform image with platforms missing from the store")]
     Sparse(String),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

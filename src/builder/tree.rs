@@ -118,10 +118,9 @@ fn layer_err(digest: &Digest) -> impl Fn(LayerError) -> TreeError + '_ {
         digest: digest.clone(),
         source: match e {
             LayerError::Corrupt(e) => e,
-            e @ LayerError::Entry { .. } => {
-                io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-            }
-            e => io::Error::other(e.to_string()),
+            // The layer's error itself, so that its cause stays in the chain.
+            e @ LayerError::Entry { .. } => io::Error::new(io::ErrorKind::InvalidData, e),
+            e => io::Error::other(e),
         },
     }
 }

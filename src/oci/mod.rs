@@ -31,7 +31,7 @@ pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    #[error("`{what}` is not valid JSON: {source}")]
+    #[error("`{what}` is not valid JSON")]
     Json {
         what: String,
         #[source]

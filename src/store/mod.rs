@@ -73,7 +73,7 @@ pub enum StoreError {
     /// taken for bad input.
     #[error(transparent)]
     NoSpace(#[from] crate::space::NoSpace),
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
