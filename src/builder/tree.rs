@@ -610,7 +610,7 @@ mod tests {
                 layer.len() as u64,
             );
             let e = layer_entries(&store, &cache, &d).unwrap_err();
-            let err = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+            let err = crate::testutil::chain(&e);
             assert!(
                 err.contains(&format!("entry `{name}`")) && err.contains("must name an entry"),
                 "{name}: {err}"
