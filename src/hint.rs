@@ -80,10 +80,23 @@ table![
 
 #[cfg(test)]
 mod tests {
-    //! Source scans: what the compiler cannot check about error types.
+    //! How hints are found along a chain, and source scans for what the compiler cannot check
+    //! about error types.
 
     use std::collections::BTreeSet;
     use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use crate::archive::ArchiveError;
+    use crate::builder::run::RunError;
+    use crate::builder::{BuildError, StepError};
+    use crate::content::ContentError;
+    use crate::manifest::ManifestError;
+    use crate::registry::RegistryError;
+    use crate::runtime::RuntimeError;
+    use crate::space::NoSpace;
+    use crate::store::StoreError;
+    use crate::verify::VerifyError;
 
     fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
         for entry in std::fs::read_dir(dir).unwrap() {
@@ -264,6 +277,69 @@ mod tests {
              `caused by:` repeats it); leave it out of the message:\n{}",
             offenders.join("\n")
         );
+    }
+
+    /// The first hint along an error's chain, as `cli::errors` finds it.
+    fn first_hint(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+        std::iter::successors(Some(e), |e| e.source()).find_map(super::of)
+    }
+
+    const IMAGES: &str = "`manifold images` lists the images in the store";
+
+    fn not_found() -> StoreError {
+        StoreError::ImageNotFound("x".into())
+    }
+
+    /// Transparent wrappers hide what they wrap from `source()`: each passes the question on.
+    #[test]
+    fn transparent_wrappers_give_the_hint_of_what_they_wrap() {
+        let wrapped: Vec<Box<dyn std::error::Error + 'static>> = vec![
+            Box::new(ArchiveError::Store(not_found())),
+            Box::new(RuntimeError::Store(not_found())),
+            Box::new(ManifestError::Store(not_found())),
+            Box::new(BuildError::Store(not_found())),
+            Box::new(BuildError::Shared(Arc::new(BuildError::Store(not_found())))),
+            Box::new(VerifyError::Store(not_found())),
+            Box::new(StepError::Run(RunError::Store(not_found()))),
+            Box::new(StoreError::Content(ContentError::Backend(Box::new(not_found())))),
+        ];
+        for e in &wrapped {
+            assert_eq!(first_hint(e.as_ref()).as_deref(), Some(IMAGES), "{e:?}");
+        }
+        let registry = ManifestError::Content(ContentError::Transient(Box::new(
+            RegistryError::NotFound {
+                registry: "r".into(),
+                what: "w".into(),
+            },
+        )));
+        assert!(first_hint(&registry).unwrap().contains("manifold tags"));
+    }
+
+    /// A cause that is boxed or shared is found in the chain as the box.
+    #[test]
+    fn boxed_and_shared_causes_give_their_hints() {
+        let step = BuildError::Step {
+            file: "Dockerfile".into(),
+            line: 2,
+            platform: "linux/amd64".into(),
+            instruction: "RUN true".into(),
+            source: Box::new(StepError::Store(not_found())),
+        };
+        assert_eq!(first_hint(&step).as_deref(), Some(IMAGES));
+        let run = RunError::NoRuntime(Arc::new(RuntimeError::NotRoot));
+        assert_eq!(first_hint(&run).as_deref(), Some("run it with sudo"));
+        // The outermost hint wins.
+        let run = StepError::Run(RunError::NotRoot);
+        assert_eq!(first_hint(&run).as_deref(), Some("run the build with sudo"));
+    }
+
+    #[test]
+    fn a_full_disk_is_hinted_whoever_met_it() {
+        let full = std::io::Error::from_raw_os_error(libc::ENOSPC);
+        let e = ContentError::Io(full);
+        assert_eq!(first_hint(&e).as_deref(), Some(NoSpace::HINT));
+        let other = ContentError::Io(std::io::Error::from_raw_os_error(libc::EIO));
+        assert_eq!(first_hint(&other), None);
     }
 
     /// [`super::of`] finds only the types in its table: each type with an `impl Hint` must be
