@@ -251,7 +251,10 @@ mod tests {
                         let name = match decl.split_once(':') {
                             Some((name, ty))
                                 if !ty.starts_with(':')
-                                    && name.trim().chars().all(|c| c.is_alphanumeric() || c == '_') =>
+                                    && name
+                                        .trim()
+                                        .chars()
+                                        .all(|c| c.is_alphanumeric() || c == '_') =>
                             {
                                 name.trim().to_string()
                             }
@@ -301,17 +304,18 @@ mod tests {
             Box::new(BuildError::Shared(Arc::new(BuildError::Store(not_found())))),
             Box::new(VerifyError::Store(not_found())),
             Box::new(StepError::Run(RunError::Store(not_found()))),
-            Box::new(StoreError::Content(ContentError::Backend(Box::new(not_found())))),
+            Box::new(StoreError::Content(ContentError::Backend(Box::new(
+                not_found(),
+            )))),
         ];
         for e in &wrapped {
             assert_eq!(first_hint(e.as_ref()).as_deref(), Some(IMAGES), "{e:?}");
         }
-        let registry = ManifestError::Content(ContentError::Transient(Box::new(
-            RegistryError::NotFound {
+        let registry =
+            ManifestError::Content(ContentError::Transient(Box::new(RegistryError::NotFound {
                 registry: "r".into(),
                 what: "w".into(),
-            },
-        )));
+            })));
         assert!(first_hint(&registry).unwrap().contains("manifold tags"));
     }
 

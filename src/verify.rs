@@ -13,9 +13,9 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use crate::hint::Hint;
 use crate::binfmt::Handler;
 use crate::elf;
+use crate::hint::Hint;
 use crate::layer::merged::{self, Merged};
 use crate::layer::{self, Compression};
 use crate::oci::{ImageConfig, Manifest};

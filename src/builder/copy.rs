@@ -16,9 +16,9 @@ use super::context::{Context, ContextError, mtime};
 use super::fetch::FetchError;
 use super::layer::{Content, Contents, Entry, Kind, Unpack};
 use super::tree::{EntryKind, Tree, TreeError};
-use crate::hint::Hint;
 use crate::dockerfile::dockerignore::{Glob, Ignore, IgnoreError, has_wildcards};
 use crate::dockerfile::plan::{CopyOp, CopySrc};
+use crate::hint::Hint;
 use crate::oci::Digest;
 use crate::store::Store;
 

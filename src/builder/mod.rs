@@ -113,7 +113,9 @@ pub enum StepError {
 impl Hint for BuildError {
     fn hint(&self) -> Option<String> {
         match self {
-            BuildError::Epoch(_) => Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into()),
+            BuildError::Epoch(_) => {
+                Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into())
+            }
             BuildError::Store(e) => e.hint(),
             BuildError::Shared(e) => e.hint(),
             _ => None,

@@ -7,10 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::layer::LayerInfo;
-use crate::hint::Hint;
 use crate::binfmt::BinfmtError;
 use crate::dockerfile::instructions::MountKind;
 use crate::dockerfile::plan::RunOp;
+use crate::hint::Hint;
 use crate::layer::Compression;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;

@@ -165,4 +165,3 @@ impl Publisher for RegistryPublisher<'_> {
         Ok(())
     }
 }
-

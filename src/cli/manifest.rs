@@ -228,4 +228,3 @@ fn report_list(settings: &Settings, verb: &str, created: &manifest::Created) {
     }
     progress.message(&line);
 }
-

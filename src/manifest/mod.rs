@@ -26,8 +26,8 @@ pub use platform::{PlatformKey, reconcile};
 pub use push::{PushOptions, Pushed, push};
 
 use crate::content::ContentError;
-use crate::oci::{Digest, OciError};
 use crate::hint::Hint;
+use crate::oci::{Digest, OciError};
 use crate::platform::PlatformError;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;

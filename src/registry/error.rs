@@ -7,9 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::auth::AuthError;
-use crate::hint::Hint;
 use super::credentials::CredentialsError;
 use super::http::BodyLimit;
+use crate::hint::Hint;
 
 /// One entry of a registry's `errors` array.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

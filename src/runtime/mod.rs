@@ -169,7 +169,6 @@ impl RuntimeError {
             _ => 125,
         }
     }
-
 }
 
 impl Hint for RuntimeError {

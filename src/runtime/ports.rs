@@ -157,7 +157,6 @@ impl PortError {
             why: why.into(),
         }
     }
-
 }
 
 impl crate::hint::Hint for PortError {

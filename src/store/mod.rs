@@ -105,9 +105,15 @@ impl StoreError {
 impl Hint for StoreError {
     fn hint(&self) -> Option<String> {
         Some(match self {
-            StoreError::ImageNotFound(_) => "`manifold images` lists the images in the store".into(),
-            StoreError::Ambiguous { .. } => "`manifold images --no-trunc` shows full image IDs".into(),
-            StoreError::InUse { .. } => "remove the tags one by one, or use `manifold rmi -f`".into(),
+            StoreError::ImageNotFound(_) => {
+                "`manifold images` lists the images in the store".into()
+            }
+            StoreError::Ambiguous { .. } => {
+                "`manifold images --no-trunc` shows full image IDs".into()
+            }
+            StoreError::InUse { .. } => {
+                "remove the tags one by one, or use `manifold rmi -f`".into()
+            }
             StoreError::ForeignRoot { .. } => {
                 "give `--root` a new or empty directory, or one that holds a manifold store".into()
             }
