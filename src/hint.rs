@@ -11,7 +11,9 @@
 //! trait (`Error::provide` is unstable), so [`of`] holds the one table of the error types that
 //! implement [`Hint`] and tries each downcast once. The table names the types and nothing else:
 //! what a hint says lives with its error. A new error type with hints adds one line here, and
-//! `every_hint_type_is_in_the_table` below is the reminder.
+//! `every_hint_type_is_in_the_table` below is the reminder. Modules depend on the trait only;
+//! the table is the one place that looks back up at their types, in place of `cli`'s former
+//! downcasts.
 
 use std::error::Error;
 
