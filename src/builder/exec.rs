@@ -27,10 +27,12 @@ use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::Client;
-use crate::store::Store;
+use crate::store::Transaction;
 
 pub struct Options<'a> {
-    pub store: &'a Store,
+    /// The store, in a transaction the caller keeps open until it has tagged (or pushed, or
+    /// exported) the output: until then nothing else keeps the new blobs from a collection.
+    pub store: &'a Transaction,
     pub dockerfile: &'a Dockerfile,
     pub context: &'a Context,
     pub platforms: Vec<Platform>,
@@ -128,9 +130,8 @@ fn rfc3339(secs: u64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Run the build; returns the images, written to the store but not tagged.
+/// Run the build; returns the images, written in `o.store`'s transaction but not tagged.
 pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
-    let _guard = o.store.write_guard()?;
     let cache = Cache::open(o.store)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

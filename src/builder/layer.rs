@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use crate::oci::{Algorithm, Descriptor, Digest, HashingWriter, media_type};
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, Transaction};
 
 /// Layer compression of build output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -114,7 +114,7 @@ pub struct LayerInfo {
 
 /// Write `entries` as a layer blob. Later entries for the same path replace earlier ones.
 pub fn write(
-    store: &Store,
+    store: &Transaction,
     entries: Vec<Entry>,
     compression: Compression,
     epoch: Option<u64>,
@@ -132,7 +132,7 @@ pub fn write(
 /// Write `contents` as a layer blob: the entries (later ones for the same path replacing
 /// earlier ones), then the members of each archive.
 pub fn write_contents(
-    store: &Store,
+    store: &Transaction,
     contents: Contents,
     compression: Compression,
     epoch: Option<u64>,
@@ -454,6 +454,7 @@ impl<R: Read> Read for CountingReader<'_, R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn entries() -> Vec<Entry> {
         let e = |path: &str, kind: Kind| Entry {
@@ -492,7 +493,7 @@ mod tests {
     #[test]
     fn sorted_deterministic_and_clamped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let a = write(&store, entries(), Compression::Gzip, None).unwrap();
         let mut reversed = entries();
         reversed.reverse();
@@ -572,7 +573,10 @@ mod tests {
     #[test]
     fn archive_members_are_streamed_after_the_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("root")).unwrap();
+        let store = Store::open(&dir.path().join("root"))
+            .unwrap()
+            .begin()
+            .unwrap();
         let mut b = tar::Builder::new(Vec::new());
         member(&mut b, tar::EntryType::Directory, "./", b"");
         member(&mut b, tar::EntryType::Directory, "d/", b"");
@@ -634,7 +638,10 @@ mod tests {
 
     fn unpack_error(raw: Vec<u8>) -> String {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("root")).unwrap();
+        let store = Store::open(&dir.path().join("root"))
+            .unwrap()
+            .begin()
+            .unwrap();
         let archive = dir.path().join("a.tar");
         std::fs::write(&archive, raw).unwrap();
         let contents = Contents {
@@ -682,7 +689,7 @@ mod tests {
     #[test]
     fn zstd_has_the_oci_media_type_and_the_same_diff_id() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let g = write(&store, entries(), Compression::Gzip, None).unwrap();
         let z = write(&store, entries(), Compression::Zstd, None).unwrap();
         assert_eq!(z.descriptor.media_type, media_type::OCI_LAYER_ZSTD);

@@ -9,10 +9,11 @@ use super::layer::{Compression, LayerInfo};
 use crate::dockerfile::plan::RunOp;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
-use crate::store::Store;
+use crate::store::Transaction;
 
 pub struct RunRequest<'a> {
-    pub store: &'a Store,
+    /// The build's transaction: RUN writes its stage's image and its layer.
+    pub store: &'a Transaction,
     /// The platform the stage is built for.
     pub platform: &'a Platform,
     /// The stage's layers before the step, and their diff IDs.

@@ -16,7 +16,7 @@ use crate::oci::{
 };
 use crate::progress::NoProgress;
 use crate::runtime::{Bind, Network, RunOptions, Runtime, Security};
-use crate::store::Store;
+use crate::store::{Store, Transaction};
 
 pub struct RuntimeRunner {
     rt: Runtime,
@@ -241,7 +241,7 @@ fn tidy_upper(upper: &std::path::Path) {
 /// The upper directory as a layer: the OCI diff into a temp file, then (mtimes clamped when an
 /// epoch is given) compressed into the store.
 fn diff_layer(
-    store: &Store,
+    store: &Transaction,
     upper: &std::path::Path,
     compression: Compression,
     epoch: Option<u64>,

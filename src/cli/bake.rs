@@ -209,8 +209,10 @@ fn build_target(
     let mut build_args = request.args.clone();
     let epoch = super::build::source_date_epoch(&mut build_args)?;
     let client = remote::client(settings);
+    // The build and its tags in one transaction: no collection in between.
+    let txn = store.begin()?;
     let options = exec::Options {
-        store,
+        store: &txn,
         dockerfile: &dockerfile,
         context: &context,
         platforms,
@@ -229,10 +231,10 @@ fn build_target(
     };
     let out = exec::build(&options)?;
     if request.tags.is_empty() {
-        store.add_untagged(&out.root)?;
+        txn.add_untagged(&out.root)?;
     }
     for t in &request.tags {
-        store.tag(t, &out.root)?;
+        txn.tag(t, &out.root)?;
     }
     Ok(out.root)
 }
@@ -248,7 +250,7 @@ struct RegistryPublisher<'a> {
 impl Publisher for RegistryPublisher<'_> {
     fn push(&self, descriptor: &Descriptor, tag: &Reference) -> Result<(), BoxError> {
         let repo = self.client.repository(tag)?;
-        let _guard = self.store.write_guard()?;
+        let _txn = self.store.begin()?;
         content::copy_with(
             self.store,
             &repo,

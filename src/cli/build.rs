@@ -32,7 +32,7 @@ use crate::dockerfile::plan::PlanOptions;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::store::{Resolved, Store};
+use crate::store::{Resolved, Store, Transaction};
 
 /// The build's log: step lines on stderr unless `-q`; transfers through the CLI progress.
 struct BuildLog {
@@ -296,8 +296,10 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     let runner = runner(&store);
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
     let client = remote::client(settings);
+    // One transaction from the first blob to the last tag and push: a `prune` meanwhile waits.
+    let txn = store.begin()?;
     let options = exec::Options {
-        store: &store,
+        store: &txn,
         dockerfile: &dockerfile,
         context: &context,
         platforms,
@@ -321,7 +323,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     finish(
         &args,
         settings,
-        &store,
+        &txn,
         &out,
         &tags,
         push_repo.as_ref(),
@@ -330,11 +332,31 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     )
 }
 
+/// Set to a file name, the build creates that file once every blob is written and waits (a
+/// minute at most) for it to be removed before it tags: a test's window to run `prune` between
+/// a build's last blob and its tag.
+const PAUSE_BEFORE_TAG: &str = "MANIFOLD_TEST_PAUSE_BEFORE_TAG";
+
+fn pause_before_tagging() {
+    let Some(path) = std::env::var_os(PAUSE_BEFORE_TAG).map(PathBuf::from) else {
+        return;
+    };
+    if fs::write(&path, std::process::id().to_string()).is_err() {
+        return;
+    }
+    for _ in 0..6000 {
+        if !path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn finish(
     args: &BuildArgs,
     settings: &Settings,
-    store: &Store,
+    store: &Transaction,
     out: &Output,
     tags: &[Reference],
     push_repo: Option<&Reference>,
@@ -347,6 +369,7 @@ fn finish(
         out.steps_cached,
         out.steps_cached + out.steps_run
     ));
+    pause_before_tagging();
     if tags.is_empty() {
         store.add_untagged(&out.root)?;
     }
@@ -387,7 +410,7 @@ fn finish(
             log.message(&format!("pushing {}", dest.familiar()));
             let repo = client.repository(&dest)?;
             content::copy_with(
-                store,
+                store.store(),
                 &repo,
                 &dest,
                 &out.root,

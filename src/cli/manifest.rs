@@ -112,7 +112,8 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
     match args.command {
         ManifestCommand::Create(a) => {
             let client = remote::client(settings);
-            let fetcher = Fetcher::new(&store, &client);
+            let txn = store.begin()?;
+            let fetcher = Fetcher::new(&txn, &client);
             let options = CreateOptions {
                 amend: a.amend,
                 format: a.format.map(|f| match f {
@@ -126,7 +127,8 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         ManifestCommand::Annotate(a) => {
             let client = remote::client(settings);
-            let fetcher = Fetcher::new(&store, &client);
+            let txn = store.begin()?;
+            let fetcher = Fetcher::new(&txn, &client);
             let annotation = Annotation {
                 os: a.os,
                 architecture: a.arch,
@@ -147,7 +149,8 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         ManifestCommand::Inspect(a) => {
             // `--verbose` asks for detail here; request lines need `-vv`.
             let client = quiet_client(settings);
-            let fetcher = Fetcher::new(&store, &client);
+            let txn = store.begin()?;
+            let fetcher = Fetcher::new(&txn, &client);
             let verbose = settings.verbose > 0;
             let inspected = manifest::inspect(&fetcher, &a.image, verbose)?;
             if verbose {
@@ -159,19 +162,28 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         ManifestCommand::Push(a) => {
             let client = remote::client(settings);
-            let fetcher = Fetcher::new(&store, &client);
             let progress = settings.progress(a.quiet);
             let options = PushOptions {
                 copy: remote::copy_options(&a.transfer),
-                purge: a.purge,
             };
-            let pushed = manifest::push(
-                &fetcher,
-                &a.list,
-                a.destination.as_deref(),
-                &progress,
-                &options,
-            )?;
+            let pushed = {
+                // Keeps gc from removing blobs while they are read.
+                let txn = store.begin()?;
+                let fetcher = Fetcher::new(&txn, &client);
+                manifest::push(
+                    &fetcher,
+                    &a.list,
+                    a.destination.as_deref(),
+                    &progress,
+                    &options,
+                )?
+            };
+            if a.purge
+                && let Some(r) = &pushed.list
+            {
+                manifest::remove(&store.begin()?, &r.to_string())?;
+                store.gc()?;
+            }
             let r = &pushed.report;
             progress.message(&format!(
                 "Pushed {}: {} blobs uploaded ({}), {} mounted, {} already there",
@@ -185,8 +197,9 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         ManifestCommand::Rm(a) => {
             let mut failed = 0;
+            let txn = store.begin()?;
             for list in &a.lists {
-                let removed = manifest::remove(&store, list)
+                let removed = manifest::remove(&txn, list)
                     .map_err(anyhow::Error::from)
                     .and_then(|r| Ok(outln!("Removed: {}", r.familiar())?));
                 if let Err(e) = removed
@@ -195,6 +208,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
                     failed += 1;
                 }
             }
+            drop(txn);
             store.gc()?;
             if failed > 0 {
                 return Err(super::errors::user_error(

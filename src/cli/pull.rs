@@ -30,7 +30,7 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
         Platforms::Best(wanted.clone().unwrap_or_else(Platform::host).matcher())
     };
     let store = settings.store()?;
-    let _guard = store.write_guard()?;
+    let txn = store.begin()?;
     let client = remote::client(settings);
     let repo = client.repository(&reference)?;
     let progress = settings.progress(args.quiet);
@@ -52,11 +52,11 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
     for r in &references {
         progress.message(&format!("Pulling {}", r.familiar()));
         let root = Source::resolve(&repo, r)?;
-        let report = content::copy_with(&repo, &store, r, &root, &platforms, &progress, &options)?;
+        let report = content::copy_with(&repo, &txn, r, &root, &platforms, &progress, &options)?;
         if let Some(p) = &wanted {
             check_platform(&store, &root, p, r)?;
         }
-        Sink::tag(&store, r, &root)?;
+        Sink::tag(&txn, r, &root)?;
         if args.quiet {
             outln!("{}", root.digest)?;
         } else {

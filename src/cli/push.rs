@@ -24,7 +24,7 @@ pub fn run(args: PushArgs, settings: &Settings) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let store = settings.store()?;
     // Keeps gc from removing blobs while they are read.
-    let _guard = store.write_guard()?;
+    let _txn = store.begin()?;
     let found = store.lookup(&args.image)?;
     let destination = match (&args.destination, &found.reference) {
         (Some(d), _) => Reference::parse(d)?,

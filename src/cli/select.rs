@@ -266,21 +266,21 @@ pub fn fetch_missing(
         "Unable to find image '{}' locally (or the platforms asked for): pulling",
         reference.familiar()
     );
-    let _guard = store.write_guard()?;
+    let txn = store.begin()?;
     let client = super::remote::client(settings);
     let repo = client.repository(&reference)?;
     let progress = settings.progress(false);
     let root = Source::resolve(&repo, &reference)?;
     content::copy_with(
         &repo,
-        store,
+        &txn,
         &reference,
         &root,
         &platforms,
         &progress,
         &CopyOptions::default(),
     )?;
-    Sink::tag(store, &reference, &root)?;
+    Sink::tag(&txn, &reference, &root)?;
     eprintln!("Digest: {}", root.digest);
     Ok(Resolved {
         descriptor: root,

@@ -12,13 +12,14 @@ use crate::content::{self, BlobLocation, Sink};
 use crate::oci::{self, Descriptor, ImageConfig, Parsed};
 use crate::reference::Reference;
 use crate::registry::{Client, Repository};
-use crate::store::Store;
+use crate::store::Transaction;
 
 /// Image configs are small; a larger one is not what it claims to be.
 const MAX_CONFIG: u64 = 16 << 20;
 
 pub struct Fetcher<'a> {
-    store: &'a Store,
+    /// What is read from registries is kept in this transaction's store.
+    store: &'a Transaction,
     client: &'a Client,
     repositories: Mutex<HashMap<BlobLocation, Arc<Repository>>>,
 }
@@ -29,7 +30,7 @@ pub fn location_of(reference: &Reference) -> BlobLocation {
 }
 
 impl<'a> Fetcher<'a> {
-    pub fn new(store: &'a Store, client: &'a Client) -> Fetcher<'a> {
+    pub fn new(store: &'a Transaction, client: &'a Client) -> Fetcher<'a> {
         Fetcher {
             store,
             client,
@@ -37,7 +38,7 @@ impl<'a> Fetcher<'a> {
         }
     }
 
-    pub fn store(&self) -> &'a Store {
+    pub fn store(&self) -> &'a Transaction {
         self.store
     }
 
@@ -104,7 +105,7 @@ impl<'a> Fetcher<'a> {
         from: &[BlobLocation],
         keep: bool,
     ) -> Result<Option<Vec<u8>>> {
-        if self.store.has_blob(&desc.digest) {
+        if self.store.store().has_blob(&desc.digest) {
             return Ok(Some(self.store.read_blob(&desc.digest)?));
         }
         let bytes =
@@ -124,7 +125,7 @@ impl<'a> Fetcher<'a> {
         from: &[BlobLocation],
         keep: bool,
     ) -> Result<Option<Parsed<ImageConfig>>> {
-        if self.store.has_blob(&desc.digest) {
+        if self.store.store().has_blob(&desc.digest) {
             return Ok(Some(self.store.read_config(&desc.digest)?));
         }
         let bytes = self.try_registries(desc, from, |repo| {

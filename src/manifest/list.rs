@@ -18,7 +18,7 @@ use crate::oci::{
 };
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Transaction};
 
 /// What kind of document a list is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,7 +97,6 @@ pub fn create(
 ) -> Result<Created> {
     let store = fetcher.store();
     let list = list_reference(name)?;
-    let _guard = store.write_guard()?;
     let (mut entries, mut format, base) = match store.resolve(&list) {
         Ok(existing) if !options.amend => {
             let _ = existing;
@@ -271,7 +270,7 @@ fn check_format(entries: &[Entry], format: ListFormat) -> Result<()> {
 /// Serialise `index`, store it and point `list` at it. The list it replaces goes when no
 /// other tag names it (an amended list is the same list, not a dangling image).
 fn write_list(
-    store: &Store,
+    store: &Transaction,
     list: &Reference,
     index: &Index,
     format: ListFormat,
@@ -388,7 +387,7 @@ fn expand(
                     media_type: m.config.media_type.clone(),
                 });
             }
-            if !store.has_blob(&desc.digest) {
+            if !store.store().has_blob(&desc.digest) {
                 Sink::put_manifest(store, desc, &bytes)?;
             }
             let config = fetcher.config(&m.config, from, true)?.ok_or_else(|| {
@@ -529,7 +528,6 @@ pub fn annotate(
     annotation: &Annotation,
 ) -> Result<Created> {
     let store = fetcher.store();
-    let _guard = store.write_guard()?;
     let found = store.lookup(name)?;
     let list = found
         .reference
@@ -618,7 +616,7 @@ fn entry_digest(fetcher: &Fetcher, image: &str) -> Result<Digest> {
 
 /// Remove the list `name` from the store (its tag; the list itself when no other tag names
 /// it). Blobs are freed by the store's garbage collection. Returns the list's reference.
-pub fn remove(store: &Store, name: &str) -> Result<Reference> {
+pub fn remove(store: &Transaction, name: &str) -> Result<Reference> {
     let found = store.lookup(name)?;
     let Some(list) = found.reference else {
         return Err(ManifestError::DigestName(name.to_string()));

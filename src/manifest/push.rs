@@ -22,12 +22,12 @@ use crate::store::Store;
 #[derive(Debug, Clone, Default)]
 pub struct PushOptions {
     pub copy: CopyOptions,
-    /// Remove the list from the store once pushed.
-    pub purge: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct Pushed {
+    /// The list's tag in the store (None when it was named by digest).
+    pub list: Option<Reference>,
     pub destination: Reference,
     pub descriptor: Descriptor,
     pub report: CopyReport,
@@ -42,8 +42,6 @@ pub fn push(
     options: &PushOptions,
 ) -> Result<Pushed> {
     let store = fetcher.store();
-    // Keeps gc from removing blobs while they are read.
-    let guard = store.write_guard()?;
     let found = store.lookup(name)?;
     let mut list = found.descriptor.clone();
     list.remove_annotation(oci::ANNOTATION_REF_NAME);
@@ -89,14 +87,8 @@ pub fn push(
         &options.copy,
     )?;
     Sink::tag(repo.as_ref(), &destination, &list)?;
-    drop(guard);
-    if options.purge
-        && let Some(r) = &found.reference
-    {
-        super::list::remove(store, &r.to_string())?;
-        store.gc()?;
-    }
     Ok(Pushed {
+        list: found.reference,
         destination,
         descriptor: list,
         report,

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, Transaction};
 use crate::content::{self, BlobLocation, ContentError, Sink, Source};
 use crate::oci::Descriptor;
 use crate::reference::Reference;
@@ -45,7 +45,8 @@ impl Source for Store {
     }
 }
 
-impl Sink for Store {
+/// The store is written in a transaction: it is the sink, not the store itself.
+impl Sink for Transaction {
     fn has_blob(&self, desc: &Descriptor) -> Result<bool, ContentError> {
         Ok(Store::has_blob(self, &desc.digest))
     }
@@ -63,7 +64,7 @@ impl Sink for Store {
     }
 
     fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<(), ContentError> {
-        Store::tag(self, reference, desc).map_err(backend)
+        Transaction::tag(self, reference, desc).map_err(backend)
     }
 
     fn note_blob_locations(&self, desc: &Descriptor, locations: &[BlobLocation]) {

@@ -39,7 +39,7 @@ pub fn multiarch(root: &TestRoot, name: &str, arches: &[(&str, &str)], absent: &
         d.platform = Some(platform.parse().unwrap());
         children.push(d);
     }
-    let store = Store::open(root.path()).unwrap();
+    let store = Store::open(root.path()).unwrap().begin().unwrap();
     let index = Parsed::from_value(Index::new_oci(children.clone()));
     store.put_bytes(&index.bytes).unwrap();
     let desc = index.descriptor(media_type::OCI_INDEX);

@@ -9,6 +9,7 @@ mod harness;
 mod help;
 mod local;
 mod manifest;
+mod ops;
 mod outputs;
 mod registry;
 mod registry_harness;
