@@ -51,8 +51,6 @@ pub enum ArchiveError {
     },
     #[error("`{0}` is a multi-platform image; a docker-archive holds one platform per image")]
     MultiPlatform(String),
-    #[error("`{0}` is a multi-platform image with platforms missing from the store")]
-    Sparse(String),
     #[error("{what}: {source}")]
     Io {
         what: String,

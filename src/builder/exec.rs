@@ -17,16 +17,15 @@ use super::fetch::{self, Fetched};
 use super::layer::{self, Compression, Entry, Kind, LayerInfo};
 use super::run::{RunRequest, Runner};
 use super::tree::{self, Tree};
-use crate::content::{self, Platforms};
+use crate::content::Platforms;
 use crate::dockerfile::instructions::Dockerfile;
 use crate::dockerfile::plan::{
     self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, Resolver, StagePlan, Step,
 };
 use crate::oci::{self, Descriptor, Digest, History, ImageConfig, Manifest, Parsed, media_type};
+use crate::ops::Ops;
 use crate::platform::Platform;
 use crate::progress::Progress;
-use crate::reference::Reference;
-use crate::registry::Client;
 use crate::store::Transaction;
 
 pub struct Options<'a> {
@@ -41,8 +40,8 @@ pub struct Options<'a> {
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH: every timestamp clamped to it.
     pub epoch: Option<u64>,
-    /// Pulls base images the store lacks; None: the store only.
-    pub client: Option<&'a Client>,
+    /// Fetches what the store lacks of base images (an `Ops` without a client: the store only).
+    pub ops: &'a Ops<'a>,
     pub runner: &'a dyn Runner,
     pub progress: &'a dyn Progress,
 }
@@ -263,30 +262,21 @@ impl Resolver for Executor<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<ImageConfig, String> {
-        match self.local_image(reference, platform)? {
-            Some(i) => Ok(i.config),
-            None => Err("not in the store".into()),
-        }
+        let store_only = Ops::new(self.o.store, None, self.o.progress);
+        self.local_image(reference, platform, &store_only)
+            .map(|i| i.config)
     }
 }
 
 impl<'a> Executor<'a> {
-    /// A base image for a platform: from the store, pulled first when it is not there.
+    /// A base image (or `COPY --from` image) for a platform: from the store, what it lacks
+    /// fetched first (see `ops::ensure_local`).
     fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, String> {
         let key = (reference.to_string(), platform.to_string());
         if let Some(i) = self.images.lock().expect("images").get(&key) {
             return Ok(i.clone());
         }
-        let image = match self.local_image(reference, platform) {
-            Ok(Some(i)) => i,
-            Ok(None) => {
-                self.pull(reference, platform)?;
-                self.local_image(reference, platform)?
-                    .ok_or_else(|| format!("`{reference}` has no image for {platform}"))?
-            }
-            Err(e) => return Err(e),
-        };
-        let image = Arc::new(image);
+        let image = Arc::new(self.local_image(reference, platform, self.o.ops)?);
         self.images
             .lock()
             .expect("images")
@@ -294,33 +284,22 @@ impl<'a> Executor<'a> {
         Ok(image)
     }
 
-    /// Ok(None) when the store lacks the image (or its platform's manifest).
-    fn local_image(&self, reference: &str, platform: &Platform) -> Result<Option<Image>, String> {
+    /// The image for `platform`, made whole in the store through `ops`.
+    fn local_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+        ops: &Ops<'_>,
+    ) -> Result<Image, String> {
         let store = self.o.store;
-        let found = match store.lookup(reference) {
-            Ok(f) => f,
-            Err(crate::store::StoreError::ImageNotFound(_)) => return Ok(None),
-            Err(e) => return Err(e.to_string()),
-        };
-        let mut desc = found.descriptor;
-        if desc.is_index() {
-            let index = store.read_index(&desc.digest).map_err(|e| e.to_string())?;
-            let Some(child) = index.value.select(&platform.matcher()) else {
-                let have: Vec<String> = index
-                    .value
-                    .images()
-                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-                    .collect();
-                return Err(format!(
-                    "`{reference}` has no image for {platform} (it has {})",
-                    have.join(", ")
-                ));
-            };
-            if !store.has_blob(&child.digest) {
-                return Ok(None);
-            }
-            desc = child.clone();
-        }
+        let local = ops
+            .ensure_local(store, reference, &Platforms::Each(vec![platform.matcher()]))
+            .map_err(|e| e.to_string())?;
+        let desc = local
+            .manifests
+            .into_iter()
+            .next()
+            .ok_or_else(|| format!("`{reference}` has no image for {platform}"))?;
         let manifest = store
             .read_manifest(&desc.digest)
             .map_err(|e| e.to_string())?;
@@ -328,55 +307,11 @@ impl<'a> Executor<'a> {
             .read_config(&manifest.value.config.digest)
             .map_err(|e| e.to_string())?
             .value;
-        let actual = config.platform();
-        if !platform.matcher().matches(&actual) {
-            return Err(format!(
-                "`{reference}` is an image for {actual}, not {platform}"
-            ));
-        }
-        if let Some(missing) = manifest
-            .value
-            .layers
-            .iter()
-            .find(|l| !store.has_blob(&l.digest))
-        {
-            return Err(format!(
-                "layer {} of `{reference}` is missing from the store",
-                missing.digest
-            ));
-        }
-        Ok(Some(Image {
+        Ok(Image {
             manifest: desc,
             value: manifest.value,
             config,
-        }))
-    }
-
-    fn pull(&self, reference: &str, platform: &Platform) -> Result<(), String> {
-        let Some(client) = self.o.client else {
-            return Err("not in the store".into());
-        };
-        let r = Reference::parse(reference).map_err(|e| e.to_string())?;
-        self.o
-            .progress
-            .message(&format!("pulling {} for {platform}", r.familiar()));
-        let repo = client
-            .repository(&r)
-            .map_err(|e| format!("not in the store, and cannot pull it: {e}"))?;
-        let root = content::Source::resolve(&repo, &r)
-            .map_err(|e| format!("not in the store, and cannot pull it: {e}"))?;
-        content::copy_with(
-            &repo,
-            self.o.store,
-            &r,
-            &root,
-            &Platforms::Best(platform.matcher()),
-            self.o.progress,
-            &content::CopyOptions::default(),
-        )
-        .map_err(|e| format!("cannot pull it: {e}"))?;
-        self.o.store.tag(&r, &root).map_err(|e| e.to_string())?;
-        Ok(())
+        })
     }
 
     /// Run every planned stage of every platform, each once the stages it uses are done, on

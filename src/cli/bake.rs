@@ -12,11 +12,11 @@ use super::errors::user_error;
 use super::output::outln;
 use super::remote;
 use crate::bake::{self, BakeError, BuildRequest, Builder, Publisher};
-use crate::content::{self, BoxError, CopyOptions, Platforms, Sink};
+use crate::content::{BoxError, Platforms};
 use crate::oci::Descriptor;
+use crate::ops::Ops;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::registry::Client;
 use crate::store::Store;
 
 #[derive(Debug, Args)]
@@ -78,10 +78,8 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     let client = remote::client(settings);
     let publisher = RegistryPublisher {
-        store: &store,
-        client: &client,
-        options: remote::copy_options(&args.transfer),
-        progress: &progress,
+        ops: Ops::new(&store, Some(&client), &progress)
+            .with_options(remote::copy_options(&args.transfer)),
     };
     let publisher: Option<&dyn Publisher> = args.push.then_some(&publisher as _);
     match bake::execute(&requests, &builder, publisher, &progress) {
@@ -209,6 +207,7 @@ fn build_target(
     let mut build_args = request.args.clone();
     let epoch = super::build::source_date_epoch(&mut build_args)?;
     let client = remote::client(settings);
+    let ops = Ops::new(store, Some(&client), how.progress);
     // The build and its tags in one transaction: no collection in between.
     let txn = store.begin()?;
     let options = exec::Options {
@@ -225,7 +224,7 @@ fn build_target(
         no_cache: how.no_cache,
         compression: layer::Compression::Gzip,
         epoch,
-        client: Some(&client),
+        ops: &ops,
         runner: how.runner,
         progress: how.progress,
     };
@@ -241,26 +240,14 @@ fn build_target(
 
 /// Pushes a built image from the store, as `manifold push` does.
 struct RegistryPublisher<'a> {
-    store: &'a Store,
-    client: &'a Client,
-    options: CopyOptions,
-    progress: &'a dyn Progress,
+    ops: Ops<'a>,
 }
 
 impl Publisher for RegistryPublisher<'_> {
     fn push(&self, descriptor: &Descriptor, tag: &Reference) -> Result<(), BoxError> {
-        let repo = self.client.repository(tag)?;
-        let _txn = self.store.begin()?;
-        content::copy_with(
-            self.store,
-            &repo,
-            tag,
-            descriptor,
-            &Platforms::All,
-            self.progress,
-            &self.options,
-        )?;
-        Sink::tag(&repo, tag, descriptor)?;
+        let txn = self.ops.store().begin()?;
+        self.ops
+            .push(&txn, &tag.familiar(), descriptor, tag, &Platforms::All)?;
         Ok(())
     }
 }

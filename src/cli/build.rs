@@ -26,9 +26,10 @@ use crate::builder::exec::{self, Output};
 use crate::builder::layer::Compression;
 use crate::builder::run::{Runner, Unavailable};
 use crate::builder::runner::RuntimeRunner;
-use crate::content::{self, Platforms, Sink};
+use crate::content::Platforms;
 use crate::dockerfile::instructions;
 use crate::dockerfile::plan::PlanOptions;
+use crate::ops::Ops;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -296,6 +297,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     let runner = runner(&store);
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
     let client = remote::client(settings);
+    let ops =
+        Ops::new(&store, Some(&client), &log).with_options(remote::copy_options(&args.transfer));
     // One transaction from the first blob to the last tag and push: a `prune` meanwhile waits.
     let txn = store.begin()?;
     let options = exec::Options {
@@ -312,7 +315,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         no_cache: args.no_cache,
         compression,
         epoch,
-        client: Some(&client),
+        ops: &ops,
         runner: runner.as_ref(),
         progress: &log,
     };
@@ -322,7 +325,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     })?;
     finish(
         &args,
-        settings,
+        &ops,
         &txn,
         &out,
         &tags,
@@ -355,7 +358,7 @@ fn pause_before_tagging() {
 #[allow(clippy::too_many_arguments)]
 fn finish(
     args: &BuildArgs,
-    settings: &Settings,
+    ops: &Ops<'_>,
     store: &Transaction,
     out: &Output,
     tags: &[Reference],
@@ -397,30 +400,20 @@ fn finish(
     }
     let mut pushed = Vec::new();
     if args.push || push_repo.is_some() {
-        let client = remote::client(settings);
-        let options = remote::copy_options(&args.transfer);
-        let mut targets: Vec<(Reference, bool)> = Vec::new();
+        // By digest: pushed, not tagged.
+        let mut targets: Vec<Reference> = Vec::new();
         if args.push {
-            targets.extend(tags.iter().map(|t| (t.clone(), true)));
+            targets.extend(tags.iter().cloned());
         }
         if let Some(r) = push_repo {
-            targets.push((r.with_digest(out.root.digest.clone()), false));
+            targets.push(r.with_digest(out.root.digest.clone()));
         }
-        for (dest, tag) in targets {
+        for dest in targets {
             log.message(&format!("pushing {}", dest.familiar()));
-            let repo = client.repository(&dest)?;
-            content::copy_with(
-                store.store(),
-                &repo,
-                &dest,
-                &out.root,
-                &Platforms::All,
-                &log.inner,
-                &options,
-            )?;
-            if tag {
-                Sink::tag(&repo, &dest, &out.root)?;
-            }
+            let name = tags
+                .first()
+                .map_or_else(|| out.root.digest.to_string(), Reference::familiar);
+            ops.push(store, &name, &out.root, &dest, &Platforms::All)?;
             pushed.push(dest.familiar());
         }
         if push_repo.is_some() {

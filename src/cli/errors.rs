@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use super::EXIT_MANIFOLD_FAILED;
 use crate::archive::ArchiveError;
+use crate::ops::OpsError;
 use crate::platform::PlatformError;
 use crate::reference::ReferenceError;
 use crate::store::StoreError;
@@ -62,9 +63,34 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 }
 
 fn hint_for(err: &anyhow::Error) -> Option<String> {
+    err.chain().find_map(hint_of)
+}
+
+/// What the user can do about an operation's failure; its transparent variants are looked
+/// through (the wrapped error's hint applies).
+pub(super) fn ops_hint(e: &OpsError) -> Option<String> {
+    Some(match e {
+        OpsError::NotFound(_) | OpsError::NotLocal(_) => {
+            "`manifold images` lists the images in the store".into()
+        }
+        OpsError::Incomplete { .. } => {
+            "pull the image by its registry reference (`manifold pull REGISTRY/NAME@DIGEST`), so that the store knows where it lives".into()
+        }
+        OpsError::WrongPlatform { .. } => {
+            "leave out `--platform`, or choose a multi-platform image".into()
+        }
+        OpsError::DestinationDigest { .. } => "name the destination by tag".into(),
+        _ => return hint_of(e.inner()?),
+    })
+}
+
+fn hint_of(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     // Module errors wrap each other transparently (`#[error(transparent)]`), which hides the
     // inner error from `chain()`: look through the wrappers by hand.
-    for cause in err.chain() {
+    {
+        if let Some(e) = cause.downcast_ref::<OpsError>() {
+            return ops_hint(e);
+        }
         if let Some(u) = cause.downcast_ref::<UserError>() {
             return u.hint.clone();
         }

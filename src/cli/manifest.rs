@@ -7,7 +7,8 @@ use super::Settings;
 use super::args::TransferArgs;
 use super::output::outln;
 use super::remote;
-use crate::manifest::{self, Annotation, CreateOptions, Fetcher, ManifestError, PushOptions};
+use crate::manifest::{self, Annotation, CreateOptions, ManifestError};
+use crate::ops::Ops;
 use crate::progress::Progress;
 use crate::registry::{Client, ClientOptions};
 
@@ -112,8 +113,9 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
     match args.command {
         ManifestCommand::Create(a) => {
             let client = remote::client(settings);
+            let progress = settings.progress(false);
+            let ops = Ops::new(&store, Some(&client), &progress);
             let txn = store.begin()?;
-            let fetcher = Fetcher::new(&txn, &client);
             let options = CreateOptions {
                 amend: a.amend,
                 format: a.format.map(|f| match f {
@@ -121,14 +123,15 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
                     FormatArg::Docker => manifest::ListFormat::Docker,
                 }),
             };
-            let created = manifest::create(&fetcher, &a.list, &a.images, &options)?;
+            let created = manifest::create(&ops, &txn, &a.list, &a.images, &options)?;
             report_list(settings, "Created", &created);
             outln!("{}", created.descriptor.digest)?;
         }
         ManifestCommand::Annotate(a) => {
             let client = remote::client(settings);
+            let progress = settings.progress(false);
+            let ops = Ops::new(&store, Some(&client), &progress);
             let txn = store.begin()?;
-            let fetcher = Fetcher::new(&txn, &client);
             let annotation = Annotation {
                 os: a.os,
                 architecture: a.arch,
@@ -142,17 +145,18 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
                         .collect()
                 }),
             };
-            let created = manifest::annotate(&fetcher, &a.list, &a.image, &annotation)?;
+            let created = manifest::annotate(&ops, &txn, &a.list, &a.image, &annotation)?;
             report_list(settings, "Annotated", &created);
             outln!("{}", created.descriptor.digest)?;
         }
         ManifestCommand::Inspect(a) => {
             // `--verbose` asks for detail here; request lines need `-vv`.
             let client = quiet_client(settings);
+            let progress = settings.progress(false);
+            let ops = Ops::new(&store, Some(&client), &progress);
             let txn = store.begin()?;
-            let fetcher = Fetcher::new(&txn, &client);
             let verbose = settings.verbose > 0;
-            let inspected = manifest::inspect(&fetcher, &a.image, verbose)?;
+            let inspected = manifest::inspect(&ops, &txn, &a.image, verbose)?;
             if verbose {
                 super::output::print_json(&inspected)?;
             } else {
@@ -163,20 +167,12 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         ManifestCommand::Push(a) => {
             let client = remote::client(settings);
             let progress = settings.progress(a.quiet);
-            let options = PushOptions {
-                copy: remote::copy_options(&a.transfer),
-            };
+            let ops = Ops::new(&store, Some(&client), &progress)
+                .with_options(remote::copy_options(&a.transfer));
             let pushed = {
                 // Keeps gc from removing blobs while they are read.
                 let txn = store.begin()?;
-                let fetcher = Fetcher::new(&txn, &client);
-                manifest::push(
-                    &fetcher,
-                    &a.list,
-                    a.destination.as_deref(),
-                    &progress,
-                    &options,
-                )?
+                manifest::push(&ops, &txn, &a.list, a.destination.as_deref())?
             };
             if a.purge
                 && let Some(r) = &pushed.list
@@ -284,7 +280,7 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         ManifestError::Store(s) => return super::errors::store_hint(s).map(str::to_string),
         ManifestError::Content(c) => return remote::hint(c),
         ManifestError::Registry(r) => return remote::hint(r),
-        ManifestError::Unreachable { cause, .. } => return hint(cause.as_ref()),
+        ManifestError::Ops(e) => return super::errors::ops_hint(e),
         ManifestError::Reference(_) => {
             "references look like `name`, `name:tag`, `registry:port/name:tag` or `name@sha256:…`, in lower case".into()
         }

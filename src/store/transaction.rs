@@ -7,9 +7,11 @@
 //! Reads go through the transaction too (it derefs to the [`Store`]), so code that writes takes
 //! a `&Transaction` and reads what it wrote without a second handle.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Deref;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use super::{Result, Store, StoreError};
 
@@ -18,7 +20,36 @@ use super::{Result, Store, StoreError};
 #[derive(Clone)]
 pub struct Transaction {
     store: Store,
-    _guard: Arc<File>,
+    _guard: Arc<Guard>,
+}
+
+/// The shared gc lock, and this process's count of open transactions on the root.
+struct Guard {
+    _file: File,
+    root: PathBuf,
+}
+
+/// Open transactions of this process, by store root: a collection started by a process that
+/// holds one would wait for itself forever.
+static OPEN: LazyLock<Mutex<HashMap<PathBuf, usize>>> = LazyLock::new(Default::default);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.root) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.root);
+            }
+        }
+    }
+}
+
+/// Whether this process holds a write transaction on the store at `root`.
+pub(super) fn open_here(root: &Path) -> bool {
+    OPEN.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains_key(root)
 }
 
 impl std::fmt::Debug for Transaction {
@@ -36,9 +67,17 @@ impl Store {
         let f = self.lock_file("gc.lock")?;
         f.lock_shared()
             .map_err(StoreError::io("cannot lock", &self.locks.join("gc.lock")))?;
+        *OPEN
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(self.root.clone())
+            .or_default() += 1;
         Ok(Transaction {
             store: self.clone(),
-            _guard: Arc::new(f),
+            _guard: Arc::new(Guard {
+                _file: f,
+                root: self.root.clone(),
+            }),
         })
     }
 }
@@ -76,6 +115,15 @@ mod tests {
             Err(std::fs::TryLockError::WouldBlock) => false,
             Err(e) => panic!("{e:?}"),
         }
+    }
+
+    #[test]
+    #[should_panic(expected = "would wait for itself")]
+    fn a_collection_inside_a_transaction_is_a_bug_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let txn = store.begin().unwrap();
+        let _ = txn.gc();
     }
 
     #[test]

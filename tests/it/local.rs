@@ -39,11 +39,14 @@ pub fn multiarch(root: &TestRoot, name: &str, arches: &[(&str, &str)], absent: &
         d.platform = Some(platform.parse().unwrap());
         children.push(d);
     }
-    let store = Store::open(root.path()).unwrap().begin().unwrap();
+    let store = Store::open(root.path()).unwrap();
     let index = Parsed::from_value(Index::new_oci(children.clone()));
-    store.put_bytes(&index.bytes).unwrap();
     let desc = index.descriptor(media_type::OCI_INDEX);
-    store.tag(&Reference::parse(name).unwrap(), &desc).unwrap();
+    {
+        let txn = store.begin().unwrap();
+        txn.put_bytes(&index.bytes).unwrap();
+        txn.tag(&Reference::parse(name).unwrap(), &desc).unwrap();
+    }
     for (debarch, _) in arches {
         store
             .untag(&Reference::parse(&format!("tmp/{debarch}:latest")).unwrap())
