@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::{ManifestError, Result};
 use crate::content::BlobLocation;
-use crate::oci::{self, ANNOTATION_DOCKER_REFERENCE_DIGEST, Descriptor, Digest, Document};
+use crate::oci::{self, Descriptor, Digest, Document};
 use crate::ops::{Ops, location_of};
 use crate::reference::Reference;
 use crate::store::{StoreError, Transaction};
@@ -147,11 +147,7 @@ pub fn inspect(ops: &Ops, txn: &Transaction, input: &str, verbose: bool) -> Resu
                 c.attestations = index
                     .manifests
                     .iter()
-                    .filter(|a| {
-                        a.is_attestation()
-                            && a.annotation(ANNOTATION_DOCKER_REFERENCE_DIGEST)
-                                == Some(d.digest.to_string().as_str())
-                    })
+                    .filter(|a| a.attestation_subject().as_ref() == Some(&d.digest))
                     .map(Blob::of)
                     .collect();
                 out.manifests.push(c);

@@ -11,10 +11,7 @@ use std::collections::HashMap;
 use super::platform::{PlatformKey, contradicts, reconcile};
 use super::{ManifestError, Result};
 use crate::content::{BlobLocation, Sink};
-use crate::oci::{
-    self, ANNOTATION_DOCKER_REFERENCE_DIGEST, ANNOTATION_REF_NAME, Descriptor, Digest, Document,
-    Index, media_type,
-};
+use crate::oci::{self, ANNOTATION_REF_NAME, Descriptor, Digest, Document, Index, media_type};
 use crate::ops::{Ops, location_of};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -196,9 +193,7 @@ fn existing_entries(index: &Index, list: &Reference) -> Vec<Entry> {
 /// of nothing in the list would be listed for nothing).
 fn attach(entries: &mut [Entry], attestations: impl IntoIterator<Item = Descriptor>) {
     for a in attestations {
-        let subject = a
-            .annotation(ANNOTATION_DOCKER_REFERENCE_DIGEST)
-            .and_then(|s| Digest::parse(s).ok());
+        let subject = a.attestation_subject();
         if let Some(e) = entries
             .iter_mut()
             .find(|e| Some(&e.descriptor.digest) == subject.as_ref())
@@ -647,6 +642,7 @@ pub fn remove(store: &Transaction, name: &str) -> Result<Reference> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::ANNOTATION_DOCKER_REFERENCE_DIGEST;
 
     fn entry(platform: &str, n: u8, existing: bool) -> Entry {
         let mut d = Descriptor::of(media_type::OCI_MANIFEST, &[n]);

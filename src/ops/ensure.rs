@@ -6,13 +6,11 @@
 //! from the registry repositories the store knows them to live in, then from the one the
 //! image's name names.
 
-use std::collections::HashSet;
-
 use super::{Ops, OpsError, Result, location_of};
 use crate::content::{self, Platforms};
 use crate::oci::{ANNOTATION_REF_NAME, Descriptor, Document};
 use crate::reference::Reference;
-use crate::store::{Resolved, Store, StoreError, Transaction};
+use crate::store::{Resolved, StoreError, Transaction};
 
 /// An image made local.
 #[derive(Debug, Clone)]
@@ -103,7 +101,7 @@ impl Ops<'_> {
         home: Option<&Reference>,
         platforms: &Platforms,
     ) -> Result<()> {
-        if !complete(txn, desc) {
+        if !txn.is_whole(desc) {
             self.fill(txn, image, desc, "its layers", home)?;
         }
         let manifest = txn.read_manifest(&desc.digest)?.value;
@@ -136,7 +134,7 @@ impl Ops<'_> {
         let missing: Vec<&Descriptor> = selected
             .iter()
             .copied()
-            .filter(|d| !complete(txn, d))
+            .filter(|d| !txn.is_whole(d))
             .collect();
         let (required, optional): (Vec<&Descriptor>, Vec<&Descriptor>) = missing
             .into_iter()
@@ -205,35 +203,6 @@ fn what(child: &Descriptor) -> String {
         Some(p) => format!("the image for `{p}`"),
         None => format!("its child {}", child.digest),
     }
-}
-
-/// Whether `desc` is whole in the store: the document, everything it lists (for an index) and,
-/// for each manifest, its config and layers.
-pub(super) fn complete(store: &Store, desc: &Descriptor) -> bool {
-    let blobs_present = |ds: &[Descriptor]| ds.iter().all(|d| store.has_blob(&d.digest));
-    content::walk(
-        std::slice::from_ref(desc),
-        &mut HashSet::new(),
-        |d, _| {
-            if !store.has_blob(&d.digest) {
-                return Err(StoreError::BlobNotFound(d.digest.clone()));
-            }
-            if !(d.is_index() || d.is_manifest()) {
-                return Ok((Vec::new(), ()));
-            }
-            match store.read_document(d)?.value {
-                Document::Index(index) => Ok((index.manifests, ())),
-                Document::Manifest(m) => {
-                    if !store.has_blob(&m.config.digest) || !blobs_present(&m.layers) {
-                        return Err(StoreError::BlobNotFound(m.config.digest));
-                    }
-                    Ok((Vec::new(), ()))
-                }
-            }
-        },
-        |_, ()| Ok(()),
-    )
-    .is_ok()
 }
 
 /// 12 to 64 lower-case hex digits: what `images` shows as IMAGE ID.

@@ -80,7 +80,7 @@ impl Ops<'_> {
     ) -> Result<Pushed> {
         let store = txn.store();
         let subset = subset(store, name, root, platforms, |d| {
-            !d.is_attestation() || super::ensure::complete(store, d)
+            !d.is_attestation() || store.is_whole(d)
         })?;
         let (root, source): (Descriptor, Box<dyn Source + '_>) = match subset {
             Some((desc, bytes)) => (
