@@ -1,8 +1,14 @@
-//! The two narrow traits every medium implements — a `Source` that resolves references and opens
-//! blobs, a `Sink` that receives blobs, manifests and tags — and `copy`, which walks
-//! index → manifests → config → layers from any source into any sink.
+//! The two narrow traits every medium implements — a `Source` that resolves references, fetches
+//! manifests and opens blobs; a `Sink` that reuses a blob it has (or can mount), receives blobs
+//! and manifests, and commits an image under its tags — the `BlobLocations` a copy consults and
+//! teaches (where blobs are known to live: containers/image's BlobInfoCache), the one rule of
+//! which children of an index a copy takes (`Platforms::select`: attestations follow their
+//! subjects), and `copy`, which walks index → manifests → config → layers from any source into
+//! any sink and commits.
 //!
 //! `pull` is registry → store, `save` is store → archive, `copy` is registry → registry: one walk.
+//! The media are the registry (`registry::Repository`), the store (a `store::Transaction` as
+//! the sink) and archives (`archive::ArchiveSink`).
 
 use std::collections::HashSet;
 use std::io::Read;

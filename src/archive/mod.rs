@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 pub use import::{ImportOptions, import};
 pub use load::{LoadedImage, load};
-pub use save::{SaveFormat, save};
+pub use save::{ArchiveSink, SaveFormat, save};
 
 use crate::content::ContentError;
 use crate::oci::{Digest, OciError, media_type::LayerCompression};
