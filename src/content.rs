@@ -209,6 +209,11 @@ pub trait Sink: Send + Sync {
     fn put_manifest(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), ContentError>;
     /// Finish with `root` (written whole): name it by each of `tags` (none: leave it unnamed).
     fn commit(&self, root: &Descriptor, tags: &[Reference]) -> Result<(), ContentError>;
+    /// Called for each index of a copy before any blob moves: a sink that would refuse it
+    /// says so now rather than after the upload. Most sinks take any index.
+    fn check_index(&self, _desc: &Descriptor, _bytes: &[u8]) -> Result<(), ContentError> {
+        Ok(())
+    }
 }
 
 /// Which platforms of an index to take.
@@ -335,6 +340,12 @@ pub fn copy(
 ) -> Result<CopyReport, ContentError> {
     let mut plan = Plan::default();
     let root_bytes = plan.walk(source, name, root, platforms)?;
+    let indexes = plan.documents.iter().map(|(d, b)| (d, b.as_slice()));
+    for (desc, bytes) in std::iter::once((root, root_bytes.as_slice())).chain(indexes) {
+        if desc.is_index() {
+            sink.check_index(desc, bytes)?;
+        }
+    }
     let mut report = CopyReport::default();
     run_blobs(source, sink, &plan.blobs, env, &mut report)?;
     for (desc, bytes) in &plan.documents {

@@ -16,10 +16,15 @@ pub mod cli;
 pub mod content;
 pub mod dockerfile;
 pub mod elf;
+/// Entry points of the fuzz targets in `fuzz/` (and of their corpus replay in `cargo test`).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layer;
+pub mod lexical;
 pub mod manifest;
 pub mod oci;
 pub mod ops;
+pub mod passwd;
 pub mod platform;
 pub mod progress;
 pub mod reference;

@@ -7,10 +7,11 @@ use std::io::{self, Read, Write};
 
 use chrono::{SecondsFormat, Utc};
 
-use super::{ArchiveError, HeaderMeter, Result, TarCheck, sniff_compression};
+use super::{ArchiveError, HeaderMeter, Result, TarCheck};
+use crate::layer::Compression;
 use crate::oci::{
     Algorithm, Descriptor, HashingReader, History, ImageConfig, Manifest, Parsed, changes,
-    media_type, media_type::LayerCompression,
+    media_type,
 };
 use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
@@ -51,11 +52,7 @@ pub fn import(
     let txn = store.begin()?;
     let layer = (staged.digest.clone(), staged.size);
     staged.commit(&txn)?;
-    let layer_media_type = match compression {
-        LayerCompression::None => media_type::OCI_LAYER,
-        LayerCompression::Gzip => media_type::OCI_LAYER_GZIP,
-        LayerCompression::Zstd => media_type::OCI_LAYER_ZSTD,
-    };
+    let layer_media_type = compression.media_type();
 
     let created = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
     config.created = Some(created.clone());
@@ -98,7 +95,7 @@ pub fn import(
 fn stream_layer(
     input: impl Read,
     blob: &mut BlobWriter,
-) -> Result<(crate::oci::Digest, LayerCompression)> {
+) -> Result<(crate::oci::Digest, Compression)> {
     let write_error = RefCell::new(None);
     let path = blob.path().to_path_buf();
     stream_layer_into(input, blob, &write_error).map_err(|e| {
@@ -114,7 +111,7 @@ fn stream_layer_into(
     input: impl Read,
     blob: &mut BlobWriter,
     write_error: &RefCell<Option<io::Error>>,
-) -> Result<(crate::oci::Digest, LayerCompression)> {
+) -> Result<(crate::oci::Digest, Compression)> {
     let mut input = io::BufReader::with_capacity(1 << 20, input);
     let head = io::BufRead::fill_buf(&mut input).map_err(|e| ArchiveError::Io {
         what: "cannot read the input".into(),
@@ -123,23 +120,16 @@ fn stream_layer_into(
     if head.is_empty() {
         return Err(ArchiveError::Empty);
     }
-    let compression = sniff_compression(head);
+    let compression = Compression::sniff(head);
     let raw = TeeReader {
         inner: input,
         copy: blob,
         write_error,
     };
-    let decoded: Box<dyn Read + '_> =
-        match compression {
-            LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(raw)),
-            LayerCompression::Zstd => Box::new(zstd::stream::read::Decoder::new(raw).map_err(
-                |e| ArchiveError::Io {
-                    what: "cannot start zstd decompression".into(),
-                    source: e,
-                },
-            )?),
-            LayerCompression::None => Box::new(raw),
-        };
+    let decoded = compression.reader(raw).map_err(|e| ArchiveError::Io {
+        what: "cannot start decompression".into(),
+        source: e,
+    })?;
     let hashing = HashingReader::new(decoded, Algorithm::Sha256);
     let checked = TarCheck::new(hashing, compression)?;
     let (metered, meter) = HeaderMeter::new(checked);

@@ -11,12 +11,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use super::{ArchiveError, HeaderMeter, Result, TarCheck, decompressed, sniff_compression};
+use super::{ArchiveError, HeaderMeter, Result, TarCheck, decompressed};
+use crate::layer::Compression;
+use crate::lexical::within;
 use crate::oci::{
     self, ANNOTATION_REF_NAME, Descriptor, Digest, Document, MAX_DOCUMENT_SIZE, Manifest, Parsed,
-    media_type, media_type::LayerCompression,
+    media_type,
 };
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -45,7 +47,7 @@ pub struct LoadedImage {
 struct FileInfo {
     digest: Digest,
     size: u64,
-    compression: LayerCompression,
+    compression: Compression,
 }
 
 /// What one pass over the archive gathered.
@@ -63,7 +65,7 @@ struct Contents {
 
 impl Contents {
     fn file(&self, path: &str) -> Option<&FileInfo> {
-        let mut p = normalize(path)?;
+        let mut p = within(path)?;
         for _ in 0..16 {
             if let Some(f) = self.files.get(&p) {
                 return Some(f);
@@ -168,22 +170,6 @@ impl Plan {
     }
 }
 
-/// `a/./b/../c` → `a/c`; None for paths that leave the archive root.
-fn normalize(path: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(s) => parts.push(s.to_str()?),
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            Component::CurDir | Component::RootDir => {}
-            Component::Prefix(_) => return None,
-        }
-    }
-    Some(parts.join("/"))
-}
-
 fn read_archive(staging: &Staging, input: impl Read, progress: &dyn Progress) -> Result<Contents> {
     let (reader, compression) = decompressed(input)?;
     let reader = TarCheck::new(reader, compression)?;
@@ -217,7 +203,7 @@ fn read_entry<R: Read>(
     buf: &mut [u8],
 ) -> Result<()> {
     let raw_path = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
-    let Some(path) = normalize(&raw_path.to_string_lossy()) else {
+    let Some(path) = within(&raw_path.to_string_lossy()) else {
         return Err(ArchiveError::BadFile {
             path: raw_path.display().to_string(),
             why: "the path leaves the archive".into(),
@@ -238,7 +224,7 @@ fn read_entry<R: Read>(
         } else {
             target
         };
-        if let Some(t) = normalize(&joined.to_string_lossy()) {
+        if let Some(t) = within(&joined.to_string_lossy()) {
             contents.remember(&path)?;
             contents.remember(&t)?;
             contents.links.insert(path, t);
@@ -338,7 +324,7 @@ fn stage_file(
     let info = FileInfo {
         digest: staged.digest.clone(),
         size: staged.size,
-        compression: sniff_compression(&head[..head_len]),
+        compression: Compression::sniff(&head[..head_len]),
     };
     // A content already staged (docker save writes a layer once per image that has it, and
     // hostile archives repeat one entry thousands of times) is kept once.
@@ -504,11 +490,7 @@ fn plan_docker(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()
             if checked.insert((f.digest.clone(), diff_id.clone())) {
                 check_diff_id(contents, path, f, diff_id)?;
             }
-            let mt = match f.compression {
-                LayerCompression::None => media_type::OCI_LAYER,
-                LayerCompression::Gzip => media_type::OCI_LAYER_GZIP,
-                LayerCompression::Zstd => media_type::OCI_LAYER_ZSTD,
-            };
+            let mt = f.compression.media_type();
             layers.push(Descriptor::new(mt, f.digest.clone(), f.size));
             plan.blob(&f.digest);
         }
@@ -548,7 +530,7 @@ fn plan_docker(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()
 
 fn check_diff_id(contents: &Contents, path: &str, f: &FileInfo, diff_id: &Digest) -> Result<()> {
     let actual = match f.compression {
-        LayerCompression::None if f.digest.algorithm() == diff_id.algorithm() => f.digest.clone(),
+        Compression::None if f.digest.algorithm() == diff_id.algorithm() => f.digest.clone(),
         compression => {
             let staged = contents
                 .staged

@@ -9,7 +9,7 @@ mod load;
 mod save;
 
 use std::cell::Cell;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, Read};
 use std::rc::Rc;
 
 pub use import::{ImportOptions, import};
@@ -17,7 +17,9 @@ pub use load::{LoadedImage, load};
 pub use save::{ArchiveSink, SaveFormat, save};
 
 use crate::content::ContentError;
-use crate::oci::{Digest, OciError, media_type::LayerCompression};
+use crate::layer::compression::{self, Compression};
+use crate::layer::tarball::looks_like_tar;
+use crate::oci::{Digest, OciError};
 use crate::reference::ReferenceError;
 use crate::store::StoreError;
 
@@ -26,7 +28,7 @@ pub enum ArchiveError {
     #[error("the input is empty")]
     Empty,
     #[error("the input is not a tar archive{}", compressed_note(.0))]
-    NotTar(Option<LayerCompression>),
+    NotTar(Option<Compression>),
     #[error("the archive is truncated or corrupt")]
     Corrupt(#[source] io::Error),
     #[error(
@@ -69,77 +71,24 @@ pub enum ArchiveError {
     Change(#[from] crate::oci::changes::ChangeError),
 }
 
-fn compressed_note(c: &Option<LayerCompression>) -> &'static str {
+fn compressed_note(c: &Option<Compression>) -> &'static str {
     match c {
-        Some(LayerCompression::Gzip) => " (after gzip decompression)",
-        Some(LayerCompression::Zstd) => " (after zstd decompression)",
+        Some(Compression::Gzip) => " (after gzip decompression)",
+        Some(Compression::Zstd) => " (after zstd decompression)",
         _ => "",
     }
 }
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 
-/// The compression of a stream, judged by its first bytes.
-pub fn sniff_compression(head: &[u8]) -> LayerCompression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        LayerCompression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        LayerCompression::Zstd
-    } else {
-        LayerCompression::None
-    }
-}
-
 /// Wrap a reader in the decompressor its first bytes call for.
-pub fn decompressed<'a, R: Read + 'a>(reader: R) -> Result<(Box<dyn Read + 'a>, LayerCompression)> {
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let head = reader.fill_buf().map_err(|e| ArchiveError::Io {
-        what: "cannot read the input".into(),
-        source: e,
-    })?;
-    if head.is_empty() {
-        return Err(ArchiveError::Empty);
-    }
-    let compression = sniff_compression(head);
-    let r: Box<dyn Read + 'a> = match compression {
-        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        LayerCompression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(reader).map_err(|e| ArchiveError::Io {
-                what: "cannot start zstd decompression".into(),
-                source: e,
-            })?,
-        ),
-        LayerCompression::None => Box::new(reader),
-    };
-    Ok((r, compression))
-}
-
-/// Whether a 512-byte block is a tar header (ustar or old-style GNU/v7 with a valid checksum).
-pub fn looks_like_tar(block: &[u8]) -> bool {
-    if block.len() < 512 {
-        return false;
-    }
-    if &block[257..262] == b"ustar" {
-        return true;
-    }
-    // v7 tar: verify the header checksum.
-    let field = String::from_utf8_lossy(&block[148..156]);
-    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-    else {
-        return false;
-    };
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                b as u32
-            }
-        })
-        .sum();
-    sum == stored
+pub fn decompressed<'a, R: Read + 'a>(reader: R) -> Result<(Box<dyn Read + 'a>, Compression)> {
+    compression::sniffed(reader)
+        .map_err(|e| ArchiveError::Io {
+            what: "cannot read the input".into(),
+            source: e,
+        })?
+        .ok_or(ArchiveError::Empty)
 }
 
 /// A reader that checks its first 512 bytes look like a tar header before handing them on, so
@@ -151,7 +100,7 @@ pub(crate) struct TarCheck<R> {
 }
 
 impl<R: Read> TarCheck<R> {
-    pub fn new(mut inner: R, compression: LayerCompression) -> Result<TarCheck<R>> {
+    pub fn new(mut inner: R, compression: Compression) -> Result<TarCheck<R>> {
         let mut head = vec![0u8; 512];
         let mut filled = 0;
         while filled < 512 {
@@ -160,7 +109,7 @@ impl<R: Read> TarCheck<R> {
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(if compression == LayerCompression::None {
+                    return Err(if compression == Compression::None {
                         ArchiveError::Corrupt(e)
                     } else {
                         ArchiveError::NotTar(Some(compression))
@@ -171,7 +120,7 @@ impl<R: Read> TarCheck<R> {
         if filled == 0 {
             return Err(ArchiveError::Empty);
         }
-        let compression = (compression != LayerCompression::None).then_some(compression);
+        let compression = (compression != Compression::None).then_some(compression);
         if !looks_like_tar(&head[..filled]) {
             return Err(ArchiveError::NotTar(compression));
         }

@@ -18,6 +18,8 @@ use super::{ArchiveError, Result, decompressed};
 use crate::content::{
     self, BlobLocations, ContentError, CopyEnv, CopyOptions, NoLocations, Platforms, Reused, Sink,
 };
+use crate::layer::Compression;
+use crate::layer::tarball::{FileError, Meta, Style, TarWriter};
 use crate::oci::{
     self, ANNOTATION_REF_NAME, Descriptor, Digest, HashingReader, HashingWriter, media_type,
 };
@@ -92,15 +94,15 @@ fn write_err(e: io::Error) -> ArchiveError {
     }
 }
 
-fn header(size: u64, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h
+/// A failed entry: its source (the blob being read) or the archive being written.
+fn file_err(path: &str, e: FileError) -> ArchiveError {
+    match e {
+        FileError::Read(source) => ArchiveError::Io {
+            what: format!("cannot read what goes to `{path}`"),
+            source,
+        },
+        FileError::Write(e) => write_err(e),
+    }
 }
 
 /// An archive being written, as a sink: blobs and documents become entries as they arrive,
@@ -115,7 +117,7 @@ pub struct ArchiveSink<W: Write> {
 }
 
 struct State<W: Write> {
-    tar: tar::Builder<W>,
+    tar: TarWriter<W>,
     /// Entries written, by path.
     written: HashSet<String>,
     /// docker-archive: manifests and configs (small), read back when an image is committed.
@@ -132,10 +134,8 @@ struct State<W: Write> {
 
 impl<W: Write> ArchiveSink<W> {
     pub fn new(out: W, format: SaveFormat, tmp: &Path) -> Result<ArchiveSink<W>> {
-        let mut tar = tar::Builder::new(out);
-        tar.mode(tar::HeaderMode::Deterministic);
         let mut state = State {
-            tar,
+            tar: TarWriter::new(out, Style::archive()),
             written: HashSet::new(),
             documents: HashMap::new(),
             diff_ids: HashMap::new(),
@@ -168,7 +168,7 @@ impl<W: Write> ArchiveSink<W> {
             ),
         };
         state.append_bytes(path, &bytes)?;
-        state.tar.into_inner().map_err(write_err)
+        state.tar.finish().map_err(write_err)
     }
 
     /// The archive error behind the last failure, if it was the archive's.
@@ -194,10 +194,9 @@ impl<W: Write> ArchiveSink<W> {
 
 impl<W: Write> State<W> {
     fn append_bytes(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
-        let mut h = header(bytes.len() as u64, 0o644);
         self.tar
-            .append_data(&mut h, path, bytes)
-            .map_err(write_err)?;
+            .file(path, &Meta::mode(0o644), bytes.len() as u64, bytes)
+            .map_err(|e| file_err(path, e))?;
         self.written.insert(path.to_string());
         Ok(())
     }
@@ -211,11 +210,10 @@ impl<W: Write> State<W> {
         digest: &Digest,
         size: u64,
     ) -> Result<()> {
-        let mut h = header(size, 0o644);
         let mut hashing = HashingReader::new(reader.take(size), digest.algorithm());
         self.tar
-            .append_data(&mut h, path, &mut hashing)
-            .map_err(write_err)?;
+            .file(path, &Meta::mode(0o644), size, &mut hashing)
+            .map_err(|e| file_err(path, e))?;
         let (actual, count) = hashing.finish();
         if count != size {
             return Err(ContentError::SizeMismatch {
@@ -239,8 +237,7 @@ impl<W: Write> State<W> {
 
     /// docker-archive: a layer as `<diffid>/layer.tar`, decompressed when it is not plain.
     fn append_layer(&mut self, tmp: &Path, desc: &Descriptor, reader: &mut dyn Read) -> Result<()> {
-        let compression = media_type::layer_compression(&desc.media_type);
-        if compression == Some(media_type::LayerCompression::None) {
+        if Compression::from_media_type(&desc.media_type) == Some(Compression::None) {
             let path = format!("{}/layer.tar", desc.digest.hex());
             self.append_verified(&path, reader, &desc.digest, desc.size)?;
             self.diff_ids

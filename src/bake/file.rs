@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::BakeError;
+use crate::dockerfile::plan::Entitlement;
 use crate::platform::Platform;
 use crate::reference::Reference;
 
@@ -44,6 +45,10 @@ pub struct Target {
     /// The stage to build.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// What the target's build may do beyond the default (`network.host`), as buildx's
+    /// `entitlements`: granted only by `manifold bake --allow`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub entitlements: Vec<String>,
 }
 
 pub const DEFAULT_CONTEXT: &str = ".";
@@ -210,6 +215,22 @@ pub fn check_tag(text: &str) -> Result<String, String> {
     Ok(text.to_string())
 }
 
+/// An entitlement a target asks for.
+struct EntitlementText(String);
+
+impl<'de> Deserialize<'de> for EntitlementText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |s| check_entitlement(&substituted(s)?)).map(EntitlementText)
+    }
+}
+
+pub fn check_entitlement(text: &str) -> Result<String, String> {
+    text.trim()
+        .parse::<Entitlement>()
+        .map(|e| e.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// A key of `variables`.
 struct VariableName(String);
 
@@ -341,6 +362,8 @@ struct RawTarget {
     #[serde(default)]
     tags: Vec<TagText>,
     target: Option<Text>,
+    #[serde(default)]
+    entitlements: Vec<EntitlementText>,
 }
 
 // --- parsing -----------------------------------------------------------------------------------
@@ -442,6 +465,7 @@ pub fn parse(
                     labels: t.labels.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
                     tags: t.tags.into_iter().map(|t| t.0).collect(),
                     target: t.target.map(|t| t.0).filter(|t| !t.is_empty()),
+                    entitlements: t.entitlements.into_iter().map(|e| e.0).collect(),
                 },
             )
         })

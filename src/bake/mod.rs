@@ -12,6 +12,7 @@
 //!     labels: { org.opencontainers.image.version: "${VERSION}" }
 //!     tags: ["registry.example.com/api:${VERSION}"]
 //!     target: runtime        # a stage [default: the last]
+//!     entitlements: [network.host]  # granted only by `manifold bake --allow network.host`
 //! groups:
 //!   default: [api]           # built when no target is named
 //! ```
@@ -20,17 +21,23 @@
 //! file   parse: two passes, every error with its key and line
 //! plan   choose targets (names, groups, `default`), `--set` overrides, `--print`
 //! run    build the chosen targets concurrently, then push, only when all succeeded
+//! build  how a target is built: the builder's session, into the store, tagged
 //! ```
 
+mod build;
 pub mod file;
 mod plan;
 mod run;
 
 use std::path::PathBuf;
 
+pub use build::StoreBuilder;
 pub use file::{BakeFile, Target, parse};
 pub use plan::{Selection, apply_set, print, select};
-pub use run::{BuildRequest, Builder, Built, Publisher, execute, requests};
+pub use run::{
+    BakeEvent, BakeReporter, BuildRequest, Built, Publisher, TargetBuilder, check_entitlements,
+    execute, requests,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BakeError {
@@ -59,8 +66,17 @@ pub enum BakeError {
     NoTags(String),
     #[error("target `{target}`: the context {} is not a directory", .path.display())]
     NoContext { target: String, path: PathBuf },
-    #[error("target `{0}` failed")]
-    TargetFailed(String, #[source] crate::content::BoxError),
+    #[error("target `{target}` failed")]
+    TargetFailed {
+        target: String,
+        #[source]
+        source: crate::builder::BuildError,
+    },
+    #[error("the `{entitlement}` entitlement is asked for by {targets} and was not granted")]
+    NotGranted {
+        entitlement: crate::dockerfile::plan::Entitlement,
+        targets: String,
+    },
     #[error("{failed} of {total} targets failed ({names}); nothing was pushed")]
     Failed {
         failed: usize,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::BakeError;
-use super::file::{BakeFile, check_platform, check_tag};
+use super::file::{BakeFile, check_entitlement, check_platform, check_tag};
 
 /// The targets to build, in order, and the groups that named them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,7 +79,8 @@ fn expand(
     Ok(())
 }
 
-const SET_KEYS: &str = "context, dockerfile, target, platforms, tags, args.NAME, labels.NAME";
+const SET_KEYS: &str =
+    "context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME";
 
 /// Apply `TARGET.KEY=VALUE` to the targets TARGET matches (a name or a glob such as `*`).
 /// Lists (platforms, tags) are comma separated and replace the file's.
@@ -121,6 +122,7 @@ pub fn apply_set(file: &mut BakeFile, set: &str) -> Result<(), BakeError> {
             "target" => t.target = Some(value.to_string()).filter(|v| !v.is_empty()),
             "platforms" | "platform" => t.platforms = list(check_platform)?,
             "tags" | "tag" => t.tags = list(check_tag)?,
+            "entitlements" => t.entitlements = list(check_entitlement)?,
             _ => match key.split_once('.') {
                 Some(("args", k)) if !k.is_empty() => {
                     t.args.insert(k.to_string(), value.to_string());

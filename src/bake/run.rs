@@ -1,18 +1,23 @@
 //! Building the chosen targets: every target at once (one store, so one build cache), then —
 //! only when all of them succeeded — pushing their tags. What builds and what pushes are small
-//! traits, so that the order of things is tested without a build or a registry.
+//! traits, so that the order of things is tested without a build or a registry; what happens
+//! is reported as typed events ([`BakeEvent`], and each target's [`BuildEvent`]s), rendered by
+//! the CLI.
+//!
+//! [`BuildEvent`]: crate::builder::BuildEvent
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use super::BakeError;
 use super::file::BakeFile;
 use super::plan::Selection;
+use crate::builder::{BuildError, BuildReporter};
 use crate::content::BoxError;
-use crate::oci::Descriptor;
+use crate::dockerfile::plan::Entitlement;
+use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
-use crate::progress::Progress;
 use crate::reference::Reference;
 
 /// One target, as the build is asked for it.
@@ -29,6 +34,8 @@ pub struct BuildRequest {
     pub labels: BTreeMap<String, String>,
     pub tags: Vec<Reference>,
     pub target: Option<String>,
+    /// The entitlements the target asks for (its build gets them once `--allow` grants them).
+    pub allow: BTreeSet<Entitlement>,
 }
 
 /// What a target built: the image (index or manifest) in the store.
@@ -40,8 +47,28 @@ pub struct Built {
 }
 
 /// Builds one target into the store and tags it with its tags.
-pub trait Builder: Sync {
-    fn build(&self, request: &BuildRequest) -> Result<Descriptor, BoxError>;
+pub trait TargetBuilder: Sync {
+    fn build(
+        &self,
+        request: &BuildRequest,
+        reporter: &dyn BuildReporter,
+    ) -> Result<Descriptor, BuildError>;
+}
+
+/// What a bake does, target by target.
+#[derive(Debug, Clone, Copy)]
+pub enum BakeEvent<'a> {
+    Building { target: &'a str },
+    Built { target: &'a str, digest: &'a Digest },
+    Failed { target: &'a str },
+    Pushing { target: &'a str, tag: &'a Reference },
+}
+
+pub trait BakeReporter: Sync {
+    fn report(&self, event: &BakeEvent<'_>);
+
+    /// Where the events of one target's build go (the targets build side by side).
+    fn target(&self, name: &str) -> Box<dyn BuildReporter + '_>;
 }
 
 /// Pushes a built image from the store to a tag in a registry.
@@ -92,9 +119,44 @@ pub fn requests(
                 .map(|r| Reference::parse(r).map_err(|e| set(e.to_string())))
                 .collect::<Result<_, _>>()?,
             target: t.target.clone(),
+            allow: t
+                .entitlements
+                .iter()
+                .map(|e| {
+                    e.parse()
+                        .map_err(
+                            |e: crate::dockerfile::plan::UnknownEntitlement| set(e.to_string()),
+                        )
+                })
+                .collect::<Result<_, _>>()?,
         });
     }
     Ok(out)
+}
+
+/// Refuse, before anything builds, targets that ask for entitlements `granted` (`--allow`)
+/// does not hold — buildx's rule: a bake file alone cannot give its builds more power.
+pub fn check_entitlements(
+    requests: &[BuildRequest],
+    granted: &BTreeSet<Entitlement>,
+) -> Result<(), BakeError> {
+    for e in Entitlement::ALL {
+        if granted.contains(e) {
+            continue;
+        }
+        let targets: Vec<String> = requests
+            .iter()
+            .filter(|r| r.allow.contains(e))
+            .map(|r| format!("`{}`", r.name))
+            .collect();
+        if !targets.is_empty() {
+            return Err(BakeError::NotGranted {
+                entitlement: *e,
+                targets: targets.join(", "),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Build every request concurrently; then, with a publisher and only if every build
@@ -102,22 +164,26 @@ pub fn requests(
 /// the last one summing them up.
 pub fn execute(
     requests: &[BuildRequest],
-    builder: &dyn Builder,
+    builder: &dyn TargetBuilder,
     publisher: Option<&dyn Publisher>,
-    progress: &dyn Progress,
+    reporter: &dyn BakeReporter,
 ) -> Result<Vec<Built>, Vec<BakeError>> {
-    let results: Mutex<Vec<Option<Result<Descriptor, BoxError>>>> =
+    let results: Mutex<Vec<Option<Result<Descriptor, BuildError>>>> =
         Mutex::new(requests.iter().map(|_| None).collect());
     std::thread::scope(|scope| {
         for (i, request) in requests.iter().enumerate() {
             let results = &results;
             scope.spawn(move || {
-                progress.message(&format!("[{}] building", request.name));
-                let r = builder.build(request);
-                match &r {
-                    Ok(d) => progress.message(&format!("[{}] built {}", request.name, d.digest)),
-                    Err(_) => progress.message(&format!("[{}] failed", request.name)),
-                }
+                let target = request.name.as_str();
+                reporter.report(&BakeEvent::Building { target });
+                let r = builder.build(request, reporter.target(target).as_ref());
+                reporter.report(&match &r {
+                    Ok(d) => BakeEvent::Built {
+                        target,
+                        digest: &d.digest,
+                    },
+                    Err(_) => BakeEvent::Failed { target },
+                });
                 results.lock().unwrap()[i] = Some(r);
             });
         }
@@ -131,14 +197,17 @@ pub fn execute(
                 descriptor,
                 tags: request.tags.clone(),
             }),
-            Err(e) => errors.push(BakeError::TargetFailed(request.name.clone(), e)),
+            Err(source) => errors.push(BakeError::TargetFailed {
+                target: request.name.clone(),
+                source,
+            }),
         }
     }
     if !errors.is_empty() {
         let names = errors
             .iter()
             .map(|e| match e {
-                BakeError::TargetFailed(n, _) => format!("`{n}`"),
+                BakeError::TargetFailed { target, .. } => format!("`{target}`"),
                 _ => unreachable!("only target failures so far"),
             })
             .collect::<Vec<_>>()
@@ -153,7 +222,10 @@ pub fn execute(
     if let Some(publisher) = publisher {
         for b in &built {
             for tag in &b.tags {
-                progress.message(&format!("[{}] pushing {}", b.name, tag.familiar()));
+                reporter.report(&BakeEvent::Pushing {
+                    target: &b.name,
+                    tag,
+                });
                 publisher.push(&b.descriptor, tag).map_err(|source| {
                     vec![BakeError::Push {
                         target: b.name.clone(),

@@ -4,9 +4,11 @@ use std::sync::Mutex;
 use serde_json::json;
 
 use super::*;
+use crate::builder::report::NoReport;
+use crate::builder::run::RunError;
+use crate::builder::{BuildError, BuildReporter, StepError};
 use crate::content::BoxError;
 use crate::oci::{Descriptor, media_type};
-use crate::progress::NoProgress;
 use crate::reference::Reference;
 
 const FILE: &str = r#"
@@ -182,6 +184,8 @@ fn set_overrides_keys_of_matching_targets() {
     apply_set(&mut f, "api.target=").unwrap();
     apply_set(&mut f, "tools.context=tools").unwrap();
     apply_set(&mut f, "tools.dockerfile=Containerfile").unwrap();
+    apply_set(&mut f, "tools.entitlements=network.host").unwrap();
+    assert_eq!(f.targets["tools"].entitlements, ["network.host"]);
     assert_eq!(f.targets["api"].platforms, ["linux/s390x", "linux/arm/v6"]);
     assert_eq!(f.targets["api"].target, None);
     for t in ["api", "web", "tools"] {
@@ -193,7 +197,7 @@ fn set_overrides_keys_of_matching_targets() {
     for (set, message) in [
         (
             "api.color=red",
-            "`--set api.color=red`: unknown key `color` (one of context, dockerfile, target, platforms, tags, args.NAME, labels.NAME)",
+            "`--set api.color=red`: unknown key `color` (one of context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME)",
         ),
         (
             "nope.context=.",
@@ -207,6 +211,10 @@ fn set_overrides_keys_of_matching_targets() {
         (
             "api.tags=x@sha256:abc",
             "`--set api.tags=x@sha256:abc`: invalid reference `x@sha256:abc`: bad digest",
+        ),
+        (
+            "api.entitlements=security.insecure",
+            "`--set api.entitlements=security.insecure`: unknown entitlement `security.insecure`: manifold knows `network.host`",
         ),
     ] {
         assert_eq!(apply_set(&mut f, set).unwrap_err().to_string(), message);
@@ -272,11 +280,24 @@ struct FakeBuilder {
     built: Mutex<Vec<String>>,
 }
 
-impl Builder for FakeBuilder {
-    fn build(&self, request: &BuildRequest) -> Result<Descriptor, BoxError> {
+impl TargetBuilder for FakeBuilder {
+    fn build(
+        &self,
+        request: &BuildRequest,
+        _: &dyn BuildReporter,
+    ) -> Result<Descriptor, BuildError> {
         self.built.lock().unwrap().push(request.name.clone());
         if self.fail.contains(&request.name.as_str()) {
-            return Err(format!("RUN exited with 1 in {}", request.name).into());
+            return Err(BuildError::Step {
+                file: "Dockerfile".into(),
+                line: 2,
+                platform: "linux/amd64 stage-0".into(),
+                instruction: "RUN false".into(),
+                source: Box::new(StepError::Run(RunError::Exit {
+                    argv: "/bin/sh -c false".into(),
+                    code: 1,
+                })),
+            });
         }
         Ok(Descriptor::of(
             media_type::OCI_INDEX,
@@ -307,6 +328,29 @@ fn request(name: &str, tags: &[&str]) -> BuildRequest {
         labels: BTreeMap::new(),
         tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
         target: None,
+        allow: Default::default(),
+    }
+}
+
+/// Records what a bake reports.
+#[derive(Default)]
+struct Recorder {
+    events: Mutex<Vec<String>>,
+}
+
+impl BakeReporter for Recorder {
+    fn report(&self, event: &BakeEvent<'_>) {
+        let line = match event {
+            BakeEvent::Building { target } => format!("building {target}"),
+            BakeEvent::Built { target, .. } => format!("built {target}"),
+            BakeEvent::Failed { target } => format!("failed {target}"),
+            BakeEvent::Pushing { target, tag } => format!("pushing {target} {}", tag.familiar()),
+        };
+        self.events.lock().unwrap().push(line);
+    }
+
+    fn target(&self, _: &str) -> Box<dyn BuildReporter + '_> {
+        Box::new(NoReport)
     }
 }
 
@@ -322,7 +366,8 @@ fn nothing_is_pushed_unless_every_target_built() {
         built: Mutex::new(Vec::new()),
     };
     let publisher = FakePublisher::default();
-    let errors = execute(&requests, &builder, Some(&publisher), &NoProgress).unwrap_err();
+    let recorder = Recorder::default();
+    let errors = execute(&requests, &builder, Some(&publisher), &recorder).unwrap_err();
     // Every target was tried (they build at once), nothing pushed.
     assert_eq!(builder.built.lock().unwrap().len(), 3);
     assert!(publisher.pushed.lock().unwrap().is_empty());
@@ -335,12 +380,33 @@ fn nothing_is_pushed_unless_every_target_built() {
             "2 of 3 targets failed (`web`, `worker`); nothing was pushed"
         ]
     );
+    // Each target's error keeps its cause (not flattened to a string).
+    let cause = std::error::Error::source(&errors[0]).unwrap();
+    assert!(matches!(
+        cause.downcast_ref::<BuildError>(),
+        Some(BuildError::Step { source, .. })
+            if matches!(**source, StepError::Run(RunError::Exit { code: 1, .. }))
+    ));
+    let mut events = recorder.events.lock().unwrap().clone();
+    events.sort();
+    assert_eq!(
+        events,
+        [
+            "building api",
+            "building web",
+            "building worker",
+            "built api",
+            "failed web",
+            "failed worker"
+        ]
+    );
 
     let builder = FakeBuilder {
         fail: vec![],
         built: Mutex::new(Vec::new()),
     };
-    let built = execute(&requests, &builder, Some(&publisher), &NoProgress).unwrap();
+    let recorder = Recorder::default();
+    let built = execute(&requests, &builder, Some(&publisher), &recorder).unwrap();
     assert_eq!(built.len(), 3);
     assert_eq!(
         *publisher.pushed.lock().unwrap(),

@@ -206,7 +206,8 @@ impl Cache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builder::layer::{self, Compression};
+    use crate::builder::layer;
+    use crate::layer::Compression;
 
     #[test]
     fn keys_separate_their_parts() {

@@ -10,7 +10,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::dockerfile::dockerignore::{Ignore, glob_match, has_wildcards};
+use crate::dockerfile::dockerignore::{Glob, Ignore, IgnoreError, has_wildcards};
 use crate::oci::{Algorithm, Digest, HashingWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,10 @@ pub enum ContextError {
     NoMatch(String),
     #[error("`{0}` points outside the build context or loops")]
     BadLink(String),
+    #[error("{0}")]
+    Pattern(IgnoreError),
+    #[error("{}", ignore_file(.path, .error))]
+    IgnoreFile { path: PathBuf, error: IgnoreError },
     #[error("cannot {what} {path}")]
     Io {
         what: &'static str,
@@ -33,6 +37,19 @@ pub enum ContextError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `PATH:LINE: invalid pattern …`, as a compiler names a line.
+fn ignore_file(path: &Path, e: &IgnoreError) -> String {
+    match e.line {
+        Some(l) => format!(
+            "{}:{l}: invalid pattern `{}`: {}",
+            path.display(),
+            e.pattern,
+            e.reason
+        ),
+        None => format!("{}: {e}", path.display()),
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ContextError + 'a {
@@ -74,11 +91,14 @@ impl Context {
             .prefix("context-")
             .tempdir_in(tmp_in)
             .map_err(io_err("create a temp directory in", tmp_in))?;
-        let (reader, _) = crate::archive::decompressed(input).map_err(|e| ContextError::Io {
+        let read_err = |source| ContextError::Io {
             what: "read the context tarball from",
             path: PathBuf::from("stdin"),
-            source: io::Error::other(e.to_string()),
-        })?;
+            source,
+        };
+        let (reader, _) = crate::layer::compression::sniffed(input)
+            .map_err(read_err)?
+            .ok_or_else(|| read_err(io::Error::other("the input is empty")))?;
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
         archive.set_overwrite(true);
@@ -140,69 +160,43 @@ impl Context {
     /// the excluded file reachable). An excluded directory is passed through only on the way
     /// to something a `!` pattern re-includes.
     fn resolve(&self, rel: &str) -> Result<String, ContextError> {
-        let mut done: Vec<String> = Vec::new();
-        let mut todo: Vec<String> = rel
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .rev()
-            .map(str::to_string)
-            .collect();
-        let mut hops = 0;
-        while let Some(c) = todo.pop() {
-            match c.as_str() {
-                "." => continue,
-                ".." => {
-                    done.pop();
-                    continue;
-                }
-                _ => {}
-            }
-            done.push(c);
-            let cur = done.join("/");
-            let meta = self.stat(&cur)?;
-            if self.ignore.excludes(&cur) {
-                let passable = !todo.is_empty()
+        let r = crate::lexical::resolve(rel, true, |cur, last| {
+            let meta = self.stat(cur)?;
+            if self.ignore.excludes(cur) {
+                let passable = !last
                     && meta.as_ref().is_some_and(|m| m.is_dir())
-                    && self.ignore.may_reinclude_under(&cur);
+                    && self.ignore.may_reinclude_under(cur);
                 if !passable {
                     return Err(if cur == rel.trim_matches('/') {
                         ContextError::Ignored(rel.to_string())
                     } else {
                         ContextError::IgnoredTarget {
                             path: rel.to_string(),
-                            target: cur,
+                            target: cur.to_string(),
                         }
                     });
                 }
-                continue;
+                return Ok(None);
             }
-            if let Some(m) = meta
-                && m.file_type().is_symlink()
-            {
-                hops += 1;
-                if hops > 40 {
-                    return Err(ContextError::BadLink(rel.to_string()));
+            match meta {
+                Some(m) if m.file_type().is_symlink() => {
+                    let host = self.host_path(cur);
+                    let target = fs::read_link(&host).map_err(io_err("read the link", &host))?;
+                    Ok(Some(target.to_string_lossy().into_owned()))
                 }
-                let target = fs::read_link(self.host_path(&cur))
-                    .map_err(io_err("read the link", &self.host_path(&cur)))?;
-                let target = target.to_string_lossy().into_owned();
-                done.pop();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                for t in target.split('/').filter(|c| !c.is_empty()).rev() {
-                    todo.push(t.to_string());
-                }
+                _ => Ok(None),
             }
+        })?;
+        if r.looped {
+            return Err(ContextError::BadLink(rel.to_string()));
         }
-        Ok(done.join("/"))
+        Ok(r.path)
     }
 
     /// The paths a COPY/ADD source names (a path or a wildcard pattern), symlinks of the
     /// named path followed, sorted. A wildcard matches only what .dockerignore leaves.
     pub fn sources(&self, src: &str) -> Result<Vec<Item>, ContextError> {
-        let cleaned = crate::dockerfile::plan::clean_path(src);
-        let rel = cleaned.trim_start_matches('/').to_string();
+        let rel = crate::lexical::relative(src);
         if !has_wildcards(&rel) {
             if !rel.is_empty() && self.ignore.excludes(&rel) {
                 return Err(ContextError::Ignored(src.to_string()));
@@ -224,7 +218,11 @@ impl Context {
             }]);
         }
         let mut out = Vec::new();
-        let components: Vec<&str> = rel.split('/').collect();
+        let components = rel
+            .split('/')
+            .map(|c| Ok((c, Glob::new(c)?)))
+            .collect::<Result<Vec<_>, IgnoreError>>()
+            .map_err(ContextError::Pattern)?;
         self.glob(&components, &mut out)?;
         if out.is_empty() {
             return Err(ContextError::NoMatch(src.to_string()));
@@ -251,7 +249,7 @@ impl Context {
     /// a resolved path of the context (a symlinked directory is followed inside the context,
     /// never by the host), and the work is a list, not a recursion: a deep tree and `**`
     /// cannot exhaust the stack.
-    fn glob(&self, components: &[&str], out: &mut Vec<Item>) -> Result<(), ContextError> {
+    fn glob(&self, components: &[(&str, Glob)], out: &mut Vec<Item>) -> Result<(), ContextError> {
         let join = |dir: &str, name: &str| {
             if dir.is_empty() {
                 name.to_string()
@@ -262,7 +260,7 @@ impl Context {
         let mut work: Vec<(String, usize)> = vec![(String::new(), 0)];
         let mut seen = std::collections::HashSet::new();
         while let Some((dir, at)) = work.pop() {
-            let Some(first) = components.get(at) else {
+            let Some((first, pattern)) = components.get(at) else {
                 continue;
             };
             // `**` and links can reach one state two ways; do each once.
@@ -282,7 +280,7 @@ impl Context {
                 continue;
             }
             for (name, _) in self.list(&dir)? {
-                if !glob_match(first, &name) {
+                if !pattern.matches(&name) {
                     continue;
                 }
                 let rel = join(&dir, &name);
@@ -418,10 +416,9 @@ pub fn read_ignore(root: &Path, dockerfile: Option<&Path>) -> Result<Ignore, Con
     for c in candidates {
         match fs::read_to_string(&c) {
             Ok(text) => {
-                return Ignore::parse(&text).map_err(|e| ContextError::Io {
-                    what: "parse",
+                return Ignore::parse(&text).map_err(|error| ContextError::IgnoreFile {
                     path: c.clone(),
-                    source: io::Error::other(e.to_string()),
+                    error,
                 });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}

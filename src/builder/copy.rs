@@ -12,13 +12,53 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::cache::KeyBuilder;
-use super::context::{Context, mtime};
+use super::context::{Context, ContextError, mtime};
+use super::fetch::FetchError;
 use super::layer::{Content, Contents, Entry, Kind, Unpack};
-use super::tree::{EntryKind, Tree};
-use crate::dockerfile::dockerignore::{Ignore, glob_match, has_wildcards};
+use super::tree::{EntryKind, Tree, TreeError};
+use crate::dockerfile::dockerignore::{Glob, Ignore, IgnoreError, has_wildcards};
 use crate::dockerfile::plan::{CopyOp, CopySrc};
 use crate::oci::Digest;
 use crate::store::Store;
+
+/// Why COPY or ADD failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error("--exclude: {0}")]
+    Exclude(IgnoreError),
+    #[error("{0}")]
+    Pattern(IgnoreError),
+    #[error("no file matches `{0}`")]
+    NoMatch(String),
+    #[error("`{0}` not found")]
+    NotFound(String),
+    #[error("`{0}` is not a regular file or directory")]
+    NotFile(String),
+    #[error("cannot read `/{0}` from its layer")]
+    MissingFromLayer(String),
+    #[error("cannot {what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    /// An ADD URL's body.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+}
+
+fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CopyError + 'a {
+    move |source| CopyError::Io {
+        what,
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// Where COPY reads from: the context, or another stage's or image's filesystem.
 pub enum Source<'a> {
@@ -59,9 +99,9 @@ struct Resolved {
 
 /// The part of a COPY's cache key that depends on the context: every file's path, type, mode,
 /// link target and content digest (never mtimes).
-pub fn context_key(op: &CopyOp, ctx: &Context) -> Result<Digest, String> {
+pub fn context_key(op: &CopyOp, ctx: &Context) -> Result<Digest, CopyError> {
     let mut k = KeyBuilder::new("copy-context");
-    let exclude = Ignore::parse(&op.exclude.join("\n")).map_err(|e| e.to_string())?;
+    let exclude = Ignore::from_patterns(&op.exclude).map_err(CopyError::Exclude)?;
     for src in &op.sources {
         match src {
             CopySrc::Path(p) => {
@@ -83,7 +123,7 @@ pub fn context_key(op: &CopyOp, ctx: &Context) -> Result<Digest, String> {
                                     .strip_prefix(ctx.root())
                                     .map(|r| r.to_string_lossy().into_owned())
                                     .unwrap_or_default();
-                                let d = ctx.file_digest(&rel).map_err(|e| e.to_string())?;
+                                let d = ctx.file_digest(&rel)?;
                                 k.add_str("f").add_str(&d.to_string());
                             }
                             ItemKind::File(Content::Bytes(b)) => {
@@ -113,8 +153,8 @@ fn resolve_context(
     src: &str,
     exclude: &Ignore,
     add: bool,
-) -> Result<Vec<Resolved>, String> {
-    let found = ctx.sources(src).map_err(|e| e.to_string())?;
+) -> Result<Vec<Resolved>, CopyError> {
+    let found = ctx.sources(src)?;
     let mut out = Vec::new();
     for f in found {
         if !exclude.is_empty() && exclude.excludes(&f.rel) {
@@ -131,7 +171,7 @@ fn resolve_context(
                 uid: 0,
                 gid: 0,
             });
-            for w in ctx.walk(&f.rel).map_err(|e| e.to_string())? {
+            for w in ctx.walk(&f.rel)? {
                 let full = if f.rel.is_empty() {
                     w.rel.clone()
                 } else {
@@ -144,7 +184,8 @@ fn resolve_context(
                 let kind = if ft.is_dir() {
                     ItemKind::Dir
                 } else if ft.is_symlink() {
-                    let t = fs::read_link(ctx.host_path(&full)).map_err(|e| e.to_string())?;
+                    let host = ctx.host_path(&full);
+                    let t = fs::read_link(&host).map_err(io_err("read the link", &host))?;
                     ItemKind::Symlink(t.to_string_lossy().into_owned())
                 } else if ft.is_file() {
                     ItemKind::File(Content::Path(ctx.host_path(&full)))
@@ -201,32 +242,33 @@ fn resolve_context(
 
 /// Whether ADD unpacks the file: a tar archive, plain, gzip or zstd (only its first block is
 /// read here; the members are streamed when the layer is written).
-fn is_tar_archive(path: &Path) -> Result<bool, String> {
-    let mut f = fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+fn is_tar_archive(path: &Path) -> Result<bool, CopyError> {
+    let mut f = fs::File::open(path).map_err(io_err("open", path))?;
     let mut head = [0u8; 4];
-    let n = f.read(&mut head).map_err(|e| e.to_string())?;
-    f.rewind().map_err(|e| e.to_string())?;
+    let n = f.read(&mut head).map_err(io_err("read", path))?;
+    f.rewind().map_err(io_err("read", path))?;
     if n == 0 {
         return Ok(false);
     }
-    let Ok((mut r, _)) = crate::archive::decompressed(f) else {
+    let Ok(Some((mut r, _))) = crate::layer::compression::sniffed(f) else {
         return Ok(false);
     };
     let mut block = vec![0u8; 512];
-    Ok(r.read_exact(&mut block).is_ok() && crate::archive::looks_like_tar(&block))
+    Ok(r.read_exact(&mut block).is_ok() && crate::layer::tarball::looks_like_tar(&block))
 }
 
-fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved>, String> {
-    let norm = crate::dockerfile::plan::clean_path(src);
-    let rel = norm.trim_start_matches('/');
+fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved>, CopyError> {
+    let norm = crate::lexical::relative(src);
+    let rel = norm.as_str();
     let matched: Vec<String> = if has_wildcards(rel) {
+        let glob = Glob::new(rel).map_err(CopyError::Pattern)?;
         let m: Vec<String> = tree
             .paths()
-            .filter(|p| glob_match(rel, p))
+            .filter(|p| glob.matches(p))
             .map(str::to_string)
             .collect();
         if m.is_empty() {
-            return Err(format!("no file matches `{src}`"));
+            return Err(CopyError::NoMatch(src.to_string()));
         }
         m
     } else {
@@ -285,10 +327,10 @@ fn resolve_tree(tree: &Tree, src: &str, exclude: &Ignore) -> Result<Vec<Resolved
         } else {
             let e = tree
                 .get(&resolved)
-                .ok_or_else(|| format!("`{src}` not found"))?;
+                .ok_or_else(|| CopyError::NotFound(src.to_string()))?;
             let kind = match e.kind {
                 EntryKind::File | EntryKind::Hardlink => ItemKind::TreeFile(e.path.clone()),
-                _ => return Err(format!("`{src}` is not a regular file or directory")),
+                _ => return Err(CopyError::NotFile(src.to_string())),
             };
             out.push(Resolved {
                 name,
@@ -318,12 +360,12 @@ pub struct CopyEnv<'a> {
     /// Scratch space that lives until the layer is written.
     pub tmp: &'a Path,
     /// The downloaded body of an ADD URL (the executor fetched it for the step's cache key).
-    pub download: &'a dyn Fn(&str) -> Result<std::path::PathBuf, String>,
+    pub download: &'a dyn Fn(&str) -> Result<std::path::PathBuf, FetchError>,
 }
 
 /// What a COPY/ADD puts in its layer.
-pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Contents, String> {
-    let exclude = Ignore::parse(&op.exclude.join("\n")).map_err(|e| e.to_string())?;
+pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Contents, CopyError> {
+    let exclude = Ignore::from_patterns(&op.exclude).map_err(CopyError::Exclude)?;
     let mut resolved: Vec<Resolved> = Vec::new();
     for src in &op.sources {
         match src {
@@ -470,13 +512,11 @@ pub fn entries(op: &CopyOp, source: &Source<'_>, env: &CopyEnv<'_>) -> Result<Co
             unreachable!("tree files come from trees")
         };
         let wanted: Vec<String> = tree_files.iter().map(|(_, p)| p.clone()).collect();
-        let got = tree
-            .extract(env.store, &wanted, env.tmp)
-            .map_err(|e| e.to_string())?;
+        let got = tree.extract(env.store, &wanted, env.tmp)?;
         for (i, p) in tree_files {
             let f = got
                 .get(&p)
-                .ok_or_else(|| format!("cannot read `/{p}` from its layer"))?;
+                .ok_or_else(|| CopyError::MissingFromLayer(p.clone()))?;
             out[i].kind = Kind::File(Content::Path(f.clone()));
         }
     }

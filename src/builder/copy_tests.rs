@@ -56,8 +56,10 @@ fn op(sources: &[&str], dest: &str) -> CopyOp {
     }
 }
 
-fn no_download(u: &str) -> Result<std::path::PathBuf, String> {
-    Err(format!("no download of {u} in these tests"))
+fn no_download(u: &str) -> Result<std::path::PathBuf, super::FetchError> {
+    Err(super::FetchError::Scheme(format!(
+        "{u} (no download in these tests)"
+    )))
 }
 
 fn base_tree() -> Tree {
@@ -88,12 +90,12 @@ fn base_tree() -> Tree {
 }
 
 fn run(f: &Fixture, op: &CopyOp, tree: &Tree) -> Result<Vec<Entry>, String> {
-    let c = contents(f, op, tree)?;
+    let c = contents(f, op, tree).map_err(|e| e.to_string())?;
     assert_eq!(c.unpacks, vec![]);
     Ok(c.entries)
 }
 
-fn contents(f: &Fixture, op: &CopyOp, tree: &Tree) -> Result<Contents, String> {
+fn contents(f: &Fixture, op: &CopyOp, tree: &Tree) -> Result<Contents, super::CopyError> {
     let env = CopyEnv {
         store: &f.store,
         dest_tree: tree,

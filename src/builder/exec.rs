@@ -9,24 +9,28 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
-use super::BuildError;
 use super::cache::{Cache, KeyBuilder, Record};
 use super::context::Context;
 use super::copy::{self, CopyEnv};
-use super::fetch::{self, Fetched};
-use super::layer::{self, Compression, Entry, Kind, LayerInfo};
-use super::run::{RunRequest, Runner};
+use super::fetch::{self, FetchError, Fetched};
+use super::layer::{self, Entry, Kind, LayerInfo};
+use super::report::{BuildEvent, BuildReporter, StepInfo};
+use super::run::{RunError, RunRequest, Runner};
 use super::tree::{self, Tree};
-use crate::content::Platforms;
-use crate::dockerfile::instructions::Dockerfile;
+use super::{BuildError, ImageError, StepError};
+use crate::content::{ContentError, Platforms};
+use crate::dockerfile::instructions::{Dockerfile, MountKind};
 use crate::dockerfile::plan::{
-    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, Resolver, StagePlan, Step,
+    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, ResolveError, Resolver, StagePlan, Step,
 };
+use crate::layer::Compression;
 use crate::oci::{self, Descriptor, Digest, History, ImageConfig, Manifest, Parsed, media_type};
-use crate::ops::Ops;
+use crate::ops::{Ops, OpsError};
 use crate::platform::Platform;
 use crate::progress::Progress;
-use crate::store::Transaction;
+use crate::reference::Reference;
+use crate::registry::Client;
+use crate::store::{StoreError, Transaction};
 
 pub struct Options<'a> {
     /// The store, in a transaction the caller keeps open until it has tagged (or pushed, or
@@ -40,10 +44,10 @@ pub struct Options<'a> {
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH: every timestamp clamped to it.
     pub epoch: Option<u64>,
-    /// Fetches what the store lacks of base images (an `Ops` without a client: the store only).
-    pub ops: &'a Ops<'a>,
+    /// Fetches what the store lacks of base images; None: the store only.
+    pub client: Option<&'a Client>,
     pub runner: &'a dyn Runner,
-    pub progress: &'a dyn Progress,
+    pub reporter: &'a dyn BuildReporter,
 }
 
 /// One platform's image.
@@ -123,6 +127,65 @@ struct Executor<'a> {
     now: u64,
 }
 
+/// The transfers of a base image's fetch; its notices are left out when the build reported
+/// the pull itself.
+struct Transfers<'a> {
+    inner: &'a dyn Progress,
+    notices: bool,
+}
+
+impl Progress for Transfers<'_> {
+    fn start(&self, id: &str, label: &str, total: Option<u64>) {
+        self.inner.start(id, label, total)
+    }
+    fn advance(&self, id: &str, bytes: u64) {
+        self.inner.advance(id, bytes)
+    }
+    fn finish(&self, id: &str, outcome: &str) {
+        self.inner.finish(id, outcome)
+    }
+    fn message(&self, text: &str) {
+        self.inner.message(text)
+    }
+    fn notice(&self, text: &str) {
+        if self.notices {
+            self.inner.notice(text)
+        }
+    }
+}
+
+/// Why `ensure_local` could not give a base image, as the build names it.
+fn image_error(reference: &str, platform: &Platform, e: OpsError) -> Box<ImageError> {
+    let reference = reference.to_string();
+    Box::new(match e {
+        OpsError::NotFound(_) | OpsError::NotLocal(_) => ImageError::NotInStore { reference },
+        OpsError::Reference(source) => ImageError::Reference { reference, source },
+        OpsError::Registry(source) => ImageError::Registry { reference, source },
+        OpsError::Store(source) => ImageError::Store { reference, source },
+        OpsError::WrongPlatform { actual, .. } => ImageError::WrongPlatform {
+            reference,
+            actual,
+            platform: platform.to_string(),
+        },
+        OpsError::Content(ContentError::NoMatchingPlatform { available, .. }) => {
+            ImageError::NoPlatform {
+                reference,
+                platform: platform.to_string(),
+                available: available
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        }
+        source => ImageError::Pull {
+            reference,
+            platform: platform.to_string(),
+            source,
+        },
+    })
+}
+
 fn rfc3339(secs: u64) -> String {
     chrono::DateTime::from_timestamp(secs as i64, 0)
         .unwrap_or_default()
@@ -131,6 +194,7 @@ fn rfc3339(secs: u64) -> String {
 
 /// Run the build; returns the images, written in `o.store`'s transaction but not tagged.
 pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
+    let started = Instant::now();
     let cache = Cache::open(o.store)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -148,7 +212,10 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         downloads: tempfile::Builder::new()
             .prefix("downloads-")
             .tempdir_in(o.store.tmp_dir())
-            .map_err(|e| BuildError::Other(format!("cannot create a temp directory: {e}")))?,
+            .map_err(|source| BuildError::Temp {
+                dir: o.store.tmp_dir().to_path_buf(),
+                source,
+            })?,
         downloaded: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
         counter: AtomicUsize::new(0),
@@ -165,10 +232,8 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
     if let Some(plan) = ex.plans.first()
         && !plan.unused_args.is_empty()
     {
-        o.progress.message(&format!(
-            "warning: build args not consumed by any ARG: {}",
-            plan.unused_args.join(", ")
-        ));
+        o.reporter
+            .report(&BuildEvent::UnusedArgs(&plan.unused_args));
     }
     let ex = &ex;
     ex.run_stages();
@@ -209,12 +274,19 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         o.store.put_bytes(&index.bytes)?;
         index.descriptor(media_type::OCI_INDEX)
     };
-    Ok(Output {
+    let out = Output {
         images,
         root,
         steps_run: ex.run.load(Ordering::Relaxed),
         steps_cached: ex.cached.load(Ordering::Relaxed),
-    })
+    };
+    o.reporter.report(&BuildEvent::BuildFinished {
+        root: &out.root,
+        steps_run: out.steps_run,
+        steps_cached: out.steps_cached,
+        duration: started.elapsed(),
+    });
+    Ok(out)
 }
 
 /// A digest per planned stage that is equal exactly when two stages would build the same
@@ -253,30 +325,35 @@ fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
 const PARALLEL_STAGES: usize = 16;
 
 impl Resolver for Executor<'_> {
-    fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
-        self.image(reference, platform).map(|i| i.config.clone())
+    fn image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, ResolveError> {
+        match self.image(reference, platform) {
+            Ok(i) => Ok(i.config.clone()),
+            Err(e) => Err(e),
+        }
     }
 
     fn local_image_config(
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<ImageConfig, String> {
-        let store_only = Ops::new(self.o.store, None, self.o.progress);
-        self.local_image(reference, platform, &store_only)
-            .map(|i| i.config)
+    ) -> Result<ImageConfig, ResolveError> {
+        Ok(self.local_image(reference, platform, None)?.config)
     }
 }
 
 impl<'a> Executor<'a> {
     /// A base image (or `COPY --from` image) for a platform: from the store, what it lacks
     /// fetched first (see `ops::ensure_local`).
-    fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, String> {
+    fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, Box<ImageError>> {
         let key = (reference.to_string(), platform.to_string());
         if let Some(i) = self.images.lock().expect("images").get(&key) {
             return Ok(i.clone());
         }
-        let image = Arc::new(self.local_image(reference, platform, self.o.ops)?);
+        let image = Arc::new(self.local_image(reference, platform, self.o.client)?);
         self.images
             .lock()
             .expect("images")
@@ -284,28 +361,53 @@ impl<'a> Executor<'a> {
         Ok(image)
     }
 
-    /// The image for `platform`, made whole in the store through `ops`.
+    /// The image for `platform`, made whole in the store (what it lacks fetched through
+    /// `client`; None: the store only).
     fn local_image(
         &self,
         reference: &str,
         platform: &Platform,
-        ops: &Ops<'_>,
-    ) -> Result<Image, String> {
+        client: Option<&Client>,
+    ) -> Result<Image, Box<ImageError>> {
         let store = self.o.store;
+        let store_err = |source| ImageError::Store {
+            reference: reference.to_string(),
+            source,
+        };
+        // An image the store lacks altogether is reported as a pull of the build's; what
+        // `ensure_local` fetches of an image the store has in part, it says itself.
+        let mut pulling = false;
+        if client.is_some()
+            && let Err(StoreError::ImageNotFound(_)) = store.lookup(reference)
+            && let Ok(r) = Reference::parse(reference)
+        {
+            self.o.reporter.report(&BuildEvent::Pulling {
+                reference: &r,
+                platform,
+            });
+            pulling = true;
+        }
+        let transfers = Transfers {
+            inner: self.o.reporter.transfers(),
+            notices: !pulling,
+        };
+        let ops = Ops::new(store.store(), client, &transfers);
         let local = ops
             .ensure_local(store, reference, &Platforms::Each(vec![platform.matcher()]))
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| image_error(reference, platform, e))?;
         let desc = local
             .manifests
             .into_iter()
             .next()
-            .ok_or_else(|| format!("`{reference}` has no image for {platform}"))?;
-        let manifest = store
-            .read_manifest(&desc.digest)
-            .map_err(|e| e.to_string())?;
+            .ok_or_else(|| ImageError::NoPlatform {
+                reference: reference.to_string(),
+                platform: platform.to_string(),
+                available: "none in the store".into(),
+            })?;
+        let manifest = store.read_manifest(&desc.digest).map_err(store_err)?;
         let config = store
             .read_config(&manifest.value.config.digest)
-            .map_err(|e| e.to_string())?
+            .map_err(store_err)?
             .value;
         Ok(Image {
             manifest: desc,
@@ -396,7 +498,7 @@ impl<'a> Executor<'a> {
 
     /// The digest of what `url` serves now, once per build: revalidated with what the server
     /// said last time (a 304 is the same content, nothing downloaded), else downloaded.
-    fn url_digest(&self, url: &str) -> Result<Digest, String> {
+    fn url_digest(&self, url: &str) -> Result<Digest, FetchError> {
         let cell = self.url(url);
         let mut u = cell.lock().expect("url");
         if let Some(d) = &u.digest {
@@ -408,14 +510,8 @@ impl<'a> Executor<'a> {
             self.cache.validators(url)
         };
         let file = self.download_path();
-        let fetched = fetch::fetch(url, &file, known.as_ref()).map_err(|e| e.to_string())?;
-        if let Fetched::Body {
-            validators: Some(v),
-            ..
-        } = &fetched
-        {
-            self.cache.put_validators(v).map_err(|e| e.to_string())?;
-        }
+        let fetched = fetch::fetch(url, &file, known.as_ref())?;
+        self.keep_validators(url, &fetched)?;
         if matches!(fetched, Fetched::Body { .. }) {
             u.body = Some(file);
         }
@@ -425,7 +521,23 @@ impl<'a> Executor<'a> {
 
     /// The body of `url` for a step that runs: downloaded now when only revalidated before,
     /// and then it must still be the content the step's cache key names.
-    fn url_body(&self, url: &str) -> Result<std::path::PathBuf, String> {
+    fn keep_validators(&self, url: &str, fetched: &Fetched) -> Result<(), FetchError> {
+        if let Fetched::Body {
+            validators: Some(v),
+            ..
+        } = fetched
+        {
+            self.cache
+                .put_validators(v)
+                .map_err(|source| FetchError::Cache {
+                    url: url.to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn url_body(&self, url: &str) -> Result<std::path::PathBuf, FetchError> {
         let want = self.url_digest(url)?;
         let cell = self.url(url);
         let mut u = cell.lock().expect("url");
@@ -433,20 +545,15 @@ impl<'a> Executor<'a> {
             return Ok(b.clone());
         }
         let file = self.download_path();
-        let fetched = fetch::fetch(url, &file, None).map_err(|e| e.to_string())?;
+        let fetched = fetch::fetch(url, &file, None)?;
         if fetched.digest() != &want {
-            return Err(format!(
-                "{url}: the content changed while the build ran (it was {want}, now {}); run the build again",
-                fetched.digest()
-            ));
+            return Err(FetchError::Changed {
+                url: url.to_string(),
+                was: want,
+                now: fetched.digest().clone(),
+            });
         }
-        if let Fetched::Body {
-            validators: Some(v),
-            ..
-        } = &fetched
-        {
-            self.cache.put_validators(v).map_err(|e| e.to_string())?;
-        }
+        self.keep_validators(url, &fetched)?;
         u.body = Some(file.clone());
         Ok(file)
     }
@@ -470,19 +577,13 @@ impl<'a> Executor<'a> {
         .clone()
     }
 
-    fn step_error(
-        &self,
-        plan: &Plan,
-        stage: &StagePlan,
-        step: &Step,
-        message: String,
-    ) -> BuildError {
+    fn step_error(&self, stage: &StagePlan, step: &Step, source: StepError) -> BuildError {
         BuildError::Step {
             file: self.o.dockerfile.map.name.clone(),
             line: step.line,
-            platform: plan_label(plan, stage),
+            platform: stage_label(stage),
             instruction: step.text.clone(),
-            message,
+            source: Box::new(source),
         }
     }
 
@@ -499,12 +600,12 @@ impl<'a> Executor<'a> {
             Base::Image(r) => {
                 let img = self
                     .image(r, &stage.platform)
-                    .map_err(|m| BuildError::Step {
+                    .map_err(|e| BuildError::Step {
                         file: self.o.dockerfile.map.name.clone(),
                         line: stage.line,
-                        platform: plan_label(plan, stage),
+                        platform: stage_label(stage),
                         instruction: format!("FROM {r}"),
-                        message: m,
+                        source: Box::new(e.into()),
                     })?;
                 (
                     img.value.layers.clone(),
@@ -531,8 +632,7 @@ impl<'a> Executor<'a> {
             if self.failed.load(Ordering::Relaxed) {
                 return Err(BuildError::Cancelled);
             }
-            let label = format!("[{} {}/{}]", plan_label(plan, stage), n + 1, total);
-            let (record, layer_entries) = match &step.op {
+            let record = match &step.op {
                 Op::Meta => {
                     let key = KeyBuilder::new("meta")
                         .add_str(&chain.to_string())
@@ -554,28 +654,24 @@ impl<'a> Executor<'a> {
                             }
                         },
                     };
-                    (
-                        Record {
-                            layer: None,
-                            created,
-                            blobs: Vec::new(),
-                        },
-                        None,
-                    )
+                    Record {
+                        layer: None,
+                        created,
+                        blobs: Vec::new(),
+                    }
                 }
                 _ => {
                     let key = self.step_key(plan, stage, step, &chain)?;
-                    let (record, cached) = self.step_result(&key, &label, step, |n| {
-                        self.execute(plan, stage, step, n, &layers, &diff_ids, &mut tree)
+                    let place = (n + 1, total);
+                    let record = self.step_result(&key, stage, step, place, |info| {
+                        self.execute(plan, stage, step, info, &layers, &diff_ids, &mut tree)
                     })?;
-                    let _ = cached;
                     if record.layer.is_some() {
                         chain = key;
                     }
-                    (record, Some(()))
+                    record
                 }
             };
-            let _ = layer_entries;
             let empty = record.layer.is_none();
             if let Some(l) = &record.layer {
                 layers.push(l.descriptor.clone());
@@ -629,7 +725,7 @@ impl<'a> Executor<'a> {
         step: &Step,
         chain: &Digest,
     ) -> Result<Digest, BuildError> {
-        let fail = |m: String| self.step_error(plan, stage, step, m);
+        let fail = |e: StepError| self.step_error(stage, step, e);
         let mut k = KeyBuilder::new("step");
         k.add_str(&chain.to_string())
             .add_str(&stage.platform.to_string())
@@ -639,32 +735,25 @@ impl<'a> Executor<'a> {
         if let Op::Copy(c) = &step.op {
             for src in &c.sources {
                 if let CopySrc::Url(u) = src {
-                    let digest = self.url_digest(u).map_err(&fail)?;
-                    fetch::verify(u, &digest, c.checksum.as_deref())
-                        .map_err(|e| fail(e.to_string()))?;
+                    let digest = self.url_digest(u).map_err(|e| fail(e.into()))?;
+                    fetch::verify(u, &digest, c.checksum.as_deref()).map_err(|e| fail(e.into()))?;
                     k.add_str(&digest.to_string());
                 }
             }
             match &c.from {
                 CopyFrom::Context => {
-                    k.add_str(
-                        &copy::context_key(c, self.o.context)
-                            .map_err(fail)?
-                            .to_string(),
-                    );
+                    let key = copy::context_key(c, self.o.context).map_err(|e| fail(e.into()))?;
+                    k.add_str(&key.to_string());
                 }
                 CopyFrom::Stage(j) => {
-                    let pi = self
-                        .plans
-                        .iter()
-                        .position(|p| std::ptr::eq(p, plan))
-                        .expect("plan");
                     // A failed stage is reported as itself, not inside this step.
-                    let out = self.stage(pi, *j).map_err(BuildError::Shared)?;
+                    let out = self
+                        .stage(self.plan_index(plan), *j)
+                        .map_err(BuildError::Shared)?;
                     k.add_str(&out.chain.to_string());
                 }
                 CopyFrom::Image(r) => {
-                    let img = self.image(r, &stage.platform).map_err(fail)?;
+                    let img = self.image(r, &stage.platform).map_err(|e| fail(e.into()))?;
                     k.add_str(&img.manifest.digest.to_string());
                 }
             }
@@ -672,15 +761,24 @@ impl<'a> Executor<'a> {
         Ok(k.finish())
     }
 
-    /// A step's record: from this build's memo, the cache, or by running it. The bool says
-    /// whether it was cached.
+    fn plan_index(&self, plan: &Plan) -> usize {
+        self.plans
+            .iter()
+            .position(|p| std::ptr::eq(p, plan))
+            .expect("a plan of this build")
+    }
+
+    /// A step's record: from this build's memo, the cache, or by running it (`run` gets the
+    /// step's place for its events). `place`: the step's index among the stage's, and their
+    /// number.
     fn step_result(
         &self,
         key: &Digest,
-        label: &str,
+        stage: &StagePlan,
         step: &Step,
-        run: impl FnOnce(usize) -> Result<Option<LayerInfo>, BuildError>,
-    ) -> Result<(Record, bool), BuildError> {
+        (index, total): (usize, usize),
+        run: impl FnOnce(&StepInfo<'_>) -> Result<Option<LayerInfo>, BuildError>,
+    ) -> Result<Record, BuildError> {
         let cell = self
             .steps
             .lock()
@@ -688,43 +786,57 @@ impl<'a> Executor<'a> {
             .entry(key.clone())
             .or_default()
             .clone();
-        let mut ran_here = false;
-        let r = cell
-            .get_or_init(|| {
-                ran_here = true;
-                let n = self.counter.fetch_add(1, Ordering::Relaxed) + 1;
-                self.o
-                    .progress
-                    .message(&format!("#{n} {label} {}", step.text));
-                if !self.o.no_cache
-                    && let Some(r) = self.cache.get(key)
-                {
-                    self.o.progress.message(&format!("#{n} CACHED"));
-                    self.cached.fetch_add(1, Ordering::Relaxed);
-                    return Ok((r, true));
+        let label = stage.label();
+        cell.get_or_init(|| {
+            let info = StepInfo {
+                number: self.counter.fetch_add(1, Ordering::Relaxed) + 1,
+                platform: &stage.platform,
+                stage: &label,
+                index,
+                total,
+                instruction: &step.text,
+                line: step.line,
+            };
+            let report = self.o.reporter;
+            report.report(&BuildEvent::StepStarted(info));
+            if !self.o.no_cache
+                && let Some(r) = self.cache.get(key)
+            {
+                report.report(&BuildEvent::StepCached(info));
+                self.cached.fetch_add(1, Ordering::Relaxed);
+                return Ok((r, true));
+            }
+            let started = Instant::now();
+            let layer = match run(&info) {
+                Ok(l) => l,
+                Err(e) => {
+                    if let BuildError::Step { source, .. } = &e {
+                        report.report(&BuildEvent::StepFailed {
+                            step: info,
+                            error: source,
+                        });
+                    }
+                    return Err(Arc::new(e));
                 }
-                let started = Instant::now();
-                let layer = run(n).map_err(Arc::new)?;
-                let record = Record {
-                    blobs: layer.iter().map(|l| l.descriptor.digest.clone()).collect(),
-                    layer,
-                    created: rfc3339(self.o.epoch.unwrap_or(self.now)),
-                };
-                self.cache
-                    .put(key, &record)
-                    .map_err(|e| Arc::new(e.into()))?;
-                self.run.fetch_add(1, Ordering::Relaxed);
-                self.o.progress.message(&format!(
-                    "#{n} DONE {:.1}s",
-                    started.elapsed().as_secs_f64()
-                ));
-                Ok((record, false))
-            })
-            .clone();
-        if !ran_here && r.is_ok() {
-            // Another platform's identical step: nothing to do here.
-        }
-        r.map_err(BuildError::Shared)
+            };
+            let record = Record {
+                blobs: layer.iter().map(|l| l.descriptor.digest.clone()).collect(),
+                layer,
+                created: rfc3339(self.o.epoch.unwrap_or(self.now)),
+            };
+            self.cache
+                .put(key, &record)
+                .map_err(|e| Arc::new(e.into()))?;
+            self.run.fetch_add(1, Ordering::Relaxed);
+            report.report(&BuildEvent::StepFinished {
+                step: info,
+                duration: started.elapsed(),
+            });
+            Ok((record, false))
+        })
+        .clone()
+        .map(|(record, _)| record)
+        .map_err(BuildError::Shared)
     }
 
     fn tree_of<'t>(
@@ -732,20 +844,20 @@ impl<'a> Executor<'a> {
         st: &'t mut StageTree,
         layers: &[Descriptor],
         diff_ids: &[Digest],
-    ) -> Result<&'t Tree, BuildError> {
-        let read_err = |e: tree::TreeError| BuildError::Other(e.to_string());
+    ) -> Result<&'t Tree, StepError> {
         match &mut st.tree {
             None => {
-                st.tree = Some(
-                    Tree::load_with(self.o.store, &self.cache, layers, diff_ids)
-                        .map_err(read_err)?,
-                );
+                st.tree = Some(Tree::load_with(
+                    self.o.store,
+                    &self.cache,
+                    layers,
+                    diff_ids,
+                )?);
                 st.pending.clear();
             }
             Some(t) => {
                 for d in st.pending.drain(..) {
-                    let entries =
-                        tree::layer_entries(self.o.store, &self.cache, &d).map_err(read_err)?;
+                    let entries = tree::layer_entries(self.o.store, &self.cache, &d)?;
                     t.push(d, entries);
                 }
             }
@@ -753,15 +865,17 @@ impl<'a> Executor<'a> {
         Ok(st.tree.as_ref().expect("just loaded"))
     }
 
-    fn stage_tree(&self, out: &StageOut) -> Result<Arc<Tree>, BuildError> {
+    fn stage_tree(&self, out: &StageOut) -> Result<Arc<Tree>, StepError> {
         let mut t = out.tree.lock().expect("tree");
         if let Some(t) = t.as_ref() {
             return Ok(t.clone());
         }
-        let loaded = Arc::new(
-            Tree::load_with(self.o.store, &self.cache, &out.layers, &out.diff_ids)
-                .map_err(|e| BuildError::Other(e.to_string()))?,
-        );
+        let loaded = Arc::new(Tree::load_with(
+            self.o.store,
+            &self.cache,
+            &out.layers,
+            &out.diff_ids,
+        )?);
         *t = Some(loaded.clone());
         Ok(loaded)
     }
@@ -774,26 +888,54 @@ impl<'a> Executor<'a> {
         plan: &Plan,
         stage: &StagePlan,
         step: &Step,
-        n: usize,
+        info: &StepInfo<'_>,
         layers: &[Descriptor],
         diff_ids: &[Digest],
         tree: &mut StageTree,
     ) -> Result<Option<LayerInfo>, BuildError> {
-        let store = self.o.store;
-        let fail = |m: String| self.step_error(plan, stage, step, m);
-        let tmp = tempfile::Builder::new()
+        // A stage this step copies from that failed is reported as itself.
+        if let Op::Copy(c) = &step.op
+            && let CopyFrom::Stage(j) = c.from
+        {
+            let out = self
+                .stage(self.plan_index(plan), j)
+                .map_err(BuildError::Shared)?;
+            return self
+                .copy_from_stage(c, &out, layers, diff_ids, tree)
+                .map(Some)
+                .map_err(|e| self.step_error(stage, step, e));
+        }
+        self.execute_step(stage, step, info, layers, diff_ids, tree)
+            .map_err(|e| self.step_error(stage, step, e))
+    }
+
+    fn temp_dir(&self) -> Result<tempfile::TempDir, StepError> {
+        tempfile::Builder::new()
             .prefix("build-")
-            .tempdir_in(store.tmp_dir())
-            .map_err(|e| BuildError::Other(format!("cannot create a temp directory: {e}")))?;
+            .tempdir_in(self.o.store.tmp_dir())
+            .map_err(StepError::Temp)
+    }
+
+    fn execute_step(
+        &self,
+        stage: &StagePlan,
+        step: &Step,
+        info: &StepInfo<'_>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<Option<LayerInfo>, StepError> {
+        let store = self.o.store;
         match &step.op {
             Op::Meta => Ok(None),
             Op::Workdir { path, user } => {
+                let tmp = self.temp_dir()?;
                 let t = self.tree_of(tree, layers, diff_ids)?;
                 if t.is_dir(path) {
                     return Ok(None);
                 }
                 let owner = match user {
-                    Some(u) => tree::resolve_owner(u, t, store, tmp.path(), true).map_err(fail)?,
+                    Some(u) => tree::resolve_owner(u, t, store, tmp.path(), true)?,
                     None => (0, 0),
                 };
                 let mut entries = Vec::new();
@@ -820,61 +962,37 @@ impl<'a> Executor<'a> {
                 Ok(Some(info))
             }
             Op::Copy(c) => {
-                let owner = match &c.chown {
-                    Some(spec) => {
-                        let t = self.tree_of(tree, layers, diff_ids)?;
-                        Some(tree::resolve_owner(spec, t, store, tmp.path(), false).map_err(fail)?)
-                    }
-                    None => None,
-                };
-                let dest_tree = self.tree_of(tree, layers, diff_ids)?;
-                let download = |u: &str| self.url_body(u);
-                let env = CopyEnv {
-                    store,
-                    dest_tree,
-                    owner,
-                    now: self.now,
-                    tmp: tmp.path(),
-                    download: &download,
-                };
-                let entries = match &c.from {
-                    CopyFrom::Context => {
-                        copy::entries(c, &copy::Source::Context(self.o.context), &env)
-                    }
-                    CopyFrom::Stage(j) => {
-                        let pi = self
-                            .plans
-                            .iter()
-                            .position(|p| std::ptr::eq(p, plan))
-                            .expect("plan");
-                        let out = self.stage(pi, *j).map_err(BuildError::Shared)?;
-                        let t = self.stage_tree(&out)?;
-                        copy::entries(c, &copy::Source::Tree(&t), &env)
-                    }
+                let image;
+                let source = match &c.from {
+                    CopyFrom::Context => None,
                     CopyFrom::Image(r) => {
-                        let img = self.image(r, &stage.platform).map_err(&fail)?;
-                        let t = Tree::load_with(
+                        let img = self.image(r, &stage.platform)?;
+                        image = Tree::load_with(
                             store,
                             &self.cache,
                             &img.value.layers,
                             &img.config.rootfs.diff_ids,
-                        )
-                        .map_err(|e| fail(e.to_string()))?;
-                        copy::entries(c, &copy::Source::Tree(&t), &env)
+                        )?;
+                        Some(&image)
                     }
-                }
-                .map_err(&fail)?;
-                let info = layer::write_contents(store, entries, self.o.compression, self.o.epoch)
-                    .map_err(|e| match e {
-                        layer::LayerError::Store(e) => BuildError::Store(e),
-                        e => fail(e.to_string()),
-                    })?;
-                Ok(Some(info))
+                    CopyFrom::Stage(_) => unreachable!("copies from stages are executed apart"),
+                };
+                self.copy(c, source, layers, diff_ids, tree).map(Some)
             }
             Op::Run(r) => {
-                let id = step.text.clone();
-                // Prefixed with the step's number: platforms run side by side.
-                let output = |line: &str| self.o.progress.message(&format!("#{n} {line}"));
+                if let Some(m) = r
+                    .mounts
+                    .iter()
+                    .find(|m| !matches!(m.kind, MountKind::Cache | MountKind::Tmpfs))
+                {
+                    return Err(RunError::Mount(m.kind).into());
+                }
+                let tmp = self.temp_dir()?;
+                let output = |line: &str| {
+                    self.o
+                        .reporter
+                        .report(&BuildEvent::StepOutput { step: *info, line })
+                };
                 let req = RunRequest {
                     store,
                     platform: &stage.platform,
@@ -886,10 +1004,61 @@ impl<'a> Executor<'a> {
                     tmp: tmp.path(),
                     output: &output,
                 };
-                let _ = id;
-                self.o.runner.run(&req).map_err(fail)
+                Ok(self.o.runner.run(&req)?)
             }
         }
+    }
+
+    fn copy_from_stage(
+        &self,
+        c: &plan::CopyOp,
+        out: &StageOut,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<LayerInfo, StepError> {
+        let t = self.stage_tree(out)?;
+        self.copy(c, Some(&t), layers, diff_ids, tree)
+    }
+
+    /// COPY/ADD from the context (`source` None) or from a stage's or image's files.
+    fn copy(
+        &self,
+        c: &plan::CopyOp,
+        source: Option<&Tree>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<LayerInfo, StepError> {
+        let store = self.o.store;
+        let tmp = self.temp_dir()?;
+        let owner = match &c.chown {
+            Some(spec) => {
+                let t = self.tree_of(tree, layers, diff_ids)?;
+                Some(tree::resolve_owner(spec, t, store, tmp.path(), false)?)
+            }
+            None => None,
+        };
+        let dest_tree = self.tree_of(tree, layers, diff_ids)?;
+        let download = |u: &str| self.url_body(u);
+        let env = CopyEnv {
+            store,
+            dest_tree,
+            owner,
+            now: self.now,
+            tmp: tmp.path(),
+            download: &download,
+        };
+        let entries = match source {
+            None => copy::entries(c, &copy::Source::Context(self.o.context), &env),
+            Some(t) => copy::entries(c, &copy::Source::Tree(t), &env),
+        }?;
+        Ok(layer::write_contents(
+            store,
+            entries,
+            self.o.compression,
+            self.o.epoch,
+        )?)
     }
 
     fn write_image(&self, out: &StageOut) -> Result<BuiltImage, BuildError> {
@@ -919,7 +1088,7 @@ impl<'a> Executor<'a> {
     }
 }
 
-fn plan_label(plan: &Plan, stage: &StagePlan) -> String {
-    let _ = plan;
+/// `linux/arm64 stage-1`: which stage of which platform, for messages.
+fn stage_label(stage: &StagePlan) -> String {
     format!("{} {}", stage.platform, stage.label())
 }

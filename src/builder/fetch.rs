@@ -20,7 +20,7 @@ use crate::oci::{Algorithm, Digest, HashingWriter};
 pub enum FetchError {
     #[error("{0}: not an http or https URL")]
     Scheme(String),
-    #[error("{url}: {source}")]
+    #[error("cannot get {url}")]
     Request {
         url: String,
         #[source]
@@ -47,6 +47,20 @@ pub enum FetchError {
         url: String,
         expected: Digest,
         got: Digest,
+    },
+    #[error(
+        "{url}: the content changed while the build ran (it was {was}, now {now}); run the build again"
+    )]
+    Changed {
+        url: String,
+        was: Digest,
+        now: Digest,
+    },
+    #[error("cannot keep what {url} sent to revalidate it")]
+    Cache {
+        url: String,
+        #[source]
+        source: crate::store::StoreError,
     },
 }
 

@@ -1,7 +1,7 @@
-//! Deterministic layer tarballs for COPY, ADD and WORKDIR: entries sorted by path, headers
-//! normalised (numeric owners only, no user/group names, no atime/ctime, mtimes clamped to
-//! SOURCE_DATE_EPOCH), compressed with gzip or zstd (OCI media types) and written straight into
-//! the store while the diff ID (the digest of the uncompressed tar) is computed. The members of
+//! Deterministic layer tarballs for COPY, ADD and WORKDIR: entries sorted by path, written by
+//! the one tar writer (`layer::tarball`: numeric owners, mtimes clamped to SOURCE_DATE_EPOCH),
+//! compressed with gzip or zstd (OCI media types) and written straight into the store while the
+//! diff ID (the digest of the uncompressed tar) is computed. The members of
 //! a local archive ADD unpacks are streamed from the archive into the layer, never held in
 //! memory.
 
@@ -12,34 +12,10 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::oci::{Algorithm, Descriptor, Digest, HashingWriter, media_type};
+use crate::layer::Compression;
+use crate::layer::tarball::{FileError, Meta, Style, TarWriter, path_order};
+use crate::oci::{Algorithm, Descriptor, Digest, HashingWriter};
 use crate::store::{StoreError, Transaction};
-
-/// Layer compression of build output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    #[default]
-    Gzip,
-    Zstd,
-}
-
-impl Compression {
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Compression::Gzip => media_type::OCI_LAYER_GZIP,
-            Compression::Zstd => media_type::OCI_LAYER_ZSTD,
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Compression> {
-        match s {
-            "gzip" => Some(Compression::Gzip),
-            "zstd" => Some(Compression::Zstd),
-            _ => None,
-        }
-    }
-}
 
 /// Where a regular file's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,12 +117,11 @@ pub fn write_contents(
         mut entries,
         unpacks,
     } = contents;
-    // Keep the last entry for each path, then sort by path bytes (a parent sorts before its
-    // children because `/` follows nothing that a parent's name can end with).
+    // Keep the last entry for each path, then sort (a parent before its children).
     let mut seen = std::collections::HashSet::new();
     entries.reverse();
     entries.retain(|e| seen.insert(e.path.clone()));
-    entries.sort_by(|a, b| sort_key(&a.path).cmp(&sort_key(&b.path)));
+    entries.sort_by(|a, b| path_order(&a.path, &b.path));
     let blob = store.blob_writer()?;
     let io_err = |e: io::Error| StoreError::Io {
         what: "cannot write a layer in",
@@ -157,28 +132,14 @@ pub fn write_contents(
         TarError::Out(e) => LayerError::Store(io_err(e)),
         TarError::Archive(archive, cause) => LayerError::Archive { archive, cause },
     };
-    let (blob, diff_id) = match compression {
-        Compression::Gzip => {
-            let gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(6));
-            let (gz, diff_id) = write_tar(gz, &entries, &unpacks, epoch).map_err(tar_err)?;
-            (gz.finish().map_err(io_err)?, diff_id)
-        }
-        Compression::Zstd => {
-            let mut z = zstd::stream::write::Encoder::new(blob, 3).map_err(io_err)?;
-            z.include_checksum(false).map_err(io_err)?;
-            let (z, diff_id) = write_tar(z, &entries, &unpacks, epoch).map_err(tar_err)?;
-            (z.finish().map_err(io_err)?, diff_id)
-        }
-    };
+    let encoder = compression.writer(blob).map_err(io_err)?;
+    let (encoder, diff_id) = write_tar(encoder, &entries, &unpacks, epoch).map_err(tar_err)?;
+    let blob = encoder.finish().map_err(io_err)?;
     let (digest, size) = blob.commit(store, None)?;
     Ok(LayerInfo {
         descriptor: Descriptor::new(compression.media_type(), digest, size),
         diff_id,
     })
-}
-
-fn sort_key(p: &str) -> Vec<&[u8]> {
-    p.split('/').map(str::as_bytes).collect()
 }
 
 /// Why writing the tar stopped: the output failed, or an archive to unpack is unreadable.
@@ -200,71 +161,41 @@ fn write_tar<W: Write>(
     epoch: Option<u64>,
 ) -> Result<(W, Digest), TarError> {
     let hashing = HashingWriter::new(out, Algorithm::Sha256);
-    let mut tar = tar::Builder::new(hashing);
-    tar.mode(tar::HeaderMode::Complete);
-    tar.follow_symlinks(false);
-    write_entries(&mut tar, entries, epoch)?;
+    let mut tar = TarWriter::new(hashing, Style::layer(epoch));
+    write_entries(&mut tar, entries)?;
     for u in unpacks {
-        unpack(&mut tar, u, epoch)?;
+        unpack(&mut tar, u)?;
     }
-    let hashing = tar.into_inner()?;
+    let hashing = tar.finish()?;
     let (out, digest, _) = hashing.finish();
     Ok((out, digest))
 }
 
-fn write_entries<W: Write>(
-    tar: &mut tar::Builder<W>,
-    entries: &[Entry],
-    epoch: Option<u64>,
-) -> io::Result<()> {
+fn write_entries<W: Write>(tar: &mut TarWriter<W>, entries: &[Entry]) -> io::Result<()> {
     for e in entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(e.mode & 0o7777);
-        h.set_uid(e.uid);
-        h.set_gid(e.gid);
-        h.set_mtime(epoch.map_or(e.mtime, |ep| e.mtime.min(ep)));
+        let meta = Meta {
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            mtime: e.mtime,
+        };
         match &e.kind {
-            Kind::Dir => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                tar.append_data(&mut h, format!("{}/", e.path), io::empty())?;
-            }
+            Kind::Dir => tar.dir(&e.path, &meta)?,
             Kind::File(Content::Bytes(b)) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(b.len() as u64);
-                tar.append_data(&mut h, &e.path, &b[..])?;
+                tar.file(&e.path, &meta, b.len() as u64, &b[..])?;
             }
             Kind::File(Content::Path(p)) => {
                 let f = File::open(p)?;
                 let len = f.metadata()?.len();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(len);
-                // A file that changes while read must not corrupt the archive: take exactly
-                // `len` bytes.
-                let mut r = f.take(len);
-                let mut counted = CountingReader {
-                    inner: &mut r,
-                    n: 0,
-                    failed: false,
-                };
-                tar.append_data(&mut h, &e.path, &mut counted)?;
-                if counted.n != len {
+                if tar.file(&e.path, &meta, len, f)? != len {
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!("{} shrank while it was read", p.display()),
                     ));
                 }
             }
-            Kind::Symlink(target) => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_size(0);
-                tar.append_link(&mut h, &e.path, target)?;
-            }
-            Kind::Hardlink(target) => {
-                h.set_entry_type(tar::EntryType::Link);
-                h.set_size(0);
-                tar.append_link(&mut h, &e.path, target)?;
-            }
+            Kind::Symlink(target) => tar.symlink(&e.path, &meta, target)?,
+            Kind::Hardlink(target) => tar.hardlink(&e.path, &meta, target)?,
         }
     }
     Ok(())
@@ -301,7 +232,9 @@ fn each_member(
     mut f: impl FnMut(u64, String, &mut Member<'_>) -> io::Result<()>,
 ) -> io::Result<()> {
     let file = File::open(archive)?;
-    let (reader, _) = crate::archive::decompressed(file).map_err(io::Error::other)?;
+    let Some((reader, _)) = crate::layer::compression::sniffed(file)? else {
+        return Err(io::Error::other("the input is empty"));
+    };
     let left = Rc::new(Cell::new(0));
     let mut tar = tar::Archive::new(Capped {
         inner: reader,
@@ -317,9 +250,7 @@ fn each_member(
         left.set(u64::MAX);
         let mut member = member?;
         let path = member.path()?.to_string_lossy().into_owned();
-        let rel = crate::dockerfile::plan::clean_path(&path)
-            .trim_start_matches('/')
-            .to_string();
+        let rel = crate::lexical::relative(&path);
         if rel.len() > MAX_MEMBER_PATH {
             return Err(io::Error::other(format!(
                 "a member's path is longer than {MAX_MEMBER_PATH} bytes"
@@ -343,11 +274,7 @@ fn each_member(
 
 /// The members of `u.archive` into the layer: a first pass finds the last member of each path
 /// (one small record per distinct path; never file contents), the second streams those.
-fn unpack<W: Write>(
-    tar: &mut tar::Builder<W>,
-    u: &Unpack,
-    epoch: Option<u64>,
-) -> Result<(), TarError> {
+fn unpack<W: Write>(tar: &mut TarWriter<W>, u: &Unpack) -> Result<(), TarError> {
     let in_archive = |e: io::Error| TarError::Archive(u.archive.clone(), e);
     let mut last: HashMap<String, u64> = HashMap::new();
     each_member(&u.archive, |n, rel, _| {
@@ -369,57 +296,40 @@ fn unpack<W: Write>(
             return Ok(());
         }
         let src = m.header();
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(u.chmod.unwrap_or(src.mode().unwrap_or(0o644)) & 0o7777);
         let (uid, gid) = u
             .owner
             .unwrap_or((src.uid().unwrap_or(0), src.gid().unwrap_or(0)));
-        h.set_uid(uid);
-        h.set_gid(gid);
-        let mtime = src.mtime().unwrap_or(0);
-        h.set_mtime(epoch.map_or(mtime, |ep| mtime.min(ep)));
+        let meta = Meta {
+            mode: u.chmod.unwrap_or(src.mode().unwrap_or(0o644)),
+            uid,
+            gid,
+            mtime: src.mtime().unwrap_or(0),
+        };
         let path = join(&rel);
         let kind = src.entry_type();
         let link = m.link_name()?.map(|l| l.to_string_lossy().into_owned());
         let wrote = match kind {
-            tar::EntryType::Directory => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                tar.append_data(&mut h, format!("{path}/"), io::empty())
-            }
-            tar::EntryType::Symlink => {
-                h.set_entry_type(tar::EntryType::Symlink);
-                h.set_size(0);
-                tar.append_link(&mut h, &path, link.unwrap_or_default())
-            }
+            tar::EntryType::Directory => tar.dir(&path, &meta),
+            tar::EntryType::Symlink => tar.symlink(&path, &meta, link.unwrap_or_default()),
             tar::EntryType::Link => {
                 // A hard link names another member: it moves with the members.
-                let target = crate::dockerfile::plan::clean_path(&link.unwrap_or_default());
-                h.set_entry_type(tar::EntryType::Link);
-                h.set_size(0);
-                tar.append_link(&mut h, &path, join(target.trim_start_matches('/')))
+                let target = crate::lexical::relative(&link.unwrap_or_default());
+                tar.hardlink(&path, &meta, join(&target))
             }
             _ => {
                 let size = m.size();
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(size);
-                let mut counted = CountingReader {
-                    inner: m,
-                    n: 0,
-                    failed: false,
-                };
-                let wrote = tar.append_data(&mut h, &path, &mut counted);
-                if counted.failed {
+                match tar.file(&path, &meta, size, m) {
                     // The archive's own failure, not the output's.
-                    return wrote;
+                    Err(FileError::Read(e)) => return Err(e),
+                    Err(FileError::Write(e)) => Err(e),
+                    Ok(read) if read != size => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "the archive is truncated",
+                        ));
+                    }
+                    Ok(_) => Ok(()),
                 }
-                if wrote.is_ok() && counted.n != size {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the archive is truncated",
-                    ));
-                }
-                wrote
             }
         };
         wrote.map_err(|e| {
@@ -433,22 +343,6 @@ fn unpack<W: Write>(
         return Err(TarError::Out(e));
     }
     r.map_err(in_archive)
-}
-
-/// Counts what it reads, and remembers whether reading failed (so that a failure of the input
-/// is told apart from one of the output it is copied to).
-struct CountingReader<'a, R> {
-    inner: &'a mut R,
-    n: u64,
-    failed: bool,
-}
-
-impl<R: Read> Read for CountingReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf).inspect_err(|_| self.failed = true)?;
-        self.n += n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]
@@ -476,7 +370,7 @@ mod tests {
 
     fn listing(store: &Store, info: &LayerInfo) -> Vec<(String, u64)> {
         let f = store.open_blob(&info.descriptor.digest).unwrap();
-        let (r, _) = crate::archive::decompressed(f).unwrap();
+        let (r, _) = crate::layer::compression::sniffed(f).unwrap().unwrap();
         let mut a = tar::Archive::new(r);
         a.entries()
             .unwrap()
@@ -539,7 +433,7 @@ mod tests {
     /// Every member of a layer: path, kind, mode, owner, link or content.
     fn members(store: &Store, info: &LayerInfo) -> Vec<String> {
         let f = store.open_blob(&info.descriptor.digest).unwrap();
-        let (r, _) = crate::archive::decompressed(f).unwrap();
+        let (r, _) = crate::layer::compression::sniffed(f).unwrap().unwrap();
         let mut a = tar::Archive::new(r);
         a.entries()
             .unwrap()
@@ -625,7 +519,7 @@ mod tests {
         let listed = members(&store, &info);
         assert_eq!(listed[1], "x Regular 600 1:2 \"x\"");
         let f = store.open_blob(&info.descriptor.digest).unwrap();
-        let (r, _) = crate::archive::decompressed(f).unwrap();
+        let (r, _) = crate::layer::compression::sniffed(f).unwrap().unwrap();
         let mut a = tar::Archive::new(r);
         let mtimes: Vec<u64> = a
             .entries()
@@ -692,7 +586,10 @@ mod tests {
         let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let g = write(&store, entries(), Compression::Gzip, None).unwrap();
         let z = write(&store, entries(), Compression::Zstd, None).unwrap();
-        assert_eq!(z.descriptor.media_type, media_type::OCI_LAYER_ZSTD);
+        assert_eq!(
+            z.descriptor.media_type,
+            crate::oci::media_type::OCI_LAYER_ZSTD
+        );
         assert_eq!(g.diff_id, z.diff_id);
         assert_ne!(g.descriptor.digest, z.descriptor.digest);
         assert_eq!(listing(&store, &z).len(), 5);

@@ -4,16 +4,15 @@
 //! step's layer (OCI whiteouts), its mtimes clamped to SOURCE_DATE_EPOCH when that is set.
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Seek, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::Stdio;
 use std::sync::Mutex;
 
-use super::layer::{Compression, LayerInfo};
-use super::run::{RunRequest, Runner};
+use super::layer::LayerInfo;
+use super::run::{RunError, RunRequest, Runner};
 use crate::binfmt::{Binfmt, EmulatorSearch};
-use crate::oci::{
-    Algorithm, Descriptor, HashingWriter, ImageConfig, Manifest, Parsed, RunConfig, media_type,
-};
+use crate::layer::Compression;
+use crate::oci::{Descriptor, ImageConfig, Manifest, Parsed, RunConfig, media_type};
 use crate::progress::NoProgress;
 use crate::runtime::{Bind, Network, RunOptions, Runtime, Security};
 use crate::store::{Store, Transaction};
@@ -43,21 +42,16 @@ impl RuntimeRunner {
     }
 }
 
-fn io_msg(what: &str, e: impl std::fmt::Display) -> String {
-    format!("{what}: {e}")
-}
-
 impl Runner for RuntimeRunner {
-    fn run(&self, req: &RunRequest<'_>) -> Result<Option<LayerInfo>, String> {
+    fn run(&self, req: &RunRequest<'_>) -> Result<Option<LayerInfo>, RunError> {
         {
             let _l = self.ensure_lock.lock().expect("binfmt lock");
-            self.binfmt.ensure(req.platform).map_err(|e| {
-                let mut m = format!("cannot run {} programs here: {e}", req.platform);
-                if let Some(h) = e.hint() {
-                    m.push_str(&format!(" ({h})"));
-                }
-                m
-            })?;
+            self.binfmt
+                .ensure(req.platform)
+                .map_err(|source| RunError::Emulation {
+                    platform: req.platform.to_string(),
+                    source,
+                })?;
         }
         let store = req.store;
         let op = req.op;
@@ -73,7 +67,7 @@ impl Runner for RuntimeRunner {
             ..Default::default()
         });
         let config = Parsed::from_value(config);
-        store.put_bytes(&config.bytes).map_err(|e| e.to_string())?;
+        store.put_bytes(&config.bytes)?;
         let manifest = Parsed::from_value(Manifest {
             schema_version: 2,
             media_type: Some(media_type::OCI_MANIFEST.into()),
@@ -84,18 +78,16 @@ impl Runner for RuntimeRunner {
             annotations: None,
             extra: Default::default(),
         });
-        store
-            .put_bytes(&manifest.bytes)
-            .map_err(|e| e.to_string())?;
+        store.put_bytes(&manifest.bytes)?;
         let mut binds = Vec::new();
         if let Some((name, content)) = &op.script {
             let dir = req.tmp.join("pipes");
-            fs::create_dir_all(&dir).map_err(|e| io_msg("cannot write the script", e))?;
+            fs::create_dir_all(&dir).map_err(RunError::io("write the script"))?;
             let path = dir.join(name);
-            fs::write(&path, content).map_err(|e| io_msg("cannot write the script", e))?;
+            fs::write(&path, content).map_err(RunError::io("write the script"))?;
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                .map_err(|e| io_msg("cannot write the script", e))?;
+                .map_err(RunError::io("write the script"))?;
             binds.push(Bind {
                 source: path,
                 destination: format!("/dev/pipes/{name}"),
@@ -106,24 +98,22 @@ impl Runner for RuntimeRunner {
             let source = match m.kind.as_str() {
                 "cache" => {
                     let dir = super::cache::Cache::mount_dir(store, &m.id)
-                        .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                        .map_err(RunError::io("create the cache mount"))?;
                     if !dir.is_dir() {
                         // The mode the container sees; `mount_dir`'s private parent keeps the
                         // host's other users away from it.
-                        fs::create_dir_all(&dir)
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                        fs::create_dir_all(&dir).map_err(RunError::io("create the cache mount"))?;
                         use std::os::unix::fs::PermissionsExt;
                         fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode))
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                            .map_err(RunError::io("create the cache mount"))?;
                         std::os::unix::fs::chown(&dir, Some(m.uid as u32), Some(m.gid as u32))
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                            .map_err(RunError::io("create the cache mount"))?;
                     }
                     dir
                 }
                 _ => {
                     let dir = req.tmp.join(format!("tmpfs-{i}"));
-                    fs::create_dir_all(&dir)
-                        .map_err(|e| io_msg("cannot create the tmpfs mount", e))?;
+                    fs::create_dir_all(&dir).map_err(RunError::io("create the tmpfs mount"))?;
                     dir
                 }
             };
@@ -149,18 +139,19 @@ impl Runner for RuntimeRunner {
             name: None,
             hostname: None,
             // The plan checked the value: anything else is the default.
-            network: Network::from_build_flag(&op.network).unwrap_or(Network::Private),
+            network: Network::from_build_flag(op.network.as_str()).unwrap_or(Network::Private),
             read_only: false,
             binds,
             tty: false,
             auto_remove: false,
             security: Security::default(),
             ephemeral: true,
+            service: Default::default(),
         };
         let mut prepared = self
             .rt
             .create(&opts, &NoProgress)
-            .map_err(|e| format!("cannot create the container: {e}"))?;
+            .map_err(|e| RunError::container("create")(Box::new(e)))?;
         let id = prepared.record().id.clone();
         let remove = || {
             let _ =
@@ -173,7 +164,7 @@ impl Runner for RuntimeRunner {
             Err(e) => {
                 drop(prepared);
                 remove();
-                return Err(format!("cannot start the container: {e}"));
+                return Err(RunError::container("start")(Box::new(e)));
             }
         };
         let stdout = child.stdout.take().expect("piped");
@@ -197,25 +188,24 @@ impl Runner for RuntimeRunner {
             Err(e) => {
                 drop(prepared);
                 remove();
-                return Err(format!("cannot wait for the container: {e}"));
+                return Err(RunError::container("wait for")(Box::new(e)));
             }
         };
         let exit = prepared.finish(status);
         let upper = self.rt.containers().dir_of(&id).upper();
         let result = match exit {
-            Err(e) => Err(e.to_string()),
-            Ok(x) if x.code != 0 => Err(format!(
-                "process \"{}\" did not complete successfully: exit code: {}",
-                op.argv.join(" "),
-                x.code
-            )),
+            Err(e) => Err(RunError::container("run")(Box::new(e))),
+            Ok(x) if x.code != 0 => Err(RunError::Exit {
+                argv: op.argv.join(" "),
+                code: x.code,
+            }),
             Ok(_) => {
                 // The mount points of --mount are not the step's doing either.
                 for m in &op.mounts {
                     let _ = fs::remove_dir(upper.join(m.target.trim_start_matches('/')));
                 }
                 tidy_upper(&upper);
-                diff_layer(store, &upper, req.compression, req.epoch, req.tmp)
+                diff_layer(store, &upper, req.compression, req.epoch)
             }
         };
         remove();
@@ -238,89 +228,23 @@ fn tidy_upper(upper: &std::path::Path) {
     }
 }
 
-/// The upper directory as a layer: the OCI diff into a temp file, then (mtimes clamped when an
-/// epoch is given) compressed into the store.
+/// The upper directory as a layer (mtimes clamped when an epoch is given), written into the
+/// store while it is read; None when the step changed nothing.
 fn diff_layer(
     store: &Transaction,
     upper: &std::path::Path,
     compression: Compression,
     epoch: Option<u64>,
-    tmp: &std::path::Path,
-) -> Result<Option<LayerInfo>, String> {
-    let raw_path = tmp.join("diff.tar");
-    let raw = fs::File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&raw_path)
-        .map_err(|e| io_msg("cannot write the diff", e))?;
-    let (report, raw) = crate::layer::write_diff(upper, io::BufWriter::new(raw))
-        .map_err(|e| io_msg("cannot read the changes", e))?;
-    let mut raw = raw
-        .into_inner()
-        .map_err(|e| io_msg("cannot write the diff", e.error()))?;
+) -> Result<Option<LayerInfo>, RunError> {
+    let blob = store.blob_writer()?;
+    // Reading the changes and writing the layer share one stream: the cause says which failed.
+    let (diff_id, report, blob) = crate::layer::write_layer_diff(upper, blob, compression, epoch)
+        .map_err(RunError::io("turn the changes into a layer"))?;
     if report.entries == 0 && report.whiteouts == 0 {
+        // The staged blob is removed when dropped.
         return Ok(None);
     }
-    raw.rewind()
-        .map_err(|e| io_msg("cannot read the diff", e))?;
-    let blob = store.blob_writer().map_err(|e| e.to_string())?;
-    let write = |out: &mut dyn Write| -> io::Result<crate::oci::Digest> {
-        let mut hashing = HashingWriter::new(out, Algorithm::Sha256);
-        match epoch {
-            None => {
-                io::copy(&mut io::BufReader::new(&raw), &mut hashing)?;
-            }
-            Some(e) => {
-                let mut archive = tar::Archive::new(io::BufReader::new(&raw));
-                let mut b = tar::Builder::new(&mut hashing);
-                for entry in archive.entries()? {
-                    let mut entry = entry?;
-                    let mut h = entry.header().clone();
-                    if h.mtime().unwrap_or(0) > e {
-                        h.set_mtime(e);
-                    }
-                    let path = entry.path()?.into_owned();
-                    match h.entry_type() {
-                        tar::EntryType::Symlink | tar::EntryType::Link => {
-                            let target = entry
-                                .link_name()?
-                                .map(|l| l.into_owned())
-                                .unwrap_or_default();
-                            b.append_link(&mut h, &path, target)?;
-                        }
-                        _ => b.append_data(&mut h, &path, &mut entry)?,
-                    }
-                }
-                b.finish()?;
-            }
-        }
-        let (_, digest, _) = hashing.finish();
-        Ok(digest)
-    };
-    let (blob, diff_id) = match compression {
-        Compression::Gzip => {
-            let mut gz = flate2::write::GzEncoder::new(blob, flate2::Compression::new(6));
-            let d = write(&mut gz).map_err(|e| io_msg("cannot write the layer", e))?;
-            (
-                gz.finish()
-                    .map_err(|e| io_msg("cannot write the layer", e))?,
-                d,
-            )
-        }
-        Compression::Zstd => {
-            let mut z = zstd::stream::write::Encoder::new(blob, 3)
-                .map_err(|e| io_msg("cannot write the layer", e))?;
-            let d = write(&mut z).map_err(|e| io_msg("cannot write the layer", e))?;
-            (
-                z.finish()
-                    .map_err(|e| io_msg("cannot write the layer", e))?,
-                d,
-            )
-        }
-    };
-    let (digest, size) = blob.commit(store, None).map_err(|e| e.to_string())?;
+    let (digest, size) = blob.commit(store, None)?;
     Ok(Some(LayerInfo {
         descriptor: Descriptor::new(compression.media_type(), digest, size),
         diff_id,

@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
 use super::layer::{self, Content};
-use crate::layer::extract::{Whiteout, bad_whiteout, whiteout};
+use crate::layer::LayerError;
+use crate::layer::merged::{self, Merged};
 use crate::oci::{Descriptor, Digest};
+use crate::passwd;
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,7 +58,7 @@ pub struct TreeEntry {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
-    #[error("cannot read layer {digest}: {source}")]
+    #[error("cannot read layer {digest}")]
     Read {
         digest: Digest,
         #[source]
@@ -67,9 +69,51 @@ pub enum TreeError {
 }
 
 fn normalize(p: &str) -> String {
-    crate::dockerfile::plan::clean_path(p)
-        .trim_start_matches('/')
-        .to_string()
+    crate::lexical::relative(p)
+}
+
+impl merged::Node for TreeEntry {
+    fn is_dir(&self) -> bool {
+        self.kind == EntryKind::Dir
+    }
+
+    fn symlink(&self) -> Option<&str> {
+        match self.kind {
+            EntryKind::Symlink => self.link.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// A layer blob's uncompressed stream (its compression sniffed: a cache may hold layers of any
+/// media type).
+fn open_layer(store: &Store, layer: &Descriptor) -> Result<Box<dyn Read>, TreeError> {
+    let read_err = |source: io::Error| TreeError::Read {
+        digest: layer.digest.clone(),
+        source,
+    };
+    let f = store.open_blob(&layer.digest)?;
+    match crate::layer::compression::sniffed(f).map_err(read_err)? {
+        Some((r, _)) => Ok(r),
+        None => Err(read_err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the input is empty",
+        ))),
+    }
+}
+
+/// A layer reader's error as the tree's.
+fn layer_err(digest: &Digest) -> impl Fn(LayerError) -> TreeError + '_ {
+    move |e| TreeError::Read {
+        digest: digest.clone(),
+        source: match e {
+            LayerError::Corrupt(e) => e,
+            e @ LayerError::Entry { .. } => {
+                io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+            }
+            e => io::Error::other(e.to_string()),
+        },
+    }
 }
 
 /// The entry list of one layer blob (cached).
@@ -83,30 +127,9 @@ pub fn layer_entries(
     {
         return Ok(v);
     }
-    let read_err = |source: io::Error| TreeError::Read {
-        digest: layer.digest.clone(),
-        source,
-    };
-    let f = store.open_blob(&layer.digest)?;
-    let (r, _) =
-        crate::archive::decompressed(f).map_err(|e| read_err(io::Error::other(e.to_string())))?;
-    let mut archive = tar::Archive::new(r);
     let mut out = Vec::new();
-    for e in archive.entries().map_err(read_err)? {
-        let e = e.map_err(read_err)?;
+    merged::read_entries(open_layer(store, layer)?, |path, e| {
         let h = e.header();
-        let path = normalize(&e.path().map_err(read_err)?.to_string_lossy());
-        if path.is_empty() {
-            continue;
-        }
-        let name = path.rsplit('/').next().unwrap_or("");
-        if whiteout(name.as_bytes()) == Some(Whiteout::Invalid) {
-            let e = bad_whiteout();
-            return Err(read_err(io::Error::new(
-                e.kind(),
-                format!("entry `{path}`: {e}"),
-            )));
-        }
         let kind = match h.entry_type() {
             tar::EntryType::Directory => EntryKind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
@@ -117,14 +140,12 @@ pub fn layer_entries(
         let link = match kind {
             EntryKind::Symlink => e
                 .link_name()
-                .map_err(read_err)?
+                .map_err(LayerError::Corrupt)?
                 .map(|l| l.to_string_lossy().into_owned()),
-            EntryKind::Hardlink => e
-                .link_name()
-                .map_err(read_err)?
-                .map(|l| normalize(&l.to_string_lossy())),
+            EntryKind::Hardlink => merged::link_target(e).map_err(LayerError::Corrupt)?,
             _ => None,
         };
+        let h = e.header();
         out.push(TreeEntry {
             path,
             kind,
@@ -135,7 +156,9 @@ pub fn layer_entries(
             mtime: h.mtime().unwrap_or(0),
             link,
         });
-    }
+        Ok(())
+    })
+    .map_err(layer_err(&layer.digest))?;
     let bytes = serde_json::to_vec(&out).expect("entries serialise");
     cache.write_tree(&layer.digest, &bytes)?;
     Ok(out)
@@ -223,12 +246,11 @@ pub fn snapshot_entries(dir: &Path) -> io::Result<Vec<TreeEntry>> {
     Ok(out)
 }
 
-/// The merged view of a stack of layers.
+/// The merged view of a stack of layers (the rules are [`Merged`]'s).
 #[derive(Debug, Clone, Default)]
 pub struct Tree {
     layers: Vec<Descriptor>,
-    /// path → (index of the layer holding it, entry)
-    merged: BTreeMap<String, (usize, TreeEntry)>,
+    merged: Merged<TreeEntry>,
 }
 
 impl Tree {
@@ -294,133 +316,39 @@ impl Tree {
 
     /// Add a layer on top.
     pub fn push(&mut self, layer: Descriptor, entries: Vec<TreeEntry>) {
-        let idx = self.layers.len();
         self.layers.push(layer);
-        for e in &entries {
-            let (dir, name) = match e.path.rsplit_once('/') {
-                Some((d, n)) => (d.to_string(), n),
-                None => (String::new(), e.path.as_str()),
-            };
-            match whiteout(name.as_bytes()) {
-                Some(Whiteout::Opaque) => self.remove_under(&dir),
-                Some(Whiteout::Remove(hidden)) => {
-                    let hidden = String::from_utf8_lossy(hidden);
-                    let p = if dir.is_empty() {
-                        hidden.into_owned()
-                    } else {
-                        format!("{dir}/{hidden}")
-                    };
-                    self.merged.remove(&p);
-                    self.remove_under(&p);
-                }
-                // Refused when the layer is read; nothing to remove here.
-                Some(Whiteout::Invalid | Whiteout::Ignore) | None => {}
-            }
-        }
-        for e in entries {
-            let name = e.path.rsplit('/').next().unwrap_or("");
-            if whiteout(name.as_bytes()).is_some() {
-                continue;
-            }
-            // A non-directory replaces whatever was below it, children included.
-            if e.kind != EntryKind::Dir {
-                self.remove_under(&e.path);
-            }
-            self.merged.insert(e.path.clone(), (idx, e));
-        }
-    }
-
-    fn remove_under(&mut self, dir: &str) {
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        let keys: Vec<String> = self
-            .merged
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for k in keys {
-            self.merged.remove(&k);
-        }
+        self.merged
+            .push(entries.into_iter().map(|e| (e.path.clone(), e)).collect());
     }
 
     pub fn get(&self, path: &str) -> Option<&TreeEntry> {
-        self.merged.get(&normalize(path)).map(|(_, e)| e)
+        self.merged.get(&normalize(path))
     }
 
     /// `path` with symlinks resolved (every component; the last only when `follow_last`).
     /// Missing components are kept as they are.
     pub fn resolve(&self, path: &str, follow_last: bool) -> String {
-        let mut done: Vec<String> = Vec::new();
-        let mut todo: Vec<String> = normalize(path)
-            .split('/')
-            .filter(|c| !c.is_empty())
-            .rev()
-            .map(str::to_string)
-            .collect();
-        let mut hops = 0;
-        while let Some(c) = todo.pop() {
-            if c == ".." {
-                done.pop();
-                continue;
-            }
-            if c == "." {
-                continue;
-            }
-            done.push(c);
-            let last = todo.is_empty();
-            let cur = done.join("/");
-            if let Some(e) = self.merged.get(&cur).map(|(_, e)| e)
-                && e.kind == EntryKind::Symlink
-                && (follow_last || !last)
-                && hops < 40
-            {
-                hops += 1;
-                let target = e.link.clone().unwrap_or_default();
-                done.pop();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                for t in target.split('/').filter(|c| !c.is_empty()).rev() {
-                    todo.push(t.to_string());
-                }
-            }
-        }
-        done.join("/")
+        self.merged.resolve(&normalize(path), follow_last).path
     }
 
     /// Whether `path` (symlinks followed) is a directory.
     pub fn is_dir(&self, path: &str) -> bool {
-        let p = self.resolve(path, true);
-        p.is_empty() || self.get(&p).is_some_and(|e| e.kind == EntryKind::Dir)
+        self.merged.is_dir_at(&self.resolve(path, true))
     }
 
     pub fn exists(&self, path: &str) -> bool {
         let p = self.resolve(path, true);
-        p.is_empty() || self.get(&p).is_some()
+        self.merged.is_dir_at(&p) || self.merged.get(&p).is_some()
     }
 
     /// Entries under the directory `dir` (not itself), in path order.
     pub fn under(&self, dir: &str) -> Vec<&TreeEntry> {
-        let dir = normalize(dir);
-        let prefix = if dir.is_empty() {
-            String::new()
-        } else {
-            format!("{dir}/")
-        };
-        self.merged
-            .range(prefix.clone()..)
-            .take_while(|(k, _)| k.starts_with(&prefix))
-            .map(|(_, (_, e))| e)
-            .collect()
+        self.merged.under(&normalize(dir)).map(|(_, e)| e).collect()
     }
 
     /// Every path in the view (for wildcard sources).
     pub fn paths(&self) -> impl Iterator<Item = &str> {
-        self.merged.keys().map(String::as_str)
+        self.merged.paths()
     }
 
     /// Take the regular files `paths` out of the layers into files under `dir`: returns where
@@ -435,7 +363,7 @@ impl Tree {
         let mut wanted: BTreeMap<usize, HashSet<String>> = BTreeMap::new();
         let mut alias: HashMap<String, String> = HashMap::new();
         for p in paths {
-            let Some((idx, e)) = self.merged.get(p) else {
+            let Some((idx, e)) = self.merged.entry(p) else {
                 continue;
             };
             let mut source = p.clone();
@@ -445,41 +373,37 @@ impl Tree {
                 source = t.clone();
             }
             alias.insert(p.clone(), source.clone());
-            wanted.entry(*idx).or_default().insert(source);
+            wanted.entry(idx).or_default().insert(source);
         }
         let mut found: HashMap<String, PathBuf> = HashMap::new();
         let mut n = 0usize;
         for (idx, want) in wanted {
             let layer = &self.layers[idx];
-            let read_err = |source: io::Error| TreeError::Read {
-                digest: layer.digest.clone(),
-                source,
-            };
-            let f = store.open_blob(&layer.digest)?;
-            let (r, _) = crate::archive::decompressed(f)
-                .map_err(|e| read_err(io::Error::other(e.to_string())))?;
-            let mut archive = tar::Archive::new(r);
             let mut links: HashMap<String, String> = HashMap::new();
-            for e in archive.entries().map_err(read_err)? {
-                let mut e = e.map_err(read_err)?;
-                let path = normalize(&e.path().map_err(read_err)?.to_string_lossy());
+            merged::read_entries(open_layer(store, layer)?, |path, e| {
                 let is_link = e.header().entry_type() == tar::EntryType::Link;
                 if is_link && want.contains(&path) {
-                    if let Some(t) = e.link_name().map_err(read_err)? {
-                        links.insert(path.clone(), normalize(&t.to_string_lossy()));
+                    if let Some(t) = merged::link_target(e).map_err(LayerError::Corrupt)? {
+                        links.insert(path, t);
                     }
-                    continue;
+                    return Ok(());
                 }
                 let wanted_here = want.contains(&path) || links.values().any(|t| t == &path);
                 if !wanted_here || e.header().entry_type() != tar::EntryType::Regular {
-                    continue;
+                    return Ok(());
                 }
                 n += 1;
                 let out = dir.join(format!("f{n}"));
-                let mut file = fs::File::create(&out).map_err(read_err)?;
-                io::copy(&mut e, &mut file).map_err(read_err)?;
+                let write = |source| LayerError::Io {
+                    what: format!("cannot write {}", out.display()),
+                    source,
+                };
+                let mut file = fs::File::create(&out).map_err(write)?;
+                io::copy(e, &mut file).map_err(write)?;
                 found.insert(path, out);
-            }
+                Ok(())
+            })
+            .map_err(layer_err(&layer.digest))?;
             for (link, target) in links {
                 if let Some(p) = found.get(&target).cloned() {
                     found.insert(link, p);
@@ -541,6 +465,15 @@ pub fn entries_of(entries: &[layer::Entry]) -> Vec<TreeEntry> {
         .collect()
 }
 
+/// Why `--chown` or a WORKDIR's USER names no owner.
+#[derive(Debug, thiserror::Error)]
+pub enum OwnerError {
+    #[error("cannot look up `{name}`: the image has no {file}")]
+    NoFile { name: String, file: &'static str },
+    #[error("no user or group `{name}` in {file}")]
+    Unknown { name: String, file: &'static str },
+}
+
 /// `user[:group]` as numbers, names looked up in the tree's /etc/passwd and /etc/group. A user
 /// without group gets the same number as GID (docker's rule for COPY --chown).
 pub fn resolve_owner(
@@ -549,34 +482,47 @@ pub fn resolve_owner(
     store: &Store,
     tmp: &Path,
     primary_group: bool,
-) -> Result<(u64, u64), String> {
+) -> Result<(u64, u64), OwnerError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let lookup = |file: &str, name: &str| -> Result<(u64, Option<u64>), String> {
+    let read = |file: &'static str, name: &str| -> Result<String, OwnerError> {
+        let text = tree
+            .read_small(store, file, tmp)
+            .ok_or_else(|| OwnerError::NoFile {
+                name: name.to_string(),
+                file,
+            })?;
+        Ok(String::from_utf8_lossy(&text).into_owned())
+    };
+    let missing = |file: &'static str, name: &str| OwnerError::Unknown {
+        name: name.to_string(),
+        file,
+    };
+    let lookup_user = |name: &str| -> Result<(u64, Option<u64>), OwnerError> {
         if let Ok(n) = name.parse::<u64>() {
             return Ok((n, None));
         }
-        let text = tree
-            .read_small(store, file, tmp)
-            .ok_or_else(|| format!("cannot look up `{name}`: the image has no {file}"))?;
-        let text = String::from_utf8_lossy(&text);
-        for line in text.lines() {
-            let f: Vec<&str> = line.split(':').collect();
-            if f.len() >= 3 && f[0] == name {
-                let id = f[2]
-                    .parse()
-                    .map_err(|_| format!("bad {file} line for `{name}`"))?;
-                let gid = f.get(3).and_then(|g| g.parse().ok());
-                return Ok((id, gid));
-            }
-        }
-        Err(format!("no user or group `{name}` in {file}"))
+        let text = read("/etc/passwd", name)?;
+        passwd::users(&text)
+            .find(|u| u.name == name)
+            .map(|u| (u64::from(u.uid), u.gid.map(u64::from)))
+            .ok_or_else(|| missing("/etc/passwd", name))
     };
-    let (uid, primary) = lookup("/etc/passwd", user)?;
+    let lookup_group = |name: &str| -> Result<u64, OwnerError> {
+        if let Ok(n) = name.parse::<u64>() {
+            return Ok(n);
+        }
+        let text = read("/etc/group", name)?;
+        passwd::groups(&text)
+            .find(|g| g.name == name)
+            .map(|g| u64::from(g.gid))
+            .ok_or_else(|| missing("/etc/group", name))
+    };
+    let (uid, primary) = lookup_user(user)?;
     let gid = match group {
-        Some(g) if !g.is_empty() => lookup("/etc/group", g)?.0,
+        Some(g) if !g.is_empty() => lookup_group(g)?,
         _ if primary_group => primary.unwrap_or(uid),
         _ => uid,
     };
@@ -654,7 +600,8 @@ mod tests {
                 digest,
                 layer.len() as u64,
             );
-            let err = layer_entries(&store, &cache, &d).unwrap_err().to_string();
+            let e = layer_entries(&store, &cache, &d).unwrap_err();
+            let err = format!("{e}: {}", std::error::Error::source(&e).unwrap());
             assert!(
                 err.contains(&format!("entry `{name}`")) && err.contains("must name an entry"),
                 "{name}: {err}"
@@ -742,7 +689,8 @@ mod tests {
 
     #[test]
     fn reads_layers_and_takes_files_out() {
-        use crate::builder::layer::{Compression, Entry, Kind, write};
+        use crate::builder::layer::{Entry, Kind, write};
+        use crate::layer::Compression;
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let cache = Cache::open(&store).unwrap();
@@ -775,20 +723,20 @@ mod tests {
         let got = t.read_small(&store, "/etc/pw", dir.path()).unwrap();
         assert!(got.starts_with(b"root:"));
         assert_eq!(
-            resolve_owner("app", &t, &store, dir.path(), false),
-            Ok((1000, 1000))
+            resolve_owner("app", &t, &store, dir.path(), false).unwrap(),
+            (1000, 1000)
         );
         assert_eq!(
-            resolve_owner("app", &t, &store, dir.path(), true),
-            Ok((1000, 1001))
+            resolve_owner("app", &t, &store, dir.path(), true).unwrap(),
+            (1000, 1001)
         );
         assert_eq!(
-            resolve_owner("app:staff", &t, &store, dir.path(), false),
-            Ok((1000, 50))
+            resolve_owner("app:staff", &t, &store, dir.path(), false).unwrap(),
+            (1000, 50)
         );
         assert_eq!(
-            resolve_owner("5:6", &t, &store, dir.path(), false),
-            Ok((5, 6))
+            resolve_owner("5:6", &t, &store, dir.path(), false).unwrap(),
+            (5, 6)
         );
         assert!(resolve_owner("nobody", &t, &store, dir.path(), false).is_err());
     }

@@ -26,7 +26,7 @@ pub fn run(args: CopyArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     // The store is only where blobs are known to live (for mounts); no image goes through it.
     let store = settings.store()?;
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let progress = settings.progress(args.quiet);
     let ops = Ops::new(&store, Some(&client), &progress)
         .with_options(remote::copy_options(&args.transfer));

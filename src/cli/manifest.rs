@@ -10,7 +10,7 @@ use super::remote;
 use crate::manifest::{self, Annotation, CreateOptions, ManifestError};
 use crate::ops::Ops;
 use crate::progress::Progress;
-use crate::registry::{Client, ClientOptions};
+use crate::registry::Client;
 
 #[derive(Debug, Args)]
 pub struct ManifestArgs {
@@ -112,7 +112,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
     let store = settings.store()?;
     match args.command {
         ManifestCommand::Create(a) => {
-            let client = remote::client(settings);
+            let client = remote::client(settings)?;
             let progress = settings.progress(false);
             let ops = Ops::new(&store, Some(&client), &progress);
             let txn = store.begin()?;
@@ -128,7 +128,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
             outln!("{}", created.descriptor.digest)?;
         }
         ManifestCommand::Annotate(a) => {
-            let client = remote::client(settings);
+            let client = remote::client(settings)?;
             let progress = settings.progress(false);
             let ops = Ops::new(&store, Some(&client), &progress);
             let txn = store.begin()?;
@@ -151,7 +151,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         ManifestCommand::Inspect(a) => {
             // `--verbose` asks for detail here; request lines need `-vv`.
-            let client = quiet_client(settings);
+            let client = quiet_client(settings)?;
             let progress = settings.progress(false);
             let ops = Ops::new(&store, Some(&client), &progress);
             let txn = store.begin()?;
@@ -165,7 +165,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         ManifestCommand::Push(a) => {
-            let client = remote::client(settings);
+            let client = remote::client(settings)?;
             let progress = settings.progress(a.quiet);
             let ops = Ops::new(&store, Some(&client), &progress)
                 .with_options(remote::copy_options(&a.transfer));
@@ -218,14 +218,11 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// A registry client that logs requests only at `-vv` (one `-v` means detail for inspect).
-fn quiet_client(settings: &Settings) -> Client {
+fn quiet_client(settings: &Settings) -> anyhow::Result<Client> {
     if settings.verbose > 1 {
         return remote::client(settings);
     }
-    Client::new(ClientOptions {
-        insecure_registries: settings.insecure_registries.clone(),
-        ..ClientOptions::default()
-    })
+    Ok(Client::new(remote::client_options(settings)?))
 }
 
 fn report_list(settings: &Settings, verb: &str, created: &manifest::Created) {

@@ -31,7 +31,7 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     let store = settings.store()?;
     let txn = store.begin()?;
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let progress = settings.progress(args.quiet);
     let ops = Ops::new(&store, Some(&client), &progress)
         .with_options(remote::copy_options(&args.transfer));

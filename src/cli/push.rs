@@ -30,7 +30,7 @@ pub fn run(args: PushArgs, settings: &Settings) -> anyhow::Result<()> {
         .map(Reference::parse)
         .transpose()?;
     let store = settings.store()?;
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let progress = settings.progress(args.quiet);
     let ops = Ops::new(&store, Some(&client), &progress)
         .with_options(remote::copy_options(&args.transfer));

@@ -34,7 +34,7 @@ pub fn run(args: SaveArgs, settings: &Settings) -> anyhow::Result<()> {
         (None, SaveFormat::Oci) => Platforms::All,
     };
     let store = settings.store()?;
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let progress = settings.progress(false);
     let ops = Ops::new(&store, Some(&client), &progress);
     // Keeps gc from removing blobs while they are fetched and read.

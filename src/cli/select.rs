@@ -79,7 +79,7 @@ pub fn select(
         PlatformChoice::These(ps) => Platforms::of(ps),
         PlatformChoice::All => Platforms::All,
     };
-    let client = super::remote::client(settings);
+    let client = super::remote::client(settings)?;
     let progress = settings.progress(false);
     let ops = Ops::new(store, Some(&client), &progress);
     // Ends before the command runs anything: a container may live long, a prune meanwhile is

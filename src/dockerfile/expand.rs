@@ -116,8 +116,14 @@ pub enum ExpandError {
     DoubleQuote(String),
     #[error("missing `}}` in `{0}`")]
     Brace(String),
+    #[error("missing `/` in `{0}`")]
+    Slash(String),
     #[error("bad substitution `{0}`")]
     BadSubstitution(String),
+    #[error("unsupported modifier `{modifier}` in `{input}`")]
+    Modifier { modifier: String, input: String },
+    #[error("invalid pattern `{pattern}` in substitution: {why}")]
+    Pattern { pattern: String, why: &'static str },
     #[error("{name}: {message}")]
     Required { name: String, message: String },
 }
@@ -141,48 +147,84 @@ impl Lexer {
 
     /// One word: quotes removed, escapes resolved, variables expanded. Whitespace is kept.
     pub fn word(&self, input: &str, vars: &dyn Lookup) -> Result<String, ExpandError> {
-        let mut words = self.run(input, vars, Mode::Word)?;
-        Ok(words.pop().unwrap_or_default())
+        Ok(self.scan(input, vars, false).process(None, false)?.0)
     }
 
-    /// Words split at unquoted whitespace (`EXPOSE $PORTS` gives one word per port).
+    /// Words split at unquoted whitespace, also the whitespace an unquoted variable brings
+    /// (`EXPOSE $PORTS` gives one word per port); quoted empty words vanish.
     pub fn words(&self, input: &str, vars: &dyn Lookup) -> Result<Vec<String>, ExpandError> {
-        self.run(input, vars, Mode::Words)
+        Ok(self.scan(input, vars, false).process(None, false)?.1)
     }
 
     /// Variables expanded, quotes kept as they are (a here-document's body).
     pub fn expand_only(&self, input: &str, vars: &dyn Lookup) -> Result<String, ExpandError> {
-        let mut words = self.run(input, vars, Mode::KeepQuotes)?;
-        Ok(words.pop().unwrap_or_default())
+        Ok(self.scan(input, vars, true).process(None, false)?.0)
     }
 
-    fn run(&self, input: &str, vars: &dyn Lookup, mode: Mode) -> Result<Vec<String>, ExpandError> {
-        let mut s = Scan {
+    fn scan<'a>(&self, input: &'a str, vars: &'a dyn Lookup, keep_quotes: bool) -> Scan<'a> {
+        Scan {
             chars: input.chars().collect(),
             pos: 0,
             escape: self.escape,
             input,
             vars,
-            mode,
-        };
-        s.process(None)
+            keep_quotes,
+        }
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Word,
-    Words,
-    KeepQuotes,
+/// BuildKit's `wordsStruct`: words split at whitespace, except what is added raw (quoted text,
+/// escaped characters).
+#[derive(Default)]
+struct WordsBuf {
+    buf: String,
+    words: Vec<String>,
+    in_word: bool,
 }
 
+impl WordsBuf {
+    fn add_char(&mut self, c: char) {
+        if c.is_whitespace() {
+            if self.in_word && !self.buf.is_empty() {
+                self.words.push(std::mem::take(&mut self.buf));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(c);
+        }
+    }
+
+    fn add_raw_char(&mut self, c: char) {
+        self.buf.push(c);
+        self.in_word = true;
+    }
+
+    fn add_str(&mut self, s: &str) {
+        s.chars().for_each(|c| self.add_char(c));
+    }
+
+    fn add_raw_str(&mut self, s: &str) {
+        self.buf.push_str(s);
+        self.in_word = true;
+    }
+
+    fn finish(mut self) -> Vec<String> {
+        if !self.buf.is_empty() {
+            self.words.push(self.buf);
+        }
+        self.words
+    }
+}
+
+/// The scanner, after BuildKit's `shellWord`.
 struct Scan<'a> {
     chars: Vec<char>,
     pos: usize,
     escape: char,
     input: &'a str,
     vars: &'a dyn Lookup,
-    mode: Mode,
+    /// A here-document's body: quotes are plain characters, an escape is kept but before `$`.
+    keep_quotes: bool,
 }
 
 impl Scan<'_> {
@@ -196,309 +238,349 @@ impl Scan<'_> {
         Some(c)
     }
 
-    /// Words up to `stop` (the `}` ending a `${V:-word}`) or the end.
-    fn process(&mut self, stop: Option<char>) -> Result<Vec<String>, ExpandError> {
-        let mut words = Vec::new();
-        let mut cur = String::new();
-        let mut in_word = false;
+    /// The text up to `stop` (consumed; the `}` ending a `${V:-word}`) or the end, as one word
+    /// and as words. `raw_escapes`: escape characters are kept (in the patterns of `${V#…}`,
+    /// `${V/…/…}`).
+    fn process(
+        &mut self,
+        stop: Option<char>,
+        raw_escapes: bool,
+    ) -> Result<(String, Vec<String>), ExpandError> {
+        let mut result = String::new();
+        let mut words = WordsBuf::default();
         while let Some(c) = self.peek() {
             if Some(c) == stop {
-                break;
-            }
-            if c == self.escape {
                 self.pos += 1;
-                match self.next() {
-                    // A trailing escape stays what it is.
-                    None => cur.push(c),
-                    Some(n) => {
-                        if self.mode == Mode::KeepQuotes && n != '$' {
-                            cur.push(c);
-                        }
-                        cur.push(n);
-                    }
-                }
-                in_word = true;
-                continue;
+                return Ok((result, words.finish()));
             }
             match c {
-                '\'' if self.mode != Mode::KeepQuotes => {
-                    self.pos += 1;
-                    self.single_quoted(&mut cur)?;
-                    in_word = true;
-                }
-                '"' if self.mode != Mode::KeepQuotes => {
-                    self.pos += 1;
-                    self.double_quoted(&mut cur)?;
-                    in_word = true;
-                }
                 '$' => {
                     self.pos += 1;
-                    let value = self.dollar()?;
-                    cur.push_str(&value);
-                    in_word = true;
+                    let v = self.dollar()?;
+                    result.push_str(&v);
+                    words.add_str(&v);
                 }
-                c if c.is_whitespace() && self.mode == Mode::Words => {
+                '<' => {
+                    let v = self.possible_heredoc();
+                    result.push_str(&v);
+                    words.add_raw_str(&v);
+                }
+                '\'' if !self.keep_quotes => {
                     self.pos += 1;
-                    if in_word {
-                        words.push(std::mem::take(&mut cur));
-                        in_word = false;
+                    let v = self.single_quoted()?;
+                    result.push_str(&v);
+                    words.add_raw_str(&v);
+                }
+                '"' if !self.keep_quotes => {
+                    self.pos += 1;
+                    let v = self.double_quoted(raw_escapes)?;
+                    result.push_str(&v);
+                    words.add_raw_str(&v);
+                }
+                c if c == self.escape => {
+                    self.pos += 1;
+                    if self.keep_quotes {
+                        match self.next() {
+                            None => result.push(c),
+                            Some(n) => {
+                                if n != '$' {
+                                    result.push(c);
+                                }
+                                result.push(n);
+                            }
+                        }
+                        continue;
                     }
+                    if raw_escapes {
+                        words.add_raw_char(c);
+                        result.push(c);
+                    }
+                    // An escape at the very end escapes nothing and is dropped.
+                    let Some(n) = self.next() else { break };
+                    words.add_raw_char(n);
+                    result.push(n);
                 }
                 c => {
                     self.pos += 1;
-                    cur.push(c);
-                    in_word = true;
+                    words.add_char(c);
+                    result.push(c);
                 }
             }
         }
-        if in_word || self.mode != Mode::Words {
-            words.push(cur);
+        if stop.is_some() {
+            return Err(ExpandError::Brace(self.input.to_string()));
         }
-        Ok(words)
+        Ok((result, words.finish()))
     }
 
-    fn single_quoted(&mut self, out: &mut String) -> Result<(), ExpandError> {
+    fn single_quoted(&mut self) -> Result<String, ExpandError> {
+        let mut out = String::new();
         loop {
             match self.next() {
                 None => return Err(ExpandError::SingleQuote(self.input.to_string())),
-                Some('\'') => return Ok(()),
+                Some('\'') => return Ok(out),
                 Some(c) => out.push(c),
             }
         }
     }
 
-    fn double_quoted(&mut self, out: &mut String) -> Result<(), ExpandError> {
+    /// Inside `"…"`: `$` expands; the escape character escapes only `"`, `$` and itself.
+    fn double_quoted(&mut self, raw_escapes: bool) -> Result<String, ExpandError> {
+        let mut out = String::new();
         loop {
-            match self.next() {
+            match self.peek() {
                 None => return Err(ExpandError::DoubleQuote(self.input.to_string())),
-                Some('"') => return Ok(()),
+                Some('"') => {
+                    self.pos += 1;
+                    return Ok(out);
+                }
                 Some('$') => {
+                    self.pos += 1;
                     let v = self.dollar()?;
                     out.push_str(&v);
                 }
-                Some(c) if c == self.escape => match self.peek() {
-                    Some(n) if n == '"' || n == '$' || n == self.escape => {
-                        self.pos += 1;
-                        out.push(n);
+                Some(c) => {
+                    self.pos += 1;
+                    let mut c = c;
+                    if c == self.escape {
+                        if raw_escapes {
+                            out.push(c);
+                        }
+                        match self.peek() {
+                            None => continue,
+                            Some(n) if n == '"' || n == '$' || n == self.escape => {
+                                self.pos += 1;
+                                c = n;
+                            }
+                            Some(_) => {}
+                        }
                     }
-                    _ => out.push(c),
-                },
-                Some(c) => out.push(c),
+                    out.push(c);
+                }
             }
         }
     }
 
+    /// `<<` and the blanks after it, kept together (a here-document's marker is one word).
+    fn possible_heredoc(&mut self) -> String {
+        self.pos += 1;
+        if self.peek() != Some('<') {
+            return "<".into();
+        }
+        self.pos += 1;
+        let mut out = String::from("<<");
+        while let Some(c @ (' ' | '\t' | '\r')) = self.peek() {
+            out.push(c);
+            self.pos += 1;
+        }
+        out
+    }
+
+    /// A name (letters, digits, `_`), a positional parameter (digits: `$1`, `$001`) or a
+    /// special one (`$@`, `$#`, …): the last two are never set in a Dockerfile.
     fn name(&mut self) -> String {
         let mut name = String::new();
         while let Some(c) = self.peek() {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                name.push(c);
+            if name.is_empty() && c.is_ascii_digit() {
+                while let Some(d) = self.peek().filter(char::is_ascii_digit) {
+                    name.push(d);
+                    self.pos += 1;
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(c, '@' | '*' | '#' | '?' | '-' | '$' | '!') {
                 self.pos += 1;
-            } else {
+                return c.to_string();
+            }
+            if !(c.is_alphanumeric() || c == '_') {
                 break;
             }
+            name.push(c);
+            self.pos += 1;
         }
         name
     }
 
-    /// After a `$`: the value it stands for.
-    fn dollar(&mut self) -> Result<String, ExpandError> {
-        match self.peek() {
-            Some('{') => {
-                self.pos += 1;
-                self.braced()
-            }
-            Some(c) if c.is_ascii_alphabetic() || c == '_' => {
-                let name = self.name();
-                Ok(self.vars.get(&name).unwrap_or_default().to_string())
-            }
-            // `$` before anything that cannot start a name is a plain `$`.
-            _ => Ok("$".to_string()),
-        }
+    fn value(&self, name: &str) -> Option<String> {
+        self.vars.get(name).map(str::to_string)
     }
 
-    fn braced(&mut self) -> Result<String, ExpandError> {
-        let name = self.name();
-        if name.is_empty() {
-            return Err(ExpandError::BadSubstitution(self.input.to_string()));
+    /// After a `$`: the value it stands for.
+    fn dollar(&mut self) -> Result<String, ExpandError> {
+        if self.peek() != Some('{') {
+            let name = self.name();
+            if name.is_empty() {
+                // `$` before anything that cannot start a name is a plain `$`.
+                return Ok("$".into());
+            }
+            return Ok(self.value(&name).unwrap_or_default());
         }
-        let value = self.vars.get(&name).map(str::to_string);
+        self.pos += 1;
+        match self.peek() {
+            None => return Err(ExpandError::Brace(self.input.to_string())),
+            Some('{' | '}' | ':') => {
+                return Err(ExpandError::BadSubstitution(self.input.to_string()));
+            }
+            Some(_) => {}
+        }
+        let name = self.name();
+        let modifier = |m: &str, input: &str| ExpandError::Modifier {
+            modifier: m.to_string(),
+            input: input.to_string(),
+        };
         match self.next() {
-            Some('}') => Ok(value.unwrap_or_default()),
-            Some(c) if matches!(c, ':' | '-' | '+' | '?') => {
+            Some('}') => Ok(self.value(&name).unwrap_or_default()),
+            Some(c @ (':' | '+' | '-' | '?' | '#' | '%')) => {
                 let colon = c == ':';
                 let op = if colon { self.next() } else { Some(c) };
-                let op = match op {
-                    Some(op @ ('-' | '+' | '?')) => op,
-                    _ => return Err(ExpandError::BadSubstitution(self.input.to_string())),
+                let shown: String = [Some(c), op.filter(|_| colon)]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let pattern_op = matches!(op, Some('#' | '%'));
+                if colon && pattern_op {
+                    return Err(modifier(&shown, self.input));
+                }
+                let word = match self.process(Some('}'), pattern_op) {
+                    Ok((w, _)) => w,
+                    Err(_) if self.peek().is_none() => {
+                        return Err(ExpandError::Brace(self.input.to_string()));
+                    }
+                    Err(e) => return Err(e),
                 };
-                let word = self.sub_word()?;
+                let value = self.value(&name);
                 // With `:`, an empty value counts as unset.
-                let set = match &value {
-                    Some(v) => !(colon && v.is_empty()),
-                    None => false,
+                let set = value.as_ref().is_some_and(|v| !(colon && v.is_empty()));
+                match op {
+                    Some('-') => Ok(if set { value.unwrap_or_default() } else { word }),
+                    Some('+') => Ok(if set { word } else { String::new() }),
+                    Some('?') if set => Ok(value.unwrap_or_default()),
+                    Some('?') => {
+                        let message = if !word.is_empty() {
+                            word
+                        } else if value.is_some() {
+                            "is not allowed to be empty".into()
+                        } else {
+                            "is not allowed to be unset".into()
+                        };
+                        Err(ExpandError::Required { name, message })
+                    }
+                    Some(op @ ('#' | '%')) => {
+                        // `#`/`%` remove the shortest match, `##`/`%%` the longest.
+                        let (greedy, pattern) = match word.strip_prefix(op) {
+                            Some(rest) => (true, rest),
+                            None => (false, word.as_str()),
+                        };
+                        let value = value.unwrap_or_default();
+                        if op == '#' {
+                            trim_prefix(pattern, &value, greedy)
+                        } else {
+                            trim_suffix(pattern, &value, greedy)
+                        }
+                    }
+                    _ => Err(modifier(&shown, self.input)),
+                }
+            }
+            Some('/') => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.pos += 1;
+                }
+                let pattern = match self.process(Some('/'), true) {
+                    Ok((p, _)) => p,
+                    Err(_) if self.peek().is_none() => {
+                        return Err(ExpandError::Slash(self.input.to_string()));
+                    }
+                    Err(e) => return Err(e),
                 };
-                Ok(match op {
-                    '-' => {
-                        if set {
-                            value.unwrap_or_default()
-                        } else {
-                            word
-                        }
+                let replacement = match self.process(Some('}'), true) {
+                    Ok((r, _)) => r,
+                    Err(_) if self.peek().is_none() => {
+                        return Err(ExpandError::Brace(self.input.to_string()));
                     }
-                    '+' => {
-                        if set {
-                            word
-                        } else {
-                            String::new()
+                    Err(e) => return Err(e),
+                };
+                let value = self.value(&name).unwrap_or_default();
+                let re = shell_pattern(&pattern, true, false)?;
+                Ok(if all {
+                    re.replace_all(&value, replacement.as_str()).into_owned()
+                } else {
+                    match re.find(&value) {
+                        Some(m) => {
+                            format!("{}{replacement}{}", &value[..m.start()], &value[m.end()..])
                         }
-                    }
-                    _ => {
-                        if set {
-                            value.unwrap_or_default()
-                        } else {
-                            let message = if word.is_empty() {
-                                "is not allowed to be unset".to_string()
-                            } else {
-                                word
-                            };
-                            return Err(ExpandError::Required { name, message });
-                        }
+                        None => value,
                     }
                 })
             }
+            Some(c) => Err(modifier(&c.to_string(), self.input)),
             None => Err(ExpandError::Brace(self.input.to_string())),
-            Some(_) => Err(ExpandError::BadSubstitution(self.input.to_string())),
         }
     }
+}
 
-    /// The word of `${V:-word}` up to its `}`, itself expanded.
-    fn sub_word(&mut self) -> Result<String, ExpandError> {
-        let mode = self.mode;
-        self.mode = Mode::Word;
-        let words = self.process(Some('}'));
-        self.mode = mode;
-        let words = words?;
-        match self.next() {
-            Some('}') => Ok(words.concat()),
-            _ => Err(ExpandError::Brace(self.input.to_string())),
+/// A shell pattern of `${V#pat}` & co. as a regex (BuildKit's convertShellPatternToRegex):
+/// `*` any text (`greedy`: the longest), `?` one character, `\` escapes `*`, `?` and `\`
+/// (and is dropped before `}` and `/`, which it only kept from ending the word).
+fn shell_pattern(pattern: &str, greedy: bool, anchored: bool) -> Result<regex::Regex, ExpandError> {
+    let invalid = |why| ExpandError::Pattern {
+        pattern: pattern.to_string(),
+        why,
+    };
+    let mut out = String::from(if anchored { "^" } else { "" });
+    let mut chars = pattern.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' => out.push_str(if greedy { ".*" } else { ".*?" }),
+            '?' => out.push('.'),
+            '\\' if matches!(chars.peek(), Some('}' | '/')) => {}
+            '\\' => match chars.next() {
+                Some(e @ ('*' | '?' | '\\')) => {
+                    out.push('\\');
+                    out.push(e);
+                }
+                _ => return Err(invalid("`\\` escapes only `*`, `?` and `\\`")),
+            },
+            c => out.push_str(&regex::escape(&c.to_string())),
         }
     }
+    regex::Regex::new(&out).map_err(|_| invalid("not a pattern"))
+}
+
+fn trim_prefix(pattern: &str, value: &str, greedy: bool) -> Result<String, ExpandError> {
+    let re = shell_pattern(pattern, greedy, true)?;
+    Ok(match re.find(value) {
+        Some(m) => value[m.end()..].to_string(),
+        None => value.to_string(),
+    })
+}
+
+/// The shortest (or longest) match at the end: reversed, it is a match at the start.
+fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Result<String, ExpandError> {
+    let reversed: String = value.chars().rev().collect();
+    let trimmed = trim_prefix(&reverse_pattern(pattern), &reversed, greedy)?;
+    Ok(trimmed.chars().rev().collect())
+}
+
+/// A pattern reversed with its escapes kept in front of what they escape (`a\*c` → `c\*a`).
+fn reverse_pattern(pattern: &str) -> String {
+    let p: Vec<char> = pattern.chars().collect();
+    let mut out = vec![' '; p.len()];
+    let mut i = 0;
+    while i < p.len() {
+        let at = p.len() - 1 - i;
+        if p[i] == '\\' && i + 1 < p.len() {
+            out[at - 1] = '\\';
+            out[at] = p[i + 1];
+            i += 2;
+        } else {
+            out[at] = p[i];
+            i += 1;
+        }
+    }
+    out.into_iter().collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vars() -> Vars {
-        let mut v = Vars::new();
-        v.set("A", "apple");
-        v.set("EMPTY", "");
-        v.set("SPACED", "a b");
-        v
-    }
-
-    fn w(s: &str) -> String {
-        Lexer::default().word(s, &vars()).unwrap()
-    }
-
-    #[test]
-    fn plain_and_braced() {
-        assert_eq!(w("$A"), "apple");
-        assert_eq!(w("${A}"), "apple");
-        assert_eq!(w("x${A}y"), "xappley");
-        assert_eq!(w("$A-1"), "apple-1");
-        assert_eq!(w("$UNSET"), "");
-        assert_eq!(w("a$"), "a$");
-        assert_eq!(w("$1"), "$1");
-        assert_eq!(w("cost: $ 5"), "cost: $ 5");
-    }
-
-    #[test]
-    fn defaults_and_alternatives() {
-        assert_eq!(w("${A:-d}"), "apple");
-        assert_eq!(w("${UNSET:-d}"), "d");
-        assert_eq!(w("${EMPTY:-d}"), "d");
-        assert_eq!(w("${EMPTY-d}"), "");
-        assert_eq!(w("${UNSET-d}"), "d");
-        assert_eq!(w("${A:+alt}"), "alt");
-        assert_eq!(w("${EMPTY:+alt}"), "");
-        assert_eq!(w("${EMPTY+alt}"), "alt");
-        assert_eq!(w("${UNSET+alt}"), "");
-        assert_eq!(w("${UNSET:-$A}"), "apple");
-        assert_eq!(w("${UNSET:-${A:+nested}}"), "nested");
-        assert_eq!(w("${UNSET:-two words}"), "two words");
-    }
-
-    #[test]
-    fn required() {
-        let e = Lexer::default()
-            .word("${UNSET:?need it}", &vars())
-            .unwrap_err();
-        assert_eq!(e.to_string(), "UNSET: need it");
-        assert!(Lexer::default().word("${EMPTY?x}", &vars()).is_ok());
-        assert!(Lexer::default().word("${EMPTY:?}", &vars()).is_err());
-    }
-
-    #[test]
-    fn quotes_and_escapes() {
-        assert_eq!(w("'$A'"), "$A");
-        assert_eq!(w("\"$A\""), "apple");
-        assert_eq!(w("\"a \\\"q\\\" \\$A \\x\""), "a \"q\" $A \\x");
-        assert_eq!(w("\\$A"), "$A");
-        assert_eq!(w("a\\ b"), "a b");
-        assert_eq!(w("trailing\\"), "trailing\\");
-        assert_eq!(w("a''b\"\"c"), "abc");
-    }
-
-    #[test]
-    fn other_escape_character() {
-        let lx = Lexer::new('`');
-        assert_eq!(lx.word("`$A", &vars()).unwrap(), "$A");
-        assert_eq!(lx.word("C:\\dir\\$A", &vars()).unwrap(), "C:\\dir\\apple");
-    }
-
-    #[test]
-    fn words_split_outside_quotes_only() {
-        let lx = Lexer::default();
-        assert_eq!(
-            lx.words("80 \"443 8443\" $A", &vars()).unwrap(),
-            vec!["80", "443 8443", "apple"]
-        );
-        assert_eq!(lx.words("  ", &vars()).unwrap(), Vec::<String>::new());
-    }
-
-    #[test]
-    fn heredoc_bodies_keep_quotes() {
-        let lx = Lexer::default();
-        assert_eq!(
-            lx.expand_only("echo \"$A\" '$A' \\$A\n", &vars()).unwrap(),
-            "echo \"apple\" 'apple' $A\n"
-        );
-    }
-
-    #[test]
-    fn errors() {
-        let lx = Lexer::default();
-        assert!(matches!(
-            lx.word("'open", &vars()),
-            Err(ExpandError::SingleQuote(_))
-        ));
-        assert!(matches!(
-            lx.word("\"open", &vars()),
-            Err(ExpandError::DoubleQuote(_))
-        ));
-        assert!(matches!(
-            lx.word("${A", &vars()),
-            Err(ExpandError::Brace(_))
-        ));
-        assert!(matches!(
-            lx.word("${}", &vars()),
-            Err(ExpandError::BadSubstitution(_))
-        ));
-        assert!(matches!(
-            lx.word("${A:x}", &vars()),
-            Err(ExpandError::BadSubstitution(_))
-        ));
-    }
-}
+#[path = "expand_tests.rs"]
+mod tests;

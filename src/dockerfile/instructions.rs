@@ -2,9 +2,8 @@
 //! text, flags checked, words not yet expanded (expansion needs the build's variables, which
 //! is the planner's business).
 
-use std::collections::BTreeMap;
-
 use parse_dockerfile as pd;
+use serde::Serialize;
 
 use super::syntax::{self, DockerfileError, SourceMap};
 
@@ -64,61 +63,224 @@ pub struct RunArgs {
     pub command: CommandForm,
     pub heredocs: Vec<Heredoc>,
     /// `--network=default|none|host`.
-    pub network: Option<String>,
-    /// `--mount=type=cache|tmpfs,…` (words not yet expanded).
+    pub network: Option<Network>,
+    /// `--mount=…` (words not yet expanded).
     pub mounts: Vec<RunMount>,
 }
 
-/// `RUN --mount=type=cache,target=/root/.cache[,id=ID][,ro][,sharing=…][,mode=…][,uid=…][,gid=…]`
-/// or `type=tmpfs,target=/tmp`.
+/// `RUN --network=…`. `host` needs the `network.host` entitlement (`build --allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    #[default]
+    Default,
+    None,
+    Host,
+}
+
+impl Network {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Default => "default",
+            Network::None => "none",
+            Network::Host => "host",
+        }
+    }
+}
+
+/// The kinds of `RUN --mount=type=…` BuildKit knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MountKind {
+    /// A directory of the context or of another stage (BuildKit's default type).
+    #[default]
+    Bind,
+    /// A directory kept across builds, by id.
+    Cache,
+    /// An empty directory in memory.
+    Tmpfs,
+    /// A secret given to the build (`--secret`), as a file or an environment variable.
+    Secret,
+    /// The SSH agent given to the build (`--ssh`).
+    Ssh,
+}
+
+impl MountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountKind::Bind => "bind",
+            MountKind::Cache => "cache",
+            MountKind::Tmpfs => "tmpfs",
+            MountKind::Secret => "secret",
+            MountKind::Ssh => "ssh",
+        }
+    }
+}
+
+/// `sharing=` of a cache mount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharing {
+    Shared,
+    Private,
+    Locked,
+}
+
+/// One `RUN --mount=…`, BuildKit's CSV of `key=value` (or a bare `ro`, `rw`, `required`),
+/// values not yet expanded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RunMount {
-    /// `cache` or `tmpfs`.
-    pub kind: String,
-    pub target: String,
+    pub kind: MountKind,
+    pub target: Option<String>,
+    pub source: Option<String>,
+    /// A stage or image (bind, cache).
+    pub from: Option<String>,
+    /// A cache's or secret's id.
     pub id: Option<String>,
-    pub read_only: bool,
+    /// None: the kind's default (bind, secret and ssh read-only; cache and tmpfs writable).
+    pub read_only: Option<bool>,
+    pub sharing: Option<Sharing>,
+    /// A secret or ssh mount whose source must exist.
+    pub required: bool,
+    /// A tmpfs's size limit.
+    pub size: Option<String>,
     pub mode: Option<String>,
     pub uid: Option<String>,
     pub gid: Option<String>,
+    /// A secret as this environment variable.
+    pub env: Option<String>,
 }
 
-/// One `--mount` value, BuildKit's CSV of `key=value` (or a bare `ro`/`readonly`).
-fn run_mount(spec: &str) -> Result<RunMount, String> {
-    let mut m = RunMount {
-        kind: "bind".into(),
-        ..Default::default()
-    };
+/// Why a `--mount` value is refused (BuildKit's `parseMount` checks).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountError {
+    #[error("--mount field `{0}` must be a key=value pair")]
+    NotKeyValue(String),
+    #[error("--mount {key}={value}: expected true or false")]
+    NotBool { key: String, value: String },
+    #[error("unsupported mount type `{0}`: expected bind, cache, tmpfs, secret or ssh")]
+    Kind(String),
+    #[error("unsupported sharing value `{0}`: expected shared, private or locked")]
+    Sharing(String),
+    #[error("unknown --mount option `{0}`")]
+    UnknownKey(String),
+    #[error("--mount {key} is not allowed for type={}", .kind.as_str())]
+    NotForKind { key: &'static str, kind: MountKind },
+    #[error("a secret mount cannot have a from")]
+    SecretFrom,
+    #[error("a secret mount needs an id, a source or a target")]
+    SecretNothing,
+    #[error("a secret mount cannot have both a source and an id")]
+    SecretSourceAndId,
+    #[error("RUN --mount=type={} needs a target", .0.as_str())]
+    NoTarget(MountKind),
+}
+
+fn parse_bool(key: &str, v: &str) -> Result<bool, MountError> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "t" | "true" => Ok(true),
+        "0" | "f" | "false" => Ok(false),
+        _ => Err(MountError::NotBool {
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
+    }
+}
+
+/// One `--mount` value, checked as BuildKit's `parseMount` checks it.
+fn run_mount(spec: &str) -> Result<RunMount, MountError> {
+    let mut m = RunMount::default();
     for field in spec.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-        let (k, v) = match field.split_once('=') {
+        let (key, value) = match field.split_once('=') {
             Some((k, v)) => (k.to_ascii_lowercase(), Some(v.to_string())),
             None => (field.to_ascii_lowercase(), None),
         };
-        match (k.as_str(), v) {
-            ("type", Some(t)) => m.kind = t,
-            ("target" | "dst" | "destination", Some(t)) => m.target = t,
-            ("id", Some(i)) => m.id = Some(i),
-            ("ro" | "readonly", None) => m.read_only = true,
-            ("ro" | "readonly", Some(b)) => m.read_only = b == "true" || b == "1",
-            ("rw" | "readwrite", _) => m.read_only = false,
-            ("sharing", Some(s)) if matches!(s.as_str(), "shared" | "private" | "locked") => {}
-            ("mode", Some(v)) => m.mode = Some(v),
-            ("uid", Some(v)) => m.uid = Some(v),
-            ("gid", Some(v)) => m.gid = Some(v),
-            ("size", Some(_)) => {}
-            (k, _) => return Err(format!("unknown --mount option `{k}`")),
+        let Some(v) = value else {
+            match key.as_str() {
+                "ro" | "readonly" => m.read_only = Some(true),
+                "rw" | "readwrite" => m.read_only = Some(false),
+                "required" => m.required = true,
+                _ => return Err(MountError::NotKeyValue(field.to_string())),
+            }
+            continue;
+        };
+        match key.as_str() {
+            "type" => {
+                m.kind = match v.to_ascii_lowercase().as_str() {
+                    "bind" => MountKind::Bind,
+                    "cache" => MountKind::Cache,
+                    "tmpfs" => MountKind::Tmpfs,
+                    "secret" => MountKind::Secret,
+                    "ssh" => MountKind::Ssh,
+                    _ => return Err(MountError::Kind(v)),
+                }
+            }
+            "from" => m.from = Some(v),
+            "source" | "src" => m.source = Some(v),
+            "target" | "dst" | "destination" => m.target = Some(v),
+            "ro" | "readonly" => m.read_only = Some(parse_bool(&key, &v)?),
+            "rw" | "readwrite" => m.read_only = Some(!parse_bool(&key, &v)?),
+            "required" => m.required = parse_bool(&key, &v)?,
+            "size" => m.size = Some(v),
+            "id" => m.id = Some(v),
+            "sharing" => {
+                m.sharing = Some(match v.to_ascii_lowercase().as_str() {
+                    "shared" => Sharing::Shared,
+                    "private" => Sharing::Private,
+                    "locked" => Sharing::Locked,
+                    _ => return Err(MountError::Sharing(v)),
+                })
+            }
+            "mode" => m.mode = Some(v),
+            "uid" => m.uid = Some(v),
+            "gid" => m.gid = Some(v),
+            "env" => m.env = Some(v),
+            _ => return Err(MountError::UnknownKey(key)),
         }
     }
-    if !matches!(m.kind.as_str(), "cache" | "tmpfs") {
-        return Err(format!(
-            "RUN --mount=type={} is not supported: manifold has type=cache and type=tmpfs",
-            m.kind
-        ));
+    let kind = m.kind;
+    let file_info = matches!(kind, MountKind::Secret | MountKind::Ssh | MountKind::Cache);
+    for (key, set, allowed) in [
+        ("mode", m.mode.is_some(), file_info),
+        ("uid", m.uid.is_some(), file_info),
+        ("gid", m.gid.is_some(), file_info),
+        (
+            "required",
+            m.required,
+            matches!(kind, MountKind::Secret | MountKind::Ssh),
+        ),
+        ("size", m.size.is_some(), kind == MountKind::Tmpfs),
+        ("sharing", m.sharing.is_some(), kind == MountKind::Cache),
+    ] {
+        if set && !allowed {
+            return Err(MountError::NotForKind { key, kind });
+        }
     }
-    if m.target.is_empty() {
-        return Err("RUN --mount needs a target".into());
+    if kind == MountKind::Secret {
+        if m.from.is_some() {
+            return Err(MountError::SecretFrom);
+        }
+        if m.source.is_none() && m.target.is_none() && m.id.is_none() {
+            return Err(MountError::SecretNothing);
+        }
+        if m.source.is_some() && m.id.is_some() {
+            return Err(MountError::SecretSourceAndId);
+        }
+    }
+    if m.target.is_none() && !matches!(kind, MountKind::Secret | MountKind::Ssh) {
+        return Err(MountError::NoTarget(kind));
     }
     Ok(m)
+}
+
+/// HEALTHCHECK's flags, as written (the planner checks the durations).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthcheckOptions {
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub start_period: Option<String>,
+    pub start_interval: Option<String>,
+    pub retries: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,8 +288,7 @@ pub enum Healthcheck {
     None,
     Cmd {
         command: CommandForm,
-        /// `--interval`, `--timeout`, `--start-period`, `--start-interval`, `--retries`.
-        options: BTreeMap<String, String>,
+        options: HealthcheckOptions,
     },
 }
 
@@ -205,7 +366,8 @@ pub struct Dockerfile {
 /// Parse a Dockerfile's text (`name` is how errors call the file).
 pub fn parse(name: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
     let map = SourceMap::new(name, text);
-    let parsed = syntax::parse(&map)?;
+    let (source, entrypoints) = syntax::parseable(&map);
+    let parsed = syntax::parse(&map, &source)?;
     let escape = parsed
         .parser_directives
         .escape
@@ -215,9 +377,10 @@ pub fn parse(name: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
     let mut instructions = Vec::with_capacity(parsed.instructions.len());
     for (i, ins) in parsed.instructions.iter().enumerate() {
         let next = starts.get(i + 1).copied().unwrap_or(map.text.len());
-        instructions.push(convert(&map, escape, ins, next)?);
+        instructions.push(convert(&map, escape, &entrypoints, ins, next)?);
     }
     drop(parsed);
+    drop(source);
     Ok(Dockerfile {
         escape,
         instructions,
@@ -244,6 +407,7 @@ pub fn parse_trigger(trigger: &str) -> Result<Located, DockerfileError> {
             file: "ONBUILD trigger".into(),
             line: 0,
             message: format!("`{trigger}` is not one instruction"),
+            cause: None,
         }),
     }
 }
@@ -405,9 +569,12 @@ fn heredoc_names(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// One instruction of the parser's tree as ours. `entrypoints`: where [`syntax::parseable`]
+/// made an `ENTRYPOINT []` a CMD for the parser.
 fn convert(
     map: &SourceMap,
     escape: char,
+    entrypoints: &[usize],
     ins: &pd::Instruction<'_>,
     next: usize,
 ) -> Result<Located, DockerfileError> {
@@ -435,22 +602,25 @@ fn convert(
             )?;
             let mut mounts = Vec::new();
             for spec in flags.all("mount")? {
-                mounts.push(run_mount(&spec).map_err(|e| map.error(line, e))?);
+                mounts.push(run_mount(&spec).map_err(|e| map.error(line, e.to_string()))?);
             }
             if let Some(sec) = flags.value("security")?
                 && sec != "sandbox"
             {
                 return Err(map.error(line, format!("RUN --security={sec} is not supported")));
             }
-            let network = flags.value("network")?;
-            if let Some(n) = &network
-                && !matches!(n.as_str(), "default" | "none" | "host")
-            {
-                return Err(map.error(
-                    line,
-                    format!("RUN --network={n}: expected default, none or host"),
-                ));
-            }
+            let network = match flags.value("network")?.as_deref() {
+                None => None,
+                Some("default") => Some(Network::Default),
+                Some("none") => Some(Network::None),
+                Some("host") => Some(Network::Host),
+                Some(n) => {
+                    return Err(map.error(
+                        line,
+                        format!("RUN --network={n}: expected default, none or host"),
+                    ));
+                }
+            };
             let names = heredoc_names(&text);
             let heredocs: Vec<Heredoc> = r
                 .here_docs
@@ -485,6 +655,9 @@ fn convert(
                 network,
                 mounts,
             })
+        }
+        I::Cmd(c) if entrypoints.contains(&c.cmd.span.start) => {
+            Instruction::Entrypoint(command(&c.arguments, escape))
         }
         I::Cmd(c) => Instruction::Cmd(command(&c.arguments, escape)),
         I::Entrypoint(c) => Instruction::Entrypoint(command(&c.arguments, escape)),
@@ -589,21 +762,15 @@ fn convert(
                     Instruction::Healthcheck(Healthcheck::None)
                 }
                 pd::HealthcheckArguments::Cmd { arguments, .. } => {
-                    let mut options = BTreeMap::new();
-                    for name in [
-                        "interval",
-                        "timeout",
-                        "start-period",
-                        "start-interval",
-                        "retries",
-                    ] {
-                        if let Some(v) = flags.value(name)? {
-                            options.insert(name.to_string(), v);
-                        }
-                    }
                     Instruction::Healthcheck(Healthcheck::Cmd {
                         command: command(arguments, escape),
-                        options,
+                        options: HealthcheckOptions {
+                            interval: flags.value("interval")?,
+                            timeout: flags.value("timeout")?,
+                            start_period: flags.value("start-period")?,
+                            start_interval: flags.value("start-interval")?,
+                            retries: flags.value("retries")?,
+                        },
                     })
                 }
                 _ => return Err(map.error(line, "HEALTHCHECK: expected CMD or NONE")),
@@ -613,7 +780,7 @@ fn convert(
         I::Stopsignal(st) => Instruction::Stopsignal(s(&st.arguments)),
         I::Maintainer(m) => Instruction::Maintainer(s(&m.name)),
         I::Onbuild(o) => {
-            let inner = convert(map, escape, &o.instruction, next)?;
+            let inner = convert(map, escape, entrypoints, &o.instruction, next)?;
             match inner.instruction {
                 Instruction::From { .. }
                 | Instruction::Maintainer(_)
@@ -781,7 +948,7 @@ mod tests {
             panic!()
         };
         assert_eq!(r.command, CommandForm::Shell("<<EOT bash".into()));
-        assert_eq!(r.network.as_deref(), Some("none"));
+        assert_eq!(r.network, Some(Network::None));
         assert_eq!(
             r.heredocs,
             vec![Heredoc {
@@ -799,11 +966,11 @@ mod tests {
         assert!(e.message.contains("unknown flag --foo for COPY"), "{e}");
         let e = parse(
             "Dockerfile",
-            "FROM a\n\nRUN --mount=type=bind,target=/x true\n",
+            "FROM a\n\nRUN --mount=type=nfs,target=/x true\n",
         )
         .unwrap_err();
         assert_eq!(e.line, 3);
-        assert!(e.message.contains("type=bind is not supported"), "{e}");
+        assert!(e.message.contains("unsupported mount type `nfs`"), "{e}");
     }
 
     #[test]
@@ -817,27 +984,119 @@ mod tests {
             r.mounts,
             vec![
                 RunMount {
-                    kind: "cache".into(),
-                    target: "/root/.cache".into(),
+                    kind: MountKind::Cache,
+                    target: Some("/root/.cache".into()),
                     id: Some("pip".into()),
+                    sharing: Some(Sharing::Locked),
                     ..Default::default()
                 },
                 RunMount {
-                    kind: "tmpfs".into(),
-                    target: "/scratch".into(),
-                    read_only: true,
+                    kind: MountKind::Tmpfs,
+                    target: Some("/scratch".into()),
+                    read_only: Some(true),
                     ..Default::default()
                 }
             ]
         );
-        assert!(parse("Dockerfile", "FROM a\nRUN --mount=type=cache true\n").is_err());
-        assert!(
-            parse(
-                "Dockerfile",
-                "FROM a\nRUN --mount=type=cache,target=/x,bogus=1 true\n"
-            )
-            .is_err()
+        // all five kinds parse typed (bind, secret and ssh are refused when a build runs them)
+        let Instruction::Run(r) = one(
+            "RUN --mount=target=/src,from=build,source=/out,rw \\\n --mount=type=secret,id=tok,env=TOKEN,required \\\n --mount=type=ssh,mode=0600 true",
+        )
+        .instruction
+        else {
+            panic!()
+        };
+        assert_eq!(
+            r.mounts,
+            vec![
+                RunMount {
+                    kind: MountKind::Bind,
+                    target: Some("/src".into()),
+                    from: Some("build".into()),
+                    source: Some("/out".into()),
+                    read_only: Some(false),
+                    ..Default::default()
+                },
+                RunMount {
+                    kind: MountKind::Secret,
+                    id: Some("tok".into()),
+                    env: Some("TOKEN".into()),
+                    required: true,
+                    ..Default::default()
+                },
+                RunMount {
+                    kind: MountKind::Ssh,
+                    mode: Some("0600".into()),
+                    ..Default::default()
+                }
+            ]
         );
+        for (spec, why) in [
+            ("type=cache", "needs a target"),
+            (
+                "type=cache,target=/x,bogus=1",
+                "unknown --mount option `bogus`",
+            ),
+            (
+                "type=bind,target=/x,mode=0755",
+                "mode is not allowed for type=bind",
+            ),
+            ("type=cache,target=/x,required", "required is not allowed"),
+            ("type=cache,target=/x,size=1m", "size is not allowed"),
+            (
+                "type=tmpfs,target=/x,sharing=locked",
+                "sharing is not allowed",
+            ),
+            (
+                "type=cache,target=/x,sharing=all",
+                "unsupported sharing value `all`",
+            ),
+            ("type=secret,target=/x,from=a", "cannot have a from"),
+            ("type=secret", "needs an id, a source or a target"),
+            ("type=secret,id=a,source=b", "both a source and an id"),
+            ("type=cache,target=/x,ro=maybe", "expected true or false"),
+            ("type=cache,target=/x,noequals", "must be a key=value pair"),
+        ] {
+            let e = parse("Dockerfile", &format!("FROM a\nRUN --mount={spec} true\n")).unwrap_err();
+            assert!(e.message.contains(why), "{spec}: {e}");
+        }
+    }
+
+    #[test]
+    fn empty_exec_forms_clear() {
+        // the parser refuses `ENTRYPOINT []`; it is read as an empty ENTRYPOINT all the same
+        let df = parse(
+            "Dockerfile",
+            "FROM a\nENTRYPOINT []\nCMD []\nentrypoint [ ]\nONBUILD ENTRYPOINT []\nRUN <<EOF\nENTRYPOINT []\nEOF\n",
+        )
+        .unwrap();
+        let ins: Vec<&Instruction> = df.instructions.iter().map(|l| &l.instruction).collect();
+        assert_eq!(ins[1], &Instruction::Entrypoint(CommandForm::Exec(vec![])));
+        assert_eq!(df.instructions[1].text, "ENTRYPOINT []");
+        assert_eq!(ins[2], &Instruction::Cmd(CommandForm::Exec(vec![])));
+        assert_eq!(ins[3], &Instruction::Entrypoint(CommandForm::Exec(vec![])));
+        let Instruction::Onbuild { trigger } = ins[4] else {
+            panic!("{:?}", ins[4])
+        };
+        assert_eq!(
+            trigger.instruction,
+            Instruction::Entrypoint(CommandForm::Exec(vec![]))
+        );
+        let Instruction::Run(r) = ins[5] else {
+            panic!()
+        };
+        assert_eq!(
+            r.heredocs[0].content, "ENTRYPOINT []\n",
+            "here-documents are data"
+        );
+        assert_eq!(df.instructions[5].line, 6);
+        assert!(matches!(
+            parse_trigger("ENTRYPOINT []").unwrap().instruction,
+            Instruction::Entrypoint(CommandForm::Exec(ref v)) if v.is_empty()
+        ));
+        // other errors are still the parser's, on their line
+        let e = parse("Dockerfile", "FROM a\nENTRYPOINT []\nNOPE x\n").unwrap_err();
+        assert_eq!(e.line, 3);
     }
 
     #[test]
@@ -950,8 +1209,9 @@ mod tests {
             panic!()
         };
         assert_eq!(command, CommandForm::Shell("true".into()));
-        assert_eq!(options["interval"], "5s");
-        assert_eq!(options["retries"], "3");
+        assert_eq!(options.interval.as_deref(), Some("5s"));
+        assert_eq!(options.retries.as_deref(), Some("3"));
+        assert_eq!(options.timeout, None);
         assert_eq!(
             one("HEALTHCHECK NONE").instruction,
             Instruction::Healthcheck(Healthcheck::None)

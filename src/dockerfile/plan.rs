@@ -8,12 +8,15 @@
 //! keep naming the target; only stages reachable from the target are planned.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::dockerignore::Ignore;
 use super::expand::{ExpandError, Layered, Lexer, Lookup, Vars};
 use super::instructions::{
     self, CommandForm, CopyArgs, CopySource, Dockerfile, Healthcheck, Instruction, Located,
+    MountKind, Network, RunArgs, Sharing,
 };
 use super::syntax::{self, DockerfileError};
 use crate::oci::ImageConfig;
@@ -47,10 +50,18 @@ pub const PROXY_ARGS: &[&str] = &[
 
 const DEFAULT_SHELL: &[&str] = &["/bin/sh", "-c"];
 
+/// Why a [`Resolver`] has no config for an image: kept whole as the cause of the Dockerfile
+/// error, so that what the user can do about it (log in to the registry, say) reaches them.
+pub type ResolveError = Box<dyn std::error::Error + Send + Sync>;
+
 /// Where base image configs come from (the store, a registry, or a test's table).
 pub trait Resolver {
-    /// The config of image `reference` for `platform`; the error is a message for the user.
-    fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String>;
+    /// The config of image `reference` for `platform`.
+    fn image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, ResolveError>;
 
     /// The same without fetching anything: asked first when the name is a near miss of a
     /// stage name (a typo is far likelier than an image by that name, and a pull can take long
@@ -59,10 +70,55 @@ pub trait Resolver {
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<ImageConfig, String> {
+    ) -> Result<ImageConfig, ResolveError> {
         self.image_config(reference, platform)
     }
 }
+
+/// What a build may do only when the user allows it (BuildKit's entitlements, buildx's
+/// `--allow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Entitlement {
+    /// `RUN --network=host`: the step shares the host's network.
+    NetworkHost,
+}
+
+impl Entitlement {
+    pub const ALL: &[Entitlement] = &[Entitlement::NetworkHost];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entitlement::NetworkHost => "network.host",
+        }
+    }
+}
+
+impl std::fmt::Display for Entitlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Entitlement {
+    type Err = UnknownEntitlement;
+
+    fn from_str(s: &str) -> Result<Entitlement, UnknownEntitlement> {
+        Entitlement::ALL
+            .iter()
+            .copied()
+            .find(|e| e.as_str() == s)
+            .ok_or_else(|| UnknownEntitlement(s.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown entitlement `{0}`: manifold knows `network.host`")]
+pub struct UnknownEntitlement(pub String);
+
+/// A step needs an entitlement the build was not given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the `{0}` entitlement was not granted to this build")]
+pub struct EntitlementError(pub Entitlement);
 
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
@@ -74,6 +130,8 @@ pub struct PlanOptions {
     pub build_platform: Option<Platform>,
     /// `--label K=V`, set on the target stage's image.
     pub labels: BTreeMap<String, String>,
+    /// `--allow`: what steps may do beyond the default.
+    pub allow: BTreeSet<Entitlement>,
 }
 
 /// The plan for one target platform.
@@ -205,7 +263,7 @@ pub struct RunOp {
     pub env: Vec<String>,
     pub user: Option<String>,
     pub workdir: String,
-    pub network: String,
+    pub network: Network,
     /// A here-document with a `#!` line, run as a file (name, content).
     pub script: Option<(String, String)>,
     /// `--mount=type=cache|tmpfs`: directories mounted for the step only (their contents are
@@ -215,17 +273,30 @@ pub struct RunOp {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MountOp {
-    /// `cache` (kept across builds, by `id`) or `tmpfs` (empty each time).
-    pub kind: String,
-    /// Absolute.
+    pub kind: MountKind,
+    /// Absolute; empty for a secret or ssh mount without one (BuildKit's default place).
     pub target: String,
-    /// The cache's name (default: the target).
+    /// The cache's or secret's name (a cache's default: the target).
     pub id: String,
     pub read_only: bool,
     /// Mode and owner of a new cache directory.
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
+    // The rest only for the kinds that use them: left out of the step's cache key when unset,
+    // so the keys of cache and tmpfs mounts stay what they were.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sharing: Option<Sharing>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub required: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
 }
 
 /// Plan the build of `df` for `platform`.
@@ -542,7 +613,7 @@ impl<'a> Planner<'a> {
             } else {
                 self.resolver.image_config(&image, &platform)
             }
-            .map_err(|e| self.unknown_base(line, &image, e))?;
+            .map_err(|e| Halt::Error(self.unknown_base(line, &image, e)))?;
             (Base::Image(image.clone()), platform, config)
         };
         config.set_platform(&platform);
@@ -602,303 +673,326 @@ impl<'a> Planner<'a> {
         })
     }
 
-    fn unknown_base(&self, line: usize, image: &str, why: String) -> DockerfileError {
-        let mut msg = format!("base image `{image}`: {why}");
+    fn unknown_base(&self, line: usize, image: &str, why: ResolveError) -> DockerfileError {
+        let mut msg = format!("cannot use the base image `{image}`");
         if let Some(s) = closest(&image.to_ascii_lowercase(), &self.names()) {
             msg.push_str(&format!("; did you mean the stage `{s}`?"));
         }
-        self.err(line, msg)
+        let mut e = self.err(line, msg);
+        e.cause = Some(Arc::from(why));
+        e
     }
 
+    /// One instruction of a stage: what it does to the stage's state, and the step it adds
+    /// (None for ARG, which BuildKit records no history for).
     fn dispatch(&mut self, st: &mut StageState, l: &Located) -> Result<(), Halt> {
         let line = l.line;
-        let vars = st.vars();
-        let text = one_line(&l.text, self.df.escape);
-        let mut pushed: Option<(String, Op)> = None;
-        macro_rules! step {
-            ($created_by:expr, $op:expr) => {
-                pushed = Some(($created_by, $op))
-            };
-        }
-        match &l.instruction {
+        let step = match &l.instruction {
             Instruction::From { .. } => unreachable!("stages are split at FROM"),
             Instruction::Arg(args) => {
-                for (k, default) in args {
-                    let value = if let Some(v) = self.opts.build_args.get(k) {
-                        self.used_args.insert(k.clone());
-                        Some(v.clone())
-                    } else if let Some(v) = self
-                        .automatic
-                        .get(k)
-                        .filter(|_| PLATFORM_ARGS.contains(&k.as_str()))
-                    {
-                        Some(v.to_string())
-                    } else if let Some(d) = default {
-                        Some(self.word(line, d, &st.vars())?)
-                    } else if self.global_declared.contains(k) {
-                        self.global.get(k).map(str::to_string)
-                    } else {
-                        None
-                    };
-                    match value {
-                        Some(v) => st.args.set(k, &v),
-                        None => st.args.remove(k),
-                    }
-                }
-                // BuildKit records no history for ARG.
+                self.arg(st, line, args)?;
+                None
             }
-            Instruction::Env(pairs) => {
-                // Every pair expands with the variables from before the instruction.
-                let mut set = Vec::new();
-                for (k, v) in pairs {
-                    let k = self.word(line, k, &st.vars())?;
-                    let v = self.word(line, v, &st.vars())?;
-                    if k.is_empty() {
-                        return Err(self.halt(line, "ENV names cannot be empty"));
-                    }
-                    set.push((k, v));
-                }
-                let mut shown = Vec::new();
-                for (k, v) in set {
-                    st.env.set(&k, &v);
-                    shown.push(format!("{k}={v}"));
-                }
-                st.env_set = true;
-                step!(format!("ENV {}", shown.join(" ")), Op::Meta);
-            }
-            Instruction::Label(pairs) => {
-                let mut shown = Vec::new();
-                for (k, v) in pairs {
-                    let k = self.word(line, k, &st.vars())?;
-                    let v = self.word(line, v, &st.vars())?;
-                    if k.is_empty() {
-                        return Err(self.halt(line, "LABEL names cannot be empty"));
-                    }
-                    st.config
-                        .run_config_mut()
-                        .labels
-                        .get_or_insert_with(Default::default)
-                        .insert(k.clone(), v.clone());
-                    shown.push(format!("{k}={v}"));
-                }
-                step!(format!("LABEL {}", shown.join(" ")), Op::Meta);
-            }
-            Instruction::Expose(words) => {
-                let mut ports = Vec::new();
-                for w in words {
-                    let expanded = self
-                        .lexer
-                        .words(w, &vars)
-                        .map_err(|e| self.expand_err(line, w, e))?;
-                    for spec in expanded {
-                        let list = crate::oci::changes::expose(&spec)
-                            .map_err(|e| self.err(line, format!("EXPOSE {spec}: {e}")))?;
-                        ports.extend(list);
-                    }
-                }
-                let rc = st.config.run_config_mut();
-                let map = rc.exposed_ports.get_or_insert_with(Default::default);
-                for p in &ports {
-                    map.insert(p.clone(), serde_json::json!({}));
-                }
-                step!(format!("EXPOSE {}", ports.join(" ")), Op::Meta);
-            }
-            Instruction::Workdir(w) => {
-                let w = self.word(line, w, &vars)?;
-                if w.is_empty() {
-                    return Err(self.halt(line, "WORKDIR cannot be empty"));
-                }
-                let current = st.workdir();
-                let path = clean_path(&if w.starts_with('/') {
-                    w
-                } else {
-                    format!("{current}/{w}")
-                });
-                st.config.run_config_mut().working_dir = Some(path.clone());
-                let user = st
-                    .config
-                    .config
-                    .as_ref()
-                    .and_then(|c| c.user.clone())
-                    .filter(|u| !u.is_empty());
-                let op = if path == "/" {
-                    Op::Meta
-                } else {
-                    Op::Workdir {
-                        path: path.clone(),
-                        user,
-                    }
-                };
-                step!(format!("WORKDIR {path}"), op);
-            }
-            Instruction::User(u) => {
-                let u = self.word(line, u, &vars)?;
-                st.config.run_config_mut().user = Some(u.clone());
-                step!(format!("USER {u}"), Op::Meta);
-            }
-            Instruction::Volume(vols) => {
-                let mut list = Vec::new();
-                for v in vols {
-                    let v = self.word(line, v, &vars)?;
-                    if v.trim().is_empty() {
-                        return Err(self.halt(line, "VOLUME specified can not be an empty string"));
-                    }
-                    list.push(v);
-                }
-                let rc = st.config.run_config_mut();
-                let map = rc.volumes.get_or_insert_with(Default::default);
-                for v in &list {
-                    map.insert(v.clone(), serde_json::json!({}));
-                }
-                step!(format!("VOLUME [{}]", list.join(" ")), Op::Meta);
-            }
-            Instruction::Stopsignal(s) => {
-                let s = self.word(line, s, &vars)?;
-                if s.is_empty() {
-                    return Err(self.halt(line, "STOPSIGNAL needs a signal"));
-                }
-                st.config.run_config_mut().stop_signal = Some(s.clone());
-                step!(format!("STOPSIGNAL {s}"), Op::Meta);
-            }
-            Instruction::Healthcheck(h) => {
-                let value = healthcheck(h, &st.shell()).map_err(|e| self.err(line, e))?;
-                st.config.run_config_mut().healthcheck = Some(value.clone());
-                step!(format!("HEALTHCHECK {value}"), Op::Meta);
-            }
-            Instruction::Shell(sh) => {
-                if sh.is_empty() {
-                    return Err(self.halt(line, "SHELL needs at least one argument"));
-                }
-                st.config.run_config_mut().shell = Some(sh.clone());
-                step!(format!("SHELL {}", json(sh)), Op::Meta);
-            }
-            Instruction::Cmd(c) => {
-                let argv = c.argv(&st.shell());
-                st.config.run_config_mut().cmd = Some(argv.clone());
-                st.cmd_set = true;
-                step!(format!("CMD {}", json(&argv)), Op::Meta);
-            }
-            Instruction::Entrypoint(c) => {
-                let argv = c.argv(&st.shell());
-                let cmd_set = st.cmd_set;
-                let rc = st.config.run_config_mut();
-                rc.entrypoint = Some(argv.clone());
-                if !cmd_set {
-                    rc.cmd = None;
-                }
-                step!(format!("ENTRYPOINT {}", json(&argv)), Op::Meta);
-            }
-            Instruction::Maintainer(m) => {
-                st.config.author = Some(m.clone());
-                step!(format!("MAINTAINER {m}"), Op::Meta);
-            }
-            Instruction::Onbuild { trigger } => {
-                let t = syntax::join_continuations(&trigger.text, self.df.escape);
-                st.config
-                    .run_config_mut()
-                    .on_build
-                    .get_or_insert_with(Vec::new)
-                    .push(t.clone());
-                step!(format!("ONBUILD {t}"), Op::Meta);
-            }
-            Instruction::Run(r) => {
-                let shell = st.shell();
-                let mut script = None;
-                let argv = match (&r.command, r.heredocs.as_slice()) {
-                    (CommandForm::Exec(_), [_, ..]) => {
-                        return Err(self.halt(line, "here-documents need the shell form of RUN"));
-                    }
-                    (c, []) => c.argv(&shell),
-                    (CommandForm::Shell(cmd), [only])
-                        if cmd.trim().starts_with("<<")
-                            && !cmd.trim().contains(char::is_whitespace) =>
-                    {
-                        if only.content.starts_with("#!") {
-                            script = Some((only.name.clone(), only.content.clone()));
-                            vec![format!("/dev/pipes/{}", only.name)]
-                        } else {
-                            let mut v = shell.clone();
-                            v.push(only.content.clone());
-                            v
-                        }
-                    }
-                    (CommandForm::Shell(cmd), docs) => {
-                        let mut full = cmd.clone();
-                        for d in docs {
-                            full.push('\n');
-                            full.push_str(&d.content);
-                            full.push_str(&d.name);
-                        }
-                        let mut v = shell.clone();
-                        v.push(full);
-                        v
-                    }
-                };
-                let mut env = st.env_list();
-                let env_names = &st.env;
-                let mut arg_list = Vec::new();
-                for (k, v) in st.args.iter() {
-                    if !env_names.contains(k) {
-                        arg_list.push(format!("{k}={v}"));
-                    }
-                }
-                for k in PROXY_ARGS.iter().chain(["SOURCE_DATE_EPOCH"].iter()) {
-                    if let Some(v) = self.opts.build_args.get(*k)
-                        && !env_names.contains(k)
-                        && st.args.get(k).is_none()
-                    {
-                        env.push(format!("{k}={v}"));
-                    }
-                }
-                if !env_names.contains("PATH") {
-                    env.insert(
-                        0,
-                        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-                    );
-                }
-                env.extend(arg_list.iter().cloned());
-                let prefix = if arg_list.is_empty() {
-                    String::new()
-                } else {
-                    format!("|{} {} ", arg_list.len(), arg_list.join(" "))
-                };
-                let created_by = format!("RUN {prefix}{} # buildkit", argv.join(" "));
-                let op = RunOp {
-                    argv,
-                    env,
-                    user: st
-                        .config
-                        .config
-                        .as_ref()
-                        .and_then(|c| c.user.clone())
-                        .filter(|u| !u.is_empty()),
-                    workdir: st.workdir(),
-                    network: r.network.clone().unwrap_or_else(|| "default".into()),
-                    script,
-                    mounts: self.mounts(line, &r.mounts, &vars, &st.workdir())?,
-                };
-                step!(created_by, Op::Run(op));
-            }
-            Instruction::Copy(c) => {
-                let op = self.copy_op(st, line, c, false)?;
-                let created_by = copy_history("COPY", &op, &self.sources);
-                step!(created_by, Op::Copy(op));
-            }
-            Instruction::Add(c) => {
-                let op = self.copy_op(st, line, c, true)?;
-                let created_by = copy_history("ADD", &op, &self.sources);
-                step!(created_by, Op::Copy(op));
-            }
-        }
-        if let Some((created_by, op)) = pushed {
+            Instruction::Env(pairs) => Some(self.env(st, line, pairs)?),
+            Instruction::Label(pairs) => Some(self.label(st, line, pairs)?),
+            Instruction::Expose(words) => Some(self.expose(st, line, words)?),
+            Instruction::Workdir(w) => Some(self.workdir(st, line, w)?),
+            Instruction::User(u) => Some(self.user(st, line, u)?),
+            Instruction::Volume(vols) => Some(self.volume(st, line, vols)?),
+            Instruction::Stopsignal(s) => Some(self.stopsignal(st, line, s)?),
+            Instruction::Healthcheck(h) => Some(self.healthcheck(st, line, h)?),
+            Instruction::Shell(sh) => Some(self.shell(st, line, sh)?),
+            Instruction::Cmd(c) => Some(cmd(st, c)),
+            Instruction::Entrypoint(c) => Some(entrypoint(st, c)),
+            Instruction::Maintainer(m) => Some(maintainer(st, m)),
+            Instruction::Onbuild { trigger } => Some(self.onbuild(st, trigger)),
+            Instruction::Run(r) => Some(self.run(st, line, r)?),
+            Instruction::Copy(c) => Some(self.copy(st, line, c, false)?),
+            Instruction::Add(c) => Some(self.copy(st, line, c, true)?),
+        };
+        if let Some((created_by, op)) = step {
             st.steps.push(Step {
                 line,
-                text,
+                text: one_line(&l.text, self.df.escape),
                 created_by,
                 op,
             });
         }
         Ok(())
+    }
+
+    fn arg(
+        &mut self,
+        st: &mut StageState,
+        line: usize,
+        args: &[(String, Option<String>)],
+    ) -> Result<(), Halt> {
+        for (k, default) in args {
+            let value = if let Some(v) = self.opts.build_args.get(k) {
+                self.used_args.insert(k.clone());
+                Some(v.clone())
+            } else if let Some(v) = self
+                .automatic
+                .get(k)
+                .filter(|_| PLATFORM_ARGS.contains(&k.as_str()))
+            {
+                Some(v.to_string())
+            } else if let Some(d) = default {
+                Some(self.word(line, d, &st.vars())?)
+            } else if self.global_declared.contains(k) {
+                self.global.get(k).map(str::to_string)
+            } else {
+                None
+            };
+            match value {
+                Some(v) => st.args.set(k, &v),
+                None => st.args.remove(k),
+            }
+        }
+        Ok(())
+    }
+
+    fn env(
+        &self,
+        st: &mut StageState,
+        line: usize,
+        pairs: &[(String, String)],
+    ) -> Result<(String, Op), Halt> {
+        // Every pair expands with the variables from before the instruction.
+        let mut set = Vec::new();
+        for (k, v) in pairs {
+            let k = self.word(line, k, &st.vars())?;
+            let v = self.word(line, v, &st.vars())?;
+            if k.is_empty() {
+                return Err(self.halt(line, "ENV names cannot be empty"));
+            }
+            set.push((k, v));
+        }
+        let mut shown = Vec::new();
+        for (k, v) in set {
+            st.env.set(&k, &v);
+            shown.push(format!("{k}={v}"));
+        }
+        st.env_set = true;
+        Ok((format!("ENV {}", shown.join(" ")), Op::Meta))
+    }
+
+    fn label(
+        &self,
+        st: &mut StageState,
+        line: usize,
+        pairs: &[(String, String)],
+    ) -> Result<(String, Op), Halt> {
+        let mut shown = Vec::new();
+        for (k, v) in pairs {
+            let k = self.word(line, k, &st.vars())?;
+            let v = self.word(line, v, &st.vars())?;
+            if k.is_empty() {
+                return Err(self.halt(line, "LABEL names cannot be empty"));
+            }
+            st.config
+                .run_config_mut()
+                .labels
+                .get_or_insert_with(Default::default)
+                .insert(k.clone(), v.clone());
+            shown.push(format!("{k}={v}"));
+        }
+        Ok((format!("LABEL {}", shown.join(" ")), Op::Meta))
+    }
+
+    fn expose(
+        &self,
+        st: &mut StageState,
+        line: usize,
+        words: &[String],
+    ) -> Result<(String, Op), Halt> {
+        let mut ports = Vec::new();
+        for w in words {
+            let expanded = self
+                .lexer
+                .words(w, &st.vars())
+                .map_err(|e| self.expand_err(line, w, e))?;
+            for spec in expanded {
+                let list = crate::oci::changes::expose(&spec)
+                    .map_err(|e| self.err(line, format!("EXPOSE {spec}: {e}")))?;
+                ports.extend(list);
+            }
+        }
+        let rc = st.config.run_config_mut();
+        let map = rc.exposed_ports.get_or_insert_with(Default::default);
+        for p in &ports {
+            map.insert(p.clone(), serde_json::json!({}));
+        }
+        Ok((format!("EXPOSE {}", ports.join(" ")), Op::Meta))
+    }
+
+    fn workdir(&self, st: &mut StageState, line: usize, w: &str) -> Result<(String, Op), Halt> {
+        let w = self.word(line, w, &st.vars())?;
+        if w.is_empty() {
+            return Err(self.halt(line, "WORKDIR cannot be empty"));
+        }
+        let path = clean_path(&if w.starts_with('/') {
+            w
+        } else {
+            format!("{}/{w}", st.workdir())
+        });
+        st.config.run_config_mut().working_dir = Some(path.clone());
+        let op = if path == "/" {
+            Op::Meta
+        } else {
+            Op::Workdir {
+                path: path.clone(),
+                user: st.user(),
+            }
+        };
+        Ok((format!("WORKDIR {path}"), op))
+    }
+
+    fn user(&self, st: &mut StageState, line: usize, u: &str) -> Result<(String, Op), Halt> {
+        let u = self.word(line, u, &st.vars())?;
+        st.config.run_config_mut().user = Some(u.clone());
+        Ok((format!("USER {u}"), Op::Meta))
+    }
+
+    fn volume(
+        &self,
+        st: &mut StageState,
+        line: usize,
+        vols: &[String],
+    ) -> Result<(String, Op), Halt> {
+        let mut list = Vec::new();
+        for v in vols {
+            let v = self.word(line, v, &st.vars())?;
+            if v.trim().is_empty() {
+                return Err(self.halt(line, "VOLUME specified can not be an empty string"));
+            }
+            list.push(v);
+        }
+        let rc = st.config.run_config_mut();
+        let map = rc.volumes.get_or_insert_with(Default::default);
+        for v in &list {
+            map.insert(v.clone(), serde_json::json!({}));
+        }
+        Ok((format!("VOLUME [{}]", list.join(" ")), Op::Meta))
+    }
+
+    fn stopsignal(&self, st: &mut StageState, line: usize, s: &str) -> Result<(String, Op), Halt> {
+        let s = self.word(line, s, &st.vars())?;
+        if s.is_empty() {
+            return Err(self.halt(line, "STOPSIGNAL needs a signal"));
+        }
+        st.config.run_config_mut().stop_signal = Some(s.clone());
+        Ok((format!("STOPSIGNAL {s}"), Op::Meta))
+    }
+
+    fn healthcheck(
+        &self,
+        st: &mut StageState,
+        line: usize,
+        h: &Healthcheck,
+    ) -> Result<(String, Op), Halt> {
+        let value = HealthConfig::new(h).map_err(|e| self.err(line, e.to_string()))?;
+        let value = serde_json::to_value(value).expect("a health check serialises");
+        st.config.run_config_mut().healthcheck = Some(value.clone());
+        Ok((format!("HEALTHCHECK {value}"), Op::Meta))
+    }
+
+    fn shell(&self, st: &mut StageState, line: usize, sh: &[String]) -> Result<(String, Op), Halt> {
+        if sh.is_empty() {
+            return Err(self.halt(line, "SHELL needs at least one argument"));
+        }
+        st.config.run_config_mut().shell = Some(sh.to_vec());
+        Ok((format!("SHELL {}", json(sh)), Op::Meta))
+    }
+
+    fn onbuild(&self, st: &mut StageState, trigger: &Located) -> (String, Op) {
+        let t = syntax::join_continuations(&trigger.text, self.df.escape);
+        st.config
+            .run_config_mut()
+            .on_build
+            .get_or_insert_with(Vec::new)
+            .push(t.clone());
+        (format!("ONBUILD {t}"), Op::Meta)
+    }
+
+    fn run(&self, st: &mut StageState, line: usize, r: &RunArgs) -> Result<(String, Op), Halt> {
+        let network = r.network.unwrap_or_default();
+        if network == Network::Host && !self.opts.allow.contains(&Entitlement::NetworkHost) {
+            return Err(Halt::Error(
+                self.err(line, "RUN --network=host is not allowed")
+                    .caused_by(EntitlementError(Entitlement::NetworkHost)),
+            ));
+        }
+        let shell = st.shell();
+        let mut script = None;
+        let argv = match (&r.command, r.heredocs.as_slice()) {
+            (CommandForm::Exec(_), [_, ..]) => {
+                return Err(self.halt(line, "here-documents need the shell form of RUN"));
+            }
+            (c, []) => c.argv(&shell),
+            (CommandForm::Shell(cmd), [only])
+                if cmd.trim().starts_with("<<") && !cmd.trim().contains(char::is_whitespace) =>
+            {
+                if only.content.starts_with("#!") {
+                    script = Some((only.name.clone(), only.content.clone()));
+                    vec![format!("/dev/pipes/{}", only.name)]
+                } else {
+                    let mut v = shell.clone();
+                    v.push(only.content.clone());
+                    v
+                }
+            }
+            (CommandForm::Shell(cmd), docs) => {
+                let mut full = cmd.clone();
+                for d in docs {
+                    full.push('\n');
+                    full.push_str(&d.content);
+                    full.push_str(&d.name);
+                }
+                let mut v = shell.clone();
+                v.push(full);
+                v
+            }
+        };
+        let mut env = st.env_list();
+        let env_names = &st.env;
+        let mut arg_list = Vec::new();
+        for (k, v) in st.args.iter() {
+            if !env_names.contains(k) {
+                arg_list.push(format!("{k}={v}"));
+            }
+        }
+        for k in PROXY_ARGS.iter().chain(["SOURCE_DATE_EPOCH"].iter()) {
+            if let Some(v) = self.opts.build_args.get(*k)
+                && !env_names.contains(k)
+                && st.args.get(k).is_none()
+            {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        if !env_names.contains("PATH") {
+            env.insert(
+                0,
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            );
+        }
+        env.extend(arg_list.iter().cloned());
+        let prefix = if arg_list.is_empty() {
+            String::new()
+        } else {
+            format!("|{} {} ", arg_list.len(), arg_list.join(" "))
+        };
+        let created_by = format!("RUN {prefix}{} # buildkit", argv.join(" "));
+        let op = RunOp {
+            argv,
+            env,
+            user: st.user(),
+            workdir: st.workdir(),
+            network,
+            script,
+            mounts: self.mounts(line, &r.mounts, &st.vars(), &st.workdir())?,
+        };
+        Ok((created_by, Op::Run(op)))
     }
 
     fn mounts(
@@ -910,39 +1004,114 @@ impl<'a> Planner<'a> {
     ) -> Result<Vec<MountOp>, DockerfileError> {
         let mut out = Vec::new();
         for m in mounts {
-            let target = self.word(line, &m.target, vars)?;
-            let target = clean_path(&if target.starts_with('/') {
-                target
-            } else {
-                format!("{workdir}/{target}")
-            });
-            if target == "/" {
-                return Err(self.err(line, "RUN --mount cannot be mounted on /"));
-            }
-            let id = match &m.id {
-                Some(i) => self.word(line, i, vars)?,
-                None => target.clone(),
+            let word = |w: &Option<String>| -> Result<Option<String>, DockerfileError> {
+                w.as_ref().map(|w| self.word(line, w, vars)).transpose()
             };
-            let number = |what: &str, v: &Option<String>, radix: u32, default: u64| match v {
-                None => Ok(default),
-                Some(v) => {
-                    let v = self.word(line, v, vars)?;
-                    u64::from_str_radix(&v, radix).map_err(|_| {
-                        self.err(line, format!("RUN --mount {what}={v}: not a number"))
-                    })
+            let target = match word(&m.target)? {
+                Some(t) => {
+                    let t = clean_path(&if t.starts_with('/') {
+                        t
+                    } else {
+                        format!("{workdir}/{t}")
+                    });
+                    if t == "/" {
+                        return Err(self.err(line, "RUN --mount cannot be mounted on /"));
+                    }
+                    t
                 }
+                None => String::new(),
+            };
+            let id = word(&m.id)?.unwrap_or_else(|| target.clone());
+            let number = |what: &str, v: &Option<String>, radix: u32| match word(v)? {
+                None => Ok(None),
+                Some(v) => u32::from_str_radix(&v, radix)
+                    .map(Some)
+                    .map_err(|_| self.err(line, format!("RUN --mount {what}={v}: not a number"))),
             };
             out.push(MountOp {
-                kind: m.kind.clone(),
+                kind: m.kind,
                 target,
                 id,
-                read_only: m.read_only,
-                mode: number("mode", &m.mode, 8, 0o755)? as u32,
-                uid: number("uid", &m.uid, 10, 0)?,
-                gid: number("gid", &m.gid, 10, 0)?,
+                read_only: m
+                    .read_only
+                    .unwrap_or(!matches!(m.kind, MountKind::Cache | MountKind::Tmpfs)),
+                mode: number("mode", &m.mode, 8)?.unwrap_or(0o755),
+                uid: number("uid", &m.uid, 10)?.unwrap_or(0).into(),
+                gid: number("gid", &m.gid, 10)?.unwrap_or(0).into(),
+                source: word(&m.source)?,
+                from: word(&m.from)?,
+                sharing: m.sharing,
+                required: m.required,
+                size: word(&m.size)?,
+                env: word(&m.env)?,
             });
         }
         Ok(out)
+    }
+
+    fn copy(
+        &mut self,
+        st: &mut StageState,
+        line: usize,
+        c: &CopyArgs,
+        add: bool,
+    ) -> Result<(String, Op), Halt> {
+        let op = self.copy_op(st, line, c, add)?;
+        let created_by = copy_history(if add { "ADD" } else { "COPY" }, &op, &self.sources);
+        Ok((created_by, Op::Copy(op)))
+    }
+
+    /// Where `COPY --from=NAME` reads: a stage (by name or index, planned first), else an
+    /// image.
+    fn copy_from(
+        &mut self,
+        st: &StageState,
+        line: usize,
+        keyword: &str,
+        from: &str,
+    ) -> Result<CopyFrom, Halt> {
+        let f = self.word(line, from, &st.vars())?;
+        let lower = f.to_ascii_lowercase();
+        let stage = if let Ok(n) = lower.parse::<usize>() {
+            if n >= self.sources.len() {
+                return Err(self.halt(line, format!("{keyword} --from={f}: there is no stage {n}")));
+            }
+            Some(n)
+        } else {
+            self.sources
+                .iter()
+                .position(|s| s.name.as_deref() == Some(&lower))
+        };
+        match stage {
+            Some(j) if j == st.stage => Err(self.halt(
+                line,
+                format!("{keyword} --from={f} refers to its own stage"),
+            )),
+            Some(j) => {
+                self.planned(j)?;
+                Ok(CopyFrom::Stage(j))
+            }
+            None => {
+                let near = closest(&lower, &self.names());
+                let found = if near.is_some() {
+                    self.resolver.local_image_config(&f, &st.platform)
+                } else {
+                    self.resolver.image_config(&f, &st.platform)
+                };
+                if let Err(why) = found {
+                    let mut msg = format!(
+                        "{keyword} --from={f}: `{f}` is neither a stage of this Dockerfile nor an image"
+                    );
+                    if let Some(s) = near {
+                        msg.push_str(&format!("; did you mean `{s}`?"));
+                    }
+                    let mut e = self.err(line, msg);
+                    e.cause = Some(Arc::from(why));
+                    return Err(Halt::Error(e));
+                }
+                Ok(CopyFrom::Image(f))
+            }
+        }
     }
 
     fn copy_op(
@@ -952,57 +1121,12 @@ impl<'a> Planner<'a> {
         c: &CopyArgs,
         add: bool,
     ) -> Result<CopyOp, Halt> {
-        let vars = st.vars();
         let keyword = if add { "ADD" } else { "COPY" };
         let from = match &c.from {
             None => CopyFrom::Context,
-            Some(f) => {
-                let f = self.word(line, f, &vars)?;
-                let lower = f.to_ascii_lowercase();
-                let stage = if let Ok(n) = lower.parse::<usize>() {
-                    if n >= self.sources.len() {
-                        return Err(
-                            self.halt(line, format!("{keyword} --from={f}: there is no stage {n}"))
-                        );
-                    }
-                    Some(n)
-                } else {
-                    self.sources
-                        .iter()
-                        .position(|s| s.name.as_deref() == Some(&lower))
-                };
-                match stage {
-                    Some(j) if j == st.stage => {
-                        return Err(self.halt(
-                            line,
-                            format!("{keyword} --from={f} refers to its own stage"),
-                        ));
-                    }
-                    Some(j) => {
-                        self.planned(j)?;
-                        CopyFrom::Stage(j)
-                    }
-                    None => {
-                        let near_stage = closest(&lower, &self.names()).is_some();
-                        if near_stage {
-                            self.resolver.local_image_config(&f, &st.platform)
-                        } else {
-                            self.resolver.image_config(&f, &st.platform)
-                        }
-                        .map_err(|why| {
-                                let mut msg = format!(
-                                    "{keyword} --from={f}: `{f}` is neither a stage of this Dockerfile nor an image ({why})"
-                                );
-                                if let Some(s) = closest(&lower, &self.names()) {
-                                    msg.push_str(&format!("; did you mean `{s}`?"));
-                                }
-                                self.err(line, msg)
-                            })?;
-                        CopyFrom::Image(f)
-                    }
-                }
-            }
+            Some(f) => self.copy_from(st, line, keyword, f)?,
         };
+        let vars = st.vars();
         let mut sources = Vec::new();
         for s in &c.sources {
             match s {
@@ -1087,6 +1211,9 @@ impl<'a> Planner<'a> {
         for e in &c.exclude {
             exclude.push(self.word(line, e, &vars)?);
         }
+        // Checked here, where the error can name the line; the builder compiles them again.
+        Ignore::from_patterns(&exclude)
+            .map_err(|e| self.err(line, format!("{keyword} --exclude: {e}")))?;
         Ok(CopyOp {
             add,
             from,
@@ -1099,6 +1226,31 @@ impl<'a> Planner<'a> {
             keep_git_dir: c.keep_git_dir,
         })
     }
+}
+
+fn cmd(st: &mut StageState, c: &CommandForm) -> (String, Op) {
+    let argv = c.argv(&st.shell());
+    // `CMD []` clears it (Go's omitempty leaves an empty list out of the config).
+    st.config.run_config_mut().cmd = (!argv.is_empty()).then(|| argv.clone());
+    st.cmd_set = true;
+    (format!("CMD {}", json(&argv)), Op::Meta)
+}
+
+fn entrypoint(st: &mut StageState, c: &CommandForm) -> (String, Op) {
+    let argv = c.argv(&st.shell());
+    let cmd_set = st.cmd_set;
+    let rc = st.config.run_config_mut();
+    // `ENTRYPOINT []` clears it; either way a CMD not set in this stage goes with it.
+    rc.entrypoint = (!argv.is_empty()).then(|| argv.clone());
+    if !cmd_set {
+        rc.cmd = None;
+    }
+    (format!("ENTRYPOINT {}", json(&argv)), Op::Meta)
+}
+
+fn maintainer(st: &mut StageState, m: &str) -> (String, Op) {
+    st.config.author = Some(m.to_string());
+    (format!("MAINTAINER {m}"), Op::Meta)
 }
 
 struct StageState {
@@ -1136,6 +1288,15 @@ impl StageState {
                 .and_then(|c| c.env.clone())
                 .unwrap_or_default()
         }
+    }
+
+    /// The USER steps run as, if one is set.
+    fn user(&self) -> Option<String> {
+        self.config
+            .config
+            .as_ref()
+            .and_then(|c| c.user.clone())
+            .filter(|u| !u.is_empty())
     }
 
     fn shell(&self) -> Vec<String> {
@@ -1198,19 +1359,7 @@ fn one_line(text: &str, escape: char) -> String {
 }
 
 /// `/a/./b/../c/` → `/a/c` (always absolute, no trailing slash but for `/`).
-pub fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
-}
+pub use crate::lexical::absolute as clean_path;
 
 /// Go's duration syntax (`30s`, `1m30s`, `1.5h`, `500ms`) in nanoseconds.
 pub fn parse_duration(s: &str) -> Option<i64> {
@@ -1249,84 +1398,100 @@ pub fn parse_duration(s: &str) -> Option<i64> {
     Some(total as i64)
 }
 
-fn healthcheck(h: &Healthcheck, shell: &[String]) -> Result<serde_json::Value, String> {
-    let _ = shell;
-    match h {
-        Healthcheck::None => Ok(serde_json::json!({"Test": ["NONE"]})),
-        Healthcheck::Cmd { command, options } => {
-            let test: Vec<String> = match command {
-                CommandForm::Exec(v) => std::iter::once("CMD".to_string())
-                    .chain(v.iter().cloned())
-                    .collect(),
-                CommandForm::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
-            };
-            let mut obj = serde_json::Map::new();
-            obj.insert("Test".into(), serde_json::json!(test));
-            for (flag, key) in [
-                ("interval", "Interval"),
-                ("timeout", "Timeout"),
-                ("start-period", "StartPeriod"),
-                ("start-interval", "StartInterval"),
-            ] {
-                if let Some(v) = options.get(flag) {
-                    let ns = parse_duration(v).ok_or_else(|| {
-                        format!("HEALTHCHECK --{flag}={v}: not a duration such as 30s")
-                    })?;
-                    if ns != 0 && ns < 1_000_000 {
-                        return Err(format!("HEALTHCHECK --{flag}={v}: must be at least 1ms"));
-                    }
-                    obj.insert(key.into(), serde_json::json!(ns));
-                }
+/// HEALTHCHECK in the image config, as docker writes it (durations in nanoseconds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct HealthConfig {
+    test: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    interval: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_period: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_interval: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retries: Option<i64>,
+}
+
+/// Why HEALTHCHECK's flags are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HealthcheckError {
+    #[error("HEALTHCHECK --{flag}={value}: not a duration such as 30s")]
+    Duration { flag: &'static str, value: String },
+    #[error("HEALTHCHECK --{flag}={value}: must be at least 1ms")]
+    TooShort { flag: &'static str, value: String },
+    #[error("HEALTHCHECK --retries={0}: expected a number")]
+    Retries(String),
+}
+
+impl HealthConfig {
+    fn new(h: &Healthcheck) -> Result<HealthConfig, HealthcheckError> {
+        let (command, options) = match h {
+            Healthcheck::None => {
+                return Ok(HealthConfig {
+                    test: vec!["NONE".into()],
+                    interval: None,
+                    timeout: None,
+                    start_period: None,
+                    start_interval: None,
+                    retries: None,
+                });
             }
-            if let Some(r) = options.get("retries") {
-                let n: i64 = r
-                    .parse()
+            Healthcheck::Cmd { command, options } => (command, options),
+        };
+        let test: Vec<String> = match command {
+            CommandForm::Exec(v) => std::iter::once("CMD".to_string())
+                .chain(v.iter().cloned())
+                .collect(),
+            CommandForm::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+        };
+        let duration =
+            |flag: &'static str, v: &Option<String>| -> Result<Option<i64>, HealthcheckError> {
+                let Some(v) = v else { return Ok(None) };
+                let ns = parse_duration(v).ok_or_else(|| HealthcheckError::Duration {
+                    flag,
+                    value: v.clone(),
+                })?;
+                if ns != 0 && ns < 1_000_000 {
+                    return Err(HealthcheckError::TooShort {
+                        flag,
+                        value: v.clone(),
+                    });
+                }
+                Ok(Some(ns))
+            };
+        let retries = match &options.retries {
+            None => None,
+            Some(r) => Some(
+                r.parse::<i64>()
                     .ok()
                     .filter(|n| *n >= 0)
-                    .ok_or_else(|| format!("HEALTHCHECK --retries={r}: expected a number"))?;
-                obj.insert("Retries".into(), serde_json::json!(n));
-            }
-            Ok(serde_json::Value::Object(obj))
-        }
+                    .ok_or_else(|| HealthcheckError::Retries(r.clone()))?,
+            ),
+        };
+        Ok(HealthConfig {
+            test,
+            interval: duration("interval", &options.interval)?,
+            timeout: duration("timeout", &options.timeout)?,
+            start_period: duration("start-period", &options.start_period)?,
+            start_interval: duration("start-interval", &options.start_interval)?,
+            retries,
+        })
     }
 }
 
 /// The name in `names` closest to `word` (at most a third of its letters wrong, at least one,
-/// at most three), for "did you mean" hints.
+/// at most three; a transposition counts once: `buidl` → `build`), for "did you mean" hints.
 pub fn closest<'n>(word: &str, names: &[&'n str]) -> Option<&'n str> {
     let limit = (word.chars().count() / 3).clamp(1, 3);
     names
         .iter()
-        .map(|n| (distance(word, n), *n))
+        .map(|n| (strsim::osa_distance(word, n), *n))
         .filter(|(d, _)| *d <= limit)
         .min_by_key(|(d, _)| *d)
         .map(|(_, n)| n)
-}
-
-/// Optimal string alignment distance: Levenshtein plus transpositions (`buidl` → `build` is 1).
-fn distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
-    }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
-    }
-    for i in 1..=a.len() {
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
-            }
-            d[i][j] = v;
-        }
-    }
-    d[a.len()][b.len()]
 }
 
 #[cfg(test)]

@@ -1,12 +1,16 @@
 use super::*;
-use crate::dockerfile::instructions::parse;
+use crate::dockerfile::instructions::{MountKind, Network, parse};
 use crate::oci::RunConfig;
 
 /// Base images by name: busybox (Env PATH, Cmd sh), trig (ONBUILD triggers), entry (Cmd set).
 struct Fake;
 
 impl Resolver for Fake {
-    fn image_config(&self, reference: &str, platform: &Platform) -> Result<ImageConfig, String> {
+    fn image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, ResolveError> {
         let mut c = ImageConfig::default();
         c.set_platform(platform);
         let rc = c.run_config_mut();
@@ -18,7 +22,11 @@ impl Resolver for Fake {
             "trig" => {
                 rc.on_build = Some(vec!["ENV TRIGGERED=1".into(), "COPY . /app/".into()]);
             }
-            _ => return Err(format!("no image `{reference}` in the store")),
+            "entry" => {
+                rc.entrypoint = Some(vec!["/entry.sh".into()]);
+                rc.cmd = Some(vec!["serve".into()]);
+            }
+            _ => return Err(format!("no image `{reference}` in the store").into()),
         }
         Ok(c)
     }
@@ -344,6 +352,148 @@ fn entrypoint_resets_an_inherited_cmd() {
     assert_eq!(rc(plan.stage(0)).cmd.as_ref().unwrap(), &["y"]);
 }
 
+/// BuildKit: an empty exec form clears ENTRYPOINT or CMD (Go's omitempty then leaves it out of
+/// the config), and `ENTRYPOINT []` takes an inherited CMD with it, as any ENTRYPOINT does.
+#[test]
+fn empty_entrypoint_and_cmd_clear_them() {
+    let history = |plan: &Plan| -> Vec<String> {
+        plan.stage(0)
+            .steps
+            .iter()
+            .map(|s| s.created_by.clone())
+            .collect()
+    };
+    // `entry` has Entrypoint ["/entry.sh"] and Cmd ["serve"]
+    let plan = plan_for("FROM entry\nENTRYPOINT []\n", "linux/amd64", &opts()).unwrap();
+    assert_eq!(rc(plan.stage(0)).entrypoint, None);
+    assert_eq!(rc(plan.stage(0)).cmd, None, "the inherited CMD goes too");
+    assert_eq!(history(&plan), ["ENTRYPOINT []"]);
+    let plan = plan_for(
+        "FROM entry\nCMD [\"sh\"]\nENTRYPOINT []\n",
+        "linux/amd64",
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(rc(plan.stage(0)).entrypoint, None);
+    assert_eq!(
+        rc(plan.stage(0)).cmd.as_deref(),
+        Some(&["sh".to_string()][..])
+    );
+    let plan = plan_for("FROM entry\nCMD []\n", "linux/amd64", &opts()).unwrap();
+    assert_eq!(rc(plan.stage(0)).cmd, None);
+    assert_eq!(
+        rc(plan.stage(0)).entrypoint.as_deref(),
+        Some(&["/entry.sh".to_string()][..])
+    );
+    assert_eq!(history(&plan), ["CMD []"]);
+    // cleared, then set again in a later stage
+    let plan = plan_for(
+        "FROM entry AS a\nENTRYPOINT []\nFROM a\nENTRYPOINT [\"x\"]\n",
+        "linux/amd64",
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(
+        rc(plan.stage(1)).entrypoint.as_deref(),
+        Some(&["x".to_string()][..])
+    );
+}
+
+#[test]
+fn host_network_needs_its_entitlement() {
+    let text = "FROM busybox\nRUN true\nRUN --network=host wget x\n";
+    let e = plan_for(text, "linux/amd64", &opts()).unwrap_err();
+    assert_eq!(e.line, 3);
+    assert_eq!(
+        e.to_string(),
+        "Dockerfile:3: RUN --network=host is not allowed"
+    );
+    let cause = e.cause.as_ref().unwrap();
+    assert_eq!(
+        cause.downcast_ref::<EntitlementError>(),
+        Some(&EntitlementError(Entitlement::NetworkHost))
+    );
+    let mut o = opts();
+    o.allow.insert(Entitlement::NetworkHost);
+    let plan = plan_for(text, "linux/amd64", &o).unwrap();
+    let Op::Run(r) = &plan.stage(0).steps[1].op else {
+        panic!()
+    };
+    assert_eq!(r.network, Network::Host);
+    // an unreachable stage is not planned, so not checked either (as BuildKit)
+    let text =
+        "FROM busybox AS unused\nRUN --network=host x\nFROM busybox\nRUN --network=none true\n";
+    let plan = plan_for(text, "linux/amd64", &opts()).unwrap();
+    let Op::Run(r) = &plan.stage(1).steps[0].op else {
+        panic!()
+    };
+    assert_eq!(r.network, Network::None);
+    assert_eq!("network.host".parse(), Ok(Entitlement::NetworkHost));
+    assert!("security.insecure".parse::<Entitlement>().is_err());
+}
+
+#[test]
+fn every_mount_kind_is_planned_typed() {
+    let text = "FROM busybox\nWORKDIR /w\nARG ID=pip\nRUN --mount=type=cache,target=cache,id=$ID,mode=0700,uid=5 \\\n  --mount=type=bind,from=busybox,source=/etc,target=/src \\\n  --mount=type=secret,id=tok,env=TOKEN \\\n  --mount=type=ssh true\n";
+    let plan = plan_for(text, "linux/amd64", &opts()).unwrap();
+    let Op::Run(r) = &plan.stage(0).steps[1].op else {
+        panic!()
+    };
+    let kinds: Vec<MountKind> = r.mounts.iter().map(|m| m.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            MountKind::Cache,
+            MountKind::Bind,
+            MountKind::Secret,
+            MountKind::Ssh
+        ]
+    );
+    let cache = &r.mounts[0];
+    assert_eq!(
+        (
+            cache.target.as_str(),
+            cache.id.as_str(),
+            cache.mode,
+            cache.uid
+        ),
+        ("/w/cache", "pip", 0o700, 5)
+    );
+    assert!(!cache.read_only);
+    assert!(r.mounts[1].read_only, "bind mounts are read-only unless rw");
+    assert_eq!(r.mounts[1].from.as_deref(), Some("busybox"));
+    assert_eq!(r.mounts[2].env.as_deref(), Some("TOKEN"));
+    assert_eq!(r.mounts[3].target, "");
+    // a cache mount's part of the step's key is what it was before the other kinds existed
+    assert_eq!(
+        serde_json::to_value(cache).unwrap(),
+        serde_json::json!({"kind": "cache", "target": "/w/cache", "id": "pip",
+            "read_only": false, "mode": 0o700, "uid": 5, "gid": 0})
+    );
+    let e = plan_for(
+        "FROM busybox\nRUN --mount=type=cache,target=/c,uid=x true\n",
+        "linux/amd64",
+        &opts(),
+    )
+    .unwrap_err();
+    assert!(e.message.contains("uid=x: not a number"), "{e}");
+}
+
+#[test]
+fn copy_exclude_patterns_are_checked_where_they_are_written() {
+    let e = plan_for(
+        "FROM scratch\nCOPY --exclude=*.md --exclude=[ . /app/\n",
+        "linux/amd64",
+        &opts(),
+    )
+    .unwrap_err();
+    assert_eq!(e.line, 2);
+    assert_eq!(
+        e.to_string(),
+        "Dockerfile:2: COPY --exclude: invalid pattern `[`: a `[` is not closed"
+    );
+}
+
 #[test]
 fn copy_destinations() {
     let text = "FROM scratch\nWORKDIR /app\nCOPY a .\nCOPY a b\nCOPY a ../c/\nCOPY a b /abs/\n";
@@ -467,11 +617,11 @@ struct Counting {
 }
 
 impl Resolver for Counting {
-    fn image_config(&self, _: &str, _: &Platform) -> Result<ImageConfig, String> {
+    fn image_config(&self, _: &str, _: &Platform) -> Result<ImageConfig, ResolveError> {
         self.remote.set(self.remote.get() + 1);
         Err("cannot pull".into())
     }
-    fn local_image_config(&self, _: &str, _: &Platform) -> Result<ImageConfig, String> {
+    fn local_image_config(&self, _: &str, _: &Platform) -> Result<ImageConfig, ResolveError> {
         self.local.set(self.local.get() + 1);
         Err("not in the store".into())
     }
@@ -490,7 +640,12 @@ fn near_misses_of_stage_names_are_never_pulled() {
     assert_eq!((r.local.get(), r.remote.get()), (1, 0));
     let df = parse("Dockerfile", "FROM scratch AS build\nFROM alpine\n").unwrap();
     let e = plan(&df, &p("linux/amd64"), &opts(), &r).unwrap_err();
-    assert!(e.message.contains("cannot pull"), "{e}");
+    assert_eq!(e.message, "cannot use the base image `alpine`");
+    assert_eq!(
+        e.cause.as_ref().map(ToString::to_string).as_deref(),
+        Some("cannot pull"),
+        "the resolver's error is the cause, not part of the message"
+    );
     assert_eq!(
         (r.local.get(), r.remote.get()),
         (1, 1),

@@ -5,7 +5,7 @@
 //! The walk (`walk`: iterative, a few descriptors whatever the depth) goes through directory
 //! descriptors with O_NOFOLLOW, so a symlink a container put in its upper directory is recorded
 //! as a symlink and never followed to host files. Entries are sorted by name, so the same tree
-//! gives the same tarball.
+//! gives the same tarball; the headers are [`super::tarball`]'s.
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -18,6 +18,7 @@ use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{FileType, Mode, OFlags, Stat};
 
 use super::extract::{OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::tarball::{Device, Meta, Style, TarWriter};
 use super::walk::{Visit, walk};
 use super::{LayerError, MAX_PATH};
 
@@ -33,10 +34,14 @@ pub struct DiffReport {
     pub opaque_dirs: u64,
 }
 
-/// Write the changes recorded in `upper` as a tar stream to `out`; returns `out` after the
-/// end-of-archive blocks. A path longer than a layer may hold ([`MAX_PATH`]) is an error
-/// (carrying [`LayerError::PathTooLong`]).
-pub fn write_diff<W: Write>(upper: &Path, out: W) -> io::Result<(DiffReport, W)> {
+/// Write the changes recorded in `upper` as a tar stream to `out` (mtimes clamped to `epoch`
+/// when given); returns `out` after the end-of-archive blocks. A path longer than a layer may
+/// hold ([`MAX_PATH`]) is an error (carrying [`LayerError::PathTooLong`]).
+pub fn write_diff<W: Write>(
+    upper: &Path,
+    out: W,
+    epoch: Option<u64>,
+) -> io::Result<(DiffReport, W)> {
     let root = rustix::fs::open(
         upper,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
@@ -44,18 +49,17 @@ pub fn write_diff<W: Write>(upper: &Path, out: W) -> io::Result<(DiffReport, W)>
     )
     .map_err(ioerr)?;
     let mut w = DiffWriter {
-        tar: tar::Builder::new(out),
+        tar: TarWriter::new(out, Style::diff(epoch)),
         links: HashMap::new(),
         report: DiffReport::default(),
     };
-    w.tar.mode(tar::HeaderMode::Complete);
     walk(&root, &mut w)?;
-    let out = w.tar.into_inner()?;
+    let out = w.tar.finish()?;
     Ok((w.report, out))
 }
 
 struct DiffWriter<W: Write> {
-    tar: tar::Builder<W>,
+    tar: TarWriter<W>,
     /// (dev, ino) of files with several links → the first path written, for hardlinks.
     links: HashMap<(u64, u64), PathBuf>,
     report: DiffReport,
@@ -74,6 +78,12 @@ fn fits(path: &Path) -> io::Result<()> {
     ))
 }
 
+/// The xattrs a layer keeps: overlayfs's own (`trusted.overlay.*`) stay behind.
+fn kept(mut xattrs: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    xattrs.retain(|(k, _)| !k.starts_with("trusted.overlay."));
+    xattrs
+}
+
 impl<W: Write> Visit for DiffWriter<W> {
     fn entry(
         &mut self,
@@ -86,24 +96,20 @@ impl<W: Write> Visit for DiffWriter<W> {
         let rel = path.parent().unwrap_or(Path::new(""));
         let path = path.to_path_buf();
         let kind = FileType::from_raw_mode(st.st_mode);
-        let mut header = tar::Header::new_gnu();
-        header.set_uid(st.st_uid as u64);
-        header.set_gid(st.st_gid as u64);
-        header.set_mode(st.st_mode & 0o7777);
-        header.set_mtime(st.st_mtime.max(0) as u64);
-        header.set_size(0);
+        let mtime = st.st_mtime.max(0) as u64;
+        let meta = Meta {
+            mode: st.st_mode,
+            uid: st.st_uid as u64,
+            gid: st.st_gid as u64,
+            mtime,
+        };
         match kind {
             FileType::CharacterDevice if st.st_rdev == 0 => {
-                let mut wh = tar::Header::new_gnu();
-                wh.set_entry_type(tar::EntryType::Regular);
-                wh.set_mode(0o644);
-                wh.set_mtime(st.st_mtime.max(0) as u64);
-                wh.set_size(0);
                 let mut whname = OsString::from(WHITEOUT_PREFIX);
                 whname.push(name);
                 let whpath = rel.join(whname);
                 fits(&whpath)?;
-                self.tar.append_data(&mut wh, whpath, io::empty())?;
+                self.tar.whiteout(whpath, mtime)?;
                 self.report.whiteouts += 1;
                 return Ok(false);
             }
@@ -120,18 +126,12 @@ impl<W: Write> Visit for DiffWriter<W> {
                 let opaque = xattrs
                     .iter()
                     .any(|(k, v)| k == OVERLAY_OPAQUE_XATTR && v.as_slice() == b"y");
-                self.pax(&xattrs)?;
-                header.set_entry_type(tar::EntryType::Directory);
-                self.tar.append_data(&mut header, &path, io::empty())?;
+                self.tar.xattrs(&kept(xattrs))?;
+                self.tar.dir(&path, &meta)?;
                 if opaque {
-                    let mut wh = tar::Header::new_gnu();
-                    wh.set_entry_type(tar::EntryType::Regular);
-                    wh.set_mode(0o644);
-                    wh.set_mtime(st.st_mtime.max(0) as u64);
-                    wh.set_size(0);
                     let marker = path.join(OPAQUE_WHITEOUT);
                     fits(&marker)?;
-                    self.tar.append_data(&mut wh, marker, io::empty())?;
+                    self.tar.whiteout(marker, mtime)?;
                     self.report.opaque_dirs += 1;
                 }
                 self.report.entries += 1;
@@ -141,8 +141,7 @@ impl<W: Write> Visit for DiffWriter<W> {
                 if st.st_nlink > 1 {
                     let key = (st.st_dev, st.st_ino);
                     if let Some(first) = self.links.get(&key) {
-                        header.set_entry_type(tar::EntryType::Link);
-                        self.tar.append_link(&mut header, &path, first)?;
+                        self.tar.hardlink(&path, &meta, first)?;
                         self.report.entries += 1;
                         return Ok(false);
                     }
@@ -155,84 +154,38 @@ impl<W: Write> Visit for DiffWriter<W> {
                     Mode::empty(),
                 )
                 .map_err(ioerr)?;
-                let xattrs = read_xattrs(&fd)?;
-                self.pax(&xattrs)?;
-                let file = File::from(fd);
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(st.st_size as u64);
-                // A file that changes size while being read would corrupt the stream:
-                // take exactly the size recorded in the header.
-                let reader = io::Read::take(file, st.st_size as u64);
-                let mut reader = PadTo {
-                    inner: reader,
-                    remaining: st.st_size as u64,
-                };
-                self.tar.append_data(&mut header, &path, &mut reader)?;
+                self.tar.xattrs(&kept(read_xattrs(&fd)?))?;
+                // A file that changes size while being read would corrupt the stream: the
+                // writer takes exactly the size recorded in the header (a file truncated
+                // meanwhile ends in zeros).
+                self.tar
+                    .file(&path, &meta, st.st_size as u64, File::from(fd))?;
             }
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(ioerr)?;
-                header.set_entry_type(tar::EntryType::Symlink);
                 let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
-                self.tar.append_link(&mut header, &path, &target)?;
+                self.tar.symlink(&path, &meta, &target)?;
             }
-            FileType::Fifo => {
-                header.set_entry_type(tar::EntryType::Fifo);
-                self.tar.append_data(&mut header, &path, io::empty())?;
-            }
+            FileType::Fifo => self.tar.fifo(&path, &meta)?,
             FileType::CharacterDevice | FileType::BlockDevice => {
-                header.set_entry_type(if kind == FileType::CharacterDevice {
-                    tar::EntryType::Char
+                let device = if kind == FileType::CharacterDevice {
+                    Device::Char
                 } else {
-                    tar::EntryType::Block
-                });
-                header.set_device_major(rustix::fs::major(st.st_rdev))?;
-                header.set_device_minor(rustix::fs::minor(st.st_rdev))?;
-                self.tar.append_data(&mut header, &path, io::empty())?;
+                    Device::Block
+                };
+                self.tar.device(
+                    &path,
+                    &meta,
+                    device,
+                    rustix::fs::major(st.st_rdev),
+                    rustix::fs::minor(st.st_rdev),
+                )?;
             }
             // Sockets belong to running processes, not to images.
             _ => return Ok(false),
         }
         self.report.entries += 1;
         Ok(false)
-    }
-}
-
-impl<W: Write> DiffWriter<W> {
-    fn pax(&mut self, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
-        let kept: Vec<(String, &[u8])> = xattrs
-            .iter()
-            .filter(|(k, _)| !k.starts_with("trusted.overlay."))
-            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
-            .collect();
-        if kept.is_empty() {
-            return Ok(());
-        }
-        self.tar
-            .append_pax_extensions(kept.iter().map(|(k, v)| (k.as_str(), *v)))
-    }
-}
-
-/// Zero-fills a reader that ends early (a file truncated while it was read).
-struct PadTo<R> {
-    inner: R,
-    remaining: u64,
-}
-
-impl<R: io::Read> io::Read for PadTo<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let want = buf.len().min(self.remaining as usize);
-        let n = match self.inner.read(&mut buf[..want])? {
-            0 => {
-                buf[..want].fill(0);
-                want
-            }
-            n => n,
-        };
-        self.remaining -= n as u64;
-        Ok(n)
     }
 }
 

@@ -1,21 +1,26 @@
-//! Layers as files: chain IDs, safe extraction of a layer tarball into a directory (in
-//! overlayfs's form, see `extract`), and an overlayfs upper directory turned back into a layer
-//! tarball with OCI whiteouts (see `diff`). Nothing here uses `tar::Entry::unpack`: every path
-//! is resolved under the destination with openat2(RESOLVE_IN_ROOT).
+//! Layers as files: their compression (`compression`), the one writer of the tar streams
+//! manifold makes (`tarball`), chain IDs, safe extraction of a layer tarball into a directory
+//! (in overlayfs's form, see `extract`), an overlayfs upper directory turned back into a layer
+//! tarball with OCI whiteouts (see `diff`), and the merged view of a stack of layers with OCI's
+//! whiteout rules (`merged`). Nothing here uses `tar::Entry::unpack`: every path is resolved
+//! under the destination with openat2(RESOLVE_IN_ROOT).
 
+pub mod compression;
 pub mod diff;
 pub mod extract;
 pub mod inroot;
+pub mod merged;
+pub mod tarball;
 pub mod walk;
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+pub use compression::Compression;
 pub use diff::{DiffReport, write_diff};
 pub use extract::{ExtractReport, Extractor};
 pub use inroot::InRoot;
 
-use crate::oci::media_type::LayerCompression;
 use crate::oci::{Algorithm, Digest, HashingReader, HashingWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,28 +71,14 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
-/// A reader decompressing a layer blob of the given compression.
-pub fn decompress<'a, R: Read + 'a>(
-    reader: R,
-    compression: LayerCompression,
-) -> Result<Box<dyn Read + 'a>, LayerError> {
-    let reader = io::BufReader::with_capacity(1 << 20, reader);
-    Ok(match compression {
-        LayerCompression::None => Box::new(reader),
-        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        LayerCompression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(reader).map_err(LayerError::Decompress)?,
-        ),
-    })
-}
-
 /// The diff ID of a layer blob: the digest of its uncompressed stream.
 pub fn diff_id(
     blob: impl Read,
-    compression: LayerCompression,
+    compression: Compression,
     algorithm: Algorithm,
 ) -> Result<Digest, LayerError> {
-    let mut hashing = HashingReader::new(decompress(blob, compression)?, algorithm);
+    let plain = compression.reader(blob).map_err(LayerError::Decompress)?;
+    let mut hashing = HashingReader::new(plain, algorithm);
     io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Decompress)?;
     Ok(hashing.finish().0)
 }
@@ -96,11 +87,11 @@ pub fn diff_id(
 /// uncompressed stream hashes to `diff_id` when given.
 pub fn unpack(
     blob: impl Read,
-    compression: LayerCompression,
+    compression: Compression,
     dest: &Path,
     diff_id: Option<&Digest>,
 ) -> Result<ExtractReport, LayerError> {
-    let plain = decompress(blob, compression)?;
+    let plain = compression.reader(blob).map_err(LayerError::Decompress)?;
     let algorithm = diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
     let hashing = HashingReader::new(plain, algorithm);
     let extractor = Extractor::new(dest).map_err(|source| LayerError::Io {
@@ -120,15 +111,18 @@ pub fn unpack(
     Ok(report)
 }
 
-/// An upper directory as a gzip layer written to `out`; returns the diff ID (digest of the
-/// uncompressed tar) and what the diff holds.
-pub fn diff_gzip<W: Write>(upper: &Path, out: W) -> io::Result<(Digest, DiffReport, W)> {
-    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-    let hashing = HashingWriter::new(gz, Algorithm::Sha256);
-    let (report, hashing) = write_diff(upper, hashing)?;
-    let (gz, diff_id, _) = hashing.finish();
-    let out = gz.finish()?;
-    Ok((diff_id, report, out))
+/// An upper directory as a layer written to `out` (mtimes clamped to `epoch` when given);
+/// returns the diff ID (digest of the uncompressed tar) and what the diff holds.
+pub fn write_layer_diff<W: Write>(
+    upper: &Path,
+    out: W,
+    compression: Compression,
+    epoch: Option<u64>,
+) -> io::Result<(Digest, DiffReport, W)> {
+    let hashing = HashingWriter::new(compression.writer(out)?, Algorithm::Sha256);
+    let (report, hashing) = write_diff(upper, hashing, epoch)?;
+    let (encoder, diff_id, _) = hashing.finish();
+    Ok((diff_id, report, encoder.finish()?))
 }
 
 #[cfg(test)]

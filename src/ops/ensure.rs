@@ -186,8 +186,11 @@ impl Ops<'_> {
         self.progress().notice(&format!(
             "Unable to find image '{image}' ({what}) locally: pulling"
         ));
-        self.try_locations(&desc.digest, &from, |_, repo| {
-            content::copy(repo, txn, image, desc, &Platforms::All, &[], &self.env())?;
+        // Read as a pull reads (mirrors first), by digest.
+        self.try_locations(&desc.digest, &from, |location| {
+            let by_digest = Reference::parse(&format!("{location}@{}", desc.digest))?;
+            let source = self.pull_source(&by_digest)?;
+            content::copy(&source, txn, image, desc, &Platforms::All, &[], &self.env())?;
             Ok(())
         })?;
         Ok(())

@@ -24,11 +24,11 @@ use std::sync::{Arc, Mutex};
 pub use ensure::Local;
 pub use transfer::{Copied, Pulled, Pushed};
 
-use crate::content::{self, BlobLocation, ContentError, CopyEnv, CopyOptions};
+use crate::content::{self, BlobLocation, ContentError, CopyEnv, CopyOptions, NoLocations, Source};
 use crate::oci::{self, Descriptor, Digest, ImageConfig, OciError, Parsed};
 use crate::progress::Progress;
 use crate::reference::{Reference, ReferenceError};
-use crate::registry::{Client, RegistryError, Repository};
+use crate::registry::{Client, PullSource, RegistryError, Repository};
 use crate::store::{Store, StoreError, Transaction};
 
 /// Image configs are small; a larger one is not what it claims to be.
@@ -124,6 +124,11 @@ impl<'a> Ops<'a> {
         self
     }
 
+    /// Whether this context can fetch from registries (it has a client).
+    pub fn can_pull(&self) -> bool {
+        self.client.is_some()
+    }
+
     pub fn store(&self) -> &'a Store {
         self.store
     }
@@ -173,6 +178,14 @@ impl<'a> Ops<'a> {
         Ok((desc, bytes))
     }
 
+    /// What a pull of `reference` reads from: its mirrors first, then its registry.
+    pub fn pull_source(&self, reference: &Reference) -> Result<PullSource> {
+        let Some(client) = self.client else {
+            return Err(OpsError::NotLocal(reference.familiar()));
+        };
+        Ok(client.pull_source(reference)?)
+    }
+
     /// Try `read` on each location in turn; the first success wins. With one location its
     /// error is returned as it is; with several, the last one's, naming them all. `Ok(None)`
     /// when there is no location to try.
@@ -180,11 +193,11 @@ impl<'a> Ops<'a> {
         &self,
         digest: &Digest,
         from: &[BlobLocation],
-        read: impl Fn(&BlobLocation, &Repository) -> Result<T>,
+        read: impl Fn(&BlobLocation) -> Result<T>,
     ) -> Result<Option<T>> {
         let mut last = None;
         for location in from {
-            match self.repository(location).and_then(|r| read(location, &r)) {
+            match read(location) {
                 Ok(v) => return Ok(Some(v)),
                 Err(e) => last = Some(e),
             }
@@ -217,8 +230,11 @@ impl<'a> Ops<'a> {
         if txn.has_blob(&desc.digest) {
             return Ok(Some(txn.read_blob(&desc.digest)?));
         }
-        let bytes = self.try_locations(&desc.digest, from, |_, repo| {
-            Ok(content::fetch_verified(repo, desc)?)
+        let bytes = self.try_locations(&desc.digest, from, |location| {
+            Ok(content::fetch_verified(
+                self.repository(location)?.as_ref(),
+                desc,
+            )?)
         })?;
         if let Some(b) = &bytes
             && keep
@@ -239,14 +255,8 @@ impl<'a> Ops<'a> {
         if txn.has_blob(&desc.digest) {
             return Ok(Some(txn.read_config(&desc.digest)?));
         }
-        let bytes = self.try_locations(&desc.digest, from, |_, repo| {
-            let mut bytes = Vec::new();
-            repo.blob_reader(desc)?
-                .take(MAX_CONFIG + 1)
-                .read_to_end(&mut bytes)
-                .map_err(ContentError::from)?;
-            content::verify(&format!("config {}", desc.digest), desc, &bytes)?;
-            Ok(bytes)
+        let bytes = self.try_locations(&desc.digest, from, |location| {
+            config_bytes(self.repository(location)?.as_ref(), desc)
         })?;
         let Some(bytes) = bytes else {
             return Ok(None);
@@ -256,6 +266,18 @@ impl<'a> Ops<'a> {
         }
         Ok(Some(oci::parse_config(bytes)?))
     }
+}
+
+/// The verified bytes of the image config `desc`, read from `source`.
+pub fn config_bytes(source: &dyn Source, desc: &Descriptor) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    source
+        .open_blob(desc, &NoLocations)?
+        .take(MAX_CONFIG + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ContentError::from)?;
+    content::verify(&format!("config {}", desc.digest), desc, &bytes)?;
+    Ok(bytes)
 }
 
 /// Where a reference lives, as a blob location.

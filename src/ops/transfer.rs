@@ -2,7 +2,7 @@
 //! (registry → registry). Each is one `content::copy` from a source to a sink that commits the
 //! tags; a subset of a multi-platform image's platforms is sent as a new index of that subset.
 
-use super::{Ops, OpsError, Result, location_of};
+use super::{Ops, OpsError, Result, config_bytes};
 use crate::content::{self, CopyEnv, CopyReport, Platforms, Source, WithDocument, WithHome};
 use crate::oci::{self, Descriptor, Document};
 use crate::reference::Reference;
@@ -37,24 +37,30 @@ impl Ops<'_> {
         reference: &Reference,
         platforms: &Platforms,
     ) -> Result<Pulled> {
-        let repo = self.repository_of(reference)?;
-        let root = Source::resolve(repo.as_ref(), reference)?;
-        if root.is_manifest() {
-            let manifest = oci::parse_manifest(content::fetch_verified(repo.as_ref(), &root)?)?;
-            let here = [location_of(reference)];
-            if let Some(config) = self.config(txn, &manifest.value.config, &here, false)? {
-                let actual = config.value.platform();
-                if let Some(wanted) = platforms.unmet(&actual) {
-                    return Err(OpsError::WrongPlatform {
-                        image: reference.familiar(),
-                        actual: actual.to_string(),
-                        wanted: wanted.platform().to_string(),
-                    });
-                }
+        // Mirrors first, the registry itself last.
+        let source = self.pull_source(reference)?;
+        let root = Source::resolve(&source, reference)?;
+        if root.is_manifest() && matches!(platforms, Platforms::Each(_)) {
+            let manifest = oci::parse_manifest(content::fetch_verified(&source, &root)?)?;
+            let config = &manifest.value.config;
+            let config = if txn.has_blob(&config.digest) {
+                txn.read_config(&config.digest)?
+            } else {
+                // From the endpoint serving the pull, not through the source: a blob the
+                // source opened twice is read from the next endpoint.
+                oci::parse_config(config_bytes(source.serving(), config)?)?
+            };
+            let actual = config.value.platform();
+            if let Some(wanted) = platforms.unmet(&actual) {
+                return Err(OpsError::WrongPlatform {
+                    image: reference.familiar(),
+                    actual: actual.to_string(),
+                    wanted: wanted.platform().to_string(),
+                });
             }
         }
         let report = content::copy(
-            repo.as_ref(),
+            &source,
             txn,
             &reference.familiar(),
             &root,
@@ -117,32 +123,31 @@ impl Ops<'_> {
         destination: &Reference,
         platforms: &Platforms,
     ) -> Result<Copied> {
-        let src = self.repository_of(source)?;
+        // The source is read as a pull is (its mirrors first); the destination never is.
+        let src = self.pull_source(source)?;
         let dest = self.repository_of(destination)?;
-        let root = Source::resolve(src.as_ref(), source)?;
-        let subset = subset(src.as_ref(), &source.familiar(), &root, platforms, |_| true)?;
-        let (root, from): (Descriptor, Box<dyn Source + '_>) = match subset {
-            Some((desc, bytes)) => (
-                desc.clone(),
-                Box::new(WithDocument {
-                    inner: src.as_ref(),
-                    root: desc,
-                    bytes,
-                }),
-            ),
-            None => (root, Box::new(src.clone_handle())),
+        let root = Source::resolve(&src, source)?;
+        let subset = subset(&src, &source.familiar(), &root, platforms, |_| true)?;
+        let subset = subset.map(|(desc, bytes)| WithDocument {
+            inner: &src,
+            root: desc,
+            bytes,
+        });
+        let (root, from): (Descriptor, &dyn Source) = match &subset {
+            Some(s) => (s.root.clone(), s),
+            None => (root, &src),
         };
         check_destination(&source.familiar(), &root, destination)?;
         let locations = WithHome {
             inner: self.store(),
-            home: src.here(),
+            home: src.origin().here(),
         };
         let env = CopyEnv {
             locations: &locations,
             ..self.env()
         };
         let report = content::copy(
-            from.as_ref(),
+            from,
             dest.as_ref(),
             &source.familiar(),
             &root,

@@ -59,7 +59,7 @@ pub fn commit(
     let cdir = containers.dir_of(&record.id);
     let txn = store.begin()?;
     let writer = txn.blob_writer()?;
-    let written = layer::diff_gzip(&cdir.upper(), writer);
+    let written = layer::write_layer_diff(&cdir.upper(), writer, layer::Compression::Gzip, None);
     if paused && let Some(rt) = oci {
         let _ = rt.resume(&record.id);
     }

@@ -7,8 +7,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::harness::{Registry, TestRoot, skip_unless};
+use crate::harness::{TestRoot, skip_unless};
 use crate::local::import;
+use crate::registry_harness::{Auth, TestRegistry};
 
 /// The host's architecture as Debian names it (the busybox fixtures), and its platform.
 #[cfg(target_arch = "x86_64")]
@@ -49,13 +50,13 @@ fn layers_in(root: &TestRoot) -> usize {
 /// images, and the name of a fresh root's list of them made with `manifest create` (which keeps
 /// the children's manifests and configs, never their layers).
 struct Published {
-    registry: Registry,
+    registry: TestRegistry,
     list: String,
     digest: String,
 }
 
 fn publish() -> Published {
-    let registry = Registry::start();
+    let registry = TestRegistry::start(Auth::Anonymous);
     let host = registry.host();
     let publisher = TestRoot::new();
     for (debarch, platform) in [HOST, OTHER] {
