@@ -1,7 +1,7 @@
 //! manifold: a daemonless, multi-architecture OCI image toolkit.
 //!
 //! Dependencies point one way: `cli` → feature modules (`bake`, `builder`, `runtime`,
-//! `manifest`, `archive`, `verify`) → `content`/`registry`/`store`/`layer`/`binfmt` →
+//! `manifest`, `archive`, `verify`) → `ops` → `content`/`registry`/`store`/`layer`/`binfmt` →
 //! `dockerfile`, `oci`/`reference`/`platform`. README.md's module map says what each owns.
 
 // `println!` panics when stdout's reader has gone (Rust ignores SIGPIPE): data goes through
@@ -19,10 +19,12 @@ pub mod elf;
 /// Entry points of the fuzz targets in `fuzz/` (and of their corpus replay in `cargo test`).
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hint;
 pub mod layer;
 pub mod lexical;
 pub mod manifest;
 pub mod oci;
+pub mod ops;
 pub mod passwd;
 pub mod platform;
 pub mod progress;
@@ -35,6 +37,14 @@ pub mod verify;
 
 #[cfg(test)]
 pub(crate) mod testutil {
+    /// An error with its causes, `error: cause: cause`, as the CLI shows them on one line each.
+    pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+        std::iter::successors(Some(e), |e| e.source())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+
     /// Whether the test may do what only root can (mounts, chown, device nodes). When not root
     /// it says so and returns false, unless MANIFOLD_TEST_REQUIRE_ALL is set (CI), where a skip
     /// would hide a failure: then it panics.

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::binfmt::Handler;
 use crate::elf;
+use crate::hint::Hint;
 use crate::layer::merged::{self, Merged};
 use crate::layer::{self, Compression};
 use crate::oci::{ImageConfig, Manifest};
@@ -35,6 +36,15 @@ pub enum VerifyError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Hint for VerifyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            VerifyError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// An ELF identity: (class, byte order, machine).
@@ -347,7 +357,11 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn image(store: &Store, layers: &[Vec<u8>], cmd: &[&str]) -> (Manifest, ImageConfig) {
+    fn image(
+        store: &crate::store::Transaction,
+        layers: &[Vec<u8>],
+        cmd: &[&str],
+    ) -> (Manifest, ImageConfig) {
         let descs = layers
             .iter()
             .map(|l| {
@@ -381,7 +395,7 @@ mod tests {
     #[test]
     fn finds_binaries_of_the_wrong_machine() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let arm64 = synthetic(elf::CLASS_64, elf::DATA_LSB, 183, None);
         let x86 = synthetic(elf::CLASS_64, elf::DATA_LSB, 62, None);
         let armhf = synthetic(elf::CLASS_32, elf::DATA_LSB, 40, None);
@@ -434,7 +448,7 @@ mod tests {
     #[test]
     fn resolves_entrypoints_through_links_opaque_dirs_and_scripts() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let arm64 = synthetic(elf::CLASS_64, elf::DATA_LSB, 183, None);
         let x86 = synthetic(elf::CLASS_64, elf::DATA_LSB, 62, None);
         let base = tar_of(&[

@@ -28,7 +28,7 @@ pub use session::{Builder, Request};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::content::ContentError;
+use crate::hint::Hint;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -109,6 +109,32 @@ pub enum StepError {
     Temp(#[source] std::io::Error),
 }
 
+impl Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Epoch(_) => {
+                Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into())
+            }
+            BuildError::Store(e) => e.hint(),
+            BuildError::Shared(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+impl Hint for StepError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            StepError::Copy(e) => e.hint(),
+            StepError::Run(e) => e.hint(),
+            StepError::Tree(e) => e.hint(),
+            StepError::Layer(e) => e.hint(),
+            StepError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
 /// Why a base image (or a `COPY --from` image) cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -154,6 +180,6 @@ pub enum ImageError {
         reference: String,
         platform: String,
         #[source]
-        source: ContentError,
+        source: crate::ops::OpsError,
     },
 }

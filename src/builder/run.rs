@@ -10,14 +10,16 @@ use super::layer::LayerInfo;
 use crate::binfmt::BinfmtError;
 use crate::dockerfile::instructions::MountKind;
 use crate::dockerfile::plan::RunOp;
+use crate::hint::Hint;
 use crate::layer::Compression;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
 use crate::runtime::RuntimeError;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Transaction};
 
 pub struct RunRequest<'a> {
-    pub store: &'a Store,
+    /// The build's transaction: RUN writes its stage's image and its layer.
+    pub store: &'a Transaction,
     /// The platform the stage is built for.
     pub platform: &'a Platform,
     /// The stage's layers before the step, and their diff IDs.
@@ -63,6 +65,20 @@ pub enum RunError {
     },
     #[error("process \"{argv}\" did not complete successfully: exit code: {code}")]
     Exit { argv: String, code: i32 },
+}
+
+impl Hint for RunError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RunError::NotRoot => Some("run the build with sudo".into()),
+            RunError::Mount(_) => Some(
+                "use `--mount=type=cache` or `--mount=type=tmpfs`, or copy what the step needs with COPY"
+                    .into(),
+            ),
+            RunError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl RunError {

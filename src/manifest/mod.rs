@@ -1,7 +1,6 @@
 //! Manifest lists assembled from existing images — create, annotate, inspect, push, remove.
 //!
 //! ```text
-//! fetch     documents and configs from the store or from the registries children live in
 //! platform  a child's platform from its config, checked against what an index lists
 //! list      create (flattening indexes, attestations kept with their subjects) and annotate
 //! push      list → registry: local children pushed, remote ones mounted or copied, then the list
@@ -13,20 +12,20 @@
 //! a child that came from a registry. Where such a child lives is remembered with the store's
 //! blob locations, so that `push` can mount or copy it from there.
 
-mod fetch;
 mod inspect;
 mod list;
 mod platform;
 mod push;
 
-pub use fetch::Fetcher;
 pub use inspect::{Inspected, inspect};
 pub use list::{Annotation, CreateOptions, Created, ListFormat, annotate, create, remove};
 pub use platform::{PlatformKey, reconcile};
-pub use push::{PushOptions, Pushed, push};
+pub use push::{Pushed, push};
 
 use crate::content::ContentError;
+use crate::hint::Hint;
 use crate::oci::{Digest, OciError};
+use crate::ops::OpsError;
 use crate::platform::PlatformError;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
@@ -96,13 +95,8 @@ pub enum ManifestError {
         digest: Digest,
         what: String,
     },
-    #[error("cannot read `{digest}` from any of {tried}")]
-    Unreachable {
-        digest: Digest,
-        tried: String,
-        #[source]
-        cause: Box<ManifestError>,
-    },
+    #[error(transparent)]
+    Ops(#[from] OpsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -115,6 +109,52 @@ pub enum ManifestError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+}
+
+impl Hint for ManifestError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            ManifestError::ListExists(list) => format!(
+                "add to it with `manifold manifest create --amend {list} ...`, or remove it with `manifold manifest rm {list}`"
+            ),
+            ManifestError::NotAList(_) => {
+                "`manifold push`, `manifold inspect` and `manifold rmi` act on single images".into()
+            }
+            ManifestError::DigestName(_) => "name the list with a tag: `registry/name:tag`".into(),
+            ManifestError::DuplicatePlatform { .. } => {
+                "list one image per platform; `--amend` replaces a platform the list already has".into()
+            }
+            ManifestError::Contradiction { .. } => {
+                "the config is what runs: fix the image, or list it under the platform its config declares".into()
+            }
+            ManifestError::NoPlatform(_) => {
+                "add it with a platform: `manifold manifest annotate --os OS --arch ARCH LIST IMAGE` after listing it from an index that names one".into()
+            }
+            ManifestError::DockerFormatOci { .. } => {
+                "create an OCI index (drop `--format docker`), or push the image as Docker schema2 first (`skopeo copy --format v2s2`)".into()
+            }
+            ManifestError::DockerFormatAttestation(_) => {
+                "create an OCI index (drop `--format docker`)".into()
+            }
+            ManifestError::NoSuchEntry { list, .. } => {
+                format!("`manifold manifest inspect --verbose {list}` shows its entries")
+            }
+            ManifestError::NoDestination(_) | ManifestError::DestinationDigest { .. } => {
+                "give a destination by tag: `manifold manifest push LIST REGISTRY/NAME:TAG`".into()
+            }
+            ManifestError::ChildUnavailable { .. } => {
+                "create the list again from the image's registry reference (`REGISTRY/NAME@DIGEST`)".into()
+            }
+            ManifestError::Store(e) => return e.hint(),
+            ManifestError::Content(e) => return e.hint(),
+            ManifestError::Registry(e) => return e.hint(),
+            ManifestError::Oci(e) => return e.hint(),
+            ManifestError::Reference(e) => return e.hint(),
+            ManifestError::Platform(e) => return e.hint(),
+            ManifestError::Ops(e) => return e.hint(),
+            _ => return None,
+        })
+    }
 }
 
 pub type Result<T, E = ManifestError> = std::result::Result<T, E>;

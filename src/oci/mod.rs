@@ -31,7 +31,7 @@ pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    #[error("`{what}` is not valid JSON: {source}")]
+    #[error("`{what}` is not valid JSON")]
     Json {
         what: String,
         #[source]
@@ -51,6 +51,18 @@ pub enum OciError {
     TooDeep { limit: usize, digest: Digest },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl crate::hint::Hint for OciError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            OciError::Schema1(_) => Some(
+                "re-push the image with a current docker, podman or skopeo (they convert it to schema2)"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// How deep indexes may nest below the document a walk starts from. Real images nest one or
@@ -123,6 +135,14 @@ impl Descriptor {
     pub fn is_attestation(&self) -> bool {
         self.annotation(ANNOTATION_DOCKER_REFERENCE_TYPE).is_some()
             || self.platform.as_ref().is_some_and(Platform::is_unknown)
+    }
+
+    /// The image an attestation manifest describes (BuildKit's `vnd.docker.reference.digest`).
+    pub fn attestation_subject(&self) -> Option<Digest> {
+        if !self.is_attestation() {
+            return None;
+        }
+        Digest::parse(self.annotation(ANNOTATION_DOCKER_REFERENCE_DIGEST)?).ok()
     }
 
     pub fn is_index(&self) -> bool {
