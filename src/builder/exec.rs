@@ -246,10 +246,20 @@ fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
         }
         for step in &s.steps {
             k.add_str(&step.created_by);
-            if let Op::Copy(c) = &step.op
-                && let CopyFrom::Stage(j) = c.from
-            {
-                k.add_str(&ids[&j].to_string());
+            match &step.op {
+                Op::Copy(c) => {
+                    if let CopyFrom::Stage(j) = c.from {
+                        k.add_str(&ids[&j].to_string());
+                    }
+                }
+                Op::Run(r) => {
+                    for m in &r.mounts {
+                        if let Some(CopyFrom::Stage(j)) = m.from {
+                            k.add_str(&ids[&j].to_string());
+                        }
+                    }
+                }
+                _ => {}
             }
             k.add_json(&step.op);
         }
