@@ -15,7 +15,8 @@ use super::copy::{self, CopyEnv};
 use super::fetch::{self, FetchError, Fetched};
 use super::layer::{self, Entry, Kind, LayerInfo};
 use super::report::{BuildEvent, BuildReporter, StepInfo};
-use super::run::{RunError, RunRequest, Runner};
+use super::run::{BindSource, RunError, RunRequest, Runner, View};
+use super::secrets::{Secrets, SshAgents};
 use super::tree::{self, Tree};
 use super::{BuildError, ImageError, StepError};
 use crate::content::{self, Platforms};
@@ -44,6 +45,10 @@ pub struct Options<'a> {
     pub client: Option<&'a Client>,
     pub runner: &'a dyn Runner,
     pub reporter: &'a dyn BuildReporter,
+    /// `--secret`: read by `RUN --mount=type=secret`, never part of a key, record or layer.
+    pub secrets: &'a Secrets,
+    /// `--ssh`: the agents `RUN --mount=type=ssh` forwards to.
+    pub ssh: &'a SshAgents,
 }
 
 /// One platform's image.
@@ -761,6 +766,12 @@ impl<'a> Executor<'a> {
             .add_json(&self.o.compression)
             .add_str(&self.o.epoch.map(|e| e.to_string()).unwrap_or_default())
             .add_json(&step.op);
+        if let Op::Run(r) = &step.op {
+            for m in &r.mounts {
+                self.mount_key(plan, stage, m, &mut k)
+                    .map_err(|e| e.into_build(|e| fail(e)))?;
+            }
+        }
         if let Op::Copy(c) = &step.op {
             for src in &c.sources {
                 if let CopySrc::Url(u) = src {
@@ -788,6 +799,133 @@ impl<'a> Executor<'a> {
             }
         }
         Ok(k.finish())
+    }
+
+    /// A mount's part of its step's key: whether a secret or agent was given (never its
+    /// value: BuildKit does not run a step again when only a secret's content changed), and
+    /// the content of what a bind mount shows.
+    fn mount_key(
+        &self,
+        plan: &Plan,
+        stage: &StagePlan,
+        m: &plan::MountOp,
+        k: &mut KeyBuilder,
+    ) -> Result<(), StepFail> {
+        match m.kind {
+            MountKind::Secret => {
+                let given = self.o.secrets.get(&m.id).is_some();
+                k.add_str("secret").add_str(&m.id).add(&[u8::from(given)]);
+            }
+            MountKind::Ssh => {
+                let given = self.o.ssh.contains(&m.id);
+                k.add_str("ssh").add_str(&m.id).add(&[u8::from(given)]);
+            }
+            MountKind::Bind => {
+                k.add_str("bind");
+                match &m.from {
+                    None | Some(CopyFrom::Context) => {
+                        let op = bind_copy_op(m);
+                        let key = copy::context_key(&op, self.o.context)
+                            .map_err(|e| StepFail::Step(e.into()))?;
+                        k.add_str(&key.to_string());
+                    }
+                    Some(CopyFrom::Stage(j)) => {
+                        let out = self
+                            .stage(self.plan_index(plan), *j)
+                            .map_err(StepFail::Stage)?;
+                        k.add_str(&out.chain.to_string());
+                    }
+                    Some(CopyFrom::Image(r)) => {
+                        let img = self
+                            .image(r, &stage.platform)
+                            .map_err(|e| StepFail::Step(e.into()))?;
+                        k.add_str(&img.manifest.digest.to_string());
+                    }
+                }
+            }
+            MountKind::Cache | MountKind::Tmpfs => {}
+        }
+        Ok(())
+    }
+
+    /// What each bind mount of a RUN step shows (None for the other kinds).
+    fn bind_sources(
+        &self,
+        plan: &Plan,
+        stage: &StagePlan,
+        r: &plan::RunOp,
+    ) -> Result<Vec<Option<BindSource>>, StepFail> {
+        let mut out = Vec::new();
+        for m in &r.mounts {
+            if m.kind != MountKind::Bind {
+                out.push(None);
+                continue;
+            }
+            let source = m.source.as_deref().unwrap_or("");
+            let (view, tree, from) = match &m.from {
+                None | Some(CopyFrom::Context) => {
+                    let ctx = self.o.context;
+                    let step = |e: super::context::ContextError| {
+                        StepFail::Step(copy::CopyError::from(e).into())
+                    };
+                    let found = ctx.sources(source).map_err(step)?;
+                    let item = found.into_iter().next().expect("a path without wildcards");
+                    let hidden = if item.meta.is_dir() {
+                        ctx.hidden(&item.rel).map_err(step)?
+                    } else {
+                        Vec::new()
+                    };
+                    out.push(Some(BindSource {
+                        view: View::Dir {
+                            root: ctx.root().to_path_buf(),
+                            hidden,
+                        },
+                        path: item.rel,
+                    }));
+                    continue;
+                }
+                Some(CopyFrom::Stage(j)) => {
+                    let o = self
+                        .stage(self.plan_index(plan), *j)
+                        .map_err(StepFail::Stage)?;
+                    let t = self.stage_tree(&o).map_err(StepFail::Step)?;
+                    let view = View::Layers {
+                        layers: o.layers.clone(),
+                        diff_ids: o.diff_ids.clone(),
+                    };
+                    (view, t, plan.stage(*j).label())
+                }
+                Some(CopyFrom::Image(r)) => {
+                    let img = self
+                        .image(r, &stage.platform)
+                        .map_err(|e| StepFail::Step(e.into()))?;
+                    let t = Tree::load_with(
+                        self.o.store,
+                        &self.cache,
+                        &img.value.layers,
+                        &img.config.rootfs.diff_ids,
+                    )
+                    .map_err(|e| StepFail::Step(e.into()))?;
+                    let view = View::Layers {
+                        layers: img.value.layers.clone(),
+                        diff_ids: img.config.rootfs.diff_ids.clone(),
+                    };
+                    (view, Arc::new(t), r.clone())
+                }
+            };
+            let path = tree.resolve(source, true);
+            if !path.is_empty() && !tree.exists(&path) {
+                return Err(StepFail::Step(
+                    RunError::BindSource {
+                        path: source.to_string(),
+                        from,
+                    }
+                    .into(),
+                ));
+            }
+            out.push(Some(BindSource { view, path }));
+        }
+        Ok(out)
     }
 
     fn plan_index(&self, plan: &Plan) -> usize {
@@ -934,7 +1072,15 @@ impl<'a> Executor<'a> {
                 .map(Some)
                 .map_err(|e| self.step_error(stage, step, e));
         }
-        self.execute_step(stage, step, info, layers, diff_ids, tree)
+        if let Op::Run(r) = &step.op {
+            let binds = self
+                .bind_sources(plan, stage, r)
+                .map_err(|e| e.into_build(|e| self.step_error(stage, step, e)))?;
+            return self
+                .run_step(stage, r, info, (layers, diff_ids), &binds)
+                .map_err(|e| self.step_error(stage, step, e));
+        }
+        self.execute_step(stage, step, layers, diff_ids, tree)
             .map_err(|e| self.step_error(stage, step, e))
     }
 
@@ -949,7 +1095,6 @@ impl<'a> Executor<'a> {
         &self,
         stage: &StagePlan,
         step: &Step,
-        info: &StepInfo<'_>,
         layers: &[Descriptor],
         diff_ids: &[Digest],
         tree: &mut StageTree,
@@ -1008,34 +1153,55 @@ impl<'a> Executor<'a> {
                 };
                 self.copy(c, source, layers, diff_ids, tree).map(Some)
             }
-            Op::Run(r) => {
-                if let Some(m) = r
-                    .mounts
-                    .iter()
-                    .find(|m| !matches!(m.kind, MountKind::Cache | MountKind::Tmpfs))
-                {
-                    return Err(RunError::Mount(m.kind).into());
+            Op::Run(_) => unreachable!("RUN steps are executed apart"),
+        }
+    }
+
+    /// RUN: the secrets and agents it requires checked, then the runner.
+    fn run_step(
+        &self,
+        stage: &StagePlan,
+        r: &plan::RunOp,
+        info: &StepInfo<'_>,
+        (layers, diff_ids): (&[Descriptor], &[Digest]),
+        binds: &[Option<BindSource>],
+    ) -> Result<Option<LayerInfo>, StepError> {
+        for m in r.mounts.iter().filter(|m| m.required) {
+            match m.kind {
+                MountKind::Secret if self.o.secrets.get(&m.id).is_none() => {
+                    return Err(RunError::SecretRequired {
+                        id: m.id.clone(),
+                        unset: self.o.secrets.unset_variable(&m.id).map(str::to_string),
+                    }
+                    .into());
                 }
-                let tmp = self.temp_dir()?;
-                let output = |line: &str| {
-                    self.o
-                        .reporter
-                        .report(&BuildEvent::StepOutput { step: *info, line })
-                };
-                let req = RunRequest {
-                    store,
-                    platform: &stage.platform,
-                    layers,
-                    diff_ids,
-                    op: r,
-                    compression: self.o.compression,
-                    epoch: self.o.epoch,
-                    tmp: tmp.path(),
-                    output: &output,
-                };
-                Ok(self.o.runner.run(&req)?)
+                MountKind::Ssh if !self.o.ssh.contains(&m.id) => {
+                    return Err(RunError::SshRequired { id: m.id.clone() }.into());
+                }
+                _ => {}
             }
         }
+        let tmp = self.temp_dir()?;
+        let output = |line: &str| {
+            self.o
+                .reporter
+                .report(&BuildEvent::StepOutput { step: *info, line })
+        };
+        let req = RunRequest {
+            store: self.o.store,
+            platform: &stage.platform,
+            layers,
+            diff_ids,
+            op: r,
+            compression: self.o.compression,
+            epoch: self.o.epoch,
+            tmp: tmp.path(),
+            output: &output,
+            secrets: self.o.secrets,
+            ssh: self.o.ssh,
+            binds,
+        };
+        Ok(self.o.runner.run(&req)?)
     }
 
     fn copy_from_stage(
@@ -1114,6 +1280,42 @@ impl<'a> Executor<'a> {
             manifest: desc,
             config: config.digest(),
         })
+    }
+}
+
+/// Why a step could not be keyed or prepared: a stage it uses failed (reported as itself), or
+/// the step's own problem.
+enum StepFail {
+    Stage(Arc<BuildError>),
+    Step(StepError),
+}
+
+impl StepFail {
+    fn into_build(self, step: impl FnOnce(StepError) -> BuildError) -> BuildError {
+        match self {
+            StepFail::Stage(e) => BuildError::Shared(e),
+            StepFail::Step(e) => step(e),
+        }
+    }
+}
+
+/// A context bind mount as the COPY its content is keyed like (.dockerignore applies).
+fn bind_copy_op(m: &plan::MountOp) -> plan::CopyOp {
+    plan::CopyOp {
+        add: false,
+        from: CopyFrom::Context,
+        sources: vec![CopySrc::Path(
+            m.source
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| ".".into()),
+        )],
+        dest: m.target.clone(),
+        chown: None,
+        chmod: None,
+        exclude: Vec::new(),
+        checksum: None,
+        keep_git_dir: false,
     }
 }
 

@@ -15,9 +15,11 @@ pub mod copy;
 pub mod exec;
 pub mod fetch;
 pub mod layer;
+pub mod mounts;
 pub mod report;
 pub mod run;
 pub mod runner;
+pub mod secrets;
 pub mod session;
 pub mod tree;
 
@@ -66,6 +68,9 @@ pub enum BuildError {
     Context(#[from] context::ContextError),
     #[error("SOURCE_DATE_EPOCH=`{0}` is not a number of seconds")]
     Epoch(String),
+    /// A `--secret` or `--ssh` that cannot be used (a file that cannot be read, no agent).
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
     #[error("cancelled: another stage failed")]
     Cancelled,
     /// The same failure seen from another stage or platform that waited for it.

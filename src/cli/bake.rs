@@ -30,7 +30,8 @@ pub struct BakeArgs {
     #[arg(long)]
     pub push: bool,
     /// Override a target's key: TARGET.KEY=VALUE (TARGET may be a glob such as `*`; KEY is
-    /// context, dockerfile, target, platforms, tags, entitlements, args.NAME or labels.NAME)
+    /// context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME or
+    /// labels.NAME)
     #[arg(long, value_name = "TARGET.KEY=VALUE")]
     pub set: Vec<String>,
     /// Print the resolved targets as JSON instead of building
@@ -180,7 +181,7 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             "give it `tags` in the file, or `--set {t}.tags=REGISTRY/NAME:TAG`"
         ),
         BakeError::Set { .. } => {
-            "`--set TARGET.KEY=VALUE`, KEY one of context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME".into()
+            "`--set TARGET.KEY=VALUE`, KEY one of context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME, labels.NAME".into()
         }
         BakeError::NotGranted { entitlement, .. } => {
             format!("pass `--allow {entitlement}` to grant it")

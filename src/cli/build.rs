@@ -22,6 +22,7 @@ use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
 use crate::builder::run::{self, RunError};
+use crate::builder::secrets::{Secrets, SshAgents};
 use crate::builder::{self, BuildError, BuildEvent, BuildReporter, StepError};
 use crate::content::{self, Platforms, Sink};
 use crate::dockerfile::instructions;
@@ -113,10 +114,12 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     };
     match step.as_ref() {
         StepError::Run(RunError::NotRoot) => Some("run the build with sudo".into()),
-        StepError::Run(RunError::Mount(_)) => Some(
-            "use `--mount=type=cache` or `--mount=type=tmpfs`, or copy what the step needs with COPY"
-                .into(),
-        ),
+        StepError::Run(RunError::SecretRequired { id, .. }) => Some(format!(
+            "pass it: `--secret id={id},src=FILE` or `--secret id={id},env=VARIABLE` (for `manifold bake`: the target's `secrets`)"
+        )),
+        StepError::Run(RunError::SshRequired { id }) => Some(format!(
+            "pass it: `--ssh {id}` (the agent of SSH_AUTH_SOCK) or `--ssh {id}=KEY_FILE` (for `manifold bake`: the target's `ssh`)"
+        )),
         StepError::Run(RunError::Store(s)) | StepError::Store(s) => {
             super::errors::store_hint(s).map(Into::into)
         }
@@ -310,6 +313,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
     let runner = run::default_runner(&store);
+    let secrets = Secrets::load(&args.secret)?;
+    let ssh = SshAgents::load(&args.ssh)?;
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
     let client = remote::client(settings)?;
     let builder = builder::Builder {
@@ -327,6 +332,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         build_args,
         labels,
         allow: args.allow.iter().copied().collect(),
+        secrets: &secrets,
+        ssh: &ssh,
     };
     let out = builder.build(request, &log)?;
     finish(

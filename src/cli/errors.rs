@@ -95,6 +95,9 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(h) = super::build::hint(cause) {
             return Some(h);
         }
+        if let Some(e) = cause.downcast_ref::<crate::builder::secrets::SecretError>() {
+            return e.hint();
+        }
         let store = cause
             .downcast_ref::<StoreError>()
             .or_else(|| match cause.downcast_ref::<ArchiveError>() {
