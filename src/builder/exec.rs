@@ -769,7 +769,7 @@ impl<'a> Executor<'a> {
         if let Op::Run(r) = &step.op {
             for m in &r.mounts {
                 self.mount_key(plan, stage, m, &mut k)
-                    .map_err(|e| e.into_build(|e| fail(e)))?;
+                    .map_err(|e| e.into_build(fail))?;
             }
         }
         if let Op::Copy(c) = &step.op {
