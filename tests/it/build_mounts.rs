@@ -1,0 +1,367 @@
+//! `RUN --mount=type=secret|ssh|bind` and the emulation report (issue 11, items 2 and 3):
+//! secrets from files and variables that no file of the store, no object of the registry and
+//! no line of the log ever holds; bind mounts from the context and from a stage, keyed by their
+//! content and never part of the layer; an SSH agent answering inside the step; all of them
+//! once on arm64 under QEMU; the steps that ran emulated, marked and summed up.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use base64::Engine as _;
+use serde_json::Value;
+
+use crate::harness::{TestRoot, manifold_snapshot, require};
+use crate::local::multiarch;
+use crate::registry_harness::{Auth, TestRegistry};
+
+/// A root with `test/busybox:latest` for linux/amd64 and linux/arm64.
+fn root_with_busybox() -> TestRoot {
+    let root = TestRoot::new();
+    multiarch(
+        &root,
+        "test/busybox:latest",
+        &[("amd64", "linux/amd64"), ("arm64", "linux/arm64")],
+        &[],
+    );
+    root
+}
+
+fn context(root: &TestRoot, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = root.scratch(name);
+    for (p, content) in files {
+        let path = dir.join(p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+    dir
+}
+
+struct Built {
+    ok: bool,
+    stdout: String,
+    stderr: String,
+}
+
+fn build_with(root: &TestRoot, args: &[&str], ctx: &Path, env: &[(&str, &str)]) -> Built {
+    let mut cmd = root.manifold();
+    cmd.arg("build")
+        .args(args)
+        .arg(ctx)
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("SSH_AUTH_SOCK");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    Built {
+        ok: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn build_ok(root: &TestRoot, args: &[&str], ctx: &Path, env: &[(&str, &str)]) -> Built {
+    let b = build_with(root, args, ctx, env);
+    assert!(b.ok, "build failed:\n{}", b.stderr);
+    b
+}
+
+/// The files of the last layer of `reference` for `arch`, as (path, content) pairs.
+fn last_layer(root: &TestRoot, reference: &str, arch: &str) -> Vec<(String, String)> {
+    layers(root, reference, arch).pop().unwrap()
+}
+
+fn layers(root: &TestRoot, reference: &str, arch: &str) -> Vec<Vec<(String, String)>> {
+    let out = Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}/images:{reference}", root.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let blobs = root.path().join("images/blobs/sha256");
+    let manifest: Value = if raw.get("manifests").is_some() {
+        let d = raw["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        serde_json::from_slice(&fs::read(blobs.join(&d[7..])).unwrap()).unwrap()
+    } else {
+        raw
+    };
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let d = l["digest"].as_str().unwrap();
+            let f = fs::File::open(blobs.join(&d[7..])).unwrap();
+            let (r, _) = manifold::archive::decompressed(f).unwrap();
+            tar::Archive::new(r)
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let mut e = e.unwrap();
+                    let path = e.path().unwrap().to_string_lossy().into_owned();
+                    let mut content = String::new();
+                    let _ = e.read_to_string(&mut content);
+                    (path, content)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn file_in<'a>(layer: &'a [(String, String)], path: &str) -> Option<&'a str> {
+    layer
+        .iter()
+        .find(|(p, _)| p == path)
+        .map(|(_, c)| c.as_str())
+}
+
+/// The ways a secret could be written down: as it is, and in base64 (standard and URL-safe,
+/// at each of the three alignments a longer base64 text can put it in).
+fn needles(secret: &str) -> Vec<Vec<u8>> {
+    let mut out = vec![secret.as_bytes().to_vec()];
+    for pad in ["", "x", "xy"] {
+        let text = format!("{pad}{secret}");
+        for engine in [
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ] {
+            let enc = engine.encode(text.as_bytes());
+            // The characters that depend only on the secret's own bytes.
+            let skip = (pad.len() * 4).div_ceil(3) + 1;
+            out.push(enc.as_bytes()[skip..enc.len() - 2].to_vec());
+        }
+    }
+    out
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every file under `dir` (as stored, and decompressed when it is gzip or zstd) that holds
+/// one of `needles`.
+fn files_holding(dir: &Path, needles: &[Vec<u8>]) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut work = vec![dir.to_path_buf()];
+    let mut files = 0;
+    while let Some(d) = work.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            let Ok(m) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            if m.is_dir() {
+                work.push(p);
+                continue;
+            }
+            if !m.is_file() {
+                continue;
+            }
+            files += 1;
+            let Ok(bytes) = fs::read(&p) else { continue };
+            let mut texts = vec![bytes.clone()];
+            if let Ok((mut r, _)) = manifold::archive::decompressed(fs::File::open(&p).unwrap()) {
+                let mut plain = Vec::new();
+                if r.read_to_end(&mut plain).is_ok() && plain != bytes {
+                    texts.push(plain);
+                }
+            }
+            if texts.iter().any(|t| needles.iter().any(|n| contains(t, n))) {
+                found.push(p.display().to_string());
+            }
+        }
+    }
+    assert!(files > 0, "nothing to search under {}", dir.display());
+    found
+}
+
+const SECRET_DOCKERFILE: &str = "FROM test/busybox:latest
+RUN --mount=type=secret,id=tok --mount=type=secret,id=envtok,env=TOKEN,target=/run/t2,mode=0440,uid=7 \\
+    sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha && \\
+    printf %s \"$TOKEN\" | sha256sum | cut -d' ' -f1 > /env.sha && \\
+    stat -c '%a %u' /run/secrets/tok /run/t2 > /modes && \\
+    grep ' /run/secrets/tok ' /proc/mounts | cut -d' ' -f3 > /fstype && \\
+    echo step saw a secret of $(wc -c < /run/secrets/tok) bytes
+RUN --mount=type=secret,id=optional test ! -e /run/secrets/optional && echo optional absent > /optional
+";
+
+fn sha256_hex(s: &str) -> String {
+    manifold::oci::Digest::sha256_of(s.as_bytes())
+        .hex()
+        .to_string()
+}
+
+#[test]
+fn secrets_from_a_file_and_a_variable_never_stored_anywhere() {
+    if !(require("root") && require("runc") && require("skopeo") && require("docker-registry")) {
+        return;
+    }
+    let root = root_with_busybox();
+    let registry = TestRegistry::start(Auth::Anonymous);
+    let file_secret = format!("file-s3cret-{}-{}", std::process::id(), line!());
+    let env_secret = format!("env-s3cret-{}-{}", std::process::id(), line!());
+    let ctx = context(&root, "secrets", &[("Dockerfile", SECRET_DOCKERFILE)]);
+    let secret_file = root.scratch("outside").join("tok");
+    fs::write(&secret_file, &file_secret).unwrap();
+    let name = format!("{}/test/secrets:1", registry.host());
+    let secret_arg = format!("id=tok,src={}", secret_file.display());
+    let args = [
+        "--platform",
+        "linux/amd64",
+        "--secret",
+        &secret_arg,
+        "--secret",
+        "id=envtok,env=MF_TEST_TOKEN",
+        "-t",
+        &name,
+        "--push",
+    ];
+    let b = build_ok(&root, &args, &ctx, &[("MF_TEST_TOKEN", &env_secret)]);
+    assert!(
+        b.stderr
+            .contains(&format!("step saw a secret of {} bytes", file_secret.len())),
+        "{}",
+        b.stderr
+    );
+
+    let layer = last_layer(&root, &name, "amd64");
+    let first = &layers(&root, &name, "amd64");
+    let run1 = &first[first.len() - 2];
+    assert_eq!(
+        file_in(run1, "tok.sha").map(str::trim),
+        Some(sha256_hex(&file_secret).as_str())
+    );
+    assert_eq!(
+        file_in(run1, "env.sha").map(str::trim),
+        Some(sha256_hex(&env_secret).as_str())
+    );
+    assert_eq!(
+        file_in(run1, "modes"),
+        Some("400 0\n440 7\n"),
+        "BuildKit's default mode and owner, and the mount's own"
+    );
+    let paths: Vec<&str> = run1.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["env.sha", "fstype", "modes", "tok.sha"],
+        "neither the secrets nor their mount points are in the layer"
+    );
+    assert_eq!(
+        file_in(run1, "fstype"),
+        Some("tmpfs\n"),
+        "the step reads its secret from memory, never from a disk"
+    );
+    assert_eq!(file_in(&layer, "optional"), Some("optional absent\n"));
+
+    // Nothing holds either secret: no file of the store (blobs decompressed), no object of
+    // the registry, no line of the log.
+    let mut needles = needles(&file_secret);
+    needles.extend(self::needles(&env_secret));
+    assert_eq!(files_holding(root.path(), &needles), Vec::<String>::new());
+    // (the search looks into compressed layers: the hash the step wrote is found there)
+    assert!(!files_holding(root.path(), &[sha256_hex(&file_secret).into_bytes()]).is_empty());
+    assert_eq!(
+        files_holding(&registry.storage(), &needles),
+        Vec::<String>::new()
+    );
+    for text in [&b.stdout, &b.stderr] {
+        assert!(
+            !needles.iter().any(|n| contains(text.as_bytes(), n)),
+            "{text}"
+        );
+    }
+
+    // BuildKit's cache rule: a secret's content is not part of the key, whether it was given is.
+    fs::write(&secret_file, "another value").unwrap();
+    let again = build_ok(
+        &root,
+        &args[..6],
+        &ctx,
+        &[("MF_TEST_TOKEN", "another value too")],
+    );
+    assert_eq!(
+        again.stderr.matches("CACHED").count(),
+        2,
+        "{}",
+        again.stderr
+    );
+    let without = build_with(&root, &["--platform", "linux/amd64"], &ctx, &[]);
+    assert!(
+        !without.ok,
+        "the first RUN reads the secret: it runs again and fails"
+    );
+    assert!(
+        without.stderr.contains("/run/secrets/tok"),
+        "{}",
+        without.stderr
+    );
+}
+
+#[test]
+fn a_required_secret_that_was_not_given_names_its_id_and_the_flag() {
+    if !(require("root") && require("runc")) {
+        return;
+    }
+    let root = root_with_busybox();
+    let ctx = context(
+        &root,
+        "required",
+        &[(
+            "Dockerfile",
+            "FROM test/busybox:latest\nRUN --mount=type=secret,id=npmrc,required=true cat /run/secrets/npmrc\n",
+        )],
+    );
+    let mut cmd = root.manifold();
+    cmd.args(["build", "--platform", "linux/amd64"])
+        .arg(&ctx)
+        .env_remove("NPM_TOKEN");
+    manifold_snapshot!(root.insta_settings(), &mut cmd, @r"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    #1 [linux/amd64 stage-0 1/1] RUN --mount=type=secret,id=npmrc,required=true cat /run/secrets/npmrc
+    #1 ERROR: secret `npmrc` is required and was not given
+    error: Dockerfile:2: [linux/amd64 stage-0] RUN --mount=type=secret,id=npmrc,required=true cat /run/secrets/npmrc
+      caused by: secret `npmrc` is required and was not given
+    hint: pass it: `--secret id=npmrc,src=FILE` or `--secret id=npmrc,env=VARIABLE` (for `manifold bake`: the target's `secrets`)
+    ");
+    // given as a variable that is not set: said so
+    let mut cmd = root.manifold();
+    cmd.args([
+        "build",
+        "--platform",
+        "linux/amd64",
+        "--secret",
+        "id=npmrc,env=NPM_TOKEN",
+    ])
+    .arg(&ctx)
+    .env_remove("NPM_TOKEN");
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "caused by: secret `npmrc` is required and was not given (`NPM_TOKEN`, which it was to come from, is not set)"
+        ),
+        "{stderr}"
+    );
+}
