@@ -365,3 +365,96 @@ fn a_required_secret_that_was_not_given_names_its_id_and_the_flag() {
         "{stderr}"
     );
 }
+
+const BIND_DOCKERFILE: &str = "FROM test/busybox:latest AS tools
+RUN mkdir -p /out && echo made in a stage > /out/made && ln -s made /out/link
+FROM test/busybox:latest
+RUN --mount=target=/src --mount=type=bind,from=tools,source=/out/link,target=/made \\
+    --mount=type=bind,source=sub,target=/sub,rw \\
+    cat /src/input /made > /seen && ls -A /src > /listing && \\
+    echo scribble > /sub/scribble && ls /sub > /sub-listing
+";
+
+#[test]
+fn bind_mounts_from_the_context_and_a_stage_are_keyed_by_content_and_never_in_the_layer() {
+    if !(require("root") && require("runc") && require("skopeo")) {
+        return;
+    }
+    let root = root_with_busybox();
+    let ctx = context(
+        &root,
+        "binds",
+        &[
+            ("Dockerfile", BIND_DOCKERFILE),
+            ("input", "from the context\n"),
+            (".dockerignore", "secret.env\nsub/ignored\n"),
+            ("secret.env", "never bound"),
+            ("sub/kept", "kept"),
+            ("sub/ignored", "ignored"),
+        ],
+    );
+    let args = ["--platform", "linux/amd64", "-t", "test/binds:1"];
+    let first = build_ok(&root, &args, &ctx, &[]);
+    let layer = last_layer(&root, "docker.io/test/binds:1", "amd64");
+    let paths: Vec<&str> = layer.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["listing", "seen", "sub-listing"],
+        "nothing bound, written through a rw bind, or made as a mount point is in the layer: {}",
+        first.stderr
+    );
+    assert_eq!(
+        file_in(&layer, "seen"),
+        Some("from the context\nmade in a stage\n")
+    );
+    assert_eq!(
+        file_in(&layer, "listing"),
+        Some(".dockerignore\nDockerfile\ninput\nsub\n"),
+        ".dockerignore applies to what a bind shows"
+    );
+    assert_eq!(file_in(&layer, "sub-listing"), Some("kept\nscribble\n"));
+    assert!(
+        !ctx.join("sub/scribble").exists(),
+        "a rw bind's writes are discarded, never written to the context"
+    );
+
+    // The key: unchanged content (an ignored file changed) → cached; changed content → runs.
+    fs::write(ctx.join("secret.env"), "changed, and still ignored").unwrap();
+    fs::write(ctx.join("sub/ignored"), "changed, and still ignored").unwrap();
+    let again = build_ok(&root, &args, &ctx, &[]);
+    assert_eq!(again.stderr.matches("CACHED").count(), 2, "{}", again.stderr);
+    fs::write(ctx.join("input"), "changed\n").unwrap();
+    let changed = build_ok(&root, &args, &ctx, &[]);
+    assert_eq!(
+        changed.stderr.matches("CACHED").count(),
+        1,
+        "only the RUN that binds the context runs again: {}",
+        changed.stderr
+    );
+    let layer = last_layer(&root, "docker.io/test/binds:1", "amd64");
+    assert_eq!(
+        file_in(&layer, "seen"),
+        Some("changed\nmade in a stage\n")
+    );
+    // the stage's content changes: the step runs again
+    let df = BIND_DOCKERFILE.replace("made in a stage", "made again");
+    fs::write(ctx.join("Dockerfile"), df).unwrap();
+    build_ok(&root, &args, &ctx, &[]);
+    let layer = last_layer(&root, "docker.io/test/binds:1", "amd64");
+    assert_eq!(file_in(&layer, "seen"), Some("changed\nmade again\n"));
+    // a source the stage does not have
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM test/busybox:latest AS tools\nFROM test/busybox:latest\nRUN --mount=from=tools,source=/nope,target=/x true\n",
+    )
+    .unwrap();
+    let missing = build_with(&root, &args, &ctx, &[]);
+    assert!(!missing.ok);
+    assert!(
+        missing
+            .stderr
+            .contains("caused by: RUN --mount=type=bind: `/nope` is not in `tools`"),
+        "{}",
+        missing.stderr
+    );
+}
