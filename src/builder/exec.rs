@@ -14,7 +14,7 @@ use super::context::Context;
 use super::copy::{self, CopyEnv};
 use super::fetch::{self, FetchError, Fetched};
 use super::layer::{self, Entry, Kind, LayerInfo};
-use super::report::{BuildEvent, BuildReporter, StepInfo};
+use super::report::{BuildEvent, BuildReporter, Emulation, StepInfo};
 use super::run::{BindSource, RunError, RunRequest, Runner, View};
 use super::secrets::{Secrets, SshAgents};
 use super::tree::{self, Tree};
@@ -68,6 +68,8 @@ pub struct Output {
     /// How many steps ran, and how many came from the cache.
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// The time RUN steps spent under QEMU, per platform.
+    pub emulation: Emulation,
 }
 
 /// A resolved base image.
@@ -125,6 +127,8 @@ struct Executor<'a> {
     counter: AtomicUsize,
     run: AtomicUsize,
     cached: AtomicUsize,
+    /// The time the steps that ran took, and RUN steps under QEMU per platform.
+    emulation: Mutex<Emulation>,
     now: u64,
 }
 
@@ -164,6 +168,7 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         counter: AtomicUsize::new(0),
         run: AtomicUsize::new(0),
         cached: AtomicUsize::new(0),
+        emulation: Mutex::new(Emulation::default()),
         now: o.epoch.map_or(now, |e| now.min(e)),
     };
     for p in &o.platforms {
@@ -222,12 +227,14 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         root,
         steps_run: ex.run.load(Ordering::Relaxed),
         steps_cached: ex.cached.load(Ordering::Relaxed),
+        emulation: ex.emulation.lock().expect("emulation").clone(),
     };
     o.reporter.report(&BuildEvent::BuildFinished {
         root: &out.root,
         steps_run: out.steps_run,
         steps_cached: out.steps_cached,
         duration: started.elapsed(),
+        emulation: &out.emulation,
     });
     Ok(out)
 }
@@ -973,6 +980,19 @@ impl<'a> Executor<'a> {
                 self.cached.fetch_add(1, Ordering::Relaxed);
                 return Ok((r, true));
             }
+            // Only RUN executes the platform's programs; everything else is manifold's own work.
+            let emulator = match step.op {
+                Op::Run(_) if !crate::binfmt::is_native(&stage.platform) => {
+                    crate::binfmt::Handler::for_platform(&stage.platform).map(|h| h.name.as_str())
+                }
+                _ => None,
+            };
+            if let Some(emulator) = emulator {
+                report.report(&BuildEvent::StepEmulated {
+                    step: info,
+                    emulator,
+                });
+            }
             let started = Instant::now();
             let layer = match run(&info) {
                 Ok(l) => l,
@@ -995,9 +1015,16 @@ impl<'a> Executor<'a> {
                 .put(key, &record)
                 .map_err(|e| Arc::new(e.into()))?;
             self.run.fetch_add(1, Ordering::Relaxed);
+            let duration = started.elapsed();
+            self.emulation.lock().expect("emulation").add(
+                &stage.platform,
+                emulator.is_some(),
+                duration,
+            );
             report.report(&BuildEvent::StepFinished {
                 step: info,
-                duration: started.elapsed(),
+                duration,
+                emulated: emulator.is_some(),
             });
             Ok((record, false))
         })

@@ -24,7 +24,7 @@ pub mod session;
 pub mod tree;
 
 pub use crate::dockerfile::DockerfileError;
-pub use report::{BuildEvent, BuildReporter, StepInfo};
+pub use report::{BuildEvent, BuildReporter, Emulation, StepInfo};
 pub use session::{Builder, Request};
 
 use std::path::PathBuf;

@@ -422,7 +422,12 @@ fn bind_mounts_from_the_context_and_a_stage_are_keyed_by_content_and_never_in_th
     fs::write(ctx.join("secret.env"), "changed, and still ignored").unwrap();
     fs::write(ctx.join("sub/ignored"), "changed, and still ignored").unwrap();
     let again = build_ok(&root, &args, &ctx, &[]);
-    assert_eq!(again.stderr.matches("CACHED").count(), 2, "{}", again.stderr);
+    assert_eq!(
+        again.stderr.matches("CACHED").count(),
+        2,
+        "{}",
+        again.stderr
+    );
     fs::write(ctx.join("input"), "changed\n").unwrap();
     let changed = build_ok(&root, &args, &ctx, &[]);
     assert_eq!(
@@ -432,10 +437,7 @@ fn bind_mounts_from_the_context_and_a_stage_are_keyed_by_content_and_never_in_th
         changed.stderr
     );
     let layer = last_layer(&root, "docker.io/test/binds:1", "amd64");
-    assert_eq!(
-        file_in(&layer, "seen"),
-        Some("changed\nmade in a stage\n")
-    );
+    assert_eq!(file_in(&layer, "seen"), Some("changed\nmade in a stage\n"));
     // the stage's content changes: the step runs again
     let df = BIND_DOCKERFILE.replace("made in a stage", "made again");
     fs::write(ctx.join("Dockerfile"), df).unwrap();
