@@ -460,3 +460,254 @@ fn bind_mounts_from_the_context_and_a_stage_are_keyed_by_content_and_never_in_th
         missing.stderr
     );
 }
+
+/// A key pair made for a test (no passphrase), and its fingerprint as `ssh-add -l` shows it.
+fn ssh_key(dir: &Path, name: &str) -> (PathBuf, String) {
+    let key = dir.join(name);
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C"])
+        .arg(format!("mf-build-mounts-{name}"))
+        .arg("-f")
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(key.with_extension("pub"))
+        .output()
+        .unwrap();
+    let line = String::from_utf8(out.stdout).unwrap();
+    let fingerprint = line.split_whitespace().nth(1).unwrap().to_string();
+    (key, fingerprint)
+}
+
+/// An `ssh-agent` of the test's own holding `key`; killed when dropped.
+struct TestAgent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl TestAgent {
+    fn start(dir: &Path, key: &Path) -> TestAgent {
+        let socket = dir.join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let agent = TestAgent { child, socket };
+        for _ in 0..500 {
+            if agent.socket.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let added = Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &agent.socket)
+            .status()
+            .unwrap();
+        assert!(added.success());
+        agent
+    }
+}
+
+impl Drop for TestAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The host's `ssh-add` and the libraries it loads, under `dir` at their own paths: the step
+/// runs it with the dynamic loader (`/tools/lib64/ld-linux-x86-64.so.2 --library-path …`).
+fn host_ssh_add(dir: &Path) -> (String, String) {
+    let ssh_add = fs::canonicalize(
+        String::from_utf8(Command::new("which").arg("ssh-add").output().unwrap().stdout)
+            .unwrap()
+            .trim(),
+    )
+    .unwrap();
+    let ldd = Command::new("ldd").arg(&ssh_add).output().unwrap();
+    let mut loader = None;
+    let mut lib_dirs: Vec<String> = Vec::new();
+    let mut files = vec![ssh_add.clone()];
+    for line in String::from_utf8(ldd.stdout).unwrap().lines() {
+        let path = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(PathBuf::from);
+        let Some(path) = path else { continue };
+        if line.contains("ld-linux") {
+            loader = Some(path.clone());
+        } else if let Some(parent) = path.parent() {
+            let parent = parent.display().to_string();
+            if !lib_dirs.contains(&parent) {
+                lib_dirs.push(parent);
+            }
+        }
+        files.push(path);
+    }
+    for f in &files {
+        let to = dir.join(f.strip_prefix("/").unwrap());
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(f, &to).unwrap();
+    }
+    let libs: Vec<String> = lib_dirs.iter().map(|d| format!("/tools{d}")).collect();
+    let command = format!(
+        "/tools{} --library-path {} /tools{}",
+        loader.expect("a dynamic loader").display(),
+        libs.join(":"),
+        ssh_add.display()
+    );
+    (command, ssh_add.display().to_string())
+}
+
+#[test]
+fn ssh_agents_answer_inside_the_step_and_never_reach_the_layer() {
+    if !(require("root") && require("runc") && require("skopeo") && require("ssh-agent")) {
+        return;
+    }
+    let root = root_with_busybox();
+    let keys = root.scratch("keys");
+    let (key, fingerprint) = ssh_key(&keys, "build");
+    let (deploy_key, deploy_fingerprint) = ssh_key(&keys, "deploy");
+    let ctx = root.scratch("ssh");
+    let (ssh_add, _) = host_ssh_add(&ctx.join("tools"));
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM test/busybox:latest
+RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh \\
+    {ssh_add} -l > /default-keys && echo \"$SSH_AUTH_SOCK\" > /sock
+RUN --mount=type=bind,source=tools,target=/tools \\
+    --mount=type=ssh,id=deploy,target=/root/agent.sock,mode=0666,required=true \\
+    SSH_AUTH_SOCK=/root/agent.sock {ssh_add} -l > /deploy-keys && stat -c %a /root/agent.sock > /deploy-mode
+"
+        ),
+    )
+    .unwrap();
+
+    // `default=KEY`: manifold's own agent holds the key; `deploy=SOCKET`: the user's agent.
+    let agent = TestAgent::start(&keys, &deploy_key);
+    let default_arg = format!("default={}", key.display());
+    let deploy_arg = format!("deploy={}", agent.socket.display());
+    let args = [
+        "--platform",
+        "linux/amd64",
+        "--ssh",
+        &default_arg,
+        "--ssh",
+        &deploy_arg,
+        "-t",
+        "test/ssh:1",
+    ];
+    let b = build_ok(&root, &args, &ctx, &[]);
+    let all = layers(&root, "docker.io/test/ssh:1", "amd64");
+    let (first, second) = (&all[all.len() - 2], &all[all.len() - 1]);
+    let paths = |l: &[(String, String)]| l.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
+    assert_eq!(
+        paths(first),
+        ["default-keys", "sock"],
+        "no socket, mount point or bound file is in the layer: {}",
+        b.stderr
+    );
+    assert_eq!(paths(second), ["deploy-keys", "deploy-mode"]);
+    let listed = file_in(first, "default-keys").unwrap();
+    assert!(
+        listed.contains(&fingerprint) && listed.contains("mf-build-mounts-build"),
+        "the agent --ssh default=KEY started holds the key: {listed}"
+    );
+    assert!(!listed.contains(&deploy_fingerprint));
+    assert_eq!(
+        file_in(first, "sock"),
+        Some("/run/buildkit/ssh_agent.0\n"),
+        "SSH_AUTH_SOCK names BuildKit's default target"
+    );
+    let listed = file_in(second, "deploy-keys").unwrap();
+    assert!(
+        listed.contains(&deploy_fingerprint),
+        "the user's agent answers through the step's own socket: {listed}"
+    );
+    assert_eq!(file_in(second, "deploy-mode"), Some("666\n"));
+    let host_paths = [
+        agent.socket.display().to_string(),
+        key.display().to_string(),
+    ];
+    assert!(
+        files_holding(
+            &root.path().join("images"),
+            &host_paths.iter().map(|p| p.as_bytes().to_vec()).collect::<Vec<_>>()
+        )
+        .is_empty(),
+        "neither the host's socket nor the key file is named in the store's images"
+    );
+    assert!(
+        fs::read_dir(root.path().join("tmp-v1"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "the step's sockets are gone with it"
+    );
+
+    // `default` alone: the agent of SSH_AUTH_SOCK.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!(
+            "FROM test/busybox:latest
+RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh {ssh_add} -l > /keys
+"
+        ),
+    )
+    .unwrap();
+    let sock = agent.socket.display().to_string();
+    build_ok(
+        &root,
+        &["--platform", "linux/amd64", "--ssh", "default", "-t", "test/ssh:2"],
+        &ctx,
+        &[("SSH_AUTH_SOCK", &sock)],
+    );
+    let layer = last_layer(&root, "docker.io/test/ssh:2", "amd64");
+    assert!(file_in(&layer, "keys").unwrap().contains(&deploy_fingerprint));
+
+    // `default` without SSH_AUTH_SOCK: said before anything builds, with what to do.
+    let mut cmd = root.manifold();
+    cmd.args(["build", "--platform", "linux/amd64", "--ssh", "default"])
+        .arg(&ctx)
+        .env_remove("SSH_AUTH_SOCK");
+    manifold_snapshot!(root.insta_settings(), &mut cmd, @"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: --ssh default: SSH_AUTH_SOCK is not set, and no socket or key file was named
+    hint: start an agent (`eval $(ssh-agent)` and `ssh-add`), or name a key file: `--ssh default=$HOME/.ssh/id_ed25519`
+    ");
+    // a required agent that was not given
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM test/busybox:latest\nRUN --mount=type=ssh,id=deploy,required=true true\n",
+    )
+    .unwrap();
+    let mut cmd = root.manifold();
+    cmd.args(["build", "--platform", "linux/amd64"])
+        .arg(&ctx)
+        .env_remove("SSH_AUTH_SOCK");
+    manifold_snapshot!(root.insta_settings(), &mut cmd, @"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    #1 [linux/amd64 stage-0 1/1] RUN --mount=type=ssh,id=deploy,required=true true
+    #1 ERROR: ssh agent `deploy` is required and was not given
+    error: Dockerfile:2: [linux/amd64 stage-0] RUN --mount=type=ssh,id=deploy,required=true true
+      caused by: ssh agent `deploy` is required and was not given
+    hint: pass it: `--ssh deploy` (the agent of SSH_AUTH_SOCK) or `--ssh deploy=KEY_FILE` (for `manifold bake`: the target's `ssh`)
+    ");
+}
