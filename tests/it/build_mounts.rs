@@ -527,9 +527,15 @@ impl Drop for TestAgent {
 /// runs it with the dynamic loader (`/tools/lib64/ld-linux-x86-64.so.2 --library-path …`).
 fn host_ssh_add(dir: &Path) -> (String, String) {
     let ssh_add = fs::canonicalize(
-        String::from_utf8(Command::new("which").arg("ssh-add").output().unwrap().stdout)
-            .unwrap()
-            .trim(),
+        String::from_utf8(
+            Command::new("which")
+                .arg("ssh-add")
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim(),
     )
     .unwrap();
     let ldd = Command::new("ldd").arg(&ssh_add).output().unwrap();
@@ -641,7 +647,10 @@ RUN --mount=type=bind,source=tools,target=/tools \\
     assert!(
         files_holding(
             &root.path().join("images"),
-            &host_paths.iter().map(|p| p.as_bytes().to_vec()).collect::<Vec<_>>()
+            &host_paths
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect::<Vec<_>>()
         )
         .is_empty(),
         "neither the host's socket nor the key file is named in the store's images"
@@ -667,12 +676,23 @@ RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh {ssh_add} -l >
     let sock = agent.socket.display().to_string();
     build_ok(
         &root,
-        &["--platform", "linux/amd64", "--ssh", "default", "-t", "test/ssh:2"],
+        &[
+            "--platform",
+            "linux/amd64",
+            "--ssh",
+            "default",
+            "-t",
+            "test/ssh:2",
+        ],
         &ctx,
         &[("SSH_AUTH_SOCK", &sock)],
     );
     let layer = last_layer(&root, "docker.io/test/ssh:2", "amd64");
-    assert!(file_in(&layer, "keys").unwrap().contains(&deploy_fingerprint));
+    assert!(
+        file_in(&layer, "keys")
+            .unwrap()
+            .contains(&deploy_fingerprint)
+    );
 
     // `default` without SSH_AUTH_SOCK: said before anything builds, with what to do.
     let mut cmd = root.manifold();
@@ -711,3 +731,154 @@ RUN --mount=type=bind,source=tools,target=/tools --mount=type=ssh {ssh_add} -l >
     hint: pass it: `--ssh deploy` (the agent of SSH_AUTH_SOCK) or `--ssh deploy=KEY_FILE` (for `manifold bake`: the target's `ssh`)
     ");
 }
+
+#[test]
+fn under_qemu_secrets_binds_and_agents_work_and_the_emulated_steps_are_marked_and_summed() {
+    if !(require("root") && require("runc") && require("skopeo") && require("ssh-agent")) {
+        return;
+    }
+    // RUN for linux/arm64 goes through QEMU: hold binfmt_misc against the binfmt tests.
+    let _binfmt = crate::binfmt::BinfmtLease::shared();
+    let root = root_with_busybox();
+    let secret = format!("arm-s3cret-{}", std::process::id());
+    let ctx = context(
+        &root,
+        "emulated",
+        &[
+            (
+                "Dockerfile",
+                "FROM test/busybox:latest
+RUN --mount=type=secret,id=tok --mount=target=/in,source=input --mount=type=ssh \\
+    sha256sum /run/secrets/tok | cut -c1-64 > /tok.sha && cat /in > /seen && \\
+    test -S $SSH_AUTH_SOCK && uname -m > /arch
+",
+            ),
+            ("input", "bound under QEMU\n"),
+        ],
+    );
+    let keys = root.scratch("keys");
+    let (key, _) = ssh_key(&keys, "arm");
+    let secret_file = keys.join("tok");
+    fs::write(&secret_file, &secret).unwrap();
+    let secret_arg = format!("id=tok,src={}", secret_file.display());
+    let ssh_arg = format!("default={}", key.display());
+    let args = [
+        "build",
+        "--platform",
+        "linux/arm64",
+        "--secret",
+        &secret_arg,
+        "--ssh",
+        &ssh_arg,
+        "-t",
+        "test/emulated:1",
+    ];
+    let mut cmd = root.manifold();
+    cmd.args(args).arg(&ctx).env_remove("SOURCE_DATE_EPOCH");
+    let out = manifold_snapshot!(root.insta_settings(), &mut cmd, @r#"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+
+    ----- stderr -----
+    #1 [linux/arm64/v8 stage-0 1/1] RUN --mount=type=secret,id=tok --mount=target=/in,source=input --mount=type=ssh     sha256sum /run/secrets/tok | cut -c1-64 > /tok.sha && cat /in > /seen &&     test -S $SSH_AUTH_SOCK && uname -m > /arch
+    #1 EMULATED linux/arm64/v8 through qemu-aarch64
+    #1 DONE [DURATION] (emulated)
+    writing image sha256:[DIGEST] (0 of 1 steps cached)
+    emulation: linux/arm64/v8 ran 1 RUN step under QEMU in [DURATION] (100% of the time steps took)
+    hint: most of the build ran under QEMU; a stage `FROM --platform=$BUILDPLATFORM` that compiles for `$TARGETARCH` runs natively, and the target's stage copies its result (README: "Cross-compiling")
+    naming to test/emulated:1
+    "#);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(&secret));
+    let layer = last_layer(&root, "docker.io/test/emulated:1", "arm64");
+    assert_eq!(
+        layer.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        ["arch", "seen", "tok.sha"]
+    );
+    assert_eq!(file_in(&layer, "arch"), Some("aarch64\n"));
+    assert_eq!(file_in(&layer, "seen"), Some("bound under QEMU\n"));
+    assert_eq!(
+        file_in(&layer, "tok.sha").map(str::trim),
+        Some(sha256_hex(&secret).as_str())
+    );
+    assert_eq!(
+        files_holding(root.path(), &needles(&secret)),
+        Vec::<String>::new()
+    );
+
+    // Cached: nothing ran, nothing under QEMU.
+    let again = root.manifold().args(args).arg(&ctx).output().unwrap();
+    let again = String::from_utf8_lossy(&again.stderr);
+    assert!(again.contains("#1 CACHED"), "{again}");
+    assert!(
+        !again.contains("EMULATED") && !again.contains("emulation:"),
+        "{again}"
+    );
+
+    // Two platforms: only arm64's RUN is marked and summed.
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM test/busybox:latest\nRUN uname -m > /arch\n",
+    )
+    .unwrap();
+    let both = build_ok(
+        &root,
+        &[
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "test/emulated:2",
+        ],
+        &ctx,
+        &[],
+    );
+    let marked: Vec<&str> = both
+        .stderr
+        .lines()
+        .filter(|l| {
+            l.contains("EMULATED") || l.contains("(emulated)") || l.starts_with("emulation:")
+        })
+        .collect();
+    assert_eq!(marked.len(), 3, "{}", both.stderr);
+    assert!(
+        marked[0].ends_with(" EMULATED linux/arm64/v8 through qemu-aarch64")
+            && marked[1].ends_with("s (emulated)")
+            && marked[2].starts_with("emulation: linux/arm64/v8 ran 1 RUN step under QEMU in "),
+        "{}",
+        both.stderr
+    );
+    assert!(
+        !both.stderr.contains("linux/amd64 through"),
+        "{}",
+        both.stderr
+    );
+
+    // The cross-compilation path (README: "Cross-compiling"): the stage that runs is the
+    // build platform's, for every target; nothing is emulated.
+    fs::write(ctx.join("Dockerfile"), CROSS_COMPILING_DOCKERFILE).unwrap();
+    let cross = build_ok(
+        &root,
+        &["--platform", "linux/arm64", "-t", "test/emulated:3"],
+        &ctx,
+        &[],
+    );
+    assert!(
+        !cross.stderr.contains("EMULATED")
+            && !cross.stderr.contains("emulation:")
+            && !cross.stderr.contains("hint:"),
+        "{}",
+        cross.stderr
+    );
+    let layer = last_layer(&root, "docker.io/test/emulated:3", "arm64");
+    assert_eq!(file_in(&layer, "app"), Some("built on x86_64 for arm64\n"));
+}
+
+/// README's "Cross-compiling" example, with busybox for a compiler.
+const CROSS_COMPILING_DOCKERFILE: &str =
+    "FROM --platform=$BUILDPLATFORM test/busybox:latest AS build
+ARG TARGETARCH
+RUN echo \"built on $(uname -m) for $TARGETARCH\" > /app
+FROM test/busybox:latest
+COPY --from=build /app /app
+";
