@@ -882,3 +882,60 @@ RUN echo \"built on $(uname -m) for $TARGETARCH\" > /app
 FROM test/busybox:latest
 COPY --from=build /app /app
 ";
+
+#[test]
+fn bake_targets_take_secrets_and_agents_relative_to_the_bake_file() {
+    if !(require("root") && require("runc") && require("skopeo") && require("ssh-agent")) {
+        return;
+    }
+    let root = root_with_busybox();
+    let secret = format!("bake-s3cret-{}", std::process::id());
+    let dir = context(
+        &root,
+        "bake",
+        &[
+            (
+                "Dockerfile",
+                "FROM test/busybox:latest
+RUN --mount=type=secret,id=tok,required=true --mount=type=ssh,required=true \\
+    sha256sum /run/secrets/tok | cut -c1-64 > /tok.sha && test -S $SSH_AUTH_SOCK && echo agent > /ssh
+",
+            ),
+            ("tok.txt", &secret),
+            (
+                "manifold.yaml",
+                "targets:\n  app:\n    platforms: [linux/amd64]\n    tags: [test/bake-secrets:1]\n    secrets: [\"id=tok,src=tok.txt\"]\n    ssh: [default=keys/app]\n",
+            ),
+        ],
+    );
+    fs::create_dir(dir.join("keys")).unwrap();
+    ssh_key(&dir.join("keys"), "app");
+    let out = root
+        .manifold()
+        .arg("bake")
+        .current_dir(root.path())
+        .arg("-f")
+        .arg(dir.join("manifold.yaml"))
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains(&secret));
+    let layer = last_layer(&root, "docker.io/test/bake-secrets:1", "amd64");
+    assert_eq!(
+        file_in(&layer, "tok.sha").map(str::trim),
+        Some(sha256_hex(&secret).as_str())
+    );
+    assert_eq!(file_in(&layer, "ssh"), Some("agent\n"));
+    // --print shows where a secret comes from, never its value
+    let printed = root
+        .manifold()
+        .args(["bake", "--print", "-f"])
+        .arg(dir.join("manifold.yaml"))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&printed.stdout);
+    assert!(printed.contains("id=tok,src=tok.txt"), "{printed}");
+    assert!(!printed.contains(&secret));
+}
