@@ -140,6 +140,22 @@ impl Emulation {
     }
 }
 
+pub trait BuildReporter: Sync {
+    fn report(&self, event: &BuildEvent<'_>);
+
+    /// Where the bytes of pulls are shown.
+    fn transfers(&self) -> &dyn Progress {
+        &NoProgress
+    }
+}
+
+/// Reports nothing.
+pub struct NoReport;
+
+impl BuildReporter for NoReport {
+    fn report(&self, _: &BuildEvent<'_>) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,20 +189,4 @@ mod tests {
         assert!(!native.dominates());
         assert!(native.platforms.is_empty());
     }
-}
-
-pub trait BuildReporter: Sync {
-    fn report(&self, event: &BuildEvent<'_>);
-
-    /// Where the bytes of pulls are shown.
-    fn transfers(&self) -> &dyn Progress {
-        &NoProgress
-    }
-}
-
-/// Reports nothing.
-pub struct NoReport;
-
-impl BuildReporter for NoReport {
-    fn report(&self, _: &BuildEvent<'_>) {}
 }
