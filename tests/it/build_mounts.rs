@@ -459,6 +459,25 @@ fn bind_mounts_from_the_context_and_a_stage_are_keyed_by_content_and_never_in_th
         "{}",
         missing.stderr
     );
+    // from an image: its filesystem for the stage's platform
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM scratch AS empty\nFROM test/busybox:latest\nRUN --mount=from=test/busybox:latest,source=/bin,target=/img \\\n    --mount=from=empty,target=/none ls /none > /none-listing && ls /img > /img-listing\n",
+    )
+    .unwrap();
+    build_ok(&root, &args, &ctx, &[]);
+    let layer = last_layer(&root, "docker.io/test/binds:1", "amd64");
+    let listing = file_in(&layer, "img-listing").unwrap();
+    assert!(listing.lines().any(|l| l == "busybox"), "{listing}");
+    assert_eq!(
+        file_in(&layer, "none-listing"),
+        Some(""),
+        "a stage of no layers binds empty"
+    );
+    assert_eq!(
+        layer.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+        ["img-listing", "none-listing"]
+    );
 }
 
 /// A key pair made for a test (no passphrase), and its fingerprint as `ssh-add -l` shows it.
