@@ -54,9 +54,7 @@ impl StepLog<'_> {
             None => eprintln!("{text}"),
         }
     }
-}
 
-impl StepLog<'_> {
     /// The time each platform's RUN steps spent under QEMU, and when that was most of the
     /// build, the way around it.
     fn emulation(&self, emulation: &builder::Emulation) {
