@@ -936,3 +936,88 @@ RUN --mount=type=secret,id=tok,required=true --mount=type=ssh,required=true \\
     assert!(printed.contains("id=tok,src=tok.txt"), "{printed}");
     assert!(!printed.contains(&secret));
 }
+
+#[test]
+fn bad_secret_and_ssh_flags_are_named_before_anything_builds() {
+    let root = root_with_busybox();
+    let ctx = context(
+        &root,
+        "flags",
+        &[("Dockerfile", "FROM test/busybox:latest\nRUN true\n")],
+    );
+    let index = root.path().join("images/index.json");
+    let before = fs::read(&index).unwrap();
+    let missing = root.scratch("keys").join("missing");
+    let missing = missing.display().to_string();
+    let mut all = String::new();
+    for flags in [
+        vec!["--secret", "type=bogus,id=tok"],
+        vec!["--secret", "id=tok,src=/etc/hostname,mode=0400"],
+        vec!["--secret", &format!("id=tok,src={missing}")],
+        vec!["--ssh", ",x"],
+        vec!["--ssh", &format!("default={missing}")],
+    ] {
+        let mut cmd = root.manifold();
+        cmd.args(["build", "--platform", "linux/amd64"])
+            .args(&flags)
+            .arg(&ctx)
+            .env_remove("SSH_AUTH_SOCK");
+        let (text, _) = crate::harness::run_and_format(&mut cmd);
+        all.push_str(&format!("$ {}\n{text}\n", flags.join(" ")));
+        assert_eq!(
+            fs::read(&index).unwrap(),
+            before,
+            "{flags:?}: the store is as it was"
+        );
+    }
+    root.insta_settings()
+        .bind(|| insta::assert_snapshot!(all, @"
+        $ --secret type=bogus,id=tok
+        success: false
+        exit_code: 2
+        ----- stdout -----
+
+        ----- stderr -----
+        error: invalid value 'type=bogus,id=tok' for '--secret <SPEC>': invalid --secret `type=bogus,id=tok`: unknown type `bogus`: expected file or env
+
+        For more information, try '--help'.
+
+        $ --secret id=tok,src=/etc/hostname,mode=0400
+        success: false
+        exit_code: 2
+        ----- stdout -----
+
+        ----- stderr -----
+        error: invalid value 'id=tok,src=/etc/hostname,mode=0400' for '--secret <SPEC>': invalid --secret `id=tok,src=/etc/hostname,mode=0400`: unknown key `mode`: expected id, type, src or env
+
+        For more information, try '--help'.
+
+        $ --secret id=tok,src=[SCRATCH]/keys/missing
+        success: false
+        exit_code: 125
+        ----- stdout -----
+
+        ----- stderr -----
+        error: cannot read the file `[SCRATCH]/keys/missing` of secret `tok`
+          caused by: No such file or directory (os error 2)
+
+        $ --ssh ,x
+        success: false
+        exit_code: 2
+        ----- stdout -----
+
+        ----- stderr -----
+        error: invalid value ',x' for '--ssh <SPEC>': invalid --ssh `,x`: it needs an id
+
+        For more information, try '--help'.
+
+        $ --ssh default=[SCRATCH]/keys/missing
+        success: false
+        exit_code: 125
+        ----- stdout -----
+
+        ----- stderr -----
+        error: --ssh default: `[SCRATCH]/keys/missing` is neither a socket nor a readable key file
+          caused by: No such file or directory (os error 2)
+        "));
+}
