@@ -81,7 +81,7 @@ fn expand(
     Ok(())
 }
 
-const SET_KEYS: &str = "context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME, labels.NAME";
+pub(super) const SET_KEYS: &str = "context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME, labels.NAME";
 
 /// Apply `TARGET.KEY=VALUE` to the targets TARGET matches (a name or a glob such as `*`).
 /// Lists (platforms, tags) are comma separated and replace the file's.

@@ -11,6 +11,7 @@ use super::secrets::{Secrets, SshAgents};
 use crate::binfmt::BinfmtError;
 use crate::dockerfile::instructions::MountKind;
 use crate::dockerfile::plan::RunOp;
+use crate::hint::Hint;
 use crate::layer::Compression;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
@@ -114,6 +115,22 @@ fn unset_note(unset: &Option<String>) -> String {
     match unset {
         Some(var) => format!(" (`{var}`, which it was to come from, is not set)"),
         None => String::new(),
+    }
+}
+
+impl Hint for RunError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RunError::NotRoot => Some("run the build with sudo".into()),
+            RunError::SecretRequired { id, .. } => Some(format!(
+                "pass it: `--secret id={id},src=FILE` or `--secret id={id},env=VARIABLE` (for `manifold bake`: the target's `secrets`)"
+            )),
+            RunError::SshRequired { id } => Some(format!(
+                "pass it: `--ssh {id}` (the agent of SSH_AUTH_SOCK) or `--ssh {id}=KEY_FILE` (for `manifold bake`: the target's `ssh`)"
+            )),
+            RunError::Store(e) => e.hint(),
+            _ => None,
+        }
     }
 }
 

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::hint::Hint;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("invalid --secret `{spec}`: {why}")]
@@ -62,9 +64,8 @@ pub enum SecretError {
     },
 }
 
-impl SecretError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
+impl Hint for SecretError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             SecretError::Spec { .. } => {
                 "write it as `id=ID,src=FILE` or `id=ID,env=VARIABLE` (buildx's syntax)".into()
