@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::BakeError;
-use super::file::{BakeFile, check_entitlement, check_platform, check_tag};
+use super::file::{BakeFile, check_cache_spec, check_entitlement, check_platform, check_tag};
 
 /// The targets to build, in order, and the groups that named them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +79,7 @@ fn expand(
     Ok(())
 }
 
-const SET_KEYS: &str =
-    "context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME";
+const SET_KEYS: &str = "context, dockerfile, target, platforms, tags, entitlements, cache-from, cache-to, args.NAME, labels.NAME";
 
 /// Apply `TARGET.KEY=VALUE` to the targets TARGET matches (a name or a glob such as `*`).
 /// Lists (platforms, tags) are comma separated and replace the file's.
@@ -123,6 +122,19 @@ pub fn apply_set(file: &mut BakeFile, set: &str) -> Result<(), BakeError> {
             "platforms" | "platform" => t.platforms = list(check_platform)?,
             "tags" | "tag" => t.tags = list(check_tag)?,
             "entitlements" => t.entitlements = list(check_entitlement)?,
+            // One spec (its commas are its own), replacing the file's list.
+            "cache-from" | "cache-to" => {
+                let to = key == "cache-to";
+                let specs = match value.trim() {
+                    "" => Vec::new(),
+                    v => vec![check_cache_spec(v, to).map_err(err)?],
+                };
+                if to {
+                    t.cache_to = specs;
+                } else {
+                    t.cache_from = specs;
+                }
+            }
             _ => match key.split_once('.') {
                 Some(("args", k)) if !k.is_empty() => {
                     t.args.insert(k.to_string(), value.to_string());

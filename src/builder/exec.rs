@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::cache::{Cache, KeyBuilder, Record};
+use super::cache_remote::RemoteCache;
 use super::context::Context;
 use super::copy::{self, CopyEnv};
 use super::fetch::{self, FetchError, Fetched};
@@ -44,6 +45,8 @@ pub struct Options<'a> {
     pub client: Option<&'a Client>,
     pub runner: &'a dyn Runner,
     pub reporter: &'a dyn BuildReporter,
+    /// `--cache-from` records (looked up after the store's) and what `--cache-to` exports.
+    pub remote: Option<&'a RemoteCache<'a>>,
 }
 
 /// One platform's image.
@@ -63,6 +66,9 @@ pub struct Output {
     /// How many steps ran, and how many came from the cache.
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// The identities of the stages the images are made of (the target and its bases): what
+    /// a `mode=min` cache export writes.
+    pub final_stages: Vec<Digest>,
 }
 
 /// A resolved base image.
@@ -217,6 +223,7 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         root,
         steps_run: ex.run.load(Ordering::Relaxed),
         steps_cached: ex.cached.load(Ordering::Relaxed),
+        final_stages: ex.final_stages(),
     };
     o.reporter.report(&BuildEvent::BuildFinished {
         root: &out.root,
@@ -298,15 +305,26 @@ impl<'a> Executor<'a> {
         }
         let image = match self.local_image(reference, platform) {
             Ok(Some(i)) => i,
-            Ok(None) => {
-                self.pull(reference, platform)?;
-                self.local_image(reference, platform)?
-                    .ok_or_else(|| ImageError::NoPlatform {
-                        reference: reference.to_string(),
-                        platform: platform.to_string(),
-                        available: "none in the store".into(),
-                    })?
-            }
+            Ok(None) => match self.o.remote.filter(|r| r.lazy_bases()) {
+                Some(remote) => {
+                    let (manifest, value, config) =
+                        remote.resolve_base(self.o.store, reference, platform)?;
+                    Image {
+                        manifest,
+                        value,
+                        config,
+                    }
+                }
+                None => {
+                    self.pull(reference, platform)?;
+                    self.local_image(reference, platform)?
+                        .ok_or_else(|| ImageError::NoPlatform {
+                            reference: reference.to_string(),
+                            platform: platform.to_string(),
+                            available: "none in the store".into(),
+                        })?
+                }
+            },
             Err(e) => return Err(e),
         };
         let image = Arc::new(image);
@@ -651,7 +669,7 @@ impl<'a> Executor<'a> {
             if self.failed.load(Ordering::Relaxed) {
                 return Err(BuildError::Cancelled);
             }
-            let record = match &step.op {
+            let (key, record) = match &step.op {
                 Op::Meta => {
                     let key = KeyBuilder::new("meta")
                         .add_str(&chain.to_string())
@@ -660,7 +678,7 @@ impl<'a> Executor<'a> {
                         .finish();
                     let created = match self.o.epoch {
                         Some(e) => rfc3339(e),
-                        None => match self.cache.get(&key) {
+                        None => match self.cached(&key) {
                             Some(r) => r.created,
                             None => {
                                 let r = Record {
@@ -673,11 +691,13 @@ impl<'a> Executor<'a> {
                             }
                         },
                     };
-                    Record {
+                    let record = Record {
                         layer: None,
                         created,
                         blobs: Vec::new(),
-                    }
+                    };
+                    // With SOURCE_DATE_EPOCH, a config step's record says nothing.
+                    (self.o.epoch.is_none().then_some(key), record)
                 }
                 _ => {
                     let key = self.step_key(plan, stage, step, &chain)?;
@@ -686,11 +706,14 @@ impl<'a> Executor<'a> {
                         self.execute(plan, stage, step, info, &layers, &diff_ids, &mut tree)
                     })?;
                     if record.layer.is_some() {
-                        chain = key;
+                        chain = key.clone();
                     }
-                    record
+                    (Some(key), record)
                 }
             };
+            if let (Some(remote), Some(key)) = (self.o.remote, &key) {
+                remote.note(&self.ids[pi][&si], key, &stage.platform, &record);
+            }
             let empty = record.layer.is_none();
             if let Some(l) = &record.layer {
                 layers.push(l.descriptor.clone());
@@ -780,6 +803,42 @@ impl<'a> Executor<'a> {
         Ok(k.finish())
     }
 
+    /// A step's record: the store's cache first, then the imported ones (whose layer may be
+    /// fetched only when a step that runs needs it: see `execute`).
+    fn cached(&self, key: &Digest) -> Option<Record> {
+        self.cache
+            .get(key)
+            .or_else(|| self.o.remote?.get(self.o.store, key))
+    }
+
+    /// The identities of each target stage and of the stages it is built on.
+    fn final_stages(&self) -> Vec<Digest> {
+        let mut out = Vec::new();
+        for (pi, plan) in self.plans.iter().enumerate() {
+            let mut si = plan.target;
+            // Each stage's base comes before it in the plan: bounded by the stage count.
+            for _ in 0..=plan.order.len() {
+                out.push(self.ids[pi][&si].clone());
+                match plan.stage(si).base {
+                    Base::Stage(j) => si = j,
+                    _ => break,
+                }
+            }
+        }
+        out
+    }
+
+    /// Layers a step that runs reads: present in the store, fetched when they came from an
+    /// imported cache or a base image resolved without them.
+    fn ensure(&self, layers: &[Descriptor]) -> Result<(), StepError> {
+        match self.o.remote {
+            Some(r) => r
+                .ensure(self.o.store, layers, self.o.reporter.transfers())
+                .map_err(|e| StepError::Cache(Box::new(e))),
+            None => Ok(()),
+        }
+    }
+
     fn plan_index(&self, plan: &Plan) -> usize {
         self.plans
             .iter()
@@ -819,7 +878,7 @@ impl<'a> Executor<'a> {
             let report = self.o.reporter;
             report.report(&BuildEvent::StepStarted(info));
             if !self.o.no_cache
-                && let Some(r) = self.cache.get(key)
+                && let Some(r) = self.cached(key)
             {
                 report.report(&BuildEvent::StepCached(info));
                 self.cached.fetch_add(1, Ordering::Relaxed);
@@ -912,6 +971,8 @@ impl<'a> Executor<'a> {
         diff_ids: &[Digest],
         tree: &mut StageTree,
     ) -> Result<Option<LayerInfo>, BuildError> {
+        self.ensure(layers)
+            .map_err(|e| self.step_error(stage, step, e))?;
         // A stage this step copies from that failed is reported as itself.
         if let Op::Copy(c) = &step.op
             && let CopyFrom::Stage(j) = c.from
@@ -919,6 +980,8 @@ impl<'a> Executor<'a> {
             let out = self
                 .stage(self.plan_index(plan), j)
                 .map_err(BuildError::Shared)?;
+            self.ensure(&out.layers)
+                .map_err(|e| self.step_error(stage, step, e))?;
             return self
                 .copy_from_stage(c, &out, layers, diff_ids, tree)
                 .map(Some)
@@ -986,6 +1049,7 @@ impl<'a> Executor<'a> {
                     CopyFrom::Context => None,
                     CopyFrom::Image(r) => {
                         let img = self.image(r, &stage.platform)?;
+                        self.ensure(&img.value.layers)?;
                         image = Tree::load_with(
                             store,
                             &self.cache,

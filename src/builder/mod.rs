@@ -10,6 +10,7 @@
 //! do about it (log in, free some space) in the chain.
 
 pub mod cache;
+pub mod cache_remote;
 pub mod context;
 pub mod copy;
 pub mod exec;
@@ -68,6 +69,9 @@ pub enum BuildError {
     Epoch(String),
     #[error("cancelled: another stage failed")]
     Cancelled,
+    /// Writing `--cache-to` failed (reading `--cache-from` never fails a build).
+    #[error(transparent)]
+    Cache(#[from] cache_remote::CacheError),
     /// The same failure seen from another stage or platform that waited for it.
     #[error(transparent)]
     Shared(Arc<BuildError>),
@@ -107,6 +111,9 @@ pub enum StepError {
     Store(#[from] StoreError),
     #[error("cannot create a temporary directory")]
     Temp(#[source] std::io::Error),
+    /// A layer the step reads came from an imported cache and cannot be fetched.
+    #[error(transparent)]
+    Cache(Box<cache_remote::CacheError>),
 }
 
 /// Why a base image (or a `COPY --from` image) cannot be used.

@@ -164,6 +164,14 @@ pub struct BuildArgs {
     /// Layer compression
     #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
     pub compression: String,
+    /// Use the step records of a cache: `type=registry,ref=REF` or `type=local,src=DIR`
+    /// (repeatable; all are consulted)
+    #[arg(long, value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Write the steps to a cache: `type=registry,ref=REF` or `type=local,dest=DIR`, with
+    /// `mode=min|max`, `ignore-error=true`, `max-size=SIZE` (repeatable)
+    #[arg(long, value_name = "SPEC")]
+    pub cache_to: Vec<String>,
     /// Write the build result (digest, names) as JSON to FILE
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,

@@ -12,6 +12,7 @@ use super::build::StepLog;
 use super::output::outln;
 use super::remote;
 use crate::bake::{self, BakeError, BakeEvent, BakeReporter, Publisher};
+use crate::builder::cache_remote::Blobs;
 use crate::builder::{self, BuildReporter, run};
 use crate::content::{self, BoxError, CopyOptions, Platforms, Sink};
 use crate::layer::Compression;
@@ -78,7 +79,10 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     }
     // The build log goes to stderr whatever the progress mode, as `manifold build`'s does.
     let bars = settings.progress(false);
-    let log = BakeLog { bars: &bars };
+    let log = BakeLog {
+        bars: &bars,
+        verbose: settings.verbose > 0,
+    };
     let client = remote::client(settings)?;
     let target_builder = bake::StoreBuilder {
         builder: builder::Builder {
@@ -88,6 +92,7 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
             no_cache: args.no_cache,
             compression: Compression::Gzip,
         },
+        lazy_output: args.push,
     };
     let publisher = RegistryPublisher {
         store: &store,
@@ -117,6 +122,7 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
 /// by side); transfers through the progress display.
 struct BakeLog<'a> {
     bars: &'a dyn Progress,
+    verbose: bool,
 }
 
 impl BakeReporter for BakeLog<'_> {
@@ -135,6 +141,7 @@ impl BakeReporter for BakeLog<'_> {
         Box::new(StepLog {
             target: Some(name.to_string()),
             quiet: false,
+            verbose: self.verbose,
             transfers: self.bars,
         })
     }
@@ -152,8 +159,10 @@ impl Publisher for RegistryPublisher<'_> {
     fn push(&self, descriptor: &Descriptor, tag: &Reference) -> Result<(), BoxError> {
         let repo = self.client.repository(tag)?;
         let _guard = self.store.write_guard()?;
+        // Layers that came from a registry's build cache may be there only.
+        let source = Blobs::for_image(self.store, Some(self.client), descriptor)?;
         content::copy_with(
-            self.store,
+            &source,
             &repo,
             tag,
             descriptor,

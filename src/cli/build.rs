@@ -22,6 +22,7 @@ use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
 use crate::builder::run::{self, RunError};
+use crate::builder::cache_remote::{Blobs, CacheEvent, CacheFrom, CacheTo, SpecError, Unusable};
 use crate::builder::{self, BuildError, BuildEvent, BuildReporter, StepError};
 use crate::content::{self, Platforms, Sink};
 use crate::dockerfile::instructions;
@@ -39,6 +40,8 @@ pub(super) struct StepLog<'a> {
     pub target: Option<String>,
     /// `-q`: nothing but errors.
     pub quiet: bool,
+    /// `-v`: also what the build cache ignored and retried.
+    pub verbose: bool,
     pub transfers: &'a dyn Progress,
 }
 
@@ -76,6 +79,10 @@ impl BuildReporter for StepLog<'_> {
                 format!("#{} DONE {:.1}s", step.number, duration.as_secs_f64())
             }
             BuildEvent::StepFailed { step, error } => format!("#{} ERROR: {error}", step.number),
+            BuildEvent::Cache(e) => match cache_line(e, self.verbose) {
+                Some(line) => line,
+                None => return,
+            },
             BuildEvent::BuildFinished { .. } if self.target.is_some() => return,
             BuildEvent::BuildFinished {
                 root,
@@ -96,6 +103,68 @@ impl BuildReporter for StepLog<'_> {
     }
 }
 
+/// An error and its causes on one line, `: ` between them (for warnings, which go on).
+fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        // Transparent wrappers repeat their inner error.
+        if !text.ends_with(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// The log line of a build cache event (None: not shown at this verbosity).
+fn cache_line(e: &CacheEvent<'_>, verbose: bool) -> Option<String> {
+    Some(match e {
+        CacheEvent::Imported { location, records } => {
+            format!("importing build cache from {location}: {records} records")
+        }
+        CacheEvent::ImportFailed { location, error } => format!(
+            "warning: build cache `{location}` not used: {}",
+            one_line(*error)
+        ),
+        CacheEvent::Ignored { location, why } => {
+            let line = format!("build cache `{location}` ignored: {why}");
+            match why {
+                Unusable::Format { .. } | Unusable::Keys { .. } if !verbose => return None,
+                Unusable::Format { .. } | Unusable::Keys { .. } => line,
+                _ => format!("warning: {line}"),
+            }
+        }
+        CacheEvent::Exported { location, report } => {
+            let c = &report.copy;
+            format!(
+                "exported build cache to {location}: {} records ({} of this build{}), {} blobs uploaded ({}), {} mounted, {} already there",
+                report.records,
+                report.ours,
+                if report.dropped > 0 {
+                    format!(", {} dropped by max-size", report.dropped)
+                } else {
+                    String::new()
+                },
+                c.blobs_copied,
+                super::output::human_size(c.bytes_copied),
+                c.blobs_mounted,
+                c.blobs_skipped,
+            )
+        }
+        CacheEvent::ExportFailed { location, error } => format!(
+            "warning: build cache not exported to `{location}` (ignore-error=true): {}",
+            one_line(*error)
+        ),
+        CacheEvent::Contended { location, attempt } if verbose => format!(
+            "build cache `{location}` changed while this build merged into it (attempt {attempt}): merging again"
+        ),
+        CacheEvent::Contended { .. } => return None,
+    })
+}
+
 /// What the user can do about a failed build.
 pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     if let Some(EntitlementError(e)) = cause.downcast_ref::<EntitlementError>() {
@@ -103,8 +172,12 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             "`manifold build --allow {e}` grants it (for `manifold bake`: list it under the target's `entitlements` and pass `--allow {e}`)"
         ));
     }
+    if let Some(e) = cause.downcast_ref::<SpecError>() {
+        return Some(e.hint().into());
+    }
     let step = match cause.downcast_ref::<BuildError>()?.root() {
         BuildError::Step { source, .. } => source,
+        BuildError::Cache(e) => return e.hint().map(Into::into),
         BuildError::Epoch(_) => {
             return Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into());
         }
@@ -295,6 +368,16 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         .as_deref()
         .map(Reference::parse)
         .transpose()?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|s| CacheFrom::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|s| CacheTo::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let build_args = key_values(&args.build_args, "--build-arg", true)?;
     let labels = key_values(&args.labels, "--label", false)?;
 
@@ -305,6 +388,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     let log = StepLog {
         target: None,
         quiet: args.quiet,
+        verbose: settings.verbose > 0,
         transfers: &transfers,
     };
     // The runner first: it moves the process into a mount namespace of its own, which only
@@ -327,6 +411,9 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         build_args,
         labels,
         allow: args.allow.iter().copied().collect(),
+        cache_from,
+        cache_to,
+        lazy_output: (args.push || push_repo.is_some()) && outputs.is_empty(),
     };
     let out = builder.build(request, &log)?;
     finish(
@@ -391,8 +478,10 @@ fn finish(
         for (dest, tag) in targets {
             log.note(&format!("pushing {}", dest.familiar()));
             let repo = client.repository(&dest)?;
+            // Layers that came from a registry's build cache may be there only.
+            let source = Blobs::for_image(store, Some(&client), &out.root)?;
             content::copy_with(
-                store,
+                &source,
                 &repo,
                 &dest,
                 &out.root,
