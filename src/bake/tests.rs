@@ -262,10 +262,14 @@ targets:
     )
     .unwrap();
     assert_eq!(r[0].cache_from.len(), 2);
-    assert_eq!(r[0].cache_to[0].mode, crate::builder::cache_remote::Mode::Max);
+    assert_eq!(
+        r[0].cache_to[0].mode,
+        crate::builder::cache_remote::Mode::Max
+    );
     let e = err("targets:\n  app:\n    cache-to: [\"type=registry,ref=a/b:c,mood=max\"]\n");
     assert!(
-        e.contains("`targets.app.cache-to[0]`: `--cache-to`: unknown key `mood`") && e.contains(":3:"),
+        e.contains("`targets.app.cache-to[0]`: `--cache-to`: unknown key `mood`")
+            && e.contains(":3:"),
         "{e}"
     );
     let e = err("targets:\n  app:\n    cache-from: [{type: gha}]\n");

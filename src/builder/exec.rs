@@ -317,12 +317,13 @@ impl<'a> Executor<'a> {
                 }
                 None => {
                     self.pull(reference, platform)?;
-                    self.local_image(reference, platform)?
-                        .ok_or_else(|| ImageError::NoPlatform {
+                    self.local_image(reference, platform)?.ok_or_else(|| {
+                        ImageError::NoPlatform {
                             reference: reference.to_string(),
                             platform: platform.to_string(),
                             available: "none in the store".into(),
-                        })?
+                        }
+                    })?
                 }
             },
             Err(e) => return Err(e),

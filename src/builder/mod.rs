@@ -71,10 +71,16 @@ pub enum BuildError {
     Cancelled,
     /// Writing `--cache-to` failed (reading `--cache-from` never fails a build).
     #[error(transparent)]
-    Cache(#[from] cache_remote::CacheError),
+    Cache(Box<cache_remote::CacheError>),
     /// The same failure seen from another stage or platform that waited for it.
     #[error(transparent)]
     Shared(Arc<BuildError>),
+}
+
+impl From<cache_remote::CacheError> for BuildError {
+    fn from(e: cache_remote::CacheError) -> BuildError {
+        BuildError::Cache(Box::new(e))
+    }
 }
 
 impl BuildError {

@@ -19,10 +19,10 @@ use super::output::outln;
 use super::remote;
 use crate::archive::{SaveFormat, save};
 use crate::binfmt::{Binfmt, EmulatorSearch};
+use crate::builder::cache_remote::{Blobs, CacheEvent, CacheFrom, CacheTo, SpecError, Unusable};
 use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
 use crate::builder::run::{self, RunError};
-use crate::builder::cache_remote::{Blobs, CacheEvent, CacheFrom, CacheTo, SpecError, Unusable};
 use crate::builder::{self, BuildError, BuildEvent, BuildReporter, StepError};
 use crate::content::{self, Platforms, Sink};
 use crate::dockerfile::instructions;
@@ -125,10 +125,9 @@ fn cache_line(e: &CacheEvent<'_>, verbose: bool) -> Option<String> {
         CacheEvent::Imported { location, records } => {
             format!("importing build cache from {location}: {records} records")
         }
-        CacheEvent::ImportFailed { location, error } => format!(
-            "warning: build cache `{location}` not used: {}",
-            one_line(*error)
-        ),
+        CacheEvent::ImportFailed { error, .. } => {
+            format!("warning: {}; building without it", one_line(*error))
+        }
         CacheEvent::Ignored { location, why } => {
             let line = format!("build cache `{location}` ignored: {why}");
             match why {
@@ -154,10 +153,9 @@ fn cache_line(e: &CacheEvent<'_>, verbose: bool) -> Option<String> {
                 c.blobs_skipped,
             )
         }
-        CacheEvent::ExportFailed { location, error } => format!(
-            "warning: build cache not exported to `{location}` (ignore-error=true): {}",
-            one_line(*error)
-        ),
+        CacheEvent::ExportFailed { error, .. } => {
+            format!("warning: {} (ignore-error=true)", one_line(*error))
+        }
         CacheEvent::Contended { location, attempt } if verbose => format!(
             "build cache `{location}` changed while this build merged into it (attempt {attempt}): merging again"
         ),

@@ -5,6 +5,7 @@ mod bake;
 mod binfmt;
 mod binfmt_managed;
 mod build;
+mod cache_remote;
 mod frontend;
 mod harness;
 mod help;

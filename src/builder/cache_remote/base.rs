@@ -50,10 +50,8 @@ impl RemoteCache<'_> {
             let index = oci::parse_index(bytes)
                 .map_err(|e| pull_err(e.into()))?
                 .value;
-            desc = index
-                .select(&platform.matcher())
-                .cloned()
-                .ok_or_else(|| ImageError::NoPlatform {
+            desc = index.select(&platform.matcher()).cloned().ok_or_else(|| {
+                ImageError::NoPlatform {
                     reference: reference.to_string(),
                     platform: platform.to_string(),
                     available: index
@@ -61,7 +59,8 @@ impl RemoteCache<'_> {
                         .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
                         .collect::<Vec<_>>()
                         .join(", "),
-                })?;
+                }
+            })?;
         }
         let bytes = content::fetch_verified(&source, &desc).map_err(pull_err)?;
         let manifest = oci::parse_manifest(bytes)

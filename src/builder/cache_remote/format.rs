@@ -63,7 +63,9 @@ pub struct CacheConfig {
 pub enum Unusable {
     #[error("its config is `{0}`, not a manifold build cache")]
     NotACache(String),
-    #[error("it was written in cache format {found} ({writer}); this manifold reads format {FORMAT}")]
+    #[error(
+        "it was written in cache format {found} ({writer}); this manifold reads format {FORMAT}"
+    )]
     Format { found: u32, writer: String },
     #[error("its keys are `{found}` ({writer}); this manifold makes `{KEYS}`")]
     Keys { found: String, writer: String },
@@ -128,7 +130,7 @@ impl CacheConfig {
             .filter(|l| seen.insert(l.descriptor.digest.clone()))
             .map(|l| bare(&l.descriptor))
             .collect();
-        layers.sort_by(|a, b| a.digest.to_string().cmp(&b.digest.to_string()));
+        layers.sort_by_key(|a| a.digest.to_string());
         let manifest = Parsed::from_value(Manifest {
             schema_version: 2,
             media_type: Some(media_type::OCI_MANIFEST.to_string()),
@@ -208,7 +210,7 @@ pub fn trim(mut records: Vec<RemoteRecord>, max: Option<u64>) -> (Vec<RemoteReco
         }
         kept.push(r);
     }
-    kept.sort_by(|a, b| a.key.to_string().cmp(&b.key.to_string()));
+    kept.sort_by_key(|a| a.key.to_string());
     (kept, dropped)
 }
 

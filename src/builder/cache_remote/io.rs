@@ -62,7 +62,10 @@ fn unusable(location: &CacheLocation, why: Unusable) -> CacheError {
 }
 
 /// Read the cache at `location`.
-pub fn import(client: Option<&Client>, location: &CacheLocation) -> Result<CacheConfig, CacheError> {
+pub fn import(
+    client: Option<&Client>,
+    location: &CacheLocation,
+) -> Result<CacheConfig, CacheError> {
     let err = import_err(location);
     match location {
         CacheLocation::Registry(r) => {
@@ -126,10 +129,7 @@ fn read_registry(
         .take(format::MAX_CONFIG)
         .read_to_end(&mut bytes)?;
     content::verify(&format!("blob {}", config.digest), config, &bytes)?;
-    Ok(Some((
-        desc,
-        CacheConfig::parse(&config.media_type, &bytes),
-    )))
+    Ok(Some((desc, CacheConfig::parse(&config.media_type, &bytes))))
 }
 
 fn read_layout(l: &LayoutDir, tag: &str) -> Result<Current, ContentError> {

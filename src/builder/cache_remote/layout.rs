@@ -41,8 +41,8 @@ impl LayoutDir {
         }
         let index = self.dir.join("index.json");
         if !index.exists() {
-            let bytes = serde_json::to_vec(&oci::Index::new_oci(Vec::new()))
-                .expect("indexes serialise");
+            let bytes =
+                serde_json::to_vec(&oci::Index::new_oci(Vec::new())).expect("indexes serialise");
             self.write_atomic(&index, &bytes)?;
         }
         Ok(())
@@ -147,8 +147,7 @@ impl LayoutDir {
         for entry in fs::read_dir(&dir).map_err(|e| io_err("cannot read", &dir, e))? {
             let entry = entry.map_err(|e| io_err("cannot read", &dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.len() == 64 && !keep.contains(&name) && fs::remove_file(entry.path()).is_ok()
-            {
+            if name.len() == 64 && !keep.contains(&name) && fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
         }

@@ -177,10 +177,9 @@ impl<'a> RemoteCache<'a> {
                         records: config.records.len(),
                     });
                     let origin = match &f.location {
-                        CacheLocation::Registry(r) => Origin::Registry(BlobLocation::new(
-                            r.registry(),
-                            r.repository(),
-                        )),
+                        CacheLocation::Registry(r) => {
+                            Origin::Registry(BlobLocation::new(r.registry(), r.repository()))
+                        }
                         CacheLocation::Local { dir, .. } => Origin::Dir(dir.clone()),
                     };
                     for r in config.records {
@@ -273,7 +272,7 @@ impl<'a> RemoteCache<'a> {
             });
         }
         let mut v: Vec<RemoteRecord> = out.into_values().collect();
-        v.sort_by(|a, b| a.key.to_string().cmp(&b.key.to_string()));
+        v.sort_by_key(|a| a.key.to_string());
         v
     }
 
@@ -363,7 +362,6 @@ impl<'a> RemoteCache<'a> {
         let origins = self.origins(store, desc);
         fetch_from(self.client, store, desc, &origins, progress)
     }
-
 }
 
 impl RemoteCache<'_> {

@@ -227,10 +227,14 @@ fn location(
                 kind: kind.into(),
                 key: "ref",
             })?;
-            let parsed =
-                Reference::parse(&r).map_err(|e| bad(flag, "ref", &r, e.to_string()))?;
+            let parsed = Reference::parse(&r).map_err(|e| bad(flag, "ref", &r, e.to_string()))?;
             if flag == TO && parsed.digest().is_some() {
-                return Err(bad(flag, "ref", &r, "a cache is written to a tag, not a digest"));
+                return Err(bad(
+                    flag,
+                    "ref",
+                    &r,
+                    "a cache is written to a tag, not a digest",
+                ));
             }
             Ok(CacheLocation::Registry(parsed))
         }
@@ -319,7 +323,12 @@ impl CacheTo {
                 "ignore-error" => ignore_error = boolean(flag, &k, &v)?,
                 "max-size" => {
                     max_size = Some(parse_size(&v).ok_or_else(|| {
-                        bad(flag, &k, &v, "a size such as 2GB, 500MiB or a number of bytes")
+                        bad(
+                            flag,
+                            &k,
+                            &v,
+                            "a size such as 2GB, 500MiB or a number of bytes",
+                        )
                     })?)
                 }
                 // buildx's: manifold always writes an OCI image manifest.
@@ -413,9 +422,15 @@ mod tests {
         let e = CacheTo::parse("type=local,src=/x").unwrap_err();
         assert_eq!(e.to_string(), "`--cache-to`: `type=local` needs `dest=`");
         let e = CacheFrom::parse("type=gha").unwrap_err();
-        assert_eq!(e.to_string(), "`--cache-from`: cache type `gha` is not supported");
+        assert_eq!(
+            e.to_string(),
+            "`--cache-from`: cache type `gha` is not supported"
+        );
         let e = CacheFrom::parse("type=registry,ref=a/UPPER").unwrap_err();
-        assert!(e.to_string().starts_with("`--cache-from`: `ref=a/UPPER`: "), "{e}");
+        assert!(
+            e.to_string().starts_with("`--cache-from`: `ref=a/UPPER`: "),
+            "{e}"
+        );
         let e = CacheTo::parse("type=registry,ref=a/b@sha256:0000000000000000000000000000000000000000000000000000000000000000").unwrap_err();
         assert!(e.to_string().contains("not a digest"), "{e}");
         assert_eq!(
