@@ -665,3 +665,101 @@ fn bake_exports_and_imports_per_target() {
         }
     }
 }
+
+/// Two stages: `tools` (a RUN) feeds the final stage (a COPY --from and a RUN).
+fn two_stage_project(root: &TestRoot, name: &str) -> PathBuf {
+    let dir = root.scratch(name);
+    fs::copy(
+        crate::harness::busybox_tree("amd64").join("bin/busybox"),
+        dir.join("busybox"),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch AS tools\n\
+         COPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"R=RAN; /bin/busybox echo tools > /tools.txt; /bin/busybox echo $R-TOOLS\"]\n\
+         FROM scratch\n\
+         COPY busybox /usr/bin/busybox\n\
+         COPY --from=tools /tools.txt /tools.txt\n\
+         RUN [\"/usr/bin/busybox\", \"sh\", \"-c\", \"R=RAN; /usr/bin/busybox cp /tools.txt /app.txt; /usr/bin/busybox echo $R-APP\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn local_records(dir: &Path) -> usize {
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--config"])
+        .arg(format!("oci:{}:latest", dir.display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config: Value = serde_json::from_slice(&out.stdout).unwrap();
+    config["records"].as_array().unwrap().len()
+}
+
+#[test]
+fn mode_min_exports_the_final_stage_max_every_stage_and_all_sources_are_consulted() {
+    skip_unless!("root", "runc", "skopeo");
+    let a = TestRoot::new();
+    let (min, max, tools) = (a.scratch("min"), a.scratch("max"), a.scratch("tools"));
+    let ctx = two_stage_project(&a, "ctx");
+    let log = run_ok(build(
+        &a,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={}", min.display()),
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", max.display()),
+        ],
+        &ctx,
+    ));
+    assert!(log.contains("RAN-TOOLS") && log.contains("RAN-APP"), "{log}");
+    // min: the final stage's three steps; max: the tools stage's two as well.
+    assert_eq!(local_records(&min), 3);
+    assert_eq!(local_records(&max), 5);
+    // The tools stage alone, from the local cache, exported as a final stage of its own.
+    let log = run_ok(build(
+        &a,
+        &[
+            "--target",
+            "tools",
+            "--cache-to",
+            &format!("type=local,dest={}", tools.display()),
+        ],
+        &ctx,
+    ));
+    assert!(!log.contains("RAN-TOOLS"), "{log}");
+    assert_eq!(local_records(&tools), 2);
+
+    let from = |d: &Path| format!("type=local,src={}", d.display());
+    // max holds everything.
+    let b = TestRoot::new();
+    let log = run_ok(build(
+        &b,
+        &["--cache-from", &from(&max)],
+        &two_stage_project(&b, "ctx"),
+    ));
+    assert!(!log.contains("RAN-"), "{log}");
+    assert!(log.contains("(5 of 5 steps cached)"), "{log}");
+    // min lacks the tools stage: its two steps run again, the final stage's do not (the COPY
+    // --from key is the content copied, which is the same).
+    let c = TestRoot::new();
+    let log = run_ok(build(
+        &c,
+        &["--cache-from", &from(&min)],
+        &two_stage_project(&c, "ctx"),
+    ));
+    assert!(log.contains("RAN-TOOLS") && !log.contains("RAN-APP"), "{log}");
+    assert!(log.contains("(3 of 5 steps cached)"), "{log}");
+    // Two sources, each with part of the records: both are consulted.
+    let d = TestRoot::new();
+    let log = run_ok(build(
+        &d,
+        &["--cache-from", &from(&min), "--cache-from", &from(&tools)],
+        &two_stage_project(&d, "ctx"),
+    ));
+    assert!(!log.contains("RAN-"), "{log}");
+    assert!(log.contains("(5 of 5 steps cached)"), "{log}");
+}
