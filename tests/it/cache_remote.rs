@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::harness::{TestRoot, skip_unless};
-use crate::registry_harness::{Auth, FaultProxy, TestRegistry, free_port, import};
+use crate::registry_harness::{Auth, Fault, FaultProxy, Rule, TestRegistry, free_port, import};
 
 const EPOCH: &str = "1700000000";
 
@@ -715,7 +715,10 @@ fn mode_min_exports_the_final_stage_max_every_stage_and_all_sources_are_consulte
         ],
         &ctx,
     ));
-    assert!(log.contains("RAN-TOOLS") && log.contains("RAN-APP"), "{log}");
+    assert!(
+        log.contains("RAN-TOOLS") && log.contains("RAN-APP"),
+        "{log}"
+    );
     // min: the final stage's three steps; max: the tools stage's two as well.
     assert_eq!(local_records(&min), 3);
     assert_eq!(local_records(&max), 5);
@@ -751,7 +754,10 @@ fn mode_min_exports_the_final_stage_max_every_stage_and_all_sources_are_consulte
         &["--cache-from", &from(&min)],
         &two_stage_project(&c, "ctx"),
     ));
-    assert!(log.contains("RAN-TOOLS") && !log.contains("RAN-APP"), "{log}");
+    assert!(
+        log.contains("RAN-TOOLS") && !log.contains("RAN-APP"),
+        "{log}"
+    );
     assert!(log.contains("(3 of 5 steps cached)"), "{log}");
     // Two sources, each with part of the records: both are consulted.
     let d = TestRoot::new();
@@ -762,4 +768,47 @@ fn mode_min_exports_the_final_stage_max_every_stage_and_all_sources_are_consulte
     ));
     assert!(!log.contains("RAN-"), "{log}");
     assert!(log.contains("(5 of 5 steps cached)"), "{log}");
+}
+
+#[test]
+fn a_writer_that_raced_another_merges_again_and_keeps_both() {
+    skip_unless!("root", "runc", "docker-registry", "skopeo");
+    let registry = TestRegistry::start(Auth::Anonymous);
+    let host = registry.host();
+    let a = TestRoot::new();
+    run_ok(build(
+        &a,
+        &[
+            "--cache-to",
+            &format!("type=registry,ref={host}/cache:main"),
+        ],
+        &scratch_project(&a, "ctx", "x"),
+    ));
+    // The second writer reads the ref as it was before the first one wrote (its read answered
+    // "nothing there"), so its compare finds the first writer's manifest in the way.
+    let proxy = FaultProxy::start(registry.port());
+    proxy.add(Rule::new(
+        "GET",
+        "/v2/cache/manifests/main",
+        1,
+        Fault::Refuse(404, "MANIFEST_UNKNOWN"),
+    ));
+    let b = TestRoot::new();
+    let mut cmd = b.manifold_std();
+    cmd.args(["-v", "build", "--cache-to"])
+        .arg(format!("type=registry,ref={}/cache:main", proxy.host()))
+        .arg(scratch_project(&b, "ctx", "y"))
+        .env("SOURCE_DATE_EPOCH", EPOCH)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let log = run_ok(cmd);
+    assert_eq!(proxy.pending(), 0);
+    assert!(
+        log.contains("changed while this build merged into it (attempt 1): merging again"),
+        "{log}"
+    );
+    assert!(log.contains("4 records (3 of this build"), "{log}");
+    // Both writers' records are there: busybox and the RUN (shared), and each extra.txt.
+    let config = skopeo_cache_config(&registry, "cache:main");
+    assert_eq!(config["records"].as_array().unwrap().len(), 4, "{config:#}");
 }
