@@ -812,3 +812,25 @@ fn a_writer_that_raced_another_merges_again_and_keeps_both() {
     let config = skopeo_cache_config(&registry, "cache:main");
     assert_eq!(config["records"].as_array().unwrap().len(), 4, "{config:#}");
 }
+
+#[test]
+fn a_cache_the_runner_may_not_read_only_warns() {
+    skip_unless!("root", "runc", "docker-registry");
+    let registry = TestRegistry::start(Auth::Basic);
+    let host = registry.host();
+    let root = TestRoot::new();
+    let out = build(
+        &root,
+        &["--cache-from", &format!("type=registry,ref={host}/cache:1")],
+        &scratch_project(&root, "ctx", "x"),
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let warnings: Vec<String> = stderr(&out)
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .map(|l| l.replace(&host, "[REGISTRY]"))
+        .collect();
+    insta::assert_snapshot!(warnings.join("\n"), @"warning: cannot read the build cache `[REGISTRY]/cache:1`: `[REGISTRY]` requires authentication: `[REGISTRY]` answered 401 Unauthorized to GET /v2/cache/manifests/1: UNAUTHORIZED (authentication required); building without it");
+}
