@@ -30,6 +30,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::content::ContentError;
+use crate::hint::Hint;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -120,6 +121,33 @@ pub enum StepError {
     /// A layer the step reads came from an imported cache and cannot be fetched.
     #[error(transparent)]
     Cache(Box<cache_remote::CacheError>),
+}
+
+impl Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Epoch(_) => {
+                Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into())
+            }
+            BuildError::Store(e) => e.hint(),
+            BuildError::Cache(e) => e.hint(),
+            BuildError::Shared(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+impl Hint for StepError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            StepError::Copy(e) => e.hint(),
+            StepError::Run(e) => e.hint(),
+            StepError::Tree(e) => e.hint(),
+            StepError::Layer(e) => e.hint(),
+            StepError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// Why a base image (or a `COPY --from` image) cannot be used.

@@ -33,6 +33,7 @@ pub use spec::{CacheFrom, CacheLocation, CacheTo, Mode, SpecError};
 
 use super::cache::Record;
 use crate::content::{BlobLocation, ContentError, Source};
+use crate::hint::Hint;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
@@ -74,13 +75,13 @@ pub enum CacheError {
     Store(#[from] StoreError),
 }
 
-impl CacheError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<&'static str> {
+impl Hint for CacheError {
+    fn hint(&self) -> Option<String> {
         match self {
             CacheError::Export { .. } | CacheError::Contended { .. } => Some(
-                "add `,ignore-error=true` to `--cache-to` to let the build succeed when its cache cannot be written",
+                "add `,ignore-error=true` to `--cache-to` to let the build succeed when its cache cannot be written".into(),
             ),
+            CacheError::Store(e) => e.hint(),
             _ => None,
         }
     }

@@ -79,17 +79,17 @@ pub enum SpecError {
     Empty { flag: &'static str },
 }
 
-impl SpecError {
+impl crate::hint::Hint for SpecError {
     /// What to write instead.
-    pub fn hint(&self) -> &'static str {
-        match self {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             SpecError::UnsupportedType { .. } => {
                 "manifold keeps build caches in registries (`type=registry,ref=REGISTRY/REPO:TAG`) and OCI layout directories (`type=local,dest=DIR` / `type=local,src=DIR`)"
             }
             _ => {
                 "write `type=registry,ref=REGISTRY/REPO:TAG[,mode=min|max][,ignore-error=true][,max-size=2GB]` or `type=local,dest=DIR` (`src=DIR` for --cache-from)"
             }
-        }
+        }.into())
     }
 }
 
