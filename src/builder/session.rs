@@ -16,7 +16,7 @@ use crate::dockerfile::plan::{Entitlement, PlanOptions};
 use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::registry::Client;
-use crate::store::Store;
+use crate::store::{Store, Transaction};
 
 /// What stays the same across builds (one for a `build`, one for all of a bake's targets).
 pub struct Builder<'a> {
@@ -51,9 +51,12 @@ pub struct Request<'a> {
 }
 
 impl Builder<'_> {
-    /// Build `request`; the images are in the store, not tagged.
+    /// Build `request` in `txn` (a transaction of [`Builder::store`]); the images are written,
+    /// not tagged: the caller tags them (or pushes them) in the same transaction, so that no
+    /// collection runs between the last blob and the tag.
     pub fn build(
         &self,
+        txn: &Transaction,
         request: Request<'_>,
         reporter: &dyn BuildReporter,
     ) -> Result<Output, BuildError> {
@@ -64,7 +67,7 @@ impl Builder<'_> {
         let remote = (!request.cache_from.is_empty() || !request.cache_to.is_empty())
             .then(|| RemoteCache::open(self.client, &request.cache_from, &cache_event));
         let out = exec::build(&exec::Options {
-            store: self.store,
+            store: txn,
             dockerfile: request.dockerfile,
             context: request.context,
             platforms,
@@ -87,15 +90,10 @@ impl Builder<'_> {
             return Ok(out);
         };
         let manifests: Vec<_> = out.images.iter().map(|i| i.manifest.clone()).collect();
-        remote.finish(
-            self.store,
-            &manifests,
-            request.lazy_output,
-            reporter.transfers(),
-        )?;
+        remote.finish(txn, &manifests, request.lazy_output, reporter.transfers())?;
         for to in &request.cache_to {
             let exported = cache_remote::export(
-                self.store,
+                txn,
                 self.client,
                 remote,
                 to,

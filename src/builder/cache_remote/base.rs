@@ -7,7 +7,7 @@ use std::io::Read;
 
 use super::RemoteCache;
 use crate::builder::ImageError;
-use crate::content::{self, ContentError, Source};
+use crate::content::{self, ContentError, NoLocations, Source};
 use crate::oci::{self, Descriptor, ImageConfig, Manifest};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -39,10 +39,10 @@ impl RemoteCache<'_> {
                 reference: reference.to_string(),
                 source,
             })?;
-        let pull_err = |source| ImageError::Pull {
+        let pull_err = |source: ContentError| ImageError::Pull {
             reference: reference.to_string(),
             platform: platform.to_string(),
-            source,
+            source: source.into(),
         };
         let mut desc = source.resolve(&r).map_err(pull_err)?;
         if desc.is_index() {
@@ -77,11 +77,11 @@ impl RemoteCache<'_> {
         }
         let mut bytes = Vec::new();
         source
-            .open_blob(c)
+            .open_blob(c, &NoLocations)
             .map_err(pull_err)?
             .take(MAX_CONFIG)
             .read_to_end(&mut bytes)
-            .map_err(|e| pull_err(e.into()))?;
+            .map_err(|e| pull_err(ContentError::Io(e)))?;
         content::verify(&format!("config {}", c.digest), c, &bytes).map_err(pull_err)?;
         let config = oci::parse_config(bytes)
             .map_err(|e| pull_err(e.into()))?

@@ -18,7 +18,9 @@ use std::time::{Duration, Instant};
 use super::format::{self, CacheConfig, Documents, RemoteRecord, Unusable};
 use super::layout::LayoutDir;
 use super::{Blobs, CacheError, CacheEvent, CacheLocation, CacheTo, RemoteCache};
-use crate::content::{self, ContentError, CopyOptions, CopyReport, Platforms, Sink};
+use crate::content::{
+    self, ContentError, CopyEnv, CopyOptions, CopyReport, NoLocations, Platforms, Sink,
+};
 use crate::oci::{Descriptor, Digest, media_type};
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -189,6 +191,12 @@ pub fn export(
         .with_document(alone.config.digest.clone(), alone.config_bytes.clone())
         .with_document(alone.manifest.digest.clone(), alone.manifest_bytes.clone());
     let options = CopyOptions::default();
+    // Blobs the cache's registry holds elsewhere (a base's layers) are mounted.
+    let env = CopyEnv {
+        locations: &source,
+        progress,
+        options: &options,
+    };
     match &to.location {
         CacheLocation::Registry(r) => {
             let client = client.ok_or_else(|| {
@@ -197,14 +205,14 @@ pub fn export(
                 ))
             })?;
             let repo = client.repository(r).map_err(|e| err(content_error(e)))?;
-            let copy = content::copy_with(
+            let copy = content::copy(
                 &source,
                 &repo,
-                r,
+                &r.familiar(),
                 &alone.manifest,
                 &Platforms::All,
-                progress,
-                &options,
+                &[],
+                &env,
             )
             .map_err(err)?;
             merge_registry(&repo, r, &ours, to, copy, report)
@@ -212,21 +220,21 @@ pub fn export(
         CacheLocation::Local { dir, tag } => {
             let l = LayoutDir::new(dir);
             l.create().map_err(err)?;
-            let copy = content::copy_with(
+            let copy = content::copy(
                 &source,
                 &l,
-                &Reference::parse("localhost/cache:latest").expect("a valid reference"),
+                &to.location.to_string(),
                 &alone.manifest,
                 &Platforms::All,
-                progress,
-                &options,
+                &[],
+                &env,
             )
             .map_err(err)?;
             // Writers on this machine take turns.
             let _lock = l.lock().map_err(err)?;
             let current = read_layout(&l, tag).map_err(err)?;
             let (docs, kept, dropped) = merged(&current, &ours, to.max_size);
-            l.put_blob(&docs.config, &mut &docs.config_bytes[..])
+            l.put_blob(&docs.config, &mut &docs.config_bytes[..], &NoLocations)
                 .map_err(err)?;
             l.put_manifest(&docs.manifest, &docs.manifest_bytes)
                 .map_err(err)?;
@@ -290,8 +298,17 @@ fn merge_registry(
             .filter(|o| config.keys().contains(&o.key))
             .cloned()
             .collect();
-        if !Sink::has_blob(repo, &docs.config).map_err(err)? {
-            Sink::put_blob(repo, &docs.config, &mut &docs.config_bytes[..]).map_err(err)?;
+        if Sink::try_reuse(repo, &docs.config, &NoLocations)
+            .map_err(err)?
+            .is_none()
+        {
+            Sink::put_blob(
+                repo,
+                &docs.config,
+                &mut &docs.config_bytes[..],
+                &NoLocations,
+            )
+            .map_err(err)?;
         }
         repo.put_manifest_bytes(
             &docs.manifest.digest.to_string(),

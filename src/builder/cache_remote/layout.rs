@@ -7,7 +7,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::content::{self, ContentError, Sink, Source};
+use crate::content::{self, BlobLocations, ContentError, NoLocations, Reused, Sink, Source};
 use crate::oci::{self, ANNOTATION_REF_NAME, Descriptor, Digest, HashingReader, media_type};
 use crate::reference::Reference;
 
@@ -164,7 +164,11 @@ impl Source for LayoutDir {
         self.read(desc, super::format::MAX_CONFIG)
     }
 
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+    fn open_blob(
+        &self,
+        desc: &Descriptor,
+        _locations: &dyn BlobLocations,
+    ) -> Result<Box<dyn Read + Send + '_>, ContentError> {
         let path = self.blob_path(&desc.digest);
         let f = File::open(&path).map_err(|e| match e.kind() {
             io::ErrorKind::NotFound => ContentError::NotFound(desc.digest.to_string()),
@@ -174,12 +178,27 @@ impl Source for LayoutDir {
     }
 }
 
+impl LayoutDir {
+    pub fn has_blob(&self, desc: &Descriptor) -> bool {
+        self.blob_path(&desc.digest).is_file()
+    }
+}
+
 impl Sink for LayoutDir {
-    fn has_blob(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        Ok(self.blob_path(&desc.digest).is_file())
+    fn try_reuse(
+        &self,
+        desc: &Descriptor,
+        _locations: &dyn BlobLocations,
+    ) -> Result<Option<Reused>, ContentError> {
+        Ok(self.has_blob(desc).then_some(Reused::Present))
     }
 
-    fn put_blob(&self, desc: &Descriptor, reader: &mut dyn Read) -> Result<(), ContentError> {
+    fn put_blob(
+        &self,
+        desc: &Descriptor,
+        reader: &mut dyn Read,
+        _locations: &dyn BlobLocations,
+    ) -> Result<(), ContentError> {
         let dest = self.blob_path(&desc.digest);
         let parent = dest.parent().expect("a blob path has a parent");
         fs::create_dir_all(parent).map_err(|e| io_err("cannot create", parent, e))?;
@@ -215,11 +234,14 @@ impl Sink for LayoutDir {
 
     fn put_manifest(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), ContentError> {
         content::verify(&format!("manifest {}", desc.digest), desc, bytes)?;
-        self.put_blob(desc, &mut &bytes[..])
+        self.put_blob(desc, &mut &bytes[..], &NoLocations)
     }
 
-    fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<(), ContentError> {
-        self.set_tag(&reference.tag_or_digest(), desc)
+    fn commit(&self, root: &Descriptor, tags: &[Reference]) -> Result<(), ContentError> {
+        for t in tags {
+            self.set_tag(&t.tag_or_digest(), root)?;
+        }
+        Ok(())
     }
 }
 
@@ -234,11 +256,11 @@ mod tests {
         l.create().unwrap();
         let blob = b"layer bytes".to_vec();
         let d = Descriptor::of(media_type::OCI_LAYER_GZIP, &blob);
-        l.put_blob(&d, &mut &blob[..]).unwrap();
-        assert!(l.has_blob(&d).unwrap());
+        l.put_blob(&d, &mut &blob[..], &NoLocations).unwrap();
+        assert!(l.has_blob(&d));
         let wrong = Descriptor::of(media_type::OCI_LAYER_GZIP, b"other");
         assert!(matches!(
-            l.put_blob(&wrong, &mut &blob[..]),
+            l.put_blob(&wrong, &mut &blob[..], &NoLocations),
             Err(ContentError::SizeMismatch { .. })
         ));
         let m = Descriptor::of(media_type::OCI_MANIFEST, b"{}");

@@ -32,14 +32,16 @@ pub use io::{ExportReport, export, import};
 pub use spec::{CacheFrom, CacheLocation, CacheTo, Mode, SpecError};
 
 use super::cache::Record;
-use crate::content::{BlobLocation, ContentError, Source};
+use crate::content::{
+    self, BlobLocation, BlobLocations, ContentError, CopyEnv, NoLocations, Platforms, Source,
+};
 use crate::hint::Hint;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
 use crate::progress::{Progress, ProgressReader};
 use crate::reference::Reference;
 use crate::registry::{Client, PullSource, Repository, content_error};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Transaction};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -307,7 +309,7 @@ impl<'a> RemoteCache<'a> {
     /// once) from where they live.
     pub fn ensure(
         &self,
-        store: &Store,
+        store: &Transaction,
         layers: &[Descriptor],
         progress: &dyn Progress,
     ) -> Result<(), CacheError> {
@@ -345,7 +347,7 @@ impl<'a> RemoteCache<'a> {
 
     fn fetch(
         &self,
-        store: &Store,
+        store: &Transaction,
         desc: &Descriptor,
         progress: &dyn Progress,
     ) -> Result<(), CacheError> {
@@ -371,7 +373,7 @@ impl RemoteCache<'_> {
     /// imported layer is now in the store recorded in the store's cache, for the next build.
     pub fn finish(
         &self,
-        store: &Store,
+        store: &Transaction,
         images: &[Descriptor],
         lazy_output: bool,
         progress: &dyn Progress,
@@ -406,7 +408,7 @@ impl RemoteCache<'_> {
 /// Fetch `desc` into the store from the first of `origins` that gives it.
 fn fetch_from(
     client: Option<&Client>,
-    store: &Store,
+    store: &Transaction,
     desc: &Descriptor,
     origins: &[Origin],
     progress: &dyn Progress,
@@ -460,7 +462,7 @@ fn with_reader<T>(
     match origin {
         Origin::Dir(dir) => {
             let l = layout::LayoutDir::new(dir);
-            let mut r = l.open_blob(desc).map_err(fetch_err)?;
+            let mut r = l.open_blob(desc, &NoLocations).map_err(fetch_err)?;
             f(&mut r).map_err(fetch_err)
         }
         Origin::Registry(at) => {
@@ -469,7 +471,7 @@ fn with_reader<T>(
                 .transport(&at.registry)
                 .map_err(|e| fetch_err(content_error(e)))?;
             let repo = Repository::new(transport, &at.repository);
-            let mut r = repo.open_blob(desc).map_err(fetch_err)?;
+            let mut r = repo.open_blob(desc, &NoLocations).map_err(fetch_err)?;
             f(&mut r).map_err(fetch_err)
         }
         Origin::Pull(reference) => {
@@ -477,7 +479,7 @@ fn with_reader<T>(
             let source = client
                 .pull_source(reference)
                 .map_err(|e| fetch_err(content_error(e)))?;
-            let mut r = source.open_blob(desc).map_err(fetch_err)?;
+            let mut r = source.open_blob(desc, &NoLocations).map_err(fetch_err)?;
             f(&mut r).map_err(fetch_err)
         }
     }
@@ -604,12 +606,16 @@ impl<'a> Blobs<'a> {
                 })?;
                 Ok(Box::new(f))
             }
-            Origin::Registry(at) => self.repos.get(at).ok_or_else(missing)?.open_blob(desc),
+            Origin::Registry(at) => self
+                .repos
+                .get(at)
+                .ok_or_else(missing)?
+                .open_blob(desc, &NoLocations),
             Origin::Pull(r) => self
                 .pulls
                 .get(&r.to_string())
                 .ok_or_else(missing)?
-                .open_blob(desc),
+                .open_blob(desc, &NoLocations),
         }
     }
 }
@@ -626,12 +632,16 @@ impl Source for Blobs<'_> {
         }
     }
 
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+    fn open_blob(
+        &self,
+        desc: &Descriptor,
+        locations: &dyn BlobLocations,
+    ) -> Result<Box<dyn Read + Send + '_>, ContentError> {
         if let Some(b) = self.doc(&desc.digest) {
             return Ok(Box::new(b));
         }
         if self.store.has_blob(&desc.digest) {
-            return Source::open_blob(self.store, desc);
+            return Source::open_blob(self.store, desc, locations);
         }
         let mut last = ContentError::NotFound(desc.digest.to_string());
         for o in self.origins.get(&desc.digest).into_iter().flatten() {
@@ -642,14 +652,14 @@ impl Source for Blobs<'_> {
         }
         Err(last)
     }
+}
 
-    fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        Ok(self.doc(&desc.digest).is_some() || self.store.has_blob(&desc.digest))
-    }
-
-    fn blob_locations(&self, desc: &Descriptor) -> Vec<BlobLocation> {
-        let mut out = self.store.blob_locations(&desc.digest);
-        for o in self.origins.get(&desc.digest).into_iter().flatten() {
+/// Where the blobs a push reads live: the store's knowledge, and the caches' and bases'
+/// registries this build found them in (a push to one of those mounts them).
+impl BlobLocations for Blobs<'_> {
+    fn candidates(&self, digest: &Digest) -> Vec<BlobLocation> {
+        let mut out = self.store.blob_locations(digest);
+        for o in self.origins.get(digest).into_iter().flatten() {
             let at = match o {
                 Origin::Registry(b) => b.clone(),
                 Origin::Pull(r) => BlobLocation::new(r.registry(), r.repository()),
@@ -662,9 +672,35 @@ impl Source for Blobs<'_> {
         out
     }
 
-    fn note_blob_location(&self, desc: &Descriptor, location: &BlobLocation) {
-        let _ = self
-            .store
-            .add_blob_locations(&desc.digest, std::slice::from_ref(location));
+    fn record(&self, digest: &Digest, location: &BlobLocation) {
+        BlobLocations::record(self.store, digest, location)
     }
+}
+
+/// Push the built image `root` (named `name` in errors) to `destination` and name it there:
+/// `Ops::push`, except that the layers the store lacks (they came from a registry's build cache
+/// or a base image and were never fetched) are mounted from, or read at, where they live.
+pub fn push(
+    ops: &crate::ops::Ops<'_>,
+    txn: &Transaction,
+    name: &str,
+    root: &Descriptor,
+    destination: &Reference,
+) -> Result<(), crate::ops::OpsError> {
+    let source = Blobs::for_image(txn.store(), ops.client(), root)?;
+    let repo = ops.repository_of(destination)?;
+    content::copy(
+        &source,
+        repo.as_ref(),
+        name,
+        root,
+        &Platforms::All,
+        std::slice::from_ref(destination),
+        &CopyEnv {
+            locations: &source,
+            progress: ops.progress(),
+            options: ops.options(),
+        },
+    )?;
+    Ok(())
 }
