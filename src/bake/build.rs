@@ -3,6 +3,7 @@
 //! store — then tagged with the target's tags.
 
 use super::run::{BuildRequest, TargetBuilder};
+use crate::builder::secrets::{Secrets, SshAgents};
 use crate::builder::{self, BuildError, BuildReporter};
 use crate::oci::Descriptor;
 
@@ -20,6 +21,8 @@ impl TargetBuilder for StoreBuilder<'_> {
         request: &BuildRequest,
         reporter: &dyn BuildReporter,
     ) -> Result<Descriptor, BuildError> {
+        let secrets = Secrets::load(&request.secrets)?;
+        let ssh = SshAgents::load(&request.ssh)?;
         let name = request.dockerfile.display().to_string();
         let (context, dockerfile) =
             builder::session::load_dir(&request.context, &request.dockerfile, &name)?;
@@ -38,6 +41,8 @@ impl TargetBuilder for StoreBuilder<'_> {
                 cache_from: request.cache_from.clone(),
                 cache_to: request.cache_to.clone(),
                 lazy_output: self.lazy_output,
+                secrets: &secrets,
+                ssh: &ssh,
             },
             reporter,
         )?;

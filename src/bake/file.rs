@@ -56,6 +56,13 @@ pub struct Target {
     /// `--cache-to` specs (buildx's CSV form, checked).
     #[serde(rename = "cache-to", skip_serializing_if = "Vec::is_empty")]
     pub cache_to: Vec<String>,
+    /// buildx's `secret` specs (`id=ID,src=FILE`, `id=ID,env=VARIABLE`): where each secret
+    /// comes from, never its value; a relative file is relative to the bake file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// `--ssh` specs (`default`, `ID=SOCKET_OR_KEY`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ssh: Vec<String>,
 }
 
 pub const DEFAULT_CONTEXT: &str = ".";
@@ -297,6 +304,36 @@ impl<'de, const TO: bool> Deserialize<'de> for CacheSpec<TO> {
     }
 }
 
+/// A `--secret` spec.
+struct SecretText(String);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |s| check_secret(&substituted(s)?)).map(SecretText)
+    }
+}
+
+pub fn check_secret(text: &str) -> Result<String, String> {
+    text.parse::<crate::builder::secrets::SecretSpec>()
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// An `--ssh` spec.
+struct SshText(String);
+
+impl<'de> Deserialize<'de> for SshText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |s| check_ssh(&substituted(s)?)).map(SshText)
+    }
+}
+
+pub fn check_ssh(text: &str) -> Result<String, String> {
+    text.parse::<crate::builder::secrets::SshSpec>()
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// A key of `variables`.
 struct VariableName(String);
 
@@ -434,6 +471,10 @@ struct RawTarget {
     cache_from: Vec<CacheSpec<false>>,
     #[serde(default, rename = "cache-to")]
     cache_to: Vec<CacheSpec<true>>,
+    #[serde(default)]
+    secrets: Vec<SecretText>,
+    #[serde(default)]
+    ssh: Vec<SshText>,
 }
 
 // --- parsing -----------------------------------------------------------------------------------
@@ -538,6 +579,8 @@ pub fn parse(
                     entitlements: t.entitlements.into_iter().map(|e| e.0).collect(),
                     cache_from: t.cache_from.into_iter().map(|c| c.0).collect(),
                     cache_to: t.cache_to.into_iter().map(|c| c.0).collect(),
+                    secrets: t.secrets.into_iter().map(|s| s.0).collect(),
+                    ssh: t.ssh.into_iter().map(|s| s.0).collect(),
                 },
             )
         })

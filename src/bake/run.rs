@@ -14,6 +14,7 @@ use super::BakeError;
 use super::file::BakeFile;
 use super::plan::Selection;
 use crate::builder::cache_remote::{CacheFrom, CacheTo};
+use crate::builder::secrets::{SecretSpec, SshSpec};
 use crate::builder::{BuildError, BuildReporter};
 use crate::content::BoxError;
 use crate::dockerfile::plan::Entitlement;
@@ -39,6 +40,9 @@ pub struct BuildRequest {
     pub allow: BTreeSet<Entitlement>,
     pub cache_from: Vec<CacheFrom>,
     pub cache_to: Vec<CacheTo>,
+    /// Where its secrets and agents come from (files relative to the bake file).
+    pub secrets: Vec<SecretSpec>,
+    pub ssh: Vec<SshSpec>,
 }
 
 /// What a target built: the image (index or manifest) in the store.
@@ -141,6 +145,24 @@ pub fn requests(
                 .cache_to
                 .iter()
                 .map(|s| CacheTo::parse(s).map_err(|e| set(e.to_string())))
+                .collect::<Result<_, _>>()?,
+            secrets: t
+                .secrets
+                .iter()
+                .map(|v| {
+                    v.parse::<SecretSpec>()
+                        .map(|s| s.relative_to(base))
+                        .map_err(|e| set(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+            ssh: t
+                .ssh
+                .iter()
+                .map(|v| {
+                    v.parse::<SshSpec>()
+                        .map(|s| s.relative_to(base))
+                        .map_err(|e| set(e.to_string()))
+                })
                 .collect::<Result<_, _>>()?,
         });
     }

@@ -11,6 +11,7 @@ use super::context::{self, Context};
 use super::exec::{self, Output};
 use super::report::{BuildEvent, BuildReporter};
 use super::run::Runner;
+use super::secrets::{Secrets, SshAgents};
 use crate::dockerfile::instructions::{self, Dockerfile};
 use crate::dockerfile::plan::{Entitlement, PlanOptions};
 use crate::layer::Compression;
@@ -48,6 +49,10 @@ pub struct Request<'a> {
     /// The images are only pushed: layers that came from a registry's cache stay there (a
     /// push to that registry mounts them) instead of being fetched into the store.
     pub lazy_output: bool,
+    /// Kept apart from the build args: never part of a key, a record, the history or the
+    /// provenance.
+    pub secrets: &'a Secrets,
+    pub ssh: &'a SshAgents,
 }
 
 impl Builder<'_> {
@@ -85,6 +90,8 @@ impl Builder<'_> {
             runner: self.runner,
             reporter,
             remote: remote.as_ref(),
+            secrets: request.secrets,
+            ssh: request.ssh,
         })?;
         let Some(remote) = &remote else {
             return Ok(out);

@@ -834,3 +834,71 @@ fn a_cache_the_runner_may_not_read_only_warns() {
         .collect();
     insta::assert_snapshot!(warnings.join("\n"), @"warning: cannot read the build cache `[REGISTRY]/cache:1`: `[REGISTRY]` requires authentication: `[REGISTRY]` answered 401 Unauthorized to GET /v2/cache/manifests/1: UNAUTHORIZED (authentication required); building without it");
 }
+
+#[test]
+fn a_bind_mount_of_a_stage_from_the_cache_fetches_its_layers() {
+    skip_unless!("root", "runc", "skopeo");
+    let dockerfile = "FROM scratch AS tools\n\
+         COPY busybox /bin/busybox\n\
+         RUN [\"/bin/busybox\", \"sh\", \"-c\", \"R=RAN; /bin/busybox echo tools > /tools.txt; /bin/busybox echo $R-TOOLS\"]\n\
+         FROM scratch\n\
+         ARG V=1\n\
+         COPY busybox /usr/bin/busybox\n\
+         RUN --mount=type=bind,from=tools,target=/t [\"/usr/bin/busybox\", \"sh\", \"-c\", \"R=RAN; /usr/bin/busybox cat /t/tools.txt > /app.txt; /usr/bin/busybox echo $R-APP-$V\"]\n";
+    let project = |root: &TestRoot| {
+        let dir = two_stage_project(root, "ctx");
+        fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+        dir
+    };
+    let a = TestRoot::new();
+    let dir = a.scratch("cache");
+    let log = run_ok(build(
+        &a,
+        &[
+            "--cache-to",
+            &format!("type=local,dest={},mode=max", dir.display()),
+        ],
+        &project(&a),
+    ));
+    assert!(
+        log.contains("RAN-TOOLS") && log.contains("RAN-APP-1"),
+        "{log}"
+    );
+    // A fresh store: the tools stage is all cache hits (its layers not fetched), then the
+    // changed RUN binds it, so they are fetched.
+    let b = TestRoot::new();
+    let log = run_ok(build(
+        &b,
+        &[
+            "--cache-from",
+            &format!("type=local,src={}", dir.display()),
+            "--build-arg",
+            "V=2",
+            "-t",
+            "example.test/bind:1",
+        ],
+        &project(&b),
+    ));
+    assert!(
+        !log.contains("RAN-TOOLS") && log.contains("RAN-APP-2"),
+        "{log}"
+    );
+    let out = b
+        .manifold()
+        .args([
+            "run",
+            "--rm",
+            "example.test/bind:1",
+            "/usr/bin/busybox",
+            "cat",
+            "/app.txt",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "tools\n",
+        "{}",
+        stderr(&out)
+    );
+}
