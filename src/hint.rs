@@ -57,6 +57,8 @@ table![
     crate::binfmt::BinfmtError,
     crate::builder::BuildError,
     crate::builder::StepError,
+    crate::builder::cache_remote::CacheError,
+    crate::builder::cache_remote::SpecError,
     crate::builder::run::RunError,
     crate::builder::secrets::SecretError,
     crate::builder::copy::CopyError,

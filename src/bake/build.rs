@@ -10,6 +10,9 @@ use crate::oci::Descriptor;
 /// Builds each target with one [`builder::Builder`] (one store, one runner, one cache).
 pub struct StoreBuilder<'a> {
     pub builder: builder::Builder<'a>,
+    /// The images are only pushed (`bake --push`): layers of a registry's build cache stay
+    /// there.
+    pub lazy_output: bool,
 }
 
 impl TargetBuilder for StoreBuilder<'_> {
@@ -35,6 +38,9 @@ impl TargetBuilder for StoreBuilder<'_> {
                 build_args: request.args.clone(),
                 labels: request.labels.clone(),
                 allow: request.allow.clone(),
+                cache_from: request.cache_from.clone(),
+                cache_to: request.cache_to.clone(),
+                lazy_output: self.lazy_output,
                 secrets: &secrets,
                 ssh: &ssh,
             },

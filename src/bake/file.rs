@@ -12,6 +12,7 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 
 use super::BakeError;
+use crate::builder::cache_remote::{CacheFrom, CacheTo};
 use crate::dockerfile::plan::Entitlement;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -49,6 +50,12 @@ pub struct Target {
     /// `entitlements`: granted only by `manifold bake --allow`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub entitlements: Vec<String>,
+    /// `--cache-from` specs (buildx's CSV form, checked).
+    #[serde(rename = "cache-from", skip_serializing_if = "Vec::is_empty")]
+    pub cache_from: Vec<String>,
+    /// `--cache-to` specs (buildx's CSV form, checked).
+    #[serde(rename = "cache-to", skip_serializing_if = "Vec::is_empty")]
+    pub cache_to: Vec<String>,
     /// buildx's `secret` specs (`id=ID,src=FILE`, `id=ID,env=VARIABLE`): where each secret
     /// comes from, never its value; a relative file is relative to the bake file.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -238,6 +245,65 @@ pub fn check_entitlement(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A `cache-from` (`TO` false) or `cache-to` entry: buildx's CSV string
+/// (`type=registry,ref=…`) or a mapping of the same keys; kept as the CSV string.
+struct CacheSpec<const TO: bool>(String);
+
+/// Check a cache spec; the error names the bad key.
+pub fn check_cache_spec(text: &str, to: bool) -> Result<String, String> {
+    let r = if to {
+        CacheTo::parse(text).map(|_| ())
+    } else {
+        CacheFrom::parse(text).map(|_| ())
+    };
+    r.map(|()| text.trim().to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// `key=value` pairs as one CSV line (quoted where a field needs it).
+fn csv_line(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let field = format!("{k}={v}");
+            if field.contains(',') || field.contains('"') {
+                format!("\"{}\"", field.replace('"', "\"\""))
+            } else {
+                field
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+struct CacheSpecVisitor<const TO: bool>;
+
+impl<'de, const TO: bool> Visitor<'de> for CacheSpecVisitor<TO> {
+    type Value = String;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a cache spec: `type=registry,ref=REF` or a mapping of the same keys")
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<String, E> {
+        let text = substituted(v.to_string()).map_err(E::custom)?;
+        check_cache_spec(&text, TO).map_err(E::custom)
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<String, A::Error> {
+        let mut pairs = Vec::new();
+        while let Some(k) = map.next_key::<Key>()? {
+            let v: Text = map.next_value()?;
+            pairs.push((k.0, v.0));
+        }
+        let line = csv_line(&pairs);
+        check_cache_spec(&line, TO).map_err(de::Error::custom)
+    }
+}
+
+impl<'de, const TO: bool> Deserialize<'de> for CacheSpec<TO> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CacheSpecVisitor::<TO>).map(CacheSpec)
+    }
+}
+
 /// A `--secret` spec.
 struct SecretText(String);
 
@@ -401,6 +467,10 @@ struct RawTarget {
     target: Option<Text>,
     #[serde(default)]
     entitlements: Vec<EntitlementText>,
+    #[serde(default, rename = "cache-from")]
+    cache_from: Vec<CacheSpec<false>>,
+    #[serde(default, rename = "cache-to")]
+    cache_to: Vec<CacheSpec<true>>,
     #[serde(default)]
     secrets: Vec<SecretText>,
     #[serde(default)]
@@ -507,6 +577,8 @@ pub fn parse(
                     tags: t.tags.into_iter().map(|t| t.0).collect(),
                     target: t.target.map(|t| t.0).filter(|t| !t.is_empty()),
                     entitlements: t.entitlements.into_iter().map(|e| e.0).collect(),
+                    cache_from: t.cache_from.into_iter().map(|c| c.0).collect(),
+                    cache_to: t.cache_to.into_iter().map(|c| c.0).collect(),
                     secrets: t.secrets.into_iter().map(|s| s.0).collect(),
                     ssh: t.ssh.into_iter().map(|s| s.0).collect(),
                 },

@@ -7,7 +7,8 @@ use serde_json::{Value, json};
 
 use super::BakeError;
 use super::file::{
-    BakeFile, check_entitlement, check_platform, check_secret, check_ssh, check_tag,
+    BakeFile, check_cache_spec, check_entitlement, check_platform, check_secret, check_ssh,
+    check_tag,
 };
 
 /// The targets to build, in order, and the groups that named them.
@@ -81,7 +82,7 @@ fn expand(
     Ok(())
 }
 
-pub(super) const SET_KEYS: &str = "context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME, labels.NAME";
+pub(super) const SET_KEYS: &str = "context, dockerfile, target, platforms, tags, entitlements, cache-from, cache-to, secrets, ssh, args.NAME, labels.NAME";
 
 /// Apply `TARGET.KEY=VALUE` to the targets TARGET matches (a name or a glob such as `*`).
 /// Lists (platforms, tags) are comma separated and replace the file's.
@@ -124,6 +125,19 @@ pub fn apply_set(file: &mut BakeFile, set: &str) -> Result<(), BakeError> {
             "platforms" | "platform" => t.platforms = list(check_platform)?,
             "tags" | "tag" => t.tags = list(check_tag)?,
             "entitlements" => t.entitlements = list(check_entitlement)?,
+            // One spec (its commas are its own), replacing the file's list.
+            "cache-from" | "cache-to" => {
+                let to = key == "cache-to";
+                let specs = match value.trim() {
+                    "" => Vec::new(),
+                    v => vec![check_cache_spec(v, to).map_err(err)?],
+                };
+                if to {
+                    t.cache_to = specs;
+                } else {
+                    t.cache_from = specs;
+                }
+            }
             // One spec each: their own commas are theirs.
             "secrets" | "secret" => t.secrets = vec![check_secret(value).map_err(&err)?],
             "ssh" => t.ssh = vec![check_ssh(value).map_err(&err)?],

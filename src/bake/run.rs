@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use super::BakeError;
 use super::file::BakeFile;
 use super::plan::Selection;
+use crate::builder::cache_remote::{CacheFrom, CacheTo};
 use crate::builder::secrets::{SecretSpec, SshSpec};
 use crate::builder::{BuildError, BuildReporter};
 use crate::content::BoxError;
@@ -37,6 +38,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// The entitlements the target asks for (its build gets them once `--allow` grants them).
     pub allow: BTreeSet<Entitlement>,
+    pub cache_from: Vec<CacheFrom>,
+    pub cache_to: Vec<CacheTo>,
     /// Where its secrets and agents come from (files relative to the bake file).
     pub secrets: Vec<SecretSpec>,
     pub ssh: Vec<SshSpec>,
@@ -132,6 +135,16 @@ pub fn requests(
                             |e: crate::dockerfile::plan::UnknownEntitlement| set(e.to_string()),
                         )
                 })
+                .collect::<Result<_, _>>()?,
+            cache_from: t
+                .cache_from
+                .iter()
+                .map(|s| CacheFrom::parse(s).map_err(|e| set(e.to_string())))
+                .collect::<Result<_, _>>()?,
+            cache_to: t
+                .cache_to
+                .iter()
+                .map(|s| CacheTo::parse(s).map_err(|e| set(e.to_string())))
                 .collect::<Result<_, _>>()?,
             secrets: t
                 .secrets

@@ -197,7 +197,7 @@ fn set_overrides_keys_of_matching_targets() {
     for (set, message) in [
         (
             "api.color=red",
-            "`--set api.color=red`: unknown key `color` (one of context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME, labels.NAME)",
+            "`--set api.color=red`: unknown key `color` (one of context, dockerfile, target, platforms, tags, entitlements, cache-from, cache-to, secrets, ssh, args.NAME, labels.NAME)",
         ),
         (
             "nope.context=.",
@@ -225,6 +225,65 @@ fn set_overrides_keys_of_matching_targets() {
     }
     apply_set(&mut f, "api.secrets=id=npm,src=./npmrc").unwrap();
     assert_eq!(f.targets["api"].secrets, ["id=npm,src=./npmrc"]);
+}
+
+#[test]
+fn cache_keys_as_strings_or_mappings_checked() {
+    let f = parse(
+        "manifold.yaml",
+        r#"
+variables:
+  REG: 127.0.0.1:5000
+targets:
+  app:
+    cache-from:
+      - type=registry,ref=${REG}/app:cache
+      - { type: local, src: "/tmp/a,b" }
+    cache-to:
+      - type: registry
+        ref: ${REG}/app:cache
+        mode: max
+        ignore-error: true
+"#,
+        &no_env,
+    )
+    .unwrap();
+    let app = &f.targets["app"];
+    assert_eq!(
+        app.cache_from,
+        [
+            "type=registry,ref=127.0.0.1:5000/app:cache",
+            r#"type=local,"src=/tmp/a,b""#
+        ]
+    );
+    assert_eq!(
+        app.cache_to,
+        ["type=registry,ref=127.0.0.1:5000/app:cache,mode=max,ignore-error=true"]
+    );
+    let r = requests(
+        &f,
+        &select(&f, &["app".into()]).unwrap(),
+        std::path::Path::new("."),
+        false,
+    )
+    .unwrap();
+    assert_eq!(r[0].cache_from.len(), 2);
+    assert_eq!(
+        r[0].cache_to[0].mode,
+        crate::builder::cache_remote::Mode::Max
+    );
+    let e = err("targets:\n  app:\n    cache-to: [\"type=registry,ref=a/b:c,mood=max\"]\n");
+    assert!(
+        e.contains("`targets.app.cache-to[0]`: `--cache-to`: unknown key `mood`")
+            && e.contains(":3:"),
+        "{e}"
+    );
+    let e = err("targets:\n  app:\n    cache-from: [{type: gha}]\n");
+    assert!(e.contains("cache type `gha` is not supported"), "{e}");
+    let mut f = f;
+    apply_set(&mut f, "app.cache-to=type=local,dest=/tmp/c").unwrap();
+    assert_eq!(f.targets["app"].cache_to, ["type=local,dest=/tmp/c"]);
+    assert!(apply_set(&mut f, "app.cache-from=type=s3").is_err());
 }
 
 #[test]
@@ -335,6 +394,8 @@ fn request(name: &str, tags: &[&str]) -> BuildRequest {
         tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
         target: None,
         allow: Default::default(),
+        cache_from: Vec::new(),
+        cache_to: Vec::new(),
         secrets: Vec::new(),
         ssh: Vec::new(),
     }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::cache::{Cache, KeyBuilder, Record};
+use super::cache_remote::RemoteCache;
 use super::context::Context;
 use super::copy::{self, CopyEnv};
 use super::fetch::{self, FetchError, Fetched};
@@ -49,6 +50,8 @@ pub struct Options<'a> {
     pub client: Option<&'a Client>,
     pub runner: &'a dyn Runner,
     pub reporter: &'a dyn BuildReporter,
+    /// `--cache-from` records (looked up after the store's) and what `--cache-to` exports.
+    pub remote: Option<&'a RemoteCache<'a>>,
     /// `--secret`: read by `RUN --mount=type=secret`, never part of a key, record or layer.
     pub secrets: &'a Secrets,
     /// `--ssh`: the agents `RUN --mount=type=ssh` forwards to.
@@ -72,6 +75,9 @@ pub struct Output {
     /// How many steps ran, and how many came from the cache.
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// The identities of the stages the images are made of (the target and its bases): what
+    /// a `mode=min` cache export writes.
+    pub final_stages: Vec<Digest>,
     /// The time RUN steps spent under QEMU, per platform.
     pub emulation: Emulation,
 }
@@ -289,6 +295,7 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         root,
         steps_run: ex.run.load(Ordering::Relaxed),
         steps_cached: ex.cached.load(Ordering::Relaxed),
+        final_stages: ex.final_stages(),
         emulation: ex.emulation.lock().expect("emulation").clone(),
     };
     o.reporter.report(&BuildEvent::BuildFinished {
@@ -375,7 +382,27 @@ impl<'a> Executor<'a> {
         if let Some(i) = self.images.lock().expect("images").get(&key) {
             return Ok(i.clone());
         }
-        let image = Arc::new(self.local_image(reference, platform, self.o.client)?);
+        // A base the store lacks altogether, with a remote cache: resolved without its layers
+        // (they are fetched only if a step that runs needs them).
+        let lazy = self.o.remote.filter(|r| r.lazy_bases()).filter(|_| {
+            matches!(
+                self.o.store.lookup(reference),
+                Err(StoreError::ImageNotFound(_))
+            )
+        });
+        let image = match lazy {
+            Some(remote) => {
+                let (manifest, value, config) =
+                    remote.resolve_base(self.o.store, reference, platform)?;
+                Image {
+                    manifest,
+                    value,
+                    config,
+                }
+            }
+            None => self.local_image(reference, platform, self.o.client)?,
+        };
+        let image = Arc::new(image);
         self.images
             .lock()
             .expect("images")
@@ -654,7 +681,7 @@ impl<'a> Executor<'a> {
             if self.failed.load(Ordering::Relaxed) {
                 return Err(BuildError::Cancelled);
             }
-            let record = match &step.op {
+            let (key, record) = match &step.op {
                 Op::Meta => {
                     let key = KeyBuilder::new("meta")
                         .add_str(&chain.to_string())
@@ -663,7 +690,7 @@ impl<'a> Executor<'a> {
                         .finish();
                     let created = match self.o.epoch {
                         Some(e) => rfc3339(e),
-                        None => match self.cache.get(&key) {
+                        None => match self.cached(&key) {
                             Some(r) => r.created,
                             None => {
                                 let r = Record {
@@ -676,11 +703,13 @@ impl<'a> Executor<'a> {
                             }
                         },
                     };
-                    Record {
+                    let record = Record {
                         layer: None,
                         created,
                         blobs: Vec::new(),
-                    }
+                    };
+                    // With SOURCE_DATE_EPOCH, a config step's record says nothing.
+                    (self.o.epoch.is_none().then_some(key), record)
                 }
                 _ => {
                     let key = self.step_key(plan, stage, step, &chain)?;
@@ -689,11 +718,14 @@ impl<'a> Executor<'a> {
                         self.execute(plan, stage, step, info, &layers, &diff_ids, &mut tree)
                     })?;
                     if record.layer.is_some() {
-                        chain = key;
+                        chain = key.clone();
                     }
-                    record
+                    (Some(key), record)
                 }
             };
+            if let (Some(remote), Some(key)) = (self.o.remote, &key) {
+                remote.note(&self.ids[pi][&si], key, &stage.platform, &record);
+            }
             let empty = record.layer.is_none();
             if let Some(l) = &record.layer {
                 layers.push(l.descriptor.clone());
@@ -789,6 +821,42 @@ impl<'a> Executor<'a> {
         Ok(k.finish())
     }
 
+    /// A step's record: the store's cache first, then the imported ones (whose layer may be
+    /// fetched only when a step that runs needs it: see `execute`).
+    fn cached(&self, key: &Digest) -> Option<Record> {
+        self.cache
+            .get(key)
+            .or_else(|| self.o.remote?.get(self.o.store, key))
+    }
+
+    /// The identities of each target stage and of the stages it is built on.
+    fn final_stages(&self) -> Vec<Digest> {
+        let mut out = Vec::new();
+        for (pi, plan) in self.plans.iter().enumerate() {
+            let mut si = plan.target;
+            // Each stage's base comes before it in the plan: bounded by the stage count.
+            for _ in 0..=plan.order.len() {
+                out.push(self.ids[pi][&si].clone());
+                match plan.stage(si).base {
+                    Base::Stage(j) => si = j,
+                    _ => break,
+                }
+            }
+        }
+        out
+    }
+
+    /// Layers a step that runs reads: present in the store, fetched when they came from an
+    /// imported cache or a base image resolved without them.
+    fn ensure(&self, layers: &[Descriptor]) -> Result<(), StepError> {
+        match self.o.remote {
+            Some(r) => r
+                .ensure(self.o.store, layers, self.o.reporter.transfers())
+                .map_err(|e| StepError::Cache(Box::new(e))),
+            None => Ok(()),
+        }
+    }
+
     /// A mount's part of its step's key: whether a secret or agent was given (never its
     /// value: BuildKit does not run a step again when only a secret's content changed), and
     /// the content of what a bind mount shows.
@@ -876,6 +944,8 @@ impl<'a> Executor<'a> {
                     let o = self
                         .stage(self.plan_index(plan), *j)
                         .map_err(StepFail::Stage)?;
+                    // Its layers may have come from a remote cache, not yet fetched.
+                    self.ensure(&o.layers).map_err(StepFail::Step)?;
                     let t = self.stage_tree(&o).map_err(StepFail::Step)?;
                     let view = View::Layers {
                         layers: o.layers.clone(),
@@ -887,6 +957,8 @@ impl<'a> Executor<'a> {
                     let img = self
                         .image(r, &stage.platform)
                         .map_err(|e| StepFail::Step(e.into()))?;
+                    // A base resolved without its layers (a remote cache's lazy base).
+                    self.ensure(&img.value.layers).map_err(StepFail::Step)?;
                     let t = Tree::load_with(
                         self.o.store,
                         &self.cache,
@@ -955,7 +1027,7 @@ impl<'a> Executor<'a> {
             let report = self.o.reporter;
             report.report(&BuildEvent::StepStarted(info));
             if !self.o.no_cache
-                && let Some(r) = self.cache.get(key)
+                && let Some(r) = self.cached(key)
             {
                 report.report(&BuildEvent::StepCached(info));
                 self.cached.fetch_add(1, Ordering::Relaxed);
@@ -1068,6 +1140,8 @@ impl<'a> Executor<'a> {
         diff_ids: &[Digest],
         tree: &mut StageTree,
     ) -> Result<Option<LayerInfo>, BuildError> {
+        self.ensure(layers)
+            .map_err(|e| self.step_error(stage, step, e))?;
         // A stage this step copies from that failed is reported as itself.
         if let Op::Copy(c) = &step.op
             && let CopyFrom::Stage(j) = c.from
@@ -1075,6 +1149,8 @@ impl<'a> Executor<'a> {
             let out = self
                 .stage(self.plan_index(plan), j)
                 .map_err(BuildError::Shared)?;
+            self.ensure(&out.layers)
+                .map_err(|e| self.step_error(stage, step, e))?;
             return self
                 .copy_from_stage(c, &out, layers, diff_ids, tree)
                 .map(Some)
@@ -1149,6 +1225,7 @@ impl<'a> Executor<'a> {
                     CopyFrom::Context => None,
                     CopyFrom::Image(r) => {
                         let img = self.image(r, &stage.platform)?;
+                        self.ensure(&img.value.layers)?;
                         image = Tree::load_with(
                             store,
                             &self.cache,

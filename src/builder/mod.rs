@@ -10,6 +10,7 @@
 //! do about it (log in, free some space) in the chain.
 
 pub mod cache;
+pub mod cache_remote;
 pub mod context;
 pub mod copy;
 pub mod exec;
@@ -73,9 +74,18 @@ pub enum BuildError {
     Secret(#[from] secrets::SecretError),
     #[error("cancelled: another stage failed")]
     Cancelled,
+    /// Writing `--cache-to` failed (reading `--cache-from` never fails a build).
+    #[error(transparent)]
+    Cache(Box<cache_remote::CacheError>),
     /// The same failure seen from another stage or platform that waited for it.
     #[error(transparent)]
     Shared(Arc<BuildError>),
+}
+
+impl From<cache_remote::CacheError> for BuildError {
+    fn from(e: cache_remote::CacheError) -> BuildError {
+        BuildError::Cache(Box::new(e))
+    }
 }
 
 impl BuildError {
@@ -112,6 +122,9 @@ pub enum StepError {
     Store(#[from] StoreError),
     #[error("cannot create a temporary directory")]
     Temp(#[source] std::io::Error),
+    /// A layer the step reads came from an imported cache and cannot be fetched.
+    #[error(transparent)]
+    Cache(Box<cache_remote::CacheError>),
 }
 
 impl Hint for BuildError {
@@ -121,6 +134,7 @@ impl Hint for BuildError {
                 Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into())
             }
             BuildError::Store(e) => e.hint(),
+            BuildError::Cache(e) => e.hint(),
             BuildError::Secret(e) => e.hint(),
             BuildError::Shared(e) => e.hint(),
             _ => None,

@@ -63,6 +63,8 @@ pub enum BuildEvent<'a> {
         step: StepInfo<'a>,
         error: &'a StepError,
     },
+    /// What `--cache-from` and `--cache-to` did.
+    Cache(super::cache_remote::CacheEvent<'a>),
     /// Every platform built; the images are in the store, not tagged yet.
     BuildFinished {
         root: &'a Descriptor,

@@ -6,9 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use super::BuildError;
+use super::cache_remote::{self, CacheEvent, CacheFrom, CacheTo, RemoteCache};
 use super::context::{self, Context};
 use super::exec::{self, Output};
-use super::report::BuildReporter;
+use super::report::{BuildEvent, BuildReporter};
 use super::run::Runner;
 use super::secrets::{Secrets, SshAgents};
 use crate::dockerfile::instructions::{self, Dockerfile};
@@ -41,6 +42,13 @@ pub struct Request<'a> {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub allow: BTreeSet<Entitlement>,
+    /// Caches whose records are used after the store's (`--cache-from`).
+    pub cache_from: Vec<CacheFrom>,
+    /// Caches the steps used are written to (`--cache-to`).
+    pub cache_to: Vec<CacheTo>,
+    /// The images are only pushed: layers that came from a registry's cache stay there (a
+    /// push to that registry mounts them) instead of being fetched into the store.
+    pub lazy_output: bool,
     /// Kept apart from the build args: never part of a key, a record, the history or the
     /// provenance.
     pub secrets: &'a Secrets,
@@ -60,7 +68,10 @@ impl Builder<'_> {
         let mut build_args = request.build_args;
         let epoch = source_date_epoch(&mut build_args)?;
         let platforms = platforms(request.platforms);
-        exec::build(&exec::Options {
+        let cache_event = |e: CacheEvent<'_>| reporter.report(&BuildEvent::Cache(e));
+        let remote = (!request.cache_from.is_empty() || !request.cache_to.is_empty())
+            .then(|| RemoteCache::open(self.client, &request.cache_from, &cache_event));
+        let out = exec::build(&exec::Options {
             store: txn,
             dockerfile: request.dockerfile,
             context: request.context,
@@ -78,9 +89,38 @@ impl Builder<'_> {
             client: self.client,
             runner: self.runner,
             reporter,
+            remote: remote.as_ref(),
             secrets: request.secrets,
             ssh: request.ssh,
-        })
+        })?;
+        let Some(remote) = &remote else {
+            return Ok(out);
+        };
+        let manifests: Vec<_> = out.images.iter().map(|i| i.manifest.clone()).collect();
+        remote.finish(txn, &manifests, request.lazy_output, reporter.transfers())?;
+        for to in &request.cache_to {
+            let exported = cache_remote::export(
+                txn,
+                self.client,
+                remote,
+                to,
+                &out.final_stages,
+                reporter.transfers(),
+                &cache_event,
+            );
+            match exported {
+                Ok(report) => cache_event(CacheEvent::Exported {
+                    location: &to.location,
+                    report: &report,
+                }),
+                Err(error) if to.ignore_error => cache_event(CacheEvent::ExportFailed {
+                    location: &to.location,
+                    error: &error,
+                }),
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -140,7 +140,7 @@ pub enum Command {
     /// Find repositories in a registry's catalog
     Search(SearchArgs),
     /// Build an image from a Dockerfile, for one or several platforms
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Create, annotate, inspect and push multi-platform manifest lists
     Manifest(super::manifest::ManifestArgs),
     /// Build the targets of a bake file (manifold.yaml) together
@@ -193,6 +193,14 @@ pub struct BuildArgs {
     /// Layer compression
     #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
     pub compression: String,
+    /// Use the step records of a cache: `type=registry,ref=REF` or `type=local,src=DIR`
+    /// (repeatable; all are consulted)
+    #[arg(long, value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Write the steps to a cache: `type=registry,ref=REF` or `type=local,dest=DIR`, with
+    /// `mode=min|max`, `ignore-error=true`, `max-size=SIZE` (repeatable)
+    #[arg(long, value_name = "SPEC")]
+    pub cache_to: Vec<String>,
     /// Write the build result (digest, names) as JSON to FILE
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,

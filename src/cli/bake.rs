@@ -13,7 +13,7 @@ use super::output::outln;
 use super::remote;
 use crate::bake::{self, BakeError, BakeEvent, BakeReporter, Publisher};
 use crate::builder::{self, BuildReporter, run};
-use crate::content::{BoxError, Platforms};
+use crate::content::BoxError;
 use crate::layer::Compression;
 use crate::oci::Descriptor;
 use crate::ops::Ops;
@@ -78,7 +78,10 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     }
     // The build log goes to stderr whatever the progress mode, as `manifold build`'s does.
     let bars = settings.progress(false);
-    let log = BakeLog { bars: &bars };
+    let log = BakeLog {
+        bars: &bars,
+        verbose: settings.verbose > 0,
+    };
     let client = remote::client(settings)?;
     let target_builder = bake::StoreBuilder {
         builder: builder::Builder {
@@ -88,6 +91,7 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
             no_cache: args.no_cache,
             compression: Compression::Gzip,
         },
+        lazy_output: args.push,
     };
     let publisher = RegistryPublisher {
         ops: Ops::new(&store, Some(&client), &bars)
@@ -115,6 +119,7 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
 /// by side); transfers through the progress display.
 struct BakeLog<'a> {
     bars: &'a dyn Progress,
+    verbose: bool,
 }
 
 impl BakeReporter for BakeLog<'_> {
@@ -133,6 +138,7 @@ impl BakeReporter for BakeLog<'_> {
         Box::new(StepLog {
             target: Some(name.to_string()),
             quiet: false,
+            verbose: self.verbose,
             transfers: self.bars,
         })
     }
@@ -146,8 +152,8 @@ struct RegistryPublisher<'a> {
 impl Publisher for RegistryPublisher<'_> {
     fn push(&self, descriptor: &Descriptor, tag: &Reference) -> Result<(), BoxError> {
         let txn = self.ops.store().begin()?;
-        self.ops
-            .push(&txn, &tag.familiar(), descriptor, tag, &Platforms::All)?;
+        // Layers that came from a registry's build cache may be there only.
+        crate::builder::cache_remote::push(&self.ops, &txn, &tag.familiar(), descriptor, tag)?;
         Ok(())
     }
 }

@@ -19,12 +19,12 @@ use super::output::outln;
 use super::remote;
 use crate::archive::{SaveFormat, save};
 use crate::binfmt::{Binfmt, EmulatorSearch};
+use crate::builder::cache_remote::{CacheEvent, CacheFrom, CacheTo, Unusable};
 use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
 use crate::builder::run;
 use crate::builder::secrets::{Secrets, SshAgents};
 use crate::builder::{self, BuildEvent, BuildReporter};
-use crate::content::Platforms;
 use crate::dockerfile::instructions;
 use crate::layer::Compression;
 use crate::ops::Ops;
@@ -40,6 +40,8 @@ pub(super) struct StepLog<'a> {
     pub target: Option<String>,
     /// `-q`: nothing but errors.
     pub quiet: bool,
+    /// `-v`: also what the build cache ignored and retried.
+    pub verbose: bool,
     pub transfers: &'a dyn Progress,
 }
 
@@ -111,6 +113,11 @@ impl BuildReporter for StepLog<'_> {
                 if *emulated { " (emulated)" } else { "" }
             ),
             BuildEvent::StepFailed { step, error } => format!("#{} ERROR: {error}", step.number),
+            BuildEvent::Cache(e) => match cache_line(e, self.verbose) {
+                Some(line) => line,
+                None => return,
+            },
+            BuildEvent::BuildFinished { .. } if self.target.is_some() => return,
             BuildEvent::BuildFinished {
                 root,
                 steps_run,
@@ -136,6 +143,66 @@ impl BuildReporter for StepLog<'_> {
     fn transfers(&self) -> &dyn Progress {
         self.transfers
     }
+}
+
+/// An error and its causes on one line, `: ` between them (for warnings, which go on).
+fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let t = c.to_string();
+        // Transparent wrappers repeat their inner error.
+        if !text.ends_with(&t) {
+            text.push_str(": ");
+            text.push_str(&t);
+        }
+        cause = c.source();
+    }
+    text
+}
+
+/// The log line of a build cache event (None: not shown at this verbosity).
+fn cache_line(e: &CacheEvent<'_>, verbose: bool) -> Option<String> {
+    Some(match e {
+        CacheEvent::Imported { location, records } => {
+            format!("importing build cache from {location}: {records} records")
+        }
+        CacheEvent::ImportFailed { error, .. } => {
+            format!("warning: {}; building without it", one_line(*error))
+        }
+        CacheEvent::Ignored { location, why } => {
+            let line = format!("build cache `{location}` ignored: {why}");
+            match why {
+                Unusable::Format { .. } | Unusable::Keys { .. } if !verbose => return None,
+                Unusable::Format { .. } | Unusable::Keys { .. } => line,
+                _ => format!("warning: {line}"),
+            }
+        }
+        CacheEvent::Exported { location, report } => {
+            let c = &report.copy;
+            format!(
+                "exported build cache to {location}: {} records ({} of this build{}), {} blobs uploaded ({}), {} mounted, {} already there",
+                report.records,
+                report.ours,
+                if report.dropped > 0 {
+                    format!(", {} dropped by max-size", report.dropped)
+                } else {
+                    String::new()
+                },
+                c.blobs_copied,
+                super::output::human_size(c.bytes_copied),
+                c.blobs_mounted,
+                c.blobs_skipped,
+            )
+        }
+        CacheEvent::ExportFailed { error, .. } => {
+            format!("warning: {} (ignore-error=true)", one_line(*error))
+        }
+        CacheEvent::Contended { location, attempt } if verbose => format!(
+            "build cache `{location}` changed while this build merged into it (attempt {attempt}): merging again"
+        ),
+        CacheEvent::Contended { .. } => return None,
+    })
 }
 
 struct OutputSpec {
@@ -309,6 +376,16 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         .as_deref()
         .map(Reference::parse)
         .transpose()?;
+    let cache_from = args
+        .cache_from
+        .iter()
+        .map(|s| CacheFrom::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cache_to = args
+        .cache_to
+        .iter()
+        .map(|s| CacheTo::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
     let build_args = key_values(&args.build_args, "--build-arg", true)?;
     let labels = key_values(&args.labels, "--label", false)?;
 
@@ -319,6 +396,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     let log = StepLog {
         target: None,
         quiet: args.quiet,
+        verbose: settings.verbose > 0,
         transfers: &transfers,
     };
     // The runner first: it moves the process into a mount namespace of its own, which only
@@ -343,6 +421,9 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         build_args,
         labels,
         allow: args.allow.iter().copied().collect(),
+        cache_from,
+        cache_to,
+        lazy_output: (args.push || push_repo.is_some()) && outputs.is_empty(),
         secrets: &secrets,
         ssh: &ssh,
     };
@@ -435,7 +516,8 @@ fn finish(
             .map_or_else(|| out.root.digest.to_string(), Reference::familiar);
         for dest in targets {
             log.note(&format!("pushing {}", dest.familiar()));
-            ops.push(store, &name, &out.root, &dest, &Platforms::All)?;
+            // Layers that came from a registry's build cache may be there only.
+            crate::builder::cache_remote::push(ops, store, &name, &out.root, &dest)?;
             pushed.push(dest.familiar());
         }
         if push_repo.is_some() {

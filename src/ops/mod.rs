@@ -138,6 +138,11 @@ impl<'a> Ops<'a> {
         self.client.is_some()
     }
 
+    /// The registry client (None: the store only).
+    pub fn client(&self) -> Option<&'a Client> {
+        self.client
+    }
+
     pub fn store(&self) -> &'a Store {
         self.store
     }

@@ -6,6 +6,7 @@ mod binfmt;
 mod binfmt_managed;
 mod build;
 mod build_mounts;
+mod cache_remote;
 mod frontend;
 mod fuzz;
 mod harness;
