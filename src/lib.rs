@@ -1,7 +1,7 @@
 //! manifold: a daemonless, multi-architecture OCI image toolkit.
 //!
 //! Dependencies point one way: `cli` → feature modules (`archive`) → `content`/`store` →
-//! `oci`/`reference`/`platform`. See DESIGN.md in the shared notes for the module map.
+//! `oci`/`reference`/`platform`/`userns`. See DESIGN.md in the shared notes for the module map.
 
 // `println!` panics when stdout's reader has gone (Rust ignores SIGPIPE): data goes through
 // `cli::output`, whose closed-pipe error the CLI turns into a quiet exit.
@@ -22,6 +22,7 @@ pub mod reference;
 pub mod registry;
 pub mod runtime;
 pub mod store;
+pub mod userns;
 pub mod verify;
 
 #[cfg(test)]

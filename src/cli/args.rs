@@ -115,6 +115,10 @@ pub enum Command {
     Manifest(super::manifest::ManifestArgs),
     /// Build the targets of a bake file (manifold.yaml) together
     Bake(super::bake::BakeArgs),
+    /// Manage manifold's own data: `system reset` empties the store
+    System(super::system::SystemArgs),
+    /// Run a command in manifold's user namespace (rootless), as its root
+    Unshare(super::system::UnshareArgs),
 }
 
 #[derive(Debug, Args)]

@@ -216,11 +216,13 @@ pub(super) fn source_date_epoch(
 /// What runs RUN steps: runc through the runtime as root, else a runner that says why RUN
 /// cannot work. Create it before any other thread starts: it moves the process into a mount
 /// namespace of its own. Shared with `bake`.
-pub(super) fn runner(store: &Store) -> Box<dyn Runner> {
-    if !rustix::process::geteuid().is_root() {
-        return Box::new(Unavailable(
-            "RUN needs root (mounts and namespaces): run the build with sudo".into(),
-        ));
+pub(super) fn runner(store: &Store, settings: &Settings) -> Box<dyn Runner> {
+    if let Err(e) = settings.privilege.require() {
+        let mut why = format!("RUN cannot work here: {e:#}");
+        if let Some(h) = super::errors::hint_for(&e) {
+            why.push_str(&format!(" (hint: {h})"));
+        }
+        return Box::new(Unavailable(why));
     }
     match RuntimeRunner::new(store, "runc") {
         Ok(r) => Box::new(r),
@@ -292,7 +294,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
-    let runner = runner(&store);
+    let runner = runner(&store, settings);
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
     let client = remote::client(settings);
     let options = exec::Options {

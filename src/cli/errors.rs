@@ -61,7 +61,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
         .map_or(EXIT_MANIFOLD_FAILED, |e| e.exit_code())
 }
 
-fn hint_for(err: &anyhow::Error) -> Option<String> {
+/// The `hint:` line `report` prints for `err`.
+pub(super) fn hint_for(err: &anyhow::Error) -> Option<String> {
     // Module errors wrap each other transparently (`#[error(transparent)]`), which hides the
     // inner error from `chain()`: look through the wrappers by hand.
     for cause in err.chain() {
@@ -70,6 +71,9 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         }
         if let Some(e) = cause.downcast_ref::<crate::binfmt::BinfmtError>() {
             return e.hint();
+        }
+        if let Some(e) = cause.downcast_ref::<super::rootless::SharedUsernsError>() {
+            return e.0.hint();
         }
         if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>()
             && let Some(h) = e.hint()

@@ -24,9 +24,7 @@ use crate::binfmt::{Binfmt, EmulatorSearch, Ensured};
 use crate::progress::Progress;
 use crate::runtime::signals::Forwarder;
 use crate::runtime::spec::Host;
-use crate::runtime::{
-    self, Bind, Network, RunOptions, Runtime, RuntimeError, Security, SecurityFlags,
-};
+use crate::runtime::{Bind, Network, RunOptions, Runtime, RuntimeError, Security, SecurityFlags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetworkArg {
@@ -159,9 +157,7 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         ));
     }
     let security = args.security.resolve()?;
-    if !runtime::is_root() {
-        return Err(RuntimeError::NotRoot.into());
-    }
+    settings.privilege.require()?;
     let env = environment(&args)?;
     let binds = args
         .volumes
@@ -170,7 +166,10 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         .collect::<Result<Vec<_>, _>>()?;
 
     let store = settings.store()?;
-    let rt = Runtime::new(&store, &args.runtime)?;
+    let mut rt = Runtime::new(&store, &args.runtime)?;
+    if settings.verbose > 0 {
+        rt.on_note(Box::new(|t| eprintln!("{t}")));
+    }
     if let Err(e) = rt.reconcile() {
         eprintln!("warning: cannot clean up after earlier containers: {e}");
     }

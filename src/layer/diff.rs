@@ -1,6 +1,7 @@
 //! An overlayfs upper directory as a layer tarball: what a container changed, with overlayfs's
-//! whiteouts (0/0 character devices, `trusted.overlay.opaque`) turned back into OCI's
-//! (`.wh.NAME`, `.wh..wh..opq`).
+//! whiteouts (0/0 character devices, the opaque marker of the kernel's overlayfs — `trusted.` or,
+//! mounted with `userxattr`, `user.overlay.opaque` — or of fuse-overlayfs) turned back into
+//! OCI's (`.wh.NAME`, `.wh..wh..opq`). overlayfs's own xattrs stay out of the layer.
 //!
 //! The walk (`walk`: iterative, a few descriptors whatever the depth) goes through directory
 //! descriptors with O_NOFOLLOW, so a symlink a container put in its upper directory is recorded
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{FileType, Mode, OFlags, Stat};
 
-use super::extract::{OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::extract::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX, is_opaque_marker, is_overlay_xattr};
 use super::walk::{Visit, walk};
 use super::{LayerError, MAX_PATH};
 
@@ -43,18 +44,13 @@ pub fn write_diff<W: Write>(upper: &Path, out: W) -> io::Result<(DiffReport, W)>
         Mode::empty(),
     )
     .map_err(ioerr)?;
-    let mut w = DiffWriter {
-        tar: tar::Builder::new(out),
-        links: HashMap::new(),
-        report: DiffReport::default(),
-    };
-    w.tar.mode(tar::HeaderMode::Complete);
+    let mut w = DiffWriter::new(out);
     walk(&root, &mut w)?;
-    let out = w.tar.into_inner()?;
-    Ok((w.report, out))
+    w.finish()
 }
 
-struct DiffWriter<W: Write> {
+/// The tar stream of a diff, entry by entry (an upper directory's walk, or `changes`').
+pub(super) struct DiffWriter<W: Write> {
     tar: tar::Builder<W>,
     /// (dev, ino) of files with several links → the first path written, for hardlinks.
     links: HashMap<(u64, u64), PathBuf>,
@@ -82,6 +78,68 @@ impl<W: Write> Visit for DiffWriter<W> {
         st: &Stat,
         path: &Path,
     ) -> io::Result<bool> {
+        self.append(dir, name, st, path)
+    }
+}
+
+impl<W: Write> DiffWriter<W> {
+    pub(super) fn new(out: W) -> DiffWriter<W> {
+        let mut tar = tar::Builder::new(out);
+        tar.mode(tar::HeaderMode::Complete);
+        DiffWriter {
+            tar,
+            links: HashMap::new(),
+            report: DiffReport::default(),
+        }
+    }
+
+    /// The end-of-archive blocks; what the diff held, and `out`.
+    pub(super) fn finish(self) -> io::Result<(DiffReport, W)> {
+        let report = self.report;
+        let out = self.tar.into_inner()?;
+        Ok((report, out))
+    }
+
+    /// An OCI whiteout for `path` (relative to the tree's root).
+    pub(super) fn whiteout(&mut self, path: &Path, mtime: u64) -> io::Result<()> {
+        let rel = path.parent().unwrap_or(Path::new(""));
+        let mut whname = OsString::from(WHITEOUT_PREFIX);
+        whname.push(path.file_name().unwrap_or_default());
+        let whpath = rel.join(whname);
+        fits(&whpath)?;
+        let mut wh = tar::Header::new_gnu();
+        wh.set_entry_type(tar::EntryType::Regular);
+        wh.set_mode(0o644);
+        wh.set_mtime(mtime);
+        wh.set_size(0);
+        self.tar.append_data(&mut wh, whpath, io::empty())?;
+        self.report.whiteouts += 1;
+        Ok(())
+    }
+
+    /// The opaque marker of directory `path`: what lower layers hold in it is hidden.
+    pub(super) fn opaque(&mut self, path: &Path, mtime: u64) -> io::Result<()> {
+        let mut wh = tar::Header::new_gnu();
+        wh.set_entry_type(tar::EntryType::Regular);
+        wh.set_mode(0o644);
+        wh.set_mtime(mtime);
+        wh.set_size(0);
+        let marker = path.join(OPAQUE_WHITEOUT);
+        fits(&marker)?;
+        self.tar.append_data(&mut wh, marker, io::empty())?;
+        self.report.opaque_dirs += 1;
+        Ok(())
+    }
+
+    /// Write the entry `name` of `dir` (at `path`, with its lstat `st`), overlayfs's whiteouts
+    /// and opaque markers in OCI's form; true for a directory (whose entries come next).
+    pub(super) fn append(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        st: &Stat,
+        path: &Path,
+    ) -> io::Result<bool> {
         fits(path)?;
         let rel = path.parent().unwrap_or(Path::new(""));
         let path = path.to_path_buf();
@@ -94,17 +152,7 @@ impl<W: Write> Visit for DiffWriter<W> {
         header.set_size(0);
         match kind {
             FileType::CharacterDevice if st.st_rdev == 0 => {
-                let mut wh = tar::Header::new_gnu();
-                wh.set_entry_type(tar::EntryType::Regular);
-                wh.set_mode(0o644);
-                wh.set_mtime(st.st_mtime.max(0) as u64);
-                wh.set_size(0);
-                let mut whname = OsString::from(WHITEOUT_PREFIX);
-                whname.push(name);
-                let whpath = rel.join(whname);
-                fits(&whpath)?;
-                self.tar.append_data(&mut wh, whpath, io::empty())?;
-                self.report.whiteouts += 1;
+                self.whiteout(&rel.join(name), st.st_mtime.max(0) as u64)?;
                 return Ok(false);
             }
             FileType::Directory => {
@@ -119,20 +167,12 @@ impl<W: Write> Visit for DiffWriter<W> {
                 drop(sub);
                 let opaque = xattrs
                     .iter()
-                    .any(|(k, v)| k == OVERLAY_OPAQUE_XATTR && v.as_slice() == b"y");
+                    .any(|(k, v)| is_opaque_marker(k.as_bytes(), v));
                 self.pax(&xattrs)?;
                 header.set_entry_type(tar::EntryType::Directory);
                 self.tar.append_data(&mut header, &path, io::empty())?;
                 if opaque {
-                    let mut wh = tar::Header::new_gnu();
-                    wh.set_entry_type(tar::EntryType::Regular);
-                    wh.set_mode(0o644);
-                    wh.set_mtime(st.st_mtime.max(0) as u64);
-                    wh.set_size(0);
-                    let marker = path.join(OPAQUE_WHITEOUT);
-                    fits(&marker)?;
-                    self.tar.append_data(&mut wh, marker, io::empty())?;
-                    self.report.opaque_dirs += 1;
+                    self.opaque(&path, st.st_mtime.max(0) as u64)?;
                 }
                 self.report.entries += 1;
                 return Ok(true);
@@ -201,7 +241,7 @@ impl<W: Write> DiffWriter<W> {
     fn pax(&mut self, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
         let kept: Vec<(String, &[u8])> = xattrs
             .iter()
-            .filter(|(k, _)| !k.starts_with("trusted.overlay."))
+            .filter(|(k, _)| !is_overlay_xattr(k.as_bytes()))
             .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
             .collect();
         if kept.is_empty() {

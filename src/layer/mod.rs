@@ -3,6 +3,7 @@
 //! tarball with OCI whiteouts (see `diff`). Nothing here uses `tar::Entry::unpack`: every path
 //! is resolved under the destination with openat2(RESOLVE_IN_ROOT).
 
+pub mod changes;
 pub mod diff;
 pub mod extract;
 pub mod inroot;
@@ -11,8 +12,9 @@ pub mod walk;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+pub use changes::{Baseline, write_changes};
 pub use diff::{DiffReport, write_diff};
-pub use extract::{ExtractReport, Extractor};
+pub use extract::{ExtractOptions, ExtractReport, Extractor, Owners, Whiteouts};
 pub use inroot::InRoot;
 
 use crate::oci::media_type::LayerCompression;
@@ -186,10 +188,22 @@ pub fn unpack(
     dest: &Path,
     diff_id: Option<&Digest>,
 ) -> Result<ExtractReport, LayerError> {
+    unpack_with(blob, compression, dest, diff_id, ExtractOptions::default())
+}
+
+/// [`unpack`] with the whiteouts and owners `options` say (a rootless snapshot, or a layer
+/// applied over the ones before it in a plain directory).
+pub fn unpack_with(
+    blob: impl Read,
+    compression: LayerCompression,
+    dest: &Path,
+    diff_id: Option<&Digest>,
+    options: ExtractOptions,
+) -> Result<ExtractReport, LayerError> {
     let plain = decompress(blob, compression)?;
     let algorithm = diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
     let hashing = HashingReader::new(plain, algorithm);
-    let extractor = Extractor::new(dest).map_err(|source| LayerError::Io {
+    let extractor = Extractor::with_options(dest, options).map_err(|source| LayerError::Io {
         what: format!("cannot open {}", dest.display()),
         source,
     })?;

@@ -12,6 +12,7 @@ pub mod containers;
 pub mod network;
 pub mod oci_runtime;
 pub mod overlay;
+pub mod ownership;
 pub mod run;
 pub mod signals;
 pub mod snapshots;
@@ -112,6 +113,14 @@ pub enum RuntimeError {
     Change(#[from] crate::oci::changes::ChangeError),
     #[error(transparent)]
     Security(#[from] spec::security::SecurityError),
+    #[error("the store at {root} was unpacked by {found}, and this process runs as {now}")]
+    Ownership {
+        root: PathBuf,
+        found: String,
+        now: String,
+    },
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
 }
 
 impl RuntimeError {
@@ -177,6 +186,10 @@ impl RuntimeError {
                 "the kernel needs overlayfs; inside a container, run manifold privileged".into()
             }
             RuntimeError::Security(e) => return e.hint(),
+            RuntimeError::Ownership { .. } => {
+                "use the store as the user who made it, or give `--root` another directory; `manifold system reset`, run by the store's own user, empties it".into()
+            }
+            RuntimeError::Userns(e) => return e.hint(),
             _ => return None,
         })
     }

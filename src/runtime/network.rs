@@ -96,6 +96,8 @@ pub enum NetworkError {
     Failed(String),
     #[error("`slirp4netns` did not set up the container's network within {0:?}")]
     Timeout(Duration),
+    #[error("cannot open /dev/net/tun, which the container's private network needs")]
+    Tun(#[source] io::Error),
 }
 
 impl NetworkError {
@@ -109,6 +111,11 @@ impl NetworkError {
             NetworkError::Namespace(_) => {
                 Some("inside a container, run manifold privileged, or use `--network host`".into())
             }
+            NetworkError::Tun(_) => Some(
+                "distributions let every user open it (udev's default: mode 0666); `sudo chmod \
+                 0666 /dev/net/tun` does the same, or choose `--network host` or `--network none`"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -265,6 +272,12 @@ fn new_namespace() -> io::Result<OwnedFd> {
 
 fn start_private(log: &Path) -> Result<Private, NetworkError> {
     let program = super::find_program("slirp4netns").ok_or(NetworkError::ForwarderNotFound)?;
+    // slirp4netns would only say "child failed(1)" (rootless, where the device is root's alone).
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(NetworkError::Tun)?;
     let netns = new_namespace().map_err(NetworkError::Namespace)?;
     // Both pipes are close-on-exec here, so no other child (the runtime, another container's
     // forwarder) inherits them; slirp4netns gets its ends as descriptors 3 and 4.

@@ -72,6 +72,8 @@ pub struct Runtime {
     containers: Containers,
     jobs: usize,
     private_mounts: AtomicBool,
+    /// Where `-v` notes go (how a container's root was made).
+    notes: Option<Box<dyn Fn(&str) + Send + Sync>>,
 }
 
 /// How a container ended.
@@ -101,7 +103,13 @@ impl Runtime {
                 .map_or(2, |n| n.get())
                 .max(2),
             private_mounts: AtomicBool::new(false),
+            notes: None,
         })
+    }
+
+    /// Report what `-v` shows (how each container's root was made) through `notes`.
+    pub fn on_note(&mut self, notes: Box<dyn Fn(&str) + Send + Sync>) {
+        self.notes = Some(notes);
     }
 
     pub fn store(&self) -> &Store {
@@ -228,6 +236,16 @@ impl Runtime {
             // Listed (unless --rm) with docker's status for what went wrong.
             let _ = prepared.abandon(e.exit_code() as i32);
             return Err(e);
+        }
+        if let (Some(notes), Some(method)) = (&self.notes, prepared.method) {
+            let userns = match crate::userns::current() {
+                Some(m) => format!(", in a user namespace ({})", m.describe()),
+                None => String::new(),
+            };
+            notes(&format!(
+                "container {}: root filesystem: {method}{userns}",
+                prepared.record.short_id()
+            ));
         }
         Ok(prepared)
     }
@@ -375,6 +393,7 @@ impl Prepared<'_> {
             work: cdir.work(),
             target: cdir.rootfs(),
             links_dir: cdir.links(),
+            userxattr: rt.snapshots.ownership().is_user_namespace(),
         };
         self.method = Some(
             overlay
@@ -474,6 +493,11 @@ impl Prepared<'_> {
             annotations,
             security: opts.security.clone(),
             host: spec::Host::current().clone(),
+            rootless: rt.snapshots.ownership().is_user_namespace().then(|| {
+                spec::rootless::Rootless {
+                    single_id: rt.snapshots.ownership().is_single(),
+                }
+            }),
         };
         let spec = spec::build(&input);
         // It holds the environment (`-e PASSWORD=…`): the owner's alone.

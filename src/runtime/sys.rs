@@ -18,6 +18,8 @@ pub struct OverlayConfig {
     pub options: Vec<(String, String)>,
     /// Flag options (`volatile`), skipped when the kernel does not know them.
     pub flags: Vec<String>,
+    /// `userxattr` (a user namespace): required, never skipped.
+    pub userxattr: bool,
     pub target: PathBuf,
 }
 
@@ -90,6 +92,9 @@ impl Syscalls for RealSyscalls {
         fsconfig_set_string(&fs, "workdir", &c.work).map_err(errno)?;
         for (k, v) in &c.options {
             fsconfig_set_string(&fs, k.as_str(), v.as_str()).map_err(errno)?;
+        }
+        if c.userxattr {
+            rustix::mount::fsconfig_set_flag(&fs, "userxattr").map_err(errno)?;
         }
         for f in &c.flags {
             match rustix::mount::fsconfig_set_flag(&fs, f.as_str()) {
@@ -235,10 +240,11 @@ pub(crate) mod fake {
                 return Err(io::Error::from(io::ErrorKind::Unsupported));
             }
             self.calls.lock().unwrap().push(format!(
-                "fsconfig lowers={} upper={} target={}",
+                "fsconfig lowers={} upper={} target={}{}",
                 c.lowers.len(),
                 c.upper.display(),
-                c.target.display()
+                c.target.display(),
+                if c.userxattr { " userxattr" } else { "" }
             ));
             Ok(())
         }

@@ -1,0 +1,111 @@
+//! Rootless mode, from the command line's side: the commands that unpack layers, mount overlays
+//! or run containers (and those that clean up after them) enter manifold's user namespace first
+//! thing when manifold is not root (see `userns`); the others run as the user. Nothing to ask
+//! for: it follows from who runs manifold.
+
+use std::sync::Arc;
+
+use super::args::Command;
+use crate::userns::{self, Plan, UsernsError};
+
+/// Whether manifold may run containers here, as settled at start.
+#[derive(Debug, Clone)]
+pub enum Privilege {
+    /// Root on the host (or in a container's own root).
+    Root,
+    /// Not root, inside manifold's user namespace.
+    Namespace,
+    /// Not root, and this command does not enter the namespace.
+    User,
+    /// Not root, and the namespace could not be entered.
+    Failed(Arc<UsernsError>),
+}
+
+/// The commands that enter the namespace: they unpack, mount, run, or remove what containers
+/// and snapshots left (files owned by subordinate ids, which only the namespace's root removes).
+fn needs_namespace(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Run(_)
+            | Command::Ps(_)
+            | Command::Rm(_)
+            | Command::Commit(_)
+            | Command::Prune(_)
+            | Command::Rmi(_)
+            | Command::Build(_)
+            | Command::Bake(_)
+            | Command::System(_)
+            | Command::Unshare(_)
+    )
+}
+
+/// The commands after which a single-id mapping changes what works (they make containers).
+fn makes_containers(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Run(_) | Command::Build(_) | Command::Bake(_) | Command::Unshare(_)
+    )
+}
+
+/// Enter the namespace when `command` needs it and manifold is not root. Call it before any
+/// thread starts.
+pub fn start(command: &Command) -> Privilege {
+    if rustix::process::geteuid().is_root() {
+        return Privilege::Root;
+    }
+    if !needs_namespace(command) {
+        return Privilege::User;
+    }
+    let plan = match Plan::current() {
+        Ok(p) => p,
+        Err(e) => return Privilege::Failed(Arc::new(e)),
+    };
+    if makes_containers(command) {
+        if let Some((warning, hint)) = plan.warning() {
+            eprintln!("warning: {warning}");
+            eprintln!("hint: {hint}");
+        }
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none_or(|d| d.is_empty()) {
+            eprintln!(
+                "warning: XDG_RUNTIME_DIR is not set: the OCI runtime keeps its state in {} \
+                 (a login session sets it, to /run/user/{})",
+                std::env::temp_dir()
+                    .join(format!("manifold-run-{}", plan.uid))
+                    .display(),
+                plan.uid
+            );
+        }
+    }
+    match userns::enter(&plan) {
+        Ok(_) => Privilege::Namespace,
+        Err(e) => Privilege::Failed(Arc::new(e)),
+    }
+}
+
+impl Privilege {
+    /// Ok when containers can run: as root, or in the namespace; else why not.
+    pub fn require(&self) -> Result<(), anyhow::Error> {
+        match self {
+            Privilege::Root | Privilege::Namespace => Ok(()),
+            Privilege::Failed(e) => Err(anyhow::Error::new(SharedUsernsError(e.clone()))
+                .context("rootless mode needs a user namespace")),
+            Privilege::User => Err(crate::runtime::RuntimeError::NotRoot.into()),
+        }
+    }
+}
+
+/// A [`UsernsError`] held by the settings, reported as the error itself.
+#[derive(Debug)]
+pub struct SharedUsernsError(pub Arc<UsernsError>);
+
+impl std::fmt::Display for SharedUsernsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for SharedUsernsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&*self.0)
+    }
+}
