@@ -729,12 +729,13 @@ impl Binfmt {
                 });
             }
         }
+        // What the kernel does for this process is the truth: a handler can be in use where
+        // this process cannot read binfmt_misc (not mounted in its view: a container, another
+        // user namespace), nor mount it.
+        if (!self.is_root || !self.misc.is_mounted()) && self.probe && self.runs_here(h) {
+            return Ok(Ensured::Usable);
+        }
         if !self.is_root {
-            // What the kernel does for this process is the truth: a handler can be in use
-            // where this process cannot read binfmt_misc (not mounted in its view).
-            if self.probe && self.runs_here(h) {
-                return Ok(Ensured::Usable);
-            }
             // Say whether an emulator is there, so the one command given is enough; once, as
             // root, for every user and every boot.
             let fix = match self.search.find(h) {
@@ -766,9 +767,45 @@ impl Binfmt {
     /// Whether `h`'s test program runs for this process, in an empty root as a container's
     /// would (the F flag needed).
     fn runs_here(&self, h: &'static Handler) -> bool {
-        probe::run(h.test_program(), Isolation::available(false), &[]).is_ok_and(|ran| {
+        probe::run(h.test_program(), Isolation::available(self.is_root), &[]).is_ok_and(|ran| {
             ran.ended == probe::Ended::Exited(0) && ran.stdout == data::test_output(&h.target)
         })
+    }
+
+    /// The emulator the kernel runs `platform`'s programs with for this process, as an open
+    /// file (see [`probe::held_emulator`]), else a static one from the emulator search; None
+    /// for a native platform. For runners that execute guest programs through an emulator of
+    /// their own choosing (proot's `-q`) rather than through the kernel.
+    pub fn emulator_file(&self, platform: &Platform) -> Result<Option<std::fs::File>> {
+        if is_native(platform) {
+            return Ok(None);
+        }
+        let shown = platform.to_string();
+        let h =
+            Handler::for_platform(platform).ok_or_else(|| BinfmtError::NoHandler(shown.clone()))?;
+        let tmp = std::env::temp_dir();
+        if let Some(f) =
+            probe::held_emulator(h.test_program()).map_err(self.io("run a test program in", tmp))?
+        {
+            return Ok(Some(f));
+        }
+        let found = self.find_emulator(h, &shown).map_err(|e| match e {
+            // Where no emulator is installed, registering one on the host serves too.
+            BinfmtError::NoEmulator {
+                platform,
+                looked,
+                fix,
+            } => BinfmtError::NoEmulator {
+                fix: format!(
+                    "on the machine, `sudo manifold binfmt install --persist {platform}` registers one that programs here can use; or {fix}"
+                ),
+                platform,
+                looked,
+            },
+            e => e,
+        })?;
+        let f = std::fs::File::open(&found.path).map_err(self.io("open", found.path.clone()))?;
+        Ok(Some(f))
     }
 
     /// Run `h`'s test program through the kernel as a container would (see [`probe`]) and judge

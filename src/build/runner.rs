@@ -2,6 +2,10 @@
 //! mounts them with a fresh upper directory, the OCI runtime runs the command (a foreign
 //! platform through QEMU, registered with `binfmt::ensure`), and the upper directory becomes the
 //! step's layer (OCI whiteouts), its mtimes clamped to SOURCE_DATE_EPOCH when that is set.
+//!
+//! Where no container can be made (an unprivileged build container), [`IsolatedRunner`] runs
+//! the step under proot or chroot in a plain directory holding the stage's layers, and the
+//! changes found against a record of it become the layer (see `runtime::isolation`).
 
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Seek, Write};
@@ -15,6 +19,7 @@ use crate::oci::{
     Algorithm, Descriptor, HashingWriter, ImageConfig, Manifest, Parsed, RunConfig, media_type,
 };
 use crate::progress::NoProgress;
+use crate::runtime::isolation::{self, Isolation, Step, StepRoot};
 use crate::runtime::{Bind, Network, RunOptions, Runtime, Security};
 use crate::store::Store;
 
@@ -87,52 +92,7 @@ impl Runner for RuntimeRunner {
         store
             .put_bytes(&manifest.bytes)
             .map_err(|e| e.to_string())?;
-        let mut binds = Vec::new();
-        if let Some((name, content)) = &op.script {
-            let dir = req.tmp.join("pipes");
-            fs::create_dir_all(&dir).map_err(|e| io_msg("cannot write the script", e))?;
-            let path = dir.join(name);
-            fs::write(&path, content).map_err(|e| io_msg("cannot write the script", e))?;
-            use std::os::unix::fs::PermissionsExt;
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-                .map_err(|e| io_msg("cannot write the script", e))?;
-            binds.push(Bind {
-                source: path,
-                destination: format!("/dev/pipes/{name}"),
-                read_only: true,
-            });
-        }
-        for (i, m) in op.mounts.iter().enumerate() {
-            let source = match m.kind.as_str() {
-                "cache" => {
-                    let dir = super::cache::Cache::mount_dir(store, &m.id)
-                        .map_err(|e| io_msg("cannot create the cache mount", e))?;
-                    if !dir.is_dir() {
-                        // The mode the container sees; `mount_dir`'s private parent keeps the
-                        // host's other users away from it.
-                        fs::create_dir_all(&dir)
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode))
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
-                        std::os::unix::fs::chown(&dir, Some(m.uid as u32), Some(m.gid as u32))
-                            .map_err(|e| io_msg("cannot create the cache mount", e))?;
-                    }
-                    dir
-                }
-                _ => {
-                    let dir = req.tmp.join(format!("tmpfs-{i}"));
-                    fs::create_dir_all(&dir)
-                        .map_err(|e| io_msg("cannot create the tmpfs mount", e))?;
-                    dir
-                }
-            };
-            binds.push(Bind {
-                source,
-                destination: m.target.clone(),
-                read_only: m.read_only,
-            });
-        }
+        let binds = step_binds(req)?;
         let opts = RunOptions {
             image: "manifold build step".into(),
             image_digest: manifest.digest(),
@@ -176,23 +136,7 @@ impl Runner for RuntimeRunner {
                 return Err(format!("cannot start the container: {e}"));
             }
         };
-        let stdout = child.stdout.take().expect("piped");
-        let stderr = child.stderr.take().expect("piped");
-        let status = std::thread::scope(|s| {
-            let out = req.output;
-            let pump = |r: Box<dyn Read + Send>| {
-                for line in BufReader::new(r).lines() {
-                    match line {
-                        Ok(l) => out(&l),
-                        Err(_) => break,
-                    }
-                }
-            };
-            s.spawn(move || pump(Box::new(stdout)));
-            s.spawn(move || pump(Box::new(stderr)));
-            child.wait()
-        });
-        let status = match status {
+        let status = match pump(&mut child, req.output) {
             Ok(s) => s,
             Err(e) => {
                 drop(prepared);
@@ -215,12 +159,89 @@ impl Runner for RuntimeRunner {
                     let _ = fs::remove_dir(upper.join(m.target.trim_start_matches('/')));
                 }
                 tidy_upper(&upper);
-                diff_layer(store, &upper, req.compression, req.epoch, req.tmp)
+                diff_layer(store, req.compression, req.epoch, req.tmp, |out| {
+                    crate::layer::write_diff(&upper, out)
+                })
             }
         };
         remove();
         result
     }
+}
+
+/// What the step binds into its root: a here-document's script at `/dev/pipes/NAME`, and each
+/// `--mount` (a cache directory of the store, or an empty one for tmpfs).
+fn step_binds(req: &RunRequest<'_>) -> Result<Vec<Bind>, String> {
+    let op = req.op;
+    let store = req.store;
+    let mut binds = Vec::new();
+    if let Some((name, content)) = &op.script {
+        let dir = req.tmp.join("pipes");
+        fs::create_dir_all(&dir).map_err(|e| io_msg("cannot write the script", e))?;
+        let path = dir.join(name);
+        fs::write(&path, content).map_err(|e| io_msg("cannot write the script", e))?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+            .map_err(|e| io_msg("cannot write the script", e))?;
+        binds.push(Bind {
+            source: path,
+            destination: format!("/dev/pipes/{name}"),
+            read_only: true,
+        });
+    }
+    for (i, m) in op.mounts.iter().enumerate() {
+        let source = match m.kind.as_str() {
+            "cache" => {
+                let dir = super::cache::Cache::mount_dir(store, &m.id)
+                    .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                if !dir.is_dir() {
+                    // The mode the container sees; `mount_dir`'s private parent keeps the
+                    // host's other users away from it.
+                    fs::create_dir_all(&dir)
+                        .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode))
+                        .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                    std::os::unix::fs::chown(&dir, Some(m.uid as u32), Some(m.gid as u32))
+                        .map_err(|e| io_msg("cannot create the cache mount", e))?;
+                }
+                dir
+            }
+            _ => {
+                let dir = req.tmp.join(format!("tmpfs-{i}"));
+                fs::create_dir_all(&dir).map_err(|e| io_msg("cannot create the tmpfs mount", e))?;
+                dir
+            }
+        };
+        binds.push(Bind {
+            source,
+            destination: m.target.clone(),
+            read_only: m.read_only,
+        });
+    }
+    Ok(binds)
+}
+
+/// The command's output, line by line, to `output` while it runs; then its status.
+fn pump(
+    child: &mut std::process::Child,
+    output: &(dyn Fn(&str) + Sync),
+) -> io::Result<std::process::ExitStatus> {
+    let stdout = child.stdout.take().expect("piped");
+    let stderr = child.stderr.take().expect("piped");
+    std::thread::scope(|s| {
+        let pump = |r: Box<dyn Read + Send>| {
+            for line in BufReader::new(r).lines() {
+                match line {
+                    Ok(l) => output(&l),
+                    Err(_) => break,
+                }
+            }
+        };
+        s.spawn(move || pump(Box::new(stdout)));
+        s.spawn(move || pump(Box::new(stderr)));
+        child.wait()
+    })
 }
 
 /// The mount points the runtime made for /etc/hosts & co. are not the step's doing.
@@ -238,14 +259,17 @@ fn tidy_upper(upper: &std::path::Path) {
     }
 }
 
-/// The upper directory as a layer: the OCI diff into a temp file, then (mtimes clamped when an
-/// epoch is given) compressed into the store.
+/// What a step changed as a layer: the OCI diff (`diff`: an upper directory's, or a plain
+/// root's against its record) into a temp file, then (mtimes clamped when an epoch is given)
+/// compressed into the store.
 fn diff_layer(
     store: &Store,
-    upper: &std::path::Path,
     compression: Compression,
     epoch: Option<u64>,
     tmp: &std::path::Path,
+    diff: impl FnOnce(
+        io::BufWriter<fs::File>,
+    ) -> io::Result<(crate::layer::DiffReport, io::BufWriter<fs::File>)>,
 ) -> Result<Option<LayerInfo>, String> {
     let raw_path = tmp.join("diff.tar");
     let raw = fs::File::options()
@@ -255,8 +279,8 @@ fn diff_layer(
         .truncate(true)
         .open(&raw_path)
         .map_err(|e| io_msg("cannot write the diff", e))?;
-    let (report, raw) = crate::layer::write_diff(upper, io::BufWriter::new(raw))
-        .map_err(|e| io_msg("cannot read the changes", e))?;
+    let (report, raw) =
+        diff(io::BufWriter::new(raw)).map_err(|e| io_msg("cannot read the changes", e))?;
     let mut raw = raw
         .into_inner()
         .map_err(|e| io_msg("cannot write the diff", e.error()))?;
@@ -325,4 +349,194 @@ fn diff_layer(
         descriptor: Descriptor::new(compression.media_type(), digest, size),
         diff_id,
     }))
+}
+
+/// RUN without a container: proot or chroot in a plain directory (see `runtime::isolation`).
+pub struct IsolatedRunner {
+    isolation: Isolation,
+    binfmt: Binfmt,
+    /// Emulators for proot, by platform, copied out of what the kernel's handlers hold.
+    emulators: Mutex<std::collections::HashMap<String, std::path::PathBuf>>,
+    dir: tempfile::TempDir,
+}
+
+impl IsolatedRunner {
+    pub fn new(isolation: Isolation) -> Result<IsolatedRunner, crate::runtime::RuntimeError> {
+        if isolation == Isolation::Proot && crate::runtime::find_program("proot").is_none() {
+            return Err(crate::runtime::RuntimeError::ProotNotFound);
+        }
+        let tmp = std::env::temp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix("manifold-isolation-")
+            .tempdir()
+            .map_err(crate::runtime::RuntimeError::io(
+                "create a temp directory in",
+                &tmp,
+            ))?;
+        // Traversable, not listable: proot runs as the step's user, who must reach the root
+        // (the store's own directories are its owner's alone).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o711))
+            .map_err(crate::runtime::RuntimeError::io("chmod", dir.path()))?;
+        Ok(IsolatedRunner {
+            isolation,
+            binfmt: Binfmt::system(EmulatorSearch::from_env(None)),
+            emulators: Mutex::new(Default::default()),
+            dir,
+        })
+    }
+
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
+    }
+
+    /// How foreign programs run: proot needs an emulator file of its own; chroot leaves them
+    /// to the kernel's handler, which must be usable here.
+    fn emulator(
+        &self,
+        platform: &crate::platform::Platform,
+    ) -> Result<Option<std::path::PathBuf>, String> {
+        let cannot = |e: crate::binfmt::BinfmtError| {
+            let mut m = format!("cannot run {platform} programs here: {e}");
+            if let Some(h) = e.hint() {
+                m.push_str(&format!(" ({h})"));
+            }
+            m
+        };
+        if self.isolation == Isolation::Chroot {
+            self.binfmt.ensure(platform).map_err(cannot)?;
+            return Ok(None);
+        }
+        let key = platform.to_string();
+        let mut known = self.emulators.lock().expect("emulators");
+        if let Some(p) = known.get(&key) {
+            return Ok(Some(p.clone()));
+        }
+        let Some(mut file) = self.binfmt.emulator_file(platform).map_err(cannot)? else {
+            return Ok(None);
+        };
+        let name = format!("qemu-{}", key.replace('/', "-"));
+        let path = isolation::emulator_path(&mut file, self.dir.path(), &name)
+            .map_err(|e| io_msg("cannot copy the emulator", e))?;
+        known.insert(key, path.clone());
+        Ok(Some(path))
+    }
+}
+
+impl Runner for IsolatedRunner {
+    fn run(&self, req: &RunRequest<'_>) -> Result<Option<LayerInfo>, String> {
+        let op = req.op;
+        if Network::from_build_flag(&op.network) == Some(Network::None) {
+            return Err(format!(
+                "RUN --network=none needs a network namespace, which `--isolation {}` cannot make",
+                self.isolation
+            ));
+        }
+        let emulator = self.emulator(req.platform)?;
+        let scratch = tempfile::Builder::new()
+            .prefix("step-")
+            .tempdir_in(self.dir.path())
+            .map_err(|e| io_msg("cannot create the step's root", e))?;
+        let dir = scratch.path().join("root");
+        fs::create_dir(&dir).map_err(|e| io_msg("cannot create the step's root", e))?;
+        use std::os::unix::fs::PermissionsExt;
+        for d in [scratch.path(), &dir] {
+            fs::set_permissions(
+                d,
+                fs::Permissions::from_mode(if d == dir { 0o755 } else { 0o711 }),
+            )
+            .map_err(|e| io_msg("cannot create the step's root", e))?;
+        }
+        let root = StepRoot::unpack(req.store, req.layers, req.diff_ids, &dir)
+            .map_err(|e| format!("cannot unpack the stage's layers: {e}"))?;
+        let files = crate::layer::InRoot::open(root.dir())
+            .map_err(|e| io_msg("cannot open the step's root", e))?;
+        let read = |p: &str| {
+            files
+                .read(std::path::Path::new(p), 4 << 20)
+                .ok()
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        };
+        let user = crate::runtime::user::resolve(
+            op.user.as_deref().unwrap_or(""),
+            read("/etc/passwd").as_deref(),
+            read("/etc/group").as_deref(),
+        )
+        .map_err(|e| e.to_string())?;
+        let hostname = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .into_owned();
+        let config = ImageConfig {
+            config: Some(RunConfig {
+                env: Some(op.env.clone()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let env = crate::runtime::run::environment(&config, &[], &hostname, &user.home, false);
+        let mut binds = step_binds(req)?;
+        // chroot binds nothing: a here-document's script goes into the root for the step.
+        let mut placed = Vec::new();
+        if self.isolation == Isolation::Chroot {
+            binds.retain(|b| {
+                if !b.destination.starts_with("/dev/pipes/") {
+                    return true;
+                }
+                placed.push(b.clone());
+                false
+            });
+            for b in &placed {
+                let inside = root.dir().join(b.destination.trim_start_matches('/'));
+                let copied = inside
+                    .parent()
+                    .map_or(Ok(()), fs::create_dir_all)
+                    .and_then(|()| fs::copy(&b.source, &inside).map(|_| ()));
+                copied.map_err(|e| io_msg("cannot write the script", e))?;
+            }
+        }
+        let step = Step {
+            isolation: self.isolation,
+            root: root.dir(),
+            argv: &op.argv,
+            env: &env,
+            cwd: &op.workdir,
+            user: &user,
+            binds: &binds,
+            emulator: emulator.as_deref(),
+        };
+        let mut child = step
+            .command()
+            .map_err(|e| {
+                let mut m = format!("cannot run the step: {e}");
+                if let Some(h) = e.hint() {
+                    m.push_str(&format!(" ({h})"));
+                }
+                m
+            })?
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| io_msg(&format!("cannot start `{}`", op.argv[0]), e))?;
+        let status =
+            pump(&mut child, req.output).map_err(|e| io_msg("cannot wait for the step", e))?;
+        for b in &placed {
+            let _ = fs::remove_file(root.dir().join(b.destination.trim_start_matches('/')));
+            let _ = fs::remove_dir(root.dir().join("dev/pipes"));
+        }
+        if !status.success() {
+            use std::os::unix::process::ExitStatusExt;
+            let code = status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            return Err(format!(
+                "process \"{}\" did not complete successfully: exit code: {code}",
+                op.argv.join(" ")
+            ));
+        }
+        diff_layer(req.store, req.compression, req.epoch, req.tmp, |out| {
+            root.write_changes(out)
+        })
+    }
 }

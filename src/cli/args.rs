@@ -162,10 +162,29 @@ pub struct BuildArgs {
     /// Print only the image digest
     #[arg(short, long)]
     pub quiet: bool,
+    /// How RUN steps are isolated: `oci` (a container), `proot` or `chroot` (no container, for
+    /// unprivileged build containers), `auto` (oci where it can be made, else proot)
+    #[arg(long, value_enum, default_value_t = IsolationArg::Auto)]
+    pub isolation: IsolationArg,
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// The build context: a directory, or `-` for a tarball (or a Dockerfile) on stdin
     pub context: String,
+}
+
+/// `build --isolation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    /// A container where one can be made, else proot (else chroot)
+    Auto,
+    /// A container: runc over an overlay, namespaces, seccomp (root, or rootless)
+    Oci,
+    /// proot's path translation in a plain directory: /proc, /dev and /sys bound in, no
+    /// namespaces (unprivileged build containers)
+    Proot,
+    /// chroot(2) into a plain directory: no /proc, no namespaces (unprivileged build
+    /// containers)
+    Chroot,
 }
 
 #[derive(Debug, Args)]

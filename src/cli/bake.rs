@@ -65,7 +65,7 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     let requests = bake::requests(&file, &selection, &base, args.push)?;
     let store = settings.store()?;
     // Before any thread starts (see `build::runner`); one runner for every target.
-    let runner = super::build::runner(&store, settings);
+    let runner = super::build::runner(&store, settings, super::args::IsolationArg::Auto, false);
     let bars = settings.progress(false);
     // The build log goes to stderr whatever the progress mode, as `manifold build`'s does.
     let progress = Log { bars: &bars };

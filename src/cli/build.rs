@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::Settings;
-use super::args::BuildArgs;
+use super::args::{BuildArgs, IsolationArg};
 use super::errors::user_error;
 use super::output::outln;
 use super::progress::CliProgress;
@@ -25,12 +25,13 @@ use crate::build::exec::{self, Output};
 use crate::build::layer::Compression;
 use crate::build::plan::PlanOptions;
 use crate::build::run::{Runner, Unavailable};
-use crate::build::runner::RuntimeRunner;
+use crate::build::runner::{IsolatedRunner, RuntimeRunner};
 use crate::build::{BuildError, instructions};
 use crate::content::{self, Platforms, Sink};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
+use crate::runtime::isolation::Isolation;
 use crate::store::{Resolved, Store};
 
 /// The build's log: step lines on stderr unless `-q`; transfers through the CLI progress.
@@ -213,20 +214,69 @@ pub(super) fn source_date_epoch(
     Ok(epoch)
 }
 
-/// What runs RUN steps: runc through the runtime as root, else a runner that says why RUN
-/// cannot work. Create it before any other thread starts: it moves the process into a mount
-/// namespace of its own. Shared with `bake`.
-pub(super) fn runner(store: &Store, settings: &Settings) -> Box<dyn Runner> {
-    if let Err(e) = settings.privilege.require() {
-        let mut why = format!("RUN cannot work here: {e:#}");
-        if let Some(h) = super::errors::hint_for(&e) {
+/// What runs RUN steps (`--isolation`): runc through the runtime (as root or rootless), proot
+/// or chroot in a plain directory, or — `auto` — runc where a container can be made, else proot
+/// (chroot without it), said on stderr; a runner that says why RUN cannot work otherwise.
+/// Create it before any other thread starts: it moves the process into a mount namespace of
+/// its own. Shared with `bake`.
+pub(super) fn runner(
+    store: &Store,
+    settings: &Settings,
+    isolation: IsolationArg,
+    quiet: bool,
+) -> Box<dyn Runner> {
+    let why = |e: &anyhow::Error| {
+        let mut why = format!("{e:#}");
+        if let Some(h) = super::errors::hint_for(e) {
             why.push_str(&format!(" (hint: {h})"));
         }
-        return Box::new(Unavailable(why));
-    }
-    match RuntimeRunner::new(store, "runc") {
-        Ok(r) => Box::new(r),
-        Err(e) => Box::new(Unavailable(format!("RUN cannot work here: {e}"))),
+        why
+    };
+    let isolated = |kind: Isolation| -> Box<dyn Runner> {
+        match IsolatedRunner::new(kind) {
+            Ok(r) => Box::new(r),
+            Err(e) => Box::new(Unavailable(format!(
+                "RUN cannot work here: {}",
+                why(&anyhow::Error::new(e))
+            ))),
+        }
+    };
+    let oci = || -> anyhow::Result<RuntimeRunner> {
+        settings.privilege.require()?;
+        Ok(RuntimeRunner::new(store, "runc")?)
+    };
+    match isolation {
+        IsolationArg::Proot => isolated(Isolation::Proot),
+        IsolationArg::Chroot => isolated(Isolation::Chroot),
+        IsolationArg::Oci => match oci() {
+            Ok(r) => Box::new(r),
+            Err(e) => Box::new(Unavailable(format!("RUN cannot work here: {}", why(&e)))),
+        },
+        IsolationArg::Auto => match oci() {
+            Ok(r) => Box::new(r),
+            // Root where no container can be made (an unprivileged build container): no
+            // namespaces, so no isolation beyond the container's own.
+            Err(e) if crate::runtime::is_root() => {
+                let kind = if crate::runtime::find_program("proot").is_some() {
+                    Isolation::Proot
+                } else {
+                    Isolation::Chroot
+                };
+                if !quiet {
+                    eprintln!(
+                        "note: no container can be made here ({}): RUN steps run under {kind}",
+                        why(&e)
+                    );
+                    if kind == Isolation::Chroot {
+                        eprintln!(
+                            "warning: proot is not installed: RUN steps see no /proc, /dev or /sys (install proot for them)"
+                        );
+                    }
+                }
+                isolated(kind)
+            }
+            Err(e) => Box::new(Unavailable(format!("RUN cannot work here: {}", why(&e)))),
+        },
     }
 }
 
@@ -294,7 +344,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
-    let runner = runner(&store, settings);
+    let runner = runner(&store, settings, args.isolation, args.quiet);
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
     let client = remote::client(settings);
     let options = exec::Options {

@@ -9,6 +9,7 @@
 
 pub mod commit;
 pub mod containers;
+pub mod isolation;
 pub mod network;
 pub mod oci_runtime;
 pub mod overlay;
@@ -121,6 +122,10 @@ pub enum RuntimeError {
     },
     #[error(transparent)]
     Userns(#[from] crate::userns::UsernsError),
+    #[error("`proot` not found on PATH")]
+    ProotNotFound,
+    #[error("`--isolation chroot` cannot bind anything into the root (RUN --mount)")]
+    ChrootBinds,
 }
 
 impl RuntimeError {
@@ -190,6 +195,10 @@ impl RuntimeError {
                 "use the store as the user who made it, or give `--root` another directory; `manifold system reset`, run by the store's own user, empties it".into()
             }
             RuntimeError::Userns(e) => return e.hint(),
+            RuntimeError::ProotNotFound => {
+                "install it where the build runs (Debian, Ubuntu: `apt-get install proot`), or choose `--isolation chroot` (no /proc in RUN steps)".into()
+            }
+            RuntimeError::ChrootBinds => "use `--isolation proot`, which binds them".into(),
             _ => return None,
         })
     }
