@@ -159,8 +159,16 @@ impl Runner for RuntimeRunner {
                     let _ = fs::remove_dir(upper.join(m.target.trim_start_matches('/')));
                 }
                 tidy_upper(&upper);
+                let cdir = self.rt.containers().dir_of(&id);
+                let targets: Vec<std::path::PathBuf> = op
+                    .mounts
+                    .iter()
+                    .map(|m| std::path::PathBuf::from(m.target.trim_start_matches('/')))
+                    .chain(op.script.iter().map(|_| "dev/pipes".into()))
+                    .collect();
+                let targets: Vec<&std::path::Path> = targets.iter().map(|p| p.as_path()).collect();
                 diff_layer(store, req.compression, req.epoch, req.tmp, |out| {
-                    crate::layer::write_diff(&upper, out)
+                    crate::runtime::rootfs::write_changes(&cdir, &targets, out)
                 })
             }
         };
@@ -447,8 +455,14 @@ impl Runner for IsolatedRunner {
             )
             .map_err(|e| io_msg("cannot create the step's root", e))?;
         }
-        let root = StepRoot::unpack(req.store, req.layers, req.diff_ids, &dir)
-            .map_err(|e| format!("cannot unpack the stage's layers: {e}"))?;
+        let root = StepRoot::unpack(
+            req.store,
+            req.layers,
+            req.diff_ids,
+            &dir,
+            crate::layer::Owners::Keep,
+        )
+        .map_err(|e| format!("cannot unpack the stage's layers: {e}"))?;
         let files = crate::layer::InRoot::open(root.dir())
             .map_err(|e| io_msg("cannot open the step's root", e))?;
         let read = |p: &str| {

@@ -223,9 +223,19 @@ pub fn unpack_with(
 /// An upper directory as a gzip layer written to `out`; returns the diff ID (digest of the
 /// uncompressed tar) and what the diff holds.
 pub fn diff_gzip<W: Write>(upper: &Path, out: W) -> io::Result<(Digest, DiffReport, W)> {
+    gzip_diff(out, |w| write_diff(upper, w))
+}
+
+/// The tar stream `diff` writes, gzipped to `out`, with its diff ID.
+pub fn gzip_diff<W: Write>(
+    out: W,
+    diff: impl FnOnce(
+        HashingWriter<flate2::write::GzEncoder<W>>,
+    ) -> io::Result<(DiffReport, HashingWriter<flate2::write::GzEncoder<W>>)>,
+) -> io::Result<(Digest, DiffReport, W)> {
     let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     let hashing = HashingWriter::new(gz, Algorithm::Sha256);
-    let (report, hashing) = write_diff(upper, hashing)?;
+    let (report, hashing) = diff(hashing)?;
     let (gz, diff_id, _) = hashing.finish();
     let out = gz.finish()?;
     Ok((diff_id, report, out))

@@ -59,7 +59,7 @@ pub fn commit(
     let cdir = containers.dir_of(&record.id);
     let guard = store.write_guard()?;
     let writer = store.blob_writer()?;
-    let written = layer::diff_gzip(&cdir.upper(), writer);
+    let written = super::rootfs::diff_gzip(&cdir, writer);
     if paused && let Some(rt) = oci {
         let _ = rt.resume(&record.id);
     }

@@ -69,12 +69,13 @@ pub struct StepRoot {
 
 impl StepRoot {
     /// Apply `layers` (with their diff IDs) from the store into `dir` (an empty directory),
-    /// owners kept, and record the result.
+    /// with `owners`, and record the result.
     pub fn unpack(
         store: &Store,
         layers: &[Descriptor],
         diff_ids: &[Digest],
         dir: &Path,
+        owners: Owners,
     ) -> Result<StepRoot, RuntimeError> {
         if layers.len() != diff_ids.len() {
             return Err(RuntimeError::LayerCount {
@@ -84,7 +85,7 @@ impl StepRoot {
         }
         let options = ExtractOptions {
             whiteouts: Whiteouts::Apply,
-            owners: Owners::Keep,
+            owners,
         };
         for (l, diff_id) in layers.iter().zip(diff_ids) {
             let compression =
@@ -110,6 +111,11 @@ impl StepRoot {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The record, to keep beside the root.
+    pub fn into_baseline(self) -> Baseline {
+        self.baseline
     }
 
     /// What changed since [`StepRoot::unpack`], as a tar stream to `out`.

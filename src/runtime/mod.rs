@@ -14,6 +14,7 @@ pub mod network;
 pub mod oci_runtime;
 pub mod overlay;
 pub mod ownership;
+pub mod rootfs;
 pub mod run;
 pub mod signals;
 pub mod snapshots;
@@ -124,6 +125,8 @@ pub enum RuntimeError {
     Userns(#[from] crate::userns::UsernsError),
     #[error("`proot` not found on PATH")]
     ProotNotFound,
+    #[error("MANIFOLD_ROOTFS=`{0}` is not a way to make a container's root")]
+    RootfsChoice(String),
     #[error("`--isolation chroot` cannot bind anything into the root (RUN --mount)")]
     ChrootBinds,
 }
@@ -199,6 +202,9 @@ impl RuntimeError {
                 "install it where the build runs (Debian, Ubuntu: `apt-get install proot`), or choose `--isolation chroot` (no /proc in RUN steps)".into()
             }
             RuntimeError::ChrootBinds => "use `--isolation proot`, which binds them".into(),
+            RuntimeError::RootfsChoice(_) => {
+                "MANIFOLD_ROOTFS takes `overlayfs`, `fuse-overlayfs` or `copy` (or nothing: the first that works)".into()
+            }
             _ => return None,
         })
     }

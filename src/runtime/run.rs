@@ -14,6 +14,7 @@ use super::RuntimeError;
 use super::containers::{
     ContainerDir, ContainerRecord, Containers, Owner, Reconciled, Status, new_id,
 };
+use super::isolation::StepRoot;
 use super::network::{self, ContainerNetwork, Network};
 use super::oci_runtime::{OciRuntime, start_failure};
 use super::overlay::{Method, Overlay};
@@ -395,14 +396,19 @@ impl Prepared<'_> {
             links_dir: cdir.links(),
             userxattr: rt.snapshots.ownership().is_user_namespace(),
         };
-        self.method = Some(
-            overlay
-                .mount(&*rt.sys)
-                .map_err(|source| RuntimeError::Mount {
-                    target: cdir.rootfs(),
-                    source,
-                })?,
-        );
+        let ownership = rt.snapshots.ownership();
+        self.method = Some(super::rootfs::make(
+            &*rt.sys,
+            ownership,
+            &overlay,
+            &cdir,
+            |root| {
+                let owners = ownership.snapshot_options().owners;
+                let diff_ids = &opts.config.rootfs.diff_ids;
+                let layers = &opts.manifest.layers;
+                Ok(StepRoot::unpack(&rt.store, layers, diff_ids, root, owners)?.into_baseline())
+            },
+        )?);
 
         let root =
             InRoot::open(&cdir.rootfs()).map_err(RuntimeError::io("open", &cdir.rootfs()))?;

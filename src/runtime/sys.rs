@@ -34,6 +34,9 @@ pub trait Syscalls: Send + Sync {
     /// relative paths in `data` are resolved from.
     fn mount_overlay_legacy(&self, data: &str, target: &Path, cwd: Option<&Path>)
     -> io::Result<()>;
+    /// Run fuse-overlayfs (`program -o OPTIONS TARGET`), which returns once mounted and serves
+    /// the mount until it is unmounted.
+    fn mount_fuse_overlayfs(&self, program: &Path, options: &str, target: &Path) -> io::Result<()>;
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()>;
     /// The mount-option limit of mount(2) (one page).
     fn page_size(&self) -> usize;
@@ -150,6 +153,25 @@ impl Syscalls for RealSyscalls {
         })
     }
 
+    fn mount_fuse_overlayfs(&self, program: &Path, options: &str, target: &Path) -> io::Result<()> {
+        let out = std::process::Command::new(program)
+            .arg("-o")
+            .arg(options)
+            .arg(target)
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&out.stderr);
+        let said = text
+            .lines()
+            .filter(|l| !l.contains("unknown argument ignored"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(io::Error::other(format!("{}: {said}", program.display())))
+    }
+
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()> {
         let flags = if detach {
             UnmountFlags::DETACH
@@ -213,6 +235,8 @@ pub(crate) mod fake {
         pub page_size: usize,
         pub calls: Mutex<Vec<String>>,
         pub mountinfo: Mutex<String>,
+        /// Every mount fails with EPERM (a kernel that refuses overlays here).
+        pub refuse_mounts: Mutex<bool>,
     }
 
     impl FakeSyscalls {
@@ -222,6 +246,7 @@ pub(crate) mod fake {
                 page_size: 4096,
                 calls: Mutex::new(Vec::new()),
                 mountinfo: Mutex::new(String::new()),
+                refuse_mounts: Mutex::new(false),
             }
         }
 
@@ -236,6 +261,9 @@ pub(crate) mod fake {
             Ok(())
         }
         fn mount_overlay_fsconfig(&self, c: &OverlayConfig) -> io::Result<()> {
+            if *self.refuse_mounts.lock().unwrap() {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
             if !self.fsconfig_supported {
                 return Err(io::Error::from(io::ErrorKind::Unsupported));
             }
@@ -254,10 +282,29 @@ pub(crate) mod fake {
             target: &Path,
             cwd: Option<&Path>,
         ) -> io::Result<()> {
+            if *self.refuse_mounts.lock().unwrap() {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
             self.calls.lock().unwrap().push(format!(
                 "mount overlay {} cwd={:?} data={data}",
                 target.display(),
                 cwd
+            ));
+            Ok(())
+        }
+        fn mount_fuse_overlayfs(
+            &self,
+            program: &Path,
+            options: &str,
+            target: &Path,
+        ) -> io::Result<()> {
+            if *self.refuse_mounts.lock().unwrap() {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            self.calls.lock().unwrap().push(format!(
+                "{} -o {options} {}",
+                program.display(),
+                target.display()
             ));
             Ok(())
         }
