@@ -22,6 +22,9 @@ use super::extract::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX, is_opaque_marker, is_over
 use super::walk::{Visit, walk};
 use super::{LayerError, MAX_PATH};
 
+/// The 0/0 device fuse-overlayfs puts in a directory it made opaque.
+const FUSE_OPAQUE_DEVICE: &str = ".wh..opq";
+
 fn ioerr(e: rustix::io::Errno) -> io::Error {
     io::Error::from(e)
 }
@@ -54,6 +57,9 @@ pub(super) struct DiffWriter<W: Write> {
     tar: tar::Builder<W>,
     /// (dev, ino) of files with several links → the first path written, for hardlinks.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Directories whose opaque marker is written (fuse-overlayfs marks a directory three
+    /// ways: the xattr, a `.wh..wh..opq` file and a `.wh..opq` device; one marker goes out).
+    opaque_dirs: std::collections::HashSet<PathBuf>,
     report: DiffReport,
 }
 
@@ -89,6 +95,7 @@ impl<W: Write> DiffWriter<W> {
         DiffWriter {
             tar,
             links: HashMap::new(),
+            opaque_dirs: Default::default(),
             report: DiffReport::default(),
         }
     }
@@ -119,6 +126,9 @@ impl<W: Write> DiffWriter<W> {
 
     /// The opaque marker of directory `path`: what lower layers hold in it is hidden.
     pub(super) fn opaque(&mut self, path: &Path, mtime: u64) -> io::Result<()> {
+        if !self.opaque_dirs.insert(path.to_path_buf()) {
+            return Ok(());
+        }
         let mut wh = tar::Header::new_gnu();
         wh.set_entry_type(tar::EntryType::Regular);
         wh.set_mode(0o644);
@@ -151,8 +161,17 @@ impl<W: Write> DiffWriter<W> {
         header.set_mtime(st.st_mtime.max(0) as u64);
         header.set_size(0);
         match kind {
+            // fuse-overlayfs's own opaque bookkeeping (next to its xattr): not a deletion.
+            FileType::CharacterDevice if st.st_rdev == 0 && name == FUSE_OPAQUE_DEVICE => {
+                return Ok(false);
+            }
             FileType::CharacterDevice if st.st_rdev == 0 => {
                 self.whiteout(&rel.join(name), st.st_mtime.max(0) as u64)?;
+                return Ok(false);
+            }
+            // An opaque marker already in OCI's form (fuse-overlayfs writes one).
+            FileType::RegularFile if name == OPAQUE_WHITEOUT => {
+                self.opaque(rel, st.st_mtime.max(0) as u64)?;
                 return Ok(false);
             }
             FileType::Directory => {

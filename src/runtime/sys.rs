@@ -35,8 +35,15 @@ pub trait Syscalls: Send + Sync {
     fn mount_overlay_legacy(&self, data: &str, target: &Path, cwd: Option<&Path>)
     -> io::Result<()>;
     /// Run fuse-overlayfs (`program -o OPTIONS TARGET`), which returns once mounted and serves
-    /// the mount until it is unmounted.
-    fn mount_fuse_overlayfs(&self, program: &Path, options: &str, target: &Path) -> io::Result<()>;
+    /// the mount until it is unmounted. `Unsupported` unless implemented.
+    fn mount_fuse_overlayfs(
+        &self,
+        _program: &Path,
+        _options: &str,
+        _target: &Path,
+    ) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()>;
     /// The mount-option limit of mount(2) (one page).
     fn page_size(&self) -> usize;

@@ -12,6 +12,7 @@ mod manifest;
 mod outputs;
 mod registry;
 mod registry_harness;
+mod rootless;
 mod run;
 mod sec_confine;
 mod sec_containers;

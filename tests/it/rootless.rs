@@ -1,0 +1,1045 @@
+//! Rootless mode and builds in unprivileged containers (issue 12, items 1 and 2), for real: a
+//! plain user made by the test (with subordinate ids added by `usermod --add-subuids`, or
+//! none) pulls from a local registry, runs native and arm64 containers, builds two platforms
+//! with RUN steps that chown files and pushes them, commits, and empties its store; root then
+//! checks the owners in the pushed layers. A build runs as root inside a Docker container
+//! started without `--privileged` (Docker's default capabilities and seccomp profile), from an
+//! image made of manifold's binary, its libraries, proot and busybox, and pushes to the host's
+//! registry.
+//!
+//! /etc/subuid and /etc/subgid get only the ranges these tests add (above useradd's own
+//! allocation range, so never one another user has), and lose them when the test ends, failed
+//! or not.
+
+use std::fs;
+use std::io::Read as _;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+use crate::binfmt::BinfmtLease;
+use crate::harness::{
+    self, COMMAND_TIMEOUT, OtherUser, Registry, TestRoot, admin, busybox_rootfs, busybox_tree,
+    skip_unless,
+};
+use crate::registry_harness::{import, multi_arch};
+
+/// What a user's login session would put on PATH (runc lives in /usr/sbin).
+const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Distributions let every user open /dev/net/tun and /dev/fuse (udev's default rules: mode
+/// 0666); a machine without udev (a container, some VMs) leaves them 0600, root's alone.
+/// Rootless slirp4netns and fuse-overlayfs open them: made as udev makes them.
+fn udev_default_modes() {
+    for dev in ["/dev/net/tun", "/dev/fuse"] {
+        if let Ok(m) = fs::metadata(dev)
+            && m.permissions().mode() & 0o777 != 0o666
+        {
+            fs::set_permissions(dev, fs::Permissions::from_mode(0o666)).unwrap();
+        }
+    }
+}
+
+/// Subordinate ids given to a test user, taken back when dropped.
+struct SubIds {
+    user: String,
+    start: u32,
+    count: u32,
+}
+
+/// Ranges are picked above useradd's allocation range (SUB_UID_MAX, 600100000), one test at a
+/// time, where neither file has a line.
+static PICK: Mutex<()> = Mutex::new(());
+
+impl SubIds {
+    const COUNT: u32 = 65536;
+
+    fn add(user: &str) -> SubIds {
+        let _one = PICK.lock().unwrap_or_else(|e| e.into_inner());
+        let taken: Vec<(u64, u64)> = ["/etc/subuid", "/etc/subgid"]
+            .iter()
+            .flat_map(|f| {
+                fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
+            })
+            .collect();
+        let start = (0u64..1000)
+            .map(|k| 700_000_000 + k * Self::COUNT as u64)
+            .find(|s| {
+                taken
+                    .iter()
+                    .all(|(a, n)| s + Self::COUNT as u64 <= *a || a + n <= *s)
+            })
+            .expect("a free range of subordinate ids") as u32;
+        let range = format!("{start}-{}", start + Self::COUNT - 1);
+        let out = admin(
+            "usermod",
+            &["--add-subuids", &range, "--add-subgids", &range, user],
+        );
+        assert!(
+            out.status.success(),
+            "usermod --add-subuids: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SubIds {
+            user: user.to_string(),
+            start,
+            count: Self::COUNT,
+        }
+    }
+
+    fn lines_of(user: &str) -> usize {
+        ["/etc/subuid", "/etc/subgid"]
+            .iter()
+            .map(|f| {
+                fs::read_to_string(f)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.split(':').next() == Some(user))
+                    .count()
+            })
+            .sum()
+    }
+}
+
+impl Drop for SubIds {
+    fn drop(&mut self) {
+        let range = format!("{}-{}", self.start, self.start + self.count - 1);
+        admin(
+            "usermod",
+            &["--del-subuids", &range, "--del-subgids", &range, &self.user],
+        );
+    }
+}
+
+/// A plain user for one test, with a directory of its own: `store` (its `--root`), `run`
+/// (its XDG_RUNTIME_DIR), and scratch space. Root removes the directory afterwards (the user
+/// could not: the store holds files owned by its subordinate ids).
+struct Rootless {
+    // Dropped in this order: the directory, the ranges, the user.
+    dir: tempfile::TempDir,
+    subids: Option<SubIds>,
+    user: OtherUser,
+}
+
+impl Rootless {
+    fn new(name: &str, with_subids: bool) -> Rootless {
+        let user =
+            OtherUser::create_with(name, &["-K", "SUB_UID_COUNT=0", "-K", "SUB_GID_COUNT=0"]);
+        assert_eq!(SubIds::lines_of(name), 0, "useradd gave {name} no ranges");
+        let subids = with_subids.then(|| SubIds::add(name));
+        let dir = tempfile::Builder::new()
+            .prefix("manifold-rootless-")
+            .tempdir()
+            .unwrap();
+        for d in [
+            dir.path().to_path_buf(),
+            dir.path().join("run"),
+            dir.path().join("ctx"),
+        ] {
+            fs::create_dir_all(&d).unwrap();
+            std::os::unix::fs::chown(&d, Some(user.uid), Some(user.gid)).unwrap();
+            fs::set_permissions(&d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Rootless { dir, subids, user }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn ctx(&self) -> PathBuf {
+        self.dir.path().join("ctx")
+    }
+
+    /// A file root writes where the user reads it.
+    fn give(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.ctx().join(name);
+        fs::write(&p, bytes).unwrap();
+        std::os::unix::fs::chown(&p, Some(self.user.uid), Some(self.user.gid)).unwrap();
+        p
+    }
+
+    /// `manifold --root STORE --progress none ARGS` as the user, with a session's environment.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_manifold"));
+        c.env_clear()
+            .env("PATH", PATH)
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("NO_COLOR", "1")
+            .env("COLUMNS", harness::COLUMNS)
+            .uid(self.user.uid)
+            .gid(self.user.gid)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .arg("--root")
+            .arg(self.store())
+            .args(["--progress", "none"])
+            .args(args);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        output(self.command(args))
+    }
+
+    /// Stdout of a command that must succeed.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "manifold {args:?} as {} failed: {}",
+            self.user.name,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// The user's own `sh -c SCRIPT` in its directory.
+    fn sh(&self, script: &str) -> (bool, String) {
+        self.user
+            .sh(&format!("cd '{}' && {script}", self.dir.path().display()))
+    }
+}
+
+fn output(cmd: Command) -> Output {
+    let mut cmd = assert_cmd::Command::from_std(cmd);
+    cmd.timeout(COMMAND_TIMEOUT);
+    cmd.output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// `(path, uid, gid)` of every entry of a gzip layer blob.
+fn layer_entries(blob: &Path) -> Vec<(String, u64, u64)> {
+    let gz = flate2::read::GzDecoder::new(fs::File::open(blob).unwrap());
+    let mut archive = tar::Archive::new(gz);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let h = e.header().clone();
+            let path = e
+                .path()
+                .unwrap()
+                .to_string_lossy()
+                .trim_end_matches('/')
+                .to_string();
+            e.read_to_end(&mut Vec::new()).unwrap();
+            (path, h.uid().unwrap_or(0), h.gid().unwrap_or(0))
+        })
+        .collect()
+}
+
+fn blob(store: &Path, digest: &str) -> PathBuf {
+    store
+        .join("images/blobs/sha256")
+        .join(digest.trim_start_matches("sha256:"))
+}
+
+/// The last layer (the RUN step's, or the commit's) of each platform of `raw` (an index, or a
+/// manifest for `platform`), read from `store`'s blobs: platform → entries.
+fn top_layers(store: &Path, raw: &str, platform: &str) -> Vec<(String, Vec<(String, u64, u64)>)> {
+    let doc: serde_json::Value = serde_json::from_str(raw).unwrap();
+    let manifests: Vec<(String, String)> = match doc["manifests"].as_array() {
+        Some(list) => list
+            .iter()
+            .filter(|m| m["platform"]["architecture"] != "unknown")
+            .map(|m| {
+                (
+                    format!(
+                        "{}/{}",
+                        m["platform"]["os"].as_str().unwrap(),
+                        m["platform"]["architecture"].as_str().unwrap()
+                    ),
+                    m["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect(),
+        None => vec![(platform.to_string(), String::new())],
+    };
+    manifests
+        .into_iter()
+        .map(|(p, digest)| {
+            let manifest: serde_json::Value = if digest.is_empty() {
+                doc.clone()
+            } else {
+                serde_json::from_slice(&fs::read(blob(store, &digest)).unwrap()).unwrap()
+            };
+            let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            (p, layer_entries(&blob(store, &top)))
+        })
+        .collect()
+}
+
+fn owner_of<'a>(entries: &'a [(String, u64, u64)], path: &str) -> (u64, u64) {
+    entries
+        .iter()
+        .find(|e| e.0 == path)
+        .map(|e| (e.1, e.2))
+        .unwrap_or_else(|| panic!("{path} is not in the layer: {entries:?}"))
+}
+
+/// A tarball: the busybox fixture of `debarch` plus `/owned`, owned by 1000:1000.
+fn busybox_with_an_owned_file(debarch: &str) -> Vec<u8> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut base = tar::Archive::new(fs::File::open(busybox_rootfs(debarch, "tar")).unwrap());
+    for e in base.entries().unwrap() {
+        let mut e = e.unwrap();
+        let mut h = e.header().clone();
+        let path = e.path().unwrap().into_owned();
+        if let Some(target) = e.link_name().unwrap() {
+            let target = target.into_owned();
+            out.append_link(&mut h, &path, target).unwrap();
+        } else {
+            out.append_data(&mut h, &path, &mut e).unwrap();
+        }
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o644);
+    h.set_uid(1000);
+    h.set_gid(1000);
+    h.set_size(2);
+    h.set_entry_type(tar::EntryType::Regular);
+    out.append_data(&mut h, "owned", &b"x\n"[..]).unwrap();
+    out.into_inner().unwrap()
+}
+
+// --- item 1: rootless ------------------------------------------------------------------------
+
+/// Pull, run (native, arm64, every network), build two platforms with RUN steps that chown,
+/// push, commit, ps/rm, and empty the store — as a plain user with subordinate ids. Root then
+/// finds in the pushed RUN layers the owners the steps gave, not the host's subordinate ids.
+#[test]
+fn a_plain_user_pulls_runs_builds_pushes_and_commits() {
+    skip_unless!(
+        "root",
+        "runc",
+        "slirp4netns",
+        "newuidmap",
+        "docker-registry"
+    );
+    skip_unless!("qemu-aarch64-static");
+    udev_default_modes();
+    let _binfmt = BinfmtLease::shared();
+    let host = TestRoot::new();
+    host.manifold()
+        .args(["binfmt", "install", "linux/arm64"])
+        .assert()
+        .success();
+    let registry = Registry::start();
+    let base = format!("{}/rootless/busybox:1", registry.host());
+    multi_arch(&host, &["amd64", "arm64"], &base);
+    host.manifold().args(["push", &base]).assert().success();
+
+    let u = Rootless::new("mfrl-subids", true);
+    let ids = u.subids.as_ref().unwrap();
+    u.ok(&["pull", "-q", &base]);
+
+    // Root of the container is the user; the image's root-owned files stay root's.
+    let out = u.run(&[
+        "-v",
+        "run",
+        "--rm",
+        &base,
+        "sh",
+        "-c",
+        "id -u; wc -l < /proc/self/uid_map; stat -c %u:%g /bin/busybox; ip -o -4 addr show tap0 | grep -o 10.0.2.100",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0\n2\n0:0\n10.0.2.100\n"
+    );
+    let mapping = format!(
+        "in a user namespace (uids 0→{uid}, 1-65536→{start}-{end}, gids 0→{gid}, 1-65536→{start}-{end})",
+        uid = u.user.uid,
+        gid = u.user.gid,
+        start = ids.start,
+        end = ids.start + 65535
+    );
+    assert!(
+        stderr(&out).contains(&format!(
+            "root filesystem: overlayfs (new mount API), {mapping}"
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        u.dir.path().join("run/manifold/runtime-v1/runc").is_dir(),
+        "runc keeps its state under XDG_RUNTIME_DIR"
+    );
+    for network in ["host", "none"] {
+        assert_eq!(
+            u.ok(&["run", "--rm", "--network", network, &base, "id", "-u"]),
+            "0\n"
+        );
+    }
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--platform",
+            "linux/arm64",
+            &base,
+            "uname",
+            "-m"
+        ]),
+        "aarch64\n"
+    );
+
+    // A two-platform build whose RUN steps chown, pushed.
+    u.give(
+        "Dockerfile",
+        format!(
+            "FROM {base}\n\
+             RUN mkdir /app && echo hi > /app/owned && chown -R 1000:2000 /app \
+             && uname -m > /arch && rm /bin/ls\n"
+        )
+        .as_bytes(),
+    );
+    let app = format!("{}/rootless/app:1", registry.host());
+    let ctx = u.ctx().display().to_string();
+    u.ok(&[
+        "build",
+        "--platform",
+        "linux/amd64,linux/arm64",
+        "-t",
+        &app,
+        "--push",
+        &ctx,
+    ]);
+
+    // Root's view of what was pushed.
+    host.manifold()
+        .args(["pull", "--all-platforms", "-q", &app])
+        .assert()
+        .success();
+    let raw = host
+        .manifold()
+        .args(["inspect", "--raw", &app])
+        .output()
+        .unwrap();
+    let layers = top_layers(host.path(), &String::from_utf8_lossy(&raw.stdout), "");
+    assert_eq!(
+        layers.iter().map(|l| l.0.as_str()).collect::<Vec<_>>(),
+        ["linux/amd64", "linux/arm64"]
+    );
+    for (platform, entries) in &layers {
+        assert_eq!(owner_of(entries, "app"), (1000, 2000), "{platform}");
+        assert_eq!(owner_of(entries, "app/owned"), (1000, 2000), "{platform}");
+        assert_eq!(owner_of(entries, "arch"), (0, 0), "{platform}");
+        assert!(
+            entries.iter().any(|e| e.0 == "bin/.wh.ls"),
+            "{platform}: {entries:?}"
+        );
+        assert!(
+            entries.iter().all(|e| e.1 < 65536 && e.2 < 65536),
+            "{platform}: no host subordinate id leaks into the layer: {entries:?}"
+        );
+    }
+    for (platform, arch) in [("linux/amd64", "x86_64\n"), ("linux/arm64", "aarch64\n")] {
+        host.manifold()
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--platform",
+                platform,
+                &app,
+            ])
+            .args(["cat", "/arch"])
+            .assert()
+            .success()
+            .stdout(arch);
+    }
+
+    // commit, ps, rm.
+    u.ok(&[
+        "run",
+        "--name",
+        "kept",
+        "--network",
+        "none",
+        &base,
+        "sh",
+        "-c",
+        "echo x > /c && chown 123:456 /c",
+    ]);
+    assert!(u.ok(&["ps", "-a"]).contains("kept"));
+    u.ok(&["commit", "kept", "local/committed:1"]);
+    let raw = u.ok(&["inspect", "--raw", "local/committed:1"]);
+    let entries = &top_layers(&u.store(), &raw, "linux/amd64")[0].1;
+    assert_eq!(owner_of(entries, "c"), (123, 456));
+    u.ok(&["rm", "kept"]);
+    assert!(!u.ok(&["ps", "-a"]).contains("kept"));
+
+    // The store holds files of the user's subordinate ids (the app's layers, unpacked to run
+    // it): only its namespace removes them.
+    u.ok(&["run", "--rm", "--network", "none", &app, "true"]);
+    let (removed, said) = u.sh("rm -rf store");
+    assert!(!removed, "{said}");
+    assert!(said.contains("Permission denied"), "{said}");
+    u.ok(&["system", "reset", "--force"]);
+    let (removed, said) = u.sh("rm -rf store");
+    assert!(removed, "{said}");
+    assert!(!u.store().exists());
+    drop(u);
+    assert_eq!(
+        SubIds::lines_of("mfrl-subids"),
+        0,
+        "the ranges went with the user"
+    );
+}
+
+/// Without subordinate ids: a warning that says what a single-id namespace limits, files of
+/// other owners unpacked as root, and chown in RUN failing — then the store removed.
+#[test]
+fn a_user_without_subordinate_ids_gets_a_single_id_and_is_told() {
+    skip_unless!("root", "runc");
+    let u = Rootless::new("mfrl-single", false);
+    let tarball = u.give("owned.tar", &busybox_with_an_owned_file("amd64"));
+    u.ok(&["import", &tarball.display().to_string(), "local/owned:1"]);
+
+    let out = u.run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "local/owned:1",
+        "sh",
+        "-c",
+        "stat -c %u:%g /owned; cat /proc/self/uid_map",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains(
+            "warning: `mfrl-single` has no subordinate ids in /etc/subuid and /etc/subgid: \
+             containers get a single-id user namespace"
+        ),
+        "{said}"
+    );
+    assert!(
+        said.contains("files of other owners in layers are unpacked as root"),
+        "{said}"
+    );
+    assert!(
+        said.contains("hint: `sudo usermod --add-subuids 100000-165535"),
+        "{said}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("0:0"), "1000:1000 squashed to root");
+    let map: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
+    assert_eq!(map, ["0", &u.user.uid.to_string(), "1"]);
+
+    u.give(
+        "Dockerfile",
+        b"FROM local/owned:1\nRUN echo made > /made\nRUN chown 1000 /made\n",
+    );
+    let ctx = u.ctx().display().to_string();
+    let out = u.run(&["build", "-t", "local/chowned:1", &ctx]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("RUN chown 1000 /made"), "{said}");
+    assert!(said.contains("did not complete successfully"), "{said}");
+
+    u.ok(&["system", "reset", "--force"]);
+    let (removed, said) = u.sh("rm -rf store");
+    assert!(removed, "{said}");
+}
+
+/// Where the kernel's overlayfs is not to be had: fuse-overlayfs, then copies, each said with
+/// `-v`, each keeping the owners and deletions a container made through commit.
+#[test]
+fn without_a_kernel_overlay_fuse_overlayfs_then_copies() {
+    skip_unless!("root", "runc", "newuidmap", "fuse-overlayfs");
+    udev_default_modes();
+    let u = Rootless::new("mfrl-fallback", true);
+    let tarball = u.give(
+        "bb.tar.gz",
+        &fs::read(busybox_rootfs("amd64", "tar.gz")).unwrap(),
+    );
+    u.ok(&["import", &tarball.display().to_string(), "local/bb:1"]);
+    for (choice, said) in [
+        (
+            "fuse-overlayfs",
+            "root filesystem: fuse-overlayfs, in a user namespace",
+        ),
+        (
+            "copy",
+            "root filesystem: a copy of the image's layers (no overlay), in a user namespace",
+        ),
+    ] {
+        let name = format!("c-{choice}");
+        let mut cmd = u.command(&[
+            "-v",
+            "run",
+            "--name",
+            &name,
+            "--network",
+            "none",
+            "local/bb:1",
+            "sh",
+            "-c",
+            "mkdir /d && echo x > /d/f && chown -R 1000:2000 /d && rm /bin/ls",
+        ]);
+        cmd.env("MANIFOLD_ROOTFS", choice);
+        let out = output(cmd);
+        assert!(out.status.success(), "{choice}: {}", stderr(&out));
+        assert!(stderr(&out).contains(said), "{choice}: {}", stderr(&out));
+        let image = format!("local/{choice}:1");
+        u.ok(&["commit", &name, &image]);
+        let raw = u.ok(&["inspect", "--raw", &image]);
+        let entries = &top_layers(&u.store(), &raw, "linux/amd64")[0].1;
+        assert_eq!(owner_of(entries, "d/f"), (1000, 2000), "{choice}");
+        assert!(
+            entries.iter().any(|e| e.0 == "bin/.wh.ls"),
+            "{choice}: {entries:?}"
+        );
+        assert!(
+            !entries
+                .iter()
+                .any(|e| e.0.starts_with("proc") || e.0.starts_with("sys")),
+            "{choice}: what the runtime mounted on is not a change: {entries:?}"
+        );
+        assert_eq!(
+            entries.iter().filter(|e| e.0 == "d/.wh..wh..opq").count(),
+            usize::from(choice == "fuse-overlayfs"),
+            "{choice}: one opaque marker for a directory fuse-overlayfs made: {entries:?}"
+        );
+        assert_eq!(
+            u.ok(&[
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                &image,
+                "sh",
+                "-c",
+                "stat -c %u:%g /d/f"
+            ]),
+            "1000:2000\n"
+        );
+    }
+    u.ok(&["system", "reset", "--force"]);
+}
+
+/// Handlers root registered are used as they are, also where this process cannot see
+/// binfmt_misc; a platform no handler serves names the one-time root command.
+#[test]
+fn emulation_uses_what_root_registered() {
+    skip_unless!(
+        "root",
+        "runc",
+        "newuidmap",
+        "qemu-aarch64-static",
+        "unshare",
+        "setpriv"
+    );
+    let _binfmt = BinfmtLease::exclusive();
+    let host = TestRoot::new();
+    host.manifold()
+        .args(["binfmt", "install", "linux/arm64"])
+        .assert()
+        .success();
+    host.manifold()
+        .args(["binfmt", "uninstall", "linux/s390x"])
+        .assert()
+        .success();
+    let u = Rootless::new("mfrl-emulation", true);
+    for (arch, name) in [("arm64", "local/arm64:1"), ("s390x", "local/s390x:1")] {
+        let tarball = u.give(
+            &format!("{arch}.tar.gz"),
+            &fs::read(busybox_rootfs(arch, "tar.gz")).unwrap(),
+        );
+        u.ok(&[
+            "import",
+            "--platform",
+            harness::platform_of(arch),
+            &tarball.display().to_string(),
+            name,
+        ]);
+    }
+    let run_arm64 = [
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "local/arm64:1",
+        "uname",
+        "-m",
+    ];
+    assert_eq!(u.ok(&run_arm64), "aarch64\n");
+
+    // binfmt_misc unmounted in the user's view (the host keeps it): found by running.
+    let inner = u.command(&run_arm64);
+    let mut wrapped = Command::new("unshare");
+    wrapped
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "umount /proc/sys/fs/binfmt_misc && test ! -e /proc/sys/fs/binfmt_misc/register \
+             && exec setpriv --reuid \"$U\" --regid \"$G\" --clear-groups -- \"$@\"",
+        )
+        .arg("sh")
+        .arg(inner.get_program())
+        .args(inner.get_args())
+        .env_clear()
+        .env("PATH", PATH)
+        .env("U", u.user.uid.to_string())
+        .env("G", u.user.gid.to_string())
+        .env("XDG_RUNTIME_DIR", u.dir.path().join("run"))
+        .current_dir(u.dir.path())
+        .stdin(Stdio::null());
+    let out = output(wrapped);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "aarch64\n");
+
+    let out = u.run(&["run", "--rm", "--network", "none", "local/s390x:1", "true"]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("error: cannot run linux/s390x programs here"),
+        "{said}"
+    );
+    assert!(
+        said.contains("`sudo manifold binfmt install --persist linux/s390x`, then run again"),
+        "{said}"
+    );
+    u.ok(&["system", "reset", "--force"]);
+}
+
+/// One store, one ownership convention: root is refused a store a user's namespace unpacked,
+/// with both named and the way out.
+#[test]
+fn a_store_keeps_the_ownership_convention_it_was_made_with() {
+    skip_unless!("root", "runc", "newuidmap");
+    let u = Rootless::new("mfrl-store", true);
+    let tarball = u.give(
+        "bb.tar.gz",
+        &fs::read(busybox_rootfs("amd64", "tar.gz")).unwrap(),
+    );
+    u.ok(&["import", &tarball.display().to_string(), "local/bb:1"]);
+    u.ok(&["run", "--rm", "--network", "none", "local/bb:1", "true"]);
+    let out = harness::manifold()
+        .arg("--root")
+        .arg(u.store())
+        .args(["run", "--rm", "--network", "none", "local/bb:1", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains(&format!(
+            "error: the store at {} was unpacked by a user namespace (uids 0→{}",
+            u.store().display(),
+            u.user.uid
+        )),
+        "{said}"
+    );
+    assert!(
+        said.contains("and this process runs as root (host ids)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("hint: use the store as the user who made it"),
+        "{said}"
+    );
+    u.ok(&["system", "reset", "--force"]);
+}
+
+// --- item 2: builds without a container --------------------------------------------------------
+
+const ISOLATION_DOCKERFILE: &str = "\
+ARG TARGETARCH
+FROM local/bb:${TARGETARCH}
+RUN if test -r /proc/self/status; then echo proc=yes; else echo proc=no; fi; \
+    mkdir /app && echo hi > /app/owned && chown -R 1000:2000 /app && uname -m > /arch && rm -rf /root
+";
+
+/// `--isolation proot` and `chroot` on the host (as root): the layers are the same changes a
+/// container would have made; proot gives /proc, chroot does not; `--network=none` is refused.
+#[test]
+fn isolation_proot_and_chroot_build_without_a_container() {
+    skip_unless!("root", "proot");
+    let root = TestRoot::new();
+    import(&root, "amd64", "local/bb:amd64");
+    let ctx = root.scratch("ctx");
+    fs::write(ctx.join("Dockerfile"), ISOLATION_DOCKERFILE).unwrap();
+    for (isolation, proc) in [("proot", "proc=yes"), ("chroot", "proc=no")] {
+        let image = format!("local/{isolation}:1");
+        let out = root
+            .manifold()
+            .args([
+                "build",
+                "--no-cache",
+                "--isolation",
+                isolation,
+                "-t",
+                &image,
+            ])
+            .arg(&ctx)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{isolation}: {}", stderr(&out));
+        let said = stderr(&out);
+        assert!(
+            said.lines().any(|l| l.ends_with(&format!(" {proc}"))),
+            "{isolation}: {said}"
+        );
+        let raw = root
+            .manifold()
+            .args(["inspect", "--raw", &image])
+            .output()
+            .unwrap();
+        let entries = &top_layers(
+            root.path(),
+            &String::from_utf8_lossy(&raw.stdout),
+            "linux/amd64",
+        )[0]
+        .1;
+        assert_eq!(owner_of(entries, "app/owned"), (1000, 2000), "{isolation}");
+        assert!(
+            entries.iter().any(|e| e.0 == ".wh.root"),
+            "{isolation}: {entries:?}"
+        );
+        assert!(
+            !entries
+                .iter()
+                .any(|e| e.0.starts_with("proc") || e.0.starts_with("dev")),
+            "{isolation}: {entries:?}"
+        );
+    }
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/bb:amd64\nRUN --network=none true\n",
+    )
+    .unwrap();
+    let out = root
+        .manifold()
+        .args(["build", "--isolation", "proot"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(
+            "RUN --network=none needs a network namespace, which `--isolation proot` cannot make"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A Docker image removed when dropped.
+struct DockerImage(String);
+
+impl Drop for DockerImage {
+    fn drop(&mut self) {
+        let _ = Command::new(DOCKER).args(["rmi", "-f", &self.0]).output();
+    }
+}
+
+/// Debian's client, of the daemon's version (another client on PATH may be newer).
+const DOCKER: &str = "/usr/bin/docker";
+
+/// The image the CI job runs: busybox, manifold's binary and its shared libraries (as `ldd`
+/// lists them), proot and its libraries, and the build context — made with manifold itself
+/// (`import` a root filesystem tarball, `save` it) and given to `docker load`.
+fn ci_image(host: &TestRoot, name: &str) -> DockerImage {
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", busybox_tree("amd64")).unwrap();
+    let mut add = |inside: &str, from: &Path, mode: u32| {
+        let bytes = fs::read(from).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(mode);
+        h.set_size(bytes.len() as u64);
+        h.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut h, inside.trim_start_matches('/'), &bytes[..])
+            .unwrap();
+    };
+    let manifold = Path::new(env!("CARGO_BIN_EXE_manifold"));
+    let proot = harness::find_program("proot").unwrap();
+    add("/usr/local/bin/manifold", manifold, 0o755);
+    add("/usr/bin/proot", &proot, 0o755);
+    let mut libs = std::collections::BTreeSet::new();
+    for program in [manifold, proot.as_path()] {
+        let ldd = Command::new("ldd").arg(program).output().unwrap();
+        libs.extend(
+            String::from_utf8_lossy(&ldd.stdout)
+                .split_whitespace()
+                .filter(|w| w.starts_with('/'))
+                .map(str::to_string),
+        );
+    }
+    for lib in &libs {
+        add(lib, Path::new(lib), 0o755);
+    }
+    for arch in ["amd64", "arm64"] {
+        add(
+            &format!("/ctx/{arch}.tar.gz"),
+            &busybox_rootfs(arch, "tar.gz"),
+            0o644,
+        );
+    }
+    let dockerfile = host.scratch("ci").join("Dockerfile");
+    fs::write(&dockerfile, ISOLATION_DOCKERFILE).unwrap();
+    add("/ctx/Dockerfile", &dockerfile, 0o644);
+    let rootfs = host.scratch("ci").join("rootfs.tar");
+    fs::write(&rootfs, tar.into_inner().unwrap()).unwrap();
+    host.manifold()
+        .arg("import")
+        .arg(&rootfs)
+        .arg(name)
+        .assert()
+        .success();
+    let archive = host.scratch("ci").join("image.tar");
+    host.manifold()
+        .args(["save", "-o"])
+        .arg(&archive)
+        .arg(name)
+        .assert()
+        .success();
+    let load = Command::new(DOCKER)
+        .args(["load", "-i"])
+        .arg(&archive)
+        .output()
+        .unwrap();
+    assert!(load.status.success(), "docker load: {}", stderr(&load));
+    DockerImage(name.to_string())
+}
+
+/// `manifold build --platform linux/amd64,linux/arm64 --push` as root inside a Docker container
+/// without `--privileged` (default capabilities, default seccomp: no mount, no namespaces),
+/// emulating arm64 with the emulator of the host's handler; the pushed index is checked from
+/// the host (skopeo and manifold): platforms, owners in the RUN layers, and it runs.
+#[test]
+fn a_build_inside_an_unprivileged_docker_container_pushes_both_platforms() {
+    skip_unless!(
+        "root",
+        DOCKER,
+        "/usr/sbin/dockerd",
+        "proot",
+        "docker-registry",
+        "skopeo"
+    );
+    skip_unless!("qemu-aarch64-static");
+    let started = Command::new("bash")
+        .arg(Path::new(harness::REPO).join("scripts/dockerd.sh"))
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "dockerd.sh: {}", stderr(&started));
+    let version = Command::new(DOCKER)
+        .args([
+            "version",
+            "--format",
+            "{{.Client.APIVersion}} {{.Server.APIVersion}}",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        version.status.success(),
+        "client and daemon talk: {}",
+        stderr(&version)
+    );
+
+    let _binfmt = BinfmtLease::shared();
+    let host = TestRoot::new();
+    host.manifold()
+        .args(["binfmt", "install", "linux/arm64"])
+        .assert()
+        .success();
+    let registry = Registry::start();
+    let name = format!("manifold-it-rootless:{}", std::process::id());
+    let _image = ci_image(&host, &name);
+    let app = format!("{}/ci/app:1", registry.host());
+    let script = format!(
+        "manifold import --platform linux/amd64 /ctx/amd64.tar.gz local/bb:amd64 >/dev/null \
+         && manifold import --platform linux/arm64 /ctx/arm64.tar.gz local/bb:arm64 >/dev/null \
+         && manifold build --platform linux/amd64,linux/arm64 -t {app} --push /ctx"
+    );
+    let mut docker = Command::new(DOCKER);
+    docker
+        .args([
+            "run",
+            "--rm",
+            "--network",
+            "host",
+            &name,
+            "/bin/sh",
+            "-c",
+            &script,
+        ])
+        .stdin(Stdio::null());
+    let out = output(docker);
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("RUN steps run under proot"), "{said}");
+    let printed: Vec<&str> = said.lines().filter(|l| l.ends_with(" proc=yes")).collect();
+    assert_eq!(printed.len(), 2, "both platforms see /proc: {said}");
+
+    let skopeo = Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{app}"))
+        .output()
+        .unwrap();
+    assert!(skopeo.status.success(), "{}", stderr(&skopeo));
+    let index: serde_json::Value = serde_json::from_slice(&skopeo.stdout).unwrap();
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+    host.manifold()
+        .args(["pull", "--all-platforms", "-q", &app])
+        .assert()
+        .success();
+    let raw = host
+        .manifold()
+        .args(["inspect", "--raw", &app])
+        .output()
+        .unwrap();
+    for (platform, entries) in top_layers(host.path(), &String::from_utf8_lossy(&raw.stdout), "") {
+        assert_eq!(owner_of(&entries, "app/owned"), (1000, 2000), "{platform}");
+        assert!(
+            entries.iter().any(|e| e.0 == ".wh.root"),
+            "{platform}: {entries:?}"
+        );
+    }
+    for (platform, arch) in [("linux/amd64", "x86_64\n"), ("linux/arm64", "aarch64\n")] {
+        host.manifold()
+            .args([
+                "run",
+                "--rm",
+                "--network",
+                "none",
+                "--platform",
+                platform,
+                &app,
+            ])
+            .args(["cat", "/arch"])
+            .assert()
+            .success()
+            .stdout(arch);
+    }
+}
