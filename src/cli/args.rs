@@ -162,9 +162,9 @@ pub struct BuildArgs {
     /// Print only the image digest
     #[arg(short, long)]
     pub quiet: bool,
-    /// How RUN steps are isolated: `oci` (a container), `proot` or `chroot` (no container, for
-    /// unprivileged build containers), `auto` (oci where it can be made, else proot)
-    #[arg(long, value_enum, default_value_t = IsolationArg::Auto)]
+    /// How RUN steps run: `oci` (a container), `proot` or `chroot` (no container: unprivileged
+    /// build containers), `auto` (oci where a container can be made, else proot)
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = IsolationArg::Auto)]
     pub isolation: IsolationArg,
     #[command(flatten)]
     pub transfer: TransferArgs,
@@ -172,18 +172,18 @@ pub struct BuildArgs {
     pub context: String,
 }
 
-/// `build --isolation`.
+/// `build --isolation` (the values are told in the flag's help: doc comments here would turn
+/// the whole help into clap's long layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IsolationArg {
-    /// A container where one can be made, else proot (else chroot)
+    // A container where one can be made, else proot (else chroot).
     Auto,
-    /// A container: runc over an overlay, namespaces, seccomp (root, or rootless)
+    // A container: runc over an overlay, namespaces, seccomp (root, or rootless).
     Oci,
-    /// proot's path translation in a plain directory: /proc, /dev and /sys bound in, no
-    /// namespaces (unprivileged build containers)
+    // proot's path translation in a plain directory: /proc, /dev and /sys bound in, no
+    // namespaces.
     Proot,
-    /// chroot(2) into a plain directory: no /proc, no namespaces (unprivileged build
-    /// containers)
+    // chroot(2) into a plain directory: no /proc, no namespaces.
     Chroot,
 }
 

@@ -22,7 +22,7 @@ use std::sync::Mutex;
 use crate::binfmt::BinfmtLease;
 use crate::harness::{
     self, COMMAND_TIMEOUT, OtherUser, Registry, TestRoot, admin, busybox_rootfs, busybox_tree,
-    skip_unless,
+    manifold_snapshot, skip_unless,
 };
 use crate::registry_harness::{import, multi_arch};
 
@@ -209,6 +209,19 @@ impl Rootless {
         self.user
             .sh(&format!("cd '{}' && {script}", self.dir.path().display()))
     }
+}
+
+/// The snapshot settings for a user's output: its ids and ranges as placeholders.
+fn user_settings(u: &Rootless) -> insta::Settings {
+    let mut settings = harness::insta_settings();
+    if let Some(ids) = &u.subids {
+        settings.add_filter(
+            &format!("{}-{}", ids.start, ids.start + ids.count - 1),
+            "[SUBIDS]",
+        );
+    }
+    settings.add_filter(r"0→\d+\b", "0→[USER]");
+    settings
 }
 
 fn output(cmd: Command) -> Output {
@@ -517,7 +530,7 @@ fn a_user_without_subordinate_ids_gets_a_single_id_and_is_told() {
     let tarball = u.give("owned.tar", &busybox_with_an_owned_file("amd64"));
     u.ok(&["import", &tarball.display().to_string(), "local/owned:1"]);
 
-    let out = u.run(&[
+    let mut run = assert_cmd::Command::from_std(u.command(&[
         "run",
         "--rm",
         "--network",
@@ -525,30 +538,24 @@ fn a_user_without_subordinate_ids_gets_a_single_id_and_is_told() {
         "local/owned:1",
         "sh",
         "-c",
-        "stat -c %u:%g /owned; cat /proc/self/uid_map",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let said = stderr(&out);
-    assert!(
-        said.contains(
-            "warning: `mfrl-single` has no subordinate ids in /etc/subuid and /etc/subgid: \
-             containers get a single-id user namespace"
-        ),
-        "{said}"
+        "stat -c %u:%g /owned; wc -l < /proc/self/uid_map",
+    ]));
+    let out = manifold_snapshot!(user_settings(&u), run.timeout(COMMAND_TIMEOUT), @r"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+    0:0
+    1
+
+    ----- stderr -----
+    warning: `mfrl-single` has no subordinate ids in /etc/subuid and /etc/subgid: containers get a single-id user namespace (root in them is you, and no other user exists): `chown` to another owner and RUN or `-u` as another user fail, and files of other owners in layers are unpacked as root
+    hint: `sudo usermod --add-subuids 100000-165535 --add-subgids 100000-165535 mfrl-single` gives it 65536 ids (pick a range no other user has), then `manifold system reset` (the store's files follow the mapping)
+    ");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "0:0\n1\n",
+        "1000:1000 squashed to root, in a namespace of one id"
     );
-    assert!(
-        said.contains("files of other owners in layers are unpacked as root"),
-        "{said}"
-    );
-    assert!(
-        said.contains("hint: `sudo usermod --add-subuids 100000-165535"),
-        "{said}"
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let mut lines = stdout.lines();
-    assert_eq!(lines.next(), Some("0:0"), "1000:1000 squashed to root");
-    let map: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(map, ["0", &u.user.uid.to_string(), "1"]);
 
     u.give(
         "Dockerfile",
@@ -712,17 +719,24 @@ fn emulation_uses_what_root_registered() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(String::from_utf8_lossy(&out.stdout), "aarch64\n");
 
-    let out = u.run(&["run", "--rm", "--network", "none", "local/s390x:1", "true"]);
-    assert!(!out.status.success());
-    let said = stderr(&out);
-    assert!(
-        said.contains("error: cannot run linux/s390x programs here"),
-        "{said}"
-    );
-    assert!(
-        said.contains("`sudo manifold binfmt install --persist linux/s390x`, then run again"),
-        "{said}"
-    );
+    let mut run = assert_cmd::Command::from_std(u.command(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "local/s390x:1",
+        "true",
+    ]));
+    manifold_snapshot!(user_settings(&u), run.timeout(COMMAND_TIMEOUT), @r"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: cannot run linux/s390x programs here
+      caused by: running linux/s390x programs needs the QEMU handler `qemu-s390x`, and registering it needs root: binfmt_misc handlers are registered for the whole machine
+    hint: `sudo manifold binfmt install --persist linux/s390x`, then run again
+    ");
     u.ok(&["system", "reset", "--force"]);
 }
 
@@ -738,29 +752,21 @@ fn a_store_keeps_the_ownership_convention_it_was_made_with() {
     );
     u.ok(&["import", &tarball.display().to_string(), "local/bb:1"]);
     u.ok(&["run", "--rm", "--network", "none", "local/bb:1", "true"]);
-    let out = harness::manifold()
-        .arg("--root")
-        .arg(u.store())
-        .args(["run", "--rm", "--network", "none", "local/bb:1", "true"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let said = stderr(&out);
-    assert!(
-        said.contains(&format!(
-            "error: the store at {} was unpacked by a user namespace (uids 0→{}",
-            u.store().display(),
-            u.user.uid
-        )),
-        "{said}"
-    );
-    assert!(
-        said.contains("and this process runs as root (host ids)"),
-        "{said}"
-    );
-    assert!(
-        said.contains("hint: use the store as the user who made it"),
-        "{said}"
+    manifold_snapshot!(
+        user_settings(&u),
+        harness::manifold()
+            .arg("--root")
+            .arg(u.store())
+            .args(["run", "--rm", "--network", "none", "local/bb:1", "true"]),
+        @r"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: the store at [TMP]/store was unpacked by a user namespace (uids 0→[USER], 1-65536→[SUBIDS], gids 0→[USER], 1-65536→[SUBIDS]), and this process runs as root (host ids)
+    hint: use the store as the user who made it, or give `--root` another directory; `manifold system reset`, run by the store's own user, empties it
+    "
     );
     u.ok(&["system", "reset", "--force"]);
 }
@@ -832,19 +838,98 @@ fn isolation_proot_and_chroot_build_without_a_container() {
         "FROM local/bb:amd64\nRUN --network=none true\n",
     )
     .unwrap();
-    let out = root
-        .manifold()
-        .args(["build", "--isolation", "proot"])
-        .arg(&ctx)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains(
-            "RUN --network=none needs a network namespace, which `--isolation proot` cannot make"
-        ),
-        "{}",
-        stderr(&out)
+    manifold_snapshot!(
+        root.insta_settings(),
+        root.manifold()
+            .args(["build", "-q", "--isolation", "proot"])
+            .arg(&ctx),
+        @r"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: Dockerfile:2: [linux/amd64 stage-0] RUN --network=none true: RUN --network=none needs a network namespace, which `--isolation proot` cannot make
+    "
+    );
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM local/bb:amd64\nRUN --mount=type=cache,target=/cache true\n",
+    )
+    .unwrap();
+    manifold_snapshot!(
+        root.insta_settings(),
+        root.manifold()
+            .args(["build", "-q", "--isolation", "chroot"])
+            .arg(&ctx),
+        @r"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: Dockerfile:2: [linux/amd64 stage-0] RUN --mount=type=cache,target=/cache true: cannot run the step: `--isolation chroot` cannot bind anything into the root (RUN --mount) (use `--isolation proot`, which binds them)
+    "
+    );
+}
+
+/// What root is told by `system reset` without `--force`, `unshare`, and a bad
+/// `MANIFOLD_ROOTFS`.
+#[test]
+fn messages_of_reset_unshare_and_rootfs_choices() {
+    skip_unless!("root", "runc");
+    let root = TestRoot::new();
+    import(&root, "amd64", "local/bb:1");
+    manifold_snapshot!(root.insta_settings(), root.manifold().args(["system", "reset"]), @r"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: `system reset` removes every image, container and snapshot in [ROOT], and asks first
+    hint: add `--force` to remove them without asking
+    ");
+    assert!(root.path().join("images").is_dir(), "nothing removed");
+    manifold_snapshot!(root.insta_settings(), root.manifold().args(["unshare", "true"]), @r"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: `manifold unshare` is for rootless mode: root needs no user namespace
+    hint: run the command itself
+    ");
+    manifold_snapshot!(
+        root.insta_settings(),
+        root.manifold()
+            .env("MANIFOLD_ROOTFS", "tmpfs")
+            .args(["run", "--rm", "--network", "none", "local/bb:1", "true"]),
+        @r"
+    success: false
+    exit_code: 125
+    ----- stdout -----
+
+    ----- stderr -----
+    error: MANIFOLD_ROOTFS=`tmpfs` is not a way to make a container's root
+    hint: MANIFOLD_ROOTFS takes `overlayfs`, `fuse-overlayfs` or `copy` (or nothing: the first that works)
+    "
+    );
+    manifold_snapshot!(
+        root.insta_settings(),
+        root.manifold().args(["system", "reset", "--force"]),
+        @r"
+    success: true
+    exit_code: 0
+    ----- stdout -----
+
+    ----- stderr -----
+    Removed 0 containers and 43 files (3.012MB) from [ROOT]
+    "
+    );
+    assert_eq!(
+        fs::read_dir(root.path()).unwrap().count(),
+        0,
+        "the store is empty"
     );
 }
 
