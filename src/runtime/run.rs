@@ -74,8 +74,11 @@ pub struct Runtime {
     jobs: usize,
     private_mounts: AtomicBool,
     /// Where `-v` notes go (how a container's root was made).
-    notes: Option<Box<dyn Fn(&str) + Send + Sync>>,
+    notes: Option<Notes>,
 }
+
+/// A receiver of `-v` notes.
+pub type Notes = Box<dyn Fn(&str) + Send + Sync>;
 
 /// How a container ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +112,7 @@ impl Runtime {
     }
 
     /// Report what `-v` shows (how each container's root was made) through `notes`.
-    pub fn on_note(&mut self, notes: Box<dyn Fn(&str) + Send + Sync>) {
+    pub fn on_note(&mut self, notes: Notes) {
         self.notes = Some(notes);
     }
 

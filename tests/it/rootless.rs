@@ -234,8 +234,11 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// `(path, uid, gid)` of every entry of a gzip layer blob.
-fn layer_entries(blob: &Path) -> Vec<(String, u64, u64)> {
+/// `(path, uid, gid)` of a layer's entry.
+type Entry = (String, u64, u64);
+
+/// The entries of a gzip layer blob.
+fn layer_entries(blob: &Path) -> Vec<Entry> {
     let gz = flate2::read::GzDecoder::new(fs::File::open(blob).unwrap());
     let mut archive = tar::Archive::new(gz);
     archive
@@ -264,7 +267,7 @@ fn blob(store: &Path, digest: &str) -> PathBuf {
 
 /// The last layer (the RUN step's, or the commit's) of each platform of `raw` (an index, or a
 /// manifest for `platform`), read from `store`'s blobs: platform → entries.
-fn top_layers(store: &Path, raw: &str, platform: &str) -> Vec<(String, Vec<(String, u64, u64)>)> {
+fn top_layers(store: &Path, raw: &str, platform: &str) -> Vec<(String, Vec<Entry>)> {
     let doc: serde_json::Value = serde_json::from_str(raw).unwrap();
     let manifests: Vec<(String, String)> = match doc["manifests"].as_array() {
         Some(list) => list
@@ -300,7 +303,7 @@ fn top_layers(store: &Path, raw: &str, platform: &str) -> Vec<(String, Vec<(Stri
         .collect()
 }
 
-fn owner_of<'a>(entries: &'a [(String, u64, u64)], path: &str) -> (u64, u64) {
+fn owner_of(entries: &[Entry], path: &str) -> (u64, u64) {
     entries
         .iter()
         .find(|e| e.0 == path)
