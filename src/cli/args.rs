@@ -117,7 +117,7 @@ pub enum Command {
     Bake(super::bake::BakeArgs),
     /// Manage manifold's own data: `system reset` empties the store
     System(super::system::SystemArgs),
-    /// Run a command in manifold's user namespace (rootless), as its root
+    /// Run a command as root of manifold's user namespace (rootless)
     Unshare(super::system::UnshareArgs),
 }
 
