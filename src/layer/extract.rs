@@ -256,7 +256,15 @@ impl Extractor {
                 }
                 Whiteouts::Apply => {
                     self.cached_parent = None;
-                    self.clear_earlier(&parent, parent_comps)?;
+                    // The parent may be held by an O_PATH descriptor, which cannot be listed.
+                    let dir = rustix::fs::openat(
+                        &parent,
+                        ".",
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(ioerr)?;
+                    self.clear_earlier(&dir, parent_comps)?;
                 }
             }
             self.report.opaque_dirs += 1;

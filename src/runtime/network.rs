@@ -375,6 +375,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_tun_device_out_of_reach_says_what_to_do() {
+        let e = NetworkError::Tun(io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(
+            e.to_string(),
+            "cannot open /dev/net/tun, which the container's private network needs"
+        );
+        assert_eq!(
+            e.hint().unwrap(),
+            "distributions let every user open it (udev's default: mode 0666); `sudo chmod 0666 /dev/net/tun` does the same, or choose `--network host` or `--network none`"
+        );
+    }
+
+    #[test]
     fn records_keep_their_names() {
         for (mode, name) in [
             (Network::Private, "\"slirp4netns\""),

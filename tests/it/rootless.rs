@@ -418,6 +418,26 @@ fn a_plain_user_pulls_runs_builds_pushes_and_commits() {
         ]),
         "aarch64\n"
     );
+    // Another user of the image, a volume of the user's (owned by the namespace's root).
+    let data = u.give("volume-file", b"v\n");
+    let volume = format!("{}:/data/file:ro", data.display());
+    assert_eq!(
+        u.ok(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-u",
+            "1000:1000",
+            "-v",
+            &volume,
+            &base,
+            "sh",
+            "-c",
+            "id -u; id -g; cat /data/file; stat -c %u /data/file",
+        ]),
+        "1000\n1000\nv\n0\n"
+    );
 
     // A two-platform build whose RUN steps chown, pushed.
     u.give(
@@ -508,6 +528,16 @@ fn a_plain_user_pulls_runs_builds_pushes_and_commits() {
 
     // The store holds files of the user's subordinate ids (the app's layers, unpacked to run
     // it): only its namespace removes them.
+    let snapshots = || {
+        fs::read_dir(u.store().join("snapshots-v1"))
+            .unwrap()
+            .count()
+    };
+    u.ok(&["run", "--rm", "--network", "none", &app, "true"]);
+    assert!(snapshots() >= 2);
+    // `prune -a` removes them (from the namespace), and a run brings them back.
+    u.ok(&["prune", "-a", "-f"]);
+    assert_eq!(snapshots(), 0);
     u.ok(&["run", "--rm", "--network", "none", &app, "true"]);
     let (removed, said) = u.sh("rm -rf store");
     assert!(!removed, "{said}");
