@@ -51,6 +51,10 @@ fn makes_containers(command: &Command) -> bool {
 /// thread starts.
 pub fn start(command: &Command) -> Privilege {
     if rustix::process::geteuid().is_root() {
+        // Run by `manifold unshare`: already in the namespace.
+        if userns::adopt().is_some() {
+            return Privilege::Namespace;
+        }
         return Privilege::Root;
     }
     if !needs_namespace(command) {

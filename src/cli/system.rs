@@ -5,7 +5,8 @@
 //!
 //! `manifold unshare [COMMAND [ARG...]]`: run a command as root of manifold's user namespace
 //! (rootless only), with `MANIFOLD_ROOT` set to the store, to look at or remove what the store
-//! holds (`manifold unshare rm -rf ~/.local/share/manifold`).
+//! holds (`manifold unshare rm -rf ~/.local/share/manifold`); a manifold it runs knows it is in
+//! the namespace and uses the store as the namespace's root.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -124,6 +125,7 @@ pub fn unshare(args: UnshareArgs, settings: &Settings) -> anyhow::Result<ExitCod
     let status = std::process::Command::new(&command[0])
         .args(&command[1..])
         .env("MANIFOLD_ROOT", &settings.root)
+        .env(crate::userns::INHERITED_ENV, "1")
         .status()
         .map_err(|e| anyhow::Error::new(e).context(format!("cannot run `{}`", command[0])))?;
     use std::os::unix::process::ExitStatusExt;

@@ -44,8 +44,6 @@ pub enum UsernsError {
         #[source]
         source: io::Error,
     },
-    #[error("no user with id {0} in the user database")]
-    UnknownUser(u32),
 }
 
 impl UsernsError {
@@ -99,7 +97,8 @@ impl Plan {
     pub fn current() -> Result<Plan, UsernsError> {
         let uid = rustix::process::getuid().as_raw();
         let gid = rustix::process::getgid().as_raw();
-        let user = user_name(uid).ok_or(UsernsError::UnknownUser(uid))?;
+        // A uid without a passwd entry (a container's arbitrary uid) is matched by number.
+        let user = user_name(uid).unwrap_or_else(|| uid.to_string());
         let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
         let subuid = SubIds::parse(&read("/etc/subuid"));
         let subgid = SubIds::parse(&read("/etc/subgid"));
@@ -202,6 +201,43 @@ pub fn host_uid() -> u32 {
         Some(m) => m.host_uid(0).unwrap_or(0),
         None => rustix::process::getuid().as_raw(),
     }
+}
+
+/// What `manifold unshare` tells the commands it runs: they are in manifold's namespace.
+pub const INHERITED_ENV: &str = "_MANIFOLD_USERNS";
+
+/// A manifold started inside manifold's namespace (by `manifold unshare`) takes its mapping
+/// as its own, so that it uses the store as the namespace's root does.
+pub fn adopt() -> Option<&'static Mapping> {
+    if let Some(m) = current() {
+        return Some(m);
+    }
+    std::env::var_os(INHERITED_ENV)?;
+    let read = |f: &str| std::fs::read_to_string(f).ok().map(|t| parse_map(&t));
+    let (uids, gids) = (read("/proc/self/uid_map")?, read("/proc/self/gid_map")?);
+    if uids.is_empty() || is_identity_map(&std::fs::read_to_string("/proc/self/uid_map").ok()?) {
+        return None;
+    }
+    Some(ENTERED.get_or_init(|| Mapping { uids, gids }))
+}
+
+fn parse_map(text: &str) -> Vec<IdMap> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<u32> = l
+                .split_whitespace()
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            match f.as_slice() {
+                [inside, outside, count] => Some(IdMap {
+                    inside: *inside,
+                    outside: *outside,
+                    count: *count,
+                }),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Whether this process is root on the host: effective uid 0 in the initial user namespace

@@ -92,3 +92,12 @@ fn the_initial_namespace_maps_every_id() {
     assert!(!is_identity_map("0 1001 1\n1 100000 65536\n"));
     assert!(!is_identity_map(""));
 }
+
+#[test]
+fn maps_read_back_from_proc() {
+    assert_eq!(
+        parse_map("         0       1001          1\n         1     100000      65536\n"),
+        Mapping::with_ranges(1001, 1001, &[(100000, 65536)], &[]).uids
+    );
+    assert!(parse_map("").is_empty());
+}

@@ -785,6 +785,20 @@ fn a_store_keeps_the_ownership_convention_it_was_made_with() {
     );
     u.ok(&["import", &tarball.display().to_string(), "local/bb:1"]);
     u.ok(&["run", "--rm", "--network", "none", "local/bb:1", "true"]);
+    // A manifold that `manifold unshare` runs is in the namespace, and uses the store as it.
+    let nested = u.ok(&[
+        "unshare",
+        env!("CARGO_BIN_EXE_manifold"),
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "local/bb:1",
+        "sh",
+        "-c",
+        "id -u; wc -l < /proc/self/uid_map",
+    ]);
+    assert_eq!(nested, "0\n2\n");
     manifold_snapshot!(
         user_settings(&u),
         harness::manifold()
