@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Registry benchmark: manifold vs skopeo on a ~1 GB, 5-layer image built from this machine's
-# /usr with umoci, against local docker-registry instances on 127.0.0.1. Runs alternate
-# (manifold, skopeo, manifold, ...) so that both see the same machine state.
+# Registry benchmark: manifold vs skopeo and vs the physical floor (curl) on a ~1 GB, 5-layer
+# image built from this machine's /usr with umoci, against local docker-registry instances on
+# 127.0.0.1; and manifold through a registry's quirks (bench/quirk_proxy.py) against the plain
+# path. Within a run every variant is measured once, one after the other, so all see the same
+# machine state.
 #
 #   bench/registry.sh [RUNS]        RUNS defaults to 3; BENCH_DIR keeps the work files
 #
@@ -10,6 +12,11 @@
 #   push   manifold push REF (to an empty registry) vs skopeo copy oci:DIR:bench docker://REF
 #   copy   manifold copy A/REF B/REF                vs skopeo copy docker://A/REF docker://B/REF
 #   rss    peak RSS of manifold pull (/usr/bin/time -f %M)
+#   floor  the same transfers by curl, every blob at once: GETs to files (pull); POST + one
+#          `curl -T FILE` PUT per blob (push, monolithic uploads); `curl URL | curl -T -` per
+#          blob (copy); then the manifest
+#   quirks manifold push and copy through quirk_proxy.py: `plain` (the proxy alone) vs `gar`
+#          (chunked PATCH refused: every large blob goes in one streamed PUT)
 # Push and copy go to a new, empty registry each run, so nothing is skipped or mounted.
 set -euo pipefail
 
@@ -25,7 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in docker-registry skopeo umoci /usr/bin/time curl; do
+for tool in docker-registry skopeo umoci /usr/bin/time curl python3; do
   command -v "$tool" >/dev/null || { echo "registry.sh: \`$tool\` not found (run scripts/deps.sh)" >&2; exit 1; }
 done
 
@@ -60,6 +67,20 @@ EOF
   done
 }
 
+# start_proxy UPSTREAM_PORT MODE: a quirk proxy in front of a registry; its port in $pport.
+pport=
+start_proxy() {
+  local out=$work/proxy-$1-$2.port
+  python3 "$repo/bench/quirk_proxy.py" "$1" "$2" >"$out" &
+  pids+=("$!")
+  local i
+  for i in $(seq 100); do
+    [[ -s $out ]] && break
+    sleep 0.05
+  done
+  pport=$(head -1 "$out")
+}
+
 stop_registries() {
   local p
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -87,7 +108,8 @@ if [[ ! -f $layout/index.json ]]; then
 fi
 
 start_registry src
-src=127.0.0.1:$port/bench/image:1
+src_host=127.0.0.1:$port
+src=$src_host/bench/image:1
 skopeo --insecure-policy copy -q --dest-tls-verify=false "oci:$layout:bench" "docker://$src"
 size=$(du -sb "$work/src/data" | cut -f1)
 echo "==> image pushed to $src ($((size / 1000000)) MB in the registry)" >&2
@@ -98,7 +120,70 @@ now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$2"; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-declare -a m_pull s_pull m_push s_push m_copy s_copy rss
+# --- the floor: curl, every blob at once --------------------------------------------------------
+
+manifest_digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$layout/index.json")
+manifest_file=$layout/blobs/sha256/${manifest_digest#sha256:}
+manifest_type=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("mediaType", "application/vnd.oci.image.manifest.v1+json"))' "$manifest_file")
+mapfile -t blobs < <(python3 -c '
+import json, sys
+m = json.load(open(sys.argv[1]))
+for d in [m["config"]] + m["layers"]:
+    print(d["digest"])' "$manifest_file")
+
+# upload_url HOST REPO: a new upload session's location, ready for `digest=`.
+upload_url() {
+  local loc
+  loc=$(curl -sf -X POST -D - -o /dev/null "http://$1/v2/$2/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower($1)=="location" {print $2}')
+  [[ $loc == /* ]] && loc=http://$1$loc
+  if [[ $loc == *\?* ]]; then echo "$loc&"; else echo "$loc?"; fi
+}
+
+put_manifest() { # HOST REPO TAG
+  curl -sf -X PUT -H "Content-Type: $manifest_type" --data-binary "@$manifest_file" "http://$1/v2/$2/manifests/$3" >/dev/null
+}
+
+# wait_all PID...: every one of them, failing if one did (a bare `wait` would also wait for the
+# registries running in the background).
+wait_all() {
+  local p rc=0
+  for p in "$@"; do wait "$p" || rc=1; done
+  return $rc
+}
+
+floor_pull() { # SRC_HOST DIR
+  local d jobs=()
+  mkdir -p "$2"
+  curl -sf -o "$2/manifest" -H "Accept: $manifest_type" "http://$1/v2/bench/image/manifests/1"
+  for d in "${blobs[@]}"; do
+    curl -sf -o "$2/${d#sha256:}" "http://$1/v2/bench/image/blobs/$d" &
+    jobs+=("$!")
+  done
+  wait_all "${jobs[@]}"
+}
+
+floor_push() { # DEST_HOST
+  local d jobs=()
+  for d in "${blobs[@]}"; do
+    (curl -sf -T "$layout/blobs/sha256/${d#sha256:}" "$(upload_url "$1" bench/pushed)digest=$d" >/dev/null) &
+    jobs+=("$!")
+  done
+  wait_all "${jobs[@]}"
+  put_manifest "$1" bench/pushed 1
+}
+
+floor_copy() { # SRC_HOST DEST_HOST
+  local d jobs=()
+  for d in "${blobs[@]}"; do
+    (curl -sf "http://$1/v2/bench/image/blobs/$d" | curl -sf -T - "$(upload_url "$2" bench/copied)digest=$d" >/dev/null) &
+    jobs+=("$!")
+  done
+  wait_all "${jobs[@]}"
+  put_manifest "$2" bench/copied 1
+}
+
+declare -a m_pull s_pull m_push s_push m_copy s_copy rss f_pull f_push f_copy
+declare -a q_push_plain q_push_gar q_copy_plain q_copy_gar q_rss
 for run in $(seq "$runs"); do
   echo "==> run $run/$runs" >&2
   # pull
@@ -137,10 +222,48 @@ for run in $(seq "$runs"); do
   t1=$(now)
   s_copy+=("$(elapsed "$t0" "$t1")")
 
+  # the floor
+  rm -rf "$work/floor-pull"
+  t0=$(now)
+  floor_pull "$src_host" "$work/floor-pull"
+  t1=$(now)
+  f_pull+=("$(elapsed "$t0" "$t1")")
+  start_registry "floor-push-$run"
+  t0=$(now)
+  floor_push "127.0.0.1:$port"
+  t1=$(now)
+  f_push+=("$(elapsed "$t0" "$t1")")
+  "$manifold" --progress none pull -q "127.0.0.1:$port/bench/pushed:1" --root "$work/floor-check" >/dev/null
+  start_registry "floor-copy-$run"
+  t0=$(now)
+  floor_copy "$src_host" "127.0.0.1:$port"
+  t1=$(now)
+  f_copy+=("$(elapsed "$t0" "$t1")")
+  "$manifold" --progress none pull -q "127.0.0.1:$port/bench/copied:1" --root "$work/floor-check" >/dev/null
+  rm -rf "$work/floor-pull" "$work/floor-check"
+
+  # through the quirk proxy: the proxy alone, then refusing chunked uploads
+  for mode in plain gar; do
+    start_registry "quirk-push-$mode-$run"
+    start_proxy "$port" "$mode"
+    t0=$(now)
+    /usr/bin/time -f %M -o "$work/rss" "$manifold" --root "$work/mroot" --progress none push "$src" "127.0.0.1:$pport/bench/pushed:1" >/dev/null 2>"$work/quirk.err"
+    t1=$(now)
+    if [[ $mode == plain ]]; then q_push_plain+=("$(elapsed "$t0" "$t1")"); else q_push_gar+=("$(elapsed "$t0" "$t1")"); q_rss+=("$(cat "$work/rss")"); fi
+    [[ $mode == plain ]] || grep -q "refuses chunked uploads" "$work/quirk.err" || { echo "registry.sh: no fallback through the gar proxy" >&2; cat "$work/quirk.err" >&2; exit 1; }
+    start_registry "quirk-copy-$mode-$run"
+    start_proxy "$port" "$mode"
+    t0=$(now)
+    "$manifold" --progress none copy "$src" "127.0.0.1:$pport/bench/copied:1" >/dev/null 2>"$work/quirk.err"
+    t1=$(now)
+    if [[ $mode == plain ]]; then q_copy_plain+=("$(elapsed "$t0" "$t1")"); else q_copy_gar+=("$(elapsed "$t0" "$t1")"); fi
+    [[ $mode == plain ]] || grep -q "refuses chunked uploads" "$work/quirk.err" || { echo "registry.sh: no fallback through the gar proxy" >&2; cat "$work/quirk.err" >&2; exit 1; }
+  done
+
   # keep only the source registry running
   for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
   pids=("${pids[0]}")
-  rm -rf "$work"/push-* "$work"/copy-*
+  rm -rf "$work"/push-* "$work"/copy-* "$work"/floor-* "$work"/quirk-*
 done
 stop_registries
 
@@ -148,6 +271,9 @@ ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2
 mp=$(median "${m_pull[@]}") sp=$(median "${s_pull[@]}")
 mu=$(median "${m_push[@]}") su=$(median "${s_push[@]}")
 mc=$(median "${m_copy[@]}") sc=$(median "${s_copy[@]}")
+fp=$(median "${f_pull[@]}") fu=$(median "${f_push[@]}") fc=$(median "${f_copy[@]}")
+qpp=$(median "${q_push_plain[@]}") qpg=$(median "${q_push_gar[@]}")
+qcp=$(median "${q_copy_plain[@]}") qcg=$(median "${q_copy_gar[@]}")
 peak=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
 cat <<EOF
 image: $((size / 1000000)) MB in 5 layers (from /usr), $runs alternating runs, medians; $(nproc) cores
@@ -157,4 +283,18 @@ image: $((size / 1000000)) MB in 5 layers (from /usr), $runs alternating runs, m
 | push | ${mu} s | ${su} s | $(ratio "$mu" "$su") | ${m_push[*]} / ${s_push[*]} |
 | copy | ${mc} s | ${sc} s | $(ratio "$mc" "$sc") | ${m_copy[*]} / ${s_copy[*]} |
 peak RSS of manifold pull: $((peak / 1024)) MB (max of $runs runs: ${rss[*]} kB)
+
+against the physical floor (curl, every blob at once):
+| operation | manifold | floor | ratio | goal | runs (floor) |
+|---|---|---|---|---|---|
+| pull | ${mp} s | ${fp} s | $(ratio "$mp" "$fp") | ≤ 1.1 | ${f_pull[*]} |
+| push | ${mu} s | ${fu} s | $(ratio "$mu" "$fu") | ≤ 1.1 | ${f_push[*]} |
+| copy | ${mc} s | ${fc} s | $(ratio "$mc" "$fc") | ≤ 1.05 | ${f_copy[*]} |
+
+through a quirk proxy (chunked PATCH refused) vs the same proxy forwarding everything:
+| operation | plain proxy | refusing chunks | ratio | goal | runs (plain / refusing) |
+|---|---|---|---|---|---|
+| push | ${qpp} s | ${qpg} s | $(ratio "$qpg" "$qpp") | ≤ 1.1 | ${q_push_plain[*]} / ${q_push_gar[*]} |
+| copy | ${qcp} s | ${qcg} s | $(ratio "$qcg" "$qcp") | ≤ 1.1 | ${q_copy_plain[*]} / ${q_copy_gar[*]} |
+peak RSS of manifold push refusing chunks (each layer in one streamed PUT): $(($(printf '%s\n' "${q_rss[@]}" | sort -n | tail -1) / 1024)) MB (${q_rss[*]} kB)
 EOF

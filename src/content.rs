@@ -159,6 +159,11 @@ pub trait Sink: Send + Sync {
     /// The blob (stored or already present) is known to live at `locations`. Best effort: the
     /// store remembers them for later mounts, other sinks ignore them.
     fn note_blob_locations(&self, _desc: &Descriptor, _locations: &[BlobLocation]) {}
+    /// Called for each index of a copy before any blob moves: a sink that would refuse it
+    /// says so now rather than after the upload. Most sinks take any index.
+    fn check_index(&self, _desc: &Descriptor, _bytes: &[u8]) -> Result<(), ContentError> {
+        Ok(())
+    }
 }
 
 /// Which platforms of an index to copy.
@@ -270,6 +275,12 @@ pub fn copy_with(
 ) -> Result<CopyReport, ContentError> {
     let mut plan = Plan::default();
     let root_bytes = plan.walk(source, reference, root, platforms)?;
+    let indexes = plan.documents.iter().map(|(d, b)| (d, b.as_slice()));
+    for (desc, bytes) in std::iter::once((root, root_bytes.as_slice())).chain(indexes) {
+        if desc.is_index() {
+            sink.check_index(desc, bytes)?;
+        }
+    }
     let mut report = CopyReport::default();
     run_blobs(source, sink, &plan.blobs, progress, options, &mut report)?;
     for (desc, bytes) in &plan.documents {
@@ -291,43 +302,67 @@ pub fn copy_with(
 struct Plan {
     blobs: Vec<Descriptor>,
     documents: Vec<(Descriptor, Vec<u8>)>,
-    seen: HashSet<Digest>,
+    blobs_seen: HashSet<Digest>,
 }
 
 impl Plan {
-    /// Walk `desc`; returns its bytes (the caller decides when to write them).
+    /// Walk `root`; returns its bytes (the caller decides when to write them).
     fn walk(
         &mut self,
         source: &dyn Source,
         reference: &Reference,
-        desc: &Descriptor,
+        root: &Descriptor,
         platforms: &Platforms,
     ) -> Result<Vec<u8>, ContentError> {
-        let bytes = fetch_verified(source, desc)?;
-        match oci::parse_document(&desc.media_type, bytes.clone())?.value {
-            Document::Index(index) => {
-                for child in select_children(reference, &index, platforms)? {
-                    if !self.seen.insert(child.digest.clone()) {
-                        continue;
+        let mut root_bytes = Vec::new();
+        let Plan {
+            blobs,
+            documents,
+            blobs_seen,
+        } = self;
+        walk(
+            std::slice::from_ref(root),
+            &mut HashSet::new(),
+            |desc, depth| {
+                let bytes = fetch_verified(source, desc)?;
+                let mut children = Vec::new();
+                match oci::parse_document(&desc.media_type, bytes.clone())?.value {
+                    Document::Index(index) => {
+                        // Platforms are chosen at the root; below it everything is copied.
+                        let platforms = if depth == 0 {
+                            platforms
+                        } else {
+                            &Platforms::All
+                        };
+                        for child in select_children(reference, &index, platforms)? {
+                            if child.is_index() || child.is_manifest() {
+                                children.push(child.clone());
+                            } else if blobs_seen.insert(child.digest.clone()) {
+                                // Artifacts of unknown kinds: copy the bytes, nothing below them.
+                                blobs.push(child.clone());
+                            }
+                        }
                     }
-                    if child.is_index() || child.is_manifest() {
-                        let child_bytes = self.walk(source, reference, child, &Platforms::All)?;
-                        self.documents.push((child.clone(), child_bytes));
-                    } else {
-                        // Artifacts of unknown kinds: copy the bytes, nothing below them.
-                        self.blobs.push(child.clone());
+                    Document::Manifest(manifest) => {
+                        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                            if blobs_seen.insert(blob.digest.clone()) {
+                                blobs.push(blob.clone());
+                            }
+                        }
                     }
                 }
-            }
-            Document::Manifest(manifest) => {
-                for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-                    if self.seen.insert(blob.digest.clone()) {
-                        self.blobs.push(blob.clone());
-                    }
+                Ok((children, bytes))
+            },
+            |desc, bytes| {
+                if desc.digest == root.digest {
+                    root_bytes = bytes;
+                } else {
+                    documents.push((desc.clone(), bytes));
                 }
-            }
-        }
-        Ok(bytes)
+                Ok::<(), ContentError>(())
+            },
+        )?;
+        Ok(root_bytes)
     }
 }
 
@@ -521,6 +556,67 @@ pub fn subset_index(
     (Descriptor::of(media_type, &bytes), bytes)
 }
 
+/// Walk the graph of documents below `roots` depth first, each document once however many
+/// parents list it (`seen` holds the digests entered so far; callers may share it between
+/// walks), with an explicit stack rather than recursion, so neither a wide DAG (exponentially
+/// many paths) nor a deep chain (thousands of nested indexes) costs more than one visit per
+/// document. Documents deeper than `oci::MAX_INDEX_DEPTH` below their root are refused.
+/// `enter(desc, depth)` is called before a document's children and returns the children to walk
+/// and a value; `leave(desc, value)` is called after them (children are left before their
+/// parents: the order documents must be written in).
+pub fn walk<T, E: From<oci::OciError>>(
+    roots: &[Descriptor],
+    seen: &mut HashSet<Digest>,
+    mut enter: impl FnMut(&Descriptor, usize) -> Result<(Vec<Descriptor>, T), E>,
+    mut leave: impl FnMut(&Descriptor, T) -> Result<(), E>,
+) -> Result<(), E> {
+    struct Frame<T> {
+        desc: Descriptor,
+        children: std::vec::IntoIter<Descriptor>,
+        value: T,
+    }
+    for root in roots {
+        if !seen.insert(root.digest.clone()) {
+            continue;
+        }
+        let (children, value) = enter(root, 0)?;
+        let mut stack = vec![Frame {
+            desc: root.clone(),
+            children: children.into_iter(),
+            value,
+        }];
+        // Each iteration enters or leaves one document, and each is entered once: bounded by
+        // the number of distinct documents.
+        while let Some(top) = stack.last_mut() {
+            match top.children.next() {
+                Some(child) => {
+                    if !seen.insert(child.digest.clone()) {
+                        continue;
+                    }
+                    if stack.len() > oci::MAX_INDEX_DEPTH {
+                        return Err(oci::OciError::TooDeep {
+                            limit: oci::MAX_INDEX_DEPTH,
+                            digest: child.digest,
+                        }
+                        .into());
+                    }
+                    let (children, value) = enter(&child, stack.len())?;
+                    stack.push(Frame {
+                        desc: child,
+                        children: children.into_iter(),
+                        value,
+                    });
+                }
+                None => {
+                    let frame = stack.pop().expect("the stack is not empty");
+                    leave(&frame.desc, frame.value)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Fetch a manifest and check it against its descriptor.
 pub fn fetch_verified(source: &dyn Source, desc: &Descriptor) -> Result<Vec<u8>, ContentError> {
     let bytes = source.fetch_manifest(desc)?;
@@ -546,4 +642,78 @@ pub fn verify(what: &str, desc: &Descriptor, bytes: &[u8]) -> Result<(), Content
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod walk_tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::oci::media_type;
+
+    fn node(name: &str) -> Descriptor {
+        Descriptor::of(media_type::OCI_INDEX, name.as_bytes())
+    }
+
+    /// A DAG given as parent → children, walked from `roots`: what was entered and left, in order.
+    fn run(
+        graph: &HashMap<Digest, Vec<Descriptor>>,
+        roots: &[Descriptor],
+    ) -> Result<(Vec<Digest>, Vec<Digest>), oci::OciError> {
+        let (mut entered, mut left) = (Vec::new(), Vec::new());
+        walk(
+            roots,
+            &mut HashSet::new(),
+            |d, _| {
+                entered.push(d.digest.clone());
+                Ok((graph.get(&d.digest).cloned().unwrap_or_default(), ()))
+            },
+            |d, ()| {
+                left.push(d.digest.clone());
+                Ok(())
+            },
+        )?;
+        Ok((entered, left))
+    }
+
+    #[test]
+    fn a_wide_dag_is_walked_once_per_document_children_first() {
+        // 100 documents per level, each listing all 100 of the next, 4 levels: 10^8 paths.
+        let mut graph = HashMap::new();
+        let mut level: Vec<Descriptor> = (0..100).map(|i| node(&format!("leaf{i}"))).collect();
+        for l in 0..3 {
+            let parents: Vec<Descriptor> = (0..100).map(|i| node(&format!("{l}-{i}"))).collect();
+            for p in &parents {
+                graph.insert(p.digest.clone(), level.clone());
+            }
+            level = parents;
+        }
+        let (entered, left) = run(&graph, &level).unwrap();
+        assert_eq!(entered.len(), 400);
+        assert_eq!(left.len(), 400);
+        // Post-order: every child is left before any parent listing it.
+        let pos: HashMap<&Digest, usize> = left.iter().enumerate().map(|(i, d)| (d, i)).collect();
+        for (parent, children) in &graph {
+            for c in children {
+                assert!(pos[&c.digest] < pos[parent]);
+            }
+        }
+    }
+
+    #[test]
+    fn nesting_deeper_than_the_limit_is_refused_without_recursion() {
+        let chain: Vec<Descriptor> = (0..15_000).map(|i| node(&i.to_string())).collect();
+        let graph: HashMap<Digest, Vec<Descriptor>> = chain
+            .windows(2)
+            .map(|w| (w[0].digest.clone(), vec![w[1].clone()]))
+            .collect();
+        let err = run(&graph, &chain[..1]).unwrap_err();
+        assert!(
+            matches!(err, oci::OciError::TooDeep { limit: oci::MAX_INDEX_DEPTH, ref digest } if *digest == chain[oci::MAX_INDEX_DEPTH + 1].digest),
+            "{err}"
+        );
+        // At the limit itself, the walk goes through.
+        let (entered, _) = run(&graph, &chain[chain.len() - oci::MAX_INDEX_DEPTH - 1..]).unwrap();
+        assert_eq!(entered.len(), oci::MAX_INDEX_DEPTH + 1);
+    }
 }

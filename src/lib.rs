@@ -1,26 +1,32 @@
 //! manifold: a daemonless, multi-architecture OCI image toolkit.
 //!
-//! Dependencies point one way: `cli` → feature modules (`archive`) → `content`/`store` →
-//! `oci`/`reference`/`platform`/`userns`. See DESIGN.md in the shared notes for the module map.
+//! Dependencies point one way: `cli` → feature modules (`bake`, `builder`, `runtime`,
+//! `manifest`, `archive`, `verify`) → `content`/`registry`/`store`/`layer`/`binfmt` →
+//! `dockerfile`, `oci`/`reference`/`platform`/`userns`. README.md's module map says what each owns.
 
 // `println!` panics when stdout's reader has gone (Rust ignores SIGPIPE): data goes through
 // `cli::output`, whose closed-pipe error the CLI turns into a quiet exit.
 #![deny(clippy::print_stdout)]
 
 pub mod archive;
+pub mod bake;
 pub mod binfmt;
-pub mod build;
+pub mod builder;
 pub mod cli;
 pub mod content;
+pub mod dockerfile;
 pub mod elf;
 pub mod layer;
+pub mod lexical;
 pub mod manifest;
 pub mod oci;
+pub mod passwd;
 pub mod platform;
 pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod runtime;
+pub mod space;
 pub mod store;
 pub mod userns;
 pub mod verify;

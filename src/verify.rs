@@ -9,15 +9,14 @@
 //! libraries in an amd64 image, 32-bit ARM in an arm64 one); the entrypoint must be the
 //! platform's own. Firmware and kernel modules are not looked at.
 
-use std::collections::BTreeMap;
 use std::io::Read;
 
 use serde::Serialize;
 
 use crate::binfmt::Handler;
 use crate::elf;
-use crate::layer::{self, inroot};
-use crate::oci::media_type::layer_compression;
+use crate::layer::merged::{self, Merged};
+use crate::layer::{self, Compression};
 use crate::oci::{ImageConfig, Manifest};
 use crate::platform::Platform;
 use crate::store::{Store, StoreError};
@@ -69,76 +68,59 @@ pub struct Report {
 enum Node {
     Dir,
     File { head: Vec<u8>, mode: u32 },
-    Symlink(Vec<u8>),
+    Symlink(String),
     Hardlink(String),
     Other,
 }
 
-/// The image's merged tree as far as verify needs it: path → (layer index, node).
-type Tree = BTreeMap<String, (usize, Node)>;
+impl merged::Node for Node {
+    fn is_dir(&self) -> bool {
+        matches!(self, Node::Dir)
+    }
 
-fn key(comps: &[std::ffi::OsString]) -> String {
-    comps
-        .iter()
-        .map(|c| c.to_string_lossy().into_owned())
-        .collect::<Vec<_>>()
-        .join("/")
+    fn symlink(&self) -> Option<&str> {
+        match self {
+            Node::Symlink(target) => Some(target),
+            _ => None,
+        }
+    }
 }
 
-fn under(path: &str, dir: &str) -> bool {
-    dir.is_empty()
-        || path.len() > dir.len() && path.starts_with(dir) && path.as_bytes()[dir.len()] == b'/'
-}
+/// The image's merged tree as far as verify needs it.
+type Tree = Merged<Node>;
 
 /// Read every layer into the merged tree (whiteouts applied).
 fn merged_tree(store: &Store, manifest: &Manifest) -> Result<Tree, VerifyError> {
     let mut tree = Tree::new();
-    for (i, l) in manifest.layers.iter().enumerate() {
-        let compression =
-            layer_compression(&l.media_type).ok_or_else(|| VerifyError::UnsupportedLayer {
+    for l in &manifest.layers {
+        let compression = Compression::from_media_type(&l.media_type).ok_or_else(|| {
+            VerifyError::UnsupportedLayer {
                 digest: l.digest.to_string(),
                 media_type: l.media_type.clone(),
-            })?;
+            }
+        })?;
         let wrap = |source| VerifyError::Layer {
             digest: l.digest.to_string(),
             source,
         };
         let blob = store.open_blob(&l.digest)?;
-        let plain = layer::decompress(blob, compression).map_err(wrap)?;
-        let mut archive = tar::Archive::new(plain);
-        let entries = archive
-            .entries()
-            .map_err(|e| wrap(layer::LayerError::Corrupt(e)))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| wrap(layer::LayerError::Corrupt(e)))?;
-            let comps = inroot::clean(&entry.path_bytes());
-            let Some(last) = comps.last() else { continue };
-            let name = last.to_string_lossy().into_owned();
-            let parent = key(&comps[..comps.len() - 1]);
-            if name == layer::extract::OPAQUE_WHITEOUT {
-                tree.retain(|p, (layer, _)| *layer == i || !under(p, &parent));
-                continue;
-            }
-            if let Some(hidden) = name.strip_prefix(layer::extract::WHITEOUT_PREFIX) {
-                let gone = if parent.is_empty() {
-                    hidden.to_string()
-                } else {
-                    format!("{parent}/{hidden}")
-                };
-                tree.retain(|p, _| p != &gone && !under(p, &gone));
-                continue;
-            }
-            let path = key(&comps);
-            let kind = entry.header().entry_type();
-            let node = match kind {
+        let plain = compression
+            .reader(blob)
+            .map_err(|e| wrap(layer::LayerError::Decompress(e)))?;
+        let mut entries = Vec::new();
+        merged::read_entries(plain, |path, entry| {
+            let corrupt = layer::LayerError::Corrupt;
+            let node = match entry.header().entry_type() {
                 tar::EntryType::Directory => Node::Dir,
                 tar::EntryType::Regular
                 | tar::EntryType::Continuous
                 | tar::EntryType::GNUSparse => {
                     let mut head = [0u8; elf::HEADER_LEN];
-                    let n =
-                        elf::read_up_to(&mut (&mut entry).take(elf::HEADER_LEN as u64), &mut head)
-                            .map_err(|e| wrap(layer::LayerError::Corrupt(e)))?;
+                    let n = elf::read_up_to(
+                        &mut Read::take(&mut *entry, elf::HEADER_LEN as u64),
+                        &mut head,
+                    )
+                    .map_err(corrupt)?;
                     Node::File {
                         head: head[..n].to_vec(),
                         mode: entry.header().mode().unwrap_or(0),
@@ -147,92 +129,35 @@ fn merged_tree(store: &Store, manifest: &Manifest) -> Result<Tree, VerifyError> 
                 tar::EntryType::Symlink => Node::Symlink(
                     entry
                         .link_name_bytes()
-                        .map(|b| b.into_owned())
+                        .map(|b| String::from_utf8_lossy(&b).into_owned())
                         .unwrap_or_default(),
                 ),
-                tar::EntryType::Link => Node::Hardlink(key(&inroot::clean(
-                    &entry
-                        .link_name_bytes()
-                        .map(|b| b.into_owned())
+                tar::EntryType::Link => Node::Hardlink(
+                    merged::link_target(entry)
+                        .map_err(corrupt)?
                         .unwrap_or_default(),
-                ))),
+                ),
                 _ => Node::Other,
             };
-            if !matches!(node, Node::Dir)
-                && let Some((_, Node::Dir)) = tree.get(&path)
-            {
-                tree.retain(|p, _| !under(p, &path));
-            }
-            if matches!(node, Node::Dir) && matches!(tree.get(&path), Some((_, Node::Dir))) {
-                continue;
-            }
-            tree.insert(path, (i, node));
-        }
+            entries.push((path, node));
+            Ok(())
+        })
+        .map_err(wrap)?;
+        tree.push(entries);
     }
     Ok(tree)
 }
 
-fn implied_dir(tree: &Tree, dir: &str) -> bool {
-    let prefix = format!("{dir}/");
-    tree.range(prefix.clone()..)
-        .next()
-        .is_some_and(|(p, _)| p.starts_with(&prefix))
-}
-
-/// Resolve a path in the merged tree, following symlinks (inside the image) and hardlinks;
-/// returns the final path and its file node.
+/// Resolve a path in the merged tree, following symlinks (inside the image) and a hardlink to
+/// the file it names; returns the final path and its node.
 fn resolve<'a>(tree: &'a Tree, path: &str) -> Option<(String, &'a Node)> {
-    let mut pending: Vec<String> = path
-        .split('/')
-        .filter(|c| !c.is_empty())
-        .rev()
-        .map(str::to_string)
-        .collect();
-    let mut done: Vec<String> = Vec::new();
-    let mut hops = 0;
-    while let Some(c) = pending.pop() {
-        match c.as_str() {
-            "." => continue,
-            ".." => {
-                done.pop();
-                continue;
-            }
-            _ => {}
-        }
-        done.push(c);
-        let here = done.join("/");
-        match tree.get(&here) {
-            Some((_, Node::Symlink(target))) => {
-                hops += 1;
-                if hops > 40 {
-                    return None;
-                }
-                done.pop();
-                let target = String::from_utf8_lossy(target).into_owned();
-                if target.starts_with('/') {
-                    done.clear();
-                }
-                pending.extend(
-                    target
-                        .split('/')
-                        .filter(|c| !c.is_empty())
-                        .rev()
-                        .map(str::to_string),
-                );
-            }
-            Some(_) => {}
-            // A directory no entry lists, only implied by the paths under it.
-            None if implied_dir(tree, &here) => {}
-            None => return None,
-        }
-    }
-    let final_path = done.join("/");
-    match tree.get(&final_path)? {
-        (_, Node::Hardlink(target)) => {
-            let target = target.clone();
-            resolve(tree, &target).map(|(_, n)| (final_path, n))
-        }
-        (_, n) => Some((final_path, n)),
+    match tree.lookup(path)? {
+        // A tarball's hard link names an earlier file of the image, never another link.
+        (found, Node::Hardlink(target)) => match tree.get(target)? {
+            Node::Hardlink(_) => None,
+            n => Some((found, n)),
+        },
+        found => Some(found),
     }
 }
 
@@ -296,13 +221,13 @@ pub fn verify(
             _ => None,
         }
     };
-    for (path, (_, node)) in &tree {
+    for (path, node) in tree.iter() {
         if !scanned(path) {
             continue;
         }
         let node = match node {
             Node::Hardlink(t) => match tree.get(t) {
-                Some((_, n)) => n,
+                Some(n) => n,
                 None => continue,
             },
             n => n,
@@ -535,7 +460,7 @@ mod tests {
         );
         // /app/old was hidden by the opaque directory.
         let tree = merged_tree(&store, &m).unwrap();
-        assert!(!tree.contains_key("app/old"));
+        assert!(tree.get("app/old").is_none());
         let _ = arm64;
     }
 }

@@ -1,25 +1,39 @@
 //! `load`: a docker-archive or OCI archive (plain, gzip or zstd) into the store, in one
-//! streaming pass: every file is hashed while it is written to a staged temp file. Only when the
-//! whole archive has been read and every image in it checked are the blobs it needs made visible
-//! and the tags written; bad input leaves the store as it was.
+//! streaming pass: every file is hashed while it is written to a staged temp file (closed once
+//! written), in a staging directory of its own that garbage collection leaves alone. Only then is
+//! the gc lock taken, every image in the archive checked (each document once, however many
+//! parents list it), the blobs it needs made visible and the tags written, in one write of
+//! index.json: bad input leaves the store as it was.
+//!
+//! Memory stays bounded whatever the archive's shape: file contents are never kept (documents
+//! are read back from their staged file, one at a time and at most `MAX_DOCUMENT_SIZE`), the two
+//! metadata files and tar headers have caps, and so has what is remembered per entry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use super::{ArchiveError, Result, TarCheck, decompressed, sniff_compression};
+use super::{ArchiveError, HeaderMeter, Result, TarCheck, decompressed};
+use crate::layer::Compression;
+use crate::lexical::within;
 use crate::oci::{
-    self, ANNOTATION_REF_NAME, Descriptor, Digest, Document, Manifest, Parsed, media_type,
-    media_type::LayerCompression,
+    self, ANNOTATION_REF_NAME, Descriptor, Digest, Document, MAX_DOCUMENT_SIZE, Manifest, Parsed,
+    media_type,
 };
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::store::{StagedBlob, Store, copy_buffered};
+use crate::store::{StagedBlob, Staging, Store, StoreError};
 
-/// Files kept in memory as well as staged: configs and manifests are parsed after the pass.
-const KEEP_IN_MEMORY: u64 = 4 << 20;
-/// The archive's own metadata files are small; anything bigger is not what it claims.
-const METADATA_LIMIT: u64 = 64 << 20;
+/// Files at least this large get a progress bar.
+const PROGRESS_FROM: u64 = 4 << 20;
+/// The archive's own metadata files (manifest.json, index.json) are read into memory; a
+/// docker-archive of 8,000 tagged images has a manifest.json of about 2 MB.
+const METADATA_LIMIT: u64 = 8 << 20;
+/// What is remembered of the archive's entries (names, digests, staged files), counted as 256
+/// bytes plus the name per entry: some 100,000 entries with docker's names (a docker-archive of
+/// a thousand images), about 60 MB of memory in fact.
+const ENTRY_BUDGET: usize = 32 << 20;
+const ENTRY_OVERHEAD: usize = 256;
 /// The annotation containerd and docker (25+) put on index.json entries: the full image name.
 const ANNOTATION_CONTAINERD_NAME: &str = "io.containerd.image.name";
 
@@ -33,8 +47,7 @@ pub struct LoadedImage {
 struct FileInfo {
     digest: Digest,
     size: u64,
-    compression: LayerCompression,
-    bytes: Option<Vec<u8>>,
+    compression: Compression,
 }
 
 /// What one pass over the archive gathered.
@@ -44,12 +57,15 @@ struct Contents {
     files: HashMap<String, FileInfo>,
     /// Archive path → the path it links to (symlinks and hardlinks; docker save dedups layers).
     links: HashMap<String, String>,
+    /// Every distinct file content, by digest.
     staged: HashMap<Digest, StagedBlob>,
+    /// Bytes of bookkeeping so far, against `ENTRY_BUDGET`.
+    remembered: usize,
 }
 
 impl Contents {
     fn file(&self, path: &str) -> Option<&FileInfo> {
-        let mut p = normalize(path)?;
+        let mut p = within(path)?;
         for _ in 0..16 {
             if let Some(f) = self.files.get(&p) {
                 return Some(f);
@@ -59,27 +75,36 @@ impl Contents {
         None
     }
 
-    fn bytes_of(&self, store: &Store, digest: &Digest) -> Result<Option<Vec<u8>>> {
-        if let Some(b) = self
-            .files
-            .values()
-            .find(|f| &f.digest == digest)
-            .and_then(|f| f.bytes.as_ref())
-        {
-            return Ok(Some(b.clone()));
+    fn remember(&mut self, name: &str) -> Result<()> {
+        self.remembered += name.len() + ENTRY_OVERHEAD;
+        if self.remembered > ENTRY_BUDGET {
+            return Err(ArchiveError::TooManyEntries {
+                limit_mib: ENTRY_BUDGET >> 20,
+            });
         }
-        if let Some(s) = self.staged.get(digest) {
-            return std::fs::read(s.path())
-                .map(Some)
-                .map_err(|e| ArchiveError::Io {
-                    what: format!("cannot read staged blob {digest}"),
-                    source: e,
-                });
+        Ok(())
+    }
+
+    /// The bytes of a document or config, from the archive or else the store: `what` names it in
+    /// errors. None when neither has it.
+    fn small_blob(&self, store: &Store, digest: &Digest, what: &str) -> Result<Option<Vec<u8>>> {
+        let (size, path) = match self.staged.get(digest) {
+            Some(s) => (s.size, s.path().to_path_buf()),
+            None => match store.blob_size(digest) {
+                Some(size) => (size, store.blob_path(digest)),
+                None => return Ok(None),
+            },
+        };
+        if size > MAX_DOCUMENT_SIZE {
+            return Err(ArchiveError::TooLarge {
+                what: format!("{what} {digest}"),
+                size,
+                limit_mib: MAX_DOCUMENT_SIZE >> 20,
+            });
         }
-        if store.has_blob(digest) {
-            return Ok(Some(store.read_blob(digest)?));
-        }
-        Ok(None)
+        std::fs::read(&path)
+            .map(Some)
+            .map_err(|e| StoreError::io("cannot read", &path)(e).into())
     }
 
     fn has(&self, store: &Store, desc: &Descriptor) -> Option<u64> {
@@ -92,8 +117,11 @@ impl Contents {
 
 /// Load every image of the archive read from `input`.
 pub fn load(store: &Store, input: impl Read, progress: &dyn Progress) -> Result<Vec<LoadedImage>> {
+    let staging = store.staging()?;
+    let contents = read_archive(&staging, input, progress)?;
+    // Only now: a load waiting on a stalled pipe must not hold up `rmi` or `prune`, and the
+    // staged files are safe from them in their locked directory.
     let _guard = store.write_guard()?;
-    let contents = read_archive(store, input, progress)?;
     let mut plan = Plan::default();
     if contents.metadata.contains_key("index.json") {
         plan_oci(store, &contents, &mut plan)?;
@@ -110,11 +138,18 @@ pub fn load(store: &Store, input: impl Read, progress: &dyn Progress) -> Result<
 #[derive(Default)]
 struct Plan {
     blobs: Vec<Digest>,
+    blobs_seen: HashSet<Digest>,
     documents: Vec<Vec<u8>>,
     images: Vec<LoadedImage>,
 }
 
 impl Plan {
+    fn blob(&mut self, digest: &Digest) {
+        if self.blobs_seen.insert(digest.clone()) {
+            self.blobs.push(digest.clone());
+        }
+    }
+
     fn commit(self, store: &Store, mut contents: Contents) -> Result<Vec<LoadedImage>> {
         for d in &self.blobs {
             if let Some(staged) = contents.staged.remove(d) {
@@ -124,78 +159,91 @@ impl Plan {
         for doc in &self.documents {
             store.put_bytes(doc)?;
         }
-        for image in &self.images {
-            match &image.reference {
-                Some(r) => store.tag(r, &image.descriptor)?,
-                None => store.add_untagged(&image.descriptor)?,
-            }
-        }
+        // One write of index.json: every tag of the archive or none.
+        let tags: Vec<(Option<Reference>, Descriptor)> = self
+            .images
+            .iter()
+            .map(|i| (i.reference.clone(), i.descriptor.clone()))
+            .collect();
+        store.tag_all(&tags)?;
         Ok(self.images)
     }
 }
 
-/// `a/./b/../c` → `a/c`; None for paths that leave the archive root.
-fn normalize(path: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(s) => parts.push(s.to_str()?),
-            Component::ParentDir => {
-                parts.pop()?;
-            }
-            Component::CurDir | Component::RootDir => {}
-            Component::Prefix(_) => return None,
-        }
-    }
-    Some(parts.join("/"))
-}
-
-fn read_archive(store: &Store, input: impl Read, progress: &dyn Progress) -> Result<Contents> {
+fn read_archive(staging: &Staging, input: impl Read, progress: &dyn Progress) -> Result<Contents> {
     let (reader, compression) = decompressed(input)?;
     let reader = TarCheck::new(reader, compression)?;
+    let (reader, meter) = HeaderMeter::new(reader);
     let mut archive = tar::Archive::new(reader);
     let mut contents = Contents::default();
-    for entry in archive.entries().map_err(ArchiveError::Corrupt)? {
-        let mut entry = entry.map_err(ArchiveError::Corrupt)?;
-        let raw_path = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
-        let Some(path) = normalize(&raw_path.to_string_lossy()) else {
-            return Err(ArchiveError::BadFile {
-                path: raw_path.display().to_string(),
-                why: "the path leaves the archive".into(),
-            });
+    let mut buf = vec![0u8; 1 << 20];
+    let mut entries = archive.entries().map_err(ArchiveError::Corrupt)?;
+    // Bounded by the input: each turn consumes an entry.
+    loop {
+        let next = meter.between_entries(|| entries.next());
+        let Some(entry) = next else { break };
+        let mut entry = entry?;
+        read_entry(staging, &mut entry, progress, &mut contents, &mut buf)?;
+        // What the entry holds that was not read (a directory's data, a link's): skipped here,
+        // not counted as header.
+        std::io::copy(&mut entry, &mut std::io::sink()).map_err(ArchiveError::Corrupt)?;
+    }
+    // Drain what follows the end-of-archive marker so that a truncated stream is noticed by the
+    // decompressor rather than ignored.
+    let mut rest = archive.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink()).map_err(ArchiveError::Corrupt)?;
+    Ok(contents)
+}
+
+fn read_entry<R: Read>(
+    staging: &Staging,
+    entry: &mut tar::Entry<'_, R>,
+    progress: &dyn Progress,
+    contents: &mut Contents,
+    buf: &mut [u8],
+) -> Result<()> {
+    let raw_path = entry.path().map_err(ArchiveError::Corrupt)?.into_owned();
+    let Some(path) = within(&raw_path.to_string_lossy()) else {
+        return Err(ArchiveError::BadFile {
+            path: raw_path.display().to_string(),
+            why: "the path leaves the archive".into(),
+        });
+    };
+    let kind = entry.header().entry_type();
+    if kind.is_symlink() || kind.is_hard_link() {
+        let target = entry
+            .link_name()
+            .map_err(ArchiveError::Corrupt)?
+            .map(|t| t.into_owned())
+            .unwrap_or_default();
+        let joined: PathBuf = if kind.is_symlink() {
+            Path::new(&path)
+                .parent()
+                .unwrap_or(Path::new(""))
+                .join(&target)
+        } else {
+            target
         };
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry
-                .link_name()
-                .map_err(ArchiveError::Corrupt)?
-                .map(|t| t.into_owned())
-                .unwrap_or_default();
-            let joined: PathBuf = if kind.is_symlink() {
-                Path::new(&path)
-                    .parent()
-                    .unwrap_or(Path::new(""))
-                    .join(&target)
-            } else {
-                target
-            };
-            if let Some(t) = normalize(&joined.to_string_lossy()) {
-                contents.links.insert(path, t);
-            }
-            continue;
+        if let Some(t) = within(&joined.to_string_lossy()) {
+            contents.remember(&path)?;
+            contents.remember(&t)?;
+            contents.links.insert(path, t);
         }
-        if !kind.is_file() {
-            continue;
-        }
-        let size = entry.size();
-        if matches!(
-            path.as_str(),
-            "manifest.json" | "index.json" | "oci-layout" | "repositories"
-        ) {
+        return Ok(());
+    }
+    if !kind.is_file() {
+        return Ok(());
+    }
+    let size = entry.size();
+    match path.as_str() {
+        "manifest.json" | "index.json" => {
             if size > METADATA_LIMIT {
                 return Err(ArchiveError::BadFile {
                     path,
-                    why: format!("{size} bytes is too large for archive metadata"),
+                    why: format!(
+                        "{size} bytes is more than the {} MiB allowed for archive metadata",
+                        METADATA_LIMIT >> 20
+                    ),
                 });
             }
             let mut bytes = Vec::with_capacity(size as usize);
@@ -208,44 +256,52 @@ fn read_archive(store: &Store, input: impl Read, progress: &dyn Progress) -> Res
                 ));
             }
             contents.metadata.insert(path, bytes);
-            continue;
         }
-        let info = stage_file(store, &mut entry, &path, size, progress, &mut contents)?;
-        contents.files.insert(path, info);
+        // Read by nobody: skipped by the caller.
+        "oci-layout" | "repositories" => {}
+        _ => {
+            contents.remember(&path)?;
+            let info = stage_file(staging, entry, &path, size, progress, contents, buf)?;
+            contents.files.insert(path, info);
+        }
     }
-    // Drain what follows the end-of-archive marker so that a truncated stream is noticed by the
-    // decompressor rather than ignored.
-    let mut rest = archive.into_inner();
-    std::io::copy(&mut rest, &mut std::io::sink()).map_err(ArchiveError::Corrupt)?;
-    Ok(contents)
+    Ok(())
 }
 
 fn stage_file(
-    store: &Store,
+    staging: &Staging,
     entry: &mut impl Read,
     path: &str,
     size: u64,
     progress: &dyn Progress,
     contents: &mut Contents,
+    buf: &mut [u8],
 ) -> Result<FileInfo> {
-    let mut writer = store.blob_writer()?;
-    let keep = size <= KEEP_IN_MEMORY;
-    let mut memory = Vec::new();
+    let mut writer = staging.blob_writer()?;
     let mut head = [0u8; 8];
     let mut head_len = 0;
-    let show = size > KEEP_IN_MEMORY;
+    let show = size >= PROGRESS_FROM;
     if show {
         progress.start(path, path, Some(size));
     }
-    {
-        let mut tee = Tee {
-            inner: &mut writer,
-            memory: keep.then_some(&mut memory),
-            head: &mut head,
-            head_len: &mut head_len,
-            progress: show.then_some((path, progress)),
+    // Bounded by the entry's size: the tar reader ends the entry there.
+    loop {
+        let n = match entry.read(buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ArchiveError::Corrupt(e)),
         };
-        copy_buffered(entry, &mut tee).map_err(ArchiveError::Corrupt)?;
+        // A failed write is the store's (a full disk), never the archive's fault.
+        writer
+            .write_all(&buf[..n])
+            .map_err(|e| StoreError::io("cannot write", writer.path())(e))?;
+        let take = (head.len() - head_len).min(n);
+        head[head_len..head_len + take].copy_from_slice(&buf[..take]);
+        head_len += take;
+        if show {
+            progress.advance(path, n as u64);
+        }
     }
     if show {
         progress.finish(path, "loaded");
@@ -268,9 +324,10 @@ fn stage_file(
     let info = FileInfo {
         digest: staged.digest.clone(),
         size: staged.size,
-        compression: sniff_compression(&head[..head_len]),
-        bytes: keep.then_some(memory),
+        compression: Compression::sniff(&head[..head_len]),
     };
+    // A content already staged (docker save writes a layer once per image that has it, and
+    // hostile archives repeat one entry thousands of times) is kept once.
     contents
         .staged
         .entry(staged.digest.clone())
@@ -285,35 +342,6 @@ fn blob_path_digest(path: &str) -> Option<Digest> {
     Digest::parse(&format!("{alg}:{hex}")).ok()
 }
 
-/// Writes to the blob writer while keeping the first bytes (to sniff compression) and, for
-/// small files, a copy in memory.
-struct Tee<'a> {
-    inner: &'a mut crate::store::BlobWriter,
-    memory: Option<&'a mut Vec<u8>>,
-    head: &'a mut [u8; 8],
-    head_len: &'a mut usize,
-    progress: Option<(&'a str, &'a dyn Progress)>,
-}
-
-impl Write for Tee<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        let take = (8 - *self.head_len).min(n);
-        self.head[*self.head_len..*self.head_len + take].copy_from_slice(&buf[..take]);
-        *self.head_len += take;
-        if let Some(m) = self.memory.as_mut() {
-            m.extend_from_slice(&buf[..n]);
-        }
-        if let Some((id, p)) = self.progress {
-            p.advance(id, n as u64);
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 // ---- OCI archives ----
 
 fn plan_oci(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()> {
@@ -324,8 +352,15 @@ fn plan_oci(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()> {
                 why: format!("not a valid image index: {e}"),
             }
         })?;
+    // Check that every document and everything it refers to is in the archive (or already
+    // stored), with the sizes its descriptors claim: each document once.
+    crate::content::walk(
+        &index.manifests,
+        &mut HashSet::new(),
+        |desc, _| check_document(store, contents, desc, plan).map(|children| (children, ())),
+        |_, ()| Ok(()),
+    )?;
     for entry in &index.manifests {
-        check_document(store, contents, entry, plan)?;
         let name = entry
             .annotation(ANNOTATION_CONTAINERD_NAME)
             .or_else(|| entry.annotation(ANNOTATION_REF_NAME));
@@ -346,28 +381,32 @@ fn plan_oci(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()> {
     Ok(())
 }
 
-/// Check that a document and everything it refers to is in the archive (or already stored),
-/// with the sizes its descriptors claim.
+/// Check one document (its bytes, and for a manifest its config and layers); returns the
+/// children of an index.
 fn check_document(
     store: &Store,
     contents: &Contents,
     desc: &Descriptor,
     plan: &mut Plan,
-) -> Result<()> {
+) -> Result<Vec<Descriptor>> {
+    let what = format!("document of type `{}`", desc.media_type);
+    if desc.size > MAX_DOCUMENT_SIZE {
+        return Err(ArchiveError::TooLarge {
+            what: format!("{what} {}", desc.digest),
+            size: desc.size,
+            limit_mib: MAX_DOCUMENT_SIZE >> 20,
+        });
+    }
     let bytes = contents
-        .bytes_of(store, &desc.digest)?
+        .small_blob(store, &desc.digest, &what)?
         .ok_or_else(|| ArchiveError::Missing {
-            what: format!("document of type `{}`", desc.media_type),
+            what,
             digest: desc.digest.clone(),
         })?;
     crate::content::verify(&format!("manifest {}", desc.digest), desc, &bytes)?;
-    plan.blobs.push(desc.digest.clone());
+    plan.blob(&desc.digest);
     match oci::parse_document(&desc.media_type, bytes)?.value {
-        Document::Index(index) => {
-            for child in &index.manifests {
-                check_document(store, contents, child, plan)?;
-            }
-        }
+        Document::Index(index) => Ok(index.manifests),
         Document::Manifest(m) => {
             for (what, d) in
                 std::iter::once(("config", &m.config)).chain(m.layers.iter().map(|l| ("layer", l)))
@@ -386,11 +425,11 @@ fn check_document(
                     }
                     .into());
                 }
-                plan.blobs.push(d.digest.clone());
+                plan.blob(&d.digest);
             }
+            Ok(Vec::new())
         }
     }
-    Ok(())
 }
 
 // ---- docker-archives ----
@@ -414,6 +453,8 @@ fn plan_docker(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()
     if entries.is_empty() {
         return Err(bad("it lists no images".into()));
     }
+    // (layer blob, diff ID) pairs already checked: images of one archive share layers.
+    let mut checked: HashSet<(Digest, Digest)> = HashSet::new();
     for entry in entries {
         let missing = |path: &str| ArchiveError::BadFile {
             path: path.to_string(),
@@ -423,7 +464,7 @@ fn plan_docker(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()
             .file(&entry.config)
             .ok_or_else(|| missing(&entry.config))?;
         let config_bytes = contents
-            .bytes_of(store, &config_file.digest)?
+            .small_blob(store, &config_file.digest, "image config")?
             .ok_or_else(|| missing(&entry.config))?;
         let config = oci::parse_config(config_bytes).map_err(|e| ArchiveError::BadFile {
             path: entry.config.clone(),
@@ -440,27 +481,18 @@ fn plan_docker(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()
                 ),
             });
         }
-        plan.blobs.push(config_file.digest.clone());
+        plan.blob(&config_file.digest);
         let mut layers = Vec::new();
         for (path, diff_id) in entry.layers.iter().zip(diff_ids) {
             let f = contents.file(path).ok_or_else(|| missing(path))?;
-            // An uncompressed layer's digest is its diff ID: check it, as docker load does.
-            if f.compression == LayerCompression::None && &f.digest != diff_id {
-                return Err(ArchiveError::BadFile {
-                    path: path.clone(),
-                    why: format!(
-                        "its content hashes to {}, the config's diff ID is {diff_id}",
-                        f.digest
-                    ),
-                });
+            // A layer's uncompressed content must hash to the config's diff ID, as docker load
+            // checks: an uncompressed layer's digest is it, a compressed one is decompressed.
+            if checked.insert((f.digest.clone(), diff_id.clone())) {
+                check_diff_id(contents, path, f, diff_id)?;
             }
-            let mt = match f.compression {
-                LayerCompression::None => media_type::OCI_LAYER,
-                LayerCompression::Gzip => media_type::OCI_LAYER_GZIP,
-                LayerCompression::Zstd => media_type::OCI_LAYER_ZSTD,
-            };
+            let mt = f.compression.media_type();
             layers.push(Descriptor::new(mt, f.digest.clone(), f.size));
-            plan.blobs.push(f.digest.clone());
+            plan.blob(&f.digest);
         }
         let manifest = Parsed::from_value(Manifest {
             schema_version: 2,
@@ -492,6 +524,35 @@ fn plan_docker(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()
                 descriptor: descriptor.clone(),
             });
         }
+    }
+    Ok(())
+}
+
+fn check_diff_id(contents: &Contents, path: &str, f: &FileInfo, diff_id: &Digest) -> Result<()> {
+    let actual = match f.compression {
+        Compression::None if f.digest.algorithm() == diff_id.algorithm() => f.digest.clone(),
+        compression => {
+            let staged = contents
+                .staged
+                .get(&f.digest)
+                .expect("every file of the archive is staged");
+            let file = std::fs::File::open(staged.path())
+                .map_err(|e| StoreError::io("cannot read", staged.path())(e))?;
+            crate::layer::diff_id(file, compression, diff_id.algorithm()).map_err(|e| {
+                ArchiveError::BadFile {
+                    path: path.to_string(),
+                    why: format!("it is not a valid layer: {e}"),
+                }
+            })?
+        }
+    };
+    if &actual != diff_id {
+        return Err(ArchiveError::BadFile {
+            path: path.to_string(),
+            why: format!(
+                "its uncompressed content hashes to {actual}, the config's diff ID is {diff_id}"
+            ),
+        });
     }
     Ok(())
 }

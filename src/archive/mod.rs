@@ -8,14 +8,18 @@ mod import;
 mod load;
 mod save;
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::cell::Cell;
+use std::io::{self, Read};
+use std::rc::Rc;
 
 pub use import::{ImportOptions, import};
 pub use load::{LoadedImage, load};
 pub use save::{SaveFormat, save};
 
 use crate::content::ContentError;
-use crate::oci::{Digest, OciError, media_type::LayerCompression};
+use crate::layer::compression::{self, Compression};
+use crate::layer::tarball::looks_like_tar;
+use crate::oci::{Digest, OciError};
 use crate::reference::ReferenceError;
 use crate::store::StoreError;
 
@@ -24,7 +28,7 @@ pub enum ArchiveError {
     #[error("the input is empty")]
     Empty,
     #[error("the input is not a tar archive{}", compressed_note(.0))]
-    NotTar(Option<LayerCompression>),
+    NotTar(Option<Compression>),
     #[error("the archive is truncated or corrupt")]
     Corrupt(#[source] io::Error),
     #[error(
@@ -37,6 +41,16 @@ pub enum ArchiveError {
     BlobMismatch { path: String, actual: Digest },
     #[error("the archive is incomplete: {what} ({digest}) is missing")]
     Missing { what: String, digest: Digest },
+    #[error(
+        "the archive has too many entries: remembering their names would take more than {limit_mib} MiB"
+    )]
+    TooManyEntries { limit_mib: usize },
+    #[error("{what} has {size} bytes, more than the {limit_mib} MiB allowed")]
+    TooLarge {
+        what: String,
+        size: u64,
+        limit_mib: u64,
+    },
     #[error("`{0}` is a multi-platform image; a docker-archive holds one platform per image")]
     MultiPlatform(String),
     #[error("`{0}` is a multi-platform image with platforms missing from the store")]
@@ -59,77 +73,24 @@ pub enum ArchiveError {
     Change(#[from] crate::oci::changes::ChangeError),
 }
 
-fn compressed_note(c: &Option<LayerCompression>) -> &'static str {
+fn compressed_note(c: &Option<Compression>) -> &'static str {
     match c {
-        Some(LayerCompression::Gzip) => " (after gzip decompression)",
-        Some(LayerCompression::Zstd) => " (after zstd decompression)",
+        Some(Compression::Gzip) => " (after gzip decompression)",
+        Some(Compression::Zstd) => " (after zstd decompression)",
         _ => "",
     }
 }
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
 
-/// The compression of a stream, judged by its first bytes.
-pub fn sniff_compression(head: &[u8]) -> LayerCompression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        LayerCompression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        LayerCompression::Zstd
-    } else {
-        LayerCompression::None
-    }
-}
-
 /// Wrap a reader in the decompressor its first bytes call for.
-pub fn decompressed<'a, R: Read + 'a>(reader: R) -> Result<(Box<dyn Read + 'a>, LayerCompression)> {
-    let mut reader = BufReader::with_capacity(1 << 20, reader);
-    let head = reader.fill_buf().map_err(|e| ArchiveError::Io {
-        what: "cannot read the input".into(),
-        source: e,
-    })?;
-    if head.is_empty() {
-        return Err(ArchiveError::Empty);
-    }
-    let compression = sniff_compression(head);
-    let r: Box<dyn Read + 'a> = match compression {
-        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        LayerCompression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(reader).map_err(|e| ArchiveError::Io {
-                what: "cannot start zstd decompression".into(),
-                source: e,
-            })?,
-        ),
-        LayerCompression::None => Box::new(reader),
-    };
-    Ok((r, compression))
-}
-
-/// Whether a 512-byte block is a tar header (ustar or old-style GNU/v7 with a valid checksum).
-pub fn looks_like_tar(block: &[u8]) -> bool {
-    if block.len() < 512 {
-        return false;
-    }
-    if &block[257..262] == b"ustar" {
-        return true;
-    }
-    // v7 tar: verify the header checksum.
-    let field = String::from_utf8_lossy(&block[148..156]);
-    let Ok(stored) = u32::from_str_radix(field.trim_matches(|c: char| c == '\0' || c == ' '), 8)
-    else {
-        return false;
-    };
-    let sum: u32 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| {
-            if (148..156).contains(&i) {
-                32
-            } else {
-                b as u32
-            }
-        })
-        .sum();
-    sum == stored
+pub fn decompressed<'a, R: Read + 'a>(reader: R) -> Result<(Box<dyn Read + 'a>, Compression)> {
+    compression::sniffed(reader)
+        .map_err(|e| ArchiveError::Io {
+            what: "cannot read the input".into(),
+            source: e,
+        })?
+        .ok_or(ArchiveError::Empty)
 }
 
 /// A reader that checks its first 512 bytes look like a tar header before handing them on, so
@@ -141,7 +102,7 @@ pub(crate) struct TarCheck<R> {
 }
 
 impl<R: Read> TarCheck<R> {
-    pub fn new(mut inner: R, compression: LayerCompression) -> Result<TarCheck<R>> {
+    pub fn new(mut inner: R, compression: Compression) -> Result<TarCheck<R>> {
         let mut head = vec![0u8; 512];
         let mut filled = 0;
         while filled < 512 {
@@ -150,7 +111,7 @@ impl<R: Read> TarCheck<R> {
                 Ok(n) => filled += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    return Err(if compression == LayerCompression::None {
+                    return Err(if compression == Compression::None {
                         ArchiveError::Corrupt(e)
                     } else {
                         ArchiveError::NotTar(Some(compression))
@@ -161,7 +122,7 @@ impl<R: Read> TarCheck<R> {
         if filled == 0 {
             return Err(ArchiveError::Empty);
         }
-        let compression = (compression != LayerCompression::None).then_some(compression);
+        let compression = (compression != Compression::None).then_some(compression);
         if !looks_like_tar(&head[..filled]) {
             return Err(ArchiveError::NotTar(compression));
         }
@@ -188,5 +149,92 @@ impl<R: Read> Read for TarCheck<R> {
             return Ok(n);
         }
         self.inner.read(buf)
+    }
+}
+
+/// What the tar reader may read between two entries (the next header, and the GNU long names
+/// and PAX records before it), which the tar crate keeps in memory whole: a hostile archive
+/// compresses a gigabyte-long name into a few kilobytes.
+const HEADER_LIMIT: u64 = 4 << 20;
+
+/// Counts what the tar reader reads between entries and fails past `HEADER_LIMIT`. The reader
+/// half goes to `tar::Archive`; the caller keeps this half and wraps each `next()` in
+/// `between_entries`.
+#[derive(Clone)]
+pub(crate) struct HeaderMeter {
+    state: Rc<MeterState>,
+}
+
+#[derive(Default)]
+struct MeterState {
+    counting: Cell<bool>,
+    count: Cell<u64>,
+    exceeded: Cell<bool>,
+}
+
+pub(crate) struct Metered<R> {
+    inner: R,
+    state: Rc<MeterState>,
+}
+
+impl HeaderMeter {
+    pub fn new<R: Read>(inner: R) -> (Metered<R>, HeaderMeter) {
+        let state = Rc::new(MeterState::default());
+        (
+            Metered {
+                inner,
+                state: state.clone(),
+            },
+            HeaderMeter { state },
+        )
+    }
+
+    /// Run `next` (the tar reader's step to the next entry) under the limit; an error it returns
+    /// because of the limit becomes `TooLarge`.
+    pub fn between_entries<T>(
+        &self,
+        next: impl FnOnce() -> Option<io::Result<T>>,
+    ) -> Option<Result<T>> {
+        self.state.counting.set(true);
+        self.state.count.set(0);
+        let r = next();
+        self.state.counting.set(false);
+        r.map(|r| {
+            r.map_err(|e| {
+                if self.state.exceeded.get() {
+                    ArchiveError::TooLarge {
+                        what: "a tar header (with its long names and PAX records)".into(),
+                        size: self.state.count.get(),
+                        limit_mib: HEADER_LIMIT >> 20,
+                    }
+                } else {
+                    ArchiveError::Corrupt(e)
+                }
+            })
+        })
+    }
+}
+
+impl<R: Read> Read for Metered<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.state.counting.get() {
+            let count = self.state.count.get() + n as u64;
+            self.state.count.set(count);
+            if count > HEADER_LIMIT {
+                self.state.exceeded.set(true);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "tar header too large",
+                ));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl<R> Metered<R> {
+    pub fn into_inner(self) -> R {
+        self.inner
     }
 }

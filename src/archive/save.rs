@@ -10,7 +10,9 @@ use std::io::{self, Write};
 use serde_json::json;
 
 use super::{ArchiveError, Result, decompressed};
-use crate::oci::{self, ANNOTATION_REF_NAME, Descriptor, Digest, Document, media_type};
+use crate::layer::Compression;
+use crate::layer::tarball::{Meta, Style, TarWriter};
+use crate::oci::{self, ANNOTATION_REF_NAME, Descriptor, Digest, Document};
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::store::{Resolved, Store, copy_buffered};
@@ -30,13 +32,12 @@ pub fn save(
     out: impl Write,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let mut tar = tar::Builder::new(out);
-    tar.mode(tar::HeaderMode::Deterministic);
+    let mut tar = TarWriter::new(out, Style::archive());
     match format {
         SaveFormat::Docker => save_docker(store, images, platform, &mut tar, progress)?,
         SaveFormat::Oci => save_oci(store, images, platform, &mut tar, progress)?,
     }
-    tar.into_inner()
+    tar.finish()
         .and_then(|mut w| w.flush())
         .map_err(write_err)?;
     Ok(())
@@ -49,24 +50,14 @@ fn write_err(e: io::Error) -> ArchiveError {
     }
 }
 
-fn header(size: u64, mode: u32) -> tar::Header {
-    let mut h = tar::Header::new_ustar();
-    h.set_size(size);
-    h.set_mode(mode);
-    h.set_mtime(0);
-    h.set_uid(0);
-    h.set_gid(0);
-    h.set_entry_type(tar::EntryType::Regular);
-    h
-}
-
-fn append_bytes<W: Write>(tar: &mut tar::Builder<W>, path: &str, bytes: &[u8]) -> Result<()> {
-    let mut h = header(bytes.len() as u64, 0o644);
-    tar.append_data(&mut h, path, bytes).map_err(write_err)
+fn append_bytes<W: Write>(tar: &mut TarWriter<W>, path: &str, bytes: &[u8]) -> Result<()> {
+    tar.file(path, &Meta::mode(0o644), bytes.len() as u64, bytes)
+        .map(drop)
+        .map_err(|e| write_err(e.into()))
 }
 
 fn append_file<W: Write>(
-    tar: &mut tar::Builder<W>,
+    tar: &mut TarWriter<W>,
     path: &str,
     file: &mut File,
     size: u64,
@@ -75,9 +66,9 @@ fn append_file<W: Write>(
     let id = path.rsplit('/').next().unwrap_or(path);
     let id = &id[..id.len().min(12)];
     progress.start(id, id, Some(size));
-    let mut h = header(size, 0o644);
     let reader = crate::progress::ProgressReader::new(file, id, progress);
-    tar.append_data(&mut h, path, reader).map_err(write_err)?;
+    tar.file(path, &Meta::mode(0o644), size, reader)
+        .map_err(|e| write_err(e.into()))?;
     progress.finish(id, "saved");
     Ok(())
 }
@@ -106,7 +97,7 @@ fn save_docker<W: Write>(
     store: &Store,
     images: &[Resolved],
     platform: Option<&Platform>,
-    tar: &mut tar::Builder<W>,
+    tar: &mut TarWriter<W>,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut written: HashSet<String> = HashSet::new();
@@ -158,15 +149,14 @@ fn save_docker<W: Write>(
 /// are decompressed into a temp file first, since a tar entry needs its size up front.
 fn append_uncompressed_layer<W: Write>(
     store: &Store,
-    tar: &mut tar::Builder<W>,
+    tar: &mut TarWriter<W>,
     path: &str,
     layer: &Descriptor,
     diff_id: &Digest,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut blob = store.open_blob(&layer.digest)?;
-    if media_type::layer_compression(&layer.media_type) == Some(media_type::LayerCompression::None)
-    {
+    if Compression::from_media_type(&layer.media_type) == Some(Compression::None) {
         return append_file(tar, path, &mut blob, layer.size, progress);
     }
     let (mut reader, _) = decompressed(blob)?;
@@ -197,7 +187,7 @@ fn save_oci<W: Write>(
     store: &Store,
     images: &[Resolved],
     platform: Option<&Platform>,
-    tar: &mut tar::Builder<W>,
+    tar: &mut TarWriter<W>,
     progress: &dyn Progress,
 ) -> Result<()> {
     let mut blobs: Vec<Descriptor> = Vec::new();
@@ -238,30 +228,37 @@ fn collect(
     out: &mut Vec<Descriptor>,
     seen: &mut HashSet<Digest>,
 ) -> Result<()> {
-    if !seen.insert(desc.digest.clone()) {
-        return Ok(());
-    }
-    if !store.has_blob(&desc.digest) {
-        return Err(ArchiveError::Sparse(name.to_string()));
-    }
-    out.push(desc.clone());
-    if desc.is_index() || desc.is_manifest() {
-        match store.read_document(desc)?.value {
-            Document::Index(index) => {
-                for child in &index.manifests {
-                    collect(store, child, name, out, seen)?;
+    let sparse = || ArchiveError::Sparse(name.to_string());
+    let mut blobs = Vec::new();
+    crate::content::walk(
+        std::slice::from_ref(desc),
+        seen,
+        |d, _| {
+            if !store.has_blob(&d.digest) {
+                return Err(sparse());
+            }
+            out.push(d.clone());
+            if !(d.is_index() || d.is_manifest()) {
+                return Ok((Vec::new(), ()));
+            }
+            match store.read_document(d)?.value {
+                Document::Index(index) => Ok((index.manifests, ())),
+                Document::Manifest(m) => {
+                    for b in std::iter::once(m.config).chain(m.layers) {
+                        if !store.has_blob(&b.digest) {
+                            return Err(sparse());
+                        }
+                        blobs.push(b);
+                    }
+                    Ok((Vec::new(), ()))
                 }
             }
-            Document::Manifest(m) => {
-                for d in std::iter::once(&m.config).chain(&m.layers) {
-                    if !store.has_blob(&d.digest) {
-                        return Err(ArchiveError::Sparse(name.to_string()));
-                    }
-                    if seen.insert(d.digest.clone()) {
-                        out.push(d.clone());
-                    }
-                }
-            }
+        },
+        |_, ()| Ok(()),
+    )?;
+    for b in blobs {
+        if seen.insert(b.digest.clone()) {
+            out.push(b);
         }
     }
     Ok(())

@@ -34,6 +34,15 @@ pub struct GlobalArgs {
         value_name = "HOST[:PORT]"
     )]
     pub insecure_registries: Vec<String>,
+    /// A mirror of Docker Hub to pull from first (docker's `registry-mirrors`); repeatable
+    #[arg(
+        long = "registry-mirror",
+        global = true,
+        env = "MANIFOLD_REGISTRY_MIRRORS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
+    pub registry_mirrors: Vec<String>,
     /// Progress display: bars on a terminal (auto), one line per event (plain), or none
     #[arg(long, global = true, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
@@ -144,6 +153,9 @@ pub struct BuildArgs {
     /// Run every step, whatever the cache holds
     #[arg(long)]
     pub no_cache: bool,
+    /// Let the build do what it may not by default: `network.host` (`RUN --network=host`)
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub allow: Vec<crate::dockerfile::plan::Entitlement>,
     /// Push the image to each `-t` name
     #[arg(long)]
     pub push: bool,
@@ -162,17 +174,24 @@ pub struct BuildArgs {
     /// Print only the image digest
     #[arg(short, long)]
     pub quiet: bool,
-    /// How RUN steps run: `oci` (a container), `proot` or `chroot` (no container: unprivileged
-    /// build containers), `auto` (oci where a container can be made, else proot)
-    #[arg(long, value_enum, value_name = "MODE", default_value_t = IsolationArg::Auto)]
-    pub isolation: IsolationArg,
+    #[command(flatten)]
+    pub run: IsolationArgs,
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// The build context: a directory, or `-` for a tarball (or a Dockerfile) on stdin
     pub context: String,
 }
 
-/// `build --isolation` (the values are told in the flag's help: doc comments here would turn
+/// `--isolation`, of `build` and `bake`.
+#[derive(Debug, Args)]
+pub struct IsolationArgs {
+    /// How RUN steps run: `oci` (a container), `proot` or `chroot` (no container: unprivileged
+    /// build containers), `auto` (oci where a container can be made, else proot)
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = IsolationArg::Auto)]
+    pub isolation: IsolationArg,
+}
+
+/// `--isolation` (the values are told in the flag's help: doc comments here would turn
 /// the whole help into clap's long layout).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum IsolationArg {

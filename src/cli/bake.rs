@@ -1,18 +1,21 @@
-//! `manifold bake [-f FILE] [--push] [--set TARGET.KEY=VALUE]... [--print] [--no-cache] [TARGET|GROUP...]`:
+//! `manifold bake [-f FILE] [--push] [--set TARGET.KEY=VALUE]... [--print] [--no-cache]
+//! [--allow ENTITLEMENT]... [--isolation MODE] [TARGET|GROUP...]`:
 //! the targets of a bake file, built at once into one store (one build cache), pushed only when
-//! every one of them built. The file's meaning is in `crate::manifest::bake`.
+//! every one of them built. The file's meaning is in `crate::bake`.
 
 use std::path::PathBuf;
 
 use clap::Args;
 
 use super::Settings;
-use super::args::TransferArgs;
-use super::errors::user_error;
+use super::args::{IsolationArgs, TransferArgs};
+use super::build::StepLog;
 use super::output::outln;
 use super::remote;
+use crate::bake::{self, BakeError, BakeEvent, BakeReporter, Publisher};
+use crate::builder::{self, BuildReporter};
 use crate::content::{self, BoxError, CopyOptions, Platforms, Sink};
-use crate::manifest::bake::{self, BakeError, BuildRequest, Builder, Publisher};
+use crate::layer::Compression;
 use crate::oci::Descriptor;
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -28,7 +31,7 @@ pub struct BakeArgs {
     #[arg(long)]
     pub push: bool,
     /// Override a target's key: TARGET.KEY=VALUE (TARGET may be a glob such as `*`; KEY is
-    /// context, dockerfile, target, platforms, tags, args.NAME or labels.NAME)
+    /// context, dockerfile, target, platforms, tags, entitlements, args.NAME or labels.NAME)
     #[arg(long, value_name = "TARGET.KEY=VALUE")]
     pub set: Vec<String>,
     /// Print the resolved targets as JSON instead of building
@@ -37,6 +40,11 @@ pub struct BakeArgs {
     /// Run every step of every target, whatever the cache holds
     #[arg(long)]
     pub no_cache: bool,
+    /// Grant an entitlement the targets ask for (`entitlements:` in the file): `network.host`
+    #[arg(long, value_name = "ENTITLEMENT")]
+    pub allow: Vec<crate::dockerfile::plan::Entitlement>,
+    #[command(flatten)]
+    pub run: IsolationArgs,
     #[command(flatten)]
     pub transfer: TransferArgs,
     /// Targets or groups to build [default: the `default` group, else every target]
@@ -63,28 +71,35 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
         _ => PathBuf::from("."),
     };
     let requests = bake::requests(&file, &selection, &base, args.push)?;
+    bake::check_entitlements(&requests, &args.allow.iter().copied().collect())?;
     let store = settings.store()?;
     // Before any thread starts (see `build::runner`); one runner for every target.
-    let runner = super::build::runner(&store, settings, super::args::IsolationArg::Auto, false);
-    let bars = settings.progress(false);
+    let runner = super::build::runner(&store, settings, args.run.isolation, false);
+    let binfmt = crate::binfmt::Binfmt::system(crate::binfmt::EmulatorSearch::from_env(None));
+    for r in &requests {
+        super::binfmt::warn_known_bad(&binfmt, &builder::session::platforms(r.platforms.clone()));
+    }
     // The build log goes to stderr whatever the progress mode, as `manifold build`'s does.
-    let progress = Log { bars: &bars };
-    let builder = StoreBuilder {
-        settings,
-        store: &store,
-        no_cache: args.no_cache,
-        runner: runner.as_ref(),
-        progress: &progress,
+    let bars = settings.progress(false);
+    let log = BakeLog { bars: &bars };
+    let client = remote::client(settings)?;
+    let target_builder = bake::StoreBuilder {
+        builder: builder::Builder {
+            store: &store,
+            client: Some(&client),
+            runner: runner.as_ref(),
+            no_cache: args.no_cache,
+            compression: Compression::Gzip,
+        },
     };
-    let client = remote::client(settings);
     let publisher = RegistryPublisher {
         store: &store,
         client: &client,
         options: remote::copy_options(&args.transfer),
-        progress: &progress,
+        progress: &bars,
     };
     let publisher: Option<&dyn Publisher> = args.push.then_some(&publisher as _);
-    match bake::execute(&requests, &builder, publisher, &progress) {
+    match bake::execute(&requests, &target_builder, publisher, &log) {
         Ok(built) => {
             for b in built {
                 outln!("{} {}", b.name, b.descriptor.digest)?;
@@ -101,139 +116,31 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     }
 }
 
-/// Builds a target with the build module into the store.
-struct StoreBuilder<'a> {
-    settings: &'a Settings,
-    store: &'a Store,
-    no_cache: bool,
-    runner: &'a dyn crate::build::run::Runner,
-    progress: &'a dyn Progress,
-}
-
-impl Builder for StoreBuilder<'_> {
-    fn build(&self, request: &BuildRequest) -> Result<Descriptor, BoxError> {
-        let progress = Prefixed {
-            name: &request.name,
-            inner: self.progress,
-        };
-        let how = How {
-            no_cache: self.no_cache,
-            runner: self.runner,
-            progress: &progress,
-        };
-        build_target(self.settings, self.store, request, &how).map_err(|e| {
-            // Keep the whole chain readable once boxed.
-            let text = e
-                .chain()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(": ");
-            BoxError::from(text)
-        })
-    }
-}
-
-/// Transfers through the progress display, messages (the build log) always on stderr.
-struct Log<'a> {
+/// A bake's events on stderr, each line with its target's name in front (targets build side
+/// by side); transfers through the progress display.
+struct BakeLog<'a> {
     bars: &'a dyn Progress,
 }
 
-impl Progress for Log<'_> {
-    fn start(&self, id: &str, label: &str, total: Option<u64>) {
-        self.bars.start(id, label, total)
+impl BakeReporter for BakeLog<'_> {
+    fn report(&self, event: &BakeEvent<'_>) {
+        match event {
+            BakeEvent::Building { target } => eprintln!("[{target}] building"),
+            BakeEvent::Built { target, digest } => eprintln!("[{target}] built {digest}"),
+            BakeEvent::Failed { target } => eprintln!("[{target}] failed"),
+            BakeEvent::Pushing { target, tag } => {
+                eprintln!("[{target}] pushing {}", tag.familiar())
+            }
+        }
     }
-    fn advance(&self, id: &str, bytes: u64) {
-        self.bars.advance(id, bytes)
-    }
-    fn finish(&self, id: &str, outcome: &str) {
-        self.bars.finish(id, outcome)
-    }
-    fn message(&self, text: &str) {
-        eprintln!("{text}");
-    }
-}
 
-/// A target's build log, each line prefixed with its name (targets build side by side).
-struct Prefixed<'a> {
-    name: &'a str,
-    inner: &'a dyn Progress,
-}
-
-impl Progress for Prefixed<'_> {
-    fn start(&self, id: &str, label: &str, total: Option<u64>) {
-        self.inner.start(id, label, total)
+    fn target(&self, name: &str) -> Box<dyn BuildReporter + '_> {
+        Box::new(StepLog {
+            target: Some(name.to_string()),
+            quiet: false,
+            transfers: self.bars,
+        })
     }
-    fn advance(&self, id: &str, bytes: u64) {
-        self.inner.advance(id, bytes)
-    }
-    fn finish(&self, id: &str, outcome: &str) {
-        self.inner.finish(id, outcome)
-    }
-    fn message(&self, text: &str) {
-        self.inner.message(&format!("[{}] {text}", self.name))
-    }
-}
-
-/// The one place bake calls the build module: what `manifold build -f DOCKERFILE [--platform
-/// …] [--build-arg …] [--label …] [--target …] [-t …] CONTEXT` does, into the shared store.
-/// How every target is built.
-struct How<'a> {
-    no_cache: bool,
-    runner: &'a dyn crate::build::run::Runner,
-    progress: &'a dyn Progress,
-}
-
-fn build_target(
-    settings: &Settings,
-    store: &Store,
-    request: &BuildRequest,
-    how: &How,
-) -> anyhow::Result<Descriptor> {
-    use crate::build::{context, exec, instructions, layer, plan};
-    let name = request.dockerfile.display().to_string();
-    let text = std::fs::read_to_string(&request.dockerfile)
-        .map_err(|e| user_error(format!("cannot read the Dockerfile {name}: {e}"), None))?;
-    let ignore = context::read_ignore(&request.context, Some(&request.dockerfile))?;
-    let context = context::Context::dir(&request.context, ignore);
-    let dockerfile = instructions::parse(&name, &text)?;
-    let platforms = if request.platforms.is_empty() {
-        vec![crate::platform::Platform::host_target()]
-    } else {
-        request.platforms.clone()
-    };
-    super::binfmt::warn_known_bad(
-        &crate::binfmt::Binfmt::system(crate::binfmt::EmulatorSearch::from_env(None)),
-        &platforms,
-    );
-    let mut build_args = request.args.clone();
-    let epoch = super::build::source_date_epoch(&mut build_args)?;
-    let client = remote::client(settings);
-    let options = exec::Options {
-        store,
-        dockerfile: &dockerfile,
-        context: &context,
-        platforms,
-        plan: plan::PlanOptions {
-            target: request.target.clone(),
-            build_args,
-            build_platform: None,
-            labels: request.labels.clone(),
-        },
-        no_cache: how.no_cache,
-        compression: layer::Compression::Gzip,
-        epoch,
-        client: Some(&client),
-        runner: how.runner,
-        progress: how.progress,
-    };
-    let out = exec::build(&options)?;
-    if request.tags.is_empty() {
-        store.add_untagged(&out.root)?;
-    }
-    for t in &request.tags {
-        store.tag(t, &out.root)?;
-    }
-    Ok(out.root)
 }
 
 /// Pushes a built image from the store, as `manifold push` does.
@@ -276,7 +183,10 @@ pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             "give it `tags` in the file, or `--set {t}.tags=REGISTRY/NAME:TAG`"
         ),
         BakeError::Set { .. } => {
-            "`--set TARGET.KEY=VALUE`, KEY one of context, dockerfile, target, platforms, tags, args.NAME, labels.NAME".into()
+            "`--set TARGET.KEY=VALUE`, KEY one of context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME".into()
+        }
+        BakeError::NotGranted { entitlement, .. } => {
+            format!("pass `--allow {entitlement}` to grant it")
         }
         _ => return None,
     })

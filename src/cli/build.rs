@@ -1,6 +1,6 @@
 //! `manifold build [-f FILE] [-t REF]... [--platform P,...] [--build-arg K=V]... [--target S]
 //! [--label K=V]... [--no-cache] [--push] [--push-by-digest REPO] [-o type=oci|docker,dest=F]
-//! [--compression gzip|zstd] [--metadata-file F] [-q] CONTEXT`.
+//! [--compression gzip|zstd] [--metadata-file F] [-q] [--isolation MODE] CONTEXT`.
 //!
 //! The step log goes to stderr (docker's `#N [platform stage n/m] INSTRUCTION`, then `CACHED`
 //! or `DONE`); tags are written only when every platform built, and pushes happen only then.
@@ -16,45 +16,160 @@ use super::Settings;
 use super::args::{BuildArgs, IsolationArg};
 use super::errors::user_error;
 use super::output::outln;
-use super::progress::CliProgress;
 use super::remote;
 use crate::archive::{SaveFormat, save};
 use crate::binfmt::{Binfmt, EmulatorSearch};
-use crate::build::context::{self, Context};
-use crate::build::exec::{self, Output};
-use crate::build::layer::Compression;
-use crate::build::plan::PlanOptions;
-use crate::build::run::{Runner, Unavailable};
-use crate::build::runner::{IsolatedRunner, RuntimeRunner};
-use crate::build::{BuildError, instructions};
+use crate::builder::context::{self, Context};
+use crate::builder::exec::Output;
+use crate::builder::run::{RunError, Runner};
+use crate::builder::session::{self, RunIsolation};
+use crate::builder::{self, BuildError, BuildEvent, BuildReporter, StepError};
 use crate::content::{self, Platforms, Sink};
+use crate::dockerfile::instructions;
+use crate::dockerfile::plan::EntitlementError;
+use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::runtime::isolation::Isolation;
 use crate::store::{Resolved, Store};
 
-/// The build's log: step lines on stderr unless `-q`; transfers through the CLI progress.
-struct BuildLog {
-    quiet: bool,
-    inner: CliProgress,
+/// A build's events as docker's plain progress shows them, on stderr: `#N [platform stage
+/// n/m] INSTRUCTION`, then its output, `CACHED`, `DONE 1.2s` or `ERROR: …`. For a bake target,
+/// every line starts with `[target] ` and the target's end is the bake's to say.
+pub(super) struct StepLog<'a> {
+    pub target: Option<String>,
+    /// `-q`: nothing but errors.
+    pub quiet: bool,
+    pub transfers: &'a dyn Progress,
 }
 
-impl Progress for BuildLog {
-    fn start(&self, id: &str, label: &str, total: Option<u64>) {
-        self.inner.start(id, label, total)
-    }
-    fn advance(&self, id: &str, bytes: u64) {
-        self.inner.advance(id, bytes)
-    }
-    fn finish(&self, id: &str, outcome: &str) {
-        self.inner.finish(id, outcome)
-    }
-    fn message(&self, text: &str) {
-        if !self.quiet {
-            eprintln!("{text}");
+impl StepLog<'_> {
+    /// A line of the command's own (naming, exporting, pushing).
+    pub fn note(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.target {
+            Some(t) => eprintln!("[{t}] {text}"),
+            None => eprintln!("{text}"),
         }
     }
+}
+
+impl BuildReporter for StepLog<'_> {
+    fn report(&self, event: &BuildEvent<'_>) {
+        let text = match event {
+            BuildEvent::UnusedArgs(names) => format!(
+                "warning: build args not consumed by any ARG: {}",
+                names.join(", ")
+            ),
+            BuildEvent::Pulling {
+                reference,
+                platform,
+            } => format!("pulling {} for {platform}", reference.familiar()),
+            BuildEvent::StepStarted(s) => format!(
+                "#{} [{} {} {}/{}] {}",
+                s.number, s.platform, s.stage, s.index, s.total, s.instruction
+            ),
+            BuildEvent::StepCached(s) => format!("#{} CACHED", s.number),
+            BuildEvent::StepOutput { step, line } => format!("#{} {line}", step.number),
+            BuildEvent::StepFinished { step, duration } => {
+                format!("#{} DONE {:.1}s", step.number, duration.as_secs_f64())
+            }
+            BuildEvent::StepFailed { step, error } => format!("#{} ERROR: {error}", step.number),
+            BuildEvent::BuildFinished { .. } if self.target.is_some() => return,
+            BuildEvent::BuildFinished {
+                root,
+                steps_run,
+                steps_cached,
+                ..
+            } => format!(
+                "writing image {} ({steps_cached} of {} steps cached)",
+                root.digest,
+                steps_cached + steps_run
+            ),
+        };
+        self.note(&text);
+    }
+
+    fn transfers(&self) -> &dyn Progress {
+        self.transfers
+    }
+}
+
+/// What the user can do about a failed build.
+pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    if let Some(EntitlementError(e)) = cause.downcast_ref::<EntitlementError>() {
+        return Some(format!(
+            "`manifold build --allow {e}` grants it (for `manifold bake`: list it under the target's `entitlements` and pass `--allow {e}`)"
+        ));
+    }
+    let step = match cause.downcast_ref::<BuildError>()?.root() {
+        BuildError::Step { source, .. } => source,
+        BuildError::Epoch(_) => {
+            return Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into());
+        }
+        BuildError::Store(s) => return super::errors::store_hint(s).map(Into::into),
+        _ => return None,
+    };
+    match step.as_ref() {
+        StepError::Run(e) => run_hint(e),
+        StepError::Store(s) => super::errors::store_hint(s).map(Into::into),
+        _ => None,
+    }
+}
+
+fn run_hint(e: &RunError) -> Option<String> {
+    match e {
+        RunError::NotRoot => Some("run the build with sudo".into()),
+        RunError::Mount(_) => Some(
+            "use `--mount=type=cache` or `--mount=type=tmpfs`, or copy what the step needs with COPY"
+                .into(),
+        ),
+        RunError::Store(s) => super::errors::store_hint(s).map(Into::into),
+        // Held in an Arc or a Box, which a search of the chain by type does not see through.
+        RunError::NoUserNamespace(e) => e.hint(),
+        RunError::NoRuntime(e) | RunError::NoIsolation { source: e, .. } => e.hint(),
+        RunError::Isolated { source, .. } => source.hint(),
+        _ => None,
+    }
+}
+
+/// What runs RUN steps for `build` and `bake` (see [`session::runner`]), `auto`'s choice of no
+/// container told on stderr unless `quiet`. Call it before any other thread starts.
+pub(super) fn runner(
+    store: &Store,
+    settings: &Settings,
+    isolation: IsolationArg,
+    quiet: bool,
+) -> Box<dyn Runner> {
+    let isolation = match isolation {
+        IsolationArg::Auto => RunIsolation::Auto,
+        IsolationArg::Oci => RunIsolation::Oci,
+        IsolationArg::Proot => RunIsolation::Plain(Isolation::Proot),
+        IsolationArg::Chroot => RunIsolation::Plain(Isolation::Chroot),
+    };
+    let (runner, fallback) = session::runner(store, isolation, settings.privilege.refused());
+    if let Some(f) = fallback
+        && !quiet
+    {
+        let hint = run_hint(&f.because);
+        let mut why = format!("{:#}", anyhow::Error::from(f.because));
+        if let Some(h) = hint {
+            why.push_str(&format!(" (hint: {h})"));
+        }
+        eprintln!(
+            "note: no container can be made here ({why}): RUN steps run under {}",
+            f.isolation
+        );
+        if f.isolation == Isolation::Chroot {
+            eprintln!(
+                "warning: proot is not installed: RUN steps see no /proc, /dev or /sys (install proot for them)"
+            );
+        }
+    }
+    runner
 }
 
 struct OutputSpec {
@@ -135,9 +250,8 @@ fn load_inputs(args: &BuildArgs, store: &Store) -> anyhow::Result<(Context, Stri
         }
         let mut stdin = BufReader::with_capacity(1 << 20, io::stdin().lock());
         let head = stdin.fill_buf()?.to_vec();
-        let is_archive = crate::archive::sniff_compression(&head)
-            != crate::oci::media_type::LayerCompression::None
-            || crate::archive::looks_like_tar(&head[..head.len().min(512)]);
+        let is_archive = Compression::sniff(&head) != Compression::None
+            || crate::layer::tarball::looks_like_tar(&head[..head.len().min(512)]);
         if !is_archive {
             let mut text = String::new();
             stdin.read_to_string(&mut text)?;
@@ -188,98 +302,6 @@ fn load_inputs(args: &BuildArgs, store: &Store) -> anyhow::Result<(Context, Stri
     Ok((Context::dir(root, ignore), name, text))
 }
 
-/// SOURCE_DATE_EPOCH from the build args, else the environment; when set, it is passed on as
-/// a build arg (normalised) and every timestamp is clamped to it. Shared with `bake`.
-pub(super) fn source_date_epoch(
-    build_args: &mut BTreeMap<String, String>,
-) -> anyhow::Result<Option<u64>> {
-    let epoch_text = build_args.get("SOURCE_DATE_EPOCH").cloned().or_else(|| {
-        std::env::var("SOURCE_DATE_EPOCH")
-            .ok()
-            .filter(|s| !s.is_empty())
-    });
-    let epoch = epoch_text
-        .map(|s| {
-            s.trim().parse::<u64>().map_err(|_| {
-                user_error(
-                    format!("SOURCE_DATE_EPOCH=`{s}` is not a number of seconds"),
-                    None,
-                )
-            })
-        })
-        .transpose()?;
-    if let Some(e) = epoch {
-        build_args.insert("SOURCE_DATE_EPOCH".into(), e.to_string());
-    }
-    Ok(epoch)
-}
-
-/// What runs RUN steps (`--isolation`): runc through the runtime (as root or rootless), proot
-/// or chroot in a plain directory, or — `auto` — runc where a container can be made, else proot
-/// (chroot without it), said on stderr; a runner that says why RUN cannot work otherwise.
-/// Create it before any other thread starts: it moves the process into a mount namespace of
-/// its own. Shared with `bake`.
-pub(super) fn runner(
-    store: &Store,
-    settings: &Settings,
-    isolation: IsolationArg,
-    quiet: bool,
-) -> Box<dyn Runner> {
-    let why = |e: &anyhow::Error| {
-        let mut why = format!("{e:#}");
-        if let Some(h) = super::errors::hint_for(e) {
-            why.push_str(&format!(" (hint: {h})"));
-        }
-        why
-    };
-    let isolated = |kind: Isolation| -> Box<dyn Runner> {
-        match IsolatedRunner::new(kind) {
-            Ok(r) => Box::new(r),
-            Err(e) => Box::new(Unavailable(format!(
-                "RUN cannot work here: {}",
-                why(&anyhow::Error::new(e))
-            ))),
-        }
-    };
-    let oci = || -> anyhow::Result<RuntimeRunner> {
-        settings.privilege.require()?;
-        Ok(RuntimeRunner::new(store, "runc")?)
-    };
-    match isolation {
-        IsolationArg::Proot => isolated(Isolation::Proot),
-        IsolationArg::Chroot => isolated(Isolation::Chroot),
-        IsolationArg::Oci => match oci() {
-            Ok(r) => Box::new(r),
-            Err(e) => Box::new(Unavailable(format!("RUN cannot work here: {}", why(&e)))),
-        },
-        IsolationArg::Auto => match oci() {
-            Ok(r) => Box::new(r),
-            // Root where no container can be made (an unprivileged build container): no
-            // namespaces, so no isolation beyond the container's own.
-            Err(e) if crate::runtime::is_root() => {
-                let kind = if crate::runtime::find_program("proot").is_some() {
-                    Isolation::Proot
-                } else {
-                    Isolation::Chroot
-                };
-                if !quiet {
-                    eprintln!(
-                        "note: no container can be made here ({}): RUN steps run under {kind}",
-                        why(&e)
-                    );
-                    if kind == Isolation::Chroot {
-                        eprintln!(
-                            "warning: proot is not installed: RUN steps see no /proc, /dev or /sys (install proot for them)"
-                        );
-                    }
-                }
-                isolated(kind)
-            }
-            Err(e) => Box::new(Unavailable(format!("RUN cannot work here: {}", why(&e)))),
-        },
-    }
-}
-
 pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     let compression = Compression::parse(&args.compression).ok_or_else(|| {
         user_error(
@@ -291,16 +313,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     for p in &args.platform {
         platforms.extend(Platform::parse_list(p)?);
     }
-    if platforms.is_empty() {
-        platforms.push(Platform::host_target());
-    }
-    let mut seen = Vec::new();
-    platforms.retain(|p| {
-        let s = p.to_string();
-        let new = !seen.contains(&s);
-        seen.push(s);
-        new
-    });
+    let platforms = builder::session::platforms(platforms);
     let tags = args
         .tags
         .iter()
@@ -332,43 +345,38 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         .transpose()?;
     let build_args = key_values(&args.build_args, "--build-arg", true)?;
     let labels = key_values(&args.labels, "--label", false)?;
-    let mut build_args = build_args;
-    let epoch = source_date_epoch(&mut build_args)?;
 
     let store = settings.store()?;
     let (context, name, text) = load_inputs(&args, &store)?;
     let dockerfile = instructions::parse(&name, &text)?;
-    let log = BuildLog {
+    let transfers = settings.progress(args.quiet);
+    let log = StepLog {
+        target: None,
         quiet: args.quiet,
-        inner: settings.progress(args.quiet),
+        transfers: &transfers,
     };
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
-    let runner = runner(&store, settings, args.isolation, args.quiet);
+    let runner = runner(&store, settings, args.run.isolation, args.quiet);
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
-    let client = remote::client(settings);
-    let options = exec::Options {
+    let client = remote::client(settings)?;
+    let builder = builder::Builder {
         store: &store,
+        client: Some(&client),
+        runner: runner.as_ref(),
+        no_cache: args.no_cache,
+        compression,
+    };
+    let request = builder::Request {
         dockerfile: &dockerfile,
         context: &context,
         platforms,
-        plan: PlanOptions {
-            target: args.target.clone(),
-            build_args,
-            build_platform: None,
-            labels,
-        },
-        no_cache: args.no_cache,
-        compression,
-        epoch,
-        client: Some(&client),
-        runner: runner.as_ref(),
-        progress: &log,
+        target: args.target.clone(),
+        build_args,
+        labels,
+        allow: args.allow.iter().copied().collect(),
     };
-    let out = exec::build(&options).map_err(|e| match e.root() {
-        BuildError::Shared(_) => anyhow::anyhow!("{e}"),
-        _ => anyhow::Error::new(e),
-    })?;
+    let out = builder.build(request, &log)?;
     finish(
         &args,
         settings,
@@ -390,20 +398,14 @@ fn finish(
     tags: &[Reference],
     push_repo: Option<&Reference>,
     outputs: &[OutputSpec],
-    log: &BuildLog,
+    log: &StepLog,
 ) -> anyhow::Result<()> {
-    log.message(&format!(
-        "writing image {} ({} of {} steps cached)",
-        out.root.digest,
-        out.steps_cached,
-        out.steps_cached + out.steps_run
-    ));
     if tags.is_empty() {
         store.add_untagged(&out.root)?;
     }
     for t in tags {
         store.tag(t, &out.root)?;
-        log.message(&format!("naming to {}", t.familiar()));
+        log.note(&format!("naming to {}", t.familiar()));
     }
     for o in outputs {
         let resolved = Resolved {
@@ -421,11 +423,11 @@ fn finish(
             io::BufWriter::new(file),
             &crate::progress::NoProgress,
         )?;
-        log.message(&format!("exported to {}", o.dest.display()));
+        log.note(&format!("exported to {}", o.dest.display()));
     }
     let mut pushed = Vec::new();
     if args.push || push_repo.is_some() {
-        let client = remote::client(settings);
+        let client = remote::client(settings)?;
         let options = remote::copy_options(&args.transfer);
         let mut targets: Vec<(Reference, bool)> = Vec::new();
         if args.push {
@@ -435,7 +437,7 @@ fn finish(
             targets.push((r.with_digest(out.root.digest.clone()), false));
         }
         for (dest, tag) in targets {
-            log.message(&format!("pushing {}", dest.familiar()));
+            log.note(&format!("pushing {}", dest.familiar()));
             let repo = client.repository(&dest)?;
             content::copy_with(
                 store,
@@ -443,7 +445,7 @@ fn finish(
                 &dest,
                 &out.root,
                 &Platforms::All,
-                &log.inner,
+                log.transfers,
                 &options,
             )?;
             if tag {

@@ -20,8 +20,9 @@ pub fn run(args: CopyArgs, settings: &Settings) -> anyhow::Result<()> {
         .iter()
         .map(|p| Platform::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
-    let client = remote::client(settings);
-    let src = client.repository(&src_ref)?;
+    let client = remote::client(settings)?;
+    // The source is read as a pull is (its mirrors first); the destination never is.
+    let src = client.pull_source(&src_ref)?;
     let dest = client.repository(&dest_ref)?;
     let progress = settings.progress(args.quiet);
     progress.message(&format!(
@@ -49,19 +50,17 @@ pub fn run(args: CopyArgs, settings: &Settings) -> anyhow::Result<()> {
             }
         }
     }
-    let (root, source): (Descriptor, Box<dyn Source + '_>) = match subset {
-        Some((desc, bytes)) => (
-            desc.clone(),
-            Box::new(WithDocument {
-                inner: &src,
-                root: desc,
-                bytes,
-            }),
-        ),
-        None => (root, Box::new(src.clone_handle())),
+    let subset = subset.map(|(desc, bytes)| WithDocument {
+        inner: &src,
+        root: desc,
+        bytes,
+    });
+    let (root, source): (Descriptor, &dyn Source) = match &subset {
+        Some(s) => (s.root.clone(), s),
+        None => (root, &src),
     };
     content::copy_with(
-        source.as_ref(),
+        source,
         &dest,
         &src_ref,
         &root,

@@ -83,9 +83,9 @@ pub(super) fn hint_for(err: &anyhow::Error) -> Option<String> {
         // A full disk, whichever command was writing (the cause above it says where).
         if cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(crate::layer::is_out_of_space)
+            .is_some_and(crate::space::is_out_of_space)
         {
-            return Some(crate::layer::NoSpace::HINT.into());
+            return Some(crate::space::NoSpace::HINT.into());
         }
         if let Some(h) = super::remote::hint(cause) {
             return Some(h);
@@ -94,6 +94,9 @@ pub(super) fn hint_for(err: &anyhow::Error) -> Option<String> {
             return Some(h);
         }
         if let Some(h) = super::bake::hint(cause) {
+            return Some(h);
+        }
+        if let Some(h) = super::build::hint(cause) {
             return Some(h);
         }
         let store = cause
@@ -145,6 +148,7 @@ pub(super) fn store_hint(e: &StoreError) -> Option<&'static str> {
         StoreError::ForeignRoot { .. } => {
             Some("give `--root` a new or empty directory, or one that holds a manifold store")
         }
+        StoreError::NoSpace(_) => Some(crate::space::NoSpace::HINT),
         _ => None,
     }
 }

@@ -3,6 +3,9 @@
 
 use std::io::{BufRead, IsTerminal, Read, Write};
 
+use rustix::fd::AsFd;
+use rustix::termios::{self, LocalModes, OptionalActions, Termios};
+
 use super::Settings;
 use super::args::LoginArgs;
 use super::errors::user_error;
@@ -66,7 +69,7 @@ pub fn run(args: LoginArgs, settings: &Settings) -> anyhow::Result<()> {
             None,
         ));
     }
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let verified = client.login(&registry, Credentials::Basic { username, password })?;
     let place = credentials::store(&registry, &verified)?;
     eprintln!("Credentials for `{registry}` stored in {place}");
@@ -78,7 +81,11 @@ pub fn run(args: LoginArgs, settings: &Settings) -> anyhow::Result<()> {
 fn prompt(label: &str, echo: bool) -> anyhow::Result<String> {
     eprint!("{label}");
     std::io::stderr().flush()?;
-    let restore = if echo { None } else { EchoOff::new() };
+    let restore = if echo {
+        None
+    } else {
+        EchoOff::new(std::io::stdin())
+    };
     let mut line = String::new();
     let read = std::io::stdin().lock().read_line(&mut line);
     drop(restore);
@@ -90,32 +97,55 @@ fn prompt(label: &str, echo: bool) -> anyhow::Result<String> {
 }
 
 /// Terminal echo switched off until dropped.
-struct EchoOff(libc::termios);
+struct EchoOff<T: AsFd> {
+    terminal: T,
+    saved: Termios,
+}
 
-impl EchoOff {
-    fn new() -> Option<EchoOff> {
-        // SAFETY: termios is plain data; tcgetattr fills it or fails without side effects.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(libc::STDIN_FILENO, &mut t) != 0 {
-                return None;
-            }
-            let saved = t;
-            t.c_lflag &= !libc::ECHO;
-            t.c_lflag |= libc::ECHONL;
-            if libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &t) != 0 {
-                return None;
-            }
-            Some(EchoOff(saved))
-        }
+impl<T: AsFd> EchoOff<T> {
+    /// None when `terminal` is no terminal.
+    fn new(terminal: T) -> Option<EchoOff<T>> {
+        let saved = termios::tcgetattr(&terminal).ok()?;
+        let mut quiet = saved.clone();
+        quiet.local_modes.remove(LocalModes::ECHO);
+        // The newline the user types still shows, so the next message starts on a line of its own.
+        quiet.local_modes.insert(LocalModes::ECHONL);
+        termios::tcsetattr(&terminal, OptionalActions::Now, &quiet).ok()?;
+        Some(EchoOff { terminal, saved })
     }
 }
 
-impl Drop for EchoOff {
+impl<T: AsFd> Drop for EchoOff<T> {
     fn drop(&mut self) {
-        // SAFETY: restores the settings read in `new`.
-        unsafe {
-            libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.0);
-        }
+        let _ = termios::tcsetattr(&self.terminal, OptionalActions::Now, &self.saved);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+
+    #[test]
+    fn echo_is_off_while_asked_and_restored_after() {
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+        grantpt(&master).unwrap();
+        unlockpt(&master).unwrap();
+        let name = ptsname(&master, Vec::new()).unwrap();
+        let terminal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(name.to_str().unwrap())
+            .unwrap();
+        let modes = || termios::tcgetattr(&terminal).unwrap().local_modes;
+        assert!(modes().contains(LocalModes::ECHO));
+        let off = EchoOff::new(&terminal).unwrap();
+        assert!(!modes().contains(LocalModes::ECHO));
+        assert!(modes().contains(LocalModes::ECHONL));
+        drop(off);
+        assert!(modes().contains(LocalModes::ECHO));
+        assert!(!modes().contains(LocalModes::ECHONL));
+        // Not a terminal: nothing to switch off.
+        assert!(EchoOff::new(std::fs::File::open("/dev/null").unwrap()).is_none());
     }
 }

@@ -9,7 +9,7 @@ use super::output::outln;
 use super::remote;
 use crate::manifest::{self, Annotation, CreateOptions, Fetcher, ManifestError, PushOptions};
 use crate::progress::Progress;
-use crate::registry::{Client, ClientOptions};
+use crate::registry::Client;
 
 #[derive(Debug, Args)]
 pub struct ManifestArgs {
@@ -111,7 +111,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
     let store = settings.store()?;
     match args.command {
         ManifestCommand::Create(a) => {
-            let client = remote::client(settings);
+            let client = remote::client(settings)?;
             let fetcher = Fetcher::new(&store, &client);
             let options = CreateOptions {
                 amend: a.amend,
@@ -125,7 +125,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
             outln!("{}", created.descriptor.digest)?;
         }
         ManifestCommand::Annotate(a) => {
-            let client = remote::client(settings);
+            let client = remote::client(settings)?;
             let fetcher = Fetcher::new(&store, &client);
             let annotation = Annotation {
                 os: a.os,
@@ -146,7 +146,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         ManifestCommand::Inspect(a) => {
             // `--verbose` asks for detail here; request lines need `-vv`.
-            let client = quiet_client(settings);
+            let client = quiet_client(settings)?;
             let fetcher = Fetcher::new(&store, &client);
             let verbose = settings.verbose > 0;
             let inspected = manifest::inspect(&fetcher, &a.image, verbose)?;
@@ -158,7 +158,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
             }
         }
         ManifestCommand::Push(a) => {
-            let client = remote::client(settings);
+            let client = remote::client(settings)?;
             let fetcher = Fetcher::new(&store, &client);
             let progress = settings.progress(a.quiet);
             let options = PushOptions {
@@ -208,14 +208,11 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
 }
 
 /// A registry client that logs requests only at `-vv` (one `-v` means detail for inspect).
-fn quiet_client(settings: &Settings) -> Client {
+fn quiet_client(settings: &Settings) -> anyhow::Result<Client> {
     if settings.verbose > 1 {
         return remote::client(settings);
     }
-    Client::new(ClientOptions {
-        insecure_registries: settings.insecure_registries.clone(),
-        ..ClientOptions::default()
-    })
+    Ok(Client::new(remote::client_options(settings)?))
 }
 
 fn report_list(settings: &Settings, verb: &str, created: &manifest::Created) {

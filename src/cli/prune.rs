@@ -67,7 +67,7 @@ pub fn run(args: PruneArgs, settings: &Settings) -> anyhow::Result<()> {
     deleted.dedup();
     if args.all {
         // docker's `system prune -a` drops the build cache too.
-        crate::build::cache::Cache::clear(&store)?;
+        crate::builder::cache::Cache::clear(&store)?;
     }
     let report = store.gc()?;
     let snapshots = crate::runtime::prune_snapshots(&store)?;

@@ -31,7 +31,7 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     let store = settings.store()?;
     let _guard = store.write_guard()?;
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let repo = client.repository(&reference)?;
     let progress = settings.progress(args.quiet);
     let references = if args.all_tags {
@@ -51,8 +51,11 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
     let options = remote::copy_options(&args.transfer);
     for r in &references {
         progress.message(&format!("Pulling {}", r.familiar()));
-        let root = Source::resolve(&repo, r)?;
-        let report = content::copy_with(&repo, &store, r, &root, &platforms, &progress, &options)?;
+        // Mirrors first, the registry itself last.
+        let source = client.pull_source(r)?;
+        let root = Source::resolve(&source, r)?;
+        let report =
+            content::copy_with(&source, &store, r, &root, &platforms, &progress, &options)?;
         if let Some(p) = &wanted {
             check_platform(&store, &root, p, r)?;
         }

@@ -60,7 +60,7 @@ pub fn run(args: PushArgs, settings: &Settings) -> anyhow::Result<()> {
             Some("name the destination by tag"),
         ));
     }
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let repo = client.repository(&destination)?;
     let progress = settings.progress(args.quiet);
     progress.message(&format!("Pushing {}", destination.familiar()));

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use super::args::Command;
+use crate::builder::run::Unavailable;
 use crate::userns::{self, Plan, UsernsError};
 
 /// Whether manifold may run containers here, as settled at start.
@@ -94,6 +95,18 @@ impl Privilege {
             Privilege::Failed(e) => Err(anyhow::Error::new(SharedUsernsError(e.clone()))
                 .context("rootless mode needs a user namespace")),
             Privilege::User => Err(crate::runtime::RuntimeError::NotRoot.into()),
+        }
+    }
+}
+
+impl Privilege {
+    /// Why containers cannot run, as the builder takes it (see `builder::session::runner`);
+    /// None when they can.
+    pub fn refused(&self) -> Option<Unavailable> {
+        match self {
+            Privilege::Root | Privilege::Namespace => None,
+            Privilege::Failed(e) => Some(Unavailable::NoUserNamespace(e.clone())),
+            Privilege::User => Some(Unavailable::NotRoot),
         }
     }
 }

@@ -15,7 +15,7 @@ pub fn run(args: SearchArgs, settings: &Settings) -> anyhow::Result<()> {
             Some("search takes REGISTRY/TERM, e.g. `manifold search registry.example:5000/alpine`"),
         ));
     }
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let term = term.to_lowercase();
     let mut names: Vec<String> = client
         .catalog(registry)?

@@ -267,12 +267,12 @@ pub fn fetch_missing(
         reference.familiar()
     );
     let _guard = store.write_guard()?;
-    let client = super::remote::client(settings);
-    let repo = client.repository(&reference)?;
+    let client = super::remote::client(settings)?;
+    let source = client.pull_source(&reference)?;
     let progress = settings.progress(false);
-    let root = Source::resolve(&repo, &reference)?;
+    let root = Source::resolve(&source, &reference)?;
     content::copy_with(
-        &repo,
+        &source,
         store,
         &reference,
         &root,

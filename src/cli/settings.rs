@@ -13,6 +13,7 @@ use crate::store::Store;
 pub struct Settings {
     pub root: PathBuf,
     pub insecure_registries: Vec<String>,
+    pub registry_mirrors: Vec<String>,
     pub progress: ProgressMode,
     pub verbose: u8,
     /// Whether containers can run, as settled at start (see `rootless`).
@@ -34,6 +35,12 @@ impl Settings {
             root,
             insecure_registries: args
                 .insecure_registries
+                .iter()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect(),
+            registry_mirrors: args
+                .registry_mirrors
                 .iter()
                 .map(|s| s.trim().to_string())
                 .filter(|s| !s.is_empty())
@@ -60,8 +67,7 @@ impl Settings {
 }
 
 fn default_root() -> anyhow::Result<PathBuf> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if rustix::process::geteuid().is_root() {
         return Ok(PathBuf::from("/var/lib/manifold"));
     }
     if let Some(d) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {

@@ -8,7 +8,7 @@ use crate::reference::Reference;
 
 pub fn run(args: TagsArgs, settings: &Settings) -> anyhow::Result<()> {
     let reference = Reference::parse(&args.repository)?;
-    let client = remote::client(settings);
+    let client = remote::client(settings)?;
     let mut tags = client.repository(&reference)?.list_tags()?;
     tags.sort();
     if args.format == ListFormat::Json {

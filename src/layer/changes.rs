@@ -250,18 +250,19 @@ fn is_empty(dir: BorrowedFd<'_>, name: &OsStr, st: &Stat) -> io::Result<bool> {
     }
 }
 
-/// Write what changed under `root` since `baseline` as a tar stream to `out`. New entries at
-/// the paths `ignore_new_empty` names that are empty files or directories (mount points a
-/// runtime made) are left out.
+/// Write what changed under `root` since `baseline` as a tar stream to `out` (mtimes clamped
+/// to `epoch` when given). New entries at the paths `ignore_new_empty` names that are empty
+/// files or directories (mount points a runtime made) are left out.
 pub fn write_changes<W: Write>(
     root: &Path,
     baseline: &Baseline,
     ignore_new_empty: &[&Path],
     out: W,
+    epoch: Option<u64>,
 ) -> io::Result<(DiffReport, W)> {
     let fd = open_dir(root)?;
     let mut c = Changes {
-        out: DiffWriter::new(out),
+        out: DiffWriter::new(out, epoch),
         baseline,
         seen: HashSet::new(),
         replaced: Vec::new(),
@@ -290,28 +291,6 @@ pub fn write_changes<W: Write>(
         }
     }
     c.out.finish()
-}
-
-/// Read a whole tar stream (tests).
-#[cfg(test)]
-pub(crate) fn entries_of(bytes: &[u8]) -> Vec<(String, tar::EntryType, u64, u64)> {
-    use std::io::Read;
-    let mut a = tar::Archive::new(bytes);
-    a.entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let h = e.header().clone();
-            let mut sink = Vec::new();
-            e.read_to_end(&mut sink).unwrap();
-            (
-                e.path().unwrap().to_string_lossy().into_owned(),
-                h.entry_type(),
-                h.uid().unwrap_or(0),
-                h.gid().unwrap_or(0),
-            )
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -350,8 +329,9 @@ mod tests {
         fs::create_dir(r.join("opt/tool")).unwrap();
         fs::write(r.join("opt/tool/bin2"), "new").unwrap();
         fs::create_dir(r.join("proc")).unwrap();
-        let (report, out) = write_changes(r, &baseline, &[Path::new("proc")], Vec::new()).unwrap();
-        let names: Vec<String> = entries_of(&out).into_iter().map(|e| e.0).collect();
+        let (report, out) =
+            write_changes(r, &baseline, &[Path::new("proc")], Vec::new(), None).unwrap();
+        let names = super::super::tarball::paths(&out);
         assert_eq!(
             names,
             [

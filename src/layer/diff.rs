@@ -6,9 +6,9 @@
 //! The walk (`walk`: iterative, a few descriptors whatever the depth) goes through directory
 //! descriptors with O_NOFOLLOW, so a symlink a container put in its upper directory is recorded
 //! as a symlink and never followed to host files. Entries are sorted by name, so the same tree
-//! gives the same tarball.
+//! gives the same tarball; the headers are [`super::tarball`]'s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
@@ -19,6 +19,7 @@ use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{FileType, Mode, OFlags, Stat};
 
 use super::extract::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX, is_opaque_marker, is_overlay_xattr};
+use super::tarball::{Device, Meta, Style, TarWriter};
 use super::walk::{Visit, walk};
 use super::{LayerError, MAX_PATH};
 
@@ -37,29 +38,34 @@ pub struct DiffReport {
     pub opaque_dirs: u64,
 }
 
-/// Write the changes recorded in `upper` as a tar stream to `out`; returns `out` after the
-/// end-of-archive blocks. A path longer than a layer may hold ([`MAX_PATH`]) is an error
-/// (carrying [`LayerError::PathTooLong`]).
-pub fn write_diff<W: Write>(upper: &Path, out: W) -> io::Result<(DiffReport, W)> {
+/// Write the changes recorded in `upper` as a tar stream to `out` (mtimes clamped to `epoch`
+/// when given); returns `out` after the end-of-archive blocks. A path longer than a layer may
+/// hold ([`MAX_PATH`]) is an error (carrying [`LayerError::PathTooLong`]).
+pub fn write_diff<W: Write>(
+    upper: &Path,
+    out: W,
+    epoch: Option<u64>,
+) -> io::Result<(DiffReport, W)> {
     let root = rustix::fs::open(
         upper,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map_err(ioerr)?;
-    let mut w = DiffWriter::new(out);
+    let mut w = DiffWriter::new(out, epoch);
     walk(&root, &mut w)?;
     w.finish()
 }
 
-/// The tar stream of a diff, entry by entry (an upper directory's walk, or `changes`').
+/// The tar stream of a diff, entry by entry (an upper directory's walk, or `changes`'), in
+/// [`Style::diff`].
 pub(super) struct DiffWriter<W: Write> {
-    tar: tar::Builder<W>,
+    tar: TarWriter<W>,
     /// (dev, ino) of files with several links → the first path written, for hardlinks.
     links: HashMap<(u64, u64), PathBuf>,
     /// Directories whose opaque marker is written (fuse-overlayfs marks a directory three
     /// ways: the xattr, a `.wh..wh..opq` file and a `.wh..opq` device; one marker goes out).
-    opaque_dirs: std::collections::HashSet<PathBuf>,
+    opaque_dirs: HashSet<PathBuf>,
     report: DiffReport,
 }
 
@@ -76,6 +82,12 @@ fn fits(path: &Path) -> io::Result<()> {
     ))
 }
 
+/// The xattrs a layer keeps: overlayfs's own (kernel, `userxattr`, fuse-overlayfs) stay behind.
+fn kept(mut xattrs: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
+    xattrs.retain(|(k, _)| !is_overlay_xattr(k.as_bytes()));
+    xattrs
+}
+
 impl<W: Write> Visit for DiffWriter<W> {
     fn entry(
         &mut self,
@@ -89,22 +101,19 @@ impl<W: Write> Visit for DiffWriter<W> {
 }
 
 impl<W: Write> DiffWriter<W> {
-    pub(super) fn new(out: W) -> DiffWriter<W> {
-        let mut tar = tar::Builder::new(out);
-        tar.mode(tar::HeaderMode::Complete);
+    pub(super) fn new(out: W, epoch: Option<u64>) -> DiffWriter<W> {
         DiffWriter {
-            tar,
+            tar: TarWriter::new(out, Style::diff(epoch)),
             links: HashMap::new(),
-            opaque_dirs: Default::default(),
+            opaque_dirs: HashSet::new(),
             report: DiffReport::default(),
         }
     }
 
     /// The end-of-archive blocks; what the diff held, and `out`.
     pub(super) fn finish(self) -> io::Result<(DiffReport, W)> {
-        let report = self.report;
-        let out = self.tar.into_inner()?;
-        Ok((report, out))
+        let out = self.tar.finish()?;
+        Ok((self.report, out))
     }
 
     /// An OCI whiteout for `path` (relative to the tree's root).
@@ -114,12 +123,7 @@ impl<W: Write> DiffWriter<W> {
         whname.push(path.file_name().unwrap_or_default());
         let whpath = rel.join(whname);
         fits(&whpath)?;
-        let mut wh = tar::Header::new_gnu();
-        wh.set_entry_type(tar::EntryType::Regular);
-        wh.set_mode(0o644);
-        wh.set_mtime(mtime);
-        wh.set_size(0);
-        self.tar.append_data(&mut wh, whpath, io::empty())?;
+        self.tar.whiteout(whpath, mtime)?;
         self.report.whiteouts += 1;
         Ok(())
     }
@@ -129,14 +133,9 @@ impl<W: Write> DiffWriter<W> {
         if !self.opaque_dirs.insert(path.to_path_buf()) {
             return Ok(());
         }
-        let mut wh = tar::Header::new_gnu();
-        wh.set_entry_type(tar::EntryType::Regular);
-        wh.set_mode(0o644);
-        wh.set_mtime(mtime);
-        wh.set_size(0);
         let marker = path.join(OPAQUE_WHITEOUT);
         fits(&marker)?;
-        self.tar.append_data(&mut wh, marker, io::empty())?;
+        self.tar.whiteout(marker, mtime)?;
         self.report.opaque_dirs += 1;
         Ok(())
     }
@@ -154,24 +153,25 @@ impl<W: Write> DiffWriter<W> {
         let rel = path.parent().unwrap_or(Path::new(""));
         let path = path.to_path_buf();
         let kind = FileType::from_raw_mode(st.st_mode);
-        let mut header = tar::Header::new_gnu();
-        header.set_uid(st.st_uid as u64);
-        header.set_gid(st.st_gid as u64);
-        header.set_mode(st.st_mode & 0o7777);
-        header.set_mtime(st.st_mtime.max(0) as u64);
-        header.set_size(0);
+        let mtime = st.st_mtime.max(0) as u64;
+        let meta = Meta {
+            mode: st.st_mode,
+            uid: st.st_uid as u64,
+            gid: st.st_gid as u64,
+            mtime,
+        };
         match kind {
             // fuse-overlayfs's own opaque bookkeeping (next to its xattr): not a deletion.
             FileType::CharacterDevice if st.st_rdev == 0 && name == FUSE_OPAQUE_DEVICE => {
                 return Ok(false);
             }
             FileType::CharacterDevice if st.st_rdev == 0 => {
-                self.whiteout(&rel.join(name), st.st_mtime.max(0) as u64)?;
+                self.whiteout(&rel.join(name), mtime)?;
                 return Ok(false);
             }
             // An opaque marker already in OCI's form (fuse-overlayfs writes one).
             FileType::RegularFile if name == OPAQUE_WHITEOUT => {
-                self.opaque(rel, st.st_mtime.max(0) as u64)?;
+                self.opaque(rel, mtime)?;
                 return Ok(false);
             }
             FileType::Directory => {
@@ -187,11 +187,10 @@ impl<W: Write> DiffWriter<W> {
                 let opaque = xattrs
                     .iter()
                     .any(|(k, v)| is_opaque_marker(k.as_bytes(), v));
-                self.pax(&xattrs)?;
-                header.set_entry_type(tar::EntryType::Directory);
-                self.tar.append_data(&mut header, &path, io::empty())?;
+                self.tar.xattrs(&kept(xattrs))?;
+                self.tar.dir(&path, &meta)?;
                 if opaque {
-                    self.opaque(&path, st.st_mtime.max(0) as u64)?;
+                    self.opaque(&path, mtime)?;
                 }
                 self.report.entries += 1;
                 return Ok(true);
@@ -200,8 +199,7 @@ impl<W: Write> DiffWriter<W> {
                 if st.st_nlink > 1 {
                     let key = (st.st_dev, st.st_ino);
                     if let Some(first) = self.links.get(&key) {
-                        header.set_entry_type(tar::EntryType::Link);
-                        self.tar.append_link(&mut header, &path, first)?;
+                        self.tar.hardlink(&path, &meta, first)?;
                         self.report.entries += 1;
                         return Ok(false);
                     }
@@ -214,84 +212,38 @@ impl<W: Write> DiffWriter<W> {
                     Mode::empty(),
                 )
                 .map_err(ioerr)?;
-                let xattrs = read_xattrs(&fd)?;
-                self.pax(&xattrs)?;
-                let file = File::from(fd);
-                header.set_entry_type(tar::EntryType::Regular);
-                header.set_size(st.st_size as u64);
-                // A file that changes size while being read would corrupt the stream:
-                // take exactly the size recorded in the header.
-                let reader = io::Read::take(file, st.st_size as u64);
-                let mut reader = PadTo {
-                    inner: reader,
-                    remaining: st.st_size as u64,
-                };
-                self.tar.append_data(&mut header, &path, &mut reader)?;
+                self.tar.xattrs(&kept(read_xattrs(&fd)?))?;
+                // A file that changes size while being read would corrupt the stream: the
+                // writer takes exactly the size recorded in the header (a file truncated
+                // meanwhile ends in zeros).
+                self.tar
+                    .file(&path, &meta, st.st_size as u64, File::from(fd))?;
             }
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(dir, name, Vec::new()).map_err(ioerr)?;
-                header.set_entry_type(tar::EntryType::Symlink);
                 let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
-                self.tar.append_link(&mut header, &path, &target)?;
+                self.tar.symlink(&path, &meta, &target)?;
             }
-            FileType::Fifo => {
-                header.set_entry_type(tar::EntryType::Fifo);
-                self.tar.append_data(&mut header, &path, io::empty())?;
-            }
+            FileType::Fifo => self.tar.fifo(&path, &meta)?,
             FileType::CharacterDevice | FileType::BlockDevice => {
-                header.set_entry_type(if kind == FileType::CharacterDevice {
-                    tar::EntryType::Char
+                let device = if kind == FileType::CharacterDevice {
+                    Device::Char
                 } else {
-                    tar::EntryType::Block
-                });
-                header.set_device_major(rustix::fs::major(st.st_rdev))?;
-                header.set_device_minor(rustix::fs::minor(st.st_rdev))?;
-                self.tar.append_data(&mut header, &path, io::empty())?;
+                    Device::Block
+                };
+                self.tar.device(
+                    &path,
+                    &meta,
+                    device,
+                    rustix::fs::major(st.st_rdev),
+                    rustix::fs::minor(st.st_rdev),
+                )?;
             }
             // Sockets belong to running processes, not to images.
             _ => return Ok(false),
         }
         self.report.entries += 1;
         Ok(false)
-    }
-}
-
-impl<W: Write> DiffWriter<W> {
-    fn pax(&mut self, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
-        let kept: Vec<(String, &[u8])> = xattrs
-            .iter()
-            .filter(|(k, _)| !is_overlay_xattr(k.as_bytes()))
-            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
-            .collect();
-        if kept.is_empty() {
-            return Ok(());
-        }
-        self.tar
-            .append_pax_extensions(kept.iter().map(|(k, v)| (k.as_str(), *v)))
-    }
-}
-
-/// Zero-fills a reader that ends early (a file truncated while it was read).
-struct PadTo<R> {
-    inner: R,
-    remaining: u64,
-}
-
-impl<R: io::Read> io::Read for PadTo<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 {
-            return Ok(0);
-        }
-        let want = buf.len().min(self.remaining as usize);
-        let n = match self.inner.read(&mut buf[..want])? {
-            0 => {
-                buf[..want].fill(0);
-                want
-            }
-            n => n,
-        };
-        self.remaining -= n as u64;
-        Ok(n)
     }
 }
 

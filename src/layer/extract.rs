@@ -23,9 +23,10 @@ use std::path::{Path, PathBuf};
 use rustix::fd::{AsFd, OwnedFd};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 
+use super::LayerError;
 use super::inroot::{self, InRoot};
 use super::walk::remove_all_at;
-use super::{LayerError, NoSpace, is_out_of_space};
+use crate::space::{NoSpace, is_out_of_space};
 
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
@@ -109,6 +110,44 @@ impl Default for ExtractOptions {
             owners: Owners::Keep,
         }
     }
+}
+
+/// What an entry's name means as an OCI whiteout; every reader of layers (extraction, build's
+/// trees, verify) asks here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteout<'a> {
+    /// `.wh..wh..opq`: the directory hides what lower layers have in it.
+    Opaque,
+    /// `.wh.NAME`: NAME, an entry of the same directory, is removed.
+    Remove(&'a [u8]),
+    /// `.wh..wh.*` other than the opaque marker, and a bare `.wh.`: aufs bookkeeping, nothing to
+    /// do.
+    Ignore,
+    /// `.wh..` and `.wh...`: they would remove the directory itself or its parent, never an
+    /// entry of the directory. Refused (see [`bad_whiteout`]).
+    Invalid,
+}
+
+/// None when `name` (one path component) is no whiteout.
+pub fn whiteout(name: &[u8]) -> Option<Whiteout<'_>> {
+    if name == OPAQUE_WHITEOUT.as_bytes() {
+        return Some(Whiteout::Opaque);
+    }
+    let hidden = name.strip_prefix(WHITEOUT_PREFIX.as_bytes())?;
+    Some(match hidden {
+        b"." | b".." => Whiteout::Invalid,
+        b"" => Whiteout::Ignore,
+        h if h.starts_with(WHITEOUT_PREFIX.as_bytes()) => Whiteout::Ignore,
+        h => Whiteout::Remove(h),
+    })
+}
+
+/// The error for a [`Whiteout::Invalid`] entry.
+pub fn bad_whiteout() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a whiteout must name an entry of its directory, not `.` or `..`",
+    )
 }
 
 /// What an extraction did besides the plain entries.
@@ -235,55 +274,56 @@ impl Extractor {
         let name_bytes = name.as_bytes();
 
         // OCI whiteouts.
-        if name_bytes == OPAQUE_WHITEOUT.as_bytes() {
-            let parent = self.parent(parent_comps)?;
-            match self.options.whiteouts {
-                Whiteouts::Overlay { opaque_xattr } => {
-                    let dir = rustix::fs::openat(
-                        &parent,
-                        ".",
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(ioerr)?;
-                    rustix::fs::fsetxattr(
-                        &dir,
-                        opaque_xattr,
-                        b"y",
-                        rustix::fs::XattrFlags::empty(),
-                    )
-                    .map_err(ioerr)?;
+        match whiteout(name_bytes) {
+            None => {}
+            Some(Whiteout::Invalid) => return Err(bad_whiteout()),
+            Some(Whiteout::Ignore) => return Ok(()),
+            Some(Whiteout::Opaque) => {
+                let parent = self.parent(parent_comps)?;
+                // The parent may be held by an O_PATH descriptor, which can neither carry an
+                // xattr nor be listed.
+                let dir = rustix::fs::openat(
+                    &parent,
+                    ".",
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(ioerr)?;
+                match self.options.whiteouts {
+                    Whiteouts::Overlay { opaque_xattr } => {
+                        rustix::fs::fsetxattr(
+                            &dir,
+                            opaque_xattr,
+                            b"y",
+                            rustix::fs::XattrFlags::empty(),
+                        )
+                        .map_err(ioerr)?;
+                    }
+                    Whiteouts::Apply => {
+                        self.cached_parent = None;
+                        self.clear_earlier(&dir, parent_comps)?;
+                    }
                 }
-                Whiteouts::Apply => {
-                    self.cached_parent = None;
-                    // The parent may be held by an O_PATH descriptor, which cannot be listed.
-                    let dir = rustix::fs::openat(
-                        &parent,
-                        ".",
-                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(ioerr)?;
-                    self.clear_earlier(&dir, parent_comps)?;
-                }
-            }
-            self.report.opaque_dirs += 1;
-            return Ok(());
-        }
-        if let Some(hidden) = name_bytes.strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
-            if hidden.starts_with(WHITEOUT_PREFIX.as_bytes()) || hidden.is_empty() {
-                // `.wh..wh.*` other than the opaque marker: aufs bookkeeping, meaningless here.
+                self.report.opaque_dirs += 1;
                 return Ok(());
             }
-            let parent = self.parent(parent_comps)?;
-            let hidden = OsStr::from_bytes(hidden);
-            self.remove_existing(&parent, hidden, false)?;
-            if let Whiteouts::Overlay { .. } = self.options.whiteouts {
-                rustix::fs::mknodat(&parent, hidden, FileType::CharacterDevice, Mode::empty(), 0)
+            Some(Whiteout::Remove(hidden)) => {
+                let parent = self.parent(parent_comps)?;
+                let hidden = OsStr::from_bytes(hidden);
+                self.remove_existing(&parent, hidden, false)?;
+                if let Whiteouts::Overlay { .. } = self.options.whiteouts {
+                    rustix::fs::mknodat(
+                        &parent,
+                        hidden,
+                        FileType::CharacterDevice,
+                        Mode::empty(),
+                        0,
+                    )
                     .map_err(ioerr)?;
+                }
+                self.report.whiteouts += 1;
+                return Ok(());
             }
-            self.report.whiteouts += 1;
-            return Ok(());
         }
         if self.options.whiteouts == Whiteouts::Apply {
             self.created.insert(comps.to_vec());
@@ -461,15 +501,7 @@ impl Extractor {
     /// directory `comps` (held by `dir`), keeping what this archive created — and, in
     /// directories this archive created over earlier ones, again only its own entries.
     fn clear_earlier(&mut self, dir: &OwnedFd, comps: &[OsString]) -> io::Result<()> {
-        let mut names = Vec::new();
-        for e in rustix::fs::Dir::read_from(dir).map_err(ioerr)? {
-            let e = e.map_err(ioerr)?;
-            let n = e.file_name().to_bytes();
-            if n != b"." && n != b".." {
-                names.push(OsStr::from_bytes(n).to_os_string());
-            }
-        }
-        for name in names {
+        for name in super::walk::list(dir)? {
             let mut child = comps.to_vec();
             child.push(name.clone());
             if !self.created.contains(&child) {

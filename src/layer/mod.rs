@@ -1,23 +1,29 @@
-//! Layers as files: chain IDs, safe extraction of a layer tarball into a directory (in
-//! overlayfs's form, see `extract`), and an overlayfs upper directory turned back into a layer
-//! tarball with OCI whiteouts (see `diff`). Nothing here uses `tar::Entry::unpack`: every path
-//! is resolved under the destination with openat2(RESOLVE_IN_ROOT).
+//! Layers as files: their compression (`compression`), the one writer of the tar streams
+//! manifold makes (`tarball`), chain IDs, safe extraction of a layer tarball into a directory
+//! (in overlayfs's form, see `extract`), an overlayfs upper directory turned back into a layer
+//! tarball with OCI whiteouts (see `diff`), a plain directory's changes since a record of it
+//! as one (see `changes`), and the merged view of a stack of layers with OCI's
+//! whiteout rules (`merged`). Nothing here uses `tar::Entry::unpack`: every path is resolved
+//! under the destination with openat2(RESOLVE_IN_ROOT).
 
 pub mod changes;
+pub mod compression;
 pub mod diff;
 pub mod extract;
 pub mod inroot;
+pub mod merged;
+pub mod tarball;
 pub mod walk;
 
 use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use changes::{Baseline, write_changes};
+pub use compression::Compression;
 pub use diff::{DiffReport, write_diff};
 pub use extract::{ExtractOptions, ExtractReport, Extractor, Owners, Whiteouts};
 pub use inroot::InRoot;
 
-use crate::oci::media_type::LayerCompression;
 use crate::oci::{Algorithm, Digest, HashingReader, HashingWriter};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +49,7 @@ pub enum LayerError {
         source: io::Error,
     },
     #[error(transparent)]
-    NoSpace(#[from] NoSpace),
+    NoSpace(#[from] crate::space::NoSpace),
     #[error(
         "`{path}…` is {len} bytes long: a layer's paths have at most {MAX_PATH} bytes (what one system call resolves when it is unpacked)"
     )]
@@ -53,103 +59,6 @@ pub enum LayerError {
 /// The longest path of a layer's entries: what one openat2 call resolves when it is unpacked
 /// (PATH_MAX less the terminating NUL).
 pub const MAX_PATH: usize = libc::PATH_MAX as usize - 1;
-
-/// A write that failed because the file system is full (ENOSPC) or the user's quota on it is
-/// used up (EDQUOT), with where: the directory written to and the file system's mount point.
-/// Every store and runtime write that can fill a disk reports it this way.
-#[derive(Debug)]
-pub struct NoSpace {
-    pub dir: PathBuf,
-    pub mount: PathBuf,
-    quota: bool,
-    source: io::Error,
-}
-
-impl std::fmt::Display for NoSpace {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (dir, mount) = (self.dir.display(), self.mount.display());
-        if self.quota {
-            write!(
-                f,
-                "disk quota exceeded in `{dir}` (on the file system mounted on `{mount}`)"
-            )
-        } else {
-            write!(
-                f,
-                "no space left on device in `{dir}` (the file system mounted on `{mount}` is full)"
-            )
-        }
-    }
-}
-
-impl std::error::Error for NoSpace {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
-}
-
-/// Whether `e` says the disk is full or the quota is used up.
-pub fn is_out_of_space(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
-    )
-}
-
-impl NoSpace {
-    pub const HINT: &str = "free space on that file system (`manifold prune` removes unused images, snapshots and temp files), or give `--root` a directory on a larger one";
-
-    /// `e` unchanged, or, when it says the disk is full, an error of the same kind saying where
-    /// (`path`: the directory written to, or a file in it).
-    pub fn locate(e: io::Error, path: &Path) -> io::Error {
-        if !is_out_of_space(&e) || e.get_ref().is_some_and(|i| i.is::<NoSpace>()) {
-            return e;
-        }
-        let kind = e.kind();
-        io::Error::new(
-            kind,
-            NoSpace::at(path, kind == io::ErrorKind::QuotaExceeded),
-        )
-    }
-
-    /// The error for a full file system (or quota, when `quota`) under `path`.
-    pub fn at(path: &Path, quota: bool) -> NoSpace {
-        use std::os::unix::fs::MetadataExt;
-        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let existing = path
-            .ancestors()
-            .find_map(|p| std::fs::metadata(p).ok().map(|m| (p, m)));
-        let (dir, mount) = match existing {
-            Some((p, m)) => {
-                let dir = if m.is_dir() {
-                    p
-                } else {
-                    p.parent().unwrap_or(p)
-                };
-                let mount = dir
-                    .ancestors()
-                    .take_while(|a| std::fs::metadata(a).is_ok_and(|am| am.dev() == m.dev()))
-                    .last()
-                    .unwrap_or(dir);
-                (dir.to_path_buf(), mount.to_path_buf())
-            }
-            None => (path.clone(), PathBuf::from("/")),
-        };
-        let errno = if quota { libc::EDQUOT } else { libc::ENOSPC };
-        NoSpace {
-            dir,
-            mount,
-            quota,
-            source: io::Error::from_raw_os_error(errno),
-        }
-    }
-
-    /// The same error about another directory (of the same file system).
-    pub fn with_dir(mut self, dir: &Path) -> NoSpace {
-        self.dir = dir.to_path_buf();
-        self
-    }
-}
 
 /// The chain IDs of a stack of layers (OCI image spec): the first layer's is its diff ID, each
 /// next one `sha256(parent_chain_id + " " + diff_id)`.
@@ -165,26 +74,23 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
-/// A reader decompressing a layer blob of the given compression.
-pub fn decompress<'a, R: Read + 'a>(
-    reader: R,
-    compression: LayerCompression,
-) -> Result<Box<dyn Read + 'a>, LayerError> {
-    let reader = io::BufReader::with_capacity(1 << 20, reader);
-    Ok(match compression {
-        LayerCompression::None => Box::new(reader),
-        LayerCompression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        LayerCompression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(reader).map_err(LayerError::Decompress)?,
-        ),
-    })
+/// The diff ID of a layer blob: the digest of its uncompressed stream.
+pub fn diff_id(
+    blob: impl Read,
+    compression: Compression,
+    algorithm: Algorithm,
+) -> Result<Digest, LayerError> {
+    let plain = compression.reader(blob).map_err(LayerError::Decompress)?;
+    let mut hashing = HashingReader::new(plain, algorithm);
+    io::copy(&mut hashing, &mut io::sink()).map_err(LayerError::Decompress)?;
+    Ok(hashing.finish().0)
 }
 
 /// Unpack a layer blob into `dest` (an existing empty directory), checking that the
 /// uncompressed stream hashes to `diff_id` when given.
 pub fn unpack(
     blob: impl Read,
-    compression: LayerCompression,
+    compression: Compression,
     dest: &Path,
     diff_id: Option<&Digest>,
 ) -> Result<ExtractReport, LayerError> {
@@ -195,12 +101,12 @@ pub fn unpack(
 /// applied over the ones before it in a plain directory).
 pub fn unpack_with(
     blob: impl Read,
-    compression: LayerCompression,
+    compression: Compression,
     dest: &Path,
     diff_id: Option<&Digest>,
     options: ExtractOptions,
 ) -> Result<ExtractReport, LayerError> {
-    let plain = decompress(blob, compression)?;
+    let plain = compression.reader(blob).map_err(LayerError::Decompress)?;
     let algorithm = diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
     let hashing = HashingReader::new(plain, algorithm);
     let extractor = Extractor::with_options(dest, options).map_err(|source| LayerError::Io {
@@ -220,25 +126,23 @@ pub fn unpack_with(
     Ok(report)
 }
 
-/// An upper directory as a gzip layer written to `out`; returns the diff ID (digest of the
-/// uncompressed tar) and what the diff holds.
-pub fn diff_gzip<W: Write>(upper: &Path, out: W) -> io::Result<(Digest, DiffReport, W)> {
-    gzip_diff(out, |w| write_diff(upper, w))
-}
+/// The stream a layer diff's tar goes into (see [`write_layer_diff`]): hashed for the diff ID,
+/// then compressed.
+pub type DiffSink<W> = HashingWriter<compression::Encoder<W>>;
 
-/// The tar stream `diff` writes, gzipped to `out`, with its diff ID.
-pub fn gzip_diff<W: Write>(
+/// A diff as a layer written to `out`: `diff` writes the tar stream — an upper directory's
+/// ([`write_diff`]) or a plain tree's changes against its record ([`write_changes`]), mtimes
+/// clamped as it says. Returns the diff ID (digest of the uncompressed tar) and what the diff
+/// holds.
+pub fn write_layer_diff<W: Write>(
     out: W,
-    diff: impl FnOnce(
-        HashingWriter<flate2::write::GzEncoder<W>>,
-    ) -> io::Result<(DiffReport, HashingWriter<flate2::write::GzEncoder<W>>)>,
+    compression: Compression,
+    diff: impl FnOnce(DiffSink<W>) -> io::Result<(DiffReport, DiffSink<W>)>,
 ) -> io::Result<(Digest, DiffReport, W)> {
-    let gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
-    let hashing = HashingWriter::new(gz, Algorithm::Sha256);
+    let hashing = HashingWriter::new(compression.writer(out)?, Algorithm::Sha256);
     let (report, hashing) = diff(hashing)?;
-    let (gz, diff_id, _) = hashing.finish();
-    let out = gz.finish()?;
-    Ok((diff_id, report, out))
+    let (encoder, diff_id, _) = hashing.finish();
+    Ok((diff_id, report, encoder.finish()?))
 }
 
 #[cfg(test)]

@@ -115,7 +115,7 @@ impl RawTar {
 }
 
 fn unpack_plain(tar: &[u8], dest: &Path) -> Result<ExtractReport, LayerError> {
-    unpack(tar, LayerCompression::None, dest, None)
+    unpack(tar, Compression::None, dest, None)
 }
 
 #[test]
@@ -374,12 +374,12 @@ fn diff_ids_are_checked() {
     let right = Digest::sha256_of(&bytes);
     let d1 = tmp.path().join("1");
     fs::create_dir(&d1).unwrap();
-    unpack(&bytes[..], LayerCompression::None, &d1, Some(&right)).unwrap();
+    unpack(&bytes[..], Compression::None, &d1, Some(&right)).unwrap();
     let d2 = tmp.path().join("2");
     fs::create_dir(&d2).unwrap();
     let wrong = Digest::sha256_of(b"other");
     assert!(matches!(
-        unpack(&bytes[..], LayerCompression::None, &d2, Some(&wrong)),
+        unpack(&bytes[..], Compression::None, &d2, Some(&wrong)),
         Err(LayerError::DiffIdMismatch { .. })
     ));
     // gzip and zstd streams decompress to the same diff ID.
@@ -388,11 +388,11 @@ fn diff_ids_are_checked() {
     let gz = gz.finish().unwrap();
     let d3 = tmp.path().join("3");
     fs::create_dir(&d3).unwrap();
-    unpack(&gz[..], LayerCompression::Gzip, &d3, Some(&right)).unwrap();
+    unpack(&gz[..], Compression::Gzip, &d3, Some(&right)).unwrap();
     let zst = zstd::encode_all(&bytes[..], 3).unwrap();
     let d4 = tmp.path().join("4");
     fs::create_dir(&d4).unwrap();
-    unpack(&zst[..], LayerCompression::Zstd, &d4, Some(&right)).unwrap();
+    unpack(&zst[..], Compression::Zstd, &d4, Some(&right)).unwrap();
 }
 
 /// An overlay upper directory → a layer → unpacked again gives the same tree (whiteouts and
@@ -413,27 +413,19 @@ fn diff_round_trips() {
     .unwrap();
     std::os::unix::fs::chown(upper.join("etc/new.conf"), Some(1000), Some(1000)).unwrap();
     fs::write(upper.join("etc/opaque/only"), "only\n").unwrap();
-    rustix::fs::setxattr(
-        upper.join("etc/opaque"),
-        OVERLAY_OPAQUE,
-        b"y",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-    rustix::fs::setxattr(
-        upper.join("etc/new.conf"),
-        "user.k",
-        b"v",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
-    rustix::fs::setxattr(
-        upper.join("etc/new.conf"),
-        "trusted.overlay.origin",
-        b"junk",
-        rustix::fs::XattrFlags::empty(),
-    )
-    .unwrap();
+    for (path, name, value) in [
+        ("etc/opaque", OVERLAY_OPAQUE, &b"y"[..]),
+        ("etc/new.conf", "user.k", b"v"),
+        ("etc/new.conf", "trusted.overlay.origin", b"junk"),
+    ] {
+        rustix::fs::setxattr(
+            upper.join(path),
+            name,
+            value,
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+    }
     rustix::fs::mknodat(
         rustix::fs::CWD,
         upper.join("etc/deleted"),
@@ -447,7 +439,10 @@ fn diff_round_trips() {
     fs::write(upper.join("big"), vec![7u8; 3 << 20]).unwrap();
     fs::hard_link(upper.join("big"), upper.join("big2")).unwrap();
 
-    let (diff_id, report, bytes) = diff_gzip(&upper, Vec::new()).unwrap();
+    let (diff_id, report, bytes) = write_layer_diff(Vec::new(), Compression::Gzip, |w| {
+        write_diff(&upper, w, None)
+    })
+    .unwrap();
     assert_eq!(report.whiteouts, 1);
     assert_eq!(report.opaque_dirs, 1);
 
@@ -468,7 +463,7 @@ fn diff_round_trips() {
 
     let back = tmp.path().join("back");
     fs::create_dir(&back).unwrap();
-    unpack(&bytes[..], LayerCompression::Gzip, &back, Some(&diff_id)).unwrap();
+    unpack(&bytes[..], Compression::Gzip, &back, Some(&diff_id)).unwrap();
     let meta = |p: &str| fs::symlink_metadata(back.join(p)).unwrap();
     assert_eq!(fs::read(back.join("etc/new.conf")).unwrap(), b"conf\n");
     assert_eq!(
@@ -504,14 +499,140 @@ fn diff_round_trips() {
     );
 
     // Deterministic: the same tree gives the same diff.
-    let (again, _, _) = diff_gzip(&upper, Vec::new()).unwrap();
+    let (again, _, _) = write_layer_diff(Vec::new(), Compression::Gzip, |w| {
+        write_diff(&upper, w, None)
+    })
+    .unwrap();
     assert_eq!(again, diff_id);
 }
 
 const OVERLAY_OPAQUE: &str = extract::OVERLAY_OPAQUE_XATTR;
 
+/// What RUN steps did before the one tar writer: the unclamped diff read back and written again
+/// with mtimes clamped (which lost the PAX xattr records).
+fn clamp_by_rewrite(raw: &[u8], epoch: u64) -> Vec<u8> {
+    let mut archive = tar::Archive::new(raw);
+    let mut b = tar::Builder::new(Vec::new());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let mut h = entry.header().clone();
+        if h.mtime().unwrap_or(0) > epoch {
+            h.set_mtime(epoch);
+        }
+        let path = entry.path().unwrap().into_owned();
+        match h.entry_type() {
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                let target = entry.link_name().unwrap().unwrap().into_owned();
+                b.append_link(&mut h, &path, target).unwrap();
+            }
+            _ => b.append_data(&mut h, &path, &mut entry).unwrap(),
+        }
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn clamped_diffs_are_the_bytes_run_steps_wrote_and_keep_xattrs() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let upper = tmp.path().join("upper");
+    let long = "l".repeat(120);
+    fs::create_dir_all(upper.join(format!("d/{long}"))).unwrap();
+    fs::write(upper.join("d/f"), "data\n").unwrap();
+    fs::write(upper.join(format!("d/{long}/file")), "x").unwrap();
+    fs::hard_link(upper.join("d/f"), upper.join("d/h")).unwrap();
+    symlink(format!("{long}/file"), upper.join("d/s")).unwrap();
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        upper.join("d/gone"),
+        rustix::fs::FileType::CharacterDevice,
+        rustix::fs::Mode::empty(),
+        0,
+    )
+    .unwrap();
+    let (_, raw) = write_diff(&upper, Vec::new(), None).unwrap();
+    let epoch = 1_000;
+    let (_, clamped) = write_diff(&upper, Vec::new(), Some(epoch)).unwrap();
+    assert_ne!(raw, clamped);
+    assert_eq!(clamped, clamp_by_rewrite(&raw, epoch));
+
+    // An xattr (a file capability, say) stays in a clamped diff; the rewrite dropped it.
+    rustix::fs::setxattr(
+        upper.join("d/f"),
+        "trusted.manifold-test",
+        b"kept",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .unwrap();
+    let (_, clamped) = write_diff(&upper, Vec::new(), Some(epoch)).unwrap();
+    let mut archive = tar::Archive::new(&clamped[..]);
+    let mut found = Vec::new();
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        assert!(e.header().mtime().unwrap() <= epoch);
+        if let Some(x) = e.pax_extensions().unwrap() {
+            for x in x {
+                let x = x.unwrap();
+                found.push((x.key().unwrap().to_string(), x.value_bytes().to_vec()));
+            }
+        }
+    }
+    assert_eq!(
+        found,
+        vec![(
+            "SCHILY.xattr.trusted.manifold-test".to_string(),
+            b"kept".to_vec()
+        )]
+    );
+}
+
+#[test]
+fn whiteouts_of_dot_and_dotdot_are_refused_and_touch_nothing() {
+    use super::extract::{Whiteout, whiteout};
+    assert_eq!(whiteout(b".wh.."), Some(Whiteout::Invalid));
+    assert_eq!(whiteout(b".wh..."), Some(Whiteout::Invalid));
+    assert_eq!(whiteout(b".wh...."), Some(Whiteout::Remove(b"...")));
+    assert_eq!(whiteout(b".wh..wh..opq"), Some(Whiteout::Opaque));
+    assert_eq!(whiteout(b".wh..wh.plnk"), Some(Whiteout::Ignore));
+    assert_eq!(whiteout(b".wh."), Some(Whiteout::Ignore));
+    assert_eq!(whiteout(b".wh.gone"), Some(Whiteout::Remove(b"gone")));
+    assert_eq!(whiteout(b"plain"), None);
+
+    for (entry, path) in [
+        (".wh...", ".wh..."),
+        (".wh..", ".wh.."),
+        ("sub/.wh..", "sub/.wh.."),
+        ("sub/.wh...", "sub/.wh..."),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        // What sits beside the destination, and what the destination already holds.
+        let beside = tmp.path().join("beside");
+        fs::create_dir(&beside).unwrap();
+        fs::write(beside.join("keep"), "host file\n").unwrap();
+        let dest = tmp.path().join("dest");
+        fs::create_dir_all(dest.join("sub/inner")).unwrap();
+        fs::write(dest.join("sub/inner/file"), "x").unwrap();
+        let mut t = RawTar::default();
+        t.file(entry, b"", 0o644);
+        let err = unpack_plain(&t.finish(), &dest).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&format!("entry `{path}`")) && msg.contains("must name an entry"),
+            "{entry}: {msg}"
+        );
+        assert_eq!(
+            fs::read_to_string(beside.join("keep")).unwrap(),
+            "host file\n",
+            "{entry} reached beside the destination"
+        );
+        assert!(dest.join("sub/inner/file").is_file(), "{entry}");
+    }
+}
+
 fn unpack_with_options(tar: &[u8], dest: &Path, options: ExtractOptions) -> ExtractReport {
-    unpack_with(tar, LayerCompression::None, dest, None, options).unwrap()
+    unpack_with(tar, Compression::None, dest, None, options).unwrap()
 }
 
 /// Layers applied one after the other to a plain directory: whiteouts delete, an opaque
@@ -644,11 +765,8 @@ fn fuse_overlayfs_upper_directories_diff_to_one_marker() {
         XattrFlags::empty(),
     )
     .unwrap();
-    let (report, bytes) = write_diff(upper, Vec::new()).unwrap();
-    let names: Vec<String> = changes::entries_of(&bytes)
-        .into_iter()
-        .map(|e| e.0)
-        .collect();
+    let (report, bytes) = write_diff(upper, Vec::new(), None).unwrap();
+    let names = tarball::paths(&bytes);
     assert_eq!(
         names,
         [

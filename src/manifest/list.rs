@@ -351,8 +351,16 @@ fn open_source(fetcher: &Fetcher, input: &str) -> Result<Vec<Entry>> {
         opened.bytes,
         &opened.from,
         listed.as_ref(),
-        false,
+        &mut Nesting::default(),
     )
+}
+
+/// Where `expand` is in a source's indexes: how deep, and which children it took already (a
+/// DAG of indexes sharing children is flattened once per child, not once per path).
+#[derive(Default)]
+struct Nesting {
+    depth: usize,
+    seen: std::collections::HashSet<crate::oci::Digest>,
 }
 
 fn expand(
@@ -362,8 +370,9 @@ fn expand(
     bytes: Vec<u8>,
     from: &[BlobLocation],
     listed: Option<&Platform>,
-    nested: bool,
+    nesting: &mut Nesting,
 ) -> Result<Vec<Entry>> {
+    let nested = nesting.depth > 0;
     let store = fetcher.store();
     // An index's children are told apart by digest.
     let source = if !nested || input.contains(&desc.digest.to_string()) {
@@ -422,6 +431,9 @@ fn expand(
                     attestations.push(child.clone());
                     continue;
                 }
+                if !nesting.seen.insert(child.digest.clone()) {
+                    continue;
+                }
                 if !(child.is_manifest() || child.is_index()) {
                     return Err(ManifestError::UnsupportedEntry {
                         source_name: source,
@@ -442,15 +454,25 @@ fn expand(
                 let mut bare = child.clone();
                 bare.platform = None;
                 bare.annotations = None;
-                let mut expanded = expand(
+                if child.is_index() && nesting.depth >= oci::MAX_INDEX_DEPTH {
+                    return Err(oci::OciError::TooDeep {
+                        limit: oci::MAX_INDEX_DEPTH,
+                        digest: child.digest.clone(),
+                    }
+                    .into());
+                }
+                nesting.depth += 1;
+                let expanded = expand(
                     fetcher,
                     input,
                     &bare,
                     child_bytes,
                     from,
                     child.platform.as_ref(),
-                    true,
-                )?;
+                    nesting,
+                );
+                nesting.depth -= 1;
+                let mut expanded = expanded?;
                 // The index entry's annotations belong to the entry.
                 if child.is_manifest()
                     && let Some(e) = expanded.first_mut()

@@ -1,5 +1,4 @@
-//! Manifest lists assembled from existing images — create, annotate, inspect, push, remove — and
-//! bake files, which build several targets and push them together.
+//! Manifest lists assembled from existing images — create, annotate, inspect, push, remove.
 //!
 //! ```text
 //! fetch     documents and configs from the store or from the registries children live in
@@ -7,7 +6,6 @@
 //! list      create (flattening indexes, attestations kept with their subjects) and annotate
 //! push      list → registry: local children pushed, remote ones mounted or copied, then the list
 //! inspect   what a list (local or remote) holds: platforms, sizes, layers
-//! bake      manifold.yaml: parse, resolve, print, build and push
 //! ```
 //!
 //! A list lives in the store like any tagged image, sparse: the store holds the list, and of each
@@ -15,7 +13,6 @@
 //! a child that came from a registry. Where such a child lives is remembered with the store's
 //! blob locations, so that `push` can mount or copy it from there.
 
-pub mod bake;
 mod fetch;
 mod inspect;
 mod list;

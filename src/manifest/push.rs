@@ -75,7 +75,7 @@ pub fn push(
     };
     let index = oci::parse_index(list_bytes)?.value;
     for child in &index.manifests {
-        route(fetcher, &mut source, name, child, &home)?;
+        route(fetcher, &mut source, name, child, &home, 0)?;
     }
     let repo = fetcher.repository(&location_of(&destination))?;
     progress.message(&format!("Pushing {}", destination.familiar()));
@@ -112,6 +112,7 @@ fn route(
     list: &str,
     child: &Descriptor,
     home: &[BlobLocation],
+    depth: usize,
 ) -> Result<()> {
     let store = fetcher.store();
     if child.is_manifest() && store.is_complete(&child.digest) {
@@ -153,8 +154,15 @@ fn route(
                 );
             }
             Document::Index(index) => {
+                if depth >= oci::MAX_INDEX_DEPTH {
+                    return Err(oci::OciError::TooDeep {
+                        limit: oci::MAX_INDEX_DEPTH,
+                        digest: child.digest.clone(),
+                    }
+                    .into());
+                }
                 for grandchild in &index.manifests {
-                    route(fetcher, source, list, grandchild, &from)?;
+                    route(fetcher, source, list, grandchild, &from, depth + 1)?;
                 }
             }
         }

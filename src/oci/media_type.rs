@@ -34,30 +34,3 @@ pub fn is_schema1(mt: &str) -> bool {
 pub fn is_config(mt: &str) -> bool {
     mt == OCI_CONFIG || mt == DOCKER_CONFIG
 }
-
-/// How a layer blob is compressed, judged by its media type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerCompression {
-    None,
-    Gzip,
-    Zstd,
-}
-
-pub fn layer_compression(mt: &str) -> Option<LayerCompression> {
-    match mt {
-        OCI_LAYER | "application/vnd.oci.image.layer.nondistributable.v1.tar" => {
-            Some(LayerCompression::None)
-        }
-        OCI_LAYER_GZIP | OCI_LAYER_NONDIST_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN_GZIP => {
-            Some(LayerCompression::Gzip)
-        }
-        OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => {
-            Some(LayerCompression::Zstd)
-        }
-        _ => None,
-    }
-}
-
-pub fn is_layer(mt: &str) -> bool {
-    layer_compression(mt).is_some()
-}

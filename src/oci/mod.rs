@@ -43,9 +43,23 @@ pub enum OciError {
         "Docker schema1 manifests (`{0}`) are not supported: the image must be re-pushed with a current client"
     )]
     Schema1(String),
+    /// A document that is both kinds at once (CVE-2021-41190): refused, as containerd does,
+    /// since two readers could see two different images in it.
+    #[error("ambiguous document: its media type is `{media_type}` but it {why}")]
+    Ambiguous { media_type: String, why: String },
+    #[error("indexes are nested more than {limit} deep (at {digest})")]
+    TooDeep { limit: usize, digest: Digest },
     #[error("{0}")]
     Invalid(String),
 }
+
+/// How deep indexes may nest below the document a walk starts from. Real images nest one or
+/// two levels; a chain of thousands is an attack on whoever walks it.
+pub const MAX_INDEX_DEPTH: usize = 32;
+
+/// Manifests and indexes larger than this are refused before they are read into memory: the
+/// limit containerd and distribution put on manifests.
+pub const MAX_DOCUMENT_SIZE: u64 = 4 << 20;
 
 /// A content descriptor.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,11 +267,73 @@ pub fn sniff_media_type(bytes: &[u8]) -> Result<String, OciError> {
     }
 }
 
+/// Whether a field is present at all (`null` included), without reading its value.
+#[derive(Default)]
+struct Present(bool);
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Present, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| Present(true))
+    }
+}
+
+/// containerd's rule against ambiguous documents (CVE-2021-41190): a document read as an image
+/// manifest must have no `manifests` field and must not declare an index media type; one read
+/// as an index must have no `config` or `layers` and must not declare a manifest media type.
+/// Every parse of a manifest or index goes through here, so pull, load, copy and manifest
+/// create all refuse the same documents.
+fn check_kind(media_type: &str, index: bool, bytes: &[u8]) -> Result<(), OciError> {
+    #[derive(Deserialize)]
+    struct Shape {
+        #[serde(default, rename = "mediaType")]
+        media_type: Option<String>,
+        #[serde(default)]
+        manifests: Present,
+        #[serde(default)]
+        config: Present,
+        #[serde(default)]
+        layers: Present,
+    }
+    let what = if index {
+        "image index"
+    } else {
+        "image manifest"
+    };
+    let shape: Shape = parse_json(what, bytes)?;
+    let declared = shape.media_type.as_deref().unwrap_or("");
+    let why = if index {
+        if media_type::is_manifest(declared) {
+            Some(format!("declares `{declared}`"))
+        } else if shape.config.0 {
+            Some("has a `config`, which only an image manifest has".into())
+        } else if shape.layers.0 {
+            Some("has `layers`, which only an image manifest has".into())
+        } else {
+            None
+        }
+    } else if media_type::is_index(declared) {
+        Some(format!("declares `{declared}`"))
+    } else if shape.manifests.0 {
+        Some("has `manifests`, which only an index has".into())
+    } else {
+        None
+    };
+    match why {
+        Some(why) => Err(OciError::Ambiguous {
+            media_type: media_type.to_string(),
+            why,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Parse a manifest or index of the given media type, keeping its bytes.
 pub fn parse_document(media_type: &str, bytes: Vec<u8>) -> Result<Parsed<Document>, OciError> {
     let value = if media_type::is_index(media_type) {
+        check_kind(media_type, true, &bytes)?;
         Document::Index(Box::new(parse_json("image index", &bytes)?))
     } else if media_type::is_manifest(media_type) {
+        check_kind(media_type, false, &bytes)?;
         Document::Manifest(Box::new(parse_json("image manifest", &bytes)?))
     } else if media_type::is_schema1(media_type) {
         return Err(OciError::Schema1(media_type.to_string()));
@@ -268,11 +344,13 @@ pub fn parse_document(media_type: &str, bytes: Vec<u8>) -> Result<Parsed<Documen
 }
 
 pub fn parse_manifest(bytes: Vec<u8>) -> Result<Parsed<Manifest>, OciError> {
+    check_kind(media_type::OCI_MANIFEST, false, &bytes)?;
     let value = parse_json("image manifest", &bytes)?;
     Ok(Parsed { bytes, value })
 }
 
 pub fn parse_index(bytes: Vec<u8>) -> Result<Parsed<Index>, OciError> {
+    check_kind(media_type::OCI_INDEX, true, &bytes)?;
     let value = parse_json("image index", &bytes)?;
     Ok(Parsed { bytes, value })
 }
@@ -325,6 +403,79 @@ mod tests {
             sniff_media_type(b"not json"),
             Err(OciError::Json { .. })
         ));
+    }
+
+    #[test]
+    fn ambiguous_documents_are_refused_as_containerd_does() {
+        let config = r#"{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855","size":0}"#;
+        let refused = |mt: &str, doc: String, why: &str| {
+            let err = parse_document(mt, doc.clone().into_bytes()).unwrap_err();
+            assert!(matches!(err, OciError::Ambiguous { .. }), "{doc}: {err}");
+            assert!(err.to_string().contains(why), "{doc}: {err}");
+        };
+        // An index with an image's layers (and config): CVE-2021-41190.
+        refused(
+            media_type::OCI_INDEX,
+            format!(r#"{{"schemaVersion":2,"manifests":[],"layers":[],"config":{config}}}"#),
+            "has a `config`",
+        );
+        refused(
+            media_type::DOCKER_MANIFEST_LIST,
+            r#"{"schemaVersion":2,"manifests":[],"layers":null}"#.into(),
+            "has `layers`",
+        );
+        refused(
+            media_type::OCI_INDEX,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+                media_type::OCI_MANIFEST
+            ),
+            "declares `application/vnd.oci.image.manifest.v1+json`",
+        );
+        // A manifest with an index's manifests, even empty, or declaring an index type.
+        refused(
+            media_type::OCI_MANIFEST,
+            format!(r#"{{"schemaVersion":2,"config":{config},"layers":[],"manifests":[]}}"#),
+            "has `manifests`",
+        );
+        refused(
+            media_type::DOCKER_MANIFEST,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","config":{config},"layers":[]}}"#,
+                media_type::OCI_INDEX
+            ),
+            "declares `application/vnd.oci.image.index.v1+json`",
+        );
+        assert!(matches!(
+            parse_manifest(
+                format!(r#"{{"schemaVersion":2,"config":{config},"manifests":[]}}"#).into_bytes()
+            ),
+            Err(OciError::Ambiguous { .. })
+        ));
+        assert!(matches!(
+            parse_index(br#"{"schemaVersion":2,"manifests":[],"layers":[]}"#.to_vec()),
+            Err(OciError::Ambiguous { .. })
+        ));
+        // What containerd accepts, we accept: the other schema's media type of the same kind,
+        // and unknown fields.
+        parse_document(
+            media_type::OCI_MANIFEST,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","config":{config},"layers":[],"x":1}}"#,
+                media_type::DOCKER_MANIFEST
+            )
+            .into_bytes(),
+        )
+        .unwrap();
+        parse_document(
+            media_type::DOCKER_MANIFEST_LIST,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[]}}"#,
+                media_type::OCI_INDEX
+            )
+            .into_bytes(),
+        )
+        .unwrap();
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Blobs: HEAD, GET as a stream that resumes with a `Range` request when the connection breaks,
 //! and uploads — monolithic (POST + PUT) for small blobs, chunked PATCHes for large ones (each
-//! chunk resent from where the registry says it stopped after a failure), and cross-repository
-//! mounts.
+//! chunk resent from where the registry says it stopped after a failure), falling back to one
+//! streamed request where a registry refuses chunks — and cross-repository mounts, falling
+//! back to an upload (into the session a refused mount opened, if it did).
 
+use std::collections::VecDeque;
 use std::io::{self, Read};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,6 +16,7 @@ use reqwest::header::{self, HeaderMap};
 
 use super::error::RegistryError;
 use super::medium::Repository;
+use super::quirks::{Quirk, UploadMode};
 use super::transport::Request;
 use crate::content::BlobLocation;
 use crate::oci::{Descriptor, Digest};
@@ -65,19 +69,29 @@ impl Repository {
         })
     }
 
-    /// Upload a blob, verified by the registry against `desc.digest`.
+    /// Upload a blob, verified by the registry against `desc.digest`. Small blobs go in one
+    /// request; larger ones in chunks, or — where the registry refuses chunks — streamed in one
+    /// request, never whole in memory.
     pub fn upload_blob(
         &self,
         desc: &Descriptor,
         reader: &mut dyn Read,
     ) -> Result<(), RegistryError> {
+        let mode = self.transport.quirks().upload_mode();
+        if mode != UploadMode::Chunked && desc.size >= CHUNK_SIZE as u64 {
+            // Known to go in one request: nothing to hold back.
+            return self.upload_streamed(desc, mode, Vec::new(), reader);
+        }
         let mut first = vec![0u8; CHUNK_SIZE.min(desc.size as usize + 1).max(1)];
         let n = read_full(reader, &mut first).map_err(|e| self.transfer("reading the blob", e))?;
         first.truncate(n);
         if n < CHUNK_SIZE && (n as u64) <= desc.size {
-            return self.upload_monolithic(desc, Bytes::from(first));
+            return self.upload_whole(desc, Bytes::from(first));
         }
-        self.upload_chunked(desc, Bytes::from(first), reader)
+        match self.transport.quirks().upload_mode() {
+            UploadMode::Chunked => self.upload_chunked(desc, Bytes::from(first), reader),
+            mode => self.upload_streamed(desc, mode, vec![Bytes::from(first)], reader),
+        }
     }
 
     fn transfer(&self, what: &str, source: io::Error) -> RegistryError {
@@ -102,6 +116,33 @@ impl Repository {
         self.location(resp.headers(), "starting an upload")
     }
 
+    /// The upload session for `desc`: the one a refused mount opened, else a new one.
+    fn session(&self, desc: &Descriptor) -> Result<String, RegistryError> {
+        match self.sessions.lock().unwrap().remove(&desc.digest) {
+            Some(location) => Ok(location),
+            None => self.start_upload(),
+        }
+    }
+
+    /// Keep the session a mount of `digest` opened, for its upload (cancelling an older one).
+    fn keep_session(&self, digest: &Digest, location: String) {
+        let older = self
+            .sessions
+            .lock()
+            .unwrap()
+            .insert(digest.clone(), location);
+        if let Some(older) = older {
+            self.cancel_upload(&older);
+        }
+    }
+
+    /// Cancel an upload session, best effort (the registry expires it anyway).
+    pub(super) fn cancel_upload(&self, location: &str) {
+        let scopes = self.scopes_for_write();
+        let req = Request::new(Method::DELETE, location, &scopes).repository(&self.name);
+        let _ = self.transport.send_once(&req);
+    }
+
     fn location(&self, headers: &HeaderMap, what: &str) -> Result<String, RegistryError> {
         headers
             .get(header::LOCATION)
@@ -114,6 +155,17 @@ impl Repository {
             })
     }
 
+    /// The session's next location after a PATCH was acknowledged: its `Location`, or the same
+    /// one when it sent none. The spec says 202; 201 and 204 (ECR and others) are accepted too.
+    fn acknowledged(&self, resp: &Response, location: &str) -> String {
+        let status = resp.status().as_u16();
+        if status != 202 {
+            self.transport.quirks().note(Quirk::PatchStatus(status));
+        }
+        self.location(resp.headers(), "uploading a chunk")
+            .unwrap_or_else(|_| location.to_string())
+    }
+
     /// `location` with `digest=` added to its query.
     fn with_digest(&self, location: &str, digest: &Digest) -> Result<String, RegistryError> {
         let mut url = self.transport.url(location)?;
@@ -122,29 +174,64 @@ impl Repository {
         Ok(url.to_string())
     }
 
-    fn upload_monolithic(&self, desc: &Descriptor, bytes: Bytes) -> Result<(), RegistryError> {
+    /// Close a session whose data was sent by PATCH: an empty `PUT ?digest=`.
+    fn finish_upload(&self, location: &str, desc: &Descriptor) -> Result<(), RegistryError> {
         let scopes = self.scopes_for_write();
-        let location = self.start_upload()?;
-        let target = self.with_digest(&location, &desc.digest)?;
+        let target = self.with_digest(location, &desc.digest)?;
         let req = Request::new(Method::PUT, target, &scopes)
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .body(bytes)
+            .header(header::CONTENT_LENGTH, "0")
             .repository(&self.name);
         self.transport.send(&req)?;
         Ok(())
     }
 
+    /// A blob held in memory (smaller than one chunk): one `PUT`, or one `PATCH` and an empty
+    /// `PUT` where the registry refuses blobs in a `PUT`.
+    fn upload_whole(&self, desc: &Descriptor, bytes: Bytes) -> Result<(), RegistryError> {
+        let scopes = self.scopes_for_write();
+        let quirks = self.transport.quirks();
+        if !quirks.put_refused() {
+            let location = self.session(desc)?;
+            let target = self.with_digest(&location, &desc.digest)?;
+            let req = Request::new(Method::PUT, target, &scopes)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .body(bytes.clone())
+                .repository(&self.name);
+            match self.transport.send(&req) {
+                Err(e) if is_refusal(&e) => {
+                    quirks.note(Quirk::MonolithicRefused);
+                    self.cancel_upload(&location);
+                }
+                other => return other.map(|_| ()),
+            }
+        }
+        let location = self.session(desc)?;
+        let req = Request::new(Method::PATCH, location.clone(), &scopes)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(bytes)
+            .repository(&self.name);
+        let resp = self.transport.send(&req)?;
+        let next = self.acknowledged(&resp, &location);
+        self.finish_upload(&next, desc)
+    }
+
+    /// The spec's chunked upload. Where the registry refuses the first chunk, the chunks read so
+    /// far and the rest of the reader go in one streamed request instead (said once, and done
+    /// so directly for the rest of the run).
     fn upload_chunked(
         &self,
         desc: &Descriptor,
         first: Bytes,
         reader: &mut dyn Read,
     ) -> Result<(), RegistryError> {
-        let scopes = self.scopes_for_write();
-        let start = self.start_upload()?;
+        enum Outcome {
+            Sent(String),
+            Refused { location: String, read: Vec<Bytes> },
+        }
+        let start = self.session(desc)?;
         // The next chunk is read while the previous one is being sent: a copy from another
         // registry then downloads and uploads at the same time.
-        let location = std::thread::scope(|scope| -> Result<String, RegistryError> {
+        let outcome = std::thread::scope(|scope| -> Result<Outcome, RegistryError> {
             let mut location = start;
             let mut offset = 0u64;
             let mut chunk = first;
@@ -155,22 +242,144 @@ impl Repository {
                 };
                 let mut buf = vec![0u8; CHUNK_SIZE];
                 let read = read_full(reader, &mut buf);
-                location = sending.join().expect("the chunk sender does not panic")?;
-                offset += chunk.len() as u64;
-                let n = read.map_err(|e| self.transfer("reading the blob", e))?;
+                let sent = sending.join().expect("the chunk sender does not panic");
+                let n = match sent {
+                    Err(e) if offset == 0 && is_refusal(&e) => {
+                        let n = read.map_err(|e| self.transfer("reading the blob", e))?;
+                        buf.truncate(n);
+                        let mut read = vec![chunk];
+                        if n > 0 {
+                            read.push(Bytes::from(buf));
+                        }
+                        return Ok(Outcome::Refused { location, read });
+                    }
+                    sent => {
+                        location = sent?;
+                        offset += chunk.len() as u64;
+                        read.map_err(|e| self.transfer("reading the blob", e))?
+                    }
+                };
                 if n == 0 {
-                    return Ok(location);
+                    return Ok(Outcome::Sent(location));
                 }
                 buf.truncate(n);
                 chunk = Bytes::from(buf);
             }
         })?;
-        let target = self.with_digest(&location, &desc.digest)?;
-        let req = Request::new(Method::PUT, target, &scopes)
-            .header(header::CONTENT_LENGTH, "0")
-            .repository(&self.name);
-        self.transport.send(&req)?;
-        Ok(())
+        match outcome {
+            Outcome::Sent(location) => self.finish_upload(&location, desc),
+            Outcome::Refused { location, read } => {
+                self.transport.quirks().note(Quirk::ChunkedRefused);
+                self.cancel_upload(&location);
+                let mode = self.transport.quirks().upload_mode();
+                self.upload_streamed(desc, mode, read, reader)
+            }
+        }
+    }
+
+    /// The whole blob in one streamed request: `PUT ?digest=` carrying it, or (`SinglePatch`)
+    /// one `PATCH` without `Content-Range` and an empty `PUT`. A `PUT` the registry refuses
+    /// cannot be sent again from a stream already read: the error asks the copy to send the
+    /// blob again, which then takes the `PATCH` way.
+    fn upload_streamed(
+        &self,
+        desc: &Descriptor,
+        mode: UploadMode,
+        read: Vec<Bytes>,
+        reader: &mut dyn Read,
+    ) -> Result<(), RegistryError> {
+        let scopes = self.scopes_for_write();
+        let location = self.session(desc)?;
+        if mode != UploadMode::SinglePatch {
+            let target = self.with_digest(&location, &desc.digest)?;
+            let sent = self.stream(read, reader, desc.size, |body| {
+                let req = Request::new(Method::PUT, target, &scopes)
+                    .header(header::CONTENT_TYPE, "application/octet-stream")
+                    .stream(body)
+                    .repository(&self.name);
+                self.transport.send_once(&req).map(|_| ())
+            });
+            return match sent {
+                Err(e) if is_refusal(&e) => {
+                    self.transport.quirks().note(Quirk::MonolithicRefused);
+                    self.cancel_upload(&location);
+                    Err(RegistryError::UploadMethodRefused {
+                        registry: self.transport.registry().to_string(),
+                        cause: Box::new(e),
+                    })
+                }
+                other => other,
+            };
+        }
+        let next = self.stream(read, reader, desc.size, |body| {
+            let req = Request::new(Method::PATCH, location.clone(), &scopes)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .stream(body)
+                .repository(&self.name);
+            let resp = self.transport.send_once(&req)?;
+            Ok(self.acknowledged(&resp, &location))
+        })?;
+        self.finish_upload(&next, desc)
+    }
+
+    /// Send `read` and then the rest of `reader` (`len` bytes in all) as one streamed request
+    /// body: `send` runs on another thread with a body that reads from a bounded pipe this
+    /// thread fills, so a few MiB are held whatever the blob's size.
+    fn stream<T: Send>(
+        &self,
+        read: Vec<Bytes>,
+        reader: &mut dyn Read,
+        len: u64,
+        send: impl FnOnce(reqwest::blocking::Body) -> Result<T, RegistryError> + Send,
+    ) -> Result<T, RegistryError> {
+        let pipe = Arc::new(Pipe::default());
+        std::thread::scope(|scope| {
+            let sending = {
+                let pipe = pipe.clone();
+                scope.spawn(move || {
+                    let body = reqwest::blocking::Body::sized(
+                        PipeReader {
+                            pipe: pipe.clone(),
+                            current: Bytes::new(),
+                        },
+                        len,
+                    );
+                    let result = send(body);
+                    // Whether or not the client still holds the body, nothing more is read.
+                    pipe.close_reader();
+                    result
+                })
+            };
+            let failed = (|| {
+                for piece in read {
+                    if !pipe.push(Ok(piece)) {
+                        return None;
+                    }
+                }
+                loop {
+                    let mut buf = vec![0u8; STREAM_PIECE];
+                    match read_full(reader, &mut buf) {
+                        Ok(0) => return None,
+                        Ok(n) => {
+                            buf.truncate(n);
+                            if !pipe.push(Ok(Bytes::from(buf))) {
+                                return None;
+                            }
+                        }
+                        Err(e) => {
+                            pipe.push(Err(io::Error::new(e.kind(), e.to_string())));
+                            return Some(e);
+                        }
+                    }
+                }
+            })();
+            pipe.close_writer();
+            let result = sending.join().expect("the request sender does not panic");
+            match failed {
+                Some(e) => Err(self.transfer("reading the blob", e)),
+                None => result,
+            }
+        })
     }
 
     /// PATCH `chunk` (which starts at `offset` of the blob); after a failure, ask the registry
@@ -196,7 +405,7 @@ impl Repository {
                 .body(part)
                 .repository(&self.name);
             match self.transport.send_once(&req) {
-                Ok(resp) => return self.location(resp.headers(), "uploading a chunk"),
+                Ok(resp) => return Ok(self.acknowledged(&resp, &location)),
                 Err(e) if e.is_retryable() && attempt < policy.attempts => {
                     let delay = policy.delay(attempt, &e);
                     self.transport
@@ -254,8 +463,14 @@ impl Repository {
     }
 
     /// Mount `digest` from another repository of this registry. `Ok(false)` when the registry
-    /// would not (it then opened an upload session, which is cancelled).
+    /// would not: a refusal (401, 403, 404, 405) is remembered for the rest of the run and no
+    /// more mounts are asked of it; an upload session it opened instead (202) is kept for the
+    /// blob's upload.
     pub fn mount_blob(&self, digest: &Digest, from: &BlobLocation) -> Result<bool, RegistryError> {
+        let quirks = self.transport.quirks();
+        if quirks.mounts_refused() {
+            return Ok(false);
+        }
         let mut scopes = self.scopes_for_write();
         // The token must also grant pull on the source repository.
         scopes.push(super::auth::repository_scope(&from.repository, "pull"));
@@ -270,21 +485,124 @@ impl Repository {
             .repository(&self.name);
         let resp = match self.transport.send(&req) {
             Ok(r) => r,
-            // No access to the source, or it is gone: upload instead.
             Err(RegistryError::Denied { .. }) | Err(RegistryError::Unauthorized { .. }) => {
+                quirks.note(Quirk::MountRefused);
                 return Ok(false);
             }
-            Err(e) if e.is_not_found() => return Ok(false),
+            Err(RegistryError::Status(s)) if matches!(s.status, 404 | 405) => {
+                quirks.note(Quirk::MountRefused);
+                return Ok(false);
+            }
             Err(e) => return Err(e),
         };
         if resp.status().as_u16() == 201 {
             return Ok(true);
         }
+        // Harbor answers so when the source is in a project it will not read from for us,
+        // distribution when the blob is not in that repository (a stale location): either way
+        // the blob goes into this session.
         if let Ok(location) = self.location(resp.headers(), "a mount") {
-            let req = Request::new(Method::DELETE, location, &scopes).repository(&self.name);
-            let _ = self.transport.send_once(&req);
+            quirks.note(Quirk::MountSession);
+            self.keep_session(digest, location);
         }
         Ok(false)
+    }
+}
+
+/// Whether a registry refused the way a blob was sent (rather than its content): a chunk with
+/// `Content-Range`, a blob in a `PUT`. Digest and size complaints are about the content.
+fn is_refusal(e: &RegistryError) -> bool {
+    let RegistryError::Status(s) = e else {
+        return false;
+    };
+    if s.has_code("UNSUPPORTED") {
+        return true;
+    }
+    match s.status {
+        405 | 415 | 416 | 501 => true,
+        400 => s.errors.iter().all(|e| e.code == "BLOB_UPLOAD_INVALID"),
+        _ => false,
+    }
+}
+
+/// Pieces a streamed body is read in, and how many may wait in the pipe.
+const STREAM_PIECE: usize = 1 << 20;
+const STREAM_DEPTH: usize = 4;
+
+/// A bounded queue of pieces from the thread reading a blob to the HTTP body sending it.
+#[derive(Default)]
+struct Pipe {
+    state: Mutex<PipeState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct PipeState {
+    pieces: VecDeque<io::Result<Bytes>>,
+    writer_done: bool,
+    reader_gone: bool,
+}
+
+impl Pipe {
+    /// Queue a piece, waiting for room; `false` once nothing reads any more.
+    fn push(&self, piece: io::Result<Bytes>) -> bool {
+        let mut s = self.state.lock().unwrap();
+        while s.pieces.len() >= STREAM_DEPTH && !s.reader_gone {
+            s = self.changed.wait(s).unwrap();
+        }
+        if s.reader_gone {
+            return false;
+        }
+        s.pieces.push_back(piece);
+        self.changed.notify_all();
+        true
+    }
+
+    fn close_writer(&self) {
+        self.state.lock().unwrap().writer_done = true;
+        self.changed.notify_all();
+    }
+
+    fn close_reader(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.reader_gone = true;
+        s.pieces.clear();
+        self.changed.notify_all();
+    }
+}
+
+/// The body's end of a `Pipe`.
+struct PipeReader {
+    pipe: Arc<Pipe>,
+    current: Bytes,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            let mut s = self.pipe.state.lock().unwrap();
+            loop {
+                if let Some(piece) = s.pieces.pop_front() {
+                    self.pipe.changed.notify_all();
+                    self.current = piece?;
+                    break;
+                }
+                if s.writer_done || s.reader_gone {
+                    return Ok(0);
+                }
+                s = self.pipe.changed.wait(s).unwrap();
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+impl Drop for PipeReader {
+    fn drop(&mut self) {
+        self.pipe.close_reader();
     }
 }
 

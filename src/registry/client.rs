@@ -1,5 +1,6 @@
 //! The entry point: settings shared by every registry (insecure list, CA directories, retry
-//! policy, verbose log) and one transport per registry host, created on first use.
+//! policy, verbose log, mirrors) and one transport per registry host, created on first use — so
+//! what a registry was found to refuse is remembered by every worker for the rest of the run.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use super::credentials::Credentials;
 use super::error::RegistryError;
 use super::http::InsecureRegistries;
 use super::medium::Repository;
+use super::mirrors::{Mirrors, PullSource};
 use super::tags;
 use super::transport::{Log, RetryPolicy, Transport, TransportOptions};
 use crate::reference::Reference;
@@ -34,6 +36,10 @@ pub struct ClientOptions {
     pub cert_dirs: Vec<PathBuf>,
     pub retry: RetryPolicy,
     pub log: Option<Log>,
+    /// Where fallbacks for a registry's quirks are said, once each (the CLI: stderr).
+    pub notice: Option<Log>,
+    /// Mirrors read from for pulls.
+    pub mirrors: Mirrors,
 }
 
 impl Default for ClientOptions {
@@ -43,6 +49,8 @@ impl Default for ClientOptions {
             cert_dirs: default_cert_dirs(),
             retry: RetryPolicy::default(),
             log: None,
+            notice: None,
+            mirrors: Mirrors::default(),
         }
     }
 }
@@ -55,8 +63,10 @@ pub struct Client {
 
 impl Client {
     pub fn new(options: ClientOptions) -> Client {
+        let mut insecure = options.insecure_registries.clone();
+        insecure.extend(options.mirrors.insecure_hosts());
         Client {
-            insecure: InsecureRegistries::new(options.insecure_registries.clone()),
+            insecure: InsecureRegistries::new(insecure),
             options,
             transports: Mutex::new(HashMap::new()),
         }
@@ -68,6 +78,7 @@ impl Client {
             cert_dirs: self.options.cert_dirs.clone(),
             retry: self.options.retry.clone(),
             log: self.options.log.clone(),
+            notice: self.options.notice.clone(),
             credentials: None,
         }
     }
@@ -89,6 +100,19 @@ impl Client {
             self.transport(reference.registry())?,
             reference.repository(),
         ))
+    }
+
+    /// What a pull of `reference` reads from: its mirrors first (registries.conf,
+    /// `--registry-mirror`), then the registry itself. Pushes use `repository`, never mirrors.
+    pub fn pull_source(&self, reference: &Reference) -> Result<PullSource, RegistryError> {
+        let mut endpoints = Vec::new();
+        for e in self.options.mirrors.endpoints(reference)? {
+            endpoints.push((
+                Repository::new(self.transport(&e.registry)?, &e.repository),
+                e.mirror,
+            ));
+        }
+        Ok(PullSource::new(endpoints))
     }
 
     /// Check `credentials` against `registry`; returns what to store (an identity token when

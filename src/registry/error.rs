@@ -37,11 +37,120 @@ pub struct StatusError {
     pub registry: String,
     pub method: String,
     /// The path asked for (never carries credentials).
-    pub path: String,
+    pub path: Box<str>,
     pub status: u16,
     pub errors: Vec<ServerError>,
     /// The registry's `Retry-After`, when it sent one.
     pub retry_after: Option<Duration>,
+    /// Docker Hub's `RateLimit-Remaining` / `RateLimit-Limit`, when it sent them.
+    pub rate_limit: Option<Box<RateLimit>>,
+}
+
+/// Docker Hub's pull allowance: `RateLimit-Remaining: 76;w=21600`, `RateLimit-Limit: 100;w=21600`
+/// (requests left and allowed in a window of `w` seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateLimit {
+    pub remaining: u64,
+    pub limit: Option<u64>,
+    /// The window in seconds.
+    pub window: Option<u64>,
+}
+
+impl RateLimit {
+    /// Read from a response's headers; `None` when the registry sends no `RateLimit-Remaining`.
+    pub fn from_headers(headers: &reqwest::header::HeaderMap) -> Option<RateLimit> {
+        let field = |name: &str| -> Option<(u64, Option<u64>)> {
+            let v = headers.get(name)?.to_str().ok()?;
+            let mut parts = v.split(';');
+            let n = parts.next()?.trim().parse().ok()?;
+            let w = parts
+                .filter_map(|p| p.trim().strip_prefix("w="))
+                .find_map(|w| w.parse().ok());
+            Some((n, w))
+        };
+        let (remaining, w1) = field("ratelimit-remaining")?;
+        let limit = field("ratelimit-limit");
+        Some(RateLimit {
+            remaining,
+            limit: limit.map(|(n, _)| n),
+            window: w1.or(limit.and_then(|(_, w)| w)),
+        })
+    }
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rate limit: {} ", self.remaining)?;
+        if let Some(l) = self.limit {
+            write!(f, "of {l} ")?;
+        }
+        write!(f, "requests left")?;
+        if let Some(w) = self.window {
+            write!(f, " per {}", window(w))?;
+        }
+        Ok(())
+    }
+}
+
+fn window(secs: u64) -> String {
+    match secs {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        s => format!("{s} s"),
+    }
+}
+
+/// Why a connection could not be made (or broke before an answer), judged from the error's
+/// chain: what decides whether trying again can help and what the user should check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectCause {
+    /// Nothing listens at that address and port.
+    Refused,
+    /// The name does not resolve (a typo, or no DNS).
+    Dns,
+    /// The TLS handshake failed (an unknown CA, plain HTTP, a client certificate required).
+    Tls,
+    /// A timeout, a reset, anything else: may pass.
+    Other,
+}
+
+impl ConnectCause {
+    pub fn of(error: &(dyn std::error::Error + 'static)) -> ConnectCause {
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                    return ConnectCause::Refused;
+                }
+                // rustls' errors ride inside an io::Error, which hides them from `source()`.
+                if io
+                    .get_ref()
+                    .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+                {
+                    return ConnectCause::Tls;
+                }
+            }
+            if e.downcast_ref::<rustls::Error>().is_some() {
+                return ConnectCause::Tls;
+            }
+            // hyper-util's connector names its resolver's failures so; the io::Error below it
+            // (getaddrinfo's) has no kind of its own.
+            if e.to_string() == "dns error" {
+                return ConnectCause::Dns;
+            }
+            cause = e.source();
+        }
+        ConnectCause::Other
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            ConnectCause::Refused => ": connection refused",
+            ConnectCause::Dns => ": its name does not resolve",
+            ConnectCause::Tls => ": the TLS handshake failed",
+            ConnectCause::Other => "",
+        }
+    }
 }
 
 impl StatusError {
@@ -66,6 +175,9 @@ impl fmt::Display for StatusError {
             } else {
                 write!(f, ": {} ({})", e.code, e.message.trim_end_matches('.'))?;
             }
+        }
+        if let Some(r) = &self.rate_limit {
+            write!(f, " ({r})")?;
         }
         Ok(())
     }
@@ -112,9 +224,10 @@ pub enum RegistryError {
         #[source]
         cause: Box<StatusError>,
     },
-    #[error("cannot reach `{registry}`")]
+    #[error("cannot reach `{registry}`{}", .cause.describe())]
     Connect {
         registry: String,
+        cause: ConnectCause,
         #[source]
         source: reqwest::Error,
     },
@@ -153,6 +266,36 @@ pub enum RegistryError {
         to: String,
         why: &'static str,
     },
+    #[error("`{registry}` refused the way the blob was sent: it is sent again another way")]
+    UploadMethodRefused {
+        registry: String,
+        #[source]
+        cause: Box<RegistryError>,
+    },
+    #[error(
+        "`{registry}` refuses the OCI index `{digest}`: it holds Docker schema2 manifests ({children} of them)"
+    )]
+    MixedIndexRefused {
+        registry: String,
+        digest: crate::oci::Digest,
+        children: usize,
+        #[source]
+        cause: Option<Box<RegistryError>>,
+    },
+    #[error("the referrers tag `{tag}` in `{registry}` is not an OCI index: it is {what}")]
+    ReferrersTag {
+        registry: String,
+        tag: String,
+        what: String,
+    },
+    #[error("cannot read the client certificate {path}")]
+    ClientCertificate {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Mirrors(#[from] super::mirrors::MirrorsError),
     #[error("`{registry}` lost the upload session of a blob")]
     UploadLost {
         registry: String,
@@ -193,10 +336,15 @@ impl RegistryError {
                     || s.has_code("TOOMANYREQUESTS")
                     || s.has_code("UNAVAILABLE")
             }
-            RegistryError::Connect { source, .. } => {
-                source.is_connect() || source.is_timeout() || source.is_request()
+            // Nothing listening, a name that does not resolve, a failed handshake: the same
+            // next time, so say so at once.
+            RegistryError::Connect { cause, source, .. } => {
+                *cause == ConnectCause::Other
+                    && (source.is_connect() || source.is_timeout() || source.is_request())
             }
-            RegistryError::Transfer { .. } | RegistryError::UploadLost { .. } => true,
+            RegistryError::Transfer { .. }
+            | RegistryError::UploadLost { .. }
+            | RegistryError::UploadMethodRefused { .. } => true,
             RegistryError::Auth(a) => a.is_retryable(),
             _ => false,
         }
@@ -257,6 +405,7 @@ mod tests {
             status: code,
             errors: parse_errors(body.as_bytes()),
             retry_after: None,
+            rate_limit: None,
         })
     }
 
@@ -320,6 +469,62 @@ mod tests {
             "the connection to the token server of `r.example` broke"
         );
         assert!(read.is_retryable());
+    }
+
+    #[test]
+    fn docker_hub_rate_limits_are_read_and_shown() {
+        let mut h = reqwest::header::HeaderMap::new();
+        assert_eq!(RateLimit::from_headers(&h), None);
+        h.insert("ratelimit-limit", "100;w=21600".parse().unwrap());
+        h.insert("ratelimit-remaining", "0;w=21600".parse().unwrap());
+        let r = RateLimit::from_headers(&h).unwrap();
+        assert_eq!(r.to_string(), "rate limit: 0 of 100 requests left per 6 h");
+        let RegistryError::Status(mut s) = status(
+            429,
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your pull rate limit."}]}"#,
+        ) else {
+            unreachable!()
+        };
+        s.rate_limit = Some(Box::new(r));
+        assert_eq!(
+            s.to_string(),
+            "`r.example` answered 429 Too Many Requests to GET /v2/x/manifests/1: TOOMANYREQUESTS (You have reached your pull rate limit) (rate limit: 0 of 100 requests left per 6 h)"
+        );
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("ratelimit-remaining", "7".parse().unwrap());
+        assert_eq!(
+            RateLimit::from_headers(&h).unwrap().to_string(),
+            "rate limit: 7 requests left"
+        );
+    }
+
+    #[test]
+    fn connection_failures_are_told_apart_by_their_chain() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(ConnectCause::of(&refused), ConnectCause::Refused);
+        let tls = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
+        );
+        assert_eq!(ConnectCause::of(&tls), ConnectCause::Tls);
+        #[derive(Debug)]
+        struct Dns(std::io::Error);
+        impl fmt::Display for Dns {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("dns error")
+            }
+        }
+        impl std::error::Error for Dns {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        assert_eq!(
+            ConnectCause::of(&Dns(std::io::Error::other("failed to lookup address"))),
+            ConnectCause::Dns
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(ConnectCause::of(&reset), ConnectCause::Other);
     }
 
     #[test]

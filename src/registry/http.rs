@@ -148,6 +148,12 @@ pub fn url_host_port(url: &Url) -> String {
     }
 }
 
+/// A request body: bytes (sent again on a redirect or a retry), or a stream read once.
+pub enum Payload {
+    Bytes(Bytes),
+    Stream(reqwest::blocking::Body),
+}
+
 /// Credentials and the origin they belong to.
 pub struct Credential<'a> {
     /// Any URL of the origin (scheme, host and port) the credentials are for.
@@ -187,7 +193,7 @@ pub fn send(
     method: Method,
     url: Url,
     headers: &HeaderMap,
-    body: Option<Bytes>,
+    body: Option<Payload>,
     credential: Option<&Credential>,
 ) -> Result<Response, SendError> {
     let (mut method, mut url, mut body) = (method, url, body);
@@ -201,8 +207,15 @@ pub fn send(
             hop.insert(header::AUTHORIZATION, v);
         }
         let mut rb = http.request(method.clone(), url.clone()).headers(hop);
-        if let Some(b) = &body {
-            rb = rb.body(b.clone());
+        let had_body = body.is_some();
+        match body.take() {
+            Some(Payload::Bytes(b)) => {
+                rb = rb.body(b.clone());
+                body = Some(Payload::Bytes(b));
+            }
+            // A stream is read once: it is gone after this hop.
+            Some(Payload::Stream(s)) => rb = rb.body(s),
+            None => {}
         }
         let resp = rb.send().map_err(SendError::Http)?;
         let status = resp.status().as_u16();
@@ -229,6 +242,11 @@ pub fn send(
         {
             method = Method::GET;
             body = None;
+        } else if had_body && body.is_none() {
+            return Err(SendError::Redirect {
+                to: next.to_string(),
+                why: "a streamed request body cannot be sent again",
+            });
         }
         if body.is_some() && next.origin() != url.origin() {
             return Err(SendError::Redirect {
@@ -440,7 +458,7 @@ mod tests {
                 method,
                 base.join(path).unwrap(),
                 &HeaderMap::new(),
-                body,
+                body.map(Payload::Bytes),
                 Some(&credential),
             )
         };

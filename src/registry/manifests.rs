@@ -3,11 +3,12 @@
 
 use bytes::Bytes;
 use reqwest::Method;
-use reqwest::header;
+use reqwest::header::{self, HeaderMap};
 
 use super::error::RegistryError;
 use super::http::MANIFEST_LIMIT;
 use super::medium::Repository;
+use super::quirks::Quirk;
 use super::transport::Request;
 use crate::oci::{self, Descriptor, Digest, media_type};
 
@@ -131,6 +132,16 @@ impl Repository {
         desc: &Descriptor,
         bytes: &[u8],
     ) -> Result<(), RegistryError> {
+        self.put_manifest_answer(reference, desc, bytes).map(|_| ())
+    }
+
+    /// PUT, returning the registry's answer headers (`OCI-Subject` says it indexed a referrer).
+    pub(super) fn put_manifest_answer(
+        &self,
+        reference: &str,
+        desc: &Descriptor,
+        bytes: &[u8],
+    ) -> Result<HeaderMap, RegistryError> {
         let scopes = self.scopes_for_write();
         let req = Request::new(Method::PUT, self.manifest_path(reference), &scopes)
             .header(header::CONTENT_TYPE, &desc.media_type)
@@ -150,6 +161,63 @@ impl Repository {
                 &format!("the registry stored it as {d}, not as {}", desc.digest),
             ));
         }
-        Ok(())
+        Ok(resp.headers().clone())
     }
+
+    /// Before any blob of a push moves: an OCI index holding Docker schema2 manifests, which
+    /// some registries refuse (Quay), is offered to the registry at once. Refused as a
+    /// document, the push stops here with nothing uploaded (said once, and refused directly
+    /// for the rest of the run); refused for its missing children (distribution checks them),
+    /// the push goes on. A registry that stores it at once already holds its children, or does
+    /// not check them.
+    pub fn check_index(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), RegistryError> {
+        if desc.media_type != media_type::OCI_INDEX {
+            return Ok(());
+        }
+        let index = oci::parse_index(bytes.to_vec())?.value;
+        let children = index
+            .manifests
+            .iter()
+            .filter(|d| {
+                d.media_type == media_type::DOCKER_MANIFEST
+                    || d.media_type == media_type::DOCKER_MANIFEST_LIST
+            })
+            .count();
+        if children == 0 {
+            return Ok(());
+        }
+        let quirks = self.transport.quirks();
+        let refused = |cause| RegistryError::MixedIndexRefused {
+            registry: self.transport.registry().to_string(),
+            digest: desc.digest.clone(),
+            children,
+            cause,
+        };
+        if quirks.mixed_index_refused() {
+            return Err(refused(None));
+        }
+        match self.put_manifest_bytes(&desc.digest.to_string(), desc, bytes) {
+            Err(e) if refuses_document(&e) => {
+                quirks.note(Quirk::MixedIndexRefused);
+                Err(refused(Some(Box::new(e))))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Whether a manifest PUT was refused for what the document is (its media types, its fields),
+/// rather than for something missing (children, blobs) or access.
+pub(super) fn refuses_document(e: &RegistryError) -> bool {
+    let RegistryError::Status(s) = e else {
+        return false;
+    };
+    let missing = ["MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN", "MANIFEST_UNKNOWN"];
+    if s.errors.iter().any(|e| missing.contains(&e.code.as_str())) {
+        return false;
+    }
+    matches!(s.status, 400 | 415 | 422)
+        && s.errors
+            .iter()
+            .all(|e| matches!(e.code.as_str(), "MANIFEST_INVALID" | "UNSUPPORTED"))
 }

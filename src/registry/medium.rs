@@ -18,6 +18,8 @@ pub struct Repository {
     pub(super) name: String,
     /// Manifests fetched by `resolve` or pushed, by digest: fetched once, tagged without a GET.
     manifests: Mutex<HashMap<Digest, Vec<u8>>>,
+    /// Upload sessions refused mounts opened, by blob: the blob's upload uses them.
+    pub(super) sessions: Mutex<HashMap<Digest, String>>,
 }
 
 /// Keep a registry error typed behind the content error; transient ones are marked so that a
@@ -36,6 +38,7 @@ impl Repository {
             transport,
             name: name.to_string(),
             manifests: Mutex::new(HashMap::new()),
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -46,6 +49,7 @@ impl Repository {
             transport: self.transport.clone(),
             name: self.name.clone(),
             manifests: Mutex::new(self.manifests.lock().unwrap().clone()),
+            sessions: Mutex::new(HashMap::new()),
         }
     }
 
@@ -77,6 +81,23 @@ impl Repository {
 
     fn here(&self) -> BlobLocation {
         BlobLocation::new(self.registry(), &self.name)
+    }
+}
+
+impl Drop for Repository {
+    /// Sessions opened by mounts whose blob was not uploaded after all (a copy that stopped):
+    /// cancelled rather than left for the registry to expire.
+    fn drop(&mut self) {
+        let left: Vec<String> = self
+            .sessions
+            .lock()
+            .unwrap()
+            .drain()
+            .map(|(_, l)| l)
+            .collect();
+        for location in left {
+            self.cancel_upload(&location);
+        }
     }
 }
 
@@ -143,6 +164,10 @@ impl Sink for Repository {
 
     fn location(&self) -> Option<BlobLocation> {
         Some(self.here())
+    }
+
+    fn check_index(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), ContentError> {
+        Repository::check_index(self, desc, bytes).map_err(content_error)
     }
 
     fn mount(&self, desc: &Descriptor, from: &[BlobLocation]) -> Result<bool, ContentError> {

@@ -13,9 +13,12 @@
 //! error        status errors with registry codes, retryable judgement
 //! http         where credentials may go (origins, redirects), loopback hosts, body limits
 //! manifests    GET/HEAD/PUT of manifests and indexes
-//! blobs        HEAD/GET (Range resume), uploads, mounts
+//! blobs        HEAD/GET (Range resume), uploads (chunked, streamed in one request), mounts
+//! referrers    manifests with `subject`: the referrers API, else the `sha256-<hex>` tag
 //! tags         tags/list and _catalog, paginated
 //! medium       Repository: Source + Sink
+//! quirks       what a registry refuses (mounts, chunks, subjects...), found once per run
+//! mirrors      registries.conf and --registry-mirror: where pulls read from
 //! ```
 
 mod auth;
@@ -26,6 +29,9 @@ mod error;
 mod http;
 mod manifests;
 mod medium;
+mod mirrors;
+mod quirks;
+mod referrers;
 mod tags;
 mod transport;
 
@@ -33,7 +39,9 @@ pub use auth::{AuthError, Challenge};
 pub use blobs::CHUNK_SIZE;
 pub use client::{Client, ClientOptions, default_cert_dirs};
 pub use credentials::{Credentials, CredentialsError};
-pub use error::{RegistryError, ServerError, StatusError};
+pub use error::{ConnectCause, RateLimit, RegistryError, ServerError, StatusError};
 pub use http::is_loopback;
 pub use medium::{Repository, content_error};
-pub use transport::{Log, RetryPolicy, Transport};
+pub use mirrors::{Endpoint, Mirrors, MirrorsError, PullSource, default_registries_conf};
+pub use referrers::{Referrer, referrers_tag};
+pub use transport::{Log, RetryPolicy, Transport, api_host};

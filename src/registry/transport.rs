@@ -15,8 +15,11 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::auth::{self, AuthError, Challenge, TokenCache};
 use super::credentials::{self, Credentials};
-use super::error::{RegistryError, StatusError, parse_errors, parse_retry_after};
-use super::http::{self, Credential, InsecureRegistries, Locality, SendError};
+use super::error::{
+    ConnectCause, RateLimit, RegistryError, StatusError, parse_errors, parse_retry_after,
+};
+use super::http::{self, Credential, InsecureRegistries, Locality, Payload, SendError};
+use super::quirks::Quirks;
 
 /// Where verbose request lines go (`-v`): method, URL path and status, never headers or bodies.
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
@@ -61,11 +64,14 @@ pub struct TransportOptions {
     pub cert_dirs: Vec<PathBuf>,
     pub retry: RetryPolicy,
     pub log: Option<Log>,
+    /// Where the fallbacks taken for a registry's quirks are said (once each).
+    pub notice: Option<Log>,
     /// Use these instead of docker's config.json (login verifies them this way).
     pub credentials: Option<Credentials>,
 }
 
-/// What to send. Bodies are `Bytes` so a retry resends them without copying.
+/// What to send. Bodies are `Bytes` so a retry resends them without copying; a streamed body
+/// is sent once (no retry, no redirect with it).
 pub struct Request<'a> {
     pub method: Method,
     /// A path under the registry (`/v2/…`) or an absolute URL (an upload location).
@@ -73,6 +79,7 @@ pub struct Request<'a> {
     pub scopes: &'a [String],
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<bytes::Bytes>,
+    pub stream: Mutex<Option<reqwest::blocking::Body>>,
     /// The repository, for error messages.
     pub repository: Option<&'a str>,
 }
@@ -85,8 +92,22 @@ impl<'a> Request<'a> {
             scopes,
             headers: Vec::new(),
             body: None,
+            stream: Mutex::new(None),
             repository: None,
         }
+    }
+
+    /// A body read once from a stream of known length (`Content-Length` set from it).
+    pub fn stream(self, body: reqwest::blocking::Body) -> Request<'a> {
+        *self.stream.lock().unwrap() = Some(body);
+        self
+    }
+
+    fn payload(&self) -> Option<Payload> {
+        if let Some(b) = &self.body {
+            return Some(Payload::Bytes(b.clone()));
+        }
+        self.stream.lock().unwrap().take().map(Payload::Stream)
     }
 
     pub fn header(mut self, name: HeaderName, value: &str) -> Request<'a> {
@@ -126,6 +147,7 @@ pub struct Transport {
     credentials: Mutex<Option<Credentials>>,
     tokens: TokenCache,
     token_lock: Mutex<()>,
+    quirks: Quirks,
 }
 
 /// The host that serves a registry's API (Docker Hub's differs from its name).
@@ -152,6 +174,44 @@ pub fn ca_files(dirs: &[PathBuf], registry: &str) -> Vec<PathBuf> {
         out.extend(found);
     }
     out
+}
+
+/// The client certificate for `registry` under `dirs`, docker's way: the first `NAME.cert` (in
+/// name order, first directory first) with its `NAME.key` next to it. A `.cert` without its key
+/// is an error, as in docker.
+pub fn client_certificate(
+    dirs: &[PathBuf],
+    registry: &str,
+) -> Result<Option<reqwest::Identity>, RegistryError> {
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir.join(registry)) else {
+            continue;
+        };
+        let mut certs: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "cert"))
+            .collect();
+        certs.sort();
+        let Some(cert) = certs.into_iter().next() else {
+            continue;
+        };
+        let key = cert.with_extension("key");
+        let err = |path: &Path, source: Box<dyn std::error::Error + Send + Sync>| {
+            RegistryError::ClientCertificate {
+                path: path.to_path_buf(),
+                source,
+            }
+        };
+        let mut pem = std::fs::read(&cert).map_err(|e| err(&cert, Box::new(e)))?;
+        let key_pem = std::fs::read(&key).map_err(|e| err(&key, Box::new(e)))?;
+        pem.push(b'\n');
+        pem.extend_from_slice(&key_pem);
+        return reqwest::Identity::from_pem(&pem)
+            .map(Some)
+            .map_err(|e| err(&cert, Box::new(e)));
+    }
+    Ok(None)
 }
 
 fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, RegistryError> {
@@ -190,6 +250,9 @@ fn build_client(
             builder = builder.add_root_certificate(cert);
         }
     }
+    if let Some(identity) = client_certificate(&options.cert_dirs, registry)? {
+        builder = builder.identity(identity);
+    }
     builder.build().map_err(RegistryError::Client)
 }
 
@@ -207,6 +270,7 @@ impl Transport {
             &locality,
         )?;
         Ok(Transport {
+            quirks: Quirks::new(registry, options.notice.clone()),
             registry: registry.to_string(),
             host,
             locality,
@@ -230,6 +294,11 @@ impl Transport {
 
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.options.retry
+    }
+
+    /// What this registry was found to do differently during this run.
+    pub fn quirks(&self) -> &Quirks {
+        &self.quirks
     }
 
     pub fn log(&self, line: &str) {
@@ -393,6 +462,7 @@ impl Transport {
         let ours = url.origin() == origin.origin();
         let mut scopes: BTreeSet<String> = request.scopes.iter().cloned().collect();
         let mut retried_auth = false;
+        let request_had_stream = request.stream.lock().unwrap().is_some();
         let mut headers = HeaderMap::new();
         for (k, v) in &request.headers {
             headers.append(k.clone(), v.clone());
@@ -412,17 +482,20 @@ impl Transport {
                 request.method.clone(),
                 url.clone(),
                 &headers,
-                request.body.clone(),
+                request.payload(),
                 credential.as_ref(),
             )
             .map_err(|e| self.send_error(e))?;
             self.log(&format!(
-                "{} {}{} -> {} ({:.2?})",
+                "{} {}{} -> {} ({:.2?}){}",
                 request.method,
                 resp.url().origin().ascii_serialization(),
                 resp.url().path(),
                 resp.status(),
-                started.elapsed()
+                started.elapsed(),
+                RateLimit::from_headers(resp.headers())
+                    .map(|r| format!(" {r}"))
+                    .unwrap_or_default()
             ));
             let status = resp.status().as_u16();
             if resp.status().is_success() {
@@ -430,7 +503,8 @@ impl Transport {
             }
             // Only the registry's own answers speak for its authentication.
             let from_registry = resp.url().origin() == origin.origin();
-            if status == 401 && from_registry && !retried_auth {
+            // A streamed body is gone: the request cannot be asked again.
+            if status == 401 && from_registry && !retried_auth && !request_had_stream {
                 // A new challenge (another scope, an expired token): ask again, once.
                 retried_auth = true;
                 self.tokens.forget(&scopes);
@@ -457,6 +531,7 @@ impl Transport {
         match e {
             SendError::Http(source) => RegistryError::Connect {
                 registry: self.registry.clone(),
+                cause: ConnectCause::of(&source),
                 source,
             },
             SendError::Redirect { to, why } => RegistryError::Redirect {
@@ -650,6 +725,7 @@ impl Transport {
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let rate_limit = RateLimit::from_headers(resp.headers()).map(Box::new);
         let body = if *method == Method::HEAD {
             Vec::new()
         } else {
@@ -659,10 +735,11 @@ impl Transport {
         RegistryError::Status(StatusError {
             registry: self.registry.clone(),
             method: method.to_string(),
-            path: path.to_string(),
+            path: path.into(),
             status,
             errors: parse_errors(&body),
             retry_after,
+            rate_limit,
         })
     }
 
@@ -704,6 +781,7 @@ mod tests {
             status: 503,
             errors: vec![],
             retry_after: None,
+            rate_limit: None,
         });
         assert_eq!(p.delay(1, &e), Duration::from_millis(250));
         assert_eq!(p.delay(3, &e), Duration::from_millis(1000));

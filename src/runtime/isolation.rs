@@ -37,8 +37,9 @@ use std::process::Command;
 use super::RuntimeError;
 use super::spec::Bind;
 use super::user::ExecUser;
-use crate::layer::{self, Baseline, DiffReport, ExtractOptions, InRoot, Owners, Whiteouts};
-use crate::oci::media_type::layer_compression;
+use crate::layer::{
+    self, Baseline, Compression, DiffReport, ExtractOptions, InRoot, Owners, Whiteouts,
+};
 use crate::oci::{Descriptor, Digest};
 use crate::store::Store;
 
@@ -88,11 +89,12 @@ impl StepRoot {
             owners,
         };
         for (l, diff_id) in layers.iter().zip(diff_ids) {
-            let compression =
-                layer_compression(&l.media_type).ok_or_else(|| RuntimeError::UnsupportedLayer {
+            let compression = Compression::from_media_type(&l.media_type).ok_or_else(|| {
+                RuntimeError::UnsupportedLayer {
                     digest: l.digest.clone(),
                     media_type: l.media_type.clone(),
-                })?;
+                }
+            })?;
             let blob = store.open_blob(&l.digest)?;
             layer::unpack_with(blob, compression, dir, Some(diff_id), options).map_err(
                 |source| RuntimeError::Unpack {
@@ -118,9 +120,14 @@ impl StepRoot {
         self.baseline
     }
 
-    /// What changed since [`StepRoot::unpack`], as a tar stream to `out`.
-    pub fn write_changes<W: Write>(&self, out: W) -> io::Result<(DiffReport, W)> {
-        layer::write_changes(&self.dir, &self.baseline, &[], out)
+    /// What changed since [`StepRoot::unpack`], as a tar stream to `out` (mtimes clamped to
+    /// `epoch` when given).
+    pub fn write_changes<W: Write>(
+        &self,
+        out: W,
+        epoch: Option<u64>,
+    ) -> io::Result<(DiffReport, W)> {
+        layer::write_changes(&self.dir, &self.baseline, &[], out, epoch)
     }
 }
 

@@ -33,8 +33,9 @@ pub use run::{Prepared, RunOptions, Runtime};
 pub use snapshots::{Snapshots, SnapshotsPruned};
 pub use spec::{Bind, Security, SecurityFlags};
 
-use crate::layer::{LayerError, NoSpace};
+use crate::layer::LayerError;
 use crate::oci::{Digest, Document};
+use crate::space::NoSpace;
 use crate::store::{Store, StoreError};
 
 /// docker's exit status when the command is not found.
@@ -187,7 +188,7 @@ impl RuntimeError {
                 "the layer is malformed or hostile; nothing outside the snapshot was touched".into()
             }
             RuntimeError::Network(e) => return e.hint(),
-            RuntimeError::Io { source, .. } if crate::layer::is_out_of_space(source) => {
+            RuntimeError::Io { source, .. } if crate::space::is_out_of_space(source) => {
                 NoSpace::HINT.into()
             }
             RuntimeError::Mount { .. } => {

@@ -118,30 +118,24 @@ fn fuse(sys: &dyn Syscalls, o: &Overlay) -> io::Result<()> {
     sys.mount_fuse_overlayfs(&program, &options, &o.target)
 }
 
-/// What a container changed, as a tar stream to `out`: its upper directory, or for a copied
-/// root the changes against its record. `mount_points` (relative paths) are left out where a
-/// copied root only holds them empty (what the runtime made to mount on).
+/// What a container changed, as a tar stream to `out` (mtimes clamped to `epoch` when given):
+/// its upper directory, or for a copied root the changes against its record. `mount_points`
+/// (relative paths) are left out where a copied root only holds them empty (what the runtime
+/// made to mount on). [`layer::write_layer_diff`] makes a layer of it.
 pub fn write_changes<W: Write>(
     cdir: &ContainerDir,
     mount_points: &[&Path],
     out: W,
+    epoch: Option<u64>,
 ) -> io::Result<(DiffReport, W)> {
     let record = cdir.dir.join(BASELINE);
     if !record.exists() {
-        return layer::write_diff(&cdir.upper(), out);
+        return layer::write_diff(&cdir.upper(), out, epoch);
     }
     let baseline = Baseline::load(&record)?;
     let mut ignore: Vec<&Path> = DEFAULT_MOUNT_POINTS.iter().map(Path::new).collect();
     ignore.extend_from_slice(mount_points);
-    layer::write_changes(&cdir.rootfs(), &baseline, &ignore, out)
-}
-
-/// [`write_changes`] as a gzip layer written to `out`; the diff ID and what the diff holds.
-pub fn diff_gzip<W: Write>(
-    cdir: &ContainerDir,
-    out: W,
-) -> io::Result<(crate::oci::Digest, DiffReport, W)> {
-    layer::gzip_diff(out, |w| write_changes(cdir, &[], w))
+    layer::write_changes(&cdir.rootfs(), &baseline, &ignore, out, epoch)
 }
 
 /// What the bundle mounts on (runc makes them in the root when the image lacks them).
@@ -209,12 +203,9 @@ mod tests {
         std::fs::write(cdir.rootfs().join("etc/motd"), "changed").unwrap();
         std::fs::write(cdir.rootfs().join("etc/hosts"), "").unwrap();
         std::fs::create_dir(cdir.rootfs().join("proc")).unwrap();
-        let (report, out) = write_changes(&cdir, &[], Vec::new()).unwrap();
+        let (report, out) = write_changes(&cdir, &[], Vec::new(), None).unwrap();
         assert_eq!(report.entries, 2, "etc and etc/motd, not the mount points");
-        let names: Vec<String> = layer::changes::entries_of(&out)
-            .into_iter()
-            .map(|e| e.0)
-            .collect();
+        let names = layer::tarball::paths(&out);
         assert_eq!(names, ["etc", "etc/motd"]);
     }
 

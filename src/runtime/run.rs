@@ -415,21 +415,12 @@ impl Prepared<'_> {
 
         let root =
             InRoot::open(&cdir.rootfs()).map_err(RuntimeError::io("open", &cdir.rootfs()))?;
-        // runc's rule (libcontainer/user's GetExecUserPath): a passwd or group file that
-        // cannot be read is absent; `read` takes regular files only, so a FIFO in its place
-        // cannot block the start.
-        let read = |p: &str| {
-            root.read(Path::new(p), 4 << 20)
-                .ok()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-        };
-        let (passwd, group) = (read("/etc/passwd"), read("/etc/group"));
         let user_spec = opts
             .user
             .clone()
             .or_else(|| opts.config.config.as_ref().and_then(|c| c.user.clone()))
             .unwrap_or_default();
-        let exec_user: ExecUser = user::resolve(&user_spec, passwd.as_deref(), group.as_deref())?;
+        let exec_user: ExecUser = user::resolve_in(&root, &user_spec)?;
         let mut binds = opts.binds.clone();
         binds.extend(self.mask_special_account_files(&root)?);
 

@@ -25,7 +25,6 @@ use super::RuntimeError;
 use super::ownership::Ownership;
 use crate::layer::walk::{self, Removed, TempTree};
 use crate::layer::{self, LayerError};
-use crate::oci::media_type::layer_compression;
 use crate::oci::{Descriptor, Digest};
 use crate::progress::{Progress, ProgressReader};
 use crate::store::{Store, private};
@@ -158,12 +157,11 @@ impl Snapshots {
         progress: &dyn Progress,
     ) -> Result<(), RuntimeError> {
         let digest = &l.descriptor.digest;
-        let compression = layer_compression(&l.descriptor.media_type).ok_or_else(|| {
-            RuntimeError::UnsupportedLayer {
+        let compression = layer::Compression::from_media_type(&l.descriptor.media_type)
+            .ok_or_else(|| RuntimeError::UnsupportedLayer {
                 digest: digest.clone(),
                 media_type: l.descriptor.media_type.clone(),
-            }
-        })?;
+            })?;
         let tmp = TempTree::new_in(
             &self.dir,
             &format!("{TMP_PREFIX}{}-", &chain_id.hex()[..12]),

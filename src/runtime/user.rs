@@ -1,6 +1,9 @@
-//! `USER[:GROUP]` resolved through the image's /etc/passwd and /etc/group, with docker's (runc's
-//! libcontainer/user) rules: names must exist, numbers need not; without a group the user's
-//! primary group and the groups listing it as a member apply.
+//! `USER[:GROUP]` resolved through the image's /etc/passwd and /etc/group (read by
+//! [`crate::passwd`]), with docker's (runc's libcontainer/user) rules: names must exist, numbers
+//! need not; without a group the user's primary group and the groups listing it as a member
+//! apply.
+
+use crate::passwd;
 
 /// The identity the container's process runs as.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,54 +26,6 @@ pub enum UserError {
     Invalid(String),
 }
 
-struct Passwd<'a> {
-    name: &'a str,
-    uid: u32,
-    gid: u32,
-    home: &'a str,
-}
-
-struct Group<'a> {
-    name: &'a str,
-    gid: u32,
-    members: Vec<&'a str>,
-}
-
-fn passwd_entries(text: &str) -> Vec<Passwd<'_>> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 7 {
-                return None;
-            }
-            Some(Passwd {
-                name: f[0],
-                uid: f[2].parse().ok()?,
-                gid: f[3].parse().ok()?,
-                home: f[5],
-            })
-        })
-        .collect()
-}
-
-fn group_entries(text: &str) -> Vec<Group<'_>> {
-    text.lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            if f.len() < 4 {
-                return None;
-            }
-            Some(Group {
-                name: f[0],
-                gid: f[2].parse().ok()?,
-                members: f[3].split(',').filter(|m| !m.is_empty()).collect(),
-            })
-        })
-        .collect()
-}
-
 /// Resolve `spec` (`""`, `user`, `uid`, `user:group`, `uid:gid`, …) against the image's files
 /// (None when the image has no such file).
 pub fn resolve(
@@ -82,8 +37,12 @@ pub fn resolve(
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
     };
-    let users = passwd.map(passwd_entries).unwrap_or_default();
-    let groups = group.map(group_entries).unwrap_or_default();
+    let users: Vec<passwd::User> = passwd
+        .map(|t| passwd::users(t).collect())
+        .unwrap_or_default();
+    let groups: Vec<passwd::Group> = group
+        .map(|t| passwd::groups(t).collect())
+        .unwrap_or_default();
     let mut out = ExecUser {
         uid: 0,
         gid: 0,
@@ -92,6 +51,13 @@ pub fn resolve(
         name: None,
     };
     let numeric_user = user_part.parse::<u32>().ok();
+    let home_of = |u: &passwd::User| -> String {
+        if u.home.is_empty() {
+            "/".into()
+        } else {
+            u.home.into()
+        }
+    };
     if !user_part.is_empty() {
         let found = users.iter().find(|u| match numeric_user {
             Some(n) => u.uid == n,
@@ -100,12 +66,8 @@ pub fn resolve(
         match (found, numeric_user) {
             (Some(u), _) => {
                 out.uid = u.uid;
-                out.gid = u.gid;
-                out.home = if u.home.is_empty() {
-                    "/".into()
-                } else {
-                    u.home.into()
-                };
+                out.gid = u.gid.unwrap_or(0);
+                out.home = home_of(u);
                 out.name = Some(u.name.to_string());
             }
             (None, Some(n)) => out.uid = n,
@@ -117,7 +79,7 @@ pub fn resolve(
             }
         }
     } else if let Some(root) = users.iter().find(|u| u.uid == 0) {
-        out.home = root.home.into();
+        out.home = home_of(root);
         out.name = Some(root.name.to_string());
     }
     match group_part {
@@ -146,6 +108,22 @@ pub fn resolve(
     out.additional_gids.sort_unstable();
     out.additional_gids.dedup();
     Ok(out)
+}
+
+/// Resolve `spec` against the passwd and group files of the root `root` holds. runc's rule
+/// (libcontainer/user's GetExecUserPath): a file that cannot be read is absent; `read` takes
+/// regular files only, so a FIFO in its place cannot block the start.
+pub fn resolve_in(root: &crate::layer::InRoot, spec: &str) -> Result<ExecUser, UserError> {
+    let read = |p: &str| {
+        root.read(std::path::Path::new(p), 4 << 20)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    resolve(
+        spec,
+        read("/etc/passwd").as_deref(),
+        read("/etc/group").as_deref(),
+    )
 }
 
 #[cfg(test)]

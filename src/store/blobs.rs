@@ -3,6 +3,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
+use std::path::Path;
 
 use super::{Result, Store, StoreError, private};
 use crate::content::ContentError;
@@ -28,7 +29,7 @@ impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.file.write(buf).map_err(|e| {
             let dir = self.file.path().parent().unwrap_or(self.file.path());
-            crate::layer::NoSpace::locate(e, dir)
+            crate::space::NoSpace::locate(e, dir)
         })?;
         self.hasher.update(&buf[..n]);
         self.written += n as u64;
@@ -43,6 +44,23 @@ impl Write for BlobWriter {
 }
 
 impl BlobWriter {
+    /// A writer whose temp file is in `dir` (under the store's `tmp-v1/`).
+    pub(super) fn new_in(dir: &Path, algorithm: Algorithm) -> Result<BlobWriter> {
+        let file = private::temp_file(dir, "blob-")
+            .map_err(StoreError::io("cannot create a temp file in", dir))?;
+        Ok(BlobWriter {
+            file,
+            hasher: OffloadHasher::new(algorithm),
+            written: 0,
+            flushed: 0,
+        })
+    }
+
+    /// The temp file being written (what a failed write names).
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
     pub fn written(&self) -> u64 {
         self.written
     }
@@ -92,24 +110,27 @@ impl BlobWriter {
                 .into());
             }
         }
+        // Closed here: an archive stages thousands of blobs before it commits any, and must not
+        // hold a descriptor for each.
         Ok(StagedBlob {
-            file: self.file,
+            path: self.file.into_temp_path(),
             digest,
             size,
         })
     }
 }
 
-/// A verified blob in a temp file, not yet visible in the store. Dropping it removes it.
+/// A verified blob in a temp file (closed), not yet visible in the store. Dropping it removes
+/// it.
 pub struct StagedBlob {
-    file: tempfile::NamedTempFile,
+    path: tempfile::TempPath,
     pub digest: Digest,
     pub size: u64,
 }
 
 impl StagedBlob {
     pub fn path(&self) -> &std::path::Path {
-        self.file.path()
+        &self.path
     }
 
     /// Make the blob visible (durably: fsync before the rename).
@@ -118,11 +139,12 @@ impl StagedBlob {
         if dest.exists() {
             return Ok(());
         }
-        let file = self.file;
-        file.as_file()
-            .sync_all()
-            .map_err(StoreError::io("cannot write", file.path()))?;
-        file.persist(&dest)
+        let path = self.path;
+        // fsync through a new descriptor flushes what the writer's descriptor wrote.
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(StoreError::io("cannot write", &path))?;
+        path.persist(&dest)
             .map_err(|e| StoreError::io("cannot rename into", &dest)(e.error))?;
         Ok(())
     }
@@ -135,14 +157,7 @@ impl Store {
     }
 
     pub fn blob_writer_for(&self, algorithm: Algorithm) -> Result<BlobWriter> {
-        let file = private::temp_file(&self.tmp, "blob-")
-            .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
-        Ok(BlobWriter {
-            file,
-            hasher: OffloadHasher::new(algorithm),
-            written: 0,
-            flushed: 0,
-        })
+        BlobWriter::new_in(&self.tmp, algorithm)
     }
 
     pub fn has_blob(&self, digest: &Digest) -> bool {

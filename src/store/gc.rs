@@ -22,39 +22,34 @@ impl Store {
     /// Every blob reachable from index.json (documents, their present children, configs,
     /// layers), and every blob a lease holds.
     pub fn reachable(&self) -> Result<HashSet<Digest>> {
+        let roots: Vec<Descriptor> = self.entries()?.into_iter().map(|e| e.descriptor).collect();
         let mut seen = HashSet::new();
-        for entry in self.entries()? {
-            self.mark(&entry.descriptor, &mut seen)?;
-        }
+        let mut blobs = Vec::new();
+        crate::content::walk(
+            &roots,
+            &mut seen,
+            |desc, _| {
+                if !self.has_blob(&desc.digest) || !(desc.is_index() || desc.is_manifest()) {
+                    return Ok((Vec::new(), ()));
+                }
+                match self.read_document(desc)?.value {
+                    Document::Index(index) => Ok((index.manifests, ())),
+                    Document::Manifest(m) => {
+                        blobs.push(m.config.digest);
+                        blobs.extend(m.layers.into_iter().map(|l| l.digest));
+                        Ok((Vec::new(), ()))
+                    }
+                }
+            },
+            |_, ()| Ok::<(), StoreError>(()),
+        )?;
+        seen.extend(blobs);
         self.mark_cache_records(&mut seen)?;
         // Leases list every blob they keep (documents, config, layers): nothing to walk.
         for lease in self.leases()? {
             seen.extend(lease.digests);
         }
         Ok(seen)
-    }
-
-    fn mark(&self, desc: &Descriptor, seen: &mut HashSet<Digest>) -> Result<()> {
-        if !seen.insert(desc.digest.clone()) || !self.has_blob(&desc.digest) {
-            return Ok(());
-        }
-        if !(desc.is_index() || desc.is_manifest()) {
-            return Ok(());
-        }
-        match self.read_document(desc)?.value {
-            Document::Index(index) => {
-                for child in &index.manifests {
-                    self.mark(child, seen)?;
-                }
-            }
-            Document::Manifest(m) => {
-                seen.insert(m.config.digest.clone());
-                for layer in &m.layers {
-                    seen.insert(layer.digest.clone());
-                }
-            }
-        }
-        Ok(())
     }
 
     /// The build cache's records (`cache-v1/steps/*.json`, each with a `blobs` list) are roots
@@ -114,8 +109,12 @@ impl Store {
         }
         for tmp in fs::read_dir(&self.tmp).map_err(StoreError::io("cannot list", &self.tmp))? {
             let tmp = tmp.map_err(StoreError::io("cannot list", &self.tmp))?;
+            let p = tmp.path();
+            if super::staging::in_use(&p) {
+                continue;
+            }
             // A build's temp directory may hold a tree of any depth a RUN step made.
-            if let Ok(removed) = crate::layer::walk::remove_tree(&tmp.path())
+            if let Ok(removed) = crate::layer::walk::remove_tree(&p)
                 && removed.entries > 0
             {
                 report.temp_files_removed += 1;

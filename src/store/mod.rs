@@ -24,6 +24,7 @@ mod leases;
 mod medium;
 mod origins;
 pub mod private;
+mod staging;
 mod summary;
 mod tags;
 
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 pub use blobs::{BlobWriter, StagedBlob, copy_buffered};
 pub use gc::GcReport;
 pub use leases::Lease;
+pub use staging::Staging;
 pub use summary::{ImageSummary, PlatformEntry, parse_created as summary_created};
 pub use tags::{Entry, Resolved};
 
@@ -66,6 +68,10 @@ pub enum StoreError {
         "`{path}` is not empty and is not a manifold store; manifold makes a store's root private (mode 0700) and will not take this one over"
     )]
     ForeignRoot { path: PathBuf },
+    /// The file system (or the quota) is full: said as such, with where, so that it is never
+    /// taken for bad input.
+    #[error(transparent)]
+    NoSpace(#[from] crate::space::NoSpace),
     #[error("{what} {path}: {source}")]
     Io {
         what: &'static str,
@@ -82,11 +88,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-        move |source| StoreError::Io {
-            what,
-            path: path.to_path_buf(),
-            source: crate::layer::NoSpace::locate(source, path),
+    /// An I/O error on `path`; a full file system or quota becomes `NoSpace`, saying where.
+    pub fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+        move |source| match crate::space::NoSpace::from_io(&source, path) {
+            Some(full) => StoreError::NoSpace(full),
+            None => StoreError::Io {
+                what,
+                path: path.to_path_buf(),
+                source,
+            },
         }
     }
 }
@@ -144,7 +154,9 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Its temp file must outlive a concurrent prune's sweep of tmp-v1.
                 let _guard = self.write_guard()?;
-                self.write_atomic(&layout_file, OCI_LAYOUT.as_bytes())?;
+                if !layout_file.exists() {
+                    self.write_atomic(&layout_file, OCI_LAYOUT.as_bytes())?;
+                }
             }
             Err(e) => return Err(StoreError::io("cannot read", &layout_file)(e)),
         }

@@ -2,6 +2,8 @@
 //! entry carries `org.opencontainers.image.ref.name` = the full normalised reference, an
 //! untagged one (a dangling image, docker's `<none>:<none>`) carries none.
 
+use std::collections::{HashMap, VecDeque};
+
 use super::{Result, Store, StoreError};
 use crate::oci::{self, ANNOTATION_REF_NAME, Descriptor, Digest};
 use crate::reference::Reference;
@@ -71,37 +73,33 @@ impl Store {
     /// Point `reference` at `desc` (which must be stored). An image the tag pointed at before
     /// stays in the store as a dangling image when no other tag names it.
     pub fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<()> {
-        if !self.has_blob(&desc.digest) {
-            return Err(StoreError::BlobNotFound(desc.digest.clone()));
-        }
-        let name = reference.to_string();
-        self.update_entries(|entries| {
-            let old = take_ref(entries, &name);
-            if let Some(old) = old
-                && old.digest != desc.digest
-            {
-                keep_dangling(entries, old);
-            }
-            entries.retain(|e| {
-                !(e.digest == desc.digest && e.annotation(ANNOTATION_REF_NAME).is_none())
-            });
-            let mut entry = desc.clone();
-            entry.set_annotation(ANNOTATION_REF_NAME, name.clone());
-            entries.push(entry);
-            Ok(())
-        })
+        self.tag_all(&[(Some(reference.clone()), desc.clone())])
     }
 
     /// Record an image without a tag (a loaded archive without names, an import without REF),
     /// unless some entry already holds it.
     pub fn add_untagged(&self, desc: &Descriptor) -> Result<()> {
-        if !self.has_blob(&desc.digest) {
-            return Err(StoreError::BlobNotFound(desc.digest.clone()));
+        self.tag_all(&[(None, desc.clone())])
+    }
+
+    /// Tag (or, for `None`, record untagged) each image in turn, as `tag` and `add_untagged`
+    /// would one by one, but in one write of index.json: all of them or none, and linear in
+    /// the number of entries however many tags an archive brings.
+    pub fn tag_all(&self, images: &[(Option<Reference>, Descriptor)]) -> Result<()> {
+        for (_, desc) in images {
+            if !self.has_blob(&desc.digest) {
+                return Err(StoreError::BlobNotFound(desc.digest.clone()));
+            }
         }
         self.update_entries(|entries| {
-            let mut d = desc.clone();
-            d.remove_annotation(ANNOTATION_REF_NAME);
-            keep_dangling(entries, d);
+            let mut index = EntryIndex::new(std::mem::take(entries));
+            for (reference, desc) in images {
+                match reference {
+                    Some(r) => index.tag(r.to_string(), desc),
+                    None => index.keep_dangling(desc.clone()),
+                }
+            }
+            *entries = index.into_entries();
             Ok(())
         })
     }
@@ -242,11 +240,80 @@ fn take_ref(entries: &mut Vec<Descriptor>, name: &str) -> Option<Descriptor> {
     Some(d)
 }
 
-/// Keep `desc` as an untagged entry unless another entry already holds that image.
-fn keep_dangling(entries: &mut Vec<Descriptor>, mut desc: Descriptor) {
-    if entries.iter().any(|e| e.digest == desc.digest) {
-        return;
+/// index.json's entries while many tags are applied: removed entries leave a hole (order is
+/// kept), and tags, holders and untagged entries are looked up by hash, not by scanning.
+struct EntryIndex {
+    slots: Vec<Option<Descriptor>>,
+    /// Tagged entries by name; the first of duplicate names (a hand-edited index.json) is the
+    /// one a lookup finds.
+    by_name: HashMap<String, VecDeque<usize>>,
+    /// How many live entries hold each image.
+    holders: HashMap<Digest, usize>,
+    untagged: HashMap<Digest, Vec<usize>>,
+}
+
+impl EntryIndex {
+    fn new(entries: Vec<Descriptor>) -> EntryIndex {
+        let mut index = EntryIndex {
+            slots: Vec::with_capacity(entries.len()),
+            by_name: HashMap::new(),
+            holders: HashMap::new(),
+            untagged: HashMap::new(),
+        };
+        for e in entries {
+            index.push(e);
+        }
+        index
     }
-    desc.remove_annotation(ANNOTATION_REF_NAME);
-    entries.push(desc);
+
+    fn push(&mut self, e: Descriptor) {
+        let i = self.slots.len();
+        match e.annotation(ANNOTATION_REF_NAME) {
+            Some(name) => self
+                .by_name
+                .entry(name.to_string())
+                .or_default()
+                .push_back(i),
+            None => self.untagged.entry(e.digest.clone()).or_default().push(i),
+        }
+        *self.holders.entry(e.digest.clone()).or_default() += 1;
+        self.slots.push(Some(e));
+    }
+
+    fn remove(&mut self, i: usize) -> Option<Descriptor> {
+        let e = self.slots[i].take()?;
+        if let Some(n) = self.holders.get_mut(&e.digest) {
+            *n -= 1;
+        }
+        Some(e)
+    }
+
+    fn tag(&mut self, name: String, desc: &Descriptor) {
+        if let Some(i) = self.by_name.get_mut(&name).and_then(VecDeque::pop_front)
+            && let Some(mut old) = self.remove(i)
+            && old.digest != desc.digest
+        {
+            old.remove_annotation(ANNOTATION_REF_NAME);
+            self.keep_dangling(old);
+        }
+        for i in self.untagged.remove(&desc.digest).unwrap_or_default() {
+            self.remove(i);
+        }
+        let mut entry = desc.clone();
+        entry.set_annotation(ANNOTATION_REF_NAME, name);
+        self.push(entry);
+    }
+
+    /// Keep `desc` as an untagged entry unless another entry already holds that image.
+    fn keep_dangling(&mut self, mut desc: Descriptor) {
+        if self.holders.get(&desc.digest).is_some_and(|&n| n > 0) {
+            return;
+        }
+        desc.remove_annotation(ANNOTATION_REF_NAME);
+        self.push(desc);
+    }
+
+    fn into_entries(self) -> Vec<Descriptor> {
+        self.slots.into_iter().flatten().collect()
+    }
 }

@@ -232,3 +232,57 @@ fn leases_keep_untagged_blobs_from_gc() {
     assert!(s.leases().unwrap().is_empty());
     assert_eq!(s.gc().unwrap().blobs_removed, 3);
 }
+
+#[test]
+fn tag_all_is_the_same_as_tagging_one_by_one() {
+    let (_d1, one) = store();
+    let (_d2, all) = store();
+    let mut ops = Vec::new();
+    for s in [&one, &all] {
+        let a = image(s, "linux/amd64", b"a");
+        let b = image(s, "linux/amd64", b"b");
+        let c = image(s, "linux/amd64", b"c");
+        s.tag(&reference("keep:1"), &a).unwrap();
+        s.tag(&reference("moved:1"), &c).unwrap();
+        s.add_untagged(&b).unwrap();
+        ops = vec![
+            (Some(reference("moved:1")), a.clone()), // c is left dangling
+            (None, b.clone()),                       // already held: nothing
+            (Some(reference("new:1")), b.clone()),   // b's untagged entry goes
+            (Some(reference("new:1")), b.clone()),   // the same again: no duplicate
+            (None, c.clone()),                       // still dangling once
+            (Some(reference("again:1")), c.clone()), // c's untagged entry goes
+        ];
+    }
+    for (r, d) in &ops {
+        match r {
+            Some(r) => one.tag(r, d).unwrap(),
+            None => one.add_untagged(d).unwrap(),
+        }
+    }
+    all.tag_all(&ops).unwrap();
+    let listing = |s: &Store| -> Vec<(Option<String>, Digest)> {
+        s.entries()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.reference.map(|r| r.to_string()), e.descriptor.digest))
+            .collect()
+    };
+    assert_eq!(listing(&one), listing(&all));
+    assert_eq!(listing(&all).len(), 4, "{:?}", listing(&all));
+}
+
+#[test]
+fn tag_all_refuses_a_missing_blob_and_writes_nothing() {
+    let (_d, s) = store();
+    let a = image(&s, "linux/amd64", b"a");
+    let missing = Descriptor::of(media_type::OCI_MANIFEST, b"not stored");
+    let err = s
+        .tag_all(&[
+            (Some(reference("a:1")), a),
+            (Some(reference("b:1")), missing),
+        ])
+        .unwrap_err();
+    assert!(matches!(err, StoreError::BlobNotFound(_)), "{err}");
+    assert!(s.entries().unwrap().is_empty());
+}

@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::harness::{Registry, TestRoot, require, tree_hash};
+use crate::harness::{TestRoot, require, tree_hash};
 use crate::local::multiarch;
+use crate::registry_harness::{Auth, TestRegistry};
 
 /// A root with `test/busybox:latest` for linux/amd64 and linux/arm64.
 fn root_with_busybox() -> TestRoot {
@@ -1031,7 +1032,7 @@ fn push_and_push_by_digest() {
         return;
     }
     let root = root_with_busybox();
-    let registry = Registry::start();
+    let registry = TestRegistry::start(Auth::Anonymous);
     let ctx = context(
         &root,
         "push",

@@ -1,20 +1,19 @@
 //! Shared helpers for the integration tests: the busybox fixtures, a throwaway store root with a
-//! `manifold` command bound to it, a local registry, tree hashes ("the store is byte-for-byte as
+//! `manifold` command bound to it (and `ok`/`fails` around it), tree hashes ("the store is byte-for-byte as
 //! it was"), skips that CI turns into failures, a second user, redaction for snapshots and
 //! `manifold_snapshot!`.
 #![allow(dead_code, unused_macros)]
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, Read as _, Write as _};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as StdCommand, Stdio};
+use std::process::{Command as StdCommand, Stdio};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use regex::Regex;
 use sha2::{Digest as _, Sha256};
@@ -142,6 +141,11 @@ impl TestRoot {
         p
     }
 
+    /// Where this root's manifold reads registries.conf (absent unless a test writes it).
+    pub fn registries_conf(&self) -> PathBuf {
+        self.dir.path().join("registries.conf")
+    }
+
     /// The `DOCKER_CONFIG` directory the commands use (empty unless a test writes to it).
     pub fn docker_config(&self) -> PathBuf {
         self.dir.path().join("docker")
@@ -169,7 +173,9 @@ impl TestRoot {
     /// [`manifold_wrapped`](Self::manifold_wrapped) as a plain `std` command.
     pub fn manifold_std_wrapped(&self, wrapper: &[&std::ffi::OsStr]) -> StdCommand {
         let mut cmd = manifold_std_wrapped(wrapper);
-        cmd.env("DOCKER_CONFIG", self.docker_config())
+        // The machine's /etc/containers/registries.conf never applies to a test.
+        cmd.env("MANIFOLD_REGISTRIES_CONF", self.registries_conf())
+            .env("DOCKER_CONFIG", self.docker_config())
             .arg("--root")
             .arg(&self.root)
             .args(["--progress", "none"]);
@@ -200,6 +206,43 @@ impl TestRoot {
         }
         settings
     }
+}
+
+/// `manifold ARGS` in `root`, to its end.
+pub fn run(root: &TestRoot, args: &[&str]) -> std::process::Output {
+    root.manifold().args(args).output().unwrap()
+}
+
+/// `manifold ARGS` in `root`, which must succeed; its stdout.
+pub fn ok(root: &TestRoot, args: &[&str]) -> String {
+    let out = run(root, args);
+    assert!(
+        out.status.success(),
+        "manifold {args:?} failed:\n{}",
+        stderr_of(&out)
+    );
+    stdout_of(&out)
+}
+
+/// `manifold ARGS` in `root`, which must fail as manifold itself fails (125); its stderr.
+pub fn fails(root: &TestRoot, args: &[&str]) -> String {
+    let out = run(root, args);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "manifold {args:?} should fail with 125:\nstdout: {}\nstderr: {}",
+        stdout_of(&out),
+        stderr_of(&out)
+    );
+    stderr_of(&out)
+}
+
+pub fn stderr_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout_of(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The terminal width the tests give `manifold`. clap wraps help to the width of the terminal on
@@ -238,6 +281,7 @@ pub fn manifold_std_wrapped(wrapper: &[&std::ffi::OsStr]) -> StdCommand {
     cmd.env_remove("MANIFOLD_ROOT")
         .env_remove("MANIFOLD_INSECURE_REGISTRIES")
         .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("MANIFOLD_REGISTRY_MIRRORS")
         .env_remove("LINES")
         .env("COLUMNS", COLUMNS)
         .env("NO_COLOR", "1");
@@ -436,132 +480,6 @@ impl OtherUser {
 impl Drop for OtherUser {
     fn drop(&mut self) {
         admin("userdel", &[&self.name]);
-    }
-}
-
-// --- a local registry ----------------------------------------------------------------------
-
-/// A `docker-registry` (distribution 2.8) on a free loopback port with its own storage, stopped
-/// on drop. Plain HTTP, no auth: manifold treats loopback registries as insecure by default.
-pub struct Registry {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl Registry {
-    /// Starts one and waits until `/v2/` answers. Guard with `skip_unless!("docker-registry")`.
-    pub fn start() -> Self {
-        let program = find_program("docker-registry").expect("docker-registry on PATH");
-        let dir = tempfile::Builder::new()
-            .prefix("manifold-registry-")
-            .tempdir()
-            .expect("create registry directory");
-        let config = dir.path().join("config.yml");
-        let log_path = dir.path().join("registry.log");
-        // Bind to learn a free port, then release it for the registry: another process may take
-        // it in between, so a start that fails with "address already in use" is retried.
-        for _ in 0..5 {
-            let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-                .and_then(|l| l.local_addr())
-                .expect("find a free port")
-                .port();
-            fs::write(
-                &config,
-                format!(
-                    "version: 0.1\n\
-                     log:\n  level: error\n  accesslog:\n    disabled: true\n\
-                     storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: 127.0.0.1:{port}\n  secret: manifold-tests\n\
-                     health:\n  storagedriver:\n    enabled: false\n",
-                    data = dir.path().join("data").display(),
-                ),
-            )
-            .expect("write registry config");
-            let log = fs::File::create(&log_path).expect("create registry log");
-            let mut child = StdCommand::new(&program)
-                .arg("serve")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("registry log"))
-                .stderr(log)
-                .spawn()
-                .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
-            let ready = wait_ready(&mut child, port, Duration::from_secs(20));
-            if ready {
-                return Registry { child, dir, port };
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = fs::read_to_string(&log_path).unwrap_or_default();
-            if !log.contains("address already in use") {
-                panic!("docker-registry did not come up on 127.0.0.1:{port}; its log:\n{log}");
-            }
-        }
-        panic!("docker-registry found no free port in 5 tries");
-    }
-
-    /// `127.0.0.1:PORT`, the registry part of a reference.
-    pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
-    /// Where the registry keeps its blobs and repositories.
-    pub fn storage(&self) -> PathBuf {
-        self.dir.path().join("data")
-    }
-
-    /// A plain HTTP/1.0 GET against the registry: (status, body). Enough for checks such as
-    /// `/v2/_catalog` or `/v2/REPO/tags/list` without an HTTP client dependency.
-    pub fn get(&self, path: &str) -> io::Result<(u16, String)> {
-        http_get(self.port, path)
-    }
-}
-
-/// Polls `GET /v2/` until it answers 200 (true), the registry exits or `limit` passes (false).
-fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return false;
-        }
-        if http_get(port, "/v2/").is_ok_and(|(status, _)| status == 200) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
-    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1036,16 +954,6 @@ mod tests {
             );
         }
         assert_eq!(platform_of("armhf"), "linux/arm/v7");
-    }
-
-    #[test]
-    fn registry_starts_and_answers() {
-        skip_unless!("docker-registry");
-        let registry = Registry::start();
-        let (status, body) = registry.get("/v2/_catalog").unwrap();
-        assert_eq!(status, 200, "{body}");
-        assert!(body.contains("\"repositories\""), "{body}");
-        assert!(registry.host().starts_with("127.0.0.1:"));
     }
 
     #[test]

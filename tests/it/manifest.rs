@@ -3,41 +3,13 @@
 //! attestations kept with their subjects), Docker manifest lists, annotations, pushes that mount
 //! across repositories and copy across registries, and the CI matrix flow with separate roots.
 
-use std::process::Output;
-
 use serde_json::Value;
 
-use crate::harness::{TestRoot, skip_unless};
+use crate::harness::{TestRoot, fails, ok, run, skip_unless, stderr_of, stdout_of};
 use crate::registry_harness::{
     Auth, FaultProxy, TestRegistry, assert_store_valid, import, layout, multi_arch, skopeo_copy,
-    skopeo_raw_digest, stderr_of, stdout_of,
+    skopeo_raw_digest,
 };
-
-fn run(root: &TestRoot, args: &[&str]) -> Output {
-    root.manifold().args(args).output().unwrap()
-}
-
-fn ok(root: &TestRoot, args: &[&str]) -> String {
-    let out = run(root, args);
-    assert!(
-        out.status.success(),
-        "manifold {args:?} failed:\n{}",
-        stderr_of(&out)
-    );
-    stdout_of(&out)
-}
-
-fn fails(root: &TestRoot, args: &[&str]) -> String {
-    let out = run(root, args);
-    assert_eq!(
-        out.status.code(),
-        Some(125),
-        "manifold {args:?} should fail with 125:\nstdout: {}\nstderr: {}",
-        stdout_of(&out),
-        stderr_of(&out)
-    );
-    stderr_of(&out)
-}
 
 fn json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}):\n{s}"))

@@ -1,7 +1,7 @@
-//! Helpers for the registry tests: the CNCF distribution registry in three auth modes
-//! (anonymous, htpasswd Basic, token with a token issuer of ours), optionally over TLS with a
-//! test CA; a fault-injecting proxy in front of it; test images built with `manifold import`.
-//! Everything listens on 127.0.0.1 only.
+//! The one test registry: the CNCF distribution registry (`docker-registry`) on a free loopback
+//! port with storage of its own, in three auth modes (anonymous, htpasswd Basic, token with a
+//! token issuer of ours), optionally over TLS with a test CA; a fault-injecting proxy in front of
+//! it; test images built with `manifold import`. Everything listens on 127.0.0.1 only.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -53,7 +53,16 @@ impl TestRegistry {
         Self::start_with(Auth::Anonymous, true)
     }
 
+    /// Over TLS, requiring a client certificate signed by `client_ca_pem` (`http.tls.clientcas`).
+    pub fn start_tls_client_auth(client_ca_pem: &str) -> TestRegistry {
+        Self::start_full(Auth::Anonymous, true, Some(client_ca_pem))
+    }
+
     fn start_with(auth: Auth, tls: bool) -> TestRegistry {
+        Self::start_full(auth, tls, None)
+    }
+
+    fn start_full(auth: Auth, tls: bool, client_ca_pem: Option<&str>) -> TestRegistry {
         let program = harness::find_program("docker-registry").expect("docker-registry on PATH");
         let dir = tempfile::Builder::new()
             .prefix("manifold-registry-")
@@ -95,6 +104,13 @@ impl TestRegistry {
                 dir.path().join("tls.crt").display(),
                 dir.path().join("tls.key").display()
             );
+            if let Some(client_ca) = client_ca_pem {
+                fs::write(dir.path().join("client-ca.crt"), client_ca).unwrap();
+                tls_config.push_str(&format!(
+                    "    clientcas:\n      - {}\n",
+                    dir.path().join("client-ca.crt").display()
+                ));
+            }
             ca_pem = Some(ca);
         }
         let config = dir.path().join("config.yml");
@@ -121,7 +137,7 @@ impl TestRegistry {
                 .stderr(log)
                 .spawn()
                 .unwrap();
-            if wait_listening(&mut child, port, Duration::from_secs(20)) {
+            if wait_ready(&mut child, port, Duration::from_secs(20)) {
                 return TestRegistry {
                     child,
                     dir,
@@ -171,6 +187,17 @@ impl TestRegistry {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
+
+    /// Where the registry keeps its blobs and repositories.
+    pub fn storage(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// A plain HTTP/1.0 GET against the registry (no TLS, no auth): (status, body). Enough for
+    /// checks such as `/v2/_catalog` or `/v2/REPO/tags/list` without an HTTP client.
+    pub fn get(&self, path: &str) -> io::Result<(u16, String)> {
+        http_get(self.port, path)
+    }
 }
 
 impl Drop for TestRegistry {
@@ -187,18 +214,42 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn wait_listening(child: &mut Child, port: u16, limit: Duration) -> bool {
+/// Polls `GET /v2/` until the registry answers anything (401 with auth, 400 to plain HTTP on a
+/// TLS port: it is serving), the registry exits or `limit` passes.
+fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
             return false;
         }
-        if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
+        if http_get(port, "/v2/").is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// A plain HTTP/1.0 GET against 127.0.0.1:`port`: (status, body).
+fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: application/json\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// (CA certificate PEM, server certificate PEM for 127.0.0.1, server key PEM).
@@ -528,6 +579,25 @@ pub enum Fault {
     Throttle(usize),
     /// Forward, but cut the connection while the request body is being sent upstream.
     ResetRequestAfter(usize),
+    /// Answer this status with this registry error code instead of forwarding.
+    Refuse(u16, &'static str),
+    /// Forward, but answer the upstream's response with this status instead of its own.
+    RewriteStatus(u16),
+    /// Forward without the request target's query (a mount becomes a plain upload session).
+    DropQuery,
+    /// Forward, adding these headers to the response.
+    AddHeaders(Vec<(String, String)>),
+}
+
+/// A condition on a request, besides its method and target.
+#[derive(Debug, Clone)]
+pub enum When {
+    /// The request carries this header.
+    Header(&'static str),
+    /// The request carries a body (Content-Length > 0).
+    Body,
+    /// The request body contains this text (the body is read before the rule is judged).
+    BodyContains(String),
 }
 
 #[derive(Debug, Clone)]
@@ -538,6 +608,8 @@ pub struct Rule {
     /// How many matching exchanges it applies to.
     pub times: usize,
     pub fault: Fault,
+    /// Further conditions, all of which must hold.
+    pub when: Vec<When>,
 }
 
 impl Rule {
@@ -547,7 +619,27 @@ impl Rule {
             path: path.to_string(),
             times,
             fault,
+            when: Vec::new(),
         }
+    }
+
+    /// The same rule, applying only when `condition` holds too.
+    pub fn when(mut self, condition: When) -> Rule {
+        self.when.push(condition);
+        self
+    }
+
+    fn matches(&self, head: &Head, body: Option<&[u8]>) -> bool {
+        self.times > 0
+            && self.method.as_deref().is_none_or(|m| m == head.method)
+            && head.target.contains(&self.path)
+            && self.when.iter().all(|w| match w {
+                When::Header(h) => head.header(h).is_some(),
+                When::Body => head.content_length() > 0,
+                When::BodyContains(text) => {
+                    body.is_some_and(|b| b.windows(text.len().max(1)).any(|w| w == text.as_bytes()))
+                }
+            })
     }
 }
 
@@ -557,6 +649,9 @@ pub struct Seen {
     pub method: String,
     pub target: String,
     pub range: Option<String>,
+    /// The request's `Content-Range` and `Content-Length`.
+    pub content_range: Option<String>,
+    pub length: usize,
     pub fault: Option<String>,
 }
 
@@ -651,18 +746,33 @@ fn proxy_one(
     client.set_read_timeout(Some(Duration::from_secs(60)))?;
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
+    // A TLS ClientHello (the client tries HTTPS first on loopback): closed at once, as the
+    // registry would refuse it, rather than read as an HTTP head that never ends.
+    if reader.fill_buf()?.first() == Some(&0x16) {
+        return Ok(());
+    }
     let Some(head) = read_head(&mut reader)? else {
         return Ok(());
+    };
+    // A rule that looks into the body needs it read first (only small bodies are judged so).
+    let wants_body = rules.lock().unwrap().iter().any(|r| {
+        r.times > 0
+            && r.method.as_deref().is_none_or(|m| m == head.method)
+            && head.target.contains(&r.path)
+            && r.when.iter().any(|w| matches!(w, When::BodyContains(_)))
+    });
+    let buffered = if wants_body {
+        let mut b = vec![0u8; head.content_length()];
+        reader.read_exact(&mut b)?;
+        Some(b)
+    } else {
+        None
     };
     let fault = {
         let mut rules = rules.lock().unwrap();
         rules
             .iter_mut()
-            .find(|r| {
-                r.times > 0
-                    && r.method.as_deref().is_none_or(|m| m == head.method)
-                    && head.target.contains(&r.path)
-            })
+            .find(|r| r.matches(&head, buffered.as_deref()))
             .map(|r| {
                 r.times -= 1;
                 r.fault.clone()
@@ -672,12 +782,30 @@ fn proxy_one(
         method: head.method.clone(),
         target: head.target.clone(),
         range: head.header("range").map(str::to_string),
+        content_range: head.header("content-range").map(str::to_string),
+        length: head.content_length(),
         fault: fault.as_ref().map(|f| format!("{f:?}")),
     });
     let mut body = vec![0u8; head.content_length()];
+    let read_body = |reader: &mut BufReader<TcpStream>, body: &mut Vec<u8>| match &buffered {
+        Some(_) => Ok(()),
+        None => reader.read_exact(body),
+    };
     match &fault {
+        Some(Fault::Refuse(code, error)) => {
+            read_body(&mut reader, &mut body)?;
+            let msg = format!(
+                r#"{{"errors":[{{"code":"{error}","message":"refused by the quirk proxy"}}]}}"#
+            );
+            write!(
+                client,
+                "HTTP/1.1 {code} Refused\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{msg}",
+                msg.len()
+            )?;
+            return client.flush();
+        }
         Some(Fault::Status(code, headers)) => {
-            reader.read_exact(&mut body)?;
+            read_body(&mut reader, &mut body)?;
             let mut extra = String::new();
             for (k, v) in headers {
                 extra.push_str(&format!("{k}: {v}\r\n"));
@@ -697,7 +825,7 @@ fn proxy_one(
             return client.flush();
         }
         Some(Fault::Respond(code, headers, payload)) => {
-            reader.read_exact(&mut body)?;
+            read_body(&mut reader, &mut body)?;
             let mut extra = String::new();
             for (k, v) in headers {
                 extra.push_str(&format!("{k}: {v}\r\n"));
@@ -716,6 +844,9 @@ fn proxy_one(
     if let Some(n) = *page.lock().unwrap() {
         target = target.replace("n=1000", &format!("n={n}"));
     }
+    if let Some(Fault::DropQuery) = &fault {
+        target = target.split('?').next().unwrap_or_default().to_string();
+    }
     let mut up = TcpStream::connect((Ipv4Addr::LOCALHOST, upstream))?;
     let mut out = format!("{} {target} HTTP/1.1\r\n", head.method);
     for (k, v) in &head.headers {
@@ -729,6 +860,10 @@ fn proxy_one(
     // The request body, as announced.
     let mut left = head.content_length();
     let mut buf = vec![0u8; 64 * 1024];
+    if let Some(b) = &buffered {
+        up.write_all(b)?;
+        left = 0;
+    }
     let mut sent = 0usize;
     while left > 0 {
         let want = left.min(buf.len());
@@ -752,7 +887,23 @@ fn proxy_one(
     let Some(resp) = read_head(&mut up_reader)? else {
         return Ok(());
     };
-    client.write_all(&resp.raw)?;
+    match &fault {
+        Some(Fault::RewriteStatus(code)) => {
+            let raw = String::from_utf8_lossy(&resp.raw).into_owned();
+            let (_, rest) = raw.split_once("\r\n").unwrap_or((&raw, ""));
+            write!(client, "HTTP/1.1 {code} Rewritten\r\n{rest}")?;
+        }
+        Some(Fault::AddHeaders(headers)) => {
+            let raw = String::from_utf8_lossy(&resp.raw).into_owned();
+            let (first, rest) = raw.split_once("\r\n").unwrap_or((&raw, ""));
+            let mut extra = String::new();
+            for (k, v) in headers {
+                extra.push_str(&format!("{k}: {v}\r\n"));
+            }
+            write!(client, "{first}\r\n{extra}{rest}")?;
+        }
+        _ => client.write_all(&resp.raw)?,
+    }
     let mut written = 0usize;
     let mut corrupted = false;
     loop {
@@ -968,10 +1119,22 @@ pub fn assert_store_valid(root: &Path) {
     }
 }
 
-pub fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+pub use crate::harness::{stderr_of, stdout_of};
 
-pub fn stdout_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::skip_unless;
+
+    #[test]
+    fn registry_starts_and_answers() {
+        skip_unless!("docker-registry");
+        let registry = TestRegistry::start(Auth::Anonymous);
+        let (status, body) = registry.get("/v2/_catalog").unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains("\"repositories\""), "{body}");
+        assert!(registry.host().starts_with("127.0.0.1:"));
+        let basic = TestRegistry::start(Auth::Basic);
+        assert_eq!(basic.get("/v2/").unwrap().0, 401);
+    }
 }

@@ -21,10 +21,10 @@ use std::sync::Mutex;
 
 use crate::binfmt::BinfmtLease;
 use crate::harness::{
-    self, COMMAND_TIMEOUT, OtherUser, Registry, TestRoot, admin, busybox_rootfs, busybox_tree,
+    self, COMMAND_TIMEOUT, OtherUser, TestRoot, admin, busybox_rootfs, busybox_tree,
     manifold_snapshot, skip_unless,
 };
-use crate::registry_harness::{import, multi_arch};
+use crate::registry_harness::{Auth, TestRegistry, import, multi_arch};
 
 /// What a user's login session would put on PATH (runc lives in /usr/sbin).
 const PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -358,7 +358,7 @@ fn a_plain_user_pulls_runs_builds_pushes_and_commits() {
         .args(["binfmt", "install", "linux/arm64"])
         .assert()
         .success();
-    let registry = Registry::start();
+    let registry = TestRegistry::start(Auth::Anonymous);
     let base = format!("{}/rootless/busybox:1", registry.host());
     multi_arch(&host, &["amd64", "arm64"], &base);
     host.manifold().args(["push", &base]).assert().success();
@@ -1099,7 +1099,7 @@ fn a_build_inside_an_unprivileged_docker_container_pushes_both_platforms() {
         .args(["binfmt", "install", "linux/arm64"])
         .assert()
         .success();
-    let registry = Registry::start();
+    let registry = TestRegistry::start(Auth::Anonymous);
     let name = format!("manifold-it-rootless:{}", std::process::id());
     let _image = ci_image(&host, &name);
     let app = format!("{}/ci/app:1", registry.host());

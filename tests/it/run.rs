@@ -14,7 +14,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 use crate::binfmt::BinfmtLease;
-use crate::harness::{BUSYBOX_ARCHES, TestRoot, skip_unless, tree_hash};
+use crate::harness::{BUSYBOX_ARCHES, TestRoot, skip_unless, stderr_of, tree_hash};
 use crate::local::{import, multiarch};
 use manifold::oci::{Descriptor, Digest, Manifest, Parsed, media_type};
 use manifold::reference::Reference;
@@ -94,10 +94,6 @@ pub fn with_layers(root: &TestRoot, base: &str, layers: &[Vec<u8>], name: &str) 
 
 pub fn stdout_of(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr_of(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// busybox for the host, as `busybox:latest`.
@@ -1271,7 +1267,8 @@ fn rlimits_follow_the_callers_limits() {
 fn run_pulls_a_missing_image_from_a_real_registry() {
     skip_unless!("root", "runc", "docker-registry", "qemu-aarch64-static");
     let _lease = BinfmtLease::shared();
-    let registry = crate::harness::Registry::start();
+    let registry =
+        crate::registry_harness::TestRegistry::start(crate::registry_harness::Auth::Anonymous);
     let name = format!("{}/busybox:multi", registry.host());
     let publisher = TestRoot::new();
     multiarch(

@@ -1,0 +1,1113 @@
+//! The executor: plans (one per target platform) run against the store. Stages are memoised by
+//! the identity of their plan, so a stage that is the same for every target (a
+//! `FROM --platform=$BUILDPLATFORM` stage that does not use TARGETARCH) is built once; steps
+//! are memoised by cache key within the build and looked up in the step cache across builds.
+//! Platforms and independent stages run on threads of their own.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Instant;
+
+use super::cache::{Cache, KeyBuilder, Record};
+use super::context::Context;
+use super::copy::{self, CopyEnv};
+use super::fetch::{self, FetchError, Fetched};
+use super::layer::{self, Entry, Kind, LayerInfo};
+use super::report::{BuildEvent, BuildReporter, StepInfo};
+use super::run::{RunError, RunRequest, Runner};
+use super::tree::{self, Tree};
+use super::{BuildError, ImageError, StepError};
+use crate::content::{self, Platforms};
+use crate::dockerfile::instructions::{Dockerfile, MountKind};
+use crate::dockerfile::plan::{
+    self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, ResolveError, Resolver, StagePlan, Step,
+};
+use crate::layer::Compression;
+use crate::oci::{self, Descriptor, Digest, History, ImageConfig, Manifest, Parsed, media_type};
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::Client;
+use crate::store::Store;
+
+pub struct Options<'a> {
+    pub store: &'a Store,
+    pub dockerfile: &'a Dockerfile,
+    pub context: &'a Context,
+    pub platforms: Vec<Platform>,
+    pub plan: PlanOptions,
+    pub no_cache: bool,
+    pub compression: Compression,
+    /// SOURCE_DATE_EPOCH: every timestamp clamped to it.
+    pub epoch: Option<u64>,
+    /// Pulls base images the store lacks; None: the store only.
+    pub client: Option<&'a Client>,
+    pub runner: &'a dyn Runner,
+    pub reporter: &'a dyn BuildReporter,
+}
+
+/// One platform's image.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub platform: Platform,
+    /// The manifest, with its platform.
+    pub manifest: Descriptor,
+    pub config: Digest,
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub images: Vec<BuiltImage>,
+    /// The manifest (one platform) or the index over them (several).
+    pub root: Descriptor,
+    /// How many steps ran, and how many came from the cache.
+    pub steps_run: usize,
+    pub steps_cached: usize,
+}
+
+/// A resolved base image.
+struct Image {
+    manifest: Descriptor,
+    value: Manifest,
+    config: ImageConfig,
+}
+
+/// What a finished stage is.
+struct StageOut {
+    platform: Platform,
+    layers: Vec<Descriptor>,
+    diff_ids: Vec<Digest>,
+    history: Vec<History>,
+    config: ImageConfig,
+    /// The key of its filesystem state.
+    chain: Digest,
+    tree: Mutex<Option<Arc<Tree>>>,
+}
+
+type Shared<T> = Arc<OnceLock<Result<T, Arc<BuildError>>>>;
+
+/// A stage's filesystem view while its steps run: loaded when a step first needs it, then
+/// brought up to date with the layers added since only when a step looks again.
+#[derive(Default)]
+struct StageTree {
+    tree: Option<Tree>,
+    /// Layers added after the view was loaded, not read into it yet.
+    pending: Vec<Descriptor>,
+}
+
+/// An ADD URL within one build: its content's digest (fetched or revalidated once, for the
+/// cache keys) and its body once downloaded.
+#[derive(Default)]
+struct Url {
+    digest: Option<Digest>,
+    body: Option<std::path::PathBuf>,
+}
+
+struct Executor<'a> {
+    o: &'a Options<'a>,
+    cache: Cache,
+    plans: Vec<Plan>,
+    /// Identity of each planned stage, per platform.
+    ids: Vec<BTreeMap<usize, Digest>>,
+    stages: Mutex<HashMap<Digest, Shared<Arc<StageOut>>>>,
+    steps: Mutex<HashMap<Digest, Shared<(Record, bool)>>>,
+    images: Mutex<HashMap<(String, String), Arc<Image>>>,
+    urls: Mutex<HashMap<String, Arc<Mutex<Url>>>>,
+    /// Where URL bodies are downloaded, for the build's duration.
+    downloads: tempfile::TempDir,
+    downloaded: AtomicUsize,
+    failed: AtomicBool,
+    counter: AtomicUsize,
+    run: AtomicUsize,
+    cached: AtomicUsize,
+    now: u64,
+}
+
+fn rfc3339(secs: u64) -> String {
+    chrono::DateTime::from_timestamp(secs as i64, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Run the build; returns the images, written to the store but not tagged.
+pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
+    let started = Instant::now();
+    let _guard = o.store.write_guard()?;
+    let cache = Cache::open(o.store)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let mut ex = Executor {
+        o,
+        cache,
+        plans: Vec::new(),
+        ids: Vec::new(),
+        stages: Mutex::new(HashMap::new()),
+        steps: Mutex::new(HashMap::new()),
+        images: Mutex::new(HashMap::new()),
+        urls: Mutex::new(HashMap::new()),
+        downloads: tempfile::Builder::new()
+            .prefix("downloads-")
+            .tempdir_in(o.store.tmp_dir())
+            .map_err(|source| BuildError::Temp {
+                dir: o.store.tmp_dir().to_path_buf(),
+                source,
+            })?,
+        downloaded: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+        counter: AtomicUsize::new(0),
+        run: AtomicUsize::new(0),
+        cached: AtomicUsize::new(0),
+        now: o.epoch.map_or(now, |e| now.min(e)),
+    };
+    for p in &o.platforms {
+        let plan = plan::plan(o.dockerfile, p, &o.plan, &ex)?;
+        let ids = identities(&plan);
+        ex.plans.push(plan);
+        ex.ids.push(ids);
+    }
+    if let Some(plan) = ex.plans.first()
+        && !plan.unused_args.is_empty()
+    {
+        o.reporter
+            .report(&BuildEvent::UnusedArgs(&plan.unused_args));
+    }
+    let ex = &ex;
+    ex.run_stages();
+    let results: Vec<Result<Arc<StageOut>, Arc<BuildError>>> = ex
+        .plans
+        .iter()
+        .enumerate()
+        .map(|(pi, plan)| ex.stage(pi, plan.target))
+        .collect();
+    // Report the failure itself, not a stage that stopped because of it.
+    if results.iter().any(|r| r.is_err()) {
+        let stage_errors: Vec<Arc<BuildError>> = ex
+            .stages
+            .lock()
+            .expect("stages")
+            .values()
+            .filter_map(|cell| cell.get().and_then(|r| r.as_ref().err().cloned()))
+            .collect();
+        let e = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .chain(stage_errors.iter())
+            .min_by_key(|e| matches!(e.root(), BuildError::Cancelled))
+            .expect("an error");
+        return Err(BuildError::Shared(e.clone()));
+    }
+    let mut images = Vec::new();
+    for r in results {
+        let out = r.map_err(BuildError::Shared)?;
+        images.push(ex.write_image(&out)?);
+    }
+    let root = if images.len() == 1 {
+        images[0].manifest.clone()
+    } else {
+        let index = Parsed::from_value(oci::Index::new_oci(
+            images.iter().map(|i| i.manifest.clone()).collect(),
+        ));
+        o.store.put_bytes(&index.bytes)?;
+        index.descriptor(media_type::OCI_INDEX)
+    };
+    let out = Output {
+        images,
+        root,
+        steps_run: ex.run.load(Ordering::Relaxed),
+        steps_cached: ex.cached.load(Ordering::Relaxed),
+    };
+    o.reporter.report(&BuildEvent::BuildFinished {
+        root: &out.root,
+        steps_run: out.steps_run,
+        steps_cached: out.steps_cached,
+        duration: started.elapsed(),
+    });
+    Ok(out)
+}
+
+/// A digest per planned stage that is equal exactly when two stages would build the same
+/// thing (platform, base, steps, config; stages they use by their own identity). Computed in
+/// the plan's order, so the stages a stage uses always have theirs already.
+fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
+    let mut ids: BTreeMap<usize, Digest> = BTreeMap::new();
+    for &i in &plan.order {
+        let s = plan.stage(i);
+        let mut k = KeyBuilder::new("stage");
+        k.add_str(&s.platform.to_string());
+        match &s.base {
+            Base::Stage(j) => {
+                k.add_str("stage").add_str(&ids[j].to_string());
+            }
+            b => {
+                k.add_json(b);
+            }
+        }
+        for step in &s.steps {
+            k.add_str(&step.created_by);
+            if let Op::Copy(c) = &step.op
+                && let CopyFrom::Stage(j) = c.from
+            {
+                k.add_str(&ids[&j].to_string());
+            }
+            k.add_json(&step.op);
+        }
+        k.add_json(&s.config);
+        ids.insert(i, k.finish());
+    }
+    ids
+}
+
+/// How many stages run at once (independent stages and platforms; the rest wait their turn).
+const PARALLEL_STAGES: usize = 16;
+
+impl Resolver for Executor<'_> {
+    fn image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, ResolveError> {
+        match self.image(reference, platform) {
+            Ok(i) => Ok(i.config.clone()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn local_image_config(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<ImageConfig, ResolveError> {
+        match self.local_image(reference, platform) {
+            Ok(Some(i)) => Ok(i.config),
+            Ok(None) => Err(Box::new(ImageError::NotInStore {
+                reference: reference.to_string(),
+            })),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl<'a> Executor<'a> {
+    /// A base image for a platform: from the store, pulled first when it is not there.
+    fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, Box<ImageError>> {
+        let key = (reference.to_string(), platform.to_string());
+        if let Some(i) = self.images.lock().expect("images").get(&key) {
+            return Ok(i.clone());
+        }
+        let image = match self.local_image(reference, platform) {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                self.pull(reference, platform)?;
+                self.local_image(reference, platform)?
+                    .ok_or_else(|| ImageError::NoPlatform {
+                        reference: reference.to_string(),
+                        platform: platform.to_string(),
+                        available: "none in the store".into(),
+                    })?
+            }
+            Err(e) => return Err(e),
+        };
+        let image = Arc::new(image);
+        self.images
+            .lock()
+            .expect("images")
+            .insert(key, image.clone());
+        Ok(image)
+    }
+
+    /// Ok(None) when the store lacks the image (or its platform's manifest).
+    fn local_image(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> Result<Option<Image>, Box<ImageError>> {
+        let store = self.o.store;
+        let store_err = |source| ImageError::Store {
+            reference: reference.to_string(),
+            source,
+        };
+        let found = match store.lookup(reference) {
+            Ok(f) => f,
+            Err(crate::store::StoreError::ImageNotFound(_)) => return Ok(None),
+            Err(e) => return Err(store_err(e).into()),
+        };
+        let mut desc = found.descriptor;
+        if desc.is_index() {
+            let index = store.read_index(&desc.digest).map_err(store_err)?;
+            let Some(child) = index.value.select(&platform.matcher()) else {
+                let have: Vec<String> = index
+                    .value
+                    .images()
+                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                    .collect();
+                return Err(ImageError::NoPlatform {
+                    reference: reference.to_string(),
+                    platform: platform.to_string(),
+                    available: have.join(", "),
+                }
+                .into());
+            };
+            if !store.has_blob(&child.digest) {
+                return Ok(None);
+            }
+            desc = child.clone();
+        }
+        let manifest = store.read_manifest(&desc.digest).map_err(store_err)?;
+        let config = store
+            .read_config(&manifest.value.config.digest)
+            .map_err(store_err)?
+            .value;
+        let actual = config.platform();
+        if !platform.matcher().matches(&actual) {
+            return Err(ImageError::WrongPlatform {
+                reference: reference.to_string(),
+                actual: actual.to_string(),
+                platform: platform.to_string(),
+            }
+            .into());
+        }
+        if let Some(missing) = manifest
+            .value
+            .layers
+            .iter()
+            .find(|l| !store.has_blob(&l.digest))
+        {
+            return Err(ImageError::MissingLayer {
+                reference: reference.to_string(),
+                layer: missing.digest.clone(),
+            }
+            .into());
+        }
+        Ok(Some(Image {
+            manifest: desc,
+            value: manifest.value,
+            config,
+        }))
+    }
+
+    fn pull(&self, reference: &str, platform: &Platform) -> Result<(), Box<ImageError>> {
+        let Some(client) = self.o.client else {
+            return Err(ImageError::NotInStore {
+                reference: reference.to_string(),
+            }
+            .into());
+        };
+        let r = Reference::parse(reference).map_err(|source| ImageError::Reference {
+            reference: reference.to_string(),
+            source,
+        })?;
+        self.o.reporter.report(&BuildEvent::Pulling {
+            reference: &r,
+            platform,
+        });
+        // Mirrors first, the registry itself last.
+        let repo = client
+            .pull_source(&r)
+            .map_err(|source| ImageError::Registry {
+                reference: reference.to_string(),
+                source,
+            })?;
+        let pull_err = |source| ImageError::Pull {
+            reference: reference.to_string(),
+            platform: platform.to_string(),
+            source,
+        };
+        let root = content::Source::resolve(&repo, &r).map_err(pull_err)?;
+        content::copy_with(
+            &repo,
+            self.o.store,
+            &r,
+            &root,
+            &Platforms::Best(platform.matcher()),
+            self.o.reporter.transfers(),
+            &content::CopyOptions::default(),
+        )
+        .map_err(pull_err)?;
+        self.o
+            .store
+            .tag(&r, &root)
+            .map_err(|source| ImageError::Store {
+                reference: reference.to_string(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    /// Run every planned stage of every platform, each once the stages it uses are done, on
+    /// a bounded pool of threads: a Dockerfile of thousands of stages gets neither thousands
+    /// of threads nor a recursion from each stage into its base.
+    fn run_stages(&self) {
+        let mut units: Vec<(usize, usize)> = Vec::new();
+        let mut unit_of: HashMap<(usize, usize), usize> = HashMap::new();
+        for (pi, plan) in self.plans.iter().enumerate() {
+            for &si in &plan.order {
+                unit_of.insert((pi, si), units.len());
+                units.push((pi, si));
+            }
+        }
+        let mut waiting = vec![0usize; units.len()];
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); units.len()];
+        for (u, &(pi, si)) in units.iter().enumerate() {
+            for d in self.plans[pi].stage(si).deps() {
+                waiting[u] += 1;
+                dependents[unit_of[&(pi, d)]].push(u);
+            }
+        }
+        struct Queue {
+            ready: VecDeque<usize>,
+            waiting: Vec<usize>,
+            left: usize,
+        }
+        let queue = Mutex::new(Queue {
+            ready: (0..units.len()).filter(|&u| waiting[u] == 0).collect(),
+            waiting,
+            left: units.len(),
+        });
+        let wake = Condvar::new();
+        let worker = || {
+            loop {
+                let u = {
+                    let mut q = queue.lock().expect("queue");
+                    loop {
+                        if let Some(u) = q.ready.pop_front() {
+                            break u;
+                        }
+                        if q.left == 0 {
+                            return;
+                        }
+                        q = wake.wait(q).expect("queue");
+                    }
+                };
+                let (pi, si) = units[u];
+                // A failure is kept in the stage's cell; the stages using it report it.
+                let _ = self.stage(pi, si);
+                let mut q = queue.lock().expect("queue");
+                q.left -= 1;
+                for &d in &dependents[u] {
+                    q.waiting[d] -= 1;
+                    if q.waiting[d] == 0 {
+                        q.ready.push_back(d);
+                    }
+                }
+                wake.notify_all();
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 0..units.len().clamp(1, PARALLEL_STAGES) {
+                s.spawn(worker);
+            }
+        });
+    }
+
+    fn url(&self, url: &str) -> Arc<Mutex<Url>> {
+        self.urls
+            .lock()
+            .expect("urls")
+            .entry(url.to_string())
+            .or_default()
+            .clone()
+    }
+
+    fn download_path(&self) -> std::path::PathBuf {
+        let n = self.downloaded.fetch_add(1, Ordering::Relaxed);
+        self.downloads.path().join(format!("body-{n}"))
+    }
+
+    /// The digest of what `url` serves now, once per build: revalidated with what the server
+    /// said last time (a 304 is the same content, nothing downloaded), else downloaded.
+    fn url_digest(&self, url: &str) -> Result<Digest, FetchError> {
+        let cell = self.url(url);
+        let mut u = cell.lock().expect("url");
+        if let Some(d) = &u.digest {
+            return Ok(d.clone());
+        }
+        let known = if self.o.no_cache {
+            None
+        } else {
+            self.cache.validators(url)
+        };
+        let file = self.download_path();
+        let fetched = fetch::fetch(url, &file, known.as_ref())?;
+        self.keep_validators(url, &fetched)?;
+        if matches!(fetched, Fetched::Body { .. }) {
+            u.body = Some(file);
+        }
+        u.digest = Some(fetched.digest().clone());
+        Ok(fetched.digest().clone())
+    }
+
+    /// The body of `url` for a step that runs: downloaded now when only revalidated before,
+    /// and then it must still be the content the step's cache key names.
+    fn keep_validators(&self, url: &str, fetched: &Fetched) -> Result<(), FetchError> {
+        if let Fetched::Body {
+            validators: Some(v),
+            ..
+        } = fetched
+        {
+            self.cache
+                .put_validators(v)
+                .map_err(|source| FetchError::Cache {
+                    url: url.to_string(),
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    fn url_body(&self, url: &str) -> Result<std::path::PathBuf, FetchError> {
+        let want = self.url_digest(url)?;
+        let cell = self.url(url);
+        let mut u = cell.lock().expect("url");
+        if let Some(b) = &u.body {
+            return Ok(b.clone());
+        }
+        let file = self.download_path();
+        let fetched = fetch::fetch(url, &file, None)?;
+        if fetched.digest() != &want {
+            return Err(FetchError::Changed {
+                url: url.to_string(),
+                was: want,
+                now: fetched.digest().clone(),
+            });
+        }
+        self.keep_validators(url, &fetched)?;
+        u.body = Some(file.clone());
+        Ok(file)
+    }
+
+    fn stage(&self, pi: usize, si: usize) -> Result<Arc<StageOut>, Arc<BuildError>> {
+        let id = self.ids[pi][&si].clone();
+        let cell = self
+            .stages
+            .lock()
+            .expect("stages")
+            .entry(id)
+            .or_default()
+            .clone();
+        cell.get_or_init(|| {
+            let r = self.run_stage(pi, si).map(Arc::new).map_err(Arc::new);
+            if r.is_err() {
+                self.failed.store(true, Ordering::Relaxed);
+            }
+            r
+        })
+        .clone()
+    }
+
+    fn step_error(&self, stage: &StagePlan, step: &Step, source: StepError) -> BuildError {
+        BuildError::Step {
+            file: self.o.dockerfile.map.name.clone(),
+            line: step.line,
+            platform: stage_label(stage),
+            instruction: step.text.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    fn run_stage(&self, pi: usize, si: usize) -> Result<StageOut, BuildError> {
+        let plan = &self.plans[pi];
+        let stage = plan.stage(si);
+        let (mut layers, mut diff_ids, mut history, mut chain) = match &stage.base {
+            Base::Scratch => (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                KeyBuilder::new("scratch").finish(),
+            ),
+            Base::Image(r) => {
+                let img = self
+                    .image(r, &stage.platform)
+                    .map_err(|e| BuildError::Step {
+                        file: self.o.dockerfile.map.name.clone(),
+                        line: stage.line,
+                        platform: stage_label(stage),
+                        instruction: format!("FROM {r}"),
+                        source: Box::new(e.into()),
+                    })?;
+                (
+                    img.value.layers.clone(),
+                    img.config.rootfs.diff_ids.clone(),
+                    img.config.history.clone(),
+                    KeyBuilder::new("image")
+                        .add_str(&img.manifest.digest.to_string())
+                        .finish(),
+                )
+            }
+            Base::Stage(j) => {
+                let b = self.stage(pi, *j).map_err(BuildError::Shared)?;
+                (
+                    b.layers.clone(),
+                    b.diff_ids.clone(),
+                    b.history.clone(),
+                    b.chain.clone(),
+                )
+            }
+        };
+        let mut tree = StageTree::default();
+        let total = stage.steps.len();
+        for (n, step) in stage.steps.iter().enumerate() {
+            if self.failed.load(Ordering::Relaxed) {
+                return Err(BuildError::Cancelled);
+            }
+            let record = match &step.op {
+                Op::Meta => {
+                    let key = KeyBuilder::new("meta")
+                        .add_str(&chain.to_string())
+                        .add_str(&n.to_string())
+                        .add_str(&step.created_by)
+                        .finish();
+                    let created = match self.o.epoch {
+                        Some(e) => rfc3339(e),
+                        None => match self.cache.get(&key) {
+                            Some(r) => r.created,
+                            None => {
+                                let r = Record {
+                                    layer: None,
+                                    created: rfc3339(self.now),
+                                    blobs: Vec::new(),
+                                };
+                                self.cache.put_unsynced(&key, &r)?;
+                                r.created
+                            }
+                        },
+                    };
+                    Record {
+                        layer: None,
+                        created,
+                        blobs: Vec::new(),
+                    }
+                }
+                _ => {
+                    let key = self.step_key(plan, stage, step, &chain)?;
+                    let place = (n + 1, total);
+                    let record = self.step_result(&key, stage, step, place, |info| {
+                        self.execute(plan, stage, step, info, &layers, &diff_ids, &mut tree)
+                    })?;
+                    if record.layer.is_some() {
+                        chain = key;
+                    }
+                    record
+                }
+            };
+            let empty = record.layer.is_none();
+            if let Some(l) = &record.layer {
+                layers.push(l.descriptor.clone());
+                diff_ids.push(l.diff_id.clone());
+                // Read into the view only when a later step looks (the last step's layer,
+                // an archive of many files say, never is).
+                if tree.tree.is_some() {
+                    tree.pending.push(l.descriptor.clone());
+                }
+            }
+            history.push(History {
+                created: Some(record.created.clone()),
+                created_by: Some(step.created_by.clone()),
+                comment: Some("buildkit.dockerfile.v0".to_string()),
+                empty_layer: empty.then_some(true),
+                ..Default::default()
+            });
+        }
+        let mut config = stage.config.clone();
+        config.rootfs = oci::RootFs {
+            kind: "layers".into(),
+            diff_ids: diff_ids.clone(),
+        };
+        if let Some(e) = self.o.epoch {
+            for h in &mut history {
+                h.created = Some(rfc3339(e));
+            }
+        }
+        config.created = history
+            .iter()
+            .filter_map(|h| h.created.clone())
+            .max()
+            .or_else(|| Some(rfc3339(self.now)));
+        config.history = history.clone();
+        Ok(StageOut {
+            platform: stage.platform.clone(),
+            layers,
+            diff_ids,
+            history,
+            config,
+            chain,
+            tree: Mutex::new(None),
+        })
+    }
+
+    /// What decides a layer step's result.
+    fn step_key(
+        &self,
+        plan: &Plan,
+        stage: &StagePlan,
+        step: &Step,
+        chain: &Digest,
+    ) -> Result<Digest, BuildError> {
+        let fail = |e: StepError| self.step_error(stage, step, e);
+        let mut k = KeyBuilder::new("step");
+        k.add_str(&chain.to_string())
+            .add_str(&stage.platform.to_string())
+            .add_json(&self.o.compression)
+            .add_str(&self.o.epoch.map(|e| e.to_string()).unwrap_or_default())
+            .add_json(&step.op);
+        if let Op::Copy(c) = &step.op {
+            for src in &c.sources {
+                if let CopySrc::Url(u) = src {
+                    let digest = self.url_digest(u).map_err(|e| fail(e.into()))?;
+                    fetch::verify(u, &digest, c.checksum.as_deref()).map_err(|e| fail(e.into()))?;
+                    k.add_str(&digest.to_string());
+                }
+            }
+            match &c.from {
+                CopyFrom::Context => {
+                    let key = copy::context_key(c, self.o.context).map_err(|e| fail(e.into()))?;
+                    k.add_str(&key.to_string());
+                }
+                CopyFrom::Stage(j) => {
+                    // A failed stage is reported as itself, not inside this step.
+                    let out = self
+                        .stage(self.plan_index(plan), *j)
+                        .map_err(BuildError::Shared)?;
+                    k.add_str(&out.chain.to_string());
+                }
+                CopyFrom::Image(r) => {
+                    let img = self.image(r, &stage.platform).map_err(|e| fail(e.into()))?;
+                    k.add_str(&img.manifest.digest.to_string());
+                }
+            }
+        }
+        Ok(k.finish())
+    }
+
+    fn plan_index(&self, plan: &Plan) -> usize {
+        self.plans
+            .iter()
+            .position(|p| std::ptr::eq(p, plan))
+            .expect("a plan of this build")
+    }
+
+    /// A step's record: from this build's memo, the cache, or by running it (`run` gets the
+    /// step's place for its events). `place`: the step's index among the stage's, and their
+    /// number.
+    fn step_result(
+        &self,
+        key: &Digest,
+        stage: &StagePlan,
+        step: &Step,
+        (index, total): (usize, usize),
+        run: impl FnOnce(&StepInfo<'_>) -> Result<Option<LayerInfo>, BuildError>,
+    ) -> Result<Record, BuildError> {
+        let cell = self
+            .steps
+            .lock()
+            .expect("steps")
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let label = stage.label();
+        cell.get_or_init(|| {
+            let info = StepInfo {
+                number: self.counter.fetch_add(1, Ordering::Relaxed) + 1,
+                platform: &stage.platform,
+                stage: &label,
+                index,
+                total,
+                instruction: &step.text,
+                line: step.line,
+            };
+            let report = self.o.reporter;
+            report.report(&BuildEvent::StepStarted(info));
+            if !self.o.no_cache
+                && let Some(r) = self.cache.get(key)
+            {
+                report.report(&BuildEvent::StepCached(info));
+                self.cached.fetch_add(1, Ordering::Relaxed);
+                return Ok((r, true));
+            }
+            let started = Instant::now();
+            let layer = match run(&info) {
+                Ok(l) => l,
+                Err(e) => {
+                    if let BuildError::Step { source, .. } = &e {
+                        report.report(&BuildEvent::StepFailed {
+                            step: info,
+                            error: source,
+                        });
+                    }
+                    return Err(Arc::new(e));
+                }
+            };
+            let record = Record {
+                blobs: layer.iter().map(|l| l.descriptor.digest.clone()).collect(),
+                layer,
+                created: rfc3339(self.o.epoch.unwrap_or(self.now)),
+            };
+            self.cache
+                .put(key, &record)
+                .map_err(|e| Arc::new(e.into()))?;
+            self.run.fetch_add(1, Ordering::Relaxed);
+            report.report(&BuildEvent::StepFinished {
+                step: info,
+                duration: started.elapsed(),
+            });
+            Ok((record, false))
+        })
+        .clone()
+        .map(|(record, _)| record)
+        .map_err(BuildError::Shared)
+    }
+
+    fn tree_of<'t>(
+        &self,
+        st: &'t mut StageTree,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+    ) -> Result<&'t Tree, StepError> {
+        match &mut st.tree {
+            None => {
+                st.tree = Some(Tree::load_with(
+                    self.o.store,
+                    &self.cache,
+                    layers,
+                    diff_ids,
+                )?);
+                st.pending.clear();
+            }
+            Some(t) => {
+                for d in st.pending.drain(..) {
+                    let entries = tree::layer_entries(self.o.store, &self.cache, &d)?;
+                    t.push(d, entries);
+                }
+            }
+        }
+        Ok(st.tree.as_ref().expect("just loaded"))
+    }
+
+    fn stage_tree(&self, out: &StageOut) -> Result<Arc<Tree>, StepError> {
+        let mut t = out.tree.lock().expect("tree");
+        if let Some(t) = t.as_ref() {
+            return Ok(t.clone());
+        }
+        let loaded = Arc::new(Tree::load_with(
+            self.o.store,
+            &self.cache,
+            &out.layers,
+            &out.diff_ids,
+        )?);
+        *t = Some(loaded.clone());
+        Ok(loaded)
+    }
+
+    // The stage's state is passed apart (layers, diff IDs, tree) because the tree is built
+    // lazily and borrowed mutably while the others are read.
+    #[allow(clippy::too_many_arguments)]
+    fn execute(
+        &self,
+        plan: &Plan,
+        stage: &StagePlan,
+        step: &Step,
+        info: &StepInfo<'_>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<Option<LayerInfo>, BuildError> {
+        // A stage this step copies from that failed is reported as itself.
+        if let Op::Copy(c) = &step.op
+            && let CopyFrom::Stage(j) = c.from
+        {
+            let out = self
+                .stage(self.plan_index(plan), j)
+                .map_err(BuildError::Shared)?;
+            return self
+                .copy_from_stage(c, &out, layers, diff_ids, tree)
+                .map(Some)
+                .map_err(|e| self.step_error(stage, step, e));
+        }
+        self.execute_step(stage, step, info, layers, diff_ids, tree)
+            .map_err(|e| self.step_error(stage, step, e))
+    }
+
+    fn temp_dir(&self) -> Result<tempfile::TempDir, StepError> {
+        tempfile::Builder::new()
+            .prefix("build-")
+            .tempdir_in(self.o.store.tmp_dir())
+            .map_err(StepError::Temp)
+    }
+
+    fn execute_step(
+        &self,
+        stage: &StagePlan,
+        step: &Step,
+        info: &StepInfo<'_>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<Option<LayerInfo>, StepError> {
+        let store = self.o.store;
+        match &step.op {
+            Op::Meta => Ok(None),
+            Op::Workdir { path, user } => {
+                let tmp = self.temp_dir()?;
+                let t = self.tree_of(tree, layers, diff_ids)?;
+                if t.is_dir(path) {
+                    return Ok(None);
+                }
+                let owner = match user {
+                    Some(u) => tree::resolve_owner(u, t, store, tmp.path(), true)?,
+                    None => (0, 0),
+                };
+                let mut entries = Vec::new();
+                let mut acc = String::new();
+                for c in path.split('/').filter(|c| !c.is_empty()) {
+                    if !acc.is_empty() {
+                        acc.push('/');
+                    }
+                    acc.push_str(c);
+                    let resolved = t.resolve(&acc, true);
+                    if t.exists(&resolved) {
+                        continue;
+                    }
+                    entries.push(Entry {
+                        path: resolved,
+                        kind: Kind::Dir,
+                        mode: 0o755,
+                        uid: owner.0,
+                        gid: owner.1,
+                        mtime: self.now,
+                    });
+                }
+                let info = layer::write(store, entries, self.o.compression, self.o.epoch)?;
+                Ok(Some(info))
+            }
+            Op::Copy(c) => {
+                let image;
+                let source = match &c.from {
+                    CopyFrom::Context => None,
+                    CopyFrom::Image(r) => {
+                        let img = self.image(r, &stage.platform)?;
+                        image = Tree::load_with(
+                            store,
+                            &self.cache,
+                            &img.value.layers,
+                            &img.config.rootfs.diff_ids,
+                        )?;
+                        Some(&image)
+                    }
+                    CopyFrom::Stage(_) => unreachable!("copies from stages are executed apart"),
+                };
+                self.copy(c, source, layers, diff_ids, tree).map(Some)
+            }
+            Op::Run(r) => {
+                if let Some(m) = r
+                    .mounts
+                    .iter()
+                    .find(|m| !matches!(m.kind, MountKind::Cache | MountKind::Tmpfs))
+                {
+                    return Err(RunError::Mount(m.kind).into());
+                }
+                let tmp = self.temp_dir()?;
+                let output = |line: &str| {
+                    self.o
+                        .reporter
+                        .report(&BuildEvent::StepOutput { step: *info, line })
+                };
+                let req = RunRequest {
+                    store,
+                    platform: &stage.platform,
+                    layers,
+                    diff_ids,
+                    op: r,
+                    compression: self.o.compression,
+                    epoch: self.o.epoch,
+                    tmp: tmp.path(),
+                    output: &output,
+                };
+                Ok(self.o.runner.run(&req)?)
+            }
+        }
+    }
+
+    fn copy_from_stage(
+        &self,
+        c: &plan::CopyOp,
+        out: &StageOut,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<LayerInfo, StepError> {
+        let t = self.stage_tree(out)?;
+        self.copy(c, Some(&t), layers, diff_ids, tree)
+    }
+
+    /// COPY/ADD from the context (`source` None) or from a stage's or image's files.
+    fn copy(
+        &self,
+        c: &plan::CopyOp,
+        source: Option<&Tree>,
+        layers: &[Descriptor],
+        diff_ids: &[Digest],
+        tree: &mut StageTree,
+    ) -> Result<LayerInfo, StepError> {
+        let store = self.o.store;
+        let tmp = self.temp_dir()?;
+        let owner = match &c.chown {
+            Some(spec) => {
+                let t = self.tree_of(tree, layers, diff_ids)?;
+                Some(tree::resolve_owner(spec, t, store, tmp.path(), false)?)
+            }
+            None => None,
+        };
+        let dest_tree = self.tree_of(tree, layers, diff_ids)?;
+        let download = |u: &str| self.url_body(u);
+        let env = CopyEnv {
+            store,
+            dest_tree,
+            owner,
+            now: self.now,
+            tmp: tmp.path(),
+            download: &download,
+        };
+        let entries = match source {
+            None => copy::entries(c, &copy::Source::Context(self.o.context), &env),
+            Some(t) => copy::entries(c, &copy::Source::Tree(t), &env),
+        }?;
+        Ok(layer::write_contents(
+            store,
+            entries,
+            self.o.compression,
+            self.o.epoch,
+        )?)
+    }
+
+    fn write_image(&self, out: &StageOut) -> Result<BuiltImage, BuildError> {
+        let store = self.o.store;
+        let config = Parsed::from_value(out.config.clone());
+        store.put_bytes(&config.bytes)?;
+        let manifest = Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.to_string()),
+            artifact_type: None,
+            config: config.descriptor(media_type::OCI_CONFIG),
+            layers: out.layers.clone(),
+            subject: None,
+            annotations: None,
+            extra: Default::default(),
+        };
+        let manifest = Parsed::from_value(manifest);
+        store.put_bytes(&manifest.bytes)?;
+        let mut desc = manifest.descriptor(media_type::OCI_MANIFEST);
+        let platform = out.config.platform();
+        desc.platform = Some(platform.clone());
+        Ok(BuiltImage {
+            platform: out.platform.clone(),
+            manifest: desc,
+            config: config.digest(),
+        })
+    }
+}
+
+/// `linux/arm64 stage-1`: which stage of which platform, for messages.
+fn stage_label(stage: &StagePlan) -> String {
+    format!("{} {}", stage.platform, stage.label())
+}

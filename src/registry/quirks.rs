@@ -1,0 +1,182 @@
+//! What a registry was found to refuse or do differently from the distribution spec during this
+//! run (a cross-repository mount, chunked uploads, `subject` fields, an OCI index holding
+//! Docker schema2 manifests...): one record per registry, shared by every worker using its
+//! transport, so each fallback is found once, said once on stderr, and taken directly from then
+//! on.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::transport::Log;
+
+/// How blobs larger than one chunk are uploaded: the first of these the registry has not
+/// refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadMode {
+    /// `PATCH` chunks with `Content-Range`, then `PUT ?digest=` (the spec's chunked upload).
+    Chunked,
+    /// One `PUT ?digest=` carrying the whole blob, streamed.
+    Monolithic,
+    /// One `PATCH` without `Content-Range` carrying the whole blob, streamed, then an empty
+    /// `PUT ?digest=` (what docker does).
+    SinglePatch,
+}
+
+/// Something a registry was found to do, said once per run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Quirk {
+    /// A cross-repository mount answered 401, 403, 404 or 405: no more mounts are tried.
+    MountRefused,
+    /// A mount answered with an upload session (202): the blob is uploaded into that session.
+    MountSession,
+    /// A `PATCH` with `Content-Range` was refused.
+    ChunkedRefused,
+    /// A `PUT` carrying the blob was refused.
+    MonolithicRefused,
+    /// A chunk was acknowledged with this status instead of 202.
+    PatchStatus(u16),
+    /// A manifest with `subject` or `artifactType` was refused.
+    SubjectRefused,
+    /// An OCI index holding Docker schema2 manifests was refused.
+    MixedIndexRefused,
+}
+
+impl Quirk {
+    /// What to say when it is found; `None` when the error that follows says it all.
+    fn describe(self, registry: &str) -> Option<String> {
+        Some(match self {
+            Quirk::MountRefused => format!(
+                "registry `{registry}` refuses cross-repository mounts: uploading blobs instead"
+            ),
+            Quirk::MountSession => format!(
+                "registry `{registry}` answered a cross-repository mount with an upload session: uploading into it"
+            ),
+            Quirk::ChunkedRefused => format!(
+                "registry `{registry}` refuses chunked uploads: using single-request uploads"
+            ),
+            Quirk::MonolithicRefused => format!(
+                "registry `{registry}` refuses blobs in one PUT: uploading them in one PATCH"
+            ),
+            Quirk::PatchStatus(status) => format!(
+                "registry `{registry}` acknowledges upload chunks with {status} instead of 202: accepted"
+            ),
+            Quirk::SubjectRefused => format!(
+                "registry `{registry}` refuses `subject` and `artifactType` in manifests: listing referrers in the fallback tag `sha256-…`"
+            ),
+            Quirk::MixedIndexRefused => return None,
+        })
+    }
+}
+
+/// The quirks of one registry found so far in this run.
+pub struct Quirks {
+    registry: String,
+    notice: Option<Log>,
+    said: Mutex<HashSet<Quirk>>,
+    no_chunks: AtomicBool,
+    no_put: AtomicBool,
+    no_mount: AtomicBool,
+    no_subject: AtomicBool,
+    no_mixed_index: AtomicBool,
+}
+
+impl Quirks {
+    pub fn new(registry: &str, notice: Option<Log>) -> Quirks {
+        Quirks {
+            registry: registry.to_string(),
+            notice,
+            said: Mutex::new(HashSet::new()),
+            no_chunks: AtomicBool::new(false),
+            no_put: AtomicBool::new(false),
+            no_mount: AtomicBool::new(false),
+            no_subject: AtomicBool::new(false),
+            no_mixed_index: AtomicBool::new(false),
+        }
+    }
+
+    /// Remember `quirk`; the first time, say it. Returns whether it was new.
+    pub fn note(&self, quirk: Quirk) -> bool {
+        match quirk {
+            Quirk::MountRefused => self.no_mount.store(true, Ordering::Relaxed),
+            Quirk::ChunkedRefused => self.no_chunks.store(true, Ordering::Relaxed),
+            Quirk::MonolithicRefused => self.no_put.store(true, Ordering::Relaxed),
+            Quirk::SubjectRefused => self.no_subject.store(true, Ordering::Relaxed),
+            Quirk::MixedIndexRefused => self.no_mixed_index.store(true, Ordering::Relaxed),
+            Quirk::MountSession | Quirk::PatchStatus(_) => {}
+        }
+        let new = self.said.lock().unwrap().insert(quirk);
+        if new
+            && let Some(notice) = &self.notice
+            && let Some(line) = quirk.describe(&self.registry)
+        {
+            notice(&line);
+        }
+        new
+    }
+
+    /// How a blob larger than one chunk is sent.
+    pub fn upload_mode(&self) -> UploadMode {
+        if !self.no_chunks.load(Ordering::Relaxed) {
+            UploadMode::Chunked
+        } else if !self.put_refused() {
+            UploadMode::Monolithic
+        } else {
+            UploadMode::SinglePatch
+        }
+    }
+
+    /// Whether a blob in a `PUT` was refused (small blobs then go in one `PATCH`).
+    pub fn put_refused(&self) -> bool {
+        self.no_put.load(Ordering::Relaxed)
+    }
+
+    pub fn mounts_refused(&self) -> bool {
+        self.no_mount.load(Ordering::Relaxed)
+    }
+
+    pub fn subject_refused(&self) -> bool {
+        self.no_subject.load(Ordering::Relaxed)
+    }
+
+    pub fn mixed_index_refused(&self) -> bool {
+        self.no_mixed_index.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn each_quirk_is_said_once_and_upload_refusals_add_up() {
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let sink = said.clone();
+        let notice: Log = Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string()));
+        let q = Quirks::new("reg:5000", Some(notice));
+        assert_eq!(q.upload_mode(), UploadMode::Chunked);
+        assert!(q.note(Quirk::ChunkedRefused));
+        assert!(!q.note(Quirk::ChunkedRefused));
+        assert_eq!(q.upload_mode(), UploadMode::Monolithic);
+        assert!(!q.put_refused());
+        q.note(Quirk::MonolithicRefused);
+        q.note(Quirk::ChunkedRefused);
+        assert_eq!(q.upload_mode(), UploadMode::SinglePatch);
+        // A PUT refused for a small blob says nothing of chunks.
+        let other = Quirks::new("other", None);
+        other.note(Quirk::MonolithicRefused);
+        assert_eq!(other.upload_mode(), UploadMode::Chunked);
+        assert!(!q.mounts_refused());
+        q.note(Quirk::MountRefused);
+        assert!(q.mounts_refused());
+        assert_eq!(
+            *said.lock().unwrap(),
+            vec![
+                "registry `reg:5000` refuses chunked uploads: using single-request uploads",
+                "registry `reg:5000` refuses blobs in one PUT: uploading them in one PATCH",
+                "registry `reg:5000` refuses cross-repository mounts: uploading blobs instead",
+            ]
+        );
+    }
+}
