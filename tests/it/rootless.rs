@@ -890,13 +890,14 @@ fn isolation_proot_and_chroot_build_without_a_container() {
         root.manifold()
             .args(["build", "-q", "--isolation", "proot"])
             .arg(&ctx),
-        @r"
+        @"
     success: false
     exit_code: 125
     ----- stdout -----
 
     ----- stderr -----
-    error: Dockerfile:2: [linux/amd64 stage-0] RUN --network=none true: RUN --network=none needs a network namespace, which `--isolation proot` cannot make
+    error: Dockerfile:2: [linux/amd64 stage-0] RUN --network=none true
+      caused by: RUN --network=none needs a network namespace, which `--isolation proot` cannot make
     "
     );
     fs::write(
@@ -909,13 +910,16 @@ fn isolation_proot_and_chroot_build_without_a_container() {
         root.manifold()
             .args(["build", "-q", "--isolation", "chroot"])
             .arg(&ctx),
-        @r"
+        @"
     success: false
     exit_code: 125
     ----- stdout -----
 
     ----- stderr -----
-    error: Dockerfile:2: [linux/amd64 stage-0] RUN --mount=type=cache,target=/cache true: cannot run the step: `--isolation chroot` cannot bind anything into the root (RUN --mount) (use `--isolation proot`, which binds them)
+    error: Dockerfile:2: [linux/amd64 stage-0] RUN --mount=type=cache,target=/cache true
+      caused by: cannot run the step
+      caused by: `--isolation chroot` cannot bind anything into the root (RUN --mount)
+    hint: use `--isolation proot`, which binds them
     "
     );
 }
