@@ -38,6 +38,8 @@ packages=(
   # tests/it/rootless.rs: builds inside an unprivileged Docker container (dockerd and its client
   # in /usr/bin; /usr/local/bin/docker may be another client)
   docker.io
+  # `manifold top` runs the host's ps
+  procps
 )
 
 deps_missing() {

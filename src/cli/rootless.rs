@@ -29,6 +29,16 @@ fn needs_namespace(command: &Command) -> bool {
         command,
         Command::Run(_)
             | Command::Ps(_)
+            | Command::Logs(_)
+            | Command::Exec(_)
+            | Command::Start(_)
+            | Command::Stop(_)
+            | Command::Restart(_)
+            | Command::Kill(_)
+            | Command::Wait(_)
+            | Command::Port(_)
+            | Command::Top(_)
+            | Command::Monitor(_)
             | Command::Rm(_)
             | Command::Commit(_)
             | Command::Prune(_)
@@ -44,7 +54,12 @@ fn needs_namespace(command: &Command) -> bool {
 fn makes_containers(command: &Command) -> bool {
     matches!(
         command,
-        Command::Run(_) | Command::Build(_) | Command::Bake(_) | Command::Unshare(_)
+        Command::Run(_)
+            | Command::Start(_)
+            | Command::Restart(_)
+            | Command::Build(_)
+            | Command::Bake(_)
+            | Command::Unshare(_)
     )
 }
 

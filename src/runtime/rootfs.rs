@@ -53,6 +53,10 @@ pub fn make(
     cdir: &ContainerDir,
     copy: impl FnOnce(&Path) -> Result<Baseline, RuntimeError>,
 ) -> Result<Method, RuntimeError> {
+    // A container started again keeps the root it was copied into, and its record.
+    if cdir.dir.join(BASELINE).exists() {
+        return Ok(Method::Copy);
+    }
     let choice = Choice::from_env()?;
     let target = overlay.target.clone();
     let mount_error = |source| RuntimeError::Mount {
