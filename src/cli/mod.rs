@@ -70,7 +70,7 @@ pub fn main() -> ExitCode {
         Err(e) => return errors::report(&e),
     };
     // Before anything starts a thread: entering a user namespace needs a single thread.
-    settings.privilege = rootless::start(&cli.command);
+    settings.privilege = rootless::start(&cli.command, &settings.root);
     match run(cli.command, &settings) {
         Ok(code) => code,
         Err(e) => errors::report(&e),

@@ -3,10 +3,12 @@
 //! thing when manifold is not root (see `userns`); the others run as the user. Nothing to ask
 //! for: it follows from who runs manifold.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use super::args::Command;
 use crate::builder::run::Unavailable;
+use crate::runtime::Containers;
 use crate::userns::{self, Plan, UsernsError};
 
 /// Whether manifold may run containers here, as settled at start.
@@ -63,9 +65,22 @@ fn makes_containers(command: &Command) -> bool {
     )
 }
 
-/// Enter the namespace when `command` needs it and manifold is not root. Call it before any
-/// thread starts.
-pub fn start(command: &Command) -> Privilege {
+/// The process whose user namespace a command acting inside a running container joins (see
+/// `userns::join`): the container's owner, its monitor or the manifold running it in the
+/// foreground. None for the other commands, and when the container does not run.
+fn running_owner(command: &Command, root: &Path) -> Option<u32> {
+    let key = match command {
+        Command::Exec(a) => &a.container,
+        Command::Top(a) => &a.container,
+        _ => return None,
+    };
+    let record = Containers::open(root).ok()?.find(key).ok()?;
+    record.owner.filter(|o| o.is_alive()).map(|o| o.pid)
+}
+
+/// Enter the namespace when `command` needs it and manifold is not root (the namespace of the
+/// container it acts in, when it runs). Call it before any thread starts.
+pub fn start(command: &Command, root: &Path) -> Privilege {
     if rustix::process::geteuid().is_root() {
         // Run by `manifold unshare`: already in the namespace.
         if userns::adopt().is_some() {
@@ -95,6 +110,12 @@ pub fn start(command: &Command) -> Privilege {
                 plan.uid
             );
         }
+    }
+    if let Some(pid) = running_owner(command, root) {
+        return match userns::join(pid) {
+            Ok(_) => Privilege::Namespace,
+            Err(e) => Privilege::Failed(Arc::new(e)),
+        };
     }
     match userns::enter(&plan) {
         Ok(_) => Privilege::Namespace,

@@ -12,7 +12,8 @@
 //! The namespace is entered the way util-linux's `unshare --map-auto` does it, without a
 //! re-exec: a forked helper waits until the process has unshared, then runs `newuidmap` and
 //! `newgidmap` on it. unshare(CLONE_NEWUSER) needs a single-threaded process, so [`enter`] runs
-//! first thing, before any thread exists.
+//! first thing, before any thread exists. A command that acts inside a running container
+//! (`exec`, `top`) [`join`]s the namespace of the container's owner instead.
 
 pub mod ids;
 
@@ -273,6 +274,35 @@ pub fn enter(plan: &Plan) -> Result<&'static Mapping, UsernsError> {
         _ => enter_single(&plan.mapping)?,
     }
     Ok(ENTERED.get_or_init(|| plan.mapping.clone()))
+}
+
+/// Join the user namespace process `pid` is in (a container's monitor, or the manifold that
+/// runs it in the foreground), taking its mapping as this process's own. A command that acts on
+/// a running container joins its namespace: from a namespace of its own (a sibling) it could
+/// neither enter the container's namespaces nor read its root, which belong to that one. Call
+/// it while the process has one thread.
+pub fn join(pid: u32) -> Result<&'static Mapping, UsernsError> {
+    if let Some(m) = current() {
+        return Ok(m);
+    }
+    let threads = std::fs::read_dir("/proc/self/task")
+        .map(|d| d.count())
+        .unwrap_or(1);
+    if threads > 1 {
+        return Err(UsernsError::Threads(threads));
+    }
+    let io = |what: &'static str| move |e: io::Error| UsernsError::Io { what, source: e };
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/user"))
+        .map_err(io("open the container's user namespace"))?;
+    rustix::thread::move_into_link_name_space(
+        std::os::fd::AsFd::as_fd(&ns),
+        Some(rustix::thread::LinkNameSpaceType::User),
+    )
+    .map_err(|e| io("join the container's user namespace")(e.into()))?;
+    let read = |f: &str| std::fs::read_to_string(f).map(|t| parse_map(&t));
+    let uids = read("/proc/self/uid_map").map_err(io("read the uid map"))?;
+    let gids = read("/proc/self/gid_map").map_err(io("read the gid map"))?;
+    Ok(ENTERED.get_or_init(|| Mapping { uids, gids }))
 }
 
 fn unshare_user() -> Result<(), UsernsError> {

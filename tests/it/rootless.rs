@@ -1179,3 +1179,190 @@ fn a_build_inside_an_unprivileged_docker_container_pushes_both_platforms() {
             .stdout(arch);
     }
 }
+
+/// The containers a plain user started, removed (killed first) when the test ends, failed or
+/// not: no monitor, forwarder or runc process of the user outlives it.
+struct UserContainers<'a>(&'a Rootless);
+
+impl Drop for UserContainers<'_> {
+    fn drop(&mut self) {
+        let out = self.0.run(&["ps", "-a", "-q"]);
+        for id in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            let _ = self.0.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// Issue 14's checks as a plain user with subordinate ids: `run -d` under the monitor with a
+/// published port answered over 127.0.0.1, `exec` in the container's user namespace, `logs`,
+/// `stop` (SIGKILL after `-t`), `start` and `restart` publishing the same port again, `kill`
+/// and `wait` with docker's statuses, `-d --rm`; an arm64 server under QEMU the same way.
+#[test]
+fn a_plain_user_serves_from_detached_containers() {
+    skip_unless!("root", "runc", "slirp4netns", "newuidmap");
+    skip_unless!("qemu-aarch64-static");
+    udev_default_modes();
+    let _binfmt = BinfmtLease::shared();
+    let host = TestRoot::new();
+    host.manifold()
+        .args(["binfmt", "install", "linux/arm64"])
+        .assert()
+        .success();
+    let u = Rootless::new("mfrl-services", true);
+    for (debarch, platform) in [("amd64", "linux/amd64"), ("arm64", "linux/arm64")] {
+        let tarball = u.give(
+            &format!("bb-{debarch}.tar.gz"),
+            &fs::read(busybox_rootfs(debarch, "tar.gz")).unwrap(),
+        );
+        u.ok(&[
+            "import",
+            "--platform",
+            platform,
+            &tarball.display().to_string(),
+            &format!("local/bb:{debarch}"),
+        ]);
+    }
+    let _containers = UserContainers(&u);
+    const PAGE: &str = "served rootless\n";
+    let serve = format!(
+        "mkdir -p /www && echo '{}' > /www/index.html && exec httpd -f -vv -p 80 -h /www",
+        PAGE.trim_end()
+    );
+    let id = u.ok(&[
+        "run",
+        "-d",
+        "-p",
+        "127.0.0.1::80",
+        "--name",
+        "web",
+        "local/bb:amd64",
+        "sh",
+        "-c",
+        &serve,
+    ]);
+    assert_eq!(
+        id.trim().len(),
+        64,
+        "run -d prints the container's ID: {id:?}"
+    );
+    let port_of = |name: &str| -> u16 {
+        let out = u.ok(&["port", name, "80/tcp"]);
+        let addr = out.lines().next().expect("a published port");
+        addr.rsplit_once(':').unwrap().1.parse().unwrap()
+    };
+    let port = port_of("web");
+    assert_eq!(
+        crate::services::get(port, "/index.html"),
+        (200, PAGE.to_string())
+    );
+    // exec joins the container's user namespace: root in it, the user outside.
+    assert_eq!(
+        u.ok(&[
+            "exec",
+            "web",
+            "sh",
+            "-c",
+            "id -u; wc -l < /proc/self/uid_map; head -c 3 /www/index.html"
+        ]),
+        "0\n2\nser"
+    );
+    // top lists the container's processes, with a delegated cgroup or without one.
+    let top = u.ok(&["top", "web"]);
+    assert_eq!(top.lines().count(), 2, "{top}");
+    assert!(
+        top.lines().nth(1).unwrap().contains("httpd -f -vv"),
+        "{top}"
+    );
+    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        let out = u.run(&["logs", "web"]);
+        if stderr(&out).contains("url:/index.html") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the request is not in the log: {}",
+            stderr(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = |name: &str| -> String {
+        u.ok(&["ps", "-a", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["Names"] == name)
+            .map(|r| r["Status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| format!("{name} is not listed"))
+    };
+    assert!(status("web").starts_with("Up "), "{}", status("web"));
+
+    // httpd as PID 1 ignores SIGTERM: SIGKILL after the timeout, and the port goes with it.
+    assert_eq!(u.ok(&["stop", "-t", "1", "web"]), "web\n");
+    assert!(
+        status("web").starts_with("Exited (137) "),
+        "{}",
+        status("web")
+    );
+    assert!(
+        crate::registry_harness::http_get(port, "/").is_err(),
+        "the port went with the container"
+    );
+    // Started and restarted, it serves on the same host port (from the root it had).
+    assert_eq!(u.ok(&["start", "web"]), "web\n");
+    assert_eq!(
+        crate::services::get(port, "/index.html"),
+        (200, PAGE.to_string())
+    );
+    assert_eq!(u.ok(&["restart", "-t", "1", "web"]), "web\n");
+    assert_eq!(
+        crate::services::get(port, "/index.html"),
+        (200, PAGE.to_string())
+    );
+    u.ok(&["kill", "web"]);
+    assert_eq!(u.ok(&["wait", "web"]), "137\n");
+
+    // An arm64 server under QEMU, through the handler root registered.
+    u.ok(&[
+        "run",
+        "-d",
+        "--platform",
+        "linux/arm64",
+        "-p",
+        "127.0.0.1::80",
+        "--name",
+        "web-arm64",
+        "local/bb:arm64",
+        "sh",
+        "-c",
+        &serve,
+    ]);
+    let port = port_of("web-arm64");
+    assert_eq!(
+        crate::services::get(port, "/index.html"),
+        (200, PAGE.to_string())
+    );
+    assert_eq!(u.ok(&["exec", "web-arm64", "uname", "-m"]), "aarch64\n");
+
+    // -d --rm: the monitor removes it on exit, and wait still gets its status.
+    u.ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        "brief",
+        "local/bb:amd64",
+        "sh",
+        "-c",
+        "sleep 1; exit 3",
+    ]);
+    assert_eq!(u.ok(&["wait", "brief"]), "3\n");
+    assert!(
+        status("brief").ends_with("is not listed"),
+        "{}",
+        status("brief")
+    );
+
+    u.ok(&["rm", "-f", "web", "web-arm64"]);
+    assert_eq!(u.ok(&["ps", "-a", "-q"]), "");
+    u.ok(&["system", "reset", "--force"]);
+}
