@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::args::Command;
 use crate::builder::run::Unavailable;
-use crate::runtime::Containers;
+use crate::runtime::{Containers, monitor};
 use crate::userns::{self, Plan, UsernsError};
 
 /// Whether manifold may run containers here, as settled at start.
@@ -67,15 +67,21 @@ fn makes_containers(command: &Command) -> bool {
 
 /// The process whose user namespace a command acting inside a running container joins (see
 /// `userns::join`): the container's owner, its monitor or the manifold running it in the
-/// foreground. None for the other commands, and when the container does not run.
+/// foreground; with its monitor killed, its first process. None for the other commands, and
+/// when the container does not run.
 fn running_owner(command: &Command, root: &Path) -> Option<u32> {
     let key = match command {
         Command::Exec(a) => &a.container,
         Command::Top(a) => &a.container,
         _ => return None,
     };
-    let record = Containers::open(root).ok()?.find(key).ok()?;
-    record.owner.filter(|o| o.is_alive()).map(|o| o.pid)
+    let containers = Containers::open(root).ok()?;
+    let record = containers.find(key).ok()?;
+    if let Some(owner) = record.owner.filter(|o| o.is_alive()) {
+        return Some(owner.pid);
+    }
+    monitor::first_pid(&containers.dir_of(&record.id))
+        .filter(|p| std::path::Path::new(&format!("/proc/{p}/ns/user")).exists())
 }
 
 /// Enter the namespace when `command` needs it and manifold is not root (the namespace of the

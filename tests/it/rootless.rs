@@ -1343,6 +1343,50 @@ fn a_plain_user_serves_from_detached_containers() {
     );
     assert_eq!(u.ok(&["exec", "web-arm64", "uname", "-m"]), "aarch64\n");
 
+    // Its monitor killed, the container runs on: exec still joins its namespace (through its
+    // first process), stop still stops it.
+    let id = u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "orphan",
+        "local/bb:amd64",
+        "sleep",
+        "1000",
+    ]);
+    let record: serde_json::Value = serde_json::from_slice(
+        &fs::read(
+            u.store()
+                .join("containers-v1")
+                .join(id.trim())
+                .join("container.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let monitor = record["owner"]["pid"].as_u64().unwrap() as i32;
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(monitor).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+    while Path::new(&format!("/proc/{monitor}/exe")).exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the monitor did not die"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(status("orphan").starts_with("Up "), "{}", status("orphan"));
+    assert_eq!(u.ok(&["exec", "orphan", "id", "-u"]), "0\n");
+    u.ok(&["stop", "-t", "1", "orphan"]);
+    assert!(
+        status("orphan").starts_with("Exited (unknown) "),
+        "{}",
+        status("orphan")
+    );
+
     // -d --rm: the monitor removes it on exit, and wait still gets its status.
     u.ok(&[
         "run",
@@ -1362,7 +1406,101 @@ fn a_plain_user_serves_from_detached_containers() {
         status("brief")
     );
 
-    u.ok(&["rm", "-f", "web", "web-arm64"]);
+    u.ok(&["rm", "-f", "web", "web-arm64", "orphan"]);
     assert_eq!(u.ok(&["ps", "-a", "-q"]), "");
+    u.ok(&["system", "reset", "--force"]);
+}
+
+/// A plain user's detached container runs the image's health checks (the monitor probes it in
+/// the container's namespace), and `--memory` says why a cgroup limit cannot be applied where
+/// nothing is delegated to the user (cgroup v1, or v2 without `Delegate=`), or applies it where
+/// cgroup v2 delegates the controller.
+#[test]
+fn a_plain_user_gets_health_checks_and_limits_said() {
+    skip_unless!("root", "runc", "slirp4netns", "newuidmap");
+    udev_default_modes();
+    let u = Rootless::new("mfrl-health", true);
+    let tarball = u.give(
+        "bb.tar.gz",
+        &fs::read(busybox_rootfs("amd64", "tar.gz")).unwrap(),
+    );
+    u.ok(&[
+        "import",
+        "-c",
+        r#"CMD ["sh"]"#,
+        &tarball.display().to_string(),
+        "local/bb:1",
+    ]);
+    let _containers = UserContainers(&u);
+    u.give(
+        "Dockerfile",
+        b"FROM local/bb:1\nHEALTHCHECK --interval=1s --timeout=5s --retries=1 CMD test -f /tmp/ok\n",
+    );
+    let ctx = u.ctx().display().to_string();
+    u.ok(&["build", "-q", "-t", "local/health:1", &ctx]);
+    u.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "doc",
+        "local/health:1",
+        "sleep",
+        "1000",
+    ]);
+    let status = || -> String {
+        u.ok(&["ps", "--format", "json"])
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .find(|r| r["Names"] == "doc")
+            .map(|r| r["Status"].as_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    let await_status = |want: &str| {
+        let deadline = std::time::Instant::now() + COMMAND_TIMEOUT;
+        while !status().ends_with(want) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never {want}: {}",
+                status()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    await_status("(unhealthy)");
+    u.ok(&["exec", "doc", "busybox", "touch", "/tmp/ok"]);
+    await_status("(healthy)");
+    u.ok(&["stop", "-t", "1", "doc"]);
+
+    let out = u.run(&[
+        "run",
+        "-d",
+        "-m",
+        "64m",
+        "--name",
+        "limited",
+        "local/bb:1",
+        "sleep",
+        "1000",
+    ]);
+    if out.status.success() {
+        // Delegated: the limit is the container's.
+        let limit = u.ok(&[
+            "exec",
+            "limited",
+            "sh",
+            "-c",
+            "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ]);
+        assert_eq!(limit.trim(), (64u64 << 20).to_string());
+    } else {
+        // Why, naming the user as the host knows it (not the namespace's root).
+        let said = stderr(&out);
+        assert!(said.contains("`--memory` cannot be applied"), "{said}");
+        assert!(said.contains(&format!("user {}", u.user.uid)), "{said}");
+        assert!(
+            !u.ok(&["ps", "-a", "--format", "json"]).contains("limited"),
+            "nothing is made"
+        );
+    }
     u.ok(&["system", "reset", "--force"]);
 }
