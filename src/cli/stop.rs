@@ -13,6 +13,16 @@ use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct StopArgs {
+    #[command(flatten)]
+    pub time: StopTime,
+    /// Containers to stop: names or IDs
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+/// `-t`, shared by `stop` and `restart`.
+#[derive(Debug, Args)]
+pub struct StopTime {
     /// Seconds to wait before SIGKILL [default: the container's --stop-timeout, else 10]
     #[arg(
         short = 't',
@@ -21,16 +31,13 @@ pub struct StopArgs {
         value_name = "SECONDS"
     )]
     pub time: Option<u64>,
-    /// Containers to stop: names or IDs
-    #[arg(required = true, value_name = "CONTAINER")]
-    pub containers: Vec<String>,
 }
 
 pub fn run(args: StopArgs, settings: &Settings) -> anyhow::Result<()> {
     let store = settings.store()?;
     let containers = super::containers::reconciled(&store)?;
     super::containers::each(&args.containers, "stopped", |key| {
-        stop(&store, &containers, key, args.time)
+        stop(&store, &containers, key, args.time.time)
     })
 }
 
