@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 12's performance targets for rootless mode (run it as root: it makes the plain user):
 #
-#   bench/rootless.sh [--runs N] [run|build]...      (default: both)
+#   bench/rootless.sh [--runs N] [run|build|service]...      (default: all three)
 #
 # run    `manifold run --rm busybox true` as a plain user (rootless: user namespace with
 #        subordinate ids, overlayfs with userxattr, runc --rootless, the default private network)
@@ -10,6 +10,10 @@
 #        and s390x, RUN under QEMU for the foreign ones) with --no-cache, rootless against root,
 #        alternating, N/4 runs each (at least 3), each on a store holding the demo base
 #        (examples/busybox, built once per store, not timed). Target: ≤ 1.3×.
+# service issue 14 rootless: `run -d -p 127.0.0.1:PORT:80` of busybox httpd (the monitor, the
+#        forwarder, the published port) until its first HTTP answer, rootless against root,
+#        alternating, N/2 runs each (at least 3); the container removed after each. No target of
+#        its own (bench/run.sh compares it with a foreground server).
 #
 # The user (mfbench-rootless) gets 65536 subordinate ids for the run and loses them with the
 # user at the end, whatever happens. binfmt_misc handlers the build needs are registered as root
@@ -29,7 +33,7 @@ while (($# > 0)); do
       runs=${2:?--runs needs a number}
       shift 2
       ;;
-    run | build)
+    run | build | service)
       parts+=("$1")
       shift
       ;;
@@ -43,7 +47,7 @@ while (($# > 0)); do
       ;;
   esac
 done
-((${#parts[@]} > 0)) || parts=(run build)
+((${#parts[@]} > 0)) || parts=(run build service)
 [[ $runs =~ ^[1-9][0-9]*$ ]] || {
   echo "rootless.sh: --runs wants a positive number, not \`$runs\`" >&2
   exit 2
@@ -202,6 +206,60 @@ build() {
   b=$(median "$work/build-root")
   printf 'median rootless demo build: %s s\nmedian root demo build:     %s s\n' "$a" "$b"
   ratio "$a" "$b" 1.3 "rootless/root"
+}
+
+# free_port: a TCP port in 20000-59999 nothing listens on (ss, from iproute2).
+free_port() {
+  local port tries=0
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    [[ -z $(ss -Hltn "sport = :$port") ]] && break
+    tries=$((tries + 1))
+    ((tries < 100)) || die "no free port found"
+  done
+  echo "$port"
+}
+
+# detached WHO OUT: WHO's run -d -p until the first answer on the published port (GET every
+# 10 ms, at most ~60 s), appended to OUT; then the container goes.
+detached() {
+  local who=$1 out=$2 port start tries=0
+  port=$(free_port)
+  start=$EPOCHREALTIME
+  "m_$who" run -d --name bench-svc -p "127.0.0.1:$port:80" busybox:1 \
+    busybox httpd -f -p 80 -h /etc >/dev/null
+  until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$port/passwd"; do
+    tries=$((tries + 1))
+    ((tries < 5000)) || die "nothing answered on 127.0.0.1:$port ($who)"
+    sleep 0.01
+  done
+  awk -v s="$start" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.4f\n", e - s }' >>"$out"
+  "m_$who" rm -f bench-svc >/dev/null
+}
+
+service() {
+  echo "== service: run -d -p to the first HTTP answer, rootless against root"
+  command -v curl >/dev/null || die "curl is needed (scripts/deps.sh installs it)"
+  local n=$((runs / 2)) i who
+  ((n >= 3)) || n=3
+  for who in root user; do
+    "m_$who" inspect busybox:1 >/dev/null 2>&1 ||
+      "m_$who" import -c 'CMD ["sh"]' "$work/busybox.tar.gz" busybox:1 >/dev/null
+    detached "$who" /dev/null
+  done
+  : >"$work/svc-user"
+  : >"$work/svc-root"
+  printf '%-4s %-16s %s\n' run 'rootless (s)' 'root (s)'
+  for ((i = 1; i <= n; i++)); do
+    detached user "$work/svc-user"
+    detached root "$work/svc-root"
+    printf '%-4d %-16s %s\n' "$i" "$(tail -n 1 "$work/svc-user")" "$(tail -n 1 "$work/svc-root")"
+  done
+  local a b
+  a=$(median "$work/svc-user")
+  b=$(median "$work/svc-root")
+  printf 'median rootless run -d -p to the first answer: %s s\nmedian root run -d -p to the first answer:     %s s\n' "$a" "$b"
+  awk -v a="$a" -v b="$b" 'BEGIN { printf "ratio rootless/root: %.2f\n", a / b }'
 }
 
 for p in "${parts[@]}"; do

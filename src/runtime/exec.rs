@@ -235,3 +235,20 @@ impl Drop for ExecProcess {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The processes of this test's PID namespace (the host's here) include this one, and only
+    /// ones that share it.
+    #[test]
+    fn processes_of_a_pid_namespace() {
+        let me = std::process::id();
+        let pids = super::in_pid_namespace(me).unwrap();
+        assert!(pids.contains(&me), "{pids:?}");
+        assert!(pids.windows(2).all(|w| w[0] < w[1]), "sorted, once each");
+        assert!(
+            super::in_pid_namespace(u32::MAX).is_err(),
+            "no such process"
+        );
+    }
+}
