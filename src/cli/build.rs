@@ -21,12 +21,11 @@ use crate::archive::{SaveFormat, save};
 use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
-use crate::builder::run::{RunError, Runner};
+use crate::builder::run::Runner;
 use crate::builder::session::{self, RunIsolation};
-use crate::builder::{self, BuildError, BuildEvent, BuildReporter, StepError};
+use crate::builder::{self, BuildEvent, BuildReporter};
 use crate::content::{self, Platforms, Sink};
 use crate::dockerfile::instructions;
-use crate::dockerfile::plan::EntitlementError;
 use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::progress::Progress;
@@ -98,44 +97,6 @@ impl BuildReporter for StepLog<'_> {
     }
 }
 
-/// What the user can do about a failed build.
-pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
-    if let Some(EntitlementError(e)) = cause.downcast_ref::<EntitlementError>() {
-        return Some(format!(
-            "`manifold build --allow {e}` grants it (for `manifold bake`: list it under the target's `entitlements` and pass `--allow {e}`)"
-        ));
-    }
-    let step = match cause.downcast_ref::<BuildError>()?.root() {
-        BuildError::Step { source, .. } => source,
-        BuildError::Epoch(_) => {
-            return Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into());
-        }
-        BuildError::Store(s) => return super::errors::store_hint(s).map(Into::into),
-        _ => return None,
-    };
-    match step.as_ref() {
-        StepError::Run(e) => run_hint(e),
-        StepError::Store(s) => super::errors::store_hint(s).map(Into::into),
-        _ => None,
-    }
-}
-
-fn run_hint(e: &RunError) -> Option<String> {
-    match e {
-        RunError::NotRoot => Some("run the build with sudo".into()),
-        RunError::Mount(_) => Some(
-            "use `--mount=type=cache` or `--mount=type=tmpfs`, or copy what the step needs with COPY"
-                .into(),
-        ),
-        RunError::Store(s) => super::errors::store_hint(s).map(Into::into),
-        // Held in an Arc or a Box, which a search of the chain by type does not see through.
-        RunError::NoUserNamespace(e) => e.hint(),
-        RunError::NoRuntime(e) | RunError::NoIsolation { source: e, .. } => e.hint(),
-        RunError::Isolated { source, .. } => source.hint(),
-        _ => None,
-    }
-}
-
 /// What runs RUN steps for `build` and `bake` (see [`session::runner`]), `auto`'s choice of no
 /// container told on stderr unless `quiet`. Call it before any other thread starts.
 pub(super) fn runner(
@@ -154,8 +115,9 @@ pub(super) fn runner(
     if let Some(f) = fallback
         && !quiet
     {
-        let hint = run_hint(&f.because);
-        let mut why = format!("{:#}", anyhow::Error::from(f.because));
+        let because = anyhow::Error::from(f.because);
+        let hint = because.chain().find_map(crate::hint::of);
+        let mut why = format!("{because:#}");
         if let Some(h) = hint {
             why.push_str(&format!(" (hint: {h})"));
         }

@@ -134,8 +134,10 @@ impl Privilege {
     pub fn require(&self) -> Result<(), anyhow::Error> {
         match self {
             Privilege::Root | Privilege::Namespace => Ok(()),
-            Privilege::Failed(e) => Err(anyhow::Error::new(SharedUsernsError(e.clone()))
-                .context("rootless mode needs a user namespace")),
+            // Arc<E> is an error as E is, and `crate::hint` finds its hint through the Arc.
+            Privilege::Failed(e) => {
+                Err(anyhow::Error::new(e.clone()).context("rootless mode needs a user namespace"))
+            }
             Privilege::User => Err(crate::runtime::RuntimeError::NotRoot.into()),
         }
     }
@@ -150,21 +152,5 @@ impl Privilege {
             Privilege::Failed(e) => Some(Unavailable::NoUserNamespace(e.clone())),
             Privilege::User => Some(Unavailable::NotRoot),
         }
-    }
-}
-
-/// A [`UsernsError`] held by the settings, reported as the error itself.
-#[derive(Debug)]
-pub struct SharedUsernsError(pub Arc<UsernsError>);
-
-impl std::fmt::Display for SharedUsernsError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
-
-impl std::error::Error for SharedUsernsError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&*self.0)
     }
 }

@@ -43,6 +43,7 @@ pub use run::{Prepared, RunOptions, Runtime};
 pub use snapshots::{Snapshots, SnapshotsPruned};
 pub use spec::{Bind, Security, SecurityFlags};
 
+use crate::hint::Hint;
 use crate::layer::LayerError;
 use crate::oci::{Digest, Document};
 use crate::space::NoSpace;
@@ -185,8 +186,10 @@ impl RuntimeError {
             _ => 125,
         }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl Hint for RuntimeError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             RuntimeError::NotRoot => "run it with sudo".into(),
             RuntimeError::RuntimeNotFound(name) if name == "runc" => {
@@ -246,6 +249,7 @@ impl RuntimeError {
             RuntimeError::RootfsChoice(_) => {
                 "MANIFOLD_ROOTFS takes `overlayfs`, `fuse-overlayfs` or `copy` (or nothing: the first that works)".into()
             }
+            RuntimeError::Store(e) => return e.hint(),
             _ => return None,
         })
     }

@@ -106,8 +106,8 @@ pub enum NetworkError {
     Port(#[from] PortError),
 }
 
-impl NetworkError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for NetworkError {
+    fn hint(&self) -> Option<String> {
         match self {
             NetworkError::ForwarderNotFound => Some(
                 "install slirp4netns (Debian, Ubuntu: `apt-get install slirp4netns`), or choose \
@@ -122,7 +122,7 @@ impl NetworkError {
                  0666 /dev/net/tun` does the same, or choose `--network host` or `--network none`"
                     .into(),
             ),
-            NetworkError::Port(e) => e.hint(),
+            NetworkError::Port(e) => crate::hint::Hint::hint(e),
             _ => None,
         }
     }
@@ -410,6 +410,7 @@ fn io_err(e: rustix::io::Errno) -> NetworkError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hint::Hint;
 
     #[test]
     fn a_tun_device_out_of_reach_says_what_to_do() {

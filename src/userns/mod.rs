@@ -47,8 +47,8 @@ pub enum UsernsError {
     },
 }
 
-impl UsernsError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for UsernsError {
+    fn hint(&self) -> Option<String> {
         match self {
             UsernsError::Unshare(e) if e.raw_os_error() == Some(libc::EPERM) => Some(
                 "the kernel refuses user namespaces to this process (inside a container, \
