@@ -18,11 +18,12 @@ use crate::platform::Platform;
 use crate::runtime::RuntimeError;
 use crate::runtime::isolation::Isolation;
 use crate::runtime::user::UserError;
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, Transaction};
 use crate::userns::UsernsError;
 
 pub struct RunRequest<'a> {
-    pub store: &'a Store,
+    /// The build's transaction: RUN writes its stage's image and its layer.
+    pub store: &'a Transaction,
     /// The platform the stage is built for.
     pub platform: &'a Platform,
     /// The stage's layers before the step, and their diff IDs.

@@ -24,7 +24,7 @@ use crate::platform::Platform;
 use crate::progress::NoProgress;
 use crate::runtime::isolation::{self, Isolation, Step, StepRoot};
 use crate::runtime::{Bind, Network, RunOptions, Runtime, RuntimeError, Security};
-use crate::store::{BlobWriter, Store};
+use crate::store::{BlobWriter, Store, Transaction};
 
 pub struct RuntimeRunner {
     rt: Runtime,
@@ -266,7 +266,7 @@ fn tidy_upper(upper: &std::path::Path) {
 /// directory's diff, or a plain root's against its record, mtimes clamped as it says); None
 /// when the step changed nothing.
 fn diff_layer(
-    store: &Store,
+    store: &Transaction,
     compression: Compression,
     diff: impl FnOnce(DiffSink<BlobWriter>) -> io::Result<(DiffReport, DiffSink<BlobWriter>)>,
 ) -> Result<Option<LayerInfo>, RunError> {

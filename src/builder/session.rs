@@ -19,7 +19,7 @@ use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::registry::Client;
 use crate::runtime::isolation::Isolation;
-use crate::store::Store;
+use crate::store::{Store, Transaction};
 
 /// How RUN steps run (`--isolation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,9 +115,12 @@ pub struct Request<'a> {
 }
 
 impl Builder<'_> {
-    /// Build `request`; the images are in the store, not tagged.
+    /// Build `request` in `txn` (a transaction of [`Builder::store`]); the images are written,
+    /// not tagged: the caller tags them (or pushes them) in the same transaction, so that no
+    /// collection runs between the last blob and the tag.
     pub fn build(
         &self,
+        txn: &Transaction,
         request: Request<'_>,
         reporter: &dyn BuildReporter,
     ) -> Result<Output, BuildError> {
@@ -125,7 +128,7 @@ impl Builder<'_> {
         let epoch = source_date_epoch(&mut build_args)?;
         let platforms = platforms(request.platforms);
         exec::build(&exec::Options {
-            store: self.store,
+            store: txn,
             dockerfile: request.dockerfile,
             context: request.context,
             platforms,
