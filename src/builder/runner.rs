@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use super::layer::LayerInfo;
 use super::run::{RunError, RunRequest, Runner};
 use crate::binfmt::{Binfmt, EmulatorSearch};
+use crate::dockerfile::instructions::MountKind;
 use crate::layer::{Compression, DiffReport, DiffSink};
 use crate::oci::{Descriptor, ImageConfig, Manifest, Parsed, RunConfig, media_type};
 use crate::platform::Platform;
@@ -88,7 +89,9 @@ impl Runner for RuntimeRunner {
             extra: Default::default(),
         });
         store.put_bytes(&manifest.bytes)?;
-        let binds = step_binds(req)?;
+        let mut binds: Vec<Bind> = script_bind(req)?.into_iter().collect();
+        let mut mounts = super::mounts::prepare(&self.rt, req)?;
+        binds.append(&mut mounts.binds);
         let opts = RunOptions {
             image: "manifold build step".into(),
             image_digest: manifest.digest(),
@@ -99,7 +102,7 @@ impl Runner for RuntimeRunner {
             platform: req.platform.clone(),
             args: op.argv.clone(),
             entrypoint: Some(String::new()),
-            env: Vec::new(),
+            env: mounts.env.clone(),
             workdir: Some(op.workdir.clone()),
             user: op.user.clone(),
             name: None,
@@ -119,6 +122,7 @@ impl Runner for RuntimeRunner {
             .create(&opts, &NoProgress)
             .map_err(|e| RunError::container("create")(Box::new(e)))?;
         let id = prepared.record().id.clone();
+        mounts.note_stubs(&prepared.rootfs());
         let remove = || {
             let _ =
                 self.rt
@@ -151,9 +155,7 @@ impl Runner for RuntimeRunner {
             }),
             Ok(_) => {
                 // The mount points of --mount are not the step's doing either.
-                for m in &op.mounts {
-                    let _ = fs::remove_dir(upper.join(m.target.trim_start_matches('/')));
-                }
+                mounts.remove_stubs(&upper);
                 tidy_upper(&upper);
                 // A copied root (rootless without an overlay) has no upper directory: its
                 // changes are found against its record, without the mount points.
@@ -177,31 +179,37 @@ impl Runner for RuntimeRunner {
 
 /// What the step binds into its root: a here-document's script at `/dev/pipes/NAME`, and each
 /// `--mount` (a cache directory of the store, or an empty one for tmpfs).
-fn step_binds(req: &RunRequest<'_>) -> Result<Vec<Bind>, RunError> {
-    let op = req.op;
-    let store = req.store;
-    let mut binds = Vec::new();
-    if let Some((name, content)) = &op.script {
-        let dir = req.tmp.join("pipes");
-        fs::create_dir_all(&dir).map_err(RunError::io("write the script"))?;
-        let path = dir.join(name);
-        fs::write(&path, content).map_err(RunError::io("write the script"))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
-            .map_err(RunError::io("write the script"))?;
-        binds.push(Bind {
-            source: path,
-            destination: format!("/dev/pipes/{name}"),
-            read_only: true,
-        });
-    }
-    for (i, m) in op.mounts.iter().enumerate() {
-        let source = match m.kind.as_str() {
-            "cache" => {
-                let dir = super::cache::Cache::mount_dir(store, &m.id)
+/// A here-document's script, bound at `/dev/pipes/NAME` (BuildKit's place for it).
+fn script_bind(req: &RunRequest<'_>) -> Result<Option<Bind>, RunError> {
+    let Some((name, content)) = &req.op.script else {
+        return Ok(None);
+    };
+    let dir = req.tmp.join("pipes");
+    fs::create_dir_all(&dir).map_err(RunError::io("write the script"))?;
+    let path = dir.join(name);
+    fs::write(&path, content).map_err(RunError::io("write the script"))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+        .map_err(RunError::io("write the script"))?;
+    Ok(Some(Bind {
+        source: path,
+        destination: format!("/dev/pipes/{name}"),
+        read_only: true,
+    }))
+}
+
+/// The binds of a step without a container (proot binds them; chroot cannot): its script, and
+/// its cache and tmpfs mounts as directories. Secrets, ssh agents and bind mounts need mounts
+/// of their own (a tmpfs, an overlay), which only a container's step gets.
+fn isolated_binds(req: &RunRequest<'_>) -> Result<Vec<Bind>, RunError> {
+    let mut binds: Vec<Bind> = script_bind(req)?.into_iter().collect();
+    for (i, m) in req.op.mounts.iter().enumerate() {
+        let source = match m.kind {
+            MountKind::Cache => {
+                let dir = super::cache::Cache::mount_dir(req.store, &m.id)
                     .map_err(RunError::io("create the cache mount"))?;
                 if !dir.is_dir() {
-                    // The mode the container sees; `mount_dir`'s private parent keeps the
-                    // host's other users away from it.
+                    // The mode the step sees; `mount_dir`'s private parent keeps the host's
+                    // other users away from it.
                     fs::create_dir_all(&dir).map_err(RunError::io("create the cache mount"))?;
                     fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode))
                         .map_err(RunError::io("create the cache mount"))?;
@@ -210,10 +218,20 @@ fn step_binds(req: &RunRequest<'_>) -> Result<Vec<Bind>, RunError> {
                 }
                 dir
             }
-            _ => {
+            MountKind::Tmpfs => {
                 let dir = req.tmp.join(format!("tmpfs-{i}"));
                 fs::create_dir_all(&dir).map_err(RunError::io("create the tmpfs mount"))?;
                 dir
+            }
+            kind => {
+                return Err(RunError::Mount {
+                    kind,
+                    target: m.target.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::Unsupported,
+                        "only a container's step gets it: build with `--isolation oci`",
+                    ),
+                });
             }
         };
         binds.push(Bind {
@@ -387,7 +405,7 @@ impl Runner for IsolatedRunner {
             ..Default::default()
         };
         let env = crate::runtime::run::environment(&config, &[], &hostname, &user.home, false);
-        let mut binds = step_binds(req)?;
+        let mut binds = isolated_binds(req)?;
         // chroot binds nothing: a here-document's script goes into the root for the step.
         let mut placed = Vec::new();
         if self.isolation == Isolation::Chroot {

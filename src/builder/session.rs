@@ -13,6 +13,7 @@ use super::exec::{self, Output};
 use super::report::BuildReporter;
 use super::run::{RunError, Runner, Unavailable};
 use super::runner::{IsolatedRunner, RuntimeRunner};
+use super::secrets::{Secrets, SshAgents};
 use crate::dockerfile::instructions::{self, Dockerfile};
 use crate::dockerfile::plan::{Entitlement, PlanOptions};
 use crate::layer::Compression;
@@ -112,6 +113,10 @@ pub struct Request<'a> {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub allow: BTreeSet<Entitlement>,
+    /// Kept apart from the build args: never part of a key, a record, the history or the
+    /// provenance.
+    pub secrets: &'a Secrets,
+    pub ssh: &'a SshAgents,
 }
 
 impl Builder<'_> {
@@ -145,6 +150,8 @@ impl Builder<'_> {
             client: self.client,
             runner: self.runner,
             reporter,
+            secrets: request.secrets,
+            ssh: request.ssh,
         })
     }
 }
