@@ -35,6 +35,12 @@ packages=(
   iproute2
   # chattr: tests make a file immutable to make a container's removal fail
   e2fsprogs
+  # rootless mode: newuidmap/newgidmap map the user's subordinate ids; fuse-overlayfs where the
+  # kernel's overlayfs refuses a user namespace; proot for RUN steps in unprivileged containers
+  uidmap fuse-overlayfs proot
+  # tests/it/rootless.rs: builds inside an unprivileged Docker container (dockerd and its client
+  # in /usr/bin; /usr/local/bin/docker may be another client)
+  docker.io
   # `manifold top` runs the host's ps
   procps
 )

@@ -35,6 +35,11 @@ cargo clippy --all-targets -q -- -D warnings || fail "cargo clippy"
 step "fixtures (scripts/fixtures.sh)"
 bash scripts/fixtures.sh || fail "scripts/fixtures.sh"
 
+if ((EUID == 0)); then
+  step "docker daemon (scripts/dockerd.sh)"
+  bash scripts/dockerd.sh || fail "scripts/dockerd.sh"
+fi
+
 step "cargo build --all-targets"
 cargo build --all-targets -q || fail "cargo build"
 

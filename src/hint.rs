@@ -80,6 +80,7 @@ table![
     crate::runtime::spec::security::SecurityError,
     crate::space::NoSpace,
     crate::store::StoreError,
+    crate::userns::UsernsError,
     crate::verify::VerifyError,
     std::io::Error,
 ];

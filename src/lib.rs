@@ -2,7 +2,7 @@
 //!
 //! Dependencies point one way: `cli` → feature modules (`bake`, `builder`, `runtime`,
 //! `manifest`, `archive`, `verify`) → `ops` → `content`/`registry`/`store`/`layer`/`binfmt` →
-//! `dockerfile`, `oci`/`reference`/`platform`. README.md's module map says what each owns.
+//! `dockerfile`, `oci`/`reference`/`platform`/`userns`. README.md's module map says what each owns.
 
 // `println!` panics when stdout's reader has gone (Rust ignores SIGPIPE): data goes through
 // `cli::output`, whose closed-pipe error the CLI turns into a quiet exit.
@@ -33,6 +33,7 @@ pub mod registry;
 pub mod runtime;
 pub mod space;
 pub mod store;
+pub mod userns;
 pub mod verify;
 
 #[cfg(test)]

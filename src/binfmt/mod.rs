@@ -433,6 +433,10 @@ pub enum Ensured {
     Ready(Registration),
     /// Registered just now (the caller says so).
     Registered(Registration),
+    /// Not root, and no usable registration in sight (binfmt_misc not mounted here, or showing
+    /// another user namespace's handlers), yet the platform's test program ran, as a container's
+    /// would: a handler the kernel uses for this process.
+    Usable,
 }
 
 /// binfmt_misc as manifold manages it.
@@ -441,11 +445,15 @@ pub struct Binfmt {
     search: EmulatorSearch,
     binfmt_d: PathBuf,
     is_root: bool,
+    /// Whether [`Binfmt::ensure`] may run a test program to find a handler it cannot see.
+    probe: bool,
 }
 
 impl Binfmt {
     /// The machine's: /proc/sys/fs/binfmt_misc, /etc/binfmt.d (`MANIFOLD_BINFMT_D` overrides),
-    /// root when the effective uid is 0.
+    /// root when root on the host (root in a user namespace may not register handlers for the
+    /// machine; and must not mount binfmt_misc there: since Linux 6.7 that makes an empty
+    /// instance of the namespace's own, which hides the host's handlers from it).
     pub fn system(search: EmulatorSearch) -> Binfmt {
         let binfmt_d = std::env::var_os("MANIFOLD_BINFMT_D")
             .filter(|d| !d.is_empty())
@@ -454,7 +462,8 @@ impl Binfmt {
             misc: Box::new(ProcMisc::default()),
             search,
             binfmt_d,
-            is_root: rustix::process::geteuid().is_root(),
+            is_root: crate::userns::is_host_root(),
+            probe: true,
         }
     }
 
@@ -469,6 +478,7 @@ impl Binfmt {
             search,
             binfmt_d,
             is_root,
+            probe: false,
         }
     }
 
@@ -718,12 +728,21 @@ impl Binfmt {
                 });
             }
         }
+        // What the kernel does for this process is the truth: a handler can be in use where
+        // this process cannot read binfmt_misc (not mounted in its view: a container, another
+        // user namespace), nor mount it.
+        if (!self.is_root || !self.misc.is_mounted()) && self.probe && self.runs_here(h) {
+            return Ok(Ensured::Usable);
+        }
         if !self.is_root {
-            // Say whether an emulator is there, so the one command given is enough.
+            // Say whether an emulator is there, so the one command given is enough; once, as
+            // root, for every user and every boot.
             let fix = match self.search.find(h) {
-                Ok(_) => format!("`sudo manifold binfmt install {shown}`, then run again"),
+                Ok(_) => {
+                    format!("`sudo manifold binfmt install --persist {shown}`, then run again")
+                }
                 Err(_) => format!(
-                    "install the emulators (`sudo apt-get install {EMULATOR_PACKAGE}` on Debian, Ubuntu), then `sudo manifold binfmt install {shown}`"
+                    "install the emulators (`sudo apt-get install {EMULATOR_PACKAGE}` on Debian, Ubuntu), then `sudo manifold binfmt install --persist {shown}`"
                 ),
             };
             return Err(BinfmtError::NotRoot {
@@ -744,6 +763,50 @@ impl Binfmt {
 }
 
 impl Binfmt {
+    /// Whether `h`'s test program runs for this process, in an empty root as a container's
+    /// would (the F flag needed).
+    fn runs_here(&self, h: &'static Handler) -> bool {
+        probe::run(h.test_program(), Isolation::available(self.is_root), &[]).is_ok_and(|ran| {
+            ran.ended == probe::Ended::Exited(0) && ran.stdout == data::test_output(&h.target)
+        })
+    }
+
+    /// The emulator the kernel runs `platform`'s programs with for this process, as an open
+    /// file (see [`probe::held_emulator`]), else a static one from the emulator search; None
+    /// for a native platform. For runners that execute guest programs through an emulator of
+    /// their own choosing (proot's `-q`) rather than through the kernel.
+    pub fn emulator_file(&self, platform: &Platform) -> Result<Option<std::fs::File>> {
+        if is_native(platform) {
+            return Ok(None);
+        }
+        let shown = platform.to_string();
+        let h =
+            Handler::for_platform(platform).ok_or_else(|| BinfmtError::NoHandler(shown.clone()))?;
+        let tmp = std::env::temp_dir();
+        if let Some(f) =
+            probe::held_emulator(h.test_program()).map_err(self.io("run a test program in", tmp))?
+        {
+            return Ok(Some(f));
+        }
+        let found = self.find_emulator(h, &shown).map_err(|e| match e {
+            // Where no emulator is installed, registering one on the host serves too.
+            BinfmtError::NoEmulator {
+                platform,
+                looked,
+                fix,
+            } => BinfmtError::NoEmulator {
+                fix: format!(
+                    "on the machine, `sudo manifold binfmt install --persist {platform}` registers one that programs here can use; or {fix}"
+                ),
+                platform,
+                looked,
+            },
+            e => e,
+        })?;
+        let f = std::fs::File::open(&found.path).map_err(self.io("open", found.path.clone()))?;
+        Ok(Some(f))
+    }
+
     /// Run `h`'s test program through the kernel as a container would (see [`probe`]) and judge
     /// the result; with the emulator's version and the known-bad rows it falls in.
     pub fn test(&self, h: &'static Handler) -> Result<TestReport> {

@@ -217,6 +217,61 @@ fn wait(child: std::process::Child) -> io::Result<(Ended, Output)> {
     Ok((ended, out))
 }
 
+/// The emulator the kernel runs `program` (a foreign test program) with, as an open file: the
+/// program is executed under ptrace, which stops it right after the execve, before its first
+/// instruction, and its `/proc/PID/exe` — the interpreter binfmt_misc put in its place — is
+/// opened then. With the F flag the kernel holds that file open since registration, so this
+/// reaches an emulator that is not in this process's file system at all (a container's).
+/// None when the kernel did not run it through a handler.
+pub fn held_emulator(program: &[u8]) -> io::Result<Option<fs::File>> {
+    let dir = tempfile::Builder::new()
+        .prefix("manifold-emulator-")
+        .tempdir()?;
+    let path = dir.path().join("prog");
+    fs::write(&path, program)?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+    let exec = Exec::new(&path, None, false, &[])?;
+    let mut cmd = Command::new(&path);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    // SAFETY: only async-signal-safe calls (ptrace, execve) on memory prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            exec.run()
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.raw_os_error() == Some(libc::ENOEXEC) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: waits for our own child, which stops (SIGTRAP) after its execve.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    let exe = if waited == pid && libc::WIFSTOPPED(status) {
+        fs::File::open(format!("/proc/{pid}/exe")).ok()
+    } else {
+        None
+    };
+    // SAFETY: the child is ours and not reaped yet (waitpid saw it stop, not exit).
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    let _ = child.wait();
+    // Run natively after all (no handler in between): not an emulator.
+    let same = |f: &fs::File| {
+        use std::os::unix::fs::MetadataExt;
+        match (f.metadata(), fs::metadata(&path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    };
+    Ok(exe.filter(|f| !same(f)))
+}
+
 /// Whether this process may create a user namespace (asked once, in a throwaway child).
 fn user_namespaces_work() -> bool {
     static WORKS: OnceLock<bool> = OnceLock::new();

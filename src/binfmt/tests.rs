@@ -387,7 +387,7 @@ fn ensure_says_exactly_what_to_run() {
     assert!(matches!(err, BinfmtError::NotRoot { .. }));
     assert_eq!(
         err.hint().unwrap(),
-        format!("`sudo manifold binfmt install {platform}`, then run again")
+        format!("`sudo manifold binfmt install --persist {platform}`, then run again")
     );
     // Not root, no emulator: install the package first.
     let none = tempfile::tempdir().unwrap();

@@ -24,7 +24,7 @@ use super::cache::Cache;
 use super::run::{RunError, RunRequest, View};
 use super::secrets::Forwarder;
 use crate::dockerfile::instructions::MountKind;
-use crate::layer::extract::OVERLAY_OPAQUE_XATTR;
+use crate::layer::extract::{OVERLAY_OPAQUE_XATTR, USER_OVERLAY_OPAQUE_XATTR};
 use crate::progress::NoProgress;
 use crate::runtime::overlay::Overlay;
 use crate::runtime::snapshots::LayerRef;
@@ -269,6 +269,8 @@ impl StepMounts<'_> {
             work,
             target: merged.clone(),
             links_dir: base.join("links"),
+            // Rootless, the snapshots are marked as a user namespace's overlayfs reads them.
+            userxattr: self.rt.snapshots().ownership().is_user_namespace(),
         }
         .mount(self.rt.syscalls())?;
         self.mounted.push(merged.clone());
@@ -399,7 +401,8 @@ impl Stubs {
                 continue;
             };
             let unchanged = m.is_dir() && m.mode() == *mode && m.uid() == *uid && m.gid() == *gid;
-            let opaque = xattr_present(&p, OVERLAY_OPAQUE_XATTR);
+            let opaque = xattr_present(&p, OVERLAY_OPAQUE_XATTR)
+                || xattr_present(&p, USER_OVERLAY_OPAQUE_XATTR);
             if unchanged && !opaque {
                 // Only when empty: the step's own files keep it.
                 let _ = fs::remove_dir(&p);

@@ -1,7 +1,8 @@
 //! RUN: the one step that needs a container. The executor hands a [`RunRequest`] to a
 //! [`Runner`]; the runtime-backed runner mounts the stage's layers, runs the command (under
 //! QEMU through binfmt_misc for a foreign platform) and turns the overlay's upper directory
-//! into the step's layer.
+//! into the step's layer. Where no container can be made, the isolated runner does the same in
+//! a plain directory under proot or chroot (see `runner`); `session` picks one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +17,10 @@ use crate::layer::Compression;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
 use crate::runtime::RuntimeError;
-use crate::store::{Store, StoreError, Transaction};
+use crate::runtime::isolation::Isolation;
+use crate::runtime::user::UserError;
+use crate::store::{StoreError, Transaction};
+use crate::userns::UsernsError;
 
 pub struct RunRequest<'a> {
     /// The build's transaction: RUN writes its stage's image and its layer.
@@ -71,6 +75,14 @@ pub enum RunError {
     NotRoot,
     #[error("RUN cannot work here: the container runtime is not usable")]
     NoRuntime(#[source] Arc<RuntimeError>),
+    #[error("RUN cannot work here: rootless mode needs a user namespace")]
+    NoUserNamespace(#[source] Arc<UsernsError>),
+    #[error("RUN cannot work here: `--isolation {isolation}` is not usable")]
+    NoIsolation {
+        isolation: Isolation,
+        #[source]
+        source: Arc<RuntimeError>,
+    },
     /// A `required` secret the build was not given.
     #[error("secret `{id}` is required and was not given{}", unset_note(.unset))]
     SecretRequired { id: String, unset: Option<String> },
@@ -108,6 +120,17 @@ pub enum RunError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// Without a container (`--isolation proot|chroot`): the step's root, or its command.
+    #[error("cannot {what}")]
+    Isolated {
+        what: &'static str,
+        #[source]
+        source: Box<RuntimeError>,
+    },
+    #[error("RUN --network=none needs a network namespace, which `--isolation {0}` cannot make")]
+    NoNetworkNamespace(Isolation),
+    #[error(transparent)]
+    User(#[from] UserError),
     #[error("process \"{argv}\" did not complete successfully: exit code: {code}")]
     Exit { argv: String, code: i32 },
 }
@@ -145,6 +168,13 @@ impl RunError {
     ) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> RunError {
         move |source| RunError::Container { what, source }
     }
+
+    pub fn isolated(what: &'static str) -> impl FnOnce(RuntimeError) -> RunError {
+        move |source| RunError::Isolated {
+            what,
+            source: Box::new(source),
+        }
+    }
 }
 
 pub trait Runner: Sync {
@@ -152,31 +182,32 @@ pub trait Runner: Sync {
     fn run(&self, req: &RunRequest<'_>) -> Result<Option<LayerInfo>, RunError>;
 }
 
-/// When RUN cannot work here (not root, no OCI runtime): every RUN fails with the reason.
+/// When RUN cannot work here (not root, no user namespace, no OCI runtime, no proot): every RUN
+/// fails with the reason.
 #[derive(Debug, Clone)]
 pub enum Unavailable {
     NotRoot,
+    NoUserNamespace(Arc<UsernsError>),
     NoRuntime(Arc<RuntimeError>),
+    NoIsolation(Isolation, Arc<RuntimeError>),
+}
+
+impl Unavailable {
+    pub fn error(&self) -> RunError {
+        match self {
+            Unavailable::NotRoot => RunError::NotRoot,
+            Unavailable::NoUserNamespace(e) => RunError::NoUserNamespace(e.clone()),
+            Unavailable::NoRuntime(e) => RunError::NoRuntime(e.clone()),
+            Unavailable::NoIsolation(isolation, e) => RunError::NoIsolation {
+                isolation: *isolation,
+                source: e.clone(),
+            },
+        }
+    }
 }
 
 impl Runner for Unavailable {
     fn run(&self, _req: &RunRequest<'_>) -> Result<Option<LayerInfo>, RunError> {
-        Err(match self {
-            Unavailable::NotRoot => RunError::NotRoot,
-            Unavailable::NoRuntime(e) => RunError::NoRuntime(e.clone()),
-        })
-    }
-}
-
-/// What runs RUN steps: runc through the runtime as root, else a runner that says why RUN
-/// cannot work. Create it before any other thread starts: it moves the process into a mount
-/// namespace of its own (see [`super::runner::RuntimeRunner::new`]).
-pub fn default_runner(store: &Store) -> Box<dyn Runner> {
-    if !rustix::process::geteuid().is_root() {
-        return Box::new(Unavailable::NotRoot);
-    }
-    match super::runner::RuntimeRunner::new(store, "runc") {
-        Ok(r) => Box::new(r),
-        Err(e) => Box::new(Unavailable::NoRuntime(Arc::new(e))),
+        Err(self.error())
     }
 }

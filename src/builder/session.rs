@@ -1,30 +1,102 @@
-//! What `manifold build` and every `bake` target share, in one place: a [`Builder`] (the store,
-//! the registry client, the RUN runner, the cache and compression choices) runs [`Request`]s —
-//! SOURCE_DATE_EPOCH resolved, the host's platform when none is named, each platform once.
+//! What `manifold build` and every `bake` target share, in one place: the RUN runner their
+//! `--isolation` picks ([`runner`]), and a [`Builder`] (the store, the registry client, the RUN
+//! runner, the cache and compression choices) that runs [`Request`]s — SOURCE_DATE_EPOCH
+//! resolved, the host's platform when none is named, each platform once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
 use super::BuildError;
 use super::cache_remote::{self, CacheEvent, CacheFrom, CacheTo, RemoteCache};
 use super::context::{self, Context};
 use super::exec::{self, Output};
 use super::report::{BuildEvent, BuildReporter};
-use super::run::Runner;
+use super::run::{RunError, Runner, Unavailable};
+use super::runner::{IsolatedRunner, RuntimeRunner};
 use super::secrets::{Secrets, SshAgents};
 use crate::dockerfile::instructions::{self, Dockerfile};
 use crate::dockerfile::plan::{Entitlement, PlanOptions};
 use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::registry::Client;
+use crate::runtime::isolation::Isolation;
 use crate::store::{Store, Transaction};
+
+/// How RUN steps run (`--isolation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunIsolation {
+    /// A container where one can be made, else proot (chroot without it).
+    Auto,
+    /// A container: runc over an overlay (as root, or rootless in manifold's user namespace).
+    Oci,
+    /// No container: a plain directory under proot or chroot (see `runtime::isolation`).
+    Plain(Isolation),
+}
+
+/// RUN steps without a container, `auto`'s choice where none can be made: under what, and why.
+#[derive(Debug)]
+pub struct Fallback {
+    pub isolation: Isolation,
+    pub because: RunError,
+}
+
+/// What runs RUN steps: runc through the runtime, proot or chroot in a plain directory, or —
+/// `auto` — runc where a container can be made, else (as root: an unprivileged build
+/// container) proot, chroot without it, with the [`Fallback`] to tell; a runner that says why
+/// RUN cannot work otherwise. `refused` is why this process cannot make containers (not root,
+/// no user namespace), when it cannot. Create it before any other thread starts: runc's runner
+/// moves the process into a mount namespace of its own.
+pub fn runner(
+    store: &Store,
+    isolation: RunIsolation,
+    refused: Option<Unavailable>,
+) -> (Box<dyn Runner>, Option<Fallback>) {
+    let isolated = |kind: Isolation| -> Box<dyn Runner> {
+        match IsolatedRunner::new(kind) {
+            Ok(r) => Box::new(r),
+            Err(e) => Box::new(Unavailable::NoIsolation(kind, Arc::new(e))),
+        }
+    };
+    let oci = || -> Result<RuntimeRunner, Unavailable> {
+        if let Some(why) = refused {
+            return Err(why);
+        }
+        RuntimeRunner::new(store, "runc").map_err(|e| Unavailable::NoRuntime(Arc::new(e)))
+    };
+    match isolation {
+        RunIsolation::Plain(kind) => (isolated(kind), None),
+        RunIsolation::Oci => match oci() {
+            Ok(r) => (Box::new(r), None),
+            Err(why) => (Box::new(why), None),
+        },
+        RunIsolation::Auto => match oci() {
+            Ok(r) => (Box::new(r), None),
+            // Root where no container can be made (an unprivileged build container): no
+            // namespaces, so no isolation beyond the container's own.
+            Err(why) if crate::runtime::is_root() => {
+                let kind = if crate::runtime::find_program("proot").is_some() {
+                    Isolation::Proot
+                } else {
+                    Isolation::Chroot
+                };
+                let fallback = Fallback {
+                    isolation: kind,
+                    because: why.error(),
+                };
+                (isolated(kind), Some(fallback))
+            }
+            Err(why) => (Box::new(why), None),
+        },
+    }
+}
 
 /// What stays the same across builds (one for a `build`, one for all of a bake's targets).
 pub struct Builder<'a> {
     pub store: &'a Store,
     /// Pulls base images the store lacks; None: the store only.
     pub client: Option<&'a Client>,
-    /// From [`super::run::default_runner`], made before any other thread started.
+    /// From [`runner`], made before any other thread started.
     pub runner: &'a dyn Runner,
     /// Run every step, whatever the cache holds.
     pub no_cache: bool,

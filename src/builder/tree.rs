@@ -174,7 +174,7 @@ pub fn layer_entries(
 }
 
 /// The entry list of a layer from its unpacked snapshot (overlayfs form: a 0/0 character
-/// device is a whiteout, `trusted.overlay.opaque=y` an opaque directory): a directory walk
+/// device is a whiteout, an overlay opaque marker an opaque directory): a directory walk
 /// instead of decompressing the blob.
 pub fn snapshot_entries(dir: &Path) -> io::Result<Vec<TreeEntry>> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -221,10 +221,7 @@ pub fn snapshot_entries(dir: &Path) -> io::Result<Vec<TreeEntry>> {
             if ft.is_dir() {
                 e.kind = EntryKind::Dir;
                 out.push(e);
-                let mut buf = [0u8; 8];
-                if let Ok(n) = rustix::fs::lgetxattr(&full, "trusted.overlay.opaque", &mut buf)
-                    && &buf[..n] == b"y"
-                {
+                if crate::layer::extract::is_opaque_dir(&full) {
                     out.push(TreeEntry {
                         path: format!("{path}/.wh..wh..opq"),
                         kind: EntryKind::File,

@@ -145,6 +145,10 @@ pub enum Command {
     Manifest(super::manifest::ManifestArgs),
     /// Build the targets of a bake file (manifold.yaml) together
     Bake(super::bake::BakeArgs),
+    /// Manage manifold's own data: `system reset` empties the store
+    System(super::system::SystemArgs),
+    /// Run a command as root of manifold's user namespace (rootless)
+    Unshare(super::system::UnshareArgs),
 }
 
 #[derive(Debug, Args)]
@@ -208,9 +212,35 @@ pub struct BuildArgs {
     #[arg(short, long)]
     pub quiet: bool,
     #[command(flatten)]
+    pub run: IsolationArgs,
+    #[command(flatten)]
     pub transfer: TransferArgs,
     /// The build context: a directory, or `-` for a tarball (or a Dockerfile) on stdin
     pub context: String,
+}
+
+/// `--isolation`, of `build` and `bake`.
+#[derive(Debug, Args)]
+pub struct IsolationArgs {
+    /// How RUN steps run: `oci` (a container), `proot` or `chroot` (no container: unprivileged
+    /// build containers), `auto` (oci where a container can be made, else proot)
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = IsolationArg::Auto)]
+    pub isolation: IsolationArg,
+}
+
+/// `--isolation` (the values are told in the flag's help: doc comments here would turn
+/// the whole help into clap's long layout).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationArg {
+    // A container where one can be made, else proot (else chroot).
+    Auto,
+    // A container: runc over an overlay, namespaces, seccomp (root, or rootless).
+    Oci,
+    // proot's path translation in a plain directory: /proc, /dev and /sys bound in, no
+    // namespaces.
+    Proot,
+    // chroot(2) into a plain directory: no /proc, no namespaces.
+    Chroot,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,5 @@
-//! `manifold bake [-f FILE] [--push] [--set TARGET.KEY=VALUE]... [--print] [--no-cache] [TARGET|GROUP...]`:
+//! `manifold bake [-f FILE] [--push] [--set TARGET.KEY=VALUE]... [--print] [--no-cache]
+//! [--allow ENTITLEMENT]... [--isolation MODE] [TARGET|GROUP...]`:
 //! the targets of a bake file, built at once into one store (one build cache), pushed only when
 //! every one of them built. The file's meaning is in `crate::bake`.
 
@@ -7,12 +8,12 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::Settings;
-use super::args::TransferArgs;
+use super::args::{IsolationArgs, TransferArgs};
 use super::build::StepLog;
 use super::output::outln;
 use super::remote;
 use crate::bake::{self, BakeError, BakeEvent, BakeReporter, Publisher};
-use crate::builder::{self, BuildReporter, run};
+use crate::builder::{self, BuildReporter};
 use crate::content::BoxError;
 use crate::layer::Compression;
 use crate::oci::Descriptor;
@@ -43,6 +44,8 @@ pub struct BakeArgs {
     #[arg(long, value_name = "ENTITLEMENT")]
     pub allow: Vec<crate::dockerfile::plan::Entitlement>,
     #[command(flatten)]
+    pub run: IsolationArgs,
+    #[command(flatten)]
     pub transfer: TransferArgs,
     /// Targets or groups to build [default: the `default` group, else every target]
     #[arg(value_name = "TARGET")]
@@ -70,8 +73,8 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
     let requests = bake::requests(&file, &selection, &base, args.push)?;
     bake::check_entitlements(&requests, &args.allow.iter().copied().collect())?;
     let store = settings.store()?;
-    // Before any thread starts (see `run::default_runner`); one runner for every target.
-    let runner = run::default_runner(&store);
+    // Before any thread starts (see `build::runner`); one runner for every target.
+    let runner = super::build::runner(&store, settings, args.run.isolation, false);
     let binfmt = crate::binfmt::Binfmt::system(crate::binfmt::EmulatorSearch::from_env(None));
     for r in &requests {
         super::binfmt::warn_known_bad(&binfmt, &builder::session::platforms(r.platforms.clone()));

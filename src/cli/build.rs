@@ -1,6 +1,6 @@
 //! `manifold build [-f FILE] [-t REF]... [--platform P,...] [--build-arg K=V]... [--target S]
 //! [--label K=V]... [--no-cache] [--push] [--push-by-digest REPO] [-o type=oci|docker,dest=F]
-//! [--compression gzip|zstd] [--metadata-file F] [-q] CONTEXT`.
+//! [--compression gzip|zstd] [--metadata-file F] [-q] [--isolation MODE] CONTEXT`.
 //!
 //! The step log goes to stderr (docker's `#N [platform stage n/m] INSTRUCTION`, then `CACHED`
 //! or `DONE`); tags are written only when every platform built, and pushes happen only then.
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::Settings;
-use super::args::BuildArgs;
+use super::args::{BuildArgs, IsolationArg};
 use super::errors::user_error;
 use super::output::outln;
 use super::remote;
@@ -22,8 +22,9 @@ use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::builder::cache_remote::{CacheEvent, CacheFrom, CacheTo, Unusable};
 use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
-use crate::builder::run;
+use crate::builder::run::Runner;
 use crate::builder::secrets::{Secrets, SshAgents};
+use crate::builder::session::{self, RunIsolation};
 use crate::builder::{self, BuildEvent, BuildReporter};
 use crate::dockerfile::instructions;
 use crate::layer::Compression;
@@ -31,6 +32,7 @@ use crate::ops::Ops;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
+use crate::runtime::isolation::Isolation;
 use crate::store::{Resolved, Store, Transaction};
 
 /// A build's events as docker's plain progress shows them, on stderr: `#N [platform stage
@@ -203,6 +205,43 @@ fn cache_line(e: &CacheEvent<'_>, verbose: bool) -> Option<String> {
         ),
         CacheEvent::Contended { .. } => return None,
     })
+}
+
+/// What runs RUN steps for `build` and `bake` (see [`session::runner`]), `auto`'s choice of no
+/// container told on stderr unless `quiet`. Call it before any other thread starts.
+pub(super) fn runner(
+    store: &Store,
+    settings: &Settings,
+    isolation: IsolationArg,
+    quiet: bool,
+) -> Box<dyn Runner> {
+    let isolation = match isolation {
+        IsolationArg::Auto => RunIsolation::Auto,
+        IsolationArg::Oci => RunIsolation::Oci,
+        IsolationArg::Proot => RunIsolation::Plain(Isolation::Proot),
+        IsolationArg::Chroot => RunIsolation::Plain(Isolation::Chroot),
+    };
+    let (runner, fallback) = session::runner(store, isolation, settings.privilege.refused());
+    if let Some(f) = fallback
+        && !quiet
+    {
+        let because = anyhow::Error::from(f.because);
+        let hint = because.chain().find_map(crate::hint::of);
+        let mut why = format!("{because:#}");
+        if let Some(h) = hint {
+            why.push_str(&format!(" (hint: {h})"));
+        }
+        eprintln!(
+            "note: no container can be made here ({why}): RUN steps run under {}",
+            f.isolation
+        );
+        if f.isolation == Isolation::Chroot {
+            eprintln!(
+                "warning: proot is not installed: RUN steps see no /proc, /dev or /sys (install proot for them)"
+            );
+        }
+    }
+    runner
 }
 
 struct OutputSpec {
@@ -401,7 +440,7 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     };
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
-    let runner = run::default_runner(&store);
+    let runner = runner(&store, settings, args.run.isolation, args.quiet);
     let secrets = Secrets::load(&args.secret)?;
     let ssh = SshAgents::load(&args.ssh)?;
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);

@@ -14,7 +14,7 @@ use super::errors::user_error;
 use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::runtime::exec::{self, ExecOptions};
 use crate::runtime::signals::Forwarder;
-use crate::runtime::{self, OciRuntime, RuntimeError};
+use crate::runtime::{OciRuntime, RuntimeError};
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
@@ -69,9 +69,7 @@ pub fn run(args: ExecArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
             env.push(format!("{e}={v}"));
         }
     }
-    if !runtime::is_root() {
-        return Err(RuntimeError::NotRoot.into());
-    }
+    settings.privilege.require()?;
     let store = settings.store()?;
     let containers = super::containers::reconciled(&store)?;
     let record = containers.find(&args.container)?;

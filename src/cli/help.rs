@@ -33,7 +33,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
     ),
     ("Build and manifest lists", &["build", "bake", "manifest"]),
     ("Emulation", &["binfmt", "platforms"]),
-    ("Other", &["completions", "help"]),
+    ("Other", &["system", "unshare", "completions", "help"]),
 ];
 
 /// The command line, parsed. Listing the commands needs the whole tree of commands built (for

@@ -7,6 +7,7 @@ mod errors;
 mod help;
 mod output;
 mod progress;
+mod rootless;
 mod settings;
 
 mod binfmt;
@@ -36,6 +37,7 @@ mod select;
 mod service;
 mod start;
 mod stop;
+mod system;
 mod tag;
 mod top;
 mod verify;
@@ -63,10 +65,12 @@ pub const EXIT_MANIFOLD_FAILED: u8 = 125;
 
 pub fn main() -> ExitCode {
     let cli = help::parse();
-    let settings = match Settings::resolve(&cli.global) {
+    let mut settings = match Settings::resolve(&cli.global) {
         Ok(s) => s,
         Err(e) => return errors::report(&e),
     };
+    // Before anything starts a thread: entering a user namespace needs a single thread.
+    settings.privilege = rootless::start(&cli.command, &settings.root);
     match run(cli.command, &settings) {
         Ok(code) => code,
         Err(e) => errors::report(&e),
@@ -112,6 +116,8 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(*a, settings),
         Command::Manifest(a) => manifest::run(a, settings),
         Command::Bake(a) => bake::run(a, settings),
+        Command::System(a) => system::run(a, settings),
+        Command::Unshare(a) => return system::unshare(a, settings),
     }?;
     Ok(ExitCode::SUCCESS)
 }

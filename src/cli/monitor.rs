@@ -138,9 +138,7 @@ pub(super) fn serve_new(
 
 /// The monitor of a stopped container started again.
 fn start(settings: &Settings, key: &str, status: &Status) -> anyhow::Result<ExitCode> {
-    if !runtime::is_root() {
-        return Err(RuntimeError::NotRoot.into());
-    }
+    settings.privilege.require()?;
     let store = settings.store()?;
     let containers = super::containers::reconciled(&store)?;
     let record = containers.find(key)?;
@@ -222,6 +220,11 @@ pub fn launch(
         cmd.arg("--verbose");
     }
     cmd.arg("monitor").args(what);
+    // Rootless, the monitor starts in manifold's user namespace, and takes its mapping as its
+    // own (see `userns::adopt`).
+    if crate::userns::current().is_some() {
+        cmd.env(crate::userns::INHERITED_ENV, "1");
+    }
     cmd.stdin(if input.is_some() {
         Stdio::piped()
     } else {

@@ -27,9 +27,7 @@ use crate::binfmt::{Binfmt, EmulatorSearch, Ensured};
 use crate::progress::Progress;
 use crate::runtime::signals::Forwarder;
 use crate::runtime::spec::Host;
-use crate::runtime::{
-    self, Bind, Network, RunOptions, Runtime, RuntimeError, Security, SecurityFlags,
-};
+use crate::runtime::{Bind, Network, RunOptions, Runtime, RuntimeError, Security, SecurityFlags};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum NetworkArg {
@@ -202,9 +200,7 @@ pub(super) fn run_in(
         NetworkArg::None => Network::None,
     };
     let checked = args.service.check(network)?;
-    if !runtime::is_root() {
-        return Err(RuntimeError::NotRoot.into());
-    }
+    settings.privilege.require()?;
     if network == Network::Host && args.service.publishes() {
         eprintln!("{HOST_NETWORK_PORTS}");
     }
@@ -216,7 +212,10 @@ pub(super) fn run_in(
         .collect::<Result<Vec<_>, _>>()?;
 
     let store = settings.store()?;
-    let rt = Runtime::new(&store, &args.runtime)?;
+    let mut rt = Runtime::new(&store, &args.runtime)?;
+    if settings.verbose > 0 {
+        rt.on_note(Box::new(|t| eprintln!("{t}")));
+    }
     if let Err(e) = rt.reconcile() {
         eprintln!("warning: cannot clean up after earlier containers: {e}");
     }

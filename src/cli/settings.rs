@@ -16,6 +16,8 @@ pub struct Settings {
     pub registry_mirrors: Vec<String>,
     pub progress: ProgressMode,
     pub verbose: u8,
+    /// Whether containers can run, as settled at start (see `rootless`).
+    pub privilege: super::rootless::Privilege,
 }
 
 impl Settings {
@@ -45,6 +47,7 @@ impl Settings {
                 .collect(),
             progress,
             verbose: args.verbose.saturating_add(args.verbose_short),
+            privilege: super::rootless::Privilege::User,
         })
     }
 

@@ -10,7 +10,7 @@ use super::Settings;
 use super::errors::user_error;
 use super::output::outln;
 use crate::runtime::OciRuntime;
-use crate::runtime::exec::running_pid;
+use crate::runtime::exec::{processes, running_pid};
 
 #[derive(Debug, Args)]
 pub struct TopArgs {
@@ -30,9 +30,8 @@ pub fn run(args: TopArgs, settings: &Settings) -> anyhow::Result<()> {
     let containers = super::containers::reconciled(&store)?;
     let record = containers.find(&args.container)?;
     let oci = OciRuntime::find(&record.runtime, store.root())?;
-    running_pid(&oci, &record)?;
-    let pids = oci
-        .pids(&record.id)
+    let first = running_pid(&oci, &record)?;
+    let pids = processes(&oci, &record.id, first)
         .with_context(|| format!("cannot list the processes of {}", record.short_id()))?;
     let ps_args = if args.ps_args.is_empty() {
         vec!["-ef".to_string()]

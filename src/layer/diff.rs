@@ -1,13 +1,14 @@
 //! An overlayfs upper directory as a layer tarball: what a container changed, with overlayfs's
-//! whiteouts (0/0 character devices, `trusted.overlay.opaque`) turned back into OCI's
-//! (`.wh.NAME`, `.wh..wh..opq`).
+//! whiteouts (0/0 character devices, the opaque marker of the kernel's overlayfs — `trusted.` or,
+//! mounted with `userxattr`, `user.overlay.opaque` — or of fuse-overlayfs) turned back into
+//! OCI's (`.wh.NAME`, `.wh..wh..opq`). overlayfs's own xattrs stay out of the layer.
 //!
 //! The walk (`walk`: iterative, a few descriptors whatever the depth) goes through directory
 //! descriptors with O_NOFOLLOW, so a symlink a container put in its upper directory is recorded
 //! as a symlink and never followed to host files. Entries are sorted by name, so the same tree
 //! gives the same tarball; the headers are [`super::tarball`]'s.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
@@ -17,10 +18,13 @@ use std::path::{Path, PathBuf};
 use rustix::fd::{AsFd, BorrowedFd};
 use rustix::fs::{FileType, Mode, OFlags, Stat};
 
-use super::extract::{OPAQUE_WHITEOUT, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
+use super::extract::{OPAQUE_WHITEOUT, WHITEOUT_PREFIX, is_opaque_marker, is_overlay_xattr};
 use super::tarball::{Device, Meta, Style, TarWriter};
 use super::walk::{Visit, walk};
 use super::{LayerError, MAX_PATH};
+
+/// The 0/0 device fuse-overlayfs puts in a directory it made opaque.
+const FUSE_OPAQUE_DEVICE: &str = ".wh..opq";
 
 fn ioerr(e: rustix::io::Errno) -> io::Error {
     io::Error::from(e)
@@ -48,20 +52,20 @@ pub fn write_diff<W: Write>(
         Mode::empty(),
     )
     .map_err(ioerr)?;
-    let mut w = DiffWriter {
-        tar: TarWriter::new(out, Style::diff(epoch)),
-        links: HashMap::new(),
-        report: DiffReport::default(),
-    };
+    let mut w = DiffWriter::new(out, epoch);
     walk(&root, &mut w)?;
-    let out = w.tar.finish()?;
-    Ok((w.report, out))
+    w.finish()
 }
 
-struct DiffWriter<W: Write> {
+/// The tar stream of a diff, entry by entry (an upper directory's walk, or `changes`'), in
+/// [`Style::diff`].
+pub(super) struct DiffWriter<W: Write> {
     tar: TarWriter<W>,
     /// (dev, ino) of files with several links → the first path written, for hardlinks.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Directories whose opaque marker is written (fuse-overlayfs marks a directory three
+    /// ways: the xattr, a `.wh..wh..opq` file and a `.wh..opq` device; one marker goes out).
+    opaque_dirs: HashSet<PathBuf>,
     report: DiffReport,
 }
 
@@ -78,14 +82,67 @@ fn fits(path: &Path) -> io::Result<()> {
     ))
 }
 
-/// The xattrs a layer keeps: overlayfs's own (`trusted.overlay.*`) stay behind.
+/// The xattrs a layer keeps: overlayfs's own (kernel, `userxattr`, fuse-overlayfs) stay behind.
 fn kept(mut xattrs: Vec<(String, Vec<u8>)>) -> Vec<(String, Vec<u8>)> {
-    xattrs.retain(|(k, _)| !k.starts_with("trusted.overlay."));
+    xattrs.retain(|(k, _)| !is_overlay_xattr(k.as_bytes()));
     xattrs
 }
 
 impl<W: Write> Visit for DiffWriter<W> {
     fn entry(
+        &mut self,
+        dir: BorrowedFd<'_>,
+        name: &OsStr,
+        st: &Stat,
+        path: &Path,
+    ) -> io::Result<bool> {
+        self.append(dir, name, st, path)
+    }
+}
+
+impl<W: Write> DiffWriter<W> {
+    pub(super) fn new(out: W, epoch: Option<u64>) -> DiffWriter<W> {
+        DiffWriter {
+            tar: TarWriter::new(out, Style::diff(epoch)),
+            links: HashMap::new(),
+            opaque_dirs: HashSet::new(),
+            report: DiffReport::default(),
+        }
+    }
+
+    /// The end-of-archive blocks; what the diff held, and `out`.
+    pub(super) fn finish(self) -> io::Result<(DiffReport, W)> {
+        let out = self.tar.finish()?;
+        Ok((self.report, out))
+    }
+
+    /// An OCI whiteout for `path` (relative to the tree's root).
+    pub(super) fn whiteout(&mut self, path: &Path, mtime: u64) -> io::Result<()> {
+        let rel = path.parent().unwrap_or(Path::new(""));
+        let mut whname = OsString::from(WHITEOUT_PREFIX);
+        whname.push(path.file_name().unwrap_or_default());
+        let whpath = rel.join(whname);
+        fits(&whpath)?;
+        self.tar.whiteout(whpath, mtime)?;
+        self.report.whiteouts += 1;
+        Ok(())
+    }
+
+    /// The opaque marker of directory `path`: what lower layers hold in it is hidden.
+    pub(super) fn opaque(&mut self, path: &Path, mtime: u64) -> io::Result<()> {
+        if !self.opaque_dirs.insert(path.to_path_buf()) {
+            return Ok(());
+        }
+        let marker = path.join(OPAQUE_WHITEOUT);
+        fits(&marker)?;
+        self.tar.whiteout(marker, mtime)?;
+        self.report.opaque_dirs += 1;
+        Ok(())
+    }
+
+    /// Write the entry `name` of `dir` (at `path`, with its lstat `st`), overlayfs's whiteouts
+    /// and opaque markers in OCI's form; true for a directory (whose entries come next).
+    pub(super) fn append(
         &mut self,
         dir: BorrowedFd<'_>,
         name: &OsStr,
@@ -104,13 +161,17 @@ impl<W: Write> Visit for DiffWriter<W> {
             mtime,
         };
         match kind {
+            // fuse-overlayfs's own opaque bookkeeping (next to its xattr): not a deletion.
+            FileType::CharacterDevice if st.st_rdev == 0 && name == FUSE_OPAQUE_DEVICE => {
+                return Ok(false);
+            }
             FileType::CharacterDevice if st.st_rdev == 0 => {
-                let mut whname = OsString::from(WHITEOUT_PREFIX);
-                whname.push(name);
-                let whpath = rel.join(whname);
-                fits(&whpath)?;
-                self.tar.whiteout(whpath, mtime)?;
-                self.report.whiteouts += 1;
+                self.whiteout(&rel.join(name), mtime)?;
+                return Ok(false);
+            }
+            // An opaque marker already in OCI's form (fuse-overlayfs writes one).
+            FileType::RegularFile if name == OPAQUE_WHITEOUT => {
+                self.opaque(rel, mtime)?;
                 return Ok(false);
             }
             FileType::Directory => {
@@ -125,14 +186,11 @@ impl<W: Write> Visit for DiffWriter<W> {
                 drop(sub);
                 let opaque = xattrs
                     .iter()
-                    .any(|(k, v)| k == OVERLAY_OPAQUE_XATTR && v.as_slice() == b"y");
+                    .any(|(k, v)| is_opaque_marker(k.as_bytes(), v));
                 self.tar.xattrs(&kept(xattrs))?;
                 self.tar.dir(&path, &meta)?;
                 if opaque {
-                    let marker = path.join(OPAQUE_WHITEOUT);
-                    fits(&marker)?;
-                    self.tar.whiteout(marker, mtime)?;
-                    self.report.opaque_dirs += 1;
+                    self.opaque(&path, mtime)?;
                 }
                 self.report.entries += 1;
                 return Ok(true);

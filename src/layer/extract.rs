@@ -5,10 +5,15 @@
 //! symlinks, hardlinks to host files and symlink loops are contained or refused: nothing outside
 //! the destination is ever read, written or linked. Device nodes are refused (skipped and
 //! reported); FIFOs are kept. OCI whiteouts become overlayfs whiteouts (`.wh.NAME` → a 0/0
-//! character device `NAME`; `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory).
-//! Ownership, modes (setuid included), xattrs and times are kept; `trusted.overlay.*` xattrs
-//! from the archive are dropped (an image must not forge overlayfs's own metadata).
+//! character device `NAME`; `.wh..wh..opq` → `trusted.overlay.opaque=y` on its directory, or
+//! `user.overlay.opaque=y` for overlays mounted with `userxattr` in a user namespace, where
+//! `trusted.*` cannot be set), or, for a plain directory that layers are applied to one after
+//! the other ([`Whiteouts::Apply`]), delete what they hide. Ownership, modes (setuid included),
+//! xattrs and times are kept (or every owner squashed to root, for a user namespace that maps
+//! one id); overlayfs's own xattrs from the archive are dropped (an image must not forge
+//! overlayfs's metadata), and `trusted.*` ones where the process may not set them.
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -26,6 +31,86 @@ use crate::space::{NoSpace, is_out_of_space};
 pub const WHITEOUT_PREFIX: &str = ".wh.";
 pub const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 pub const OVERLAY_OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The opaque marker of overlayfs mounted with `userxattr` (Linux 5.11+, user namespaces).
+pub const USER_OVERLAY_OPAQUE_XATTR: &str = "user.overlay.opaque";
+/// The opaque marker fuse-overlayfs writes in an upper directory.
+pub const FUSE_OVERLAY_OPAQUE_XATTR: &str = "user.fuseoverlayfs.opaque";
+
+/// The xattr namespaces that belong to overlayfs (kernel, `userxattr`, fuse-overlayfs): never
+/// taken from an image, never written into one.
+pub const OVERLAY_XATTR_PREFIXES: [&str; 3] =
+    ["trusted.overlay.", "user.overlay.", "user.fuseoverlayfs."];
+
+/// Whether an xattr is overlayfs's own metadata.
+pub fn is_overlay_xattr(name: &[u8]) -> bool {
+    OVERLAY_XATTR_PREFIXES
+        .iter()
+        .any(|p| name.starts_with(p.as_bytes()))
+}
+
+/// Whether an xattr marks an opaque directory, whichever overlay wrote it.
+pub fn is_opaque_marker(name: &[u8], value: &[u8]) -> bool {
+    value == b"y"
+        && [
+            OVERLAY_OPAQUE_XATTR,
+            USER_OVERLAY_OPAQUE_XATTR,
+            FUSE_OVERLAY_OPAQUE_XATTR,
+        ]
+        .iter()
+        .any(|m| m.as_bytes() == name)
+}
+
+/// Whether the directory at `path` carries an opaque marker (any overlay's).
+pub fn is_opaque_dir(path: &Path) -> bool {
+    let mut buf = [0u8; 8];
+    [
+        OVERLAY_OPAQUE_XATTR,
+        USER_OVERLAY_OPAQUE_XATTR,
+        FUSE_OVERLAY_OPAQUE_XATTR,
+    ]
+    .iter()
+    .any(|name| rustix::fs::lgetxattr(path, *name, &mut buf).is_ok_and(|n| &buf[..n] == b"y"))
+}
+
+/// What OCI whiteouts become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// overlayfs's form, for a lower directory: 0/0 character devices, and the opaque marker
+    /// in the given xattr.
+    Overlay { opaque_xattr: &'static str },
+    /// Applied to what earlier layers unpacked into the same directory: a whiteout deletes its
+    /// path, an opaque marker what earlier layers put in its directory.
+    Apply,
+}
+
+/// Who owns what is unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owners {
+    /// As the archive says.
+    Keep,
+    /// Everything owned by the process (root in a user namespace that maps a single id, where
+    /// no other owner exists).
+    Squash,
+}
+
+/// How an archive is unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtractOptions {
+    pub whiteouts: Whiteouts,
+    pub owners: Owners,
+}
+
+impl Default for ExtractOptions {
+    /// overlayfs's form with `trusted.overlay.opaque`, owners kept: a snapshot unpacked as root.
+    fn default() -> ExtractOptions {
+        ExtractOptions {
+            whiteouts: Whiteouts::Overlay {
+                opaque_xattr: OVERLAY_OPAQUE_XATTR,
+            },
+            owners: Owners::Keep,
+        }
+    }
+}
 
 /// What an entry's name means as an OCI whiteout; every reader of layers (extraction, build's
 /// trees, verify) asks here.
@@ -85,6 +170,10 @@ struct Times {
 /// The extraction of one archive into `dest` (an existing, empty directory).
 pub struct Extractor {
     root: InRoot,
+    options: ExtractOptions,
+    /// With [`Whiteouts::Apply`]: the paths this archive created, which its own opaque markers
+    /// leave alone.
+    created: HashSet<Vec<OsString>>,
     /// The last parent directory opened, by its components: tarballs list a directory's
     /// files together, so most entries reuse it.
     cached_parent: Option<(Vec<OsString>, OwnedFd)>,
@@ -103,8 +192,14 @@ fn display(comps: &[OsString]) -> String {
 
 impl Extractor {
     pub fn new(dest: &Path) -> io::Result<Extractor> {
+        Extractor::with_options(dest, ExtractOptions::default())
+    }
+
+    pub fn with_options(dest: &Path, options: ExtractOptions) -> io::Result<Extractor> {
         Ok(Extractor {
             root: InRoot::open(dest)?,
+            options,
+            created: HashSet::new(),
             cached_parent: None,
             dir_times: Vec::new(),
             buffer: vec![0u8; 1 << 20],
@@ -168,7 +263,7 @@ impl Extractor {
                     OFlags::RDONLY | OFlags::DIRECTORY,
                     Mode::empty(),
                 )?;
-                meta.apply_fd(&fd)?;
+                meta.apply_fd(&fd, self.options.owners)?;
                 self.dir_times.push(Times {
                     path: Vec::new(),
                     mtime: meta.mtime,
@@ -185,6 +280,8 @@ impl Extractor {
             Some(Whiteout::Ignore) => return Ok(()),
             Some(Whiteout::Opaque) => {
                 let parent = self.parent(parent_comps)?;
+                // The parent may be held by an O_PATH descriptor, which can neither carry an
+                // xattr nor be listed.
                 let dir = rustix::fs::openat(
                     &parent,
                     ".",
@@ -192,13 +289,21 @@ impl Extractor {
                     Mode::empty(),
                 )
                 .map_err(ioerr)?;
-                rustix::fs::fsetxattr(
-                    &dir,
-                    OVERLAY_OPAQUE_XATTR,
-                    b"y",
-                    rustix::fs::XattrFlags::empty(),
-                )
-                .map_err(ioerr)?;
+                match self.options.whiteouts {
+                    Whiteouts::Overlay { opaque_xattr } => {
+                        rustix::fs::fsetxattr(
+                            &dir,
+                            opaque_xattr,
+                            b"y",
+                            rustix::fs::XattrFlags::empty(),
+                        )
+                        .map_err(ioerr)?;
+                    }
+                    Whiteouts::Apply => {
+                        self.cached_parent = None;
+                        self.clear_earlier(&dir, parent_comps)?;
+                    }
+                }
                 self.report.opaque_dirs += 1;
                 return Ok(());
             }
@@ -206,12 +311,24 @@ impl Extractor {
                 let parent = self.parent(parent_comps)?;
                 let hidden = OsStr::from_bytes(hidden);
                 self.remove_existing(&parent, hidden, false)?;
-                rustix::fs::mknodat(&parent, hidden, FileType::CharacterDevice, Mode::empty(), 0)
+                if let Whiteouts::Overlay { .. } = self.options.whiteouts {
+                    rustix::fs::mknodat(
+                        &parent,
+                        hidden,
+                        FileType::CharacterDevice,
+                        Mode::empty(),
+                        0,
+                    )
                     .map_err(ioerr)?;
+                }
                 self.report.whiteouts += 1;
                 return Ok(());
             }
         }
+        if self.options.whiteouts == Whiteouts::Apply {
+            self.created.insert(comps.to_vec());
+        }
+        let owners = self.options.owners;
 
         let parent = self.parent(parent_comps)?;
         match kind {
@@ -228,7 +345,7 @@ impl Extractor {
                     Mode::empty(),
                 )
                 .map_err(ioerr)?;
-                meta.apply_fd(&fd)?;
+                meta.apply_fd(&fd, owners)?;
                 self.dir_times.push(Times {
                     path: comps.to_vec(),
                     mtime: meta.mtime,
@@ -250,7 +367,7 @@ impl Extractor {
                 .map_err(ioerr)?;
                 let mut file = File::from(fd);
                 copy(entry, &mut file, &mut self.buffer)?;
-                meta.apply_fd(file.as_fd())?;
+                meta.apply_fd(file.as_fd(), owners)?;
                 rustix::fs::futimens(&file, &meta.timestamps()).map_err(ioerr)?;
             }
             tar::EntryType::Symlink => {
@@ -261,14 +378,7 @@ impl Extractor {
                 self.remove_existing(&parent, name, false)?;
                 rustix::fs::symlinkat(OsStr::from_bytes(&target), &parent, name.as_os_str())
                     .map_err(ioerr)?;
-                rustix::fs::chownat(
-                    &parent,
-                    name.as_os_str(),
-                    Some(rustix::fs::Uid::from_raw(meta.uid)),
-                    Some(rustix::fs::Gid::from_raw(meta.gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(ioerr)?;
+                meta.chown_at(&parent, name, owners)?;
                 meta.apply_xattrs_at(&parent, name)?;
                 rustix::fs::utimensat(
                     &parent,
@@ -328,7 +438,7 @@ impl Extractor {
                     0,
                 )
                 .map_err(ioerr)?;
-                self.finish_node(&parent, name, &meta)?;
+                self.finish_node(&parent, name, &meta, owners)?;
             }
             tar::EntryType::Char | tar::EntryType::Block => {
                 let major = header.device_major().ok().flatten().unwrap_or(0);
@@ -368,15 +478,14 @@ impl Extractor {
         Ok(())
     }
 
-    fn finish_node(&self, parent: &OwnedFd, name: &OsStr, meta: &Meta) -> io::Result<()> {
-        rustix::fs::chownat(
-            parent,
-            name,
-            Some(rustix::fs::Uid::from_raw(meta.uid)),
-            Some(rustix::fs::Gid::from_raw(meta.gid)),
-            AtFlags::SYMLINK_NOFOLLOW,
-        )
-        .map_err(ioerr)?;
+    fn finish_node(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        meta: &Meta,
+        owners: Owners,
+    ) -> io::Result<()> {
+        meta.chown_at(parent, name, owners)?;
         rustix::fs::chmodat(
             parent,
             name,
@@ -386,6 +495,33 @@ impl Extractor {
         .map_err(ioerr)?;
         rustix::fs::utimensat(parent, name, &meta.timestamps(), AtFlags::SYMLINK_NOFOLLOW)
             .map_err(ioerr)
+    }
+
+    /// An opaque marker applied to a plain directory: remove what earlier archives put in the
+    /// directory `comps` (held by `dir`), keeping what this archive created — and, in
+    /// directories this archive created over earlier ones, again only its own entries.
+    fn clear_earlier(&mut self, dir: &OwnedFd, comps: &[OsString]) -> io::Result<()> {
+        for name in super::walk::list(dir)? {
+            let mut child = comps.to_vec();
+            child.push(name.clone());
+            if !self.created.contains(&child) {
+                remove_all_at(dir, &name)?;
+                continue;
+            }
+            let st = rustix::fs::statat(dir, name.as_os_str(), AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(ioerr)?;
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                let sub = rustix::fs::openat(
+                    dir,
+                    name.as_os_str(),
+                    OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(ioerr)?;
+                self.clear_earlier(&sub, &child)?;
+            }
+        }
+        Ok(())
     }
 
     /// Make room for a new entry `name`: an existing directory is kept when the new entry is a
@@ -503,7 +639,7 @@ impl Meta {
                     }
                     _ => {
                         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.")
-                            && !name.starts_with(b"trusted.overlay.")
+                            && !is_overlay_xattr(name)
                         {
                             meta.xattrs
                                 .push((OsStr::from_bytes(name).to_os_string(), value.to_vec()));
@@ -522,14 +658,44 @@ impl Meta {
         }
     }
 
-    /// Owner, then mode (chown clears setuid bits), then xattrs, on an open file.
-    fn apply_fd(&self, fd: impl AsFd) -> io::Result<()> {
-        rustix::fs::fchown(
-            &fd,
+    /// A chown that fails with EINVAL names ids the user namespace does not map.
+    fn unmapped(&self, e: rustix::io::Errno) -> io::Error {
+        if e == rustix::io::Errno::INVAL {
+            return io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "owner {}:{} is outside the ids this user namespace maps",
+                    self.uid, self.gid
+                ),
+            );
+        }
+        ioerr(e)
+    }
+
+    fn chown_at(&self, parent: &OwnedFd, name: &OsStr, owners: Owners) -> io::Result<()> {
+        if owners == Owners::Squash {
+            return Ok(());
+        }
+        rustix::fs::chownat(
+            parent,
+            name,
             Some(rustix::fs::Uid::from_raw(self.uid)),
             Some(rustix::fs::Gid::from_raw(self.gid)),
+            AtFlags::SYMLINK_NOFOLLOW,
         )
-        .map_err(ioerr)?;
+        .map_err(|e| self.unmapped(e))
+    }
+
+    /// Owner, then mode (chown clears setuid bits), then xattrs, on an open file.
+    fn apply_fd(&self, fd: impl AsFd, owners: Owners) -> io::Result<()> {
+        if owners == Owners::Keep {
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(self.uid)),
+                Some(rustix::fs::Gid::from_raw(self.gid)),
+            )
+            .map_err(|e| self.unmapped(e))?;
+        }
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(self.mode)).map_err(ioerr)?;
         for (name, value) in &self.xattrs {
             match rustix::fs::fsetxattr(
@@ -580,11 +746,14 @@ impl Meta {
 }
 
 /// Xattrs a filesystem may not take without the layer being wrong: SELinux labels on a host
-/// without SELinux, any xattr on a filesystem without xattrs.
+/// without SELinux, any xattr on a filesystem without xattrs,
+/// `trusted.*` ones where the process lacks CAP_SYS_ADMIN (a user namespace, an unprivileged
+/// container).
 fn xattr_unsupported(name: &OsStr, e: rustix::io::Errno) -> bool {
     e == rustix::io::Errno::NOTSUP
         || (name.as_bytes() == b"security.selinux"
             && matches!(e, rustix::io::Errno::INVAL | rustix::io::Errno::PERM))
+        || (name.as_bytes().starts_with(b"trusted.") && e == rustix::io::Errno::PERM)
 }
 
 /// PAX times: `1700000000.123456789`, possibly negative.

@@ -1,10 +1,12 @@
 //! Layers as files: their compression (`compression`), the one writer of the tar streams
 //! manifold makes (`tarball`), chain IDs, safe extraction of a layer tarball into a directory
 //! (in overlayfs's form, see `extract`), an overlayfs upper directory turned back into a layer
-//! tarball with OCI whiteouts (see `diff`), and the merged view of a stack of layers with OCI's
+//! tarball with OCI whiteouts (see `diff`), a plain directory's changes since a record of it
+//! as one (see `changes`), and the merged view of a stack of layers with OCI's
 //! whiteout rules (`merged`). Nothing here uses `tar::Entry::unpack`: every path is resolved
 //! under the destination with openat2(RESOLVE_IN_ROOT).
 
+pub mod changes;
 pub mod compression;
 pub mod diff;
 pub mod extract;
@@ -16,9 +18,10 @@ pub mod walk;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+pub use changes::{Baseline, write_changes};
 pub use compression::Compression;
 pub use diff::{DiffReport, write_diff};
-pub use extract::{ExtractReport, Extractor};
+pub use extract::{ExtractOptions, ExtractReport, Extractor, Owners, Whiteouts};
 pub use inroot::InRoot;
 
 use crate::oci::{Algorithm, Digest, HashingReader, HashingWriter};
@@ -91,10 +94,22 @@ pub fn unpack(
     dest: &Path,
     diff_id: Option<&Digest>,
 ) -> Result<ExtractReport, LayerError> {
+    unpack_with(blob, compression, dest, diff_id, ExtractOptions::default())
+}
+
+/// [`unpack`] with the whiteouts and owners `options` say (a rootless snapshot, or a layer
+/// applied over the ones before it in a plain directory).
+pub fn unpack_with(
+    blob: impl Read,
+    compression: Compression,
+    dest: &Path,
+    diff_id: Option<&Digest>,
+    options: ExtractOptions,
+) -> Result<ExtractReport, LayerError> {
     let plain = compression.reader(blob).map_err(LayerError::Decompress)?;
     let algorithm = diff_id.map_or(Algorithm::Sha256, Digest::algorithm);
     let hashing = HashingReader::new(plain, algorithm);
-    let extractor = Extractor::new(dest).map_err(|source| LayerError::Io {
+    let extractor = Extractor::with_options(dest, options).map_err(|source| LayerError::Io {
         what: format!("cannot open {}", dest.display()),
         source,
     })?;
@@ -111,16 +126,21 @@ pub fn unpack(
     Ok(report)
 }
 
-/// An upper directory as a layer written to `out` (mtimes clamped to `epoch` when given);
-/// returns the diff ID (digest of the uncompressed tar) and what the diff holds.
+/// The stream a layer diff's tar goes into (see [`write_layer_diff`]): hashed for the diff ID,
+/// then compressed.
+pub type DiffSink<W> = HashingWriter<compression::Encoder<W>>;
+
+/// A diff as a layer written to `out`: `diff` writes the tar stream — an upper directory's
+/// ([`write_diff`]) or a plain tree's changes against its record ([`write_changes`]), mtimes
+/// clamped as it says. Returns the diff ID (digest of the uncompressed tar) and what the diff
+/// holds.
 pub fn write_layer_diff<W: Write>(
-    upper: &Path,
     out: W,
     compression: Compression,
-    epoch: Option<u64>,
+    diff: impl FnOnce(DiffSink<W>) -> io::Result<(DiffReport, DiffSink<W>)>,
 ) -> io::Result<(Digest, DiffReport, W)> {
     let hashing = HashingWriter::new(compression.writer(out)?, Algorithm::Sha256);
-    let (report, hashing) = write_diff(upper, hashing, epoch)?;
+    let (report, hashing) = diff(hashing)?;
     let (encoder, diff_id, _) = hashing.finish();
     Ok((diff_id, report, encoder.finish()?))
 }

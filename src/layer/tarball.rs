@@ -329,6 +329,16 @@ pub fn looks_like_tar(block: &[u8]) -> bool {
     sum == stored
 }
 
+/// The paths of a stream's entries, in order (tests).
+#[cfg(test)]
+pub(crate) fn paths(bytes: &[u8]) -> Vec<String> {
+    tar::Archive::new(bytes)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -439,8 +439,10 @@ fn diff_round_trips() {
     fs::write(upper.join("big"), vec![7u8; 3 << 20]).unwrap();
     fs::hard_link(upper.join("big"), upper.join("big2")).unwrap();
 
-    let (diff_id, report, bytes) =
-        write_layer_diff(&upper, Vec::new(), Compression::Gzip, None).unwrap();
+    let (diff_id, report, bytes) = write_layer_diff(Vec::new(), Compression::Gzip, |w| {
+        write_diff(&upper, w, None)
+    })
+    .unwrap();
     assert_eq!(report.whiteouts, 1);
     assert_eq!(report.opaque_dirs, 1);
 
@@ -497,7 +499,10 @@ fn diff_round_trips() {
     );
 
     // Deterministic: the same tree gives the same diff.
-    let (again, _, _) = write_layer_diff(&upper, Vec::new(), Compression::Gzip, None).unwrap();
+    let (again, _, _) = write_layer_diff(Vec::new(), Compression::Gzip, |w| {
+        write_diff(&upper, w, None)
+    })
+    .unwrap();
     assert_eq!(again, diff_id);
 }
 
@@ -624,4 +629,155 @@ fn whiteouts_of_dot_and_dotdot_are_refused_and_touch_nothing() {
         );
         assert!(dest.join("sub/inner/file").is_file(), "{entry}");
     }
+}
+
+fn unpack_with_options(tar: &[u8], dest: &Path, options: ExtractOptions) -> ExtractReport {
+    unpack_with(tar, Compression::None, dest, None, options).unwrap()
+}
+
+/// Layers applied one after the other to a plain directory: whiteouts delete, an opaque
+/// marker empties what earlier layers put in its directory (not what its own layer put there,
+/// before or after the marker, nor in directories its layer made over earlier ones).
+#[test]
+fn applied_layers_delete_what_whiteouts_hide() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("fs");
+    fs::create_dir(&dest).unwrap();
+    let apply = ExtractOptions {
+        whiteouts: Whiteouts::Apply,
+        owners: Owners::Keep,
+    };
+    let base = RawTar::default()
+        .dir("etc", 0o755)
+        .file("etc/old", b"1", 0o644)
+        .dir("etc/sub", 0o755)
+        .file("etc/sub/deep", b"2", 0o644)
+        .dir("var", 0o755)
+        .file("var/gone", b"3", 0o644)
+        .file("var/kept", b"4", 0o644)
+        .finish();
+    unpack_with_options(&base, &dest, apply);
+    let top = RawTar::default()
+        .dir("etc", 0o755)
+        .file("etc/before", b"own", 0o644)
+        .dir("etc/sub", 0o755)
+        .file("etc/sub/new", b"own", 0o644)
+        .file("etc/.wh..wh..opq", b"", 0o644)
+        .file("etc/after", b"own", 0o644)
+        .file("var/.wh.gone", b"", 0o644)
+        .finish();
+    let report = unpack_with_options(&top, &dest, apply);
+    assert_eq!((report.whiteouts, report.opaque_dirs), (1, 1));
+    let mut etc: Vec<String> = fs::read_dir(dest.join("etc"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    etc.sort();
+    assert_eq!(etc, ["after", "before", "sub"]);
+    assert!(!dest.join("etc/sub/deep").exists(), "hidden by the marker");
+    assert!(dest.join("etc/sub/new").exists());
+    assert!(!dest.join("var/gone").exists());
+    assert!(dest.join("var/kept").exists());
+    // No overlay form left behind.
+    assert!(!dest.join("var/.wh.gone").exists());
+    assert!(fs::symlink_metadata(dest.join("var/gone")).is_err());
+}
+
+/// A user namespace's overlay: the opaque marker in `user.overlay.opaque`; a namespace of one id:
+/// every owner squashed to the process's.
+#[test]
+fn user_namespace_forms_opaque_markers_and_squashed_owners() {
+    if !require_root() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dest = tmp.path().join("fs");
+    fs::create_dir(&dest).unwrap();
+    let tar = RawTar::default()
+        .dir("d", 0o755)
+        .file("d/.wh..wh..opq", b"", 0o644)
+        .file_owned("d/owned", b"x", 0o4755, 1000, 2000)
+        .pax(&[("SCHILY.xattr.user.overlay.opaque", b"y")])
+        .dir("forged", 0o755)
+        .finish();
+    unpack_with_options(
+        &tar,
+        &dest,
+        ExtractOptions {
+            whiteouts: Whiteouts::Overlay {
+                opaque_xattr: extract::USER_OVERLAY_OPAQUE_XATTR,
+            },
+            owners: Owners::Squash,
+        },
+    );
+    assert!(extract::is_opaque_dir(&dest.join("d")));
+    let mut buf = [0u8; 4];
+    assert!(
+        rustix::fs::getxattr(dest.join("d"), extract::OVERLAY_OPAQUE_XATTR, &mut buf).is_err(),
+        "no trusted.* marker"
+    );
+    assert!(
+        !extract::is_opaque_dir(&dest.join("forged")),
+        "an image cannot forge overlayfs's metadata"
+    );
+    let m = fs::metadata(dest.join("d/owned")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0), "squashed to the process's ids");
+    assert_eq!(m.mode() & 0o7777, 0o4755, "modes kept");
+}
+
+/// fuse-overlayfs marks a directory it made opaque three ways (its xattr, a `.wh..wh..opq`
+/// file, a `.wh..opq` device): one marker in the diff; the kernel's `userxattr` marker counts
+/// too, and neither xattr goes into the layer.
+#[test]
+fn fuse_overlayfs_upper_directories_diff_to_one_marker() {
+    if !require_root() {
+        return;
+    }
+    use rustix::fs::{FileType, Mode, XattrFlags, mknodat, setxattr};
+    let tmp = tempfile::tempdir().unwrap();
+    let upper = tmp.path();
+    fs::create_dir_all(upper.join("fuse")).unwrap();
+    fs::create_dir_all(upper.join("kernel")).unwrap();
+    fs::write(upper.join("fuse/f"), "x").unwrap();
+    fs::write(upper.join("fuse/.wh..wh..opq"), "").unwrap();
+    mknodat(
+        rustix::fs::CWD,
+        upper.join("fuse/.wh..opq"),
+        FileType::CharacterDevice,
+        Mode::empty(),
+        0,
+    )
+    .unwrap();
+    setxattr(
+        upper.join("fuse"),
+        extract::FUSE_OVERLAY_OPAQUE_XATTR,
+        b"y",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    setxattr(
+        upper.join("kernel"),
+        extract::USER_OVERLAY_OPAQUE_XATTR,
+        b"y",
+        XattrFlags::empty(),
+    )
+    .unwrap();
+    let (report, bytes) = write_diff(upper, Vec::new(), None).unwrap();
+    let names = tarball::paths(&bytes);
+    assert_eq!(
+        names,
+        [
+            "fuse",
+            "fuse/.wh..wh..opq",
+            "fuse/f",
+            "kernel",
+            "kernel/.wh..wh..opq"
+        ]
+    );
+    assert_eq!((report.opaque_dirs, report.whiteouts), (2, 0));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(!text.contains("fuseoverlayfs") && !text.contains("user.overlay"));
 }

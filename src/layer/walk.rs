@@ -66,7 +66,8 @@ fn is_dir(st: &Stat) -> bool {
     FileType::from_raw_mode(st.st_mode) == FileType::Directory
 }
 
-fn list(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
+/// The names in a directory, sorted (without `.` and `..`).
+pub(super) fn list(dir: &OwnedFd) -> io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for e in rustix::fs::Dir::read_from(dir).map_err(ioerr)? {
         let e = e.map_err(ioerr)?;

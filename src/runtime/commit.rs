@@ -59,7 +59,9 @@ pub fn commit(
     let cdir = containers.dir_of(&record.id);
     let txn = store.begin()?;
     let writer = txn.blob_writer()?;
-    let written = layer::write_layer_diff(&cdir.upper(), writer, layer::Compression::Gzip, None);
+    let written = layer::write_layer_diff(writer, layer::Compression::Gzip, |w| {
+        super::rootfs::write_changes(&cdir, &[], w, None)
+    });
     if paused && let Some(rt) = oci {
         let _ = rt.resume(&record.id);
     }

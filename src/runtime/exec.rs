@@ -11,6 +11,7 @@
 //! the container's first process (its F flag keeps the emulator open for every mount namespace).
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
@@ -56,6 +57,29 @@ pub fn running_pid(oci: &OciRuntime, record: &ContainerRecord) -> Result<u32, Ru
             id: record.short_id().to_string(),
         }),
     }
+}
+
+/// The host PIDs of a running container's processes: the runtime's list, which it reads from
+/// the container's cgroup; rootless without a delegated cgroup there is none, and the list is
+/// the processes in the PID namespace of the first one, `pid`.
+pub fn processes(oci: &OciRuntime, id: &str, pid: u32) -> io::Result<Vec<u32>> {
+    match oci.pids(id) {
+        Ok(pids) => Ok(pids),
+        Err(_) if crate::userns::current().is_some() => in_pid_namespace(pid),
+        Err(e) => Err(e),
+    }
+}
+
+fn in_pid_namespace(pid: u32) -> io::Result<Vec<u32>> {
+    let ns = |p: &str| fs::read_link(format!("/proc/{p}/ns/pid"));
+    let want = ns(&pid.to_string())?;
+    let mut pids: Vec<u32> = fs::read_dir("/proc")?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| ns(&p.to_string()).is_ok_and(|n| n == want))
+        .collect();
+    pids.sort_unstable();
+    Ok(pids)
 }
 
 /// Make the process `opts` describes for the running container `record`.
@@ -209,5 +233,22 @@ impl Drop for ExecProcess {
         for f in [&self.process, &self.log, &self.pid_file] {
             let _ = fs::remove_file(f);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The processes of this test's PID namespace (the host's here) include this one, and only
+    /// ones that share it.
+    #[test]
+    fn processes_of_a_pid_namespace() {
+        let me = std::process::id();
+        let pids = super::in_pid_namespace(me).unwrap();
+        assert!(pids.contains(&me), "{pids:?}");
+        assert!(pids.windows(2).all(|w| w[0] < w[1]), "sorted, once each");
+        assert!(
+            super::in_pid_namespace(u32::MAX).is_err(),
+            "no such process"
+        );
     }
 }

@@ -14,13 +14,16 @@ pub mod commit;
 pub mod containers;
 pub mod exec;
 pub mod health;
+pub mod isolation;
 pub mod logs;
 pub mod monitor;
 pub mod network;
 pub mod oci_runtime;
 pub mod overlay;
+pub mod ownership;
 pub mod ports;
 pub mod resources;
+pub mod rootfs;
 pub mod run;
 pub mod service;
 pub mod signals;
@@ -146,6 +149,20 @@ pub enum RuntimeError {
     Change(#[from] crate::oci::changes::ChangeError),
     #[error(transparent)]
     Security(#[from] spec::security::SecurityError),
+    #[error("the store at {root} was unpacked by {found}, and this process runs as {now}")]
+    Ownership {
+        root: PathBuf,
+        found: String,
+        now: String,
+    },
+    #[error(transparent)]
+    Userns(#[from] crate::userns::UsernsError),
+    #[error("`proot` not found on PATH")]
+    ProotNotFound,
+    #[error("MANIFOLD_ROOTFS=`{0}` is not a way to make a container's root")]
+    RootfsChoice(String),
+    #[error("`--isolation chroot` cannot bind anything into the root (RUN --mount)")]
+    ChrootBinds,
 }
 
 impl RuntimeError {
@@ -221,6 +238,17 @@ impl Hint for RuntimeError {
                 "the kernel needs overlayfs; inside a container, run manifold privileged".into()
             }
             RuntimeError::Security(e) => return e.hint(),
+            RuntimeError::Ownership { .. } => {
+                "use the store as the user who made it, or give `--root` another directory; `manifold system reset`, run by the store's own user, empties it".into()
+            }
+            RuntimeError::Userns(e) => return e.hint(),
+            RuntimeError::ProotNotFound => {
+                "install it where the build runs (Debian, Ubuntu: `apt-get install proot`), or choose `--isolation chroot` (no /proc in RUN steps)".into()
+            }
+            RuntimeError::ChrootBinds => "use `--isolation proot`, which binds them".into(),
+            RuntimeError::RootfsChoice(_) => {
+                "MANIFOLD_ROOTFS takes `overlayfs`, `fuse-overlayfs` or `copy` (or nothing: the first that works)".into()
+            }
             RuntimeError::Store(e) => return e.hint(),
             _ => return None,
         })

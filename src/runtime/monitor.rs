@@ -49,6 +49,16 @@ const CONSOLE_SOCKET: &str = "console.sock";
 /// How long a client of the monitor's socket may take to say what it wants.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The host PID of a detached container's first process, as the runtime wrote it when it
+/// started (the process may have exited since).
+pub fn first_pid(cdir: &ContainerDir) -> Option<u32> {
+    read_pid(&cdir.dir.join(PID_FILE))
+}
+
+fn read_pid(file: &Path) -> Option<u32> {
+    fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
 /// Start `prepared` detached and stay with it until it exits: `started` is told once it runs
 /// (the caller's cue to let its own caller go); the container's exit is recorded before this
 /// returns it. A container that fails to start is an error, with nothing left running.
@@ -132,10 +142,8 @@ pub fn serve(
         }
         outputs.push((Stream::Stdout, master));
     }
-    let pid = fs::read_to_string(&pid_file)
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok())
-        .and_then(rustix::process::Pid::from_raw)
+    let pid = read_pid(&pid_file)
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
         .ok_or_else(|| {
             RuntimeError::io("read", &pid_file)(io::Error::new(
                 io::ErrorKind::InvalidData,

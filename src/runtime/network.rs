@@ -100,6 +100,8 @@ pub enum NetworkError {
     Failed(String),
     #[error("`slirp4netns` did not set up the container's network within {0:?}")]
     Timeout(Duration),
+    #[error("cannot open /dev/net/tun, which the container's private network needs")]
+    Tun(#[source] io::Error),
     #[error(transparent)]
     Port(#[from] PortError),
 }
@@ -115,6 +117,11 @@ impl crate::hint::Hint for NetworkError {
             NetworkError::Namespace(_) => {
                 Some("inside a container, run manifold privileged, or use `--network host`".into())
             }
+            NetworkError::Tun(_) => Some(
+                "distributions let every user open it (udev's default: mode 0666); `sudo chmod \
+                 0666 /dev/net/tun` does the same, or choose `--network host` or `--network none`"
+                    .into(),
+            ),
             NetworkError::Port(e) => crate::hint::Hint::hint(e),
             _ => None,
         }
@@ -294,6 +301,12 @@ fn publish(dir: &Path, ports: &[PublishedPort]) -> Result<(), NetworkError> {
 
 fn start_private(log: &Path, ports: &[PublishedPort], dir: &Path) -> Result<Private, NetworkError> {
     let program = super::find_program("slirp4netns").ok_or(NetworkError::ForwarderNotFound)?;
+    // slirp4netns would only say "child failed(1)" (rootless, where the device is root's alone).
+    fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(NetworkError::Tun)?;
     let netns = new_namespace().map_err(NetworkError::Namespace)?;
     // Both pipes are close-on-exec here, so no other child (the runtime, another container's
     // forwarder) inherits them; slirp4netns gets its ends as descriptors 3 and 4.
@@ -397,6 +410,20 @@ fn io_err(e: rustix::io::Errno) -> NetworkError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hint::Hint;
+
+    #[test]
+    fn a_tun_device_out_of_reach_says_what_to_do() {
+        let e = NetworkError::Tun(io::Error::from_raw_os_error(libc::EACCES));
+        assert_eq!(
+            e.to_string(),
+            "cannot open /dev/net/tun, which the container's private network needs"
+        );
+        assert_eq!(
+            e.hint().unwrap(),
+            "distributions let every user open it (udev's default: mode 0666); `sudo chmod 0666 /dev/net/tun` does the same, or choose `--network host` or `--network none`"
+        );
+    }
 
     #[test]
     fn records_keep_their_names() {

@@ -1,6 +1,9 @@
 //! The OCI runtime that executes bundles: runc by default, crun or youki by `--runtime` (they
 //! share runc's command line). Its state lives under `<root>/runtime-v1/<name>/`, apart from
-//! other users of the same runtime.
+//! other users of the same runtime; rootless, under `$XDG_RUNTIME_DIR/manifold/runtime-v1/`
+//! (a tmpfs of the user's session, as podman keeps it; `/tmp/manifold-run-UID` without one),
+//! and runc runs with `--rootless true` (its cgroup manager then leaves cgroups alone where the
+//! user may not write them).
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -14,6 +17,8 @@ pub struct OciRuntime {
     pub name: String,
     pub program: PathBuf,
     pub state_root: PathBuf,
+    /// In manifold's user namespace (`--rootless true` for runc).
+    pub rootless: bool,
 }
 
 /// What `runc state` says of a container.
@@ -61,16 +66,26 @@ impl OciRuntime {
             .file_name()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "runtime".into());
+        let rootless = crate::userns::current().is_some();
+        let state_base = if rootless {
+            crate::userns::runtime_dir(crate::userns::host_uid())?.0
+        } else {
+            store_root.to_path_buf()
+        };
         Ok(OciRuntime {
             name: name.to_string(),
             program,
-            state_root: store_root.join("runtime-v1").join(base),
+            state_root: state_base.join("runtime-v1").join(&base),
+            rootless: rootless && base == "runc",
         })
     }
 
     fn command(&self) -> Command {
         let mut c = Command::new(&self.program);
         c.arg("--root").arg(&self.state_root);
+        if self.rootless {
+            c.args(["--rootless", "true"]);
+        }
         c
     }
 

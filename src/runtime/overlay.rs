@@ -6,6 +6,12 @@
 //! else mount(2) from a directory of short symlinks (`0`, `1`, …) to the layers, with relative
 //! lowerdir paths resolved in a thread whose working directory is that directory (docker's
 //! overlay2 does the same with its `l/` directory). overlayfs stacks at most 500 layers.
+//!
+//! In a user namespace (rootless, Linux 5.11+) the overlay is mounted with `userxattr`: its
+//! metadata (opaque directories) lives in `user.overlay.*`, since `trusted.*` cannot be set
+//! there; redirects and metacopy are then off by the kernel's own rule (asking for them with
+//! `redirect_dir=off` is refused as a conflict, so the options are left out). Whiteouts stay
+//! 0/0 character devices, which a user namespace may create since Linux 5.8.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -38,14 +44,35 @@ pub struct Overlay {
     pub target: PathBuf,
     /// Where the short symlinks go when the option string is too long.
     pub links_dir: PathBuf,
+    /// Mounted in a user namespace: metadata in `user.overlay.*`.
+    pub userxattr: bool,
 }
 
-/// How the overlay was mounted (reported with `-v`, asserted by tests).
+/// How the container's root was made (reported with `-v`, asserted by tests).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Method {
+    /// Kernel overlayfs, new mount API.
     Fsconfig,
+    /// Kernel overlayfs, mount(2) with an option string.
     Legacy,
+    /// Kernel overlayfs, mount(2) through short links to the layers.
     ShortLinks,
+    /// fuse-overlayfs (rootless, where the kernel refuses overlayfs in a user namespace).
+    FuseOverlayfs,
+    /// No overlay: the layers applied in a plain directory (see `rootfs`).
+    Copy,
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Method::Fsconfig => "overlayfs (new mount API)",
+            Method::Legacy => "overlayfs (mount options)",
+            Method::ShortLinks => "overlayfs (mount options through short links)",
+            Method::FuseOverlayfs => "fuse-overlayfs",
+            Method::Copy => "a copy of the image's layers (no overlay)",
+        })
+    }
 }
 
 /// `\`, `:` and `,` would split the option string: escape them as overlayfs reads them.
@@ -60,15 +87,29 @@ fn escape(p: &Path) -> String {
     out
 }
 
-fn option_string(lowers: &[String], upper: &Path, work: &Path, volatile: bool) -> String {
+/// The options besides the directories: with `userxattr`, index only (see the module doc).
+fn options(userxattr: bool) -> &'static [(&'static str, &'static str)] {
+    if userxattr { &OPTIONS[..1] } else { &OPTIONS }
+}
+
+fn option_string(
+    lowers: &[String],
+    upper: &Path,
+    work: &Path,
+    userxattr: bool,
+    volatile: bool,
+) -> String {
     let mut s = format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),
         escape(upper),
         escape(work)
     );
-    for (k, v) in OPTIONS {
+    for (k, v) in options(userxattr) {
         s.push_str(&format!(",{k}={v}"));
+    }
+    if userxattr {
+        s.push_str(",userxattr");
     }
     if volatile {
         s.push_str(&format!(",{VOLATILE}"));
@@ -104,11 +145,12 @@ impl Overlay {
             lowers: self.lowers.clone(),
             upper: self.upper.clone(),
             work: self.work.clone(),
-            options: OPTIONS
+            options: options(self.userxattr)
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             flags: vec![VOLATILE.to_string()],
+            userxattr: self.userxattr,
             target: self.target.clone(),
         };
         match sys.mount_overlay_fsconfig(&config) {
@@ -119,7 +161,7 @@ impl Overlay {
         // The option string must fit in a page, its terminating NUL included.
         let limit = sys.page_size() - 1;
         let lowers: Vec<String> = self.lowers.iter().map(|p| escape(p)).collect();
-        let data = option_string(&lowers, &self.upper, &self.work, true);
+        let data = option_string(&lowers, &self.upper, &self.work, self.userxattr, true);
         if data.len() <= limit {
             legacy(sys, &data, &self.target, None)?;
             return Ok(Method::Legacy);
@@ -136,7 +178,7 @@ impl Overlay {
             std::os::unix::fs::symlink(lower, &link)?;
             short.push(i.to_string());
         }
-        let data = option_string(&short, &self.upper, &self.work, true);
+        let data = option_string(&short, &self.upper, &self.work, self.userxattr, true);
         if data.len() > limit {
             return Err(io::Error::other(format!(
                 "the overlay options for {} layers do not fit in a page even with short names",
@@ -162,6 +204,7 @@ mod tests {
             work: dir.join("work"),
             target: dir.join("rootfs"),
             links_dir: dir.join("l"),
+            userxattr: false,
         }
     }
 
@@ -189,6 +232,23 @@ mod tests {
     }
 
     #[test]
+    fn in_a_user_namespace_metadata_goes_to_user_xattrs() {
+        let sys = FakeSyscalls::new(false);
+        let mut o = overlay(Path::new("/s"), 2, 1);
+        o.userxattr = true;
+        assert_eq!(o.mount(&sys).unwrap(), Method::Legacy);
+        assert_eq!(
+            sys.calls(),
+            vec![
+                "mount overlay /s/rootfs cwd=None data=lowerdir=/s/0/fs:/s/1/fs,upperdir=/s/upper,workdir=/s/work,index=off,userxattr,volatile"
+            ]
+        );
+        let sys = FakeSyscalls::new(true);
+        o.mount(&sys).unwrap();
+        assert!(sys.calls()[0].ends_with(" userxattr"), "{:?}", sys.calls());
+    }
+
+    #[test]
     fn escapes_separators_in_paths() {
         let sys = FakeSyscalls::new(false);
         let o = Overlay {
@@ -197,6 +257,7 @@ mod tests {
             work: PathBuf::from("/w"),
             target: PathBuf::from("/t"),
             links_dir: PathBuf::from("/l"),
+            userxattr: false,
         };
         o.mount(&sys).unwrap();
         assert!(sys.calls()[0].contains(r"lowerdir=/a\:b\,c,upperdir=/u\,1,"));

@@ -162,8 +162,9 @@ impl Resources {
             return Ok(());
         }
         let layout = Layout::detect(Path::new(CGROUP_ROOT));
-        let root = super::is_root();
-        let uid = rustix::process::geteuid().as_raw();
+        // Root in manifold's user namespace is the user outside it (rootless).
+        let root = super::is_root() && crate::userns::current().is_none();
+        let uid = crate::userns::host_uid();
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         for (flag, controller) in self.controllers() {
             if let Err(why) = layout.usable(controller, root, uid, &own) {

@@ -14,6 +14,7 @@ use super::RuntimeError;
 use super::containers::{
     ContainerDir, ContainerRecord, Containers, Owner, Reconciled, Status, new_id,
 };
+use super::isolation::StepRoot;
 use super::network::{self, ContainerNetwork, Namespace, Network};
 use super::oci_runtime::{OciRuntime, start_failure};
 use super::overlay::{Method, Overlay};
@@ -22,7 +23,7 @@ use super::snapshots::{LayerRef, Snapshots};
 use super::spec::{self, Bind, SpecInput};
 use super::sys::{RealSyscalls, Syscalls};
 use super::user::{self, ExecUser};
-use crate::layer::InRoot;
+use crate::layer::{Baseline, InRoot};
 use crate::oci::{Digest, ImageConfig, Manifest};
 use crate::platform::Platform;
 use crate::progress::Progress;
@@ -75,7 +76,12 @@ pub struct Runtime {
     containers: Containers,
     jobs: usize,
     private_mounts: AtomicBool,
+    /// Where `-v` notes go (how a container's root was made).
+    notes: Option<Notes>,
 }
+
+/// A receiver of `-v` notes.
+pub type Notes = Box<dyn Fn(&str) + Send + Sync>;
 
 /// How a container ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,7 +110,13 @@ impl Runtime {
                 .map_or(2, |n| n.get())
                 .max(2),
             private_mounts: AtomicBool::new(false),
+            notes: None,
         })
+    }
+
+    /// Report what `-v` shows (how each container's root was made) through `notes`.
+    pub fn on_note(&mut self, notes: Notes) {
+        self.notes = Some(notes);
     }
 
     pub fn store(&self) -> &Store {
@@ -236,6 +248,16 @@ impl Runtime {
             // Listed (unless --rm) with docker's status for what went wrong.
             let _ = prepared.abandon(e.exit_code() as i32);
             return Err(e);
+        }
+        if let (Some(notes), Some(method)) = (&self.notes, prepared.method) {
+            let userns = match crate::userns::current() {
+                Some(m) => format!(", in a user namespace ({})", m.describe()),
+                None => String::new(),
+            };
+            notes(&format!(
+                "container {}: root filesystem: {method}{userns}",
+                prepared.record.short_id()
+            ));
         }
         Ok(prepared)
     }
@@ -396,25 +418,22 @@ impl<'a> Prepared<'a> {
         let cdir = self.cdir.clone();
         // The forwarder configures the namespace while the root is prepared.
         let namespace = self.start_network(opts.network, &opts.service)?;
-        self.mount_root(chain_ids)?;
+        let rt = self.rt;
+        self.mount_root(chain_ids, |root| {
+            let owners = rt.snapshots.ownership().snapshot_options().owners;
+            let diff_ids = &opts.config.rootfs.diff_ids;
+            let layers = &opts.manifest.layers;
+            Ok(StepRoot::unpack(&rt.store, layers, diff_ids, root, owners)?.into_baseline())
+        })?;
 
         let root =
             InRoot::open(&cdir.rootfs()).map_err(RuntimeError::io("open", &cdir.rootfs()))?;
-        // runc's rule (libcontainer/user's GetExecUserPath): a passwd or group file that
-        // cannot be read is absent; `read` takes regular files only, so a FIFO in its place
-        // cannot block the start.
-        let read = |p: &str| {
-            root.read(Path::new(p), 4 << 20)
-                .ok()
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-        };
-        let (passwd, group) = (read("/etc/passwd"), read("/etc/group"));
         let user_spec = opts
             .user
             .clone()
             .or_else(|| opts.config.config.as_ref().and_then(|c| c.user.clone()))
             .unwrap_or_default();
-        let exec_user: ExecUser = user::resolve(&user_spec, passwd.as_deref(), group.as_deref())?;
+        let exec_user: ExecUser = user::resolve_in(&root, &user_spec)?;
         let mut binds = opts.binds.clone();
         binds.extend(self.mask_special_account_files(&root)?);
 
@@ -488,6 +507,11 @@ impl<'a> Prepared<'a> {
             resources: opts.service.resources,
             security: opts.security.clone(),
             host: spec::Host::current().clone(),
+            rootless: rt.snapshots.ownership().is_user_namespace().then(|| {
+                spec::rootless::Rootless {
+                    single_id: rt.snapshots.ownership().is_single(),
+                }
+            }),
         };
         let spec = spec::build(&input);
         // It holds the environment (`-e PASSWORD=…`): the owner's alone.
@@ -515,7 +539,13 @@ impl<'a> Prepared<'a> {
         Ok(net.namespace())
     }
 
-    fn mount_root(&mut self, chain_ids: &[Digest]) -> Result<(), RuntimeError> {
+    /// The container's root over the snapshots of `chain_ids` (see `rootfs`); `copy` fills a
+    /// plain directory with the image's layers where no overlay can be mounted (rootless).
+    fn mount_root(
+        &mut self,
+        chain_ids: &[Digest],
+        copy: impl FnOnce(&Path) -> Result<Baseline, RuntimeError>,
+    ) -> Result<(), RuntimeError> {
         let rt = self.rt;
         let cdir = &self.cdir;
         let mut lowers: Vec<PathBuf> = chain_ids
@@ -528,21 +558,18 @@ impl<'a> Prepared<'a> {
             fs::create_dir_all(&empty).map_err(RuntimeError::io("create", &empty))?;
             lowers.push(empty);
         }
+        let ownership = rt.snapshots.ownership();
         let overlay = Overlay {
             lowers,
             upper: cdir.upper(),
             work: cdir.work(),
             target: cdir.rootfs(),
             links_dir: cdir.links(),
+            userxattr: ownership.is_user_namespace(),
         };
-        self.method = Some(
-            overlay
-                .mount(&*rt.sys)
-                .map_err(|source| RuntimeError::Mount {
-                    target: cdir.rootfs(),
-                    source,
-                })?,
-        );
+        self.method = Some(super::rootfs::make(
+            &*rt.sys, ownership, &overlay, cdir, copy,
+        )?);
         Ok(())
     }
 
@@ -558,7 +585,16 @@ impl<'a> Prepared<'a> {
         let work = self.cdir.work();
         crate::layer::walk::remove_contents(&work, &[])
             .map_err(RuntimeError::io("empty", &work))?;
-        self.mount_root(&record.chain_ids)?;
+        self.mount_root(&record.chain_ids, |root| {
+            // A root copied when the container was made is used again (`rootfs::make`); one that
+            // was an overlay cannot become a copy, which would lose what the container changed.
+            Err(RuntimeError::Mount {
+                target: root.to_path_buf(),
+                source: io::Error::other(
+                    "the container's root was an overlay, and no overlay can be mounted now",
+                ),
+            })
+        })?;
         let config = self.cdir.bundle_config();
         let bytes = fs::read(&config).map_err(RuntimeError::io("read", &config))?;
         let mut spec: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {

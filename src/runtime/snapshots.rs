@@ -22,6 +22,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::RuntimeError;
+use super::ownership::Ownership;
 use crate::layer::walk::{self, Removed, TempTree};
 use crate::layer::{self, LayerError};
 use crate::oci::{Descriptor, Digest};
@@ -51,6 +52,7 @@ pub struct LayerRef {
 pub struct Snapshots {
     dir: PathBuf,
     lock: PathBuf,
+    ownership: Ownership,
 }
 
 /// Held while snapshots are unpacked and put to use (shared) or removed (exclusive).
@@ -59,7 +61,10 @@ pub struct SnapshotLock {
 }
 
 impl Snapshots {
+    /// Open the store's snapshots, refusing a store whose ownership convention is not this
+    /// process's (see `ownership`).
     pub fn open(root: &Path) -> Result<Snapshots, RuntimeError> {
+        let ownership = Ownership::of_store(root)?;
         let dir = root.join(SNAPSHOT_DIR);
         private::create_dir(&dir).map_err(RuntimeError::io("create", &dir))?;
         private::repair_dir(&dir, false)?;
@@ -68,6 +73,7 @@ impl Snapshots {
         Ok(Snapshots {
             dir,
             lock: locks.join("snapshots.lock"),
+            ownership,
         })
     }
 
@@ -76,6 +82,11 @@ impl Snapshots {
         if exclusive { f.lock() } else { f.lock_shared() }
             .map_err(RuntimeError::io("lock", &self.lock))?;
         Ok(SnapshotLock { _file: f })
+    }
+
+    /// How this store's files are owned (and its overlays' opaque markers named).
+    pub fn ownership(&self) -> &Ownership {
+        &self.ownership
     }
 
     /// Keep snapshots from being removed while the caller puts them to use.
@@ -170,8 +181,9 @@ impl Snapshots {
             Some(l.descriptor.size),
         );
         let reader = ProgressReader::new(blob, &id, progress);
-        let report =
-            layer::unpack(reader, compression, &fs_dir, Some(&l.diff_id)).map_err(|source| {
+        let options = self.ownership.snapshot_options();
+        let report = layer::unpack_with(reader, compression, &fs_dir, Some(&l.diff_id), options)
+            .map_err(|source| {
                 RuntimeError::Unpack {
                     digest: digest.clone(),
                     // Where a user looks: the snapshots, not the temp directory that goes away.

@@ -5,6 +5,7 @@
 //! `--privileged`) from [`security`] and [`seccomp`]. Pure: the caller passes in what it read
 //! from the system (rlimits, terminal size, the host's kernel).
 
+pub mod rootless;
 pub mod seccomp;
 pub mod security;
 
@@ -80,6 +81,8 @@ pub struct SpecInput {
     pub resources: Resources,
     pub security: Security,
     pub host: Host,
+    /// Run by an OCI runtime inside manifold's user namespace (see [`rootless`]).
+    pub rootless: Option<rootless::Rootless>,
 }
 
 fn mount(dest: &str, kind: &str, source: &str, options: &[&str]) -> Mount {
@@ -289,6 +292,9 @@ pub fn build(input: &SpecInput) -> Spec {
     if !input.annotations.is_empty() {
         spec.set_annotations(Some(input.annotations.clone()));
     }
+    if let Some(r) = input.rootless {
+        rootless::adjust(&mut spec, r, input.network == Namespace::Host);
+    }
     spec
 }
 
@@ -331,7 +337,49 @@ mod tests {
                 kernel: (6, 1),
                 capabilities: CapSet::up_to(40),
             },
+            rootless: None,
         }
+    }
+
+    #[test]
+    fn rootless_bundles_leave_cgroups_alone_and_bind_sys_with_the_host_network() {
+        let mut i = input();
+        i.rootless = Some(rootless::Rootless { single_id: true });
+        let spec = build(&i);
+        let linux = spec.linux().as_ref().unwrap();
+        assert!(linux.cgroups_path().is_none());
+        assert!(linux.resources().is_none());
+        let mount = |spec: &Spec, dest: &str| {
+            spec.mounts()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .find(|m| m.destination() == std::path::Path::new(dest))
+                .cloned()
+                .unwrap()
+        };
+        let pts = mount(&spec, "/dev/pts");
+        assert!(
+            !pts.options()
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|o| o.starts_with("gid="))
+        );
+        assert_eq!(mount(&spec, "/sys").typ().as_deref(), Some("sysfs"));
+        i.network = Namespace::Host;
+        i.rootless = Some(rootless::Rootless { single_id: false });
+        let spec = build(&i);
+        let sys = mount(&spec, "/sys");
+        assert_eq!(sys.typ().as_deref(), Some("bind"));
+        assert!(sys.options().as_ref().unwrap().contains(&"ro".to_string()));
+        let pts = mount(&spec, "/dev/pts");
+        assert!(
+            pts.options()
+                .as_ref()
+                .unwrap()
+                .contains(&"gid=5".to_string())
+        );
     }
 
     fn names(v: &serde_json::Value) -> Vec<String> {

@@ -18,6 +18,8 @@ pub struct OverlayConfig {
     pub options: Vec<(String, String)>,
     /// Flag options (`volatile`), skipped when the kernel does not know them.
     pub flags: Vec<String>,
+    /// `userxattr` (a user namespace): required, never skipped.
+    pub userxattr: bool,
     pub target: PathBuf,
 }
 
@@ -32,6 +34,16 @@ pub trait Syscalls: Send + Sync {
     /// relative paths in `data` are resolved from.
     fn mount_overlay_legacy(&self, data: &str, target: &Path, cwd: Option<&Path>)
     -> io::Result<()>;
+    /// Run fuse-overlayfs (`program -o OPTIONS TARGET`), which returns once mounted and serves
+    /// the mount until it is unmounted. `Unsupported` unless implemented.
+    fn mount_fuse_overlayfs(
+        &self,
+        _program: &Path,
+        _options: &str,
+        _target: &Path,
+    ) -> io::Result<()> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()>;
     /// The mount-option limit of mount(2) (one page).
     fn page_size(&self) -> usize;
@@ -91,6 +103,9 @@ impl Syscalls for RealSyscalls {
         for (k, v) in &c.options {
             fsconfig_set_string(&fs, k.as_str(), v.as_str()).map_err(errno)?;
         }
+        if c.userxattr {
+            rustix::mount::fsconfig_set_flag(&fs, "userxattr").map_err(errno)?;
+        }
         for f in &c.flags {
             match rustix::mount::fsconfig_set_flag(&fs, f.as_str()) {
                 Ok(()) | Err(rustix::io::Errno::INVAL) => {}
@@ -143,6 +158,25 @@ impl Syscalls for RealSyscalls {
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the mount thread panicked")))
         })
+    }
+
+    fn mount_fuse_overlayfs(&self, program: &Path, options: &str, target: &Path) -> io::Result<()> {
+        let out = std::process::Command::new(program)
+            .arg("-o")
+            .arg(options)
+            .arg(target)
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let text = String::from_utf8_lossy(&out.stderr);
+        let said = text
+            .lines()
+            .filter(|l| !l.contains("unknown argument ignored"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(io::Error::other(format!("{}: {said}", program.display())))
     }
 
     fn unmount(&self, target: &Path, detach: bool) -> io::Result<()> {
@@ -208,6 +242,8 @@ pub(crate) mod fake {
         pub page_size: usize,
         pub calls: Mutex<Vec<String>>,
         pub mountinfo: Mutex<String>,
+        /// Every mount fails with EPERM (a kernel that refuses overlays here).
+        pub refuse_mounts: Mutex<bool>,
     }
 
     impl FakeSyscalls {
@@ -217,6 +253,7 @@ pub(crate) mod fake {
                 page_size: 4096,
                 calls: Mutex::new(Vec::new()),
                 mountinfo: Mutex::new(String::new()),
+                refuse_mounts: Mutex::new(false),
             }
         }
 
@@ -231,14 +268,18 @@ pub(crate) mod fake {
             Ok(())
         }
         fn mount_overlay_fsconfig(&self, c: &OverlayConfig) -> io::Result<()> {
+            if *self.refuse_mounts.lock().unwrap() {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
             if !self.fsconfig_supported {
                 return Err(io::Error::from(io::ErrorKind::Unsupported));
             }
             self.calls.lock().unwrap().push(format!(
-                "fsconfig lowers={} upper={} target={}",
+                "fsconfig lowers={} upper={} target={}{}",
                 c.lowers.len(),
                 c.upper.display(),
-                c.target.display()
+                c.target.display(),
+                if c.userxattr { " userxattr" } else { "" }
             ));
             Ok(())
         }
@@ -248,10 +289,29 @@ pub(crate) mod fake {
             target: &Path,
             cwd: Option<&Path>,
         ) -> io::Result<()> {
+            if *self.refuse_mounts.lock().unwrap() {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
             self.calls.lock().unwrap().push(format!(
                 "mount overlay {} cwd={:?} data={data}",
                 target.display(),
                 cwd
+            ));
+            Ok(())
+        }
+        fn mount_fuse_overlayfs(
+            &self,
+            program: &Path,
+            options: &str,
+            target: &Path,
+        ) -> io::Result<()> {
+            if *self.refuse_mounts.lock().unwrap() {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            }
+            self.calls.lock().unwrap().push(format!(
+                "{} -o {options} {}",
+                program.display(),
+                target.display()
             ));
             Ok(())
         }

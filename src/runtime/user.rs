@@ -110,6 +110,22 @@ pub fn resolve(
     Ok(out)
 }
 
+/// Resolve `spec` against the passwd and group files of the root `root` holds. runc's rule
+/// (libcontainer/user's GetExecUserPath): a file that cannot be read is absent; `read` takes
+/// regular files only, so a FIFO in its place cannot block the start.
+pub fn resolve_in(root: &crate::layer::InRoot, spec: &str) -> Result<ExecUser, UserError> {
+    let read = |p: &str| {
+        root.read(std::path::Path::new(p), 4 << 20)
+            .ok()
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    };
+    resolve(
+        spec,
+        read("/etc/passwd").as_deref(),
+        read("/etc/group").as_deref(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

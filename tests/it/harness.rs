@@ -433,7 +433,7 @@ pub struct OtherUser {
 
 /// Run a user administration command, retrying while another process holds /etc/passwd's lock
 /// (tests of other modules add and remove users at the same time).
-fn admin(program: &str, args: &[&str]) -> std::process::Output {
+pub fn admin(program: &str, args: &[&str]) -> std::process::Output {
     let mut last = None;
     for _ in 0..100 {
         let out = StdCommand::new(program)
@@ -459,6 +459,12 @@ impl OtherUser {
     /// Creates user `name` (unique to the test, such as `mfsec-<piece>-<n>`), with a group of
     /// its own, no home and no login shell. Guard with `skip_unless!("root", "useradd")`.
     pub fn create(name: &str) -> OtherUser {
+        OtherUser::create_with(name, &[])
+    }
+
+    /// [`OtherUser::create`] with more `useradd` arguments (`-K SUB_UID_COUNT=0`: no
+    /// subordinate ids of its own).
+    pub fn create_with(name: &str, useradd_args: &[&str]) -> OtherUser {
         let name = name.to_string();
         // A leftover of a run that was killed before its guard could remove it.
         if StdCommand::new("id")
@@ -470,16 +476,15 @@ impl OtherUser {
         {
             admin("userdel", &[&name]);
         }
-        let out = admin(
-            "useradd",
-            &[
-                "--no-create-home",
-                "--user-group",
-                "--shell",
-                "/usr/sbin/nologin",
-                &name,
-            ],
-        );
+        let mut args = vec![
+            "--no-create-home",
+            "--user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+        ];
+        args.extend_from_slice(useradd_args);
+        args.push(&name);
+        let out = admin("useradd", &args);
         assert!(
             out.status.success(),
             "useradd {name}: {}",

@@ -20,6 +20,7 @@ mod registry;
 mod registry_harness;
 mod registry_quirks;
 mod registry_stream;
+mod rootless;
 mod run;
 mod sec_archive;
 mod sec_build;

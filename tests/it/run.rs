@@ -1069,6 +1069,7 @@ fn overlay_fallbacks_mount_for_real() {
                 work: base.join("work"),
                 target: base.join("merged"),
                 links_dir: base.join("l"),
+                userxattr: false,
             };
             for d in [&o.upper, &o.work, &o.target] {
                 fs::create_dir_all(d).unwrap();

@@ -131,7 +131,7 @@ fn free_port() -> u16 {
 }
 
 /// GET `path` on 127.0.0.1:`port` until the server answers (at most [`PATIENCE`]).
-fn get(port: u16, path: &str) -> (u16, String) {
+pub(crate) fn get(port: u16, path: &str) -> (u16, String) {
     let deadline = Instant::now() + PATIENCE;
     loop {
         match http_get(port, path) {
