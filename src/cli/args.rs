@@ -164,6 +164,18 @@ pub struct BuildArgs {
     /// Layer compression
     #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
     pub compression: String,
+    /// Attach SLSA provenance to each platform's image: `min` (parameters and dependencies) or `max` (the steps too)
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "min")]
+    pub provenance: Option<String>,
+    /// Attach an SPDX SBOM of the packages each platform's image holds
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sbom: Option<String>,
+    /// An attestation as buildx names it: `type=provenance[,mode=min|max]` or `type=sbom` (repeatable)
+    #[arg(long, value_name = "SPEC")]
+    pub attest: Vec<String>,
+    /// How attestations are attached: OCI referrers (the index lists only platforms) or buildx's `unknown/unknown` index entries
+    #[arg(long, value_enum, default_value_t)]
+    pub attest_format: AttestFormat,
     /// Write the build result (digest, names) as JSON to FILE
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
@@ -174,6 +186,15 @@ pub struct BuildArgs {
     pub transfer: TransferArgs,
     /// The build context: a directory, or `-` for a tarball (or a Dockerfile) on stdin
     pub context: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AttestFormat {
+    /// OCI 1.1 referrers (the registry's referrers API, else the `sha256-<hex>` tag)
+    #[default]
+    Referrers,
+    /// buildx's inline form, for tools that read only that
+    Index,
 }
 
 #[derive(Debug, Args)]

@@ -297,6 +297,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         .transpose()?;
     let build_args = key_values(&args.build_args, "--build-arg", true)?;
     let labels = key_values(&args.labels, "--label", false)?;
+    let wanted = super::attest::wanted(&args)?;
+    let started = chrono::Utc::now();
 
     let store = settings.store()?;
     let (context, name, text) = load_inputs(&args, &store)?;
@@ -324,11 +326,24 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         context: &context,
         platforms,
         target: args.target.clone(),
-        build_args,
-        labels,
+        build_args: build_args.clone(),
+        labels: labels.clone(),
         allow: args.allow.iter().copied().collect(),
     };
     let out = builder.build(request, &log)?;
+    let facts = super::attest::Facts {
+        dockerfile: (&name, &text),
+        context_name: &args.context,
+        context: &context,
+        target: args.target.as_deref(),
+        build_args: &build_args,
+        labels: &labels,
+        name: tags.first(),
+        started,
+    };
+    // Held until the image is named: a prune in between would take its attestations.
+    let _guard = store.write_guard()?;
+    let out = super::attest::attach(&store, &args, out, &wanted, &facts)?;
     finish(
         &args,
         settings,
@@ -400,6 +415,13 @@ fn finish(
                 log.transfers,
                 &options,
             )?;
+            let subjects: Vec<_> = std::iter::once(out.root.digest.clone())
+                .chain(out.images.iter().map(|i| i.manifest.digest.clone()))
+                .collect();
+            let carried = content::copy_referrers(store, &repo, &subjects)?;
+            if carried > 0 {
+                log.note(&format!("pushed {carried} attestation manifests"));
+            }
             if tag {
                 Sink::tag(&repo, &dest, &out.root)?;
             }

@@ -9,6 +9,7 @@ mod output;
 mod progress;
 mod settings;
 
+mod attest;
 mod binfmt;
 mod build;
 mod commit;
