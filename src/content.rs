@@ -675,6 +675,19 @@ pub trait Referrers {
     }
 }
 
+/// What referrers can name in the image `root`: the root itself and, for an index, each
+/// manifest it lists (platforms, and inline attestation manifests, which cosign may sign too).
+pub fn image_subjects(source: &dyn Source, root: &Descriptor) -> Result<Vec<Digest>, ContentError> {
+    let mut out = vec![root.digest.clone()];
+    if root.is_index() {
+        let bytes = fetch_verified(source, root)?;
+        if let Document::Index(index) = oci::parse_document(&root.media_type, bytes)?.value {
+            out.extend(index.manifests.into_iter().map(|d| d.digest));
+        }
+    }
+    Ok(out)
+}
+
 /// Referrers looked at per call at most: a source listing more is hostile or broken.
 pub const MAX_REFERRERS: usize = 10_000;
 
@@ -682,7 +695,11 @@ pub const MAX_REFERRERS: usize = 10_000;
 /// in turn) and cosign's tagged attachments from `source` to `sink`, so that an image keeps them
 /// wherever it is copied. Each referrer's blobs go first, then the referrer. Referrers the sink
 /// already lists are skipped. Returns how many documents were copied.
-pub fn copy_referrers<S, K>(source: &S, sink: &K, subjects: &[Digest]) -> Result<usize, ContentError>
+pub fn copy_referrers<S, K>(
+    source: &S,
+    sink: &K,
+    subjects: &[Digest],
+) -> Result<usize, ContentError>
 where
     S: Source + Referrers + ?Sized,
     K: Sink + Referrers + ?Sized,
@@ -706,7 +723,10 @@ where
         if visited > MAX_REFERRERS {
             return Err(oci::OciError::Invalid(format!(
                 "more than {MAX_REFERRERS} referrers and attachments below {}",
-                subjects.first().map(ToString::to_string).unwrap_or_default()
+                subjects
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
             ))
             .into());
         }
@@ -730,7 +750,11 @@ where
 
 /// Everything a document reaches (children, config, layers) into `sink`, children written
 /// before their parents; the document's own verified bytes are returned, not written.
-fn copy_document_parts<S, K>(source: &S, sink: &K, root: &Descriptor) -> Result<Vec<u8>, ContentError>
+fn copy_document_parts<S, K>(
+    source: &S,
+    sink: &K,
+    root: &Descriptor,
+) -> Result<Vec<u8>, ContentError>
 where
     S: Source + ?Sized,
     K: Sink + ?Sized,

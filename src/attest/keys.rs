@@ -128,8 +128,12 @@ impl PrivateKey {
             });
         };
         let key = match block.label.as_str() {
-            "PRIVATE KEY" => p256::SecretKey::from_pkcs8_der(&block.der).map_err(|e| not_p256(&e))?,
-            "EC PRIVATE KEY" => p256::SecretKey::from_sec1_der(&block.der).map_err(|e| not_p256(&e))?,
+            "PRIVATE KEY" => {
+                p256::SecretKey::from_pkcs8_der(&block.der).map_err(|e| not_p256(&e))?
+            }
+            "EC PRIVATE KEY" => {
+                p256::SecretKey::from_sec1_der(&block.der).map_err(|e| not_p256(&e))?
+            }
             l if COSIGN_ENCRYPTED.contains(&l) => {
                 let password = password().ok_or_else(|| KeyError::NoPassword {
                     path: path.to_string(),
@@ -269,12 +273,11 @@ impl PublicKey {
                 wanted: "a public key",
             });
         }
-        let key = p256::PublicKey::from_public_key_der(&block.der).map_err(|e| {
-            KeyError::NotP256 {
+        let key =
+            p256::PublicKey::from_public_key_der(&block.der).map_err(|e| KeyError::NotP256 {
                 path: path.to_string(),
                 why: e.to_string(),
-            }
-        })?;
+            })?;
         Ok(PublicKey(VerifyingKey::from(key)))
     }
 

@@ -119,7 +119,10 @@ pub fn store_attestations(
             let mut d = m.descriptor(media_type::OCI_MANIFEST);
             d.platform = Some(Platform::parse("unknown/unknown").expect("a platform"));
             d.set_annotation(ANNOTATION_DOCKER_REFERENCE_TYPE, REFERENCE_TYPE_ATTESTATION);
-            d.set_annotation(ANNOTATION_DOCKER_REFERENCE_DIGEST, subject.digest.to_string());
+            d.set_annotation(
+                ANNOTATION_DOCKER_REFERENCE_DIGEST,
+                subject.digest.to_string(),
+            );
             Ok(Some(d))
         }
     }
@@ -268,7 +271,9 @@ fn rows(
                     .to_string();
                 (Kind::of_predicate(&p), Some(p))
             }
-            media_type::COSIGN_SIMPLE_SIGNING if layer.annotation(ANNOTATION_SIGNATURE).is_some() => {
+            media_type::COSIGN_SIMPLE_SIGNING
+                if layer.annotation(ANNOTATION_SIGNATURE).is_some() =>
+            {
                 (Kind::Signature, None)
             }
             _ => continue,

@@ -104,9 +104,9 @@ impl AttestError {
     /// What the user can do about it.
     pub fn hint(&self) -> Option<String> {
         match self {
-            AttestError::NotFound { .. } => Some(
-                "`manifold inspect --attestations IMAGE` lists what the image has".into(),
-            ),
+            AttestError::NotFound { .. } => {
+                Some("`manifold inspect --attestations IMAGE` lists what the image has".into())
+            }
             AttestError::Ambiguous { .. } => {
                 Some("choose one with `--platform`, or name it by digest".into())
             }

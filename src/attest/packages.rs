@@ -89,8 +89,8 @@ fn field<'a>(p: &'a [(String, String)], name: &str) -> Option<&'a str> {
 pub fn parse_dpkg(text: &str) -> Vec<Package> {
     let mut out = Vec::new();
     for p in paragraphs(text) {
-        let installed = field(&p, "status")
-            .is_none_or(|s| s.split_whitespace().nth(2) == Some("installed"));
+        let installed =
+            field(&p, "status").is_none_or(|s| s.split_whitespace().nth(2) == Some("installed"));
         let (Some(name), Some(version)) = (field(&p, "package"), field(&p, "version")) else {
             continue;
         };

@@ -205,12 +205,7 @@ pub fn statement(input: &Input) -> Statement {
         .subject
         .clone()
         .expect("a provenance statement has a subject");
-    let mut s = Statement::new(
-        &input.name,
-        &subject,
-        SLSA_PROVENANCE_V1,
-        predicate(input),
-    );
+    let mut s = Statement::new(&input.name, &subject, SLSA_PROVENANCE_V1, predicate(input));
     let mut text = String::from_utf8(s.bytes).expect("serde_json writes UTF-8");
     for secret in input.never_recorded.iter().filter(|v| !v.is_empty()) {
         // The JSON form of the value, without its quotes: what the document would contain.
@@ -259,10 +254,18 @@ mod tests {
         let v: Value = serde_json::from_slice(&statement(&i).bytes).unwrap();
         let p = &v["predicate"];
         assert_eq!(v["predicateType"], SLSA_PROVENANCE_V1);
-        assert_eq!(v["subject"][0]["digest"]["sha256"], i.subject.unwrap().hex());
-        let deps = p["buildDefinition"]["resolvedDependencies"].as_array().unwrap();
+        assert_eq!(
+            v["subject"][0]["digest"]["sha256"],
+            i.subject.unwrap().hex()
+        );
+        let deps = p["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap();
         assert_eq!(deps.len(), 3, "Dockerfile, context, base: {deps:?}");
-        assert_eq!(deps[2]["digest"]["sha256"], Digest::sha256_of(b"base").hex());
+        assert_eq!(
+            deps[2]["digest"]["sha256"],
+            Digest::sha256_of(b"base").hex()
+        );
         let request = &p["buildDefinition"]["externalParameters"]["request"];
         assert_eq!(request["args"]["VERSION"], "1.2");
         assert_eq!(request["secrets"][0]["id"], "npm-token");
@@ -273,7 +276,8 @@ mod tests {
             ..input()
         };
         let v: Value = serde_json::from_slice(&statement(&max).bytes).unwrap();
-        let steps = &v["predicate"]["buildDefinition"]["internalParameters"]["buildConfig"]["steps"];
+        let steps =
+            &v["predicate"]["buildDefinition"]["internalParameters"]["buildConfig"]["steps"];
         assert_eq!(steps[0]["line"], 2);
     }
 

@@ -80,7 +80,8 @@ pub fn inventory(store: &Store, manifest: &Manifest) -> Result<Inventory, Attest
     }
     if let Some(bytes) = file(&tree, DPKG_STATUS)? {
         for p in packages::parse_dpkg(&String::from_utf8_lossy(&bytes)) {
-            inv.packages.push((Manager::Deb, p, format!("/{DPKG_STATUS}")));
+            inv.packages
+                .push((Manager::Deb, p, format!("/{DPKG_STATUS}")));
         }
     }
     let status_d: Vec<String> = tree
@@ -97,7 +98,8 @@ pub fn inventory(store: &Store, manifest: &Manifest) -> Result<Inventory, Attest
     }
     if let Some(bytes) = file(&tree, APK_INSTALLED)? {
         for p in packages::parse_apk(&String::from_utf8_lossy(&bytes)) {
-            inv.packages.push((Manager::Apk, p, format!("/{APK_INSTALLED}")));
+            inv.packages
+                .push((Manager::Apk, p, format!("/{APK_INSTALLED}")));
         }
     }
     for path in RPM_SQLITE {
@@ -140,9 +142,7 @@ fn merged_tree(store: &Store, manifest: &Manifest) -> Result<Merged<Node>, Attes
                     let size = entry.size();
                     let content = if kept(&path) && size <= MAX_DATABASE {
                         let mut buf = Vec::with_capacity(size as usize);
-                        entry
-                            .read_to_end(&mut buf)
-                            .map_err(LayerError::Corrupt)?;
+                        entry.read_to_end(&mut buf).map_err(LayerError::Corrupt)?;
                         Some(buf)
                     } else {
                         None
@@ -351,7 +351,10 @@ mod tests {
     use super::*;
     use crate::oci::{Descriptor, media_type};
 
-    fn tar_of(entries: &[(&str, Option<&[u8]>, Option<&str>)]) -> Vec<u8> {
+    /// A tar entry: path, file content, link target (neither: a directory).
+    type Entry<'a> = (&'a str, Option<&'a [u8]>, Option<&'a str>);
+
+    fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (path, data, link) in entries {
             let mut h = tar::Header::new_gnu();
@@ -403,15 +406,28 @@ mod tests {
     fn packages_come_from_the_merged_view() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let status = b"Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n\
+        let status =
+            b"Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: amd64\n\n\
 Package: b\nStatus: install ok installed\nVersion: 2\nArchitecture: amd64\n";
         let base = tar_of(&[
-            ("usr/lib/os-release", Some(b"ID=debian\nVERSION_ID=\"12\"\n"), None),
+            (
+                "usr/lib/os-release",
+                Some(b"ID=debian\nVERSION_ID=\"12\"\n"),
+                None,
+            ),
             ("etc/os-release", None, Some("../usr/lib/os-release")),
             ("var/lib/dpkg/status", Some(status), None),
-            ("var/lib/dpkg/status.d/c", Some(b"Package: c\nVersion: 3\n"), None),
+            (
+                "var/lib/dpkg/status.d/c",
+                Some(b"Package: c\nVersion: 3\n"),
+                None,
+            ),
             ("var/lib/dpkg/status.d/c.md5sums", Some(b"x  /c\n"), None),
-            ("var/lib/dpkg/status.d/gone", Some(b"Package: gone\nVersion: 9\n"), None),
+            (
+                "var/lib/dpkg/status.d/gone",
+                Some(b"Package: gone\nVersion: 9\n"),
+                None,
+            ),
         ]);
         let upper = tar_of(&[("var/lib/dpkg/status.d/.wh.gone", Some(b""), None)]);
         let m = manifest(&store, &[base, upper]);

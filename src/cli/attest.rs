@@ -83,7 +83,7 @@ pub fn wanted(args: &BuildArgs) -> anyhow::Result<Wanted> {
                 Some(("generator", _)) => {}
                 _ => {
                     return Err(user_error(
-                        format!("invalid --attest `{spec}`"),
+                        format!("invalid `--attest {spec}`"),
                         Some("use `type=provenance[,mode=min|max]` or `type=sbom`"),
                     ));
                 }
@@ -95,7 +95,7 @@ pub fn wanted(args: &BuildArgs) -> anyhow::Result<Wanted> {
             other => {
                 return Err(user_error(
                     format!(
-                        "--attest type `{}` is not supported",
+                        "`--attest` type `{}` is not supported",
                         other.unwrap_or("(none)")
                     ),
                     Some("use `type=provenance[,mode=min|max]` or `type=sbom`"),
@@ -163,7 +163,7 @@ pub fn attach(
                     .clone()
                     .map(|d| (facts.context_name.to_string(), d)),
                 target: facts.target.map(str::to_string),
-                platform: image.platform.to_string(),
+                platform: super::select::short_platform(&image.platform),
                 args: facts.build_args.clone(),
                 labels: facts.labels.clone(),
                 secrets: image.used.secrets.clone(),
@@ -206,7 +206,9 @@ pub fn attach(
                 .map_err(|e| with_platform(e, &image.platform))?;
             statements.push(s);
         }
-        if let Some(d) = attestation::store_attestations(store, &image.manifest, &statements, wanted.form)? {
+        if let Some(d) =
+            attestation::store_attestations(store, &image.manifest, &statements, wanted.form)?
+        {
             inline.push(d);
         }
     }

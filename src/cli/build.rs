@@ -415,9 +415,7 @@ fn finish(
                 log.transfers,
                 &options,
             )?;
-            let subjects: Vec<_> = std::iter::once(out.root.digest.clone())
-                .chain(out.images.iter().map(|i| i.manifest.digest.clone()))
-                .collect();
+            let subjects = content::image_subjects(store, &out.root)?;
             let carried = content::copy_referrers(store, &repo, &subjects)?;
             if carried > 0 {
                 log.note(&format!("pushed {carried} attestation manifests"));

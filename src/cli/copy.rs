@@ -68,6 +68,14 @@ pub fn run(args: CopyArgs, settings: &Settings) -> anyhow::Result<()> {
         &progress,
         &remote::copy_options(&args.transfer),
     )?;
+    // Signatures and attestations (referrers, their fallback tags, cosign's tags) go along.
+    let subjects = content::image_subjects(source, &root)?;
+    let carried = content::copy_referrers(&client.repository(&src_ref)?, &dest, &subjects)?;
+    if carried > 0 {
+        progress.message(&format!(
+            "Copied {carried} attestation and signature manifests"
+        ));
+    }
     Sink::tag(&dest, &dest_ref, &root)?;
     progress.message(&format!(
         "Copied {} as {}",

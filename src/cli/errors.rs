@@ -71,6 +71,17 @@ fn hint_for(err: &anyhow::Error) -> Option<String> {
         if let Some(e) = cause.downcast_ref::<crate::binfmt::BinfmtError>() {
             return e.hint();
         }
+        if let Some(h) = cause
+            .downcast_ref::<crate::attest::AttestError>()
+            .and_then(crate::attest::AttestError::hint)
+            .or_else(|| {
+                cause
+                    .downcast_ref::<crate::attest::KeyError>()
+                    .and_then(crate::attest::KeyError::hint)
+            })
+        {
+            return Some(h);
+        }
         if let Some(e) = cause.downcast_ref::<crate::runtime::RuntimeError>()
             && let Some(h) = e.hint()
         {

@@ -73,6 +73,14 @@ pub fn run(args: PushArgs, settings: &Settings) -> anyhow::Result<()> {
         &progress,
         &remote::copy_options(&args.transfer),
     )?;
+    // Signatures and attestations the store keeps of the image go along, before the tag.
+    let subjects = content::image_subjects(source.as_ref(), &root)?;
+    let carried = content::copy_referrers(&store, &repo, &subjects)?;
+    if carried > 0 {
+        progress.message(&format!(
+            "Pushed {carried} attestation and signature manifests"
+        ));
+    }
     Sink::tag(&repo, &destination, &root)?;
     progress.message(&format!(
         "{}: digest: {} size: {}",

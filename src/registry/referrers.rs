@@ -201,7 +201,11 @@ impl content::Referrers for Repository {
         listed: &Descriptor,
         bytes: &[u8],
     ) -> Result<(), ContentError> {
-        let plain = Descriptor::new(listed.media_type.clone(), listed.digest.clone(), listed.size);
+        let plain = Descriptor::new(
+            listed.media_type.clone(),
+            listed.digest.clone(),
+            listed.size,
+        );
         let named = serde_json::from_slice::<serde_json::Value>(bytes)
             .ok()
             .and_then(|v| v.get("subject").cloned())

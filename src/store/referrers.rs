@@ -123,7 +123,11 @@ impl crate::content::Referrers for Store {
         bytes: &[u8],
     ) -> Result<(), crate::content::ContentError> {
         let backend = |e: StoreError| crate::content::ContentError::Backend(e.into());
-        let plain = Descriptor::new(listed.media_type.clone(), listed.digest.clone(), listed.size);
+        let plain = Descriptor::new(
+            listed.media_type.clone(),
+            listed.digest.clone(),
+            listed.size,
+        );
         crate::content::Sink::put_manifest(self, &plain, bytes)?;
         self.add_referrer(subject, listed).map_err(backend)
     }
