@@ -88,6 +88,9 @@ pub fn push(
         progress,
         &options.copy,
     )?;
+    // The attestations and signatures the store keeps of the list's images go along.
+    let subjects = content::image_subjects(&source, &list)?;
+    content::copy_referrers(store, repo.as_ref(), &subjects)?;
     Sink::tag(repo.as_ref(), &destination, &list)?;
     drop(guard);
     if options.purge

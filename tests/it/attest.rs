@@ -303,6 +303,14 @@ fn build_attests_each_platform_through_referrers_and_signatures_verify_and_trave
     assert_eq!(kinds(&listing, "provenance"), 2, "{listing}");
     assert_eq!(kinds(&listing, "sbom"), 2, "{listing}");
 
+    // A list made of the built platforms keeps their attestations when pushed.
+    let list = format!("{host}/list:1");
+    ok(&root, &["manifest", "create", &list, &image]);
+    ok(&root, &["manifest", "push", &list]);
+    let listing = ok(&other, &["inspect", "--attestations", &list]);
+    assert_eq!(kinds(&listing, "provenance"), 2, "{listing}");
+    assert_eq!(kinds(&listing, "sbom"), 2, "{listing}");
+
     // Sign (recursively): openssl verifies each signature of cosign's `.sig` tags.
     let keys = root.scratch("keys");
     let (key, public) = openssl_keys(&keys, "release");
