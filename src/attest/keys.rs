@@ -328,6 +328,32 @@ mod tests {
         ));
     }
 
+    /// A key cosign wrote (`cosign generate-key-pair` with an empty COSIGN_PASSWORD, scrypt
+    /// N = 2^16), as published in conforma/cli's tests of cosign's key loading.
+    const COSIGN_EMPTY_PASSWORD_KEY: &str = "-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----
+eyJrZGYiOnsibmFtZSI6InNjcnlwdCIsInBhcmFtcyI6eyJOIjo2NTUzNiwiciI6
+OCwicCI6MX0sInNhbHQiOiJLYU9OQzduQVJLOVgxM1FoaWFucjAwTTBGYys2Sitr
+dnAxN1FuanpiVk9nPSJ9LCJjaXBoZXIiOnsibmFtZSI6Im5hY2wvc2VjcmV0Ym94
+Iiwibm9uY2UiOiJVOHZqWWtqMlZOUFZGdlZFZWZ3bXZ5VGloUERrelBoaCJ9LCJj
+aXBoZXJ0ZXh0IjoidWNWMnQ4TTZVNFJvb29FOXc0d3dkc3E1RDYrS2RKY245dERT
+KzFwRDRGN040SVJOWEgzSTBua3h1a3NackFOUHR1emIvTkVYQ201dUp3Zjh3Qzl1
+VlprbXdwNU5jRUZ6b3ZNS3JCZmNvdXdjaEkrMzkrQ0NhbVZPbzBucmRnZjhvcmpK
+dXdrWDBYL1phY0RUTERGaUxyc1laMWVMMmlqMGU1MVRpZmVQNTl4WXNPK1FnM1Jv
+OURRVjNQMk9ndDFDaVFHeGg1VXhUZytGc3c9PSJ9
+-----END ENCRYPTED SIGSTORE PRIVATE KEY-----
+";
+
+    #[test]
+    fn a_key_cosign_wrote_opens_with_its_empty_password() {
+        let k = PrivateKey::from_pem("cosign.key", COSIGN_EMPTY_PASSWORD_KEY, || Some(Vec::new()))
+            .unwrap();
+        assert!(k.public().verify(b"x", &k.sign(b"x")));
+        assert!(matches!(
+            PrivateKey::from_pem("cosign.key", COSIGN_EMPTY_PASSWORD_KEY, || Some(b"x".to_vec())),
+            Err(KeyError::WrongPassword { .. })
+        ));
+    }
+
     #[test]
     fn wrong_kinds_of_file_are_named() {
         assert!(matches!(

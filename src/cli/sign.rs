@@ -33,11 +33,9 @@ pub struct SignArgs {
     pub image: Option<String>,
 }
 
-/// cosign's password variable; unset or empty means none.
+/// cosign's password variable; set but empty is the empty password, as cosign takes it.
 fn password() -> Option<Vec<u8>> {
-    std::env::var_os("COSIGN_PASSWORD")
-        .filter(|p| !p.is_empty())
-        .map(|p| p.into_encoded_bytes())
+    std::env::var_os("COSIGN_PASSWORD").map(|p| p.into_encoded_bytes())
 }
 
 fn read_text(path: &Path) -> anyhow::Result<String> {
