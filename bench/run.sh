@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 4's performance targets for `manifold run`, three measurements (run as root):
 #
-#   bench/run.sh [--runs N] [startup|unpack|emulation]...      (default: all three)
+#   bench/run.sh [--runs N] [startup|unpack|emulation|service]...      (default: all four)
 #
 # startup    `manifold run --rm busybox true` on an imported image against `runc run` of an
 #            equivalent prepared bundle (the same config.json manifold wrote, over a plain copy of
@@ -14,6 +14,11 @@
 #            against the same for linux/amd64 (native), and QEMU's own start-up (busybox true run
 #            by qemu-aarch64-static directly, against the amd64 busybox natively). Expectation:
 #            the difference is QEMU's start-up. binfmt_misc is restored as found.
+# service    issue 14: `manifold run -d -p 127.0.0.1:PORT:80` of busybox httpd (a monitor, the
+#            private network, slirp4netns forwarding the port) until the first HTTP answer on
+#            the published port, against the same server run in the foreground with
+#            `--network host` until its first answer, alternating, N/2 runs each (at least 3).
+#            Target: ≤ 1.2×. The client is curl every 10 ms, the same for both.
 #
 # Timing: bash's $EPOCHREALTIME around each command, page cache warm, one untimed warm-up of each.
 # Prints each run, the medians and the ratios; copy the summary into bench/RESULTS.md. The
@@ -29,7 +34,7 @@ while (($# > 0)); do
       runs=${2:?--runs needs a number}
       shift 2
       ;;
-    startup | unpack | emulation)
+    startup | unpack | emulation | service)
       parts+=("$1")
       shift
       ;;
@@ -43,7 +48,7 @@ while (($# > 0)); do
       ;;
   esac
 done
-((${#parts[@]} > 0)) || parts=(startup unpack emulation)
+((${#parts[@]} > 0)) || parts=(startup unpack emulation service)
 [[ $runs =~ ^[1-9][0-9]*$ ]] || {
   echo "run.sh: --runs wants a positive number, not \`$runs\`" >&2
   exit 2
@@ -289,6 +294,86 @@ emulation() {
   awk -v a="$a" -v b="$b" -v q="$q" -v n="$n" 'BEGIN {
     printf "emulation adds %.4f s to a run; QEMU alone adds %.4f s to a start\n", a - b, q - n
   }'
+}
+
+# --- service -----------------------------------------------------------------------------------
+
+# free_port: a TCP port in 20000-59999 nothing listens on (ss, from iproute2).
+free_port() {
+  local port tries=0
+  while :; do
+    port=$((20000 + RANDOM % 40000))
+    [[ -z $(ss -Hltn "sport = :$port") ]] && break
+    tries=$((tries + 1))
+    ((tries < 100)) || die "no free port found"
+  done
+  echo "$port"
+}
+
+# first_answer PORT: GET /passwd on 127.0.0.1:PORT until the server answers, every 10 ms (at
+# most ~60 s). The pause keeps the client from taking the CPU the start needs.
+first_answer() {
+  local tries=0
+  until curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$1/passwd"; do
+    tries=$((tries + 1))
+    ((tries < 5000)) || die "nothing answered on 127.0.0.1:$1"
+    sleep 0.01
+  done
+}
+
+# since START OUT: append the seconds from START ($EPOCHREALTIME then) to now to OUT.
+since() {
+  awk -v s="$1" -v e="$EPOCHREALTIME" 'BEGIN { printf "%.4f\n", e - s }' >>"$2"
+}
+
+# detached OUT: run -d -p to the first answer on the published port.
+detached() {
+  local port start
+  port=$(free_port)
+  start=$EPOCHREALTIME
+  m run -d --rm --name bench-svc -p "127.0.0.1:$port:80" busybox:amd64 \
+    busybox httpd -f -p 80 -h /etc >/dev/null
+  first_answer "$port"
+  since "$start" "$1"
+  m rm -f bench-svc >/dev/null
+}
+
+# foreground OUT: the same server in the foreground on the host network, to its first answer.
+foreground() {
+  local port start pid
+  port=$(free_port)
+  start=$EPOCHREALTIME
+  m run --rm --name bench-fg --network host busybox:amd64 \
+    busybox httpd -f -p "$port" -h /etc >/dev/null 2>&1 &
+  pid=$!
+  first_answer "$port"
+  since "$start" "$1"
+  m kill bench-fg >/dev/null
+  wait "$pid" || true
+}
+
+service() {
+  echo "== service: run -d -p to the first HTTP answer vs the same server in the foreground on the host network"
+  command -v curl >/dev/null || die "curl is needed (scripts/deps.sh installs it)"
+  command -v slirp4netns >/dev/null || die "slirp4netns is needed (scripts/deps.sh installs it)"
+  local n i
+  n=$((runs / 2))
+  ((n >= 3)) || n=3
+  detached /dev/null
+  foreground /dev/null
+  : >"$work/svc-detached"
+  : >"$work/svc-foreground"
+  printf '%-4s %-18s %s\n' run 'run -d -p (s)' 'foreground host (s)'
+  for ((i = 1; i <= n; i++)); do
+    detached "$work/svc-detached"
+    foreground "$work/svc-foreground"
+    printf '%-4d %-18s %s\n' "$i" "$(tail -n 1 "$work/svc-detached")" "$(tail -n 1 "$work/svc-foreground")"
+  done
+  local a b
+  a=$(median "$work/svc-detached")
+  b=$(median "$work/svc-foreground")
+  printf 'median run -d -p to the first answer:        %s s\nmedian foreground --network host, the same: %s s\n' "$a" "$b"
+  ratio "$a" "$b" 1.2 "detached/foreground"
 }
 
 for p in "${parts[@]}"; do

@@ -32,6 +32,8 @@ packages=(
   iproute2
   # chattr: tests make a file immutable to make a container's removal fail
   e2fsprogs
+  # `manifold top` runs the host's ps
+  procps
 )
 
 deps_missing() {

@@ -61,4 +61,13 @@ if ((rc != 0)); then
   echo "tests: $passed passed, $failed failed, $ignored skipped"
   exit "$rc"
 fi
+
+# The committed fuzz corpora were replayed on stable by `cargo test` (tests/it/fuzz.rs); with a
+# nightly toolchain each target also runs briefly under libFuzzer.
+step "fuzz targets, briefly (scripts/fuzz.sh ci)"
+if cargo +nightly --version >/dev/null 2>&1; then
+  bash scripts/fuzz.sh ci || fail "scripts/fuzz.sh ci"
+else
+  echo "skipped: no nightly toolchain"
+fi
 echo "tests: $passed passed, $failed failed, $ignored skipped"

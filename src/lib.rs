@@ -17,6 +17,9 @@ pub mod cli;
 pub mod content;
 pub mod dockerfile;
 pub mod elf;
+/// Entry points of the fuzz targets in `fuzz/` (and of their corpus replay in `cargo test`).
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod layer;
 pub mod lexical;
 pub mod manifest;

@@ -222,14 +222,21 @@ impl Reference {
         format!("{}/{}", self.registry, self.repository)
     }
 
-    /// The name as docker prints it: Docker Hub's registry and `library/` are left out.
+    /// The name as docker prints it: Docker Hub's registry and `library/` are left out, except
+    /// where the short name would read as another registry's (`docker.io/example.com/app`
+    /// stays whole: `example.com/app` names example.com). Docker shortens that one too, and
+    /// `save` + `load` then renamed the image.
     pub fn familiar_name(&self) -> String {
         if self.registry != DEFAULT_REGISTRY {
             return self.name();
         }
-        match self.repository.strip_prefix(OFFICIAL_PREFIX) {
-            Some(short) if !short.contains('/') => short.to_string(),
-            _ => self.repository.clone(),
+        let short = match self.repository.strip_prefix(OFFICIAL_PREFIX) {
+            Some(short) if !short.contains('/') => short,
+            _ => &self.repository,
+        };
+        match split_registry(short) {
+            (DEFAULT_REGISTRY, _) => short.to_string(),
+            _ => self.name(),
         }
     }
 
@@ -457,6 +464,26 @@ mod tests {
         let pinned = Reference::parse(&format!("alpine@{D}")).unwrap();
         assert_eq!(pinned.familiar(), format!("alpine@{D}"));
         assert_eq!(pinned.name(), "docker.io/library/alpine");
+    }
+
+    /// Found by the `reference` fuzz target (fuzz/regressions/reference/): a Docker Hub path whose
+    /// first component looks like a host printed without `docker.io/`, which parses back as that
+    /// host's repository (so `save` wrote a RepoTag that `load` read as another image).
+    #[test]
+    fn familiar_form_of_a_hub_path_that_looks_like_a_host_parses_back() {
+        for input in [
+            "docker.io/xmtjecker.io/xmceea/ty",
+            "docker.io/localhost/x:1",
+            "docker.io/a.b/c",
+        ] {
+            let r = Reference::parse(input).unwrap();
+            assert_eq!(r.registry(), "docker.io", "{input}");
+            assert!(r.familiar().starts_with("docker.io/"), "{input}");
+            assert_eq!(Reference::parse(&r.familiar()).unwrap(), r, "{input}");
+        }
+        // A path that cannot be a host keeps the short form.
+        let r = Reference::parse("docker.io/a_b/c").unwrap();
+        assert_eq!(r.familiar(), "a_b/c:latest");
     }
 
     #[test]

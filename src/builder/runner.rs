@@ -146,6 +146,7 @@ impl Runner for RuntimeRunner {
             auto_remove: false,
             security: Security::default(),
             ephemeral: true,
+            service: Default::default(),
         };
         let mut prepared = self
             .rt

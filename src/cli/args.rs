@@ -89,9 +89,30 @@ pub enum Command {
     /// Create a single-layer image from a root filesystem tarball
     Import(ImportArgs),
     /// Run a command in a new container (foreign platforms through QEMU)
-    Run(super::run::RunArgs),
+    Run(Box<super::run::RunArgs>),
     /// List containers
     Ps(super::ps::PsArgs),
+    /// Show what a detached container wrote
+    Logs(super::logs::LogsArgs),
+    /// Run a command in a running container
+    Exec(super::exec::ExecArgs),
+    /// Start stopped containers again, in the background
+    Start(super::start::StartArgs),
+    /// Stop running containers (the stop signal, then SIGKILL)
+    Stop(super::stop::StopArgs),
+    /// Stop and start containers
+    Restart(super::restart::RestartArgs),
+    /// Send a signal to running containers
+    Kill(super::kill::KillArgs),
+    /// Wait until containers exit; print their exit statuses
+    Wait(super::wait::WaitArgs),
+    /// List a container's published ports
+    Port(super::port::PortArgs),
+    /// Show a container's processes
+    Top(super::top::TopArgs),
+    /// The monitor of a detached container (started by `run -d`, `start`)
+    #[command(hide = true)]
+    Monitor(super::monitor::MonitorArgs),
     /// Remove containers
     Rm(super::rm::RmArgs),
     /// Create an image from a container's changes

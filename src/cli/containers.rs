@@ -1,5 +1,8 @@
-//! What `ps`, `rm`, `commit`, `prune` and `rmi` share about containers.
+//! What `ps`, `rm`, `commit`, `prune`, `rmi` and the service commands (`stop`, `start`, `kill`,
+//! …) share about containers.
 
+use super::errors::{self, user_error};
+use super::output::outln;
 use crate::runtime::sys::RealSyscalls;
 use crate::runtime::{Containers, OciRuntime, Reconciled};
 use crate::store::Store;
@@ -25,4 +28,30 @@ pub fn reconcile(store: &Store) -> anyhow::Result<(Containers, Reconciled)> {
             Reconciled::default()
         });
     Ok((containers, done))
+}
+
+/// Do `f` to each container named, printing each name as given once done (docker's habit for
+/// `rm`, `stop`, `kill`, `start`…): every one is tried, and the command fails (after saying which
+/// ones did) if any failed. `done` is the past participle in that message (`removed`).
+pub fn each(
+    keys: &[String],
+    done: &str,
+    mut f: impl FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut failed = 0;
+    for key in keys {
+        let result = f(key).and_then(|()| Ok(outln!("{key}")?));
+        if let Err(e) = result
+            && errors::report_item(&e)
+        {
+            failed += 1;
+        }
+    }
+    if failed > 0 {
+        return Err(user_error(
+            format!("{failed} of {} containers could not be {done}", keys.len()),
+            None,
+        ));
+    }
+    Ok(())
 }

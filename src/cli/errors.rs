@@ -18,6 +18,12 @@ pub struct UserError {
     pub hint: Option<String>,
 }
 
+/// A failure already reported on stderr (by a container's monitor): exit with its status
+/// without another word.
+#[derive(Debug, thiserror::Error)]
+#[error("exit status {0}")]
+pub struct Reported(pub u8);
+
 pub fn user_error(message: impl Into<String>, hint: Option<&str>) -> anyhow::Error {
     UserError {
         message: message.into(),
@@ -31,6 +37,9 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
     // ripgrep does, so a `pipefail` script does not fail on it.
     if super::output::stdout_closed(err) {
         return ExitCode::SUCCESS;
+    }
+    if let Some(Reported(code)) = err.downcast_ref() {
+        return ExitCode::from(*code);
     }
     eprintln!("error: {err}");
     for cause in err.chain().skip(1) {
@@ -56,6 +65,9 @@ pub fn report_item(err: &anyhow::Error) -> bool {
 /// docker's statuses for a failed `run`: 127 when the command is not found, 126 when it cannot
 /// be executed; 125 for every other failure of manifold's.
 pub fn exit_code(err: &anyhow::Error) -> u8 {
+    if let Some(Reported(code)) = err.downcast_ref() {
+        return *code;
+    }
     err.chain()
         .find_map(|c| c.downcast_ref::<crate::runtime::RuntimeError>())
         .map_or(EXIT_MANIFOLD_FAILED, |e| e.exit_code())

@@ -20,7 +20,13 @@ pub const GROUPS: &[(&str, &[&str])] = &[
             "verify", "sign",
         ],
     ),
-    ("Containers", &["run", "ps", "rm", "commit"]),
+    (
+        "Containers",
+        &[
+            "run", "ps", "logs", "exec", "start", "stop", "restart", "kill", "wait", "port", "top",
+            "rm", "commit",
+        ],
+    ),
     (
         "Registries",
         &["pull", "push", "copy", "login", "logout", "tags", "search"],

@@ -15,21 +15,32 @@ mod build;
 mod commit;
 mod completions;
 mod containers;
+mod exec;
 mod history;
 mod images;
 mod import;
 mod inspect;
+mod kill;
 mod load;
+mod logs;
+mod monitor;
 mod platforms;
+mod port;
 mod prune;
 mod ps;
+mod restart;
 mod rm;
 mod rmi;
 mod run;
 mod save;
 mod select;
+mod service;
+mod start;
+mod stop;
 mod tag;
+mod top;
 mod verify;
+mod wait;
 
 mod bake;
 mod copy;
@@ -75,8 +86,18 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Save(a) => save::run(a, settings),
         Command::Load(a) => load::run(a, settings),
         Command::Import(a) => import::run(a, settings),
-        Command::Run(a) => return run::run(a, settings),
+        Command::Run(a) => return run::run(*a, settings),
         Command::Ps(a) => ps::run(a, settings),
+        Command::Logs(a) => logs::run(a, settings),
+        Command::Exec(a) => return exec::run(a, settings),
+        Command::Start(a) => return start::run(a, settings),
+        Command::Stop(a) => stop::run(a, settings),
+        Command::Restart(a) => restart::run(a, settings),
+        Command::Kill(a) => kill::run(a, settings),
+        Command::Wait(a) => wait::run(a, settings),
+        Command::Port(a) => port::run(a, settings),
+        Command::Top(a) => top::run(a, settings),
+        Command::Monitor(a) => return monitor::run(a, settings),
         Command::Rm(a) => rm::run(a, settings),
         Command::Commit(a) => commit::run(a, settings),
         Command::Binfmt(a) => return binfmt::run(a, settings),

@@ -1,4 +1,5 @@
-//! `manifold ps [-a] [-q] [--no-trunc] [--format json]`: containers, running ones unless `-a`.
+//! `manifold ps [-a] [-q] [--no-trunc] [--format json]`: containers, running ones unless `-a`,
+//! with docker's columns (STATUS with health, PORTS) and the platform.
 //! Cleans first what killed manifold processes left behind.
 
 use clap::Args;
@@ -8,7 +9,7 @@ use super::Settings;
 use super::args::ListFormat;
 use super::output::{Table, ago, outln, print_json_lines};
 use super::select::short_platform;
-use crate::runtime::{ContainerRecord, Status};
+use crate::runtime::{ContainerRecord, Status, ports};
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
@@ -39,17 +40,23 @@ struct Row<'a> {
     created_at: String,
     state: Status,
     status: String,
+    ports: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     exit_code: Option<i32>,
 }
 
-/// docker's STATUS column: `Up 5 seconds`, `Exited (0) 2 minutes ago`, `Created`.
+/// docker's STATUS column: `Up 5 seconds`, `Up 2 minutes (healthy)`, `Exited (0) 2 minutes
+/// ago`, `Created`.
 pub fn status_text(r: &ContainerRecord) -> String {
     match r.status {
         Status::Created => "Created".into(),
         Status::Running => {
             let since = ago(r.started.or(Some(r.created)));
-            format!("Up {}", since.trim_end_matches(" ago"))
+            let up = format!("Up {}", since.trim_end_matches(" ago"));
+            match &r.service.health {
+                Some(h) => format!("{up} {}", h.status.ps_suffix()),
+                None => up,
+            }
         }
         // docker's words for a removal under way, and for one that failed or was cut short.
         Status::Removing if r.owner_alive() => "Removal In Progress".into(),
@@ -61,6 +68,14 @@ pub fn status_text(r: &ContainerRecord) -> String {
             format!("Exited ({code}) {}", ago(r.finished))
         }
     }
+}
+
+/// docker's PORTS column: a running container's published and exposed ports.
+fn ports_text(r: &ContainerRecord) -> String {
+    if r.status != Status::Running {
+        return String::new();
+    }
+    ports::display(&r.service.ports, &r.service.exposed)
 }
 
 fn command_text(r: &ContainerRecord, no_trunc: bool) -> String {
@@ -101,6 +116,7 @@ pub fn run(args: PsArgs, settings: &Settings) -> anyhow::Result<()> {
                     created_at: r.created.to_rfc3339(),
                     state: r.status,
                     status: status_text(r),
+                    ports: ports_text(r),
                     exit_code: r.exit_code,
                 })
                 .collect();
@@ -113,6 +129,7 @@ pub fn run(args: PsArgs, settings: &Settings) -> anyhow::Result<()> {
                 "COMMAND",
                 "CREATED",
                 "STATUS",
+                "PORTS",
                 "PLATFORM",
                 "NAMES",
             ]);
@@ -127,6 +144,7 @@ pub fn run(args: PsArgs, settings: &Settings) -> anyhow::Result<()> {
                     command_text(r, args.no_trunc),
                     ago(Some(r.created)),
                     status_text(r),
+                    ports_text(r),
                     short_platform(&r.platform),
                     r.name.clone(),
                 ]);

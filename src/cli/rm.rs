@@ -7,8 +7,6 @@ use std::time::{Duration, Instant};
 use clap::Args;
 
 use super::Settings;
-use super::errors::{self, user_error};
-use super::output::outln;
 use crate::runtime::sys::RealSyscalls;
 use crate::runtime::{Containers, OciRuntime, RuntimeError, Status};
 use crate::store::Store;
@@ -26,26 +24,9 @@ pub struct RmArgs {
 pub fn run(args: RmArgs, settings: &Settings) -> anyhow::Result<()> {
     let store = settings.store()?;
     let containers = super::containers::reconciled(&store)?;
-    let mut failed = 0;
-    for key in &args.containers {
-        let removed =
-            remove(&store, &containers, key, args.force).and_then(|()| Ok(outln!("{key}")?));
-        if let Err(e) = removed
-            && errors::report_item(&e)
-        {
-            failed += 1;
-        }
-    }
-    if failed > 0 {
-        return Err(user_error(
-            format!(
-                "{failed} of {} containers could not be removed",
-                args.containers.len()
-            ),
-            None,
-        ));
-    }
-    Ok(())
+    super::containers::each(&args.containers, "removed", |key| {
+        remove(&store, &containers, key, args.force)
+    })
 }
 
 fn remove(store: &Store, containers: &Containers, key: &str, force: bool) -> anyhow::Result<()> {

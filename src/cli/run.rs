@@ -16,10 +16,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use serde::{Deserialize, Serialize};
 
 use super::Settings;
 use super::errors::{self, user_error};
+use super::monitor::Status;
 use super::select::{self, PlatformChoice, Selected, short_platform};
+use super::service::{HOST_NETWORK_PORTS, ServiceArgs};
 use crate::binfmt::{Binfmt, EmulatorSearch, Ensured};
 use crate::progress::Progress;
 use crate::runtime::signals::Forwarder;
@@ -28,7 +31,7 @@ use crate::runtime::{
     self, Bind, Network, RunOptions, Runtime, RuntimeError, Security, SecurityFlags,
 };
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 pub enum NetworkArg {
     /// A network namespace of its own with outbound access through slirp4netns: the host's
     /// interfaces, loopback and abstract unix sockets are out of reach
@@ -42,7 +45,8 @@ pub enum NetworkArg {
     None,
 }
 
-#[derive(Debug, Args)]
+// Serialisable: `run -d` hands the flags to its monitor (see `monitor`).
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct RunArgs {
     /// Platform to run (`linux/arm64`); several (`linux/amd64,linux/arm64`) or `all` for a
     /// matrix run over the image's platforms [default: the host's]
@@ -88,6 +92,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub read_only: bool,
     #[command(flatten)]
+    pub service: ServiceArgs,
+    #[command(flatten)]
     pub security: SecurityArgs,
     /// OCI runtime: runc, crun, youki, or a path
     #[arg(
@@ -108,7 +114,7 @@ pub struct RunArgs {
 }
 
 /// docker's confinement flags (`run`, and `exec` when it comes).
-#[derive(Debug, Args)]
+#[derive(Debug, Args, Serialize, Deserialize)]
 pub struct SecurityArgs {
     /// Add a Linux capability (`NET_RAW`, `CAP_SYS_ADMIN`, any case; `ALL` for every one)
     #[arg(long = "cap-add", value_name = "CAP", value_delimiter = ',')]
@@ -140,15 +146,46 @@ impl SecurityArgs {
 }
 
 pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
-    let choice = PlatformChoice::parse(args.platform.as_deref())?;
-    let matrix = choice.is_matrix();
-    if matrix && (args.tty || args.interactive) {
+    if args.service.detach {
+        let choice = PlatformChoice::parse(args.platform.as_deref())?;
+        check_matrix(&args, choice.is_matrix())?;
+        return super::monitor::launch_run(&args, settings);
+    }
+    run_in(args, settings, None)
+}
+
+/// What a matrix run refuses.
+fn check_matrix(args: &RunArgs, matrix: bool) -> anyhow::Result<()> {
+    if !matrix {
+        return Ok(());
+    }
+    if args.tty || args.interactive {
         return Err(user_error(
             "a matrix run (several platforms) cannot use -i or -t: the platforms run side by side",
             Some("run one platform at a time for an interactive session"),
         ));
     }
+    if args.service.detach || args.service.publishes() {
+        return Err(user_error(
+            "a matrix run (several platforms) cannot be detached or publish ports",
+            Some("run one platform at a time with `-d` or `-p`"),
+        ));
+    }
+    Ok(())
+}
+
+/// `run`, in the foreground, or — `monitor` given — as the monitor of a detached container.
+pub(super) fn run_in(
+    args: RunArgs,
+    settings: &Settings,
+    monitor: Option<&Status>,
+) -> anyhow::Result<ExitCode> {
+    let choice = PlatformChoice::parse(args.platform.as_deref())?;
+    let matrix = choice.is_matrix();
+    check_matrix(&args, matrix)?;
+    // A detached container's terminal is the monitor's (docker's `run -dt` needs none).
     if args.tty
+        && monitor.is_none()
         && !(std::io::stdin().is_terminal()
             || std::io::stdout().is_terminal()
             || std::io::stderr().is_terminal())
@@ -159,8 +196,17 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         ));
     }
     let security = args.security.resolve()?;
+    let network = match args.network {
+        NetworkArg::Bridge | NetworkArg::Slirp4netns => Network::Private,
+        NetworkArg::Host => Network::Host,
+        NetworkArg::None => Network::None,
+    };
+    let checked = args.service.check(network)?;
     if !runtime::is_root() {
         return Err(RuntimeError::NotRoot.into());
+    }
+    if network == Network::Host && args.service.publishes() {
+        eprintln!("{HOST_NETWORK_PORTS}");
     }
     let env = environment(&args)?;
     let binds = args
@@ -209,8 +255,16 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         items.push((s, None));
     }
 
+    let mut services = Vec::new();
+    for (s, _) in &items {
+        services.push(
+            args.service
+                .service_for(&checked, &s.config, network, args.interactive)?,
+        );
+    }
+
     rt.enter_private_mounts()?;
-    let options = |s: &Selected, name: Option<String>| RunOptions {
+    let options = |i: usize, s: &Selected, name: Option<String>| RunOptions {
         image: s.image.clone(),
         image_digest: s.top.digest.clone(),
         manifest_digest: s.manifest_digest.clone(),
@@ -225,27 +279,23 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
         user: args.user.clone(),
         name,
         hostname: args.hostname.clone(),
-        network: match args.network {
-            NetworkArg::Bridge | NetworkArg::Slirp4netns => Network::Private,
-            NetworkArg::Host => Network::Host,
-            NetworkArg::None => Network::None,
-        },
+        network,
         read_only: args.read_only,
         binds: binds.clone(),
         tty: args.tty,
         auto_remove: args.rm,
         security: security.clone(),
         ephemeral: false,
+        service: services[i].clone(),
     };
 
     if !matrix {
         let (s, _) = items.pop().expect("one platform selected");
-        return run_one(
-            &rt,
-            &options(&s, args.name.clone()),
-            args.interactive,
-            &progress,
-        );
+        let opts = options(0, &s, args.name.clone());
+        if let Some(status) = monitor {
+            return super::monitor::serve_new(&rt, &opts, &progress, status);
+        }
+        return run_one(&rt, &opts, args.interactive, &progress);
     }
 
     let name_for = |s: &Selected| {
@@ -268,7 +318,7 @@ pub fn run(args: RunArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
                     let started = Instant::now();
                     let r = run_prefixed(
                         &rt,
-                        &options(s, name_for(s)),
+                        &options(i, s, name_for(s)),
                         &progress,
                         &forwarder,
                         &out_lock,

@@ -148,8 +148,11 @@ impl Ignore {
         let dir = dir.trim_matches('/');
         let depth = dir.split('/').count();
         self.patterns.iter().any(|p| {
+            // A character class may match `/` (`a[/]b`, `a[^x]b`), which the component-wise
+            // check below cannot see: such a pattern may re-include anything.
             p.exclusion
                 && (p.text.contains("**")
+                    || p.text.contains('[')
                     || p.text.starts_with(&format!("{dir}/"))
                     || p.components.len() > depth
                         && dir

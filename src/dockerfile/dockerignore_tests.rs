@@ -411,3 +411,15 @@ fn patternmatcher_tables() {
     assert!(Ignore::parse("[Local-Only]/").is_err());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Found by the `dockerignore` fuzz target's property (fuzz/regressions/dockerignore/): a `!`
+/// pattern whose character class matches `/` re-includes `a/b`, but the context walk was told
+/// nothing under `a` could come back, and skipped it.
+#[test]
+fn class_matching_a_slash_may_reinclude() {
+    for text in ["a\n!a[/]b\n", "a\n!a[^x]b\n"] {
+        let i = ig(text);
+        assert!(i.excludes("a") && !i.excludes("a/b"), "{text:?}");
+        assert!(i.may_reinclude_under("a"), "{text:?}");
+    }
+}

@@ -58,6 +58,8 @@ pub struct SourceMap {
 
 impl SourceMap {
     pub fn new(name: &str, text: &str) -> SourceMap {
+        // parse-dockerfile skips a byte order mark and counts its spans from after it: so do we.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         SourceMap {
@@ -221,6 +223,23 @@ mod tests {
         assert_eq!(join_continuations("echo a `\n b", '`'), "echo a  b");
         // a backslash not at the end of a line stays
         assert_eq!(join_continuations("echo a\\b", '\\'), "echo a\\b");
+    }
+
+    /// Found by the `dockerfile` fuzz target (fuzz/regressions/dockerfile/): with a UTF-8 byte
+    /// order mark, the parser's spans were 3 bytes off the text they were applied to: every
+    /// instruction's text (history, progress) started 3 bytes early, and a `RUN <<EOT` right
+    /// after a short line panicked slicing it.
+    #[test]
+    fn byte_order_mark_does_not_shift_instruction_texts() {
+        let df = crate::dockerfile::instructions::parse(
+            "Dockerfile",
+            "\u{feff}FROM \0\nRUN <<EOT\nEOT\nENV A=1\n",
+        )
+        .unwrap();
+        let texts: Vec<&str> = df.instructions.iter().map(|l| l.text.as_str()).collect();
+        assert_eq!(texts, ["FROM \0", "RUN <<EOT\nEOT", "ENV A=1"]);
+        let lines: Vec<usize> = df.instructions.iter().map(|l| l.line).collect();
+        assert_eq!(lines, [1, 2, 4]);
     }
 
     #[test]

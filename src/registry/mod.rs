@@ -21,7 +21,7 @@
 //! mirrors      registries.conf and --registry-mirror: where pulls read from
 //! ```
 
-mod auth;
+pub(crate) mod auth;
 mod blobs;
 mod client;
 pub mod credentials;

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use super::RuntimeError;
 use super::network::Network;
 use super::oci_runtime::{OciRuntime, RuntimeState};
+use super::service::Service;
 use super::sys::{Syscalls, mounts_under};
 use crate::layer::walk;
 use crate::oci::Digest;
@@ -67,17 +68,26 @@ impl Owner {
         }
     }
 
+    /// It runs (a zombie does not: a detached monitor's parent may never reap it).
     pub fn is_alive(&self) -> bool {
-        process_start_time(self.pid) == Some(self.start_time)
+        process_stat(self.pid)
+            .is_some_and(|(state, start)| start == self.start_time && !matches!(state, 'Z' | 'X'))
     }
 }
 
 /// Field 22 of /proc/PID/stat: the start time in clock ticks since boot.
 fn process_start_time(pid: u32) -> Option<u64> {
+    process_stat(pid).map(|(_, start)| start)
+}
+
+/// Fields 3 (the state) and 22 (the start time) of /proc/PID/stat.
+fn process_stat(pid: u32) -> Option<(char, u64)> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may hold spaces and parentheses: skip past its last `)`.
     let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,6 +122,9 @@ pub struct ContainerRecord {
     /// None while running, or when manifold was killed before it saw the exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// Ports, health, log and stop settings (see `service`).
+    #[serde(default, skip_serializing_if = "Service::is_default")]
+    pub service: Service,
 }
 
 impl ContainerRecord {
@@ -366,6 +379,17 @@ impl Containers {
         Ok(record)
     }
 
+    /// The record of the container `id` (a full ID).
+    pub fn get(&self, id: &str) -> Result<ContainerRecord, RuntimeError> {
+        let cdir = self.dir_of(id);
+        let bytes = fs::read(cdir.record()).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => RuntimeError::NoSuchContainer(id.to_string()),
+            _ => RuntimeError::io("read", &cdir.record())(e),
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| RuntimeError::io("parse", &cdir.record())(io::Error::other(e)))
+    }
+
     /// Read-modify-write a record.
     pub fn update(
         &self,
@@ -374,12 +398,7 @@ impl Containers {
     ) -> Result<ContainerRecord, RuntimeError> {
         let _lock = self.locked()?;
         let cdir = self.dir_of(id);
-        let bytes = fs::read(cdir.record()).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => RuntimeError::NoSuchContainer(id.to_string()),
-            _ => RuntimeError::io("read", &cdir.record())(e),
-        })?;
-        let mut record: ContainerRecord = serde_json::from_slice(&bytes)
-            .map_err(|e| RuntimeError::io("parse", &cdir.record())(io::Error::other(e)))?;
+        let mut record = self.get(id)?;
         f(&mut record);
         write_record(&cdir, &record)?;
         Ok(record)
@@ -598,6 +617,7 @@ mod tests {
             started: None,
             finished: None,
             exit_code: None,
+            service: Service::default(),
         }
     }
 

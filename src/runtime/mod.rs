@@ -1,6 +1,9 @@
 //! Containers: snapshots by chain ID, an overlayfs root over them, an OCI runtime bundle
 //! (oci-spec) from the image config, executed by an OCI runtime (runc by default); container
-//! records for `ps`, `rm` and `commit`.
+//! records for `ps`, `rm` and `commit`; service containers (`service`): detached under a
+//! monitor of manifold's own (`monitor`), with published ports (`ports`), a log (`logs`),
+//! processes exec'd into them (`exec`), health checks (`health`) and resource limits
+//! (`resources`).
 //!
 //! Mounts are made in a private mount namespace of the manifold process (slave propagation:
 //! nothing propagates back to the host), which the runtime inherits: when manifold and the
@@ -9,10 +12,17 @@
 
 pub mod commit;
 pub mod containers;
+pub mod exec;
+pub mod health;
+pub mod logs;
+pub mod monitor;
 pub mod network;
 pub mod oci_runtime;
 pub mod overlay;
+pub mod ports;
+pub mod resources;
 pub mod run;
+pub mod service;
 pub mod signals;
 pub mod snapshots;
 pub mod spec;
@@ -72,6 +82,22 @@ pub enum RuntimeError {
     NameInUse { name: String, id: String },
     #[error("container {id} is running")]
     Running { id: String },
+    #[error("container {id} is not running")]
+    NotRunning { id: String },
+    #[error("container {id} is paused")]
+    Paused { id: String },
+    #[error("cannot signal container {id}")]
+    Signal {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("container {id} did not stop, even after SIGKILL")]
+    Unstoppable { id: String },
+    #[error("invalid signal `{0}`")]
+    InvalidSignal(String),
+    #[error("the runtime could not run the command: {message}")]
+    ExecFailed { message: String, code: u8 },
     #[error("container {id} is being removed")]
     BeingRemoved { id: String },
     #[error("cannot remove container {id}")]
@@ -108,6 +134,12 @@ pub enum RuntimeError {
     #[error(transparent)]
     Network(#[from] network::NetworkError),
     #[error(transparent)]
+    Ports(#[from] ports::PortError),
+    #[error(transparent)]
+    Resources(#[from] resources::ResourceError),
+    #[error(transparent)]
+    Logs(#[from] logs::LogError),
+    #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Change(#[from] crate::oci::changes::ChangeError),
@@ -132,7 +164,7 @@ impl RuntimeError {
         match self {
             RuntimeError::CommandNotFound(_) | RuntimeError::NoSuchFile(_) => EXIT_NOT_FOUND,
             RuntimeError::NotExecutable { .. } => EXIT_NOT_EXECUTABLE,
-            RuntimeError::StartFailed { code, .. } => *code,
+            RuntimeError::StartFailed { code, .. } | RuntimeError::ExecFailed { code, .. } => *code,
             _ => 125,
         }
     }
@@ -154,6 +186,11 @@ impl RuntimeError {
                 "remove that container (`manifold rm NAME`) or choose another `--name`".into()
             }
             RuntimeError::Running { .. } => "stop it first, or use `manifold rm -f`".into(),
+            RuntimeError::NotRunning { .. } => "`manifold start` starts it".into(),
+            RuntimeError::Paused { .. } => "resume it first".into(),
+            RuntimeError::InvalidSignal(_) => {
+                "signals look like `TERM`, `SIGKILL`, `HUP` or a number such as `9`".into()
+            }
             RuntimeError::BeingRemoved { .. } => {
                 "`manifold rm` finishes the removal (`manifold prune` too)".into()
             }
@@ -171,6 +208,9 @@ impl RuntimeError {
                 "the layer is malformed or hostile; nothing outside the snapshot was touched".into()
             }
             RuntimeError::Network(e) => return e.hint(),
+            RuntimeError::Ports(e) => return e.hint(),
+            RuntimeError::Resources(e) => return e.hint(),
+            RuntimeError::Logs(e) => return e.hint(),
             RuntimeError::Io { source, .. } if crate::space::is_out_of_space(source) => {
                 NoSpace::HINT.into()
             }

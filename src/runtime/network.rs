@@ -24,9 +24,10 @@
 //! opens the namespace (a `/proc/PID/ns/net` target fails; only a bind-mounted one works).
 //!
 //! The forwarder is started for one container and stopped with it ([`ContainerNetwork`]).
-//! Published ports (`-p HOST:CTR`) belong to the same forwarder: slirp4netns takes them through
-//! its API socket (`--api-socket`, `add_hostfwd`) once it is ready, in
-//! [`ContainerNetwork::wait_ready`].
+//! Published ports (`-p HOST:CTR`, see `ports`) belong to the same forwarder: slirp4netns takes
+//! them through its API socket (`--api-socket`, `add_hostfwd`) once it is ready, in
+//! [`ContainerNetwork::wait_ready`]; it then listens on the host ports itself, so they go when
+//! it goes.
 
 use std::fs;
 use std::io;
@@ -34,6 +35,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+
+use super::ports::{self, API_SOCKET, PortError, PublishedPort};
+use super::service::SocketPath;
 
 /// The container's network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -96,6 +100,8 @@ pub enum NetworkError {
     Failed(String),
     #[error("`slirp4netns` did not set up the container's network within {0:?}")]
     Timeout(Duration),
+    #[error(transparent)]
+    Port(#[from] PortError),
 }
 
 impl NetworkError {
@@ -109,6 +115,7 @@ impl NetworkError {
             NetworkError::Namespace(_) => {
                 Some("inside a container, run manifold privileged, or use `--network host`".into())
             }
+            NetworkError::Port(e) => e.hint(),
             _ => None,
         }
     }
@@ -134,15 +141,25 @@ struct Private {
     /// Where slirp4netns says it has configured the namespace; None once it has.
     ready: Option<OwnedFd>,
     log: PathBuf,
+    /// Forwarded once the namespace is configured, through slirp4netns's API socket in `dir`.
+    ports: Vec<PublishedPort>,
+    dir: PathBuf,
 }
 
 impl ContainerNetwork {
     /// Set up `mode`'s network: for the private network, make the namespace and start
     /// slirp4netns on it (its stderr goes to `log`), which configures it while the caller
     /// prepares the rest of the container; [`ContainerNetwork::wait_ready`] before starting it.
-    pub fn start(mode: Network, log: &Path) -> Result<ContainerNetwork, NetworkError> {
+    /// `ports` are published then, through an API socket slirp4netns makes in `dir` (the
+    /// container's directory).
+    pub fn start(
+        mode: Network,
+        log: &Path,
+        ports: &[PublishedPort],
+        dir: &Path,
+    ) -> Result<ContainerNetwork, NetworkError> {
         let private = match mode {
-            Network::Private => Some(start_private(log)?),
+            Network::Private => Some(start_private(log, ports, dir)?),
             Network::Host | Network::None => None,
         };
         Ok(ContainerNetwork { mode, private })
@@ -166,14 +183,14 @@ impl ContainerNetwork {
         let Some(ready) = p.ready.take() else {
             return Ok(());
         };
-        match wait_ready(&ready) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                let log = p.log.clone();
-                self.stop();
-                Err(e.unwrap_or_else(|| NetworkError::Failed(last_line(&log))))
-            }
+        let published = match wait_ready(&ready) {
+            Ok(()) => publish(&p.dir, &p.ports),
+            Err(e) => Err(e.unwrap_or_else(|| NetworkError::Failed(last_line(&p.log)))),
+        };
+        if published.is_err() {
+            self.stop();
         }
+        published
     }
 
     /// Signal the forwarder to go (the container has exited); [`ContainerNetwork::stop`] reaps
@@ -263,7 +280,19 @@ fn new_namespace() -> io::Result<OwnedFd> {
     .map_err(|_| io::Error::other("the namespace thread panicked"))?
 }
 
-fn start_private(log: &Path) -> Result<Private, NetworkError> {
+/// Ask slirp4netns to forward each port (refusals name the port).
+fn publish(dir: &Path, ports: &[PublishedPort]) -> Result<(), NetworkError> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let api = SocketPath::new(dir, API_SOCKET).map_err(NetworkError::Start)?;
+    for p in ports {
+        ports::add_hostfwd(&api.path, p)?;
+    }
+    Ok(())
+}
+
+fn start_private(log: &Path, ports: &[PublishedPort], dir: &Path) -> Result<Private, NetworkError> {
     let program = super::find_program("slirp4netns").ok_or(NetworkError::ForwarderNotFound)?;
     let netns = new_namespace().map_err(NetworkError::Namespace)?;
     // Both pipes are close-on-exec here, so no other child (the runtime, another container's
@@ -283,12 +312,18 @@ fn start_private(log: &Path) -> Result<Private, NetworkError> {
         "--exit-fd=3",
         "--ready-fd=4",
         "--netns-type=path",
-    ])
-    .arg(fd_path(&netns))
-    .arg(TAP_NAME)
-    .stdin(Stdio::null())
-    .stdout(Stdio::null())
-    .stderr(stderr);
+    ]);
+    if !ports.is_empty() {
+        // Named relative to its working directory: the container's directory may be too deep
+        // for a socket address. One left by an earlier start would make the bind fail.
+        let _ = fs::remove_file(dir.join(API_SOCKET));
+        cmd.args(["--api-socket", API_SOCKET]).current_dir(dir);
+    }
+    cmd.arg(fd_path(&netns))
+        .arg(TAP_NAME)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
     let (exit_fd, ready_fd) = (exit_read.as_raw_fd(), ready_write.as_raw_fd());
     // SAFETY: only dup2 (async-signal-safe) between fork and exec.
     unsafe {
@@ -318,6 +353,8 @@ fn start_private(log: &Path) -> Result<Private, NetworkError> {
         _exit: exit_write,
         ready: Some(ready_read),
         log: log.to_path_buf(),
+        ports: ports.to_vec(),
+        dir: dir.to_path_buf(),
     })
 }
 

@@ -96,6 +96,11 @@ impl OciRuntime {
 
     /// None when the runtime does not know the container.
     pub fn state(&self, id: &str) -> io::Result<Option<RuntimeState>> {
+        Ok(self.state_and_pid(id)?.map(|(s, _)| s))
+    }
+
+    /// The state and the host PID of the container's first process (0 once it has stopped).
+    pub fn state_and_pid(&self, id: &str) -> io::Result<Option<(RuntimeState, u32)>> {
         if !self.state_root.join(id).exists() {
             return Ok(None);
         }
@@ -104,12 +109,76 @@ impl OciRuntime {
             return Ok(None);
         }
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(io::Error::other)?;
-        Ok(Some(match v["status"].as_str().unwrap_or("") {
+        let state = match v["status"].as_str().unwrap_or("") {
             "created" | "creating" => RuntimeState::Created,
             "running" => RuntimeState::Running,
             "paused" => RuntimeState::Paused,
             _ => RuntimeState::Stopped,
-        }))
+        };
+        let pid = v["pid"].as_u64().unwrap_or(0) as u32;
+        Ok(Some((state, pid)))
+    }
+
+    /// `run --detach`: the runtime starts the container and exits; its first process keeps the
+    /// runtime's stdio (or, with a terminal, its pty goes to `console_socket`) and is adopted
+    /// by the nearest subreaper. The PID goes to `pid_file`.
+    pub fn run_detached_command(
+        &self,
+        bundle: &Path,
+        id: &str,
+        log: &Path,
+        pid_file: &Path,
+        console_socket: Option<&Path>,
+    ) -> Command {
+        let mut c = self.command();
+        c.arg("--log")
+            .arg(log)
+            .args(["--log-format", "json", "run", "--detach", "--pid-file"])
+            .arg(pid_file);
+        if let Some(socket) = console_socket {
+            c.arg("--console-socket").arg(socket);
+        }
+        c.arg("--bundle").arg(bundle).arg(id);
+        c
+    }
+
+    /// `exec --process PROCESS_JSON`, stdio left to the caller.
+    pub fn exec_command(
+        &self,
+        id: &str,
+        process: &Path,
+        log: &Path,
+        detach: bool,
+        pid_file: Option<&Path>,
+    ) -> Command {
+        let mut c = self.command();
+        c.arg("--log")
+            .arg(log)
+            .args(["--log-format", "json", "exec", "--process"])
+            .arg(process);
+        if detach {
+            c.arg("--detach");
+        }
+        if let Some(p) = pid_file {
+            c.arg("--pid-file").arg(p);
+        }
+        c.arg(id);
+        c
+    }
+
+    /// `ps --format json`: the host PIDs of the container's processes.
+    pub fn pids(&self, id: &str) -> io::Result<Vec<u32>> {
+        let out = self.quiet(&["ps", "--format", "json", id])?;
+        if !out.status.success() {
+            return Err(io::Error::other(format!(
+                "`{} ps {id}` failed: {}",
+                self.name,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let pids: Option<Vec<u32>> =
+            serde_json::from_slice(&out.stdout).map_err(io::Error::other)?;
+        Ok(pids.unwrap_or_default())
     }
 
     pub fn kill(&self, id: &str, signal: &str) -> io::Result<()> {

@@ -14,9 +14,10 @@ use super::RuntimeError;
 use super::containers::{
     ContainerDir, ContainerRecord, Containers, Owner, Reconciled, Status, new_id,
 };
-use super::network::{self, ContainerNetwork, Network};
+use super::network::{self, ContainerNetwork, Namespace, Network};
 use super::oci_runtime::{OciRuntime, start_failure};
 use super::overlay::{Method, Overlay};
+use super::service::Service;
 use super::snapshots::{LayerRef, Snapshots};
 use super::spec::{self, Bind, SpecInput};
 use super::sys::{RealSyscalls, Syscalls};
@@ -61,6 +62,8 @@ pub struct RunOptions {
     /// The container lives only as long as this process (a build's RUN step): when it is gone,
     /// the next `ps`, `rm` or `prune` kills and removes the container.
     pub ephemeral: bool,
+    /// Published ports, health check, stop settings, log options, resource limits.
+    pub service: Service,
 }
 
 /// The runtime side of manifold for one store root.
@@ -205,6 +208,7 @@ impl Runtime {
             started: None,
             finished: None,
             exit_code: None,
+            service: opts.service.clone(),
         };
         self.lease(&record, &opts.manifest)?;
         let record = match self.containers.create(record.clone(), opts.name.as_deref()) {
@@ -226,6 +230,32 @@ impl Runtime {
         };
         if let Err(e) = prepared.setup(opts, &chain_ids, args) {
             // Listed (unless --rm) with docker's status for what went wrong.
+            let _ = prepared.abandon(e.exit_code() as i32);
+            return Err(e);
+        }
+        Ok(prepared)
+    }
+
+    /// Make a stopped container ready to start again (`start`, `restart`): see
+    /// [`Prepared::resume`]. On failure it is left exited, with docker's status for the cause.
+    pub fn revive(&self, record: ContainerRecord) -> Result<Prepared<'_>, RuntimeError> {
+        assert!(
+            self.private_mounts.load(Ordering::SeqCst),
+            "Runtime::enter_private_mounts must be called before Runtime::revive"
+        );
+        let cdir = self.containers.dir_of(&record.id);
+        // What the last run left (it was cleaned when it ended, unless its manifold was killed).
+        self.containers
+            .release(&*self.sys, Some(&self.oci), &record.id)?;
+        let mut prepared = Prepared {
+            rt: self,
+            record,
+            cdir,
+            finished: false,
+            method: None,
+            network: None,
+        };
+        if let Err(e) = prepared.resume() {
             let _ = prepared.abandon(e.exit_code() as i32);
             return Err(e);
         }
@@ -331,9 +361,17 @@ pub struct Prepared<'a> {
     network: Option<ContainerNetwork>,
 }
 
-impl Prepared<'_> {
+impl<'a> Prepared<'a> {
     pub fn record(&self) -> &ContainerRecord {
         &self.record
+    }
+
+    pub fn runtime(&self) -> &'a Runtime {
+        self.rt
+    }
+
+    pub fn container_dir(&self) -> &ContainerDir {
+        &self.cdir
     }
 
     /// How the overlay root was mounted.
@@ -351,39 +389,10 @@ impl Prepared<'_> {
         chain_ids: &[Digest],
         args: Vec<String>,
     ) -> Result<(), RuntimeError> {
-        let rt = self.rt;
         let cdir = self.cdir.clone();
         // The forwarder configures the namespace while the root is prepared.
-        let net = self.network.insert(ContainerNetwork::start(
-            opts.network,
-            &cdir.dir.join("network.log"),
-        )?);
-        let namespace = net.namespace();
-        let mut lowers: Vec<PathBuf> = chain_ids
-            .iter()
-            .rev()
-            .map(|c| rt.snapshots.fs_path(c))
-            .collect();
-        if lowers.is_empty() {
-            let empty = cdir.empty_lower();
-            fs::create_dir_all(&empty).map_err(RuntimeError::io("create", &empty))?;
-            lowers.push(empty);
-        }
-        let overlay = Overlay {
-            lowers,
-            upper: cdir.upper(),
-            work: cdir.work(),
-            target: cdir.rootfs(),
-            links_dir: cdir.links(),
-        };
-        self.method = Some(
-            overlay
-                .mount(&*rt.sys)
-                .map_err(|source| RuntimeError::Mount {
-                    target: cdir.rootfs(),
-                    source,
-                })?,
-        );
+        let namespace = self.start_network(opts.network, &opts.service)?;
+        self.mount_root(chain_ids)?;
 
         let root =
             InRoot::open(&cdir.rootfs()).map_err(RuntimeError::io("open", &cdir.rootfs()))?;
@@ -472,12 +481,92 @@ impl Prepared<'_> {
             nofile: (soft, hard),
             cgroups_path: format!("/manifold/{}", self.record.id),
             annotations,
+            resources: opts.service.resources,
             security: opts.security.clone(),
             host: spec::Host::current().clone(),
         };
         let spec = spec::build(&input);
         // It holds the environment (`-e PASSWORD=…`): the owner's alone.
         let config = cdir.bundle_config();
+        let bytes = serde_json::to_vec(&spec).expect("a runtime spec serialises");
+        private::write_file(&config, &bytes).map_err(RuntimeError::io("write", &config))?;
+        if let Some(net) = self.network.as_mut() {
+            net.wait_ready()?;
+        }
+        Ok(())
+    }
+
+    fn start_network(
+        &mut self,
+        mode: Network,
+        service: &Service,
+    ) -> Result<Namespace, RuntimeError> {
+        let dir = &self.cdir.dir;
+        let net = self.network.insert(ContainerNetwork::start(
+            mode,
+            &dir.join("network.log"),
+            &service.ports,
+            dir,
+        )?);
+        Ok(net.namespace())
+    }
+
+    fn mount_root(&mut self, chain_ids: &[Digest]) -> Result<(), RuntimeError> {
+        let rt = self.rt;
+        let cdir = &self.cdir;
+        let mut lowers: Vec<PathBuf> = chain_ids
+            .iter()
+            .rev()
+            .map(|c| rt.snapshots.fs_path(c))
+            .collect();
+        if lowers.is_empty() {
+            let empty = cdir.empty_lower();
+            fs::create_dir_all(&empty).map_err(RuntimeError::io("create", &empty))?;
+            lowers.push(empty);
+        }
+        let overlay = Overlay {
+            lowers,
+            upper: cdir.upper(),
+            work: cdir.work(),
+            target: cdir.rootfs(),
+            links_dir: cdir.links(),
+        };
+        self.method = Some(
+            overlay
+                .mount(&*rt.sys)
+                .map_err(|source| RuntimeError::Mount {
+                    target: cdir.rootfs(),
+                    source,
+                })?,
+        );
+        Ok(())
+    }
+
+    /// A stopped container made ready to start again: its network (ports forwarded again), its
+    /// root mounted anew, its bundle pointed at the new network namespace.
+    fn resume(&mut self) -> Result<(), RuntimeError> {
+        let record = self.record.clone();
+        let namespace = self.start_network(record.network, &record.service)?;
+        // overlayfs's scratch space, with the mark a `volatile` mount leaves there (which makes
+        // the next mount fail). The upper directory is whole: the last mount was unmounted when
+        // the container stopped (a crash of the machine while it ran may have lost its last
+        // writes, as volatile says).
+        let work = self.cdir.work();
+        crate::layer::walk::remove_contents(&work, &[])
+            .map_err(RuntimeError::io("empty", &work))?;
+        self.mount_root(&record.chain_ids)?;
+        let config = self.cdir.bundle_config();
+        let bytes = fs::read(&config).map_err(RuntimeError::io("read", &config))?;
+        let mut spec: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+            RuntimeError::io("parse", &config)(io::Error::new(io::ErrorKind::InvalidData, e))
+        })?;
+        if let (Namespace::Join(path), Some(namespaces)) =
+            (&namespace, spec["linux"]["namespaces"].as_array_mut())
+        {
+            for ns in namespaces.iter_mut().filter(|ns| ns["type"] == "network") {
+                ns["path"] = serde_json::json!(path);
+            }
+        }
         let bytes = serde_json::to_vec(&spec).expect("a runtime spec serialises");
         private::write_file(&config, &bytes).map_err(RuntimeError::io("write", &config))?;
         if let Some(net) = self.network.as_mut() {
@@ -555,12 +644,30 @@ impl Prepared<'_> {
             .stderr(stderr)
             .spawn()
             .map_err(RuntimeError::io("start", &self.rt.oci.program))?;
+        self.mark_running()?;
+        Ok(child)
+    }
+
+    /// The runtime's command starting this container detached, its first process's PID to
+    /// `pid_file` (see `OciRuntime::run_detached_command`); stdio to be chosen by the caller.
+    pub fn detached_command(&self, pid_file: &Path, console_socket: Option<&Path>) -> Command {
+        self.rt.oci.run_detached_command(
+            &self.cdir.dir,
+            &self.record.id,
+            &self.cdir.log(),
+            pid_file,
+            console_socket,
+        )
+    }
+
+    /// Record that the container runs, owned by this process.
+    pub fn mark_running(&mut self) -> Result<(), RuntimeError> {
         self.record = self.rt.containers.update(&self.record.id, |r| {
             r.status = Status::Running;
             r.started = Some(Utc::now());
             r.owner = Some(Owner::current());
         })?;
-        Ok(child)
+        Ok(())
     }
 
     /// Record how the runtime ended, unmount, and remove the container with `--rm`. A runtime
@@ -636,7 +743,7 @@ impl Drop for Prepared<'_> {
 
 /// docker's checks before starting: the command exists (127) and can be executed (126),
 /// looked up in the container's PATH inside its root.
-fn check_command(
+pub(crate) fn check_command(
     root: &InRoot,
     command: &str,
     env: &[String],
@@ -699,7 +806,7 @@ fn check_command(
 }
 
 /// (rows, columns) of the terminal on stdout, stdin or stderr.
-fn terminal_size() -> Option<(u16, u16)> {
+pub fn terminal_size() -> Option<(u16, u16)> {
     use std::os::fd::AsFd;
     let out = io::stdout();
     let inp = io::stdin();

@@ -19,6 +19,7 @@ use oci_spec::runtime::{
 
 pub use self::security::{CapSet, Host, Seccomp, Security, SecurityFlags};
 use super::network::Namespace;
+use super::resources::Resources;
 use super::user::ExecUser;
 
 /// Docker's masked paths (moby's `oci/defaults.go`).
@@ -75,6 +76,8 @@ pub struct SpecInput {
     pub nofile: (u64, u64),
     pub cgroups_path: String,
     pub annotations: HashMap<String, String>,
+    /// `--memory`, `--cpus`, `--pids-limit`.
+    pub resources: Resources,
     pub security: Security,
     pub host: Host,
 }
@@ -240,7 +243,9 @@ pub fn build(input: &SpecInput) -> Spec {
             ns.build().expect("a valid namespace")
         })
         .collect();
-    let resources = LinuxResourcesBuilder::default()
+    let resources = input
+        .resources
+        .apply(LinuxResourcesBuilder::default())
         .devices(vec![
             LinuxDeviceCgroupBuilder::default()
                 .allow(security.privileged)
@@ -319,6 +324,7 @@ mod tests {
             nofile: (1024, 4096),
             cgroups_path: "/manifold/abc".into(),
             annotations: HashMap::new(),
+            resources: Resources::default(),
             security: Security::default(),
             host: Host {
                 arch: "amd64",

@@ -9,31 +9,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::harness::{TestRoot, require, tree_hash};
-use crate::local::multiarch;
+use crate::local::{context, root_with_busybox};
 use crate::registry_harness::{Auth, TestRegistry};
-
-/// A root with `test/busybox:latest` for linux/amd64 and linux/arm64.
-fn root_with_busybox() -> TestRoot {
-    let root = TestRoot::new();
-    multiarch(
-        &root,
-        "test/busybox:latest",
-        &[("amd64", "linux/amd64"), ("arm64", "linux/arm64")],
-        &[],
-    );
-    root
-}
-
-/// A context directory with `files` (path, content).
-fn context(root: &TestRoot, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = root.scratch(name);
-    for (p, content) in files {
-        let path = dir.join(p);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, content).unwrap();
-    }
-    dir
-}
 
 struct Run {
     ok: bool,

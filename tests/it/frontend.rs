@@ -4,36 +4,13 @@
 //! `.dockerignore` patterns named with their line.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
 
 use crate::harness::{TestRoot, manifold_snapshot};
-use crate::local::multiarch;
+use crate::local::{context, root_with_busybox};
 use crate::registry_harness::{Auth, TestRegistry, import, stderr_of, stdout_of};
-
-/// A root with `test/busybox:latest` for linux/amd64 and linux/arm64.
-fn root_with_busybox() -> TestRoot {
-    let root = TestRoot::new();
-    multiarch(
-        &root,
-        "test/busybox:latest",
-        &[("amd64", "linux/amd64"), ("arm64", "linux/arm64")],
-        &[],
-    );
-    root
-}
-
-/// A context directory with `files` (path, content).
-fn context(root: &TestRoot, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = root.scratch(name);
-    for (p, content) in files {
-        let path = dir.join(p);
-        fs::create_dir_all(path.parent().unwrap()).unwrap();
-        fs::write(path, content).unwrap();
-    }
-    dir
-}
 
 fn build(root: &TestRoot, args: &[&str], ctx: &Path) -> std::process::Output {
     root.manifold()

@@ -42,6 +42,62 @@ pub const BUSYBOX_ARCHES: &[(&str, &str)] = &[
     ("riscv64", "linux/riscv64"),
 ];
 
+// --- measuring a child --------------------------------------------------------------------------
+
+/// What a measured child used.
+pub struct Measured {
+    pub status: std::process::ExitStatus,
+    /// The child's own peak resident set in KiB: its VmHWM, sampled while it runs. wait4's
+    /// ru_maxrss cannot be used: a child spawned with vfork (what std does) starts its exec from
+    /// this test process's memory map, and the kernel keeps that map's high-water mark as the
+    /// child's, so a busy test binary made a 40 MiB `manifold` report 400 MiB.
+    pub peak_rss_kib: u64,
+    /// User plus system CPU time of the child alone (from wait4).
+    pub cpu: Duration,
+}
+
+/// The VmHWM of /proc/PID/status in KiB (None once the process has exited).
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Wait for `child`, sampling its peak memory every few milliseconds; it is killed after
+/// `limit` (a hang guard, not a performance bound) and the test fails.
+pub fn wait_measured(child: &mut std::process::Child, limit: Duration) -> Measured {
+    use std::os::unix::process::ExitStatusExt as _;
+    let pid = child.id() as libc::pid_t;
+    let deadline = std::time::Instant::now() + limit;
+    let mut peak = 0;
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to overwrite.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    loop {
+        if let Some(kib) = vm_hwm_kib(pid) {
+            peak = peak.max(kib);
+        }
+        // SAFETY: waits for our own child, not reaped yet, with pointers to locals.
+        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if r == pid {
+            break;
+        }
+        assert!(r == 0, "wait4: {}", io::Error::last_os_error());
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the measured command did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    Measured {
+        status: std::process::ExitStatus::from_raw(status),
+        peak_rss_kib: peak,
+        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+    }
+}
+
 // --- fixtures ----------------------------------------------------------------------------------
 
 /// `target/fixtures`, built by scripts/fixtures.sh on first use in this process (the script is

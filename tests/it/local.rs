@@ -1,6 +1,9 @@
 //! The local image commands: import, images, tag, rmi, prune, inspect, history, completions,
 //! and the CLI's habits (help, errors, exit codes).
 
+use std::fs;
+use std::path::PathBuf;
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
@@ -23,6 +26,29 @@ pub fn import(root: &TestRoot, debarch: &str, platform: &str, reference: &str) -
         .stdout
         .clone();
     String::from_utf8(out).unwrap().trim().to_string()
+}
+
+/// A root with `test/busybox:latest` for linux/amd64 and linux/arm64.
+pub fn root_with_busybox() -> TestRoot {
+    let root = TestRoot::new();
+    multiarch(
+        &root,
+        "test/busybox:latest",
+        &[("amd64", "linux/amd64"), ("arm64", "linux/arm64")],
+        &[],
+    );
+    root
+}
+
+/// A context directory with `files` (path, content).
+pub fn context(root: &TestRoot, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = root.scratch(name);
+    for (p, content) in files {
+        let path = dir.join(p);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+    dir
 }
 
 /// A multi-platform image `name` over busybox imports for each (debarch, platform); returns the

@@ -121,12 +121,12 @@ fn unreachable_registry() {
     ----- stdout -----
 
     ----- stderr -----
-    error: cannot reach `127.0.0.1:[PORT]`
+    error: cannot reach `127.0.0.1:[PORT]`: connection refused
       caused by: error sending request for url (http://127.0.0.1:[PORT]/v2/)
       caused by: client error (Connect)
       caused by: tcp connect error
       caused by: Connection refused (os error 111)
-    hint: check that a registry is listening at `127.0.0.1:[PORT]`
+    hint: is the registry running at `127.0.0.1:[PORT]`? nothing accepts connections there
     ");
 }
 

@@ -231,7 +231,7 @@ fn wait_ready(child: &mut Child, port: u16, limit: Duration) -> bool {
 }
 
 /// A plain HTTP/1.0 GET against 127.0.0.1:`port`: (status, body).
-fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
+pub fn http_get(port: u16, path: &str) -> io::Result<(u16, String)> {
     let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(

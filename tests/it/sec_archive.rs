@@ -191,52 +191,21 @@ struct Finished {
     code: Option<i32>,
     signal: Option<i32>,
     stderr: String,
-    /// The child's peak resident set in KiB (its VmHWM, sampled while it runs: wait4's
-    /// ru_maxrss would include this test process's own, which the child's vfork shared).
+    /// The child's peak resident set in KiB.
     peak_rss_kib: i64,
     cpu: Duration,
 }
 
-/// The VmHWM line of /proc/PID/status, in KiB (None once the process is gone).
-fn vm_hwm(pid: libc::pid_t) -> Option<i64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// Wait for `child` with wait4 (so its CPU time is its own), sampling its peak memory, and
-/// killing it after `limit` (a hang guard, not a performance bound).
-fn wait_measured(child: Child, stderr: &Path, limit: Duration) -> Finished {
-    let pid = child.id() as libc::pid_t;
-    let deadline = Instant::now() + limit;
-    let mut status = 0;
-    let mut peak = 0;
-    // SAFETY: an all-zero rusage is a valid value to be overwritten.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        if let Some(kib) = vm_hwm(pid) {
-            peak = peak.max(kib);
-        }
-        // SAFETY: wait4 on our own child with valid pointers.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if r == pid {
-            break;
-        }
-        assert!(r == 0, "wait4: {}", std::io::Error::last_os_error());
-        if Instant::now() > deadline {
-            // SAFETY: signalling our own child, which has not been reaped.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("manifold did not finish within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+/// Wait for `child` (see `harness::wait_measured`), killing it after `limit`.
+fn wait_measured(mut child: Child, stderr: &Path, limit: Duration) -> Finished {
+    use std::os::unix::process::ExitStatusExt as _;
+    let measured = crate::harness::wait_measured(&mut child, limit);
     Finished {
-        code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
-        signal: libc::WIFSIGNALED(status).then(|| libc::WTERMSIG(status)),
+        code: measured.status.code(),
+        signal: measured.status.signal(),
         stderr: fs::read_to_string(stderr).unwrap_or_default(),
-        peak_rss_kib: peak,
-        cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
+        peak_rss_kib: measured.peak_rss_kib as i64,
+        cpu: measured.cpu,
     }
 }
 

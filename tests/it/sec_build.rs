@@ -8,7 +8,6 @@ use std::net::TcpListener;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -40,14 +39,10 @@ fn build_ok(root: &TestRoot, ctx: &Path, args: &[&str]) -> String {
     b.stderr
 }
 
-/// `manifold build` as a child whose peak resident memory (KiB, from wait4) is returned.
-#[expect(
-    clippy::zombie_processes,
-    reason = "the child is reaped by wait4, which also gives its peak memory"
-)]
+/// `manifold build` as a child whose peak resident memory (KiB) is returned.
 fn build_measured(root: &TestRoot, ctx: &Path, args: &[&str]) -> (Built, u64) {
     let log = root.scratch("logs").join("build.stderr");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_manifold"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_manifold"))
         .env("DOCKER_CONFIG", root.docker_config())
         .env_remove("MANIFOLD_ROOT")
         .env_remove("SOURCE_DATE_EPOCH")
@@ -60,29 +55,12 @@ fn build_measured(root: &TestRoot, ctx: &Path, args: &[&str]) -> (Built, u64) {
         .stderr(fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let started = Instant::now();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    loop {
-        // SAFETY: `pid` is our child, not waited for yet; the pointers are to locals.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(r >= 0, "wait4: {}", std::io::Error::last_os_error());
-        if r == pid {
-            break;
-        }
-        if started.elapsed() > COMMAND_TIMEOUT * 2 {
-            // SAFETY: killing our own child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let measured = crate::harness::wait_measured(&mut child, COMMAND_TIMEOUT * 2);
     let built = Built {
-        ok: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        ok: measured.status.success(),
         stderr: fs::read_to_string(&log).unwrap(),
     };
-    (built, usage.ru_maxrss as u64)
+    (built, measured.peak_rss_kib)
 }
 
 /// The layer blobs of the single-platform image `reference` (`docker.io/…:latest` form).

@@ -733,7 +733,8 @@ fn run_steps_are_isolated_and_reach_out() {
     .unwrap();
     let built = root
         .manifold()
-        .args(["build", "-t", "isolated"])
+        // The host network is an entitlement the build must be granted (BuildKit's rule).
+        .args(["build", "--allow", "network.host", "-t", "isolated"])
         .arg(&ctx)
         .output()
         .unwrap();

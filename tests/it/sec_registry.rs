@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -683,9 +683,7 @@ fn a_token_realm_in_plain_http_on_another_machine_gets_no_password() {
 
 // --- item 6: bounded bodies --------------------------------------------------------------------
 
-/// Run `manifold ARGS` and return its output and peak resident size (KiB, from `wait4`).
-// The child is reaped by `wait4`, which also reports its resource usage.
-#[allow(clippy::zombie_processes)]
+/// Run `manifold ARGS` and return its output and peak resident size (KiB).
 fn run_measured(root: &TestRoot, args: &[&str]) -> (Output, u64) {
     let mut child = root
         .manifold_std()
@@ -716,31 +714,13 @@ fn run_measured(root: &TestRoot, args: &[&str]) -> (Output, u64) {
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
     );
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let pid = child.id() as libc::pid_t;
-    let (status, rusage) = loop {
-        let mut status = 0;
-        // SAFETY: rusage is plain data that wait4 fills.
-        let mut rusage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for our own child, with valid pointers.
-        let r = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut rusage) };
-        if r == pid {
-            break (status, rusage);
-        }
-        assert!(r == 0, "wait4: {}", io::Error::last_os_error());
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("manifold {args:?} did not finish in {COMMAND_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    use std::os::unix::process::ExitStatusExt;
+    let measured = crate::harness::wait_measured(&mut child, COMMAND_TIMEOUT);
     let output = Output {
-        status: std::process::ExitStatus::from_raw(status),
+        status: measured.status,
         stdout: stdout.join().unwrap(),
         stderr: stderr.join().unwrap(),
     };
-    (output, rusage.ru_maxrss as u64)
+    (output, measured.peak_rss_kib)
 }
 
 #[test]
