@@ -9,6 +9,7 @@ use std::io::Read;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use crate::hint::Hint;
 use crate::oci::{self, Descriptor, Digest, Document};
 use crate::platform::{Matcher, Platform};
 use crate::progress::{Progress, ProgressReader};
@@ -69,6 +70,21 @@ impl ContentError {
                     | std::io::ErrorKind::Interrupted
             ),
             _ => false,
+        }
+    }
+}
+
+impl Hint for ContentError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ContentError::NoMatchingPlatform { .. } => Some(
+                "choose one of its platforms with `--platform`, or take them all with `--all-platforms`"
+                    .into(),
+            ),
+            ContentError::Oci(e) => e.hint(),
+            ContentError::Io(e) => e.hint(),
+            ContentError::Backend(e) | ContentError::Transient(e) => crate::hint::of(&**e),
+            _ => None,
         }
     }
 }

@@ -20,6 +20,7 @@ pub mod elf;
 /// Entry points of the fuzz targets in `fuzz/` (and of their corpus replay in `cargo test`).
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hint;
 pub mod layer;
 pub mod lexical;
 pub mod manifest;
@@ -36,6 +37,14 @@ pub mod verify;
 
 #[cfg(test)]
 pub(crate) mod testutil {
+    /// An error with its causes, `error: cause: cause`, as the CLI shows them on one line each.
+    pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+        std::iter::successors(Some(e), |e| e.source())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(": ")
+    }
+
     /// Whether the test may do what only root can (mounts, chown, device nodes). When not root
     /// it says so and returns false, unless MANIFOLD_TEST_REQUIRE_ALL is set (CI), where a skip
     /// would hide a failure: then it panics.

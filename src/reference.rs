@@ -54,6 +54,15 @@ pub enum ReferenceError {
     ImageId(String),
 }
 
+impl crate::hint::Hint for ReferenceError {
+    fn hint(&self) -> Option<String> {
+        Some(
+            "references look like `name`, `name:tag`, `registry:port/name:tag` or `name@sha256:…`, in lower case"
+                .into(),
+        )
+    }
+}
+
 /// A normalised image reference. A reference always has a tag or a digest (or both): a bare
 /// name means `:latest`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -80,6 +80,19 @@ impl std::error::Error for NoSpace {
     }
 }
 
+impl crate::hint::Hint for NoSpace {
+    fn hint(&self) -> Option<String> {
+        Some(NoSpace::HINT.into())
+    }
+}
+
+/// A full disk, whichever write met it (the cause above it says where).
+impl crate::hint::Hint for io::Error {
+    fn hint(&self) -> Option<String> {
+        is_out_of_space(self).then(|| NoSpace::HINT.into())
+    }
+}
+
 impl NoSpace {
     pub const HINT: &str = "free space on that file system (`manifold prune` removes unused images, snapshots and temp files), or give `--root` a directory on a larger one";
 

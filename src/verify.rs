@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::binfmt::Handler;
 use crate::elf;
+use crate::hint::Hint;
 use crate::layer::merged::{self, Merged};
 use crate::layer::{self, Compression};
 use crate::oci::{ImageConfig, Manifest};
@@ -35,6 +36,15 @@ pub enum VerifyError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl Hint for VerifyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            VerifyError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// An ELF identity: (class, byte order, machine).

@@ -17,6 +17,7 @@ pub use load::{LoadedImage, load};
 pub use save::{SaveFormat, save};
 
 use crate::content::ContentError;
+use crate::hint::Hint;
 use crate::layer::compression::{self, Compression};
 use crate::layer::tarball::looks_like_tar;
 use crate::oci::{Digest, OciError};
@@ -55,7 +56,7 @@ pub enum ArchiveError {
     MultiPlatform(String),
     #[error("`{0}` is a multi-platform image with platforms missing from the store")]
     Sparse(String),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
@@ -71,6 +72,18 @@ pub enum ArchiveError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Change(#[from] crate::oci::changes::ChangeError),
+}
+
+impl Hint for ArchiveError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            ArchiveError::Store(e) => e.hint(),
+            ArchiveError::Content(e) => e.hint(),
+            ArchiveError::Oci(e) => e.hint(),
+            ArchiveError::Reference(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 fn compressed_note(c: &Option<Compression>) -> &'static str {

@@ -14,6 +14,8 @@ use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 use p256::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey};
 use serde_json::{Value, json};
 
+use crate::hint::Hint;
+
 const COSIGN_ENCRYPTED: [&str; 2] = [
     "ENCRYPTED SIGSTORE PRIVATE KEY",
     "ENCRYPTED COSIGN PRIVATE KEY",
@@ -44,8 +46,8 @@ pub enum KeyError {
     BadEncrypted { path: String, why: String },
 }
 
-impl KeyError {
-    pub fn hint(&self) -> Option<String> {
+impl Hint for KeyError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             KeyError::NotPem { .. } | KeyError::Unsupported { .. } | KeyError::NotP256 { .. } => {
                 "use an ECDSA P-256 key: `manifold sign --generate-key KEY.pem` makes one, as does `openssl ecparam -genkey -name prime256v1 | openssl pkcs8 -topk8 -nocrypt`; verify takes the public key (`openssl ec -in KEY.pem -pubout`)".into()
@@ -349,7 +351,9 @@ OURRVjNQMk9ndDFDaVFHeGg1VXhUZytGc3c9PSJ9
             .unwrap();
         assert!(k.public().verify(b"x", &k.sign(b"x")));
         assert!(matches!(
-            PrivateKey::from_pem("cosign.key", COSIGN_EMPTY_PASSWORD_KEY, || Some(b"x".to_vec())),
+            PrivateKey::from_pem("cosign.key", COSIGN_EMPTY_PASSWORD_KEY, || Some(
+                b"x".to_vec()
+            )),
             Err(KeyError::WrongPassword { .. })
         ));
     }

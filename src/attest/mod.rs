@@ -29,6 +29,7 @@ pub mod statement;
 use std::path::PathBuf;
 
 use crate::content::ContentError;
+use crate::hint::Hint;
 use crate::layer::LayerError;
 use crate::oci::{Digest, OciError};
 use crate::registry::RegistryError;
@@ -100,9 +101,8 @@ fn platforms_note(platforms: &[String]) -> String {
     }
 }
 
-impl AttestError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
+impl Hint for AttestError {
+    fn hint(&self) -> Option<String> {
         match self {
             AttestError::NotFound { .. } => {
                 Some("`manifold inspect --attestations IMAGE` lists what the image has".into())
@@ -110,7 +110,11 @@ impl AttestError {
             AttestError::Ambiguous { .. } => {
                 Some("choose one with `--platform`, or name it by digest".into())
             }
-            AttestError::Key(k) => k.hint(),
+            AttestError::Key(e) => e.hint(),
+            AttestError::Store(e) => e.hint(),
+            AttestError::Content(e) => e.hint(),
+            AttestError::Registry(e) => e.hint(),
+            AttestError::Oci(e) => e.hint(),
             _ => None,
         }
     }

@@ -92,6 +92,30 @@ pub enum BakeError {
     },
 }
 
+impl crate::hint::Hint for BakeError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            BakeError::Read { path, .. } => format!(
+                "name the bake file with `-f FILE` (looked for {})",
+                path.display()
+            ),
+            BakeError::UnknownTarget(_) | BakeError::Empty => {
+                "`manifold bake --print` shows the file's targets and groups".into()
+            }
+            BakeError::NoTags(t) => format!(
+                "give it `tags` in the file, or `--set {t}.tags=REGISTRY/NAME:TAG`"
+            ),
+            BakeError::Set { .. } => {
+                "`--set TARGET.KEY=VALUE`, KEY one of context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME".into()
+            }
+            BakeError::NotGranted { entitlement, .. } => {
+                format!("pass `--allow {entitlement}` to grant it")
+            }
+            _ => return None,
+        })
+    }
+}
+
 fn located(file: &str, line: usize, column: usize, message: &str) -> String {
     match (line, column) {
         (0, _) => format!("{file}: {message}"),

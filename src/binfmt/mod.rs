@@ -79,19 +79,19 @@ pub enum BinfmtError {
     Disabled { name: String, fix: String },
     #[error("invalid flags `{0}`: binfmt_misc takes P, O, C and F, each at most once")]
     BadFlags(String),
-    #[error("cannot mount binfmt_misc on {path}: {source}")]
+    #[error("cannot mount binfmt_misc on {path}")]
     Mount {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("the kernel refused to register `{name}`: {source}")]
+    #[error("the kernel refused to register `{name}`")]
     Register {
         name: String,
         #[source]
         source: io::Error,
     },
-    #[error("cannot {what} {path}: {source}")]
+    #[error("cannot {what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -100,9 +100,8 @@ pub enum BinfmtError {
     },
 }
 
-impl BinfmtError {
-    /// What the user can do about it.
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for BinfmtError {
+    fn hint(&self) -> Option<String> {
         match self {
             BinfmtError::NotRoot { fix, .. }
             | BinfmtError::NoEmulator { fix, .. }

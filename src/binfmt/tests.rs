@@ -4,6 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use super::misc::fake::FakeMisc;
 use super::*;
 use crate::elf::tests::synthetic;
+use crate::hint::Hint;
 
 /// A handler this host does not run natively.
 fn foreign() -> &'static Handler {

@@ -18,6 +18,7 @@ use super::layer::{Content, Contents, Entry, Kind, Unpack};
 use super::tree::{EntryKind, Tree, TreeError};
 use crate::dockerfile::dockerignore::{Glob, Ignore, IgnoreError, has_wildcards};
 use crate::dockerfile::plan::{CopyOp, CopySrc};
+use crate::hint::Hint;
 use crate::oci::Digest;
 use crate::store::Store;
 
@@ -50,6 +51,15 @@ pub enum CopyError {
     /// An ADD URL's body.
     #[error(transparent)]
     Fetch(#[from] FetchError),
+}
+
+impl Hint for CopyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            CopyError::Tree(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 fn io_err<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CopyError + 'a {

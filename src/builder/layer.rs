@@ -12,6 +12,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use crate::hint::Hint;
 use crate::layer::Compression;
 use crate::layer::tarball::{FileError, Meta, Style, TarWriter, path_order};
 use crate::oci::{Algorithm, Descriptor, Digest, HashingWriter};
@@ -72,6 +73,15 @@ pub enum LayerError {
     Store(#[from] StoreError),
     #[error("cannot unpack `{}`: {cause}", archive.display())]
     Archive { archive: PathBuf, cause: io::Error },
+}
+
+impl Hint for LayerError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            LayerError::Store(e) => e.hint(),
+            LayerError::Archive { .. } => None,
+        }
+    }
 }
 
 /// What tar may read between two members (the header, GNU long names, pax records, sparse

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::content::ContentError;
+use crate::hint::Hint;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
 use crate::store::StoreError;
@@ -107,6 +108,32 @@ pub enum StepError {
     Store(#[from] StoreError),
     #[error("cannot create a temporary directory")]
     Temp(#[source] std::io::Error),
+}
+
+impl Hint for BuildError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            BuildError::Epoch(_) => {
+                Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into())
+            }
+            BuildError::Store(e) => e.hint(),
+            BuildError::Shared(e) => e.hint(),
+            _ => None,
+        }
+    }
+}
+
+impl Hint for StepError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            StepError::Copy(e) => e.hint(),
+            StepError::Run(e) => e.hint(),
+            StepError::Tree(e) => e.hint(),
+            StepError::Layer(e) => e.hint(),
+            StepError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 /// Why a base image (or a `COPY --from` image) cannot be used.

@@ -10,6 +10,7 @@ use super::layer::LayerInfo;
 use crate::binfmt::BinfmtError;
 use crate::dockerfile::instructions::MountKind;
 use crate::dockerfile::plan::RunOp;
+use crate::hint::Hint;
 use crate::layer::Compression;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
@@ -63,6 +64,20 @@ pub enum RunError {
     },
     #[error("process \"{argv}\" did not complete successfully: exit code: {code}")]
     Exit { argv: String, code: i32 },
+}
+
+impl Hint for RunError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RunError::NotRoot => Some("run the build with sudo".into()),
+            RunError::Mount(_) => Some(
+                "use `--mount=type=cache` or `--mount=type=tmpfs`, or copy what the step needs with COPY"
+                    .into(),
+            ),
+            RunError::Store(e) => e.hint(),
+            _ => None,
+        }
+    }
 }
 
 impl RunError {

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::Cache;
 use super::layer::{self, Content};
+use crate::hint::Hint;
 use crate::layer::LayerError;
 use crate::layer::merged::{self, Merged};
 use crate::oci::{Descriptor, Digest};
@@ -68,6 +69,15 @@ pub enum TreeError {
     Store(#[from] StoreError),
 }
 
+impl Hint for TreeError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            TreeError::Store(e) => e.hint(),
+            TreeError::Read { .. } => None,
+        }
+    }
+}
+
 fn normalize(p: &str) -> String {
     crate::lexical::relative(p)
 }
@@ -108,10 +118,9 @@ fn layer_err(digest: &Digest) -> impl Fn(LayerError) -> TreeError + '_ {
         digest: digest.clone(),
         source: match e {
             LayerError::Corrupt(e) => e,
-            e @ LayerError::Entry { .. } => {
-                io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-            }
-            e => io::Error::other(e.to_string()),
+            // The layer's error itself, so that its cause stays in the chain.
+            e @ LayerError::Entry { .. } => io::Error::new(io::ErrorKind::InvalidData, e),
+            e => io::Error::other(e),
         },
     }
 }
@@ -601,7 +610,7 @@ mod tests {
                 layer.len() as u64,
             );
             let e = layer_entries(&store, &cache, &d).unwrap_err();
-            let err = format!("{e}: {}", std::error::Error::source(&e).unwrap());
+            let err = crate::testutil::chain(&e);
             assert!(
                 err.contains(&format!("entry `{name}`")) && err.contains("must name an entry"),
                 "{name}: {err}"

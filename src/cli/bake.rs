@@ -165,26 +165,3 @@ impl Publisher for RegistryPublisher<'_> {
         Ok(())
     }
 }
-
-/// What the user can do about a bake failure.
-pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
-    Some(match cause.downcast_ref::<BakeError>()? {
-        BakeError::Read { path, .. } => format!(
-            "name the bake file with `-f FILE` (looked for {})",
-            path.display()
-        ),
-        BakeError::UnknownTarget(_) | BakeError::Empty => {
-            "`manifold bake --print` shows the file's targets and groups".into()
-        }
-        BakeError::NoTags(t) => format!(
-            "give it `tags` in the file, or `--set {t}.tags=REGISTRY/NAME:TAG`"
-        ),
-        BakeError::Set { .. } => {
-            "`--set TARGET.KEY=VALUE`, KEY one of context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME".into()
-        }
-        BakeError::NotGranted { entitlement, .. } => {
-            format!("pass `--allow {entitlement}` to grant it")
-        }
-        _ => return None,
-    })
-}

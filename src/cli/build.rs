@@ -21,11 +21,10 @@ use crate::archive::{SaveFormat, save};
 use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
-use crate::builder::run::{self, RunError};
-use crate::builder::{self, BuildError, BuildEvent, BuildReporter, StepError};
+use crate::builder::run;
+use crate::builder::{self, BuildEvent, BuildReporter};
 use crate::content::{self, Platforms, Sink};
 use crate::dockerfile::instructions;
-use crate::dockerfile::plan::EntitlementError;
 use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::progress::Progress;
@@ -93,34 +92,6 @@ impl BuildReporter for StepLog<'_> {
 
     fn transfers(&self) -> &dyn Progress {
         self.transfers
-    }
-}
-
-/// What the user can do about a failed build.
-pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
-    if let Some(EntitlementError(e)) = cause.downcast_ref::<EntitlementError>() {
-        return Some(format!(
-            "`manifold build --allow {e}` grants it (for `manifold bake`: list it under the target's `entitlements` and pass `--allow {e}`)"
-        ));
-    }
-    let step = match cause.downcast_ref::<BuildError>()?.root() {
-        BuildError::Step { source, .. } => source,
-        BuildError::Epoch(_) => {
-            return Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into());
-        }
-        BuildError::Store(s) => return super::errors::store_hint(s).map(Into::into),
-        _ => return None,
-    };
-    match step.as_ref() {
-        StepError::Run(RunError::NotRoot) => Some("run the build with sudo".into()),
-        StepError::Run(RunError::Mount(_)) => Some(
-            "use `--mount=type=cache` or `--mount=type=tmpfs`, or copy what the step needs with COPY"
-                .into(),
-        ),
-        StepError::Run(RunError::Store(s)) | StepError::Store(s) => {
-            super::errors::store_hint(s).map(Into::into)
-        }
-        _ => None,
     }
 }
 

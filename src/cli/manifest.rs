@@ -7,7 +7,7 @@ use super::Settings;
 use super::args::TransferArgs;
 use super::output::outln;
 use super::remote;
-use crate::manifest::{self, Annotation, CreateOptions, Fetcher, ManifestError, PushOptions};
+use crate::manifest::{self, Annotation, CreateOptions, Fetcher, PushOptions};
 use crate::progress::Progress;
 use crate::registry::Client;
 
@@ -227,50 +227,4 @@ fn report_list(settings: &Settings, verb: &str, created: &manifest::Created) {
         line.push_str(&format!(" (+{} attestations)", created.attestations));
     }
     progress.message(&line);
-}
-
-/// What the user can do about a manifest failure (looking through its transparent wrappers).
-pub fn hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
-    let e = cause.downcast_ref::<ManifestError>()?;
-    Some(match e {
-        ManifestError::ListExists(list) => format!(
-            "add to it with `manifold manifest create --amend {list} ...`, or remove it with `manifold manifest rm {list}`"
-        ),
-        ManifestError::NotAList(_) => {
-            "`manifold push`, `manifold inspect` and `manifold rmi` act on single images".into()
-        }
-        ManifestError::DigestName(_) => "name the list with a tag: `registry/name:tag`".into(),
-        ManifestError::DuplicatePlatform { .. } => {
-            "list one image per platform; `--amend` replaces a platform the list already has".into()
-        }
-        ManifestError::Contradiction { .. } => {
-            "the config is what runs: fix the image, or list it under the platform its config declares".into()
-        }
-        ManifestError::NoPlatform(_) => {
-            "add it with a platform: `manifold manifest annotate --os OS --arch ARCH LIST IMAGE` after listing it from an index that names one".into()
-        }
-        ManifestError::DockerFormatOci { .. } => {
-            "create an OCI index (drop `--format docker`), or push the image as Docker schema2 first (`skopeo copy --format v2s2`)".into()
-        }
-        ManifestError::DockerFormatAttestation(_) => {
-            "create an OCI index (drop `--format docker`)".into()
-        }
-        ManifestError::NoSuchEntry { list, .. } => {
-            format!("`manifold manifest inspect --verbose {list}` shows its entries")
-        }
-        ManifestError::NoDestination(_) | ManifestError::DestinationDigest { .. } => {
-            "give a destination by tag: `manifold manifest push LIST REGISTRY/NAME:TAG`".into()
-        }
-        ManifestError::ChildUnavailable { .. } => {
-            "create the list again from the image's registry reference (`REGISTRY/NAME@DIGEST`)".into()
-        }
-        ManifestError::Store(s) => return super::errors::store_hint(s).map(str::to_string),
-        ManifestError::Content(c) => return remote::hint(c),
-        ManifestError::Registry(r) => return remote::hint(r),
-        ManifestError::Unreachable { cause, .. } => return hint(cause.as_ref()),
-        ManifestError::Reference(_) => {
-            "references look like `name`, `name:tag`, `registry:port/name:tag` or `name@sha256:…`, in lower case".into()
-        }
-        _ => return None,
-    })
 }

@@ -120,6 +120,15 @@ pub struct UnknownEntitlement(pub String);
 #[error("the `{0}` entitlement was not granted to this build")]
 pub struct EntitlementError(pub Entitlement);
 
+impl crate::hint::Hint for EntitlementError {
+    fn hint(&self) -> Option<String> {
+        Some(format!(
+            "`manifold build --allow {0}` grants it (for `manifold bake`: list it under the target's `entitlements` and pass `--allow {0}`)",
+            self.0
+        ))
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct PlanOptions {
     /// `--target`: a stage name (or index); the last stage when None.

@@ -27,7 +27,7 @@ use crate::oci::{Algorithm, Digest, HashingReader, HashingWriter};
 pub enum LayerError {
     #[error("the layer is not a valid tar archive")]
     Corrupt(#[source] io::Error),
-    #[error("entry `{path}`: {source}")]
+    #[error("entry `{path}`")]
     Entry {
         path: String,
         #[source]
@@ -37,9 +37,9 @@ pub enum LayerError {
         "the layer's content does not match the image config: its diff ID is {actual}, the config says {expected}"
     )]
     DiffIdMismatch { expected: Digest, actual: Digest },
-    #[error("cannot decompress the layer: {0}")]
+    #[error("cannot decompress the layer")]
     Decompress(#[source] io::Error),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]

@@ -26,6 +26,7 @@ pub use platform::{PlatformKey, reconcile};
 pub use push::{PushOptions, Pushed, push};
 
 use crate::content::ContentError;
+use crate::hint::Hint;
 use crate::oci::{Digest, OciError};
 use crate::platform::PlatformError;
 use crate::reference::ReferenceError;
@@ -115,6 +116,51 @@ pub enum ManifestError {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Platform(#[from] PlatformError),
+}
+
+impl Hint for ManifestError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            ManifestError::ListExists(list) => format!(
+                "add to it with `manifold manifest create --amend {list} ...`, or remove it with `manifold manifest rm {list}`"
+            ),
+            ManifestError::NotAList(_) => {
+                "`manifold push`, `manifold inspect` and `manifold rmi` act on single images".into()
+            }
+            ManifestError::DigestName(_) => "name the list with a tag: `registry/name:tag`".into(),
+            ManifestError::DuplicatePlatform { .. } => {
+                "list one image per platform; `--amend` replaces a platform the list already has".into()
+            }
+            ManifestError::Contradiction { .. } => {
+                "the config is what runs: fix the image, or list it under the platform its config declares".into()
+            }
+            ManifestError::NoPlatform(_) => {
+                "add it with a platform: `manifold manifest annotate --os OS --arch ARCH LIST IMAGE` after listing it from an index that names one".into()
+            }
+            ManifestError::DockerFormatOci { .. } => {
+                "create an OCI index (drop `--format docker`), or push the image as Docker schema2 first (`skopeo copy --format v2s2`)".into()
+            }
+            ManifestError::DockerFormatAttestation(_) => {
+                "create an OCI index (drop `--format docker`)".into()
+            }
+            ManifestError::NoSuchEntry { list, .. } => {
+                format!("`manifold manifest inspect --verbose {list}` shows its entries")
+            }
+            ManifestError::NoDestination(_) | ManifestError::DestinationDigest { .. } => {
+                "give a destination by tag: `manifold manifest push LIST REGISTRY/NAME:TAG`".into()
+            }
+            ManifestError::ChildUnavailable { .. } => {
+                "create the list again from the image's registry reference (`REGISTRY/NAME@DIGEST`)".into()
+            }
+            ManifestError::Store(e) => return e.hint(),
+            ManifestError::Content(e) => return e.hint(),
+            ManifestError::Registry(e) => return e.hint(),
+            ManifestError::Oci(e) => return e.hint(),
+            ManifestError::Reference(e) => return e.hint(),
+            ManifestError::Platform(e) => return e.hint(),
+            _ => return None,
+        })
+    }
 }
 
 pub type Result<T, E = ManifestError> = std::result::Result<T, E>;

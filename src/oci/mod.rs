@@ -31,7 +31,7 @@ pub const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
 
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
-    #[error("`{what}` is not valid JSON: {source}")]
+    #[error("`{what}` is not valid JSON")]
     Json {
         what: String,
         #[source]
@@ -51,6 +51,18 @@ pub enum OciError {
     TooDeep { limit: usize, digest: Digest },
     #[error("{0}")]
     Invalid(String),
+}
+
+impl crate::hint::Hint for OciError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            OciError::Schema1(_) => Some(
+                "re-push the image with a current docker, podman or skopeo (they convert it to schema2)"
+                    .into(),
+            ),
+            _ => None,
+        }
+    }
 }
 
 /// How deep indexes may nest below the document a walk starts from. Real images nest one or

@@ -39,6 +39,12 @@ pub enum PlatformError {
     Escape { input: String, value: String },
 }
 
+impl crate::hint::Hint for PlatformError {
+    fn hint(&self) -> Option<String> {
+        Some("platforms look like `linux/arm64`, `linux/arm/v7`, `linux/amd64` or `arm64`".into())
+    }
+}
+
 /// A platform as in an OCI image index. Values parsed from user input are normalised; values
 /// deserialised from JSON are kept as written (so that a manifest round-trips byte for byte)
 /// and normalised only when compared.

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::auth::AuthError;
 use super::credentials::CredentialsError;
 use super::http::BodyLimit;
+use crate::hint::Hint;
 
 /// One entry of a registry's `errors` array.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -324,6 +325,84 @@ pub enum RegistryError {
     Credentials(#[from] CredentialsError),
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
+}
+
+impl Hint for RegistryError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            RegistryError::Unauthorized {
+                registry,
+                anonymous: true,
+                ..
+            } => format!("log in with `manifold login {registry}`"),
+            RegistryError::Unauthorized { registry, .. } => format!(
+                "check the user name and password, then log in again with `manifold login {registry}`"
+            ),
+            RegistryError::Denied { .. } => {
+                "check the repository name, and that your account may access it".into()
+            }
+            RegistryError::NotFound { .. } => {
+                "check the name and tag; `manifold tags REGISTRY/NAME` lists a repository's tags".into()
+            }
+            RegistryError::Connect {
+                registry,
+                cause: ConnectCause::Refused,
+                ..
+            } => format!("is the registry running at `{registry}`? nothing accepts connections there"),
+            RegistryError::Connect {
+                registry,
+                cause: ConnectCause::Dns,
+                ..
+            } => format!(
+                "check the name `{}`: it does not resolve (a typo, or no DNS here)",
+                super::api_host(registry)
+            ),
+            RegistryError::Connect {
+                registry,
+                cause: ConnectCause::Tls,
+                ..
+            } => format!(
+                "put the registry's CA in /etc/docker/certs.d/{registry}/ca.crt (and a client certificate it requires in client.cert and client.key there); a registry that serves plain HTTP or a certificate you do not check needs `--insecure-registry {registry}`"
+            ),
+            // A TLS 1.3 server that wants a client certificate closes the connection after the
+            // handshake: that reaches us as a closed connection, not as a TLS error.
+            RegistryError::Connect { registry, .. } if !super::is_loopback(registry) => {
+                format!(
+                    "check that `{registry}` is up and reachable from here; a registry that serves plain HTTP or a self-signed certificate needs `--insecure-registry {registry}` (or its CA in /etc/docker/certs.d/{registry}/ca.crt), one that requires a client certificate needs it in client.cert and client.key there"
+                )
+            }
+            RegistryError::Connect { registry, .. } => format!(
+                "check that a registry is listening at `{registry}`; one that requires a client certificate needs it in /etc/docker/certs.d/{registry}/client.cert and client.key"
+            ),
+            RegistryError::ClientCertificate { .. } => {
+                "a client certificate is a PEM `NAME.cert` with its PEM key `NAME.key` (PKCS#8, RSA or EC) next to it".into()
+            }
+            RegistryError::MixedIndexRefused { .. } => {
+                "make the list a Docker manifest list (`manifold manifest create --format docker LIST IMAGE...`), or convert its images to OCI manifests (e.g. `skopeo copy --format oci`) and list those".into()
+            }
+            RegistryError::Status(s) if s.status == 429 => match &s.rate_limit {
+                Some(_) => format!(
+                    "the registry limits pulls: wait for the window to pass, or log in (`manifold login {}`) for a higher limit",
+                    s.registry
+                ),
+                None => "the registry asks for fewer requests: try again later, or with a lower `--concurrency`".into(),
+            },
+            RegistryError::Mirrors(_) => {
+                "fix the file, or point `MANIFOLD_REGISTRIES_CONF` at another; `--registry-mirror` takes a URL such as `https://mirror.example:5000`".into()
+            }
+            RegistryError::NotLoopback { registry, .. } => format!(
+                "a `.localhost` name counts as this machine only when it resolves to loopback addresses alone; if you trust `{registry}` in plain HTTP, pass `--insecure-registry {registry}`"
+            ),
+            RegistryError::Auth(AuthError::InsecureRealm { host, .. }) => format!(
+                "the token server should use HTTPS; if you trust the network to `{host}`, pass `--insecure-registry {host}`"
+            ),
+            RegistryError::CatalogUnsupported { .. } => {
+                "search needs the registry's `/v2/_catalog`; `manifold tags REGISTRY/NAME` works for a known repository".into()
+            }
+            RegistryError::Oci(e) => return e.hint(),
+            _ => return None,
+        })
+    }
 }
 
 impl RegistryError {

@@ -62,8 +62,8 @@ pub enum LogError {
     Time(String),
 }
 
-impl LogError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for LogError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             LogError::Option { .. } => {
                 "log options are `--log-opt max-size=10m` (`-1`: unbounded) and `--log-opt max-file=3`".into()

@@ -40,6 +40,7 @@ pub use run::{Prepared, RunOptions, Runtime};
 pub use snapshots::{Snapshots, SnapshotsPruned};
 pub use spec::{Bind, Security, SecurityFlags};
 
+use crate::hint::Hint;
 use crate::layer::LayerError;
 use crate::oci::{Digest, Document};
 use crate::space::NoSpace;
@@ -168,8 +169,10 @@ impl RuntimeError {
             _ => 125,
         }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl Hint for RuntimeError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             RuntimeError::NotRoot => "run it with sudo".into(),
             RuntimeError::RuntimeNotFound(name) if name == "runc" => {
@@ -218,6 +221,7 @@ impl RuntimeError {
                 "the kernel needs overlayfs; inside a container, run manifold privileged".into()
             }
             RuntimeError::Security(e) => return e.hint(),
+            RuntimeError::Store(e) => return e.hint(),
             _ => return None,
         })
     }

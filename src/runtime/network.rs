@@ -104,8 +104,8 @@ pub enum NetworkError {
     Port(#[from] PortError),
 }
 
-impl NetworkError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for NetworkError {
+    fn hint(&self) -> Option<String> {
         match self {
             NetworkError::ForwarderNotFound => Some(
                 "install slirp4netns (Debian, Ubuntu: `apt-get install slirp4netns`), or choose \
@@ -115,7 +115,7 @@ impl NetworkError {
             NetworkError::Namespace(_) => {
                 Some("inside a container, run manifold privileged, or use `--network host`".into())
             }
-            NetworkError::Port(e) => e.hint(),
+            NetworkError::Port(e) => crate::hint::Hint::hint(e),
             _ => None,
         }
     }

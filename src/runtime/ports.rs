@@ -157,8 +157,10 @@ impl PortError {
             why: why.into(),
         }
     }
+}
 
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for PortError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             PortError::Invalid { .. } => {
                 "ports look like `-p 8080:80`, `-p 127.0.0.1:8080:80/udp`, `-p 80` (any free host port) or `-p 8000-8010:80-90`".into()
@@ -455,6 +457,7 @@ pub fn add_hostfwd(api: &Path, port: &PublishedPort) -> Result<(), PortError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hint::Hint;
 
     fn req(ip: [u8; 4], host: Option<(u16, u16)>, port: u16, proto: Proto) -> PortRequest {
         PortRequest {

@@ -50,8 +50,8 @@ pub enum ResourceError {
     },
 }
 
-impl ResourceError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for ResourceError {
+    fn hint(&self) -> Option<String> {
         match self {
             ResourceError::Unavailable { rootless: true, .. } => Some(
                 "run as root, or on cgroup v2 in a cgroup systemd delegates to you \

@@ -42,6 +42,7 @@ pub use summary::{ImageSummary, PlatformEntry, parse_created as summary_created}
 pub use tags::{Entry, Resolved};
 
 use crate::content::ContentError;
+use crate::hint::Hint;
 use crate::oci::{self, Descriptor, Digest, OciError};
 use crate::reference::ReferenceError;
 
@@ -74,7 +75,7 @@ pub enum StoreError {
     /// taken for bad input.
     #[error(transparent)]
     NoSpace(#[from] crate::space::NoSpace),
-    #[error("{what} {path}: {source}")]
+    #[error("{what} {path}")]
     Io {
         what: &'static str,
         path: PathBuf,
@@ -100,6 +101,30 @@ impl StoreError {
                 source,
             },
         }
+    }
+}
+
+impl Hint for StoreError {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
+            StoreError::ImageNotFound(_) => {
+                "`manifold images` lists the images in the store".into()
+            }
+            StoreError::Ambiguous { .. } => {
+                "`manifold images --no-trunc` shows full image IDs".into()
+            }
+            StoreError::InUse { .. } => {
+                "remove the tags one by one, or use `manifold rmi -f`".into()
+            }
+            StoreError::ForeignRoot { .. } => {
+                "give `--root` a new or empty directory, or one that holds a manifold store".into()
+            }
+            StoreError::NoSpace(e) => return e.hint(),
+            StoreError::Content(e) => return e.hint(),
+            StoreError::Oci(e) => return e.hint(),
+            StoreError::Reference(e) => return e.hint(),
+            _ => return None,
+        })
     }
 }
 

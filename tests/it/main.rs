@@ -10,6 +10,7 @@ mod frontend;
 mod fuzz;
 mod harness;
 mod help;
+mod hint;
 mod local;
 mod manifest;
 mod outputs;

@@ -104,8 +104,8 @@ pub enum SecurityError {
     },
 }
 
-impl SecurityError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::hint::Hint for SecurityError {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             SecurityError::UnknownCapability(_) => {
                 "capabilities are named as in capabilities(7), with or without `CAP_` (`NET_RAW`, `cap_sys_admin`), or `ALL`".into()
