@@ -1,8 +1,14 @@
-//! The two narrow traits every medium implements — a `Source` that resolves references and opens
-//! blobs, a `Sink` that receives blobs, manifests and tags — and `copy`, which walks
-//! index → manifests → config → layers from any source into any sink.
+//! The two narrow traits every medium implements — a `Source` that resolves references, fetches
+//! manifests and opens blobs; a `Sink` that reuses a blob it has (or can mount), receives blobs
+//! and manifests, and commits an image under its tags — the `BlobLocations` a copy consults and
+//! teaches (where blobs are known to live: containers/image's BlobInfoCache), the one rule of
+//! which children of an index a copy takes (`Platforms::select`: attestations follow their
+//! subjects), and `copy`, which walks index → manifests → config → layers from any source into
+//! any sink and commits.
 //!
 //! `pull` is registry → store, `save` is store → archive, `copy` is registry → registry: one walk.
+//! The media are the registry (`registry::Repository`), the store (a `store::Transaction` as
+//! the sink) and archives (`archive::ArchiveSink`).
 
 use std::collections::HashSet;
 use std::io::Read;
@@ -132,49 +138,93 @@ impl std::fmt::Display for BlobLocation {
     }
 }
 
+/// Where blobs are known to live in registries (containers/image's BlobInfoCache): the
+/// candidates a sink may mount a blob from instead of receiving its bytes, and what a copy
+/// learns as blobs are read, pushed and mounted. Hints only: a stale one costs a failed mount.
+pub trait BlobLocations: Send + Sync {
+    /// Registry repositories where the blob is known to live, likeliest first.
+    fn candidates(&self, digest: &Digest) -> Vec<BlobLocation>;
+    /// The blob lives at `location` (it was just read from, pushed to or mounted there).
+    fn record(&self, digest: &Digest, location: &BlobLocation);
+}
+
+/// Knows nothing and remembers nothing.
+pub struct NoLocations;
+
+impl BlobLocations for NoLocations {
+    fn candidates(&self, _digest: &Digest) -> Vec<BlobLocation> {
+        Vec::new()
+    }
+    fn record(&self, _digest: &Digest, _location: &BlobLocation) {}
+}
+
+/// What `inner` knows, and that every blob of a copy's source also lives at `home` (a
+/// registry source's repository, which a sink of the same registry can mount from).
+pub struct WithHome<'a> {
+    pub inner: &'a dyn BlobLocations,
+    pub home: BlobLocation,
+}
+
+impl BlobLocations for WithHome<'_> {
+    fn candidates(&self, digest: &Digest) -> Vec<BlobLocation> {
+        let mut out = vec![self.home.clone()];
+        out.extend(
+            self.inner
+                .candidates(digest)
+                .into_iter()
+                .filter(|l| *l != self.home),
+        );
+        out
+    }
+    fn record(&self, digest: &Digest, location: &BlobLocation) {
+        self.inner.record(digest, location)
+    }
+}
+
 /// Where images come from.
 pub trait Source: Send + Sync {
     /// The descriptor of the document a reference names (its tag or digest).
     fn resolve(&self, reference: &Reference) -> Result<Descriptor, ContentError>;
     /// The exact bytes of a manifest or index.
     fn fetch_manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, ContentError>;
-    /// A stream of a blob's bytes (the sink verifies them).
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError>;
-    /// Whether this source can provide a manifest (a sparse index's absent child cannot).
-    fn has_manifest(&self, _desc: &Descriptor) -> Result<bool, ContentError> {
-        Ok(true)
-    }
-    /// Registry repositories where this blob is known to live (a registry source names itself;
-    /// the store remembers where it pulled from and pushed to). Hints for cross-repo mounts.
-    fn blob_locations(&self, _desc: &Descriptor) -> Vec<BlobLocation> {
-        Vec::new()
-    }
-    /// The blob now also lives at `location` (it was just pushed or mounted there). Best effort:
-    /// a source that remembers nothing ignores it.
-    fn note_blob_location(&self, _desc: &Descriptor, _location: &BlobLocation) {}
+    /// A stream of a blob's bytes (the sink verifies them). A source that lives in a registry
+    /// records there in `locations`.
+    fn open_blob(
+        &self,
+        desc: &Descriptor,
+        locations: &dyn BlobLocations,
+    ) -> Result<Box<dyn Read + Send + '_>, ContentError>;
+}
+
+/// How a sink came to have a blob without receiving its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reused {
+    /// It had it already.
+    Present,
+    /// It took it from another repository of its registry (a cross-repository mount).
+    Mounted,
 }
 
 /// Where images go.
 pub trait Sink: Send + Sync {
-    fn has_blob(&self, desc: &Descriptor) -> Result<bool, ContentError>;
+    /// Whether the blob needs no upload: the sink has it, or can make it available from one of
+    /// the `locations` the blob is known at. A sink in a registry records there.
+    fn try_reuse(
+        &self,
+        desc: &Descriptor,
+        locations: &dyn BlobLocations,
+    ) -> Result<Option<Reused>, ContentError>;
     /// Store a blob, verifying its digest and size; nothing partial stays visible on failure.
-    fn put_blob(&self, desc: &Descriptor, reader: &mut dyn Read) -> Result<(), ContentError>;
+    fn put_blob(
+        &self,
+        desc: &Descriptor,
+        reader: &mut dyn Read,
+        locations: &dyn BlobLocations,
+    ) -> Result<(), ContentError>;
     /// Store a manifest or index by digest, exactly these bytes.
     fn put_manifest(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), ContentError>;
-    /// Point a tag at a stored document.
-    fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<(), ContentError>;
-    /// The registry repository this sink writes to, if it is one.
-    fn location(&self) -> Option<BlobLocation> {
-        None
-    }
-    /// Make the blob available without sending its bytes, from one of `from` (a cross-repository
-    /// mount). `Ok(false)` when no location could be used; the caller then uploads.
-    fn mount(&self, _desc: &Descriptor, _from: &[BlobLocation]) -> Result<bool, ContentError> {
-        Ok(false)
-    }
-    /// The blob (stored or already present) is known to live at `locations`. Best effort: the
-    /// store remembers them for later mounts, other sinks ignore them.
-    fn note_blob_locations(&self, _desc: &Descriptor, _locations: &[BlobLocation]) {}
+    /// Finish with `root` (written whole): name it by each of `tags` (none: leave it unnamed).
+    fn commit(&self, root: &Descriptor, tags: &[Reference]) -> Result<(), ContentError>;
     /// Called for each index of a copy before any blob moves: a sink that would refuse it
     /// says so now rather than after the upload. Most sinks take any index.
     fn check_index(&self, _desc: &Descriptor, _bytes: &[u8]) -> Result<(), ContentError> {
@@ -182,15 +232,68 @@ pub trait Sink: Send + Sync {
     }
 }
 
-/// Which platforms of an index to copy.
+/// Which platforms of an index to take.
 #[derive(Debug, Clone)]
 pub enum Platforms {
-    /// Every child (attestations included: they stay attached to their subjects).
+    /// Every child (attestations included).
     All,
     /// The one best match (the default: the host's platform by the matcher's fallback order).
+    /// A lone manifest is taken as it is.
     Best(Matcher),
-    /// Each of these, strictly or by fallback; each must be present.
+    /// Each of these, strictly or by fallback; each must be present (a lone manifest must be
+    /// of each).
     Each(Vec<Matcher>),
+}
+
+impl Platforms {
+    /// The platforms a user named: the host's (by fallback) when none.
+    pub fn of(wanted: &[Platform]) -> Platforms {
+        match wanted {
+            [] => Platforms::Best(Platform::host().matcher()),
+            ps => Platforms::Each(ps.iter().map(Platform::matcher).collect()),
+        }
+    }
+
+    /// The children of `index` (named `name` in errors) this selection takes, in the index's
+    /// order. Attestation manifests follow their subjects: each chosen image brings the
+    /// attestations that describe it, and an attestation never counts as a platform.
+    pub fn select<'a>(
+        &self,
+        name: &str,
+        index: &'a oci::Index,
+    ) -> Result<Vec<&'a Descriptor>, ContentError> {
+        let no_match = |m: &Matcher| ContentError::NoMatchingPlatform {
+            reference: name.to_string(),
+            wanted: m.platform().to_string(),
+            available: index.images().filter_map(|d| d.platform.clone()).collect(),
+        };
+        let matchers = match self {
+            Platforms::All => return Ok(index.manifests.iter().collect()),
+            Platforms::Best(m) => std::slice::from_ref(m),
+            Platforms::Each(ms) => ms.as_slice(),
+        };
+        let mut chosen: HashSet<&Digest> = HashSet::new();
+        for m in matchers {
+            chosen.insert(&index.select(m).ok_or_else(|| no_match(m))?.digest);
+        }
+        Ok(index
+            .manifests
+            .iter()
+            .filter(|d| {
+                chosen.contains(&d.digest)
+                    || d.attestation_subject().is_some_and(|s| chosen.contains(&s))
+            })
+            .collect())
+    }
+
+    /// What a lone manifest of `platform` lacks of this selection: the first platform `Each`
+    /// asks for that it is not (the other selections take a manifest as it is).
+    pub fn unmet(&self, platform: &Platform) -> Option<&Matcher> {
+        match self {
+            Platforms::Each(ms) => ms.iter().find(|m| !m.matches(platform)),
+            _ => None,
+        }
+    }
 }
 
 /// How a copy runs.
@@ -217,6 +320,15 @@ impl Default for CopyOptions {
     }
 }
 
+/// What a copy needs besides its two ends: where blobs are known to live, the progress
+/// reporter, the options.
+#[derive(Clone, Copy)]
+pub struct CopyEnv<'a> {
+    pub locations: &'a dyn BlobLocations,
+    pub progress: &'a dyn Progress,
+    pub options: &'a CopyOptions,
+}
+
 /// What a copy did, for reports and tests.
 #[derive(Debug, Default, Clone)]
 pub struct CopyReport {
@@ -228,69 +340,22 @@ pub struct CopyReport {
     pub manifests: Vec<Descriptor>,
 }
 
-/// The children of an index that `platforms` selects.
-pub fn select_children<'a>(
-    reference: &Reference,
-    index: &'a oci::Index,
-    platforms: &Platforms,
-) -> Result<Vec<&'a Descriptor>, ContentError> {
-    let no_match = |m: &Matcher| ContentError::NoMatchingPlatform {
-        reference: reference.to_string(),
-        wanted: m.platform().to_string(),
-        available: index.images().filter_map(|d| d.platform.clone()).collect(),
-    };
-    match platforms {
-        Platforms::All => Ok(index.manifests.iter().collect()),
-        Platforms::Best(m) => Ok(vec![index.select(m).ok_or_else(|| no_match(m))?]),
-        Platforms::Each(ms) => {
-            let mut out: Vec<&Descriptor> = Vec::new();
-            for m in ms {
-                let d = index.select(m).ok_or_else(|| no_match(m))?;
-                if !out.iter().any(|o| o.digest == d.digest) {
-                    out.push(d);
-                }
-            }
-            Ok(out)
-        }
-    }
-}
-
-/// Copy with the default options; see `copy_with`.
+/// Copy the image `root` (named `name` in errors) from `source` to `sink`, then commit it
+/// under `tags`: children first, the root last, so a sink never holds a document whose selected
+/// children are missing. Blobs the sink can reuse (has, or mounts) are not sent; the others are
+/// streamed, up to `env.options.concurrency` at once. The root index is kept whole even when
+/// only some platforms are copied (a sparse index).
 pub fn copy(
     source: &dyn Source,
     sink: &dyn Sink,
-    reference: &Reference,
+    name: &str,
     root: &Descriptor,
     platforms: &Platforms,
-    progress: &dyn Progress,
-) -> Result<CopyReport, ContentError> {
-    copy_with(
-        source,
-        sink,
-        reference,
-        root,
-        platforms,
-        progress,
-        &CopyOptions::default(),
-    )
-}
-
-/// Copy the image `root` (resolved from `reference`) from `source` to `sink`: children first,
-/// the root last, so a sink never holds a document whose selected children are missing. Blobs
-/// the sink has are skipped; the others are mounted when the sink can, else streamed, up to
-/// `options.concurrency` at once. The root index is kept whole even when only some platforms
-/// are copied (a sparse index). Tagging is left to the caller.
-pub fn copy_with(
-    source: &dyn Source,
-    sink: &dyn Sink,
-    reference: &Reference,
-    root: &Descriptor,
-    platforms: &Platforms,
-    progress: &dyn Progress,
-    options: &CopyOptions,
+    tags: &[Reference],
+    env: &CopyEnv<'_>,
 ) -> Result<CopyReport, ContentError> {
     let mut plan = Plan::default();
-    let root_bytes = plan.walk(source, reference, root, platforms)?;
+    let root_bytes = plan.walk(source, name, root, platforms)?;
     let indexes = plan.documents.iter().map(|(d, b)| (d, b.as_slice()));
     for (desc, bytes) in std::iter::once((root, root_bytes.as_slice())).chain(indexes) {
         if desc.is_index() {
@@ -298,7 +363,7 @@ pub fn copy_with(
         }
     }
     let mut report = CopyReport::default();
-    run_blobs(source, sink, &plan.blobs, progress, options, &mut report)?;
+    run_blobs(source, sink, &plan.blobs, env, &mut report)?;
     for (desc, bytes) in &plan.documents {
         sink.put_manifest(desc, bytes)?;
         if desc.is_manifest() {
@@ -309,6 +374,7 @@ pub fn copy_with(
     if root.is_manifest() {
         report.manifests.push(root.clone());
     }
+    sink.commit(root, tags)?;
     Ok(report)
 }
 
@@ -326,7 +392,7 @@ impl Plan {
     fn walk(
         &mut self,
         source: &dyn Source,
-        reference: &Reference,
+        name: &str,
         root: &Descriptor,
         platforms: &Platforms,
     ) -> Result<Vec<u8>, ContentError> {
@@ -350,7 +416,7 @@ impl Plan {
                         } else {
                             &Platforms::All
                         };
-                        for child in select_children(reference, &index, platforms)? {
+                        for child in platforms.select(name, &index)? {
                             if child.is_index() || child.is_manifest() {
                                 children.push(child.clone());
                             } else if blobs_seen.insert(child.digest.clone()) {
@@ -395,15 +461,14 @@ fn run_blobs(
     source: &dyn Source,
     sink: &dyn Sink,
     blobs: &[Descriptor],
-    progress: &dyn Progress,
-    options: &CopyOptions,
+    env: &CopyEnv<'_>,
     report: &mut CopyReport,
 ) -> Result<(), ContentError> {
     let next = AtomicUsize::new(0);
     let abort = AtomicBool::new(false);
     let first_error: Mutex<Option<ContentError>> = Mutex::new(None);
     let totals = Mutex::new(CopyReport::default());
-    let workers = options.concurrency.clamp(1, blobs.len().max(1));
+    let workers = env.options.concurrency.clamp(1, blobs.len().max(1));
     std::thread::scope(|scope| {
         for _ in 0..workers {
             scope.spawn(|| {
@@ -413,7 +478,7 @@ fn run_blobs(
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(desc) = blobs.get(i) else { return };
-                    match copy_blob(source, sink, desc, progress, options, &abort) {
+                    match copy_blob(source, sink, desc, env, &abort) {
                         Ok(outcome) => {
                             let mut t = totals.lock().unwrap();
                             match outcome {
@@ -454,42 +519,37 @@ fn copy_blob(
     source: &dyn Source,
     sink: &dyn Sink,
     desc: &Descriptor,
-    progress: &dyn Progress,
-    options: &CopyOptions,
+    env: &CopyEnv<'_>,
     abort: &AtomicBool,
 ) -> Result<Outcome, ContentError> {
     let id = desc.digest.short().to_string();
-    let locations = source.blob_locations(desc);
-    let remember = |outcome: Outcome| {
-        sink.note_blob_locations(desc, &locations);
-        if let Some(here) = sink.location() {
-            source.note_blob_location(desc, &here);
+    let progress = env.progress;
+    match sink.try_reuse(desc, env.locations)? {
+        Some(Reused::Present) => {
+            progress.finish(&id, "exists");
+            return Ok(Outcome::Skipped);
         }
-        outcome
-    };
-    if sink.has_blob(desc)? {
-        progress.finish(&id, "exists");
-        return Ok(remember(Outcome::Skipped));
+        Some(Reused::Mounted) => {
+            progress.finish(&id, "mounted");
+            return Ok(Outcome::Mounted);
+        }
+        None => {}
     }
-    if !locations.is_empty() && sink.mount(desc, &locations)? {
-        progress.finish(&id, "mounted");
-        return Ok(remember(Outcome::Mounted));
-    }
-    let attempts = options.blob_attempts.max(1);
+    let attempts = env.options.blob_attempts.max(1);
     for attempt in 1..=attempts {
         progress.start(&id, &id, Some(desc.size));
-        let result = source.open_blob(desc).and_then(|reader| {
+        let result = source.open_blob(desc, env.locations).and_then(|reader| {
             let reader = Abortable {
                 inner: reader,
                 abort,
             };
             let mut reader = ProgressReader::new(reader, &id, progress);
-            sink.put_blob(desc, &mut reader)
+            sink.put_blob(desc, &mut reader, env.locations)
         });
         match result {
             Ok(()) => {
                 progress.finish(&id, "done");
-                return Ok(remember(Outcome::Copied));
+                return Ok(Outcome::Copied);
             }
             Err(e) if e.is_transient() && attempt < attempts && !abort.load(Ordering::Relaxed) => {
                 progress.finish(&id, &format!("failed ({e}), retrying"));
@@ -541,20 +601,12 @@ impl Source for WithDocument<'_> {
         }
         self.inner.fetch_manifest(desc)
     }
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
-        self.inner.open_blob(desc)
-    }
-    fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        if desc.digest == self.root.digest {
-            return Ok(true);
-        }
-        self.inner.has_manifest(desc)
-    }
-    fn blob_locations(&self, desc: &Descriptor) -> Vec<BlobLocation> {
-        self.inner.blob_locations(desc)
-    }
-    fn note_blob_location(&self, desc: &Descriptor, location: &BlobLocation) {
-        self.inner.note_blob_location(desc, location)
+    fn open_blob(
+        &self,
+        desc: &Descriptor,
+        locations: &dyn BlobLocations,
+    ) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+        self.inner.open_blob(desc, locations)
     }
 }
 
@@ -665,6 +717,15 @@ pub fn verify(what: &str, desc: &Descriptor, bytes: &[u8]) -> Result<(), Content
 pub trait Referrers {
     /// The referrers of `subject` as their list describes them (`artifactType`, annotations).
     fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>, ContentError>;
+    /// Documents cosign keeps under tags named after the subject (`sha256-<hex>.sig`, `.att`,
+    /// `.sbom`), as (tag, descriptor). Media without such tags have none.
+    fn attached_tags(&self, _subject: &Digest) -> Result<Vec<(String, Descriptor)>, ContentError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Media that take referrers: a store transaction, a registry repository.
+pub trait PutReferrers: Referrers {
     /// Store a referrer of `subject` (its exact `bytes`; its blobs are already here) and list it
     /// as `listed` says. A document that lost its `subject` to a registry that refused it is
     /// listed all the same.
@@ -674,13 +735,8 @@ pub trait Referrers {
         listed: &Descriptor,
         bytes: &[u8],
     ) -> Result<(), ContentError>;
-    /// Documents cosign keeps under tags named after the subject (`sha256-<hex>.sig`, `.att`,
-    /// `.sbom`), as (tag, descriptor). Media without such tags have none.
-    fn attached_tags(&self, _subject: &Digest) -> Result<Vec<(String, Descriptor)>, ContentError> {
-        Ok(Vec::new())
-    }
-    /// Store such a document under its tag; false where the medium keeps no such tags (the
-    /// store: its tags are images).
+    /// Store a document cosign keeps under a tag; false where the medium keeps no such tags
+    /// (the store: its tags are images).
     fn put_attached_tag(
         &self,
         _tag: &str,
@@ -715,10 +771,11 @@ pub fn copy_referrers<S, K>(
     source: &S,
     sink: &K,
     subjects: &[Digest],
+    locations: &dyn BlobLocations,
 ) -> Result<usize, ContentError>
 where
     S: Source + Referrers + ?Sized,
-    K: Sink + Referrers + ?Sized,
+    K: Sink + PutReferrers + ?Sized,
 {
     let mut done: HashSet<Digest> = HashSet::new();
     let mut queue: std::collections::VecDeque<Digest> = subjects.iter().cloned().collect();
@@ -749,13 +806,13 @@ where
         found.retain(|d| !there.contains(&d.digest));
         for listed in found {
             queue.push_back(listed.digest.clone());
-            let bytes = copy_document_parts(source, sink, &listed)?;
+            let bytes = copy_document_parts(source, sink, &listed, locations)?;
             sink.put_referrer(&subject, &listed, &bytes)?;
             copied += 1;
         }
         for (tag, desc) in tagged {
             queue.push_back(desc.digest.clone());
-            let bytes = copy_document_parts(source, sink, &desc)?;
+            let bytes = copy_document_parts(source, sink, &desc, locations)?;
             if sink.put_attached_tag(&tag, &desc, &bytes)? {
                 copied += 1;
             }
@@ -770,6 +827,7 @@ fn copy_document_parts<S, K>(
     source: &S,
     sink: &K,
     root: &Descriptor,
+    locations: &dyn BlobLocations,
 ) -> Result<Vec<u8>, ContentError>
 where
     S: Source + ?Sized,
@@ -787,8 +845,9 @@ where
                 Document::Index(index) => index.manifests,
                 Document::Manifest(m) => {
                     for blob in std::iter::once(&m.config).chain(&m.layers) {
-                        if !sink.has_blob(blob)? {
-                            sink.put_blob(blob, &mut source.open_blob(blob)?)?;
+                        if sink.try_reuse(blob, locations)?.is_none() {
+                            let mut reader = source.open_blob(blob, locations)?;
+                            sink.put_blob(blob, &mut reader, locations)?;
                         }
                     }
                     Vec::new()
@@ -879,5 +938,83 @@ mod walk_tests {
         // At the limit itself, the walk goes through.
         let (entered, _) = run(&graph, &chain[chain.len() - oci::MAX_INDEX_DEPTH - 1..]).unwrap();
         assert_eq!(entered.len(), oci::MAX_INDEX_DEPTH + 1);
+    }
+}
+
+#[cfg(test)]
+mod select_tests {
+    use super::*;
+    use crate::oci::{
+        ANNOTATION_DOCKER_REFERENCE_DIGEST, ANNOTATION_DOCKER_REFERENCE_TYPE, media_type,
+    };
+
+    fn image(platform: &str) -> Descriptor {
+        let mut d = Descriptor::of(media_type::OCI_MANIFEST, platform.as_bytes());
+        d.platform = Some(platform.parse().unwrap());
+        d
+    }
+
+    fn attestation(subject: &Descriptor) -> Descriptor {
+        let mut d = Descriptor::of(media_type::OCI_MANIFEST, subject.digest.hex().as_bytes());
+        d.platform = Some(Platform::new("unknown", "unknown", None));
+        d.set_annotation(ANNOTATION_DOCKER_REFERENCE_TYPE, "attestation-manifest");
+        d.set_annotation(
+            ANNOTATION_DOCKER_REFERENCE_DIGEST,
+            subject.digest.to_string(),
+        );
+        d
+    }
+
+    fn digests(ds: &[&Descriptor]) -> Vec<Digest> {
+        ds.iter().map(|d| d.digest.clone()).collect()
+    }
+
+    #[test]
+    fn attestations_follow_the_images_they_describe() {
+        let amd = image("linux/amd64");
+        let arm = image("linux/arm64");
+        let s390 = image("linux/s390x");
+        let (att_amd, att_arm) = (attestation(&amd), attestation(&arm));
+        let index = oci::Index::new_oci(vec![
+            amd.clone(),
+            arm.clone(),
+            s390.clone(),
+            att_amd.clone(),
+            att_arm.clone(),
+        ]);
+        let arm64 = Platform::parse("linux/arm64").unwrap().matcher();
+        let amd64 = Platform::parse("linux/amd64").unwrap().matcher();
+        let best = Platforms::Best(arm64.clone()).select("x", &index).unwrap();
+        assert_eq!(digests(&best), digests(&[&arm, &att_arm]));
+        // Each platform once, in the index's order, whatever the order asked.
+        let each = Platforms::Each(vec![arm64.clone(), amd64, arm64])
+            .select("x", &index)
+            .unwrap();
+        assert_eq!(digests(&each), digests(&[&amd, &arm, &att_amd, &att_arm]));
+        let all = Platforms::All.select("x", &index).unwrap();
+        assert_eq!(all.len(), 5);
+        // An attestation is never a platform: `unknown/unknown` matches nothing.
+        let unknown = Platform::new("unknown", "unknown", None).matcher();
+        let err = Platforms::Best(unknown).select("x", &index).unwrap_err();
+        assert!(
+            matches!(&err, ContentError::NoMatchingPlatform { available, .. } if available.len() == 3),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_lone_manifest_must_be_of_each_platform_asked_for() {
+        let arm64 = Platform::parse("linux/arm64").unwrap();
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        assert!(Platforms::All.unmet(&amd64).is_none());
+        assert!(Platforms::Best(arm64.matcher()).unmet(&amd64).is_none());
+        assert!(
+            Platforms::of(std::slice::from_ref(&arm64))
+                .unmet(&arm64)
+                .is_none()
+        );
+        let both = Platforms::of(&[amd64.clone(), arm64.clone()]);
+        let wanted = both.unmet(&amd64).unwrap();
+        assert_eq!(wanted.platform().to_string(), arm64.to_string());
     }
 }

@@ -343,13 +343,15 @@ fn template_store() -> &'static [(PathBuf, Option<Vec<u8>>)] {
     TEMPLATE.get_or_init(|| {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open store");
+        let txn = store.begin().expect("transaction");
         let (layer, config, manifest) = base_image();
         for blob in [&layer, &config, &manifest] {
-            store.put_bytes(blob).expect("put blob");
+            txn.put_bytes(blob).expect("put blob");
         }
         let desc = oci::Descriptor::of(media_type::OCI_MANIFEST, &manifest);
         let name = Reference::parse("fuzz.test/base:1").expect("reference");
-        store.tag(&name, &desc).expect("tag");
+        txn.tag(&name, &desc).expect("tag");
+        drop(txn);
         let mut files = Vec::new();
         let mut dirs = vec![dir.path().to_path_buf()];
         while let Some(d) = dirs.pop() {

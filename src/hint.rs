@@ -67,6 +67,7 @@ table![
     crate::dockerfile::plan::EntitlementError,
     crate::manifest::ManifestError,
     crate::oci::OciError,
+    crate::ops::OpsError,
     crate::platform::PlatformError,
     crate::reference::ReferenceError,
     crate::registry::RegistryError,

@@ -1,7 +1,7 @@
 //! manifold: a daemonless, multi-architecture OCI image toolkit.
 //!
 //! Dependencies point one way: `cli` → feature modules (`bake`, `builder`, `runtime`,
-//! `manifest`, `archive`, `verify`) → `content`/`registry`/`store`/`layer`/`binfmt` →
+//! `manifest`, `archive`, `verify`) → `ops` → `content`/`registry`/`store`/`layer`/`binfmt` →
 //! `dockerfile`, `oci`/`reference`/`platform`. README.md's module map says what each owns.
 
 // `println!` panics when stdout's reader has gone (Rust ignores SIGPIPE): data goes through
@@ -25,6 +25,7 @@ pub mod layer;
 pub mod lexical;
 pub mod manifest;
 pub mod oci;
+pub mod ops;
 pub mod passwd;
 pub mod platform;
 pub mod progress;

@@ -11,6 +11,11 @@ pub trait Progress: Send + Sync {
     fn finish(&self, id: &str, outcome: &str);
     /// A one-line message that belongs to no task.
     fn message(&self, _text: &str) {}
+    /// A message the user sees whatever the progress display (docker's "Unable to find image
+    /// locally"): something happens they did not ask for.
+    fn notice(&self, text: &str) {
+        self.message(text)
+    }
 }
 
 /// Reports nothing.

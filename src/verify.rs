@@ -357,7 +357,11 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn image(store: &Store, layers: &[Vec<u8>], cmd: &[&str]) -> (Manifest, ImageConfig) {
+    fn image(
+        store: &crate::store::Transaction,
+        layers: &[Vec<u8>],
+        cmd: &[&str],
+    ) -> (Manifest, ImageConfig) {
         let descs = layers
             .iter()
             .map(|l| {
@@ -391,7 +395,7 @@ mod tests {
     #[test]
     fn finds_binaries_of_the_wrong_machine() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let arm64 = synthetic(elf::CLASS_64, elf::DATA_LSB, 183, None);
         let x86 = synthetic(elf::CLASS_64, elf::DATA_LSB, 62, None);
         let armhf = synthetic(elf::CLASS_32, elf::DATA_LSB, 40, None);
@@ -444,7 +448,7 @@ mod tests {
     #[test]
     fn resolves_entrypoints_through_links_opaque_dirs_and_scripts() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let arm64 = synthetic(elf::CLASS_64, elf::DATA_LSB, 183, None);
         let x86 = synthetic(elf::CLASS_64, elf::DATA_LSB, 62, None);
         let base = tar_of(&[

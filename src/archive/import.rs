@@ -49,9 +49,9 @@ pub fn import(
     let (diff_id, compression) = stream_layer(ProgressReader::new(input, id, progress), &mut blob)?;
     progress.finish(id, "read");
     let staged = blob.finish(None)?;
-    let _guard = store.write_guard()?;
+    let txn = store.begin()?;
     let layer = (staged.digest.clone(), staged.size);
-    staged.commit(store)?;
+    staged.commit(&txn)?;
     let layer_media_type = compression.media_type();
 
     let created = Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true);
@@ -70,7 +70,7 @@ pub fn import(
         ..Default::default()
     }];
     let config = Parsed::from_value(config);
-    store.put_bytes(&config.bytes)?;
+    txn.put_bytes(&config.bytes)?;
     let manifest = Parsed::from_value(Manifest {
         schema_version: 2,
         media_type: Some(media_type::OCI_MANIFEST.into()),
@@ -81,12 +81,12 @@ pub fn import(
         annotations: None,
         extra: Default::default(),
     });
-    store.put_bytes(&manifest.bytes)?;
+    txn.put_bytes(&manifest.bytes)?;
     let mut desc = manifest.descriptor(media_type::OCI_MANIFEST);
     desc.platform = Some(options.platform.clone());
     match &options.reference {
-        Some(r) => store.tag(r, &desc)?,
-        None => store.add_untagged(&desc)?,
+        Some(r) => txn.tag(r, &desc)?,
+        None => txn.add_untagged(&desc)?,
     }
     Ok(desc)
 }

@@ -22,7 +22,7 @@ use crate::oci::{
 };
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::store::{StagedBlob, Staging, Store, StoreError};
+use crate::store::{StagedBlob, Staging, Store, StoreError, Transaction};
 
 /// Files at least this large get a progress bar.
 const PROGRESS_FROM: u64 = 4 << 20;
@@ -121,7 +121,7 @@ pub fn load(store: &Store, input: impl Read, progress: &dyn Progress) -> Result<
     let contents = read_archive(&staging, input, progress)?;
     // Only now: a load waiting on a stalled pipe must not hold up `rmi` or `prune`, and the
     // staged files are safe from them in their locked directory.
-    let _guard = store.write_guard()?;
+    let txn = store.begin()?;
     let mut plan = Plan::default();
     if contents.metadata.contains_key("index.json") {
         plan_oci(store, &contents, &mut plan)?;
@@ -130,7 +130,7 @@ pub fn load(store: &Store, input: impl Read, progress: &dyn Progress) -> Result<
     } else {
         return Err(ArchiveError::UnknownFormat);
     }
-    plan.commit(store, contents)
+    plan.commit(&txn, contents)
 }
 
 /// What to make visible once everything checked out: blobs from the archive, documents we
@@ -150,14 +150,14 @@ impl Plan {
         }
     }
 
-    fn commit(self, store: &Store, mut contents: Contents) -> Result<Vec<LoadedImage>> {
+    fn commit(self, txn: &Transaction, mut contents: Contents) -> Result<Vec<LoadedImage>> {
         for d in &self.blobs {
             if let Some(staged) = contents.staged.remove(d) {
-                staged.commit(store)?;
+                staged.commit(txn)?;
             }
         }
         for doc in &self.documents {
-            store.put_bytes(doc)?;
+            txn.put_bytes(doc)?;
         }
         // One write of index.json: every tag of the archive or none.
         let tags: Vec<(Option<Reference>, Descriptor)> = self
@@ -165,7 +165,7 @@ impl Plan {
             .iter()
             .map(|i| (i.reference.clone(), i.descriptor.clone()))
             .collect();
-        store.tag_all(&tags)?;
+        txn.tag_all(&tags)?;
         Ok(self.images)
     }
 }

@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 pub use import::{ImportOptions, import};
 pub use load::{LoadedImage, load};
-pub use save::{SaveFormat, save};
+pub use save::{ArchiveSink, SaveFormat, save};
 
 use crate::content::ContentError;
 use crate::hint::Hint;
@@ -54,8 +54,6 @@ pub enum ArchiveError {
     },
     #[error("`{0}` is a multi-platform image; a docker-archive holds one platform per image")]
     MultiPlatform(String),
-    #[error("`{0}` is a multi-platform image with platforms missing from the store")]
-    Sparse(String),
     #[error("{what}")]
     Io {
         what: String,

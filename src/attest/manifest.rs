@@ -22,7 +22,7 @@ use crate::oci::{
     Document, Manifest, Parsed, media_type,
 };
 use crate::platform::Platform;
-use crate::store::Store;
+use crate::store::Transaction;
 
 /// Where images and their referrers can be read from: the store or a registry repository.
 pub trait Medium: Source + Referrers {}
@@ -76,7 +76,7 @@ fn manifest(config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
 /// store. Referrer form: listed among the subject's referrers, None returned. Inline form: the
 /// descriptor to list in the image index is returned.
 pub fn store_attestations(
-    store: &Store,
+    store: &Transaction,
     subject: &Descriptor,
     statements: &[Statement],
     form: Form,
@@ -132,7 +132,7 @@ pub fn store_attestations(
 /// platforms, written to the store: an index (a single manifest gets one around it, as buildx
 /// does).
 pub fn with_inline(
-    store: &Store,
+    store: &Transaction,
     root: &Descriptor,
     attestations: Vec<Descriptor>,
 ) -> Result<Descriptor, AttestError> {

@@ -380,7 +380,7 @@ mod tests {
         b.into_inner().unwrap()
     }
 
-    fn manifest(store: &Store, layers: &[Vec<u8>]) -> Manifest {
+    fn manifest(store: &crate::store::Transaction, layers: &[Vec<u8>]) -> Manifest {
         Manifest {
             schema_version: 2,
             media_type: Some(media_type::OCI_MANIFEST.into()),
@@ -430,7 +430,7 @@ Package: b\nStatus: install ok installed\nVersion: 2\nArchitecture: amd64\n";
             ),
         ]);
         let upper = tar_of(&[("var/lib/dpkg/status.d/.wh.gone", Some(b""), None)]);
-        let m = manifest(&store, &[base, upper]);
+        let m = manifest(&store.begin().unwrap(), &[base, upper]);
         let inv = inventory(&store, &m).unwrap();
         assert_eq!(inv.os.id.as_deref(), Some("debian"), "through the symlink");
         let names: Vec<&str> = inv.packages.iter().map(|p| p.1.name.as_str()).collect();
@@ -472,14 +472,14 @@ Package: b\nStatus: install ok installed\nVersion: 2\nArchitecture: amd64\n";
             ("usr/lib/sysimage/rpm/rpmdb.sqlite", Some(&bytes), None),
             ("var/lib/rpm", None, Some("../../usr/lib/sysimage/rpm")),
         ]);
-        let m = manifest(&store, &[layer]);
+        let m = manifest(&store.begin().unwrap(), &[layer]);
         let inv = inventory(&store, &m).unwrap();
         assert_eq!(inv.packages.len(), 1);
         assert_eq!(inv.packages[0].1.version, "5.2-1.fc40");
         assert_eq!(inv.packages[0].0, Manager::Rpm);
         // Not an rpm database: a clear error naming it.
         let bad = tar_of(&[("var/lib/rpm/rpmdb.sqlite", Some(b"not sqlite"), None)]);
-        let m = manifest(&store, &[bad]);
+        let m = manifest(&store.begin().unwrap(), &[bad]);
         let e = inventory(&store, &m).unwrap_err();
         assert!(e.to_string().contains("/var/lib/rpm/rpmdb.sqlite"), "{e}");
     }

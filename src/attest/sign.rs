@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::AttestError;
 use super::keys::{PrivateKey, PublicKey};
 use super::manifest::{self, Found, Kind, Medium, subject_of};
-use crate::content::{Referrers, Sink};
+use crate::content::{NoLocations, PutReferrers, Sink};
 use crate::oci::{self, Descriptor, Digest, Document, Manifest, Parsed, media_type};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -33,8 +33,16 @@ pub const SIGNATURE_TYPE: &str = "cosign container image signature";
 const MAX_PAYLOAD: u64 = 1 << 20;
 
 /// Where signatures are written: a medium that takes blobs, documents and referrers.
-pub trait Target: Medium + Sink {}
-impl<T: Medium + Sink> Target for T {}
+pub trait Target: Medium + Sink + PutReferrers {}
+impl<T: Medium + Sink + PutReferrers> Target for T {}
+
+/// Put a small blob unless the medium has it.
+fn put_small<M: Target>(medium: &M, desc: &Descriptor, bytes: &[u8]) -> Result<(), AttestError> {
+    if medium.try_reuse(desc, &NoLocations)?.is_none() {
+        medium.put_blob(desc, &mut &bytes[..], &NoLocations)?;
+    }
+    Ok(())
+}
 
 /// The `docker-reference` cosign writes: the repository with its registry, as
 /// go-containerregistry names it (Docker Hub is `index.docker.io`).
@@ -117,7 +125,7 @@ pub fn read_small_blob(
     }
     let mut bytes = Vec::new();
     medium
-        .open_blob(desc)?
+        .open_blob(desc, &NoLocations)?
         .take(limit + 1)
         .read_to_end(&mut bytes)
         .map_err(crate::content::ContentError::Io)?;
@@ -170,9 +178,7 @@ pub fn sign<M: Target>(
         let payload = payload(&identity, &subject.digest);
         let mut layer = Descriptor::of(media_type::COSIGN_SIMPLE_SIGNING, &payload);
         layer.set_annotation(ANNOTATION_SIGNATURE, STANDARD.encode(key.sign(&payload)));
-        if !medium.has_blob(&layer)? {
-            medium.put_blob(&layer, &mut &payload[..])?;
-        }
+        put_small(medium, &layer, &payload)?;
 
         // cosign's tag: every signature of the subject, this one added once.
         let tag = format!("{}.sig", referrers_tag(&subject.digest));
@@ -189,9 +195,7 @@ pub fn sign<M: Target>(
         }
         let config_bytes = config(&layers);
         let config_desc = Descriptor::of(media_type::OCI_CONFIG, &config_bytes);
-        if !medium.has_blob(&config_desc)? {
-            medium.put_blob(&config_desc, &mut &config_bytes[..])?;
-        }
+        put_small(medium, &config_desc, &config_bytes)?;
         let tagged = Parsed::from_value(signature_manifest(config_desc, layers));
         let tagged_desc = tagged.descriptor(media_type::OCI_MANIFEST);
         let kept_tag = medium.put_attached_tag(&tag, &tagged_desc, &tagged.bytes)?;
@@ -199,16 +203,14 @@ pub fn sign<M: Target>(
         // The OCI 1.1 form: this signature alone, naming its subject.
         let one = config(std::slice::from_ref(&layer));
         let one_desc = Descriptor::of(media_type::COSIGN_SIGNATURE_ARTIFACT, &one);
-        if !medium.has_blob(&one_desc)? {
-            medium.put_blob(&one_desc, &mut &one[..])?;
-        }
+        put_small(medium, &one_desc, &one)?;
         let mut m = signature_manifest(one_desc, vec![layer]);
         m.artifact_type = Some(media_type::COSIGN_SIGNATURE_ARTIFACT.into());
         m.subject = Some(subject.clone());
         let m = Parsed::from_value(m);
         let mut listed = m.descriptor(media_type::OCI_MANIFEST);
         listed.artifact_type = Some(media_type::COSIGN_SIGNATURE_ARTIFACT.into());
-        Referrers::put_referrer(medium, &subject.digest, &listed, &m.bytes)?;
+        PutReferrers::put_referrer(medium, &subject.digest, &listed, &m.bytes)?;
 
         out.push(Signed {
             digest: subject.digest,

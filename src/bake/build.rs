@@ -20,7 +20,10 @@ impl TargetBuilder for StoreBuilder<'_> {
         let name = request.dockerfile.display().to_string();
         let (context, dockerfile) =
             builder::session::load_dir(&request.context, &request.dockerfile, &name)?;
+        // The build and its tags in one transaction: no collection in between.
+        let txn = self.builder.store.begin()?;
         let out = self.builder.build(
+            &txn,
             builder::Request {
                 dockerfile: &dockerfile,
                 context: &context,
@@ -32,12 +35,11 @@ impl TargetBuilder for StoreBuilder<'_> {
             },
             reporter,
         )?;
-        let store = self.builder.store;
         if request.tags.is_empty() {
-            store.add_untagged(&out.root)?;
+            txn.add_untagged(&out.root)?;
         }
         for t in &request.tags {
-            store.tag(t, &out.root)?;
+            txn.tag(t, &out.root)?;
         }
         Ok(out.root)
     }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::fetch::Validators;
 use super::layer::LayerInfo;
 use crate::oci::{Digest, Hasher};
-use crate::store::{Store, StoreError, private};
+use crate::store::{Store, StoreError, Transaction, private};
 
 const MOUNTS_DIR: &str = "mounts";
 
@@ -75,16 +75,18 @@ pub struct Record {
     pub blobs: Vec<Digest>,
 }
 
+/// The cache of one build, written in its transaction (records keep blobs through garbage
+/// collection, as tags do).
 #[derive(Clone)]
 pub struct Cache {
-    store: Store,
+    store: Transaction,
     steps: PathBuf,
     trees: PathBuf,
     urls: PathBuf,
 }
 
 impl Cache {
-    pub fn open(store: &Store) -> Result<Cache, StoreError> {
+    pub fn open(store: &Transaction) -> Result<Cache, StoreError> {
         let dir = store.cache_dir();
         let steps = dir.join("steps");
         let trees = dir.join("trees");
@@ -219,8 +221,9 @@ mod tests {
     fn records_survive_and_keep_their_blobs_through_gc() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let cache = Cache::open(&store).unwrap();
-        let info = layer::write(&store, Vec::new(), Compression::Gzip, None).unwrap();
+        let txn = store.begin().unwrap();
+        let cache = Cache::open(&txn).unwrap();
+        let info = layer::write(&txn, Vec::new(), Compression::Gzip, None).unwrap();
         let key = KeyBuilder::new("t").finish();
         let record = Record {
             layer: Some(info.clone()),
@@ -228,16 +231,23 @@ mod tests {
             blobs: vec![info.descriptor.digest.clone()],
         };
         cache.put(&key, &record).unwrap();
+        // The build's transaction ends (with its cache) before a collection can run.
+        drop((cache, txn));
         store.gc().unwrap();
         assert!(
             store.has_blob(&info.descriptor.digest),
             "a cache record is a gc root"
         );
-        let again = Cache::open(&Store::open(dir.path()).unwrap()).unwrap();
+        let reopened = Store::open(dir.path()).unwrap();
+        let again = Cache::open(&reopened.begin().unwrap()).unwrap();
         assert_eq!(again.get(&key), Some(record));
+        drop(again);
         Cache::clear(&store).unwrap();
         store.gc().unwrap();
         assert!(!store.has_blob(&info.descriptor.digest));
-        assert_eq!(Cache::open(&store).unwrap().get(&key), None);
+        assert_eq!(
+            Cache::open(&store.begin().unwrap()).unwrap().get(&key),
+            None
+        );
     }
 }

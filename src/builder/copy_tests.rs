@@ -7,7 +7,7 @@ use crate::dockerfile::plan::CopyFrom;
 
 struct Fixture {
     _dir: tempfile::TempDir,
-    store: Store,
+    store: crate::store::Transaction,
     ctx: Context,
     tmp: std::path::PathBuf,
     ctx_root: std::path::PathBuf,
@@ -15,7 +15,10 @@ struct Fixture {
 
 fn fixture(ignore: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("root")).unwrap();
+    let store = Store::open(&dir.path().join("root"))
+        .unwrap()
+        .begin()
+        .unwrap();
     let root = dir.path().join("ctx");
     fs::create_dir_all(root.join("src/sub")).unwrap();
     fs::write(root.join("a.txt"), "a").unwrap();

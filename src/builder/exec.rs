@@ -18,20 +18,24 @@ use super::report::{BuildEvent, BuildReporter, StepInfo};
 use super::run::{RunError, RunRequest, Runner};
 use super::tree::{self, Tree};
 use super::{BuildError, ImageError, StepError};
-use crate::content::{self, Platforms};
+use crate::content::{ContentError, Platforms};
 use crate::dockerfile::instructions::{Dockerfile, MountKind};
 use crate::dockerfile::plan::{
     self, Base, CopyFrom, CopySrc, Op, Plan, PlanOptions, ResolveError, Resolver, StagePlan, Step,
 };
 use crate::layer::Compression;
 use crate::oci::{self, Descriptor, Digest, History, ImageConfig, Manifest, Parsed, media_type};
+use crate::ops::{Ops, OpsError};
 use crate::platform::Platform;
+use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::Client;
-use crate::store::Store;
+use crate::store::{StoreError, Transaction};
 
 pub struct Options<'a> {
-    pub store: &'a Store,
+    /// The store, in a transaction the caller keeps open until it has tagged (or pushed, or
+    /// exported) the output: until then nothing else keeps the new blobs from a collection.
+    pub store: &'a Transaction,
     pub dockerfile: &'a Dockerfile,
     pub context: &'a Context,
     pub platforms: Vec<Platform>,
@@ -40,7 +44,7 @@ pub struct Options<'a> {
     pub compression: Compression,
     /// SOURCE_DATE_EPOCH: every timestamp clamped to it.
     pub epoch: Option<u64>,
-    /// Pulls base images the store lacks; None: the store only.
+    /// Fetches what the store lacks of base images; None: the store only.
     pub client: Option<&'a Client>,
     pub runner: &'a dyn Runner,
     pub reporter: &'a dyn BuildReporter,
@@ -163,16 +167,74 @@ struct Executor<'a> {
     now: u64,
 }
 
+/// The transfers of a base image's fetch; its notices are left out when the build reported
+/// the pull itself.
+struct Transfers<'a> {
+    inner: &'a dyn Progress,
+    notices: bool,
+}
+
+impl Progress for Transfers<'_> {
+    fn start(&self, id: &str, label: &str, total: Option<u64>) {
+        self.inner.start(id, label, total)
+    }
+    fn advance(&self, id: &str, bytes: u64) {
+        self.inner.advance(id, bytes)
+    }
+    fn finish(&self, id: &str, outcome: &str) {
+        self.inner.finish(id, outcome)
+    }
+    fn message(&self, text: &str) {
+        self.inner.message(text)
+    }
+    fn notice(&self, text: &str) {
+        if self.notices {
+            self.inner.notice(text)
+        }
+    }
+}
+
+/// Why `ensure_local` could not give a base image, as the build names it.
+fn image_error(reference: &str, platform: &Platform, e: OpsError) -> Box<ImageError> {
+    let reference = reference.to_string();
+    Box::new(match e {
+        OpsError::NotFound(_) | OpsError::NotLocal(_) => ImageError::NotInStore { reference },
+        OpsError::Reference(source) => ImageError::Reference { reference, source },
+        OpsError::Registry(source) => ImageError::Registry { reference, source },
+        OpsError::Store(source) => ImageError::Store { reference, source },
+        OpsError::WrongPlatform { actual, .. } => ImageError::WrongPlatform {
+            reference,
+            actual,
+            platform: platform.to_string(),
+        },
+        OpsError::Content(ContentError::NoMatchingPlatform { available, .. }) => {
+            ImageError::NoPlatform {
+                reference,
+                platform: platform.to_string(),
+                available: available
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        }
+        source => ImageError::Pull {
+            reference,
+            platform: platform.to_string(),
+            source,
+        },
+    })
+}
+
 fn rfc3339(secs: u64) -> String {
     chrono::DateTime::from_timestamp(secs as i64, 0)
         .unwrap_or_default()
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Run the build; returns the images, written to the store but not tagged.
+/// Run the build; returns the images, written in `o.store`'s transaction but not tagged.
 pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
     let started = Instant::now();
-    let _guard = o.store.write_guard()?;
     let cache = Cache::open(o.store)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -321,37 +383,19 @@ impl Resolver for Executor<'_> {
         reference: &str,
         platform: &Platform,
     ) -> Result<ImageConfig, ResolveError> {
-        match self.local_image(reference, platform) {
-            Ok(Some(i)) => Ok(i.config),
-            Ok(None) => Err(Box::new(ImageError::NotInStore {
-                reference: reference.to_string(),
-            })),
-            Err(e) => Err(e),
-        }
+        Ok(self.local_image(reference, platform, None)?.config)
     }
 }
 
 impl<'a> Executor<'a> {
-    /// A base image for a platform: from the store, pulled first when it is not there.
+    /// A base image (or `COPY --from` image) for a platform: from the store, what it lacks
+    /// fetched first (see `ops::ensure_local`).
     fn image(&self, reference: &str, platform: &Platform) -> Result<Arc<Image>, Box<ImageError>> {
         let key = (reference.to_string(), platform.to_string());
         if let Some(i) = self.images.lock().expect("images").get(&key) {
             return Ok(i.clone());
         }
-        let image = match self.local_image(reference, platform) {
-            Ok(Some(i)) => i,
-            Ok(None) => {
-                self.pull(reference, platform)?;
-                self.local_image(reference, platform)?
-                    .ok_or_else(|| ImageError::NoPlatform {
-                        reference: reference.to_string(),
-                        platform: platform.to_string(),
-                        available: "none in the store".into(),
-                    })?
-            }
-            Err(e) => return Err(e),
-        };
-        let image = Arc::new(image);
+        let image = Arc::new(self.local_image(reference, platform, self.o.client)?);
         self.images
             .lock()
             .expect("images")
@@ -359,124 +403,61 @@ impl<'a> Executor<'a> {
         Ok(image)
     }
 
-    /// Ok(None) when the store lacks the image (or its platform's manifest).
+    /// The image for `platform`, made whole in the store (what it lacks fetched through
+    /// `client`; None: the store only).
     fn local_image(
         &self,
         reference: &str,
         platform: &Platform,
-    ) -> Result<Option<Image>, Box<ImageError>> {
+        client: Option<&Client>,
+    ) -> Result<Image, Box<ImageError>> {
         let store = self.o.store;
         let store_err = |source| ImageError::Store {
             reference: reference.to_string(),
             source,
         };
-        let found = match store.lookup(reference) {
-            Ok(f) => f,
-            Err(crate::store::StoreError::ImageNotFound(_)) => return Ok(None),
-            Err(e) => return Err(store_err(e).into()),
-        };
-        let mut desc = found.descriptor;
-        let top = desc.digest.clone();
-        if desc.is_index() {
-            let index = store.read_index(&desc.digest).map_err(store_err)?;
-            let Some(child) = index.value.select(&platform.matcher()) else {
-                let have: Vec<String> = index
-                    .value
-                    .images()
-                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
-                    .collect();
-                return Err(ImageError::NoPlatform {
-                    reference: reference.to_string(),
-                    platform: platform.to_string(),
-                    available: have.join(", "),
-                }
-                .into());
-            };
-            if !store.has_blob(&child.digest) {
-                return Ok(None);
-            }
-            desc = child.clone();
+        // An image the store lacks altogether is reported as a pull of the build's; what
+        // `ensure_local` fetches of an image the store has in part, it says itself.
+        let mut pulling = false;
+        if client.is_some()
+            && let Err(StoreError::ImageNotFound(_)) = store.lookup(reference)
+            && let Ok(r) = Reference::parse(reference)
+        {
+            self.o.reporter.report(&BuildEvent::Pulling {
+                reference: &r,
+                platform,
+            });
+            pulling = true;
         }
+        let transfers = Transfers {
+            inner: self.o.reporter.transfers(),
+            notices: !pulling,
+        };
+        let ops = Ops::new(store.store(), client, &transfers);
+        let local = ops
+            .ensure_local(store, reference, &Platforms::Each(vec![platform.matcher()]))
+            .map_err(|e| image_error(reference, platform, e))?;
+        let top = local.descriptor.digest.clone();
+        let desc = local
+            .manifests
+            .into_iter()
+            .next()
+            .ok_or_else(|| ImageError::NoPlatform {
+                reference: reference.to_string(),
+                platform: platform.to_string(),
+                available: "none in the store".into(),
+            })?;
         let manifest = store.read_manifest(&desc.digest).map_err(store_err)?;
         let config = store
             .read_config(&manifest.value.config.digest)
             .map_err(store_err)?
             .value;
-        let actual = config.platform();
-        if !platform.matcher().matches(&actual) {
-            return Err(ImageError::WrongPlatform {
-                reference: reference.to_string(),
-                actual: actual.to_string(),
-                platform: platform.to_string(),
-            }
-            .into());
-        }
-        if let Some(missing) = manifest
-            .value
-            .layers
-            .iter()
-            .find(|l| !store.has_blob(&l.digest))
-        {
-            return Err(ImageError::MissingLayer {
-                reference: reference.to_string(),
-                layer: missing.digest.clone(),
-            }
-            .into());
-        }
-        Ok(Some(Image {
+        Ok(Image {
             top,
             manifest: desc,
             value: manifest.value,
             config,
-        }))
-    }
-
-    fn pull(&self, reference: &str, platform: &Platform) -> Result<(), Box<ImageError>> {
-        let Some(client) = self.o.client else {
-            return Err(ImageError::NotInStore {
-                reference: reference.to_string(),
-            }
-            .into());
-        };
-        let r = Reference::parse(reference).map_err(|source| ImageError::Reference {
-            reference: reference.to_string(),
-            source,
-        })?;
-        self.o.reporter.report(&BuildEvent::Pulling {
-            reference: &r,
-            platform,
-        });
-        // Mirrors first, the registry itself last.
-        let repo = client
-            .pull_source(&r)
-            .map_err(|source| ImageError::Registry {
-                reference: reference.to_string(),
-                source,
-            })?;
-        let pull_err = |source| ImageError::Pull {
-            reference: reference.to_string(),
-            platform: platform.to_string(),
-            source,
-        };
-        let root = content::Source::resolve(&repo, &r).map_err(pull_err)?;
-        content::copy_with(
-            &repo,
-            self.o.store,
-            &r,
-            &root,
-            &Platforms::Best(platform.matcher()),
-            self.o.reporter.transfers(),
-            &content::CopyOptions::default(),
-        )
-        .map_err(pull_err)?;
-        self.o
-            .store
-            .tag(&r, &root)
-            .map_err(|source| ImageError::Store {
-                reference: reference.to_string(),
-                source,
-            })?;
-        Ok(())
+        })
     }
 
     /// Run every planned stage of every platform, each once the stages it uses are done, on

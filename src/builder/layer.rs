@@ -16,7 +16,7 @@ use crate::hint::Hint;
 use crate::layer::Compression;
 use crate::layer::tarball::{FileError, Meta, Style, TarWriter, path_order};
 use crate::oci::{Algorithm, Descriptor, Digest, HashingWriter};
-use crate::store::{Store, StoreError};
+use crate::store::{StoreError, Transaction};
 
 /// Where a regular file's bytes come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +100,7 @@ pub struct LayerInfo {
 
 /// Write `entries` as a layer blob. Later entries for the same path replace earlier ones.
 pub fn write(
-    store: &Store,
+    store: &Transaction,
     entries: Vec<Entry>,
     compression: Compression,
     epoch: Option<u64>,
@@ -118,7 +118,7 @@ pub fn write(
 /// Write `contents` as a layer blob: the entries (later ones for the same path replacing
 /// earlier ones), then the members of each archive.
 pub fn write_contents(
-    store: &Store,
+    store: &Transaction,
     contents: Contents,
     compression: Compression,
     epoch: Option<u64>,
@@ -358,6 +358,7 @@ fn unpack<W: Write>(tar: &mut TarWriter<W>, u: &Unpack) -> Result<(), TarError> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Store;
 
     fn entries() -> Vec<Entry> {
         let e = |path: &str, kind: Kind| Entry {
@@ -396,7 +397,7 @@ mod tests {
     #[test]
     fn sorted_deterministic_and_clamped() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let a = write(&store, entries(), Compression::Gzip, None).unwrap();
         let mut reversed = entries();
         reversed.reverse();
@@ -476,7 +477,10 @@ mod tests {
     #[test]
     fn archive_members_are_streamed_after_the_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("root")).unwrap();
+        let store = Store::open(&dir.path().join("root"))
+            .unwrap()
+            .begin()
+            .unwrap();
         let mut b = tar::Builder::new(Vec::new());
         member(&mut b, tar::EntryType::Directory, "./", b"");
         member(&mut b, tar::EntryType::Directory, "d/", b"");
@@ -538,7 +542,10 @@ mod tests {
 
     fn unpack_error(raw: Vec<u8>) -> String {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("root")).unwrap();
+        let store = Store::open(&dir.path().join("root"))
+            .unwrap()
+            .begin()
+            .unwrap();
         let archive = dir.path().join("a.tar");
         std::fs::write(&archive, raw).unwrap();
         let contents = Contents {
@@ -586,7 +593,7 @@ mod tests {
     #[test]
     fn zstd_has_the_oci_media_type_and_the_same_diff_id() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let g = write(&store, entries(), Compression::Gzip, None).unwrap();
         let z = write(&store, entries(), Compression::Zstd, None).unwrap();
         assert_eq!(

@@ -28,7 +28,6 @@ pub use session::{Builder, Request};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::content::ContentError;
 use crate::hint::Hint;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
@@ -181,6 +180,6 @@ pub enum ImageError {
         reference: String,
         platform: String,
         #[source]
-        source: ContentError,
+        source: crate::ops::OpsError,
     },
 }

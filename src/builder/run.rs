@@ -15,10 +15,11 @@ use crate::layer::Compression;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
 use crate::runtime::RuntimeError;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Transaction};
 
 pub struct RunRequest<'a> {
-    pub store: &'a Store,
+    /// The build's transaction: RUN writes its stage's image and its layer.
+    pub store: &'a Transaction,
     /// The platform the stage is built for.
     pub platform: &'a Platform,
     /// The stage's layers before the step, and their diff IDs.

@@ -15,7 +15,7 @@ use crate::layer::Compression;
 use crate::oci::{Descriptor, ImageConfig, Manifest, Parsed, RunConfig, media_type};
 use crate::progress::NoProgress;
 use crate::runtime::{Bind, Network, RunOptions, Runtime, Security};
-use crate::store::Store;
+use crate::store::{Store, Transaction};
 
 pub struct RuntimeRunner {
     rt: Runtime,
@@ -231,7 +231,7 @@ fn tidy_upper(upper: &std::path::Path) {
 /// The upper directory as a layer (mtimes clamped when an epoch is given), written into the
 /// store while it is read; None when the step changed nothing.
 fn diff_layer(
-    store: &Store,
+    store: &Transaction,
     upper: &std::path::Path,
     compression: Compression,
     epoch: Option<u64>,

@@ -15,7 +15,7 @@ use crate::dockerfile::plan::{Entitlement, PlanOptions};
 use crate::layer::Compression;
 use crate::platform::Platform;
 use crate::registry::Client;
-use crate::store::Store;
+use crate::store::{Store, Transaction};
 
 /// What stays the same across builds (one for a `build`, one for all of a bake's targets).
 pub struct Builder<'a> {
@@ -43,9 +43,12 @@ pub struct Request<'a> {
 }
 
 impl Builder<'_> {
-    /// Build `request`; the images are in the store, not tagged.
+    /// Build `request` in `txn` (a transaction of [`Builder::store`]); the images are written,
+    /// not tagged: the caller tags them (or pushes them) in the same transaction, so that no
+    /// collection runs between the last blob and the tag.
     pub fn build(
         &self,
+        txn: &Transaction,
         request: Request<'_>,
         reporter: &dyn BuildReporter,
     ) -> Result<Output, BuildError> {
@@ -53,7 +56,7 @@ impl Builder<'_> {
         let epoch = source_date_epoch(&mut build_args)?;
         let platforms = platforms(request.platforms);
         exec::build(&exec::Options {
-            store: self.store,
+            store: txn,
             dockerfile: request.dockerfile,
             context: request.context,
             platforms,

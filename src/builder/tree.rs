@@ -594,7 +594,7 @@ mod tests {
     #[test]
     fn layers_with_whiteouts_of_dot_or_dotdot_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let cache = Cache::open(&store).unwrap();
         for name in ["a/.wh..", ".wh..."] {
             let mut b = tar::Builder::new(Vec::new());
@@ -701,7 +701,7 @@ mod tests {
         use crate::builder::layer::{Entry, Kind, write};
         use crate::layer::Compression;
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path()).unwrap().begin().unwrap();
         let cache = Cache::open(&store).unwrap();
         let le = |path: &str, kind: Kind| Entry {
             path: path.into(),

@@ -17,7 +17,7 @@ use crate::builder::exec::Output;
 use crate::oci::Digest;
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::store::Store;
+use crate::store::Transaction;
 
 /// The attestations a build makes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -129,7 +129,7 @@ fn never_recorded(_args: &BuildArgs) -> Vec<String> {
 /// Make the attestations `wanted` of each platform's image and attach them in the store; the
 /// output's root is replaced when they go inline into the index.
 pub fn attach(
-    store: &Store,
+    store: &Transaction,
     args: &BuildArgs,
     mut out: Output,
     wanted: &Wanted,

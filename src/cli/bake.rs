@@ -13,13 +13,12 @@ use super::output::outln;
 use super::remote;
 use crate::bake::{self, BakeError, BakeEvent, BakeReporter, Publisher};
 use crate::builder::{self, BuildReporter, run};
-use crate::content::{self, BoxError, CopyOptions, Platforms, Sink};
+use crate::content::{BoxError, Platforms};
 use crate::layer::Compression;
 use crate::oci::Descriptor;
+use crate::ops::Ops;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::registry::Client;
-use crate::store::Store;
 
 #[derive(Debug, Args)]
 pub struct BakeArgs {
@@ -90,10 +89,8 @@ pub fn run(args: BakeArgs, settings: &Settings) -> anyhow::Result<()> {
         },
     };
     let publisher = RegistryPublisher {
-        store: &store,
-        client: &client,
-        options: remote::copy_options(&args.transfer),
-        progress: &bars,
+        ops: Ops::new(&store, Some(&client), &bars)
+            .with_options(remote::copy_options(&args.transfer)),
     };
     let publisher: Option<&dyn Publisher> = args.push.then_some(&publisher as _);
     match bake::execute(&requests, &target_builder, publisher, &log) {
@@ -142,26 +139,14 @@ impl BakeReporter for BakeLog<'_> {
 
 /// Pushes a built image from the store, as `manifold push` does.
 struct RegistryPublisher<'a> {
-    store: &'a Store,
-    client: &'a Client,
-    options: CopyOptions,
-    progress: &'a dyn Progress,
+    ops: Ops<'a>,
 }
 
 impl Publisher for RegistryPublisher<'_> {
     fn push(&self, descriptor: &Descriptor, tag: &Reference) -> Result<(), BoxError> {
-        let repo = self.client.repository(tag)?;
-        let _guard = self.store.write_guard()?;
-        content::copy_with(
-            self.store,
-            &repo,
-            tag,
-            descriptor,
-            &Platforms::All,
-            self.progress,
-            &self.options,
-        )?;
-        Sink::tag(&repo, tag, descriptor)?;
+        let txn = self.ops.store().begin()?;
+        self.ops
+            .push(&txn, &tag.familiar(), descriptor, tag, &Platforms::All)?;
         Ok(())
     }
 }

@@ -23,13 +23,14 @@ use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
 use crate::builder::run;
 use crate::builder::{self, BuildEvent, BuildReporter};
-use crate::content::{self, Platforms, Sink};
+use crate::content::Platforms;
 use crate::dockerfile::instructions;
 use crate::layer::Compression;
+use crate::ops::Ops;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
-use crate::store::{Resolved, Store};
+use crate::store::{Resolved, Store, Transaction};
 
 /// A build's events as docker's plain progress shows them, on stderr: `#N [platform stage
 /// n/m] INSTRUCTION`, then its output, `CACHED`, `DONE 1.2s` or `ERROR: …`. For a bake target,
@@ -301,7 +302,11 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         labels: labels.clone(),
         allow: args.allow.iter().copied().collect(),
     };
-    let out = builder.build(request, &log)?;
+    let ops = Ops::new(&store, Some(&client), &transfers)
+        .with_options(remote::copy_options(&args.transfer));
+    // One transaction from the first blob to the last tag and push: a `prune` meanwhile waits.
+    let txn = store.begin()?;
+    let out = builder.build(&txn, request, &log)?;
     let facts = super::attest::Facts {
         dockerfile: (&name, &text),
         context_name: &args.context,
@@ -312,13 +317,11 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         name: tags.first(),
         started,
     };
-    // Held until the image is named: a prune in between would take its attestations.
-    let _guard = store.write_guard()?;
-    let out = super::attest::attach(&store, &args, out, &wanted, &facts)?;
+    let out = super::attest::attach(&txn, &args, out, &wanted, &facts)?;
     finish(
         &args,
-        settings,
-        &store,
+        &ops,
+        &txn,
         &out,
         &tags,
         push_repo.as_ref(),
@@ -327,17 +330,38 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     )
 }
 
+/// Set to a file name, the build creates that file once every blob is written and waits (a
+/// minute at most) for it to be removed before it tags: a test's window to run `prune` between
+/// a build's last blob and its tag.
+const PAUSE_BEFORE_TAG: &str = "MANIFOLD_TEST_PAUSE_BEFORE_TAG";
+
+fn pause_before_tagging() {
+    let Some(path) = std::env::var_os(PAUSE_BEFORE_TAG).map(PathBuf::from) else {
+        return;
+    };
+    if fs::write(&path, std::process::id().to_string()).is_err() {
+        return;
+    }
+    for _ in 0..6000 {
+        if !path.exists() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn finish(
     args: &BuildArgs,
-    settings: &Settings,
-    store: &Store,
+    ops: &Ops<'_>,
+    store: &Transaction,
     out: &Output,
     tags: &[Reference],
     push_repo: Option<&Reference>,
     outputs: &[OutputSpec],
     log: &StepLog,
 ) -> anyhow::Result<()> {
+    pause_before_tagging();
     if tags.is_empty() {
         store.add_untagged(&out.root)?;
     }
@@ -365,35 +389,20 @@ fn finish(
     }
     let mut pushed = Vec::new();
     if args.push || push_repo.is_some() {
-        let client = remote::client(settings)?;
-        let options = remote::copy_options(&args.transfer);
-        let mut targets: Vec<(Reference, bool)> = Vec::new();
+        // By digest: pushed, not tagged.
+        let mut targets: Vec<Reference> = Vec::new();
         if args.push {
-            targets.extend(tags.iter().map(|t| (t.clone(), true)));
+            targets.extend(tags.iter().cloned());
         }
         if let Some(r) = push_repo {
-            targets.push((r.with_digest(out.root.digest.clone()), false));
+            targets.push(r.with_digest(out.root.digest.clone()));
         }
-        for (dest, tag) in targets {
+        let name = tags
+            .first()
+            .map_or_else(|| out.root.digest.to_string(), Reference::familiar);
+        for dest in targets {
             log.note(&format!("pushing {}", dest.familiar()));
-            let repo = client.repository(&dest)?;
-            content::copy_with(
-                store,
-                &repo,
-                &dest,
-                &out.root,
-                &Platforms::All,
-                log.transfers,
-                &options,
-            )?;
-            let subjects = content::image_subjects(store, &out.root)?;
-            let carried = content::copy_referrers(store, &repo, &subjects)?;
-            if carried > 0 {
-                log.note(&format!("pushed {carried} attestation manifests"));
-            }
-            if tag {
-                Sink::tag(&repo, &dest, &out.root)?;
-            }
+            ops.push(store, &name, &out.root, &dest, &Platforms::All)?;
             pushed.push(dest.familiar());
         }
         if push_repo.is_some() {

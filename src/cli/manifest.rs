@@ -7,7 +7,8 @@ use super::Settings;
 use super::args::TransferArgs;
 use super::output::outln;
 use super::remote;
-use crate::manifest::{self, Annotation, CreateOptions, Fetcher, PushOptions};
+use crate::manifest::{self, Annotation, CreateOptions};
+use crate::ops::Ops;
 use crate::progress::Progress;
 use crate::registry::Client;
 
@@ -112,7 +113,9 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
     match args.command {
         ManifestCommand::Create(a) => {
             let client = remote::client(settings)?;
-            let fetcher = Fetcher::new(&store, &client);
+            let progress = settings.progress(false);
+            let ops = Ops::new(&store, Some(&client), &progress);
+            let txn = store.begin()?;
             let options = CreateOptions {
                 amend: a.amend,
                 format: a.format.map(|f| match f {
@@ -120,13 +123,15 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
                     FormatArg::Docker => manifest::ListFormat::Docker,
                 }),
             };
-            let created = manifest::create(&fetcher, &a.list, &a.images, &options)?;
+            let created = manifest::create(&ops, &txn, &a.list, &a.images, &options)?;
             report_list(settings, "Created", &created);
             outln!("{}", created.descriptor.digest)?;
         }
         ManifestCommand::Annotate(a) => {
             let client = remote::client(settings)?;
-            let fetcher = Fetcher::new(&store, &client);
+            let progress = settings.progress(false);
+            let ops = Ops::new(&store, Some(&client), &progress);
+            let txn = store.begin()?;
             let annotation = Annotation {
                 os: a.os,
                 architecture: a.arch,
@@ -140,16 +145,18 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
                         .collect()
                 }),
             };
-            let created = manifest::annotate(&fetcher, &a.list, &a.image, &annotation)?;
+            let created = manifest::annotate(&ops, &txn, &a.list, &a.image, &annotation)?;
             report_list(settings, "Annotated", &created);
             outln!("{}", created.descriptor.digest)?;
         }
         ManifestCommand::Inspect(a) => {
             // `--verbose` asks for detail here; request lines need `-vv`.
             let client = quiet_client(settings)?;
-            let fetcher = Fetcher::new(&store, &client);
+            let progress = settings.progress(false);
+            let ops = Ops::new(&store, Some(&client), &progress);
+            let txn = store.begin()?;
             let verbose = settings.verbose > 0;
-            let inspected = manifest::inspect(&fetcher, &a.image, verbose)?;
+            let inspected = manifest::inspect(&ops, &txn, &a.image, verbose)?;
             if verbose {
                 super::output::print_json(&inspected)?;
             } else {
@@ -159,19 +166,20 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         ManifestCommand::Push(a) => {
             let client = remote::client(settings)?;
-            let fetcher = Fetcher::new(&store, &client);
             let progress = settings.progress(a.quiet);
-            let options = PushOptions {
-                copy: remote::copy_options(&a.transfer),
-                purge: a.purge,
+            let ops = Ops::new(&store, Some(&client), &progress)
+                .with_options(remote::copy_options(&a.transfer));
+            let pushed = {
+                // Keeps gc from removing blobs while they are read.
+                let txn = store.begin()?;
+                manifest::push(&ops, &txn, &a.list, a.destination.as_deref())?
             };
-            let pushed = manifest::push(
-                &fetcher,
-                &a.list,
-                a.destination.as_deref(),
-                &progress,
-                &options,
-            )?;
+            if a.purge
+                && let Some(r) = &pushed.list
+            {
+                manifest::remove(&store.begin()?, &r.to_string())?;
+                store.gc()?;
+            }
             let r = &pushed.report;
             progress.message(&format!(
                 "Pushed {}: {} blobs uploaded ({}), {} mounted, {} already there",
@@ -185,8 +193,9 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
         }
         ManifestCommand::Rm(a) => {
             let mut failed = 0;
+            let txn = store.begin()?;
             for list in &a.lists {
-                let removed = manifest::remove(&store, list)
+                let removed = manifest::remove(&txn, list)
                     .map_err(anyhow::Error::from)
                     .and_then(|r| Ok(outln!("Removed: {}", r.familiar())?));
                 if let Err(e) = removed
@@ -195,6 +204,7 @@ pub fn run(args: ManifestArgs, settings: &Settings) -> anyhow::Result<()> {
                     failed += 1;
                 }
             }
+            drop(txn);
             store.gc()?;
             if failed > 0 {
                 return Err(super::errors::user_error(

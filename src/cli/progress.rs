@@ -12,6 +12,8 @@ use crate::progress::Progress;
 
 pub struct CliProgress {
     mode: ProgressMode,
+    /// `-q`: not even notices.
+    quiet: bool,
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
 }
@@ -24,8 +26,17 @@ impl CliProgress {
         });
         CliProgress {
             mode,
+            quiet: false,
             multi,
             bars: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A reporter that says nothing at all (`-q`).
+    pub fn quiet() -> CliProgress {
+        CliProgress {
+            quiet: true,
+            ..CliProgress::new(ProgressMode::None)
         }
     }
 
@@ -89,6 +100,18 @@ impl Progress for CliProgress {
             }
             ProgressMode::Plain => eprintln!("{text}"),
             ProgressMode::None => {}
+        }
+    }
+
+    fn notice(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match self.mode {
+            ProgressMode::Auto => {
+                let _ = self.multi.println(text);
+            }
+            _ => eprintln!("{text}"),
         }
     }
 }

@@ -6,8 +6,8 @@ use super::args::PullArgs;
 use super::errors::user_error;
 use super::output::outln;
 use super::remote;
-use crate::content::{self, Platforms, Sink, Source};
-use crate::oci::Document;
+use crate::content::Platforms;
+use crate::ops::Ops;
 use crate::platform::Platform;
 use crate::progress::Progress;
 use crate::reference::Reference;
@@ -27,15 +27,16 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
     let platforms = if args.all_platforms {
         Platforms::All
     } else {
-        Platforms::Best(wanted.clone().unwrap_or_else(Platform::host).matcher())
+        Platforms::of(wanted.as_slice())
     };
     let store = settings.store()?;
-    let _guard = store.write_guard()?;
+    let txn = store.begin()?;
     let client = remote::client(settings)?;
-    let repo = client.repository(&reference)?;
     let progress = settings.progress(args.quiet);
+    let ops = Ops::new(&store, Some(&client), &progress)
+        .with_options(remote::copy_options(&args.transfer));
     let references = if args.all_tags {
-        let tags = repo.list_tags()?;
+        let tags = ops.repository_of(&reference)?.list_tags()?;
         if tags.is_empty() {
             return Err(user_error(
                 format!("`{}` has no tags", reference.familiar_name()),
@@ -48,23 +49,14 @@ pub fn run(args: PullArgs, settings: &Settings) -> anyhow::Result<()> {
     } else {
         vec![reference]
     };
-    let options = remote::copy_options(&args.transfer);
     for r in &references {
         progress.message(&format!("Pulling {}", r.familiar()));
-        // Mirrors first, the registry itself last.
-        let source = client.pull_source(r)?;
-        let root = Source::resolve(&source, r)?;
-        let report =
-            content::copy_with(&source, &store, r, &root, &platforms, &progress, &options)?;
-        if let Some(p) = &wanted {
-            check_platform(&store, &root, p, r)?;
-        }
-        Sink::tag(&store, r, &root)?;
+        let pulled = ops.pull(&txn, r, &platforms)?;
         if args.quiet {
-            outln!("{}", root.digest)?;
+            outln!("{}", pulled.root.digest)?;
         } else {
-            progress.message(&format!("Digest: {}", root.digest));
-            let status = if report.blobs_copied == 0 {
+            progress.message(&format!("Digest: {}", pulled.root.digest));
+            let status = if pulled.report.blobs_copied == 0 {
                 format!("Image is up to date for {}", r.familiar())
             } else {
                 format!("Downloaded newer image for {}", r.familiar())
@@ -83,28 +75,6 @@ fn names_tag_or_digest(input: &str) -> bool {
             .rsplit('/')
             .next()
             .is_some_and(|last| last.contains(':'))
-}
-
-/// A single-platform image pulled with `--platform` must be of that platform.
-fn check_platform(
-    store: &crate::store::Store,
-    root: &crate::oci::Descriptor,
-    wanted: &Platform,
-    reference: &Reference,
-) -> anyhow::Result<()> {
-    if let Document::Manifest(m) = store.read_document(root)?.value {
-        let actual = store.read_config(&m.config.digest)?.value.platform();
-        if !wanted.matcher().matches(&actual) {
-            return Err(user_error(
-                format!(
-                    "`{}` is a single-platform image for `{actual}`, not `{wanted}`",
-                    reference.familiar()
-                ),
-                Some("pull it without `--platform`, or choose a multi-platform image"),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

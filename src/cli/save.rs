@@ -7,8 +7,12 @@ use anyhow::Context;
 use super::Settings;
 use super::args::{ArchiveFormat, SaveArgs};
 use super::errors::user_error;
+use super::remote;
 use crate::archive::{self, ArchiveError, SaveFormat};
+use crate::content::Platforms;
+use crate::ops::Ops;
 use crate::platform::Platform;
+use crate::store::Resolved;
 
 pub fn run(args: SaveArgs, settings: &Settings) -> anyhow::Result<()> {
     let platform = args.platform.as_deref().map(Platform::parse).transpose()?;
@@ -18,17 +22,37 @@ pub fn run(args: SaveArgs, settings: &Settings) -> anyhow::Result<()> {
             Some("use `-o FILE` or redirect stdout"),
         ));
     }
-    let store = settings.store()?;
-    let images = args
-        .images
-        .iter()
-        .map(|i| store.lookup(i))
-        .collect::<Result<Vec<_>, _>>()?;
     let format = match args.format {
         ArchiveFormat::Docker => SaveFormat::Docker,
         ArchiveFormat::Oci => SaveFormat::Oci,
     };
+    // What is saved: one platform (a docker-archive's, or the one asked for), else the whole
+    // image.
+    let platforms = match (&platform, format) {
+        (Some(p), _) => Platforms::Best(p.matcher()),
+        (None, SaveFormat::Docker) => Platforms::Best(Platform::host().matcher()),
+        (None, SaveFormat::Oci) => Platforms::All,
+    };
+    let store = settings.store()?;
+    let client = remote::client(settings)?;
     let progress = settings.progress(false);
+    let ops = Ops::new(&store, Some(&client), &progress);
+    // Keeps gc from removing blobs while they are fetched and read.
+    let txn = store.begin()?;
+    let mut images = Vec::new();
+    for name in &args.images {
+        if format == SaveFormat::Docker
+            && platform.is_none()
+            && txn.lookup(name).is_ok_and(|r| r.descriptor.is_index())
+        {
+            return Err(multi_platform(ArchiveError::MultiPlatform(name.clone())));
+        }
+        let local = ops.ensure_local(&txn, name, &platforms)?;
+        images.push(Resolved {
+            descriptor: local.descriptor,
+            reference: local.reference,
+        });
+    }
     let result = match &args.output {
         Some(path) => {
             // Write beside the destination and rename: a failed save leaves no half archive.
@@ -39,7 +63,7 @@ pub fn run(args: SaveArgs, settings: &Settings) -> anyhow::Result<()> {
             let mut tmp = tempfile::NamedTempFile::new_in(dir)
                 .with_context(|| format!("cannot create a file in {}", dir.display()))?;
             let r = archive::save(
-                &store,
+                &txn,
                 &images,
                 format,
                 platform.as_ref(),
@@ -55,30 +79,25 @@ pub fn run(args: SaveArgs, settings: &Settings) -> anyhow::Result<()> {
         None => {
             // `save` flushes what it wrote: a closed stdout surfaces as its error.
             archive::save(
-                &store,
+                &txn,
                 &images,
                 format,
                 platform.as_ref(),
-                std::io::BufWriter::new(super::output::stdout()),
+                // Unlocked: the archive is written from the copy's worker thread.
+                std::io::BufWriter::new(super::output::MarkClosed(std::io::stdout())),
                 &progress,
             )
         }
     };
     result.map_err(|e| match e {
-        ArchiveError::MultiPlatform(_) => {
-            let msg = e.to_string();
-            user_error(
-                msg,
-                Some("choose one with `--platform`, or keep every platform with `--format oci`"),
-            )
-        }
-        ArchiveError::Sparse(_) => {
-            let msg = e.to_string();
-            user_error(
-                msg,
-                Some("save one platform with `--platform`, or pull the rest first"),
-            )
-        }
+        e @ ArchiveError::MultiPlatform(_) => multi_platform(e),
         other => other.into(),
     })
+}
+
+fn multi_platform(e: ArchiveError) -> anyhow::Error {
+    user_error(
+        e.to_string(),
+        Some("choose one with `--platform`, or keep every platform with `--format oci`"),
+    )
 }

@@ -55,11 +55,10 @@ impl Settings {
 
     /// The progress reporter for this run (`quiet` silences it whatever the mode).
     pub fn progress(&self, quiet: bool) -> CliProgress {
-        CliProgress::new(if quiet {
-            ProgressMode::None
-        } else {
-            self.progress
-        })
+        if quiet {
+            return CliProgress::quiet();
+        }
+        CliProgress::new(self.progress)
     }
 }
 

@@ -18,6 +18,6 @@ pub fn run(args: TagArgs, settings: &Settings) -> anyhow::Result<()> {
     }
     let store = settings.store()?;
     let source = store.lookup(&args.source)?;
-    store.tag(&target, &source.descriptor)?;
+    store.begin()?.tag(&target, &source.descriptor)?;
     Ok(())
 }

@@ -4,12 +4,12 @@
 
 use serde::Serialize;
 
-use super::fetch::{Fetcher, location_of};
 use super::{ManifestError, Result};
 use crate::content::BlobLocation;
-use crate::oci::{self, ANNOTATION_DOCKER_REFERENCE_DIGEST, Descriptor, Digest, Document};
+use crate::oci::{self, Descriptor, Digest, Document};
+use crate::ops::{Ops, location_of};
 use crate::reference::Reference;
-use crate::store::StoreError;
+use crate::store::{StoreError, Transaction};
 
 /// A document and, in detail, what it lists.
 #[derive(Debug, Clone, Serialize)]
@@ -70,8 +70,8 @@ impl Blob {
 
 /// Inspect `input` (a list or an image): the store's when it has it, else the registry's.
 /// `verbose` reads each platform's manifest too.
-pub fn inspect(fetcher: &Fetcher, input: &str, verbose: bool) -> Result<Inspected> {
-    let store = fetcher.store();
+pub fn inspect(ops: &Ops, txn: &Transaction, input: &str, verbose: bool) -> Result<Inspected> {
+    let store = txn;
     let (name, mut descriptor, bytes, local, home) = match store.lookup(input) {
         Ok(found) => {
             let named = found
@@ -91,7 +91,7 @@ pub fn inspect(fetcher: &Fetcher, input: &str, verbose: bool) -> Result<Inspecte
         }
         Err(StoreError::ImageNotFound(_)) => {
             let reference = Reference::parse(input)?;
-            let (d, b) = fetcher.resolve_remote(&reference)?;
+            let (d, b) = ops.resolve_remote(&reference)?;
             (reference.to_string(), d, b, false, Some(reference))
         }
         Err(e) => return Err(e.into()),
@@ -112,10 +112,10 @@ pub fn inspect(fetcher: &Fetcher, input: &str, verbose: bool) -> Result<Inspecte
     let home: Vec<BlobLocation> = home.iter().map(location_of).collect();
     match oci::parse_document(&descriptor.media_type, bytes)?.value {
         Document::Manifest(m) => {
-            let config = fetcher.config(&m.config, &home, false)?;
+            let config = ops.config(txn, &m.config, &home, false)?;
             let platform = config.map(|c| c.value.platform().to_string());
             out.manifests
-                .push(child(fetcher, &descriptor, &m, platform, &home, local));
+                .push(child(txn, &descriptor, &m, platform, &home, local));
         }
         Document::Index(index) => {
             for d in index.images() {
@@ -128,7 +128,7 @@ pub fn inspect(fetcher: &Fetcher, input: &str, verbose: bool) -> Result<Inspecte
                     Vec::new()
                 };
                 from.extend(home.iter().cloned());
-                let bytes = fetcher.document(d, &from, false)?.ok_or_else(|| {
+                let bytes = ops.document(txn, d, &from, false)?.ok_or_else(|| {
                     ManifestError::ChildUnavailable {
                         list: out.name.clone(),
                         digest: d.digest.clone(),
@@ -137,7 +137,7 @@ pub fn inspect(fetcher: &Fetcher, input: &str, verbose: bool) -> Result<Inspecte
                 })?;
                 let m = oci::parse_manifest(bytes)?.value;
                 let mut c = child(
-                    fetcher,
+                    txn,
                     d,
                     &m,
                     d.platform.as_ref().map(ToString::to_string),
@@ -147,11 +147,7 @@ pub fn inspect(fetcher: &Fetcher, input: &str, verbose: bool) -> Result<Inspecte
                 c.attestations = index
                     .manifests
                     .iter()
-                    .filter(|a| {
-                        a.is_attestation()
-                            && a.annotation(ANNOTATION_DOCKER_REFERENCE_DIGEST)
-                                == Some(d.digest.to_string().as_str())
-                    })
+                    .filter(|a| a.attestation_subject().as_ref() == Some(&d.digest))
                     .map(Blob::of)
                     .collect();
                 out.manifests.push(c);
@@ -162,14 +158,14 @@ pub fn inspect(fetcher: &Fetcher, input: &str, verbose: bool) -> Result<Inspecte
 }
 
 fn child(
-    fetcher: &Fetcher,
+    txn: &Transaction,
     d: &Descriptor,
     m: &oci::Manifest,
     platform: Option<String>,
     from: &[BlobLocation],
     local: bool,
 ) -> Child {
-    let store = fetcher.store();
+    let store = txn;
     let present = store.is_complete(&d.digest);
     let reference = match (present && local, from.first()) {
         (false, Some(l)) => Some(format!("{l}@{}", d.digest)),

@@ -8,17 +8,14 @@
 
 use std::collections::HashMap;
 
-use super::fetch::{Fetcher, location_of};
 use super::platform::{PlatformKey, contradicts, reconcile};
 use super::{ManifestError, Result};
 use crate::content::{BlobLocation, Sink};
-use crate::oci::{
-    self, ANNOTATION_DOCKER_REFERENCE_DIGEST, ANNOTATION_REF_NAME, Descriptor, Digest, Document,
-    Index, media_type,
-};
+use crate::oci::{self, ANNOTATION_REF_NAME, Descriptor, Digest, Document, Index, media_type};
+use crate::ops::{Ops, location_of};
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, Transaction};
 
 /// What kind of document a list is written as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,14 +87,14 @@ impl Entry {
 
 /// Create the list `name` from `sources`, or with `amend` add them to it.
 pub fn create(
-    fetcher: &Fetcher,
+    ops: &Ops,
+    txn: &Transaction,
     name: &str,
     sources: &[String],
     options: &CreateOptions,
 ) -> Result<Created> {
-    let store = fetcher.store();
+    let store = txn;
     let list = list_reference(name)?;
-    let _guard = store.write_guard()?;
     let (mut entries, mut format, base) = match store.resolve(&list) {
         Ok(existing) if !options.amend => {
             let _ = existing;
@@ -116,7 +113,7 @@ pub fn create(
     }
     let mut added: HashMap<PlatformKey, usize> = HashMap::new();
     for input in sources {
-        for entry in open_source(fetcher, input)? {
+        for entry in open_source(ops, txn, input)? {
             merge(&mut entries, &mut added, entry)?;
         }
     }
@@ -196,9 +193,7 @@ fn existing_entries(index: &Index, list: &Reference) -> Vec<Entry> {
 /// of nothing in the list would be listed for nothing).
 fn attach(entries: &mut [Entry], attestations: impl IntoIterator<Item = Descriptor>) {
     for a in attestations {
-        let subject = a
-            .annotation(ANNOTATION_DOCKER_REFERENCE_DIGEST)
-            .and_then(|s| Digest::parse(s).ok());
+        let subject = a.attestation_subject();
         if let Some(e) = entries
             .iter_mut()
             .find(|e| Some(&e.descriptor.digest) == subject.as_ref())
@@ -271,7 +266,7 @@ fn check_format(entries: &[Entry], format: ListFormat) -> Result<()> {
 /// Serialise `index`, store it and point `list` at it. The list it replaces goes when no
 /// other tag names it (an amended list is the same list, not a dangling image).
 fn write_list(
-    store: &Store,
+    store: &Transaction,
     list: &Reference,
     index: &Index,
     format: ListFormat,
@@ -303,8 +298,8 @@ struct Opened {
     from: Vec<BlobLocation>,
 }
 
-fn open(fetcher: &Fetcher, input: &str) -> Result<Opened> {
-    let store = fetcher.store();
+fn open(ops: &Ops, txn: &Transaction, input: &str) -> Result<Opened> {
+    let store = txn;
     let named = Reference::parse(input).ok();
     match store.lookup(input) {
         Ok(found) => {
@@ -326,7 +321,7 @@ fn open(fetcher: &Fetcher, input: &str) -> Result<Opened> {
         }
         Err(StoreError::ImageNotFound(_)) => {
             let reference = Reference::parse(input)?;
-            let (descriptor, bytes) = fetcher.resolve_remote(&reference)?;
+            let (descriptor, bytes) = ops.resolve_remote(&reference)?;
             Ok(Opened {
                 descriptor,
                 bytes,
@@ -338,14 +333,15 @@ fn open(fetcher: &Fetcher, input: &str) -> Result<Opened> {
 }
 
 /// The platform entries a source contributes.
-fn open_source(fetcher: &Fetcher, input: &str) -> Result<Vec<Entry>> {
-    let opened = open(fetcher, input)?;
+fn open_source(ops: &Ops, txn: &Transaction, input: &str) -> Result<Vec<Entry>> {
+    let opened = open(ops, txn, input)?;
     let listed = opened.descriptor.platform.clone();
     let mut root = opened.descriptor.clone();
     root.platform = None;
     root.annotations = None;
     expand(
-        fetcher,
+        ops,
+        txn,
         input,
         &root,
         opened.bytes,
@@ -363,8 +359,11 @@ struct Nesting {
     seen: std::collections::HashSet<crate::oci::Digest>,
 }
 
+// The context (operations, transaction), the source and where the walk is, passed apart.
+#[allow(clippy::too_many_arguments)]
 fn expand(
-    fetcher: &Fetcher,
+    ops: &Ops,
+    txn: &Transaction,
     input: &str,
     desc: &Descriptor,
     bytes: Vec<u8>,
@@ -373,7 +372,7 @@ fn expand(
     nesting: &mut Nesting,
 ) -> Result<Vec<Entry>> {
     let nested = nesting.depth > 0;
-    let store = fetcher.store();
+    let store = txn;
     // An index's children are told apart by digest.
     let source = if !nested || input.contains(&desc.digest.to_string()) {
         input.to_string()
@@ -388,10 +387,10 @@ fn expand(
                     media_type: m.config.media_type.clone(),
                 });
             }
-            if !store.has_blob(&desc.digest) {
+            if !store.store().has_blob(&desc.digest) {
                 Sink::put_manifest(store, desc, &bytes)?;
             }
-            let config = fetcher.config(&m.config, from, true)?.ok_or_else(|| {
+            let config = ops.config(txn, &m.config, from, true)?.ok_or_else(|| {
                 ManifestError::ChildUnavailable {
                     list: input.to_string(),
                     digest: m.config.digest.clone(),
@@ -427,7 +426,7 @@ fn expand(
             for child in &index.manifests {
                 if child.is_attestation() {
                     // Kept in the store like the other children's manifests, for push.
-                    fetcher.document(child, from, true)?;
+                    ops.document(txn, child, from, true)?;
                     attestations.push(child.clone());
                     continue;
                 }
@@ -441,7 +440,7 @@ fn expand(
                         media_type: child.media_type.clone(),
                     });
                 }
-                let child_bytes = fetcher.document(child, from, true)?.ok_or_else(|| {
+                let child_bytes = ops.document(txn, child, from, true)?.ok_or_else(|| {
                     ManifestError::ChildUnavailable {
                         list: input.to_string(),
                         digest: child.digest.clone(),
@@ -463,7 +462,8 @@ fn expand(
                 }
                 nesting.depth += 1;
                 let expanded = expand(
-                    fetcher,
+                    ops,
+                    txn,
                     input,
                     &bare,
                     child_bytes,
@@ -523,20 +523,20 @@ impl Annotation {
 /// of its entries). The new platform must not contradict the image's config, nor repeat
 /// another entry's.
 pub fn annotate(
-    fetcher: &Fetcher,
+    ops: &Ops,
+    txn: &Transaction,
     name: &str,
     image: &str,
     annotation: &Annotation,
 ) -> Result<Created> {
-    let store = fetcher.store();
-    let _guard = store.write_guard()?;
+    let store = txn;
     let found = store.lookup(name)?;
     let list = found
         .reference
         .clone()
         .ok_or_else(|| ManifestError::DigestName(name.to_string()))?;
     let mut index = read_list(store, &found.descriptor, name)?;
-    let digest = entry_digest(fetcher, image)?;
+    let digest = entry_digest(ops, txn, image)?;
     let Some(pos) = index.manifests.iter().position(|d| d.digest == digest) else {
         return Err(ManifestError::NoSuchEntry {
             list: list.familiar(),
@@ -555,7 +555,7 @@ pub fn annotate(
     if entry.is_manifest() {
         let mut from = store.blob_locations(&digest);
         from.push(location_of(&list));
-        let bytes = fetcher.document(&entry, &from, true)?.ok_or_else(|| {
+        let bytes = ops.document(txn, &entry, &from, true)?.ok_or_else(|| {
             ManifestError::ChildUnavailable {
                 list: list.familiar(),
                 digest: digest.clone(),
@@ -563,7 +563,7 @@ pub fn annotate(
             }
         })?;
         let manifest = oci::parse_manifest(bytes)?.value;
-        if let Some(config) = fetcher.config(&manifest.config, &from, true)? {
+        if let Some(config) = ops.config(txn, &manifest.config, &from, true)? {
             let declared = config.value.platform();
             if !declared.os.is_empty() && contradicts(&platform, &declared) {
                 return Err(ManifestError::Contradiction {
@@ -601,7 +601,7 @@ pub fn annotate(
 
 /// The digest an entry is named by: a digest, a reference with one, or a tag resolved in the
 /// store or else in its registry.
-fn entry_digest(fetcher: &Fetcher, image: &str) -> Result<Digest> {
+fn entry_digest(ops: &Ops, txn: &Transaction, image: &str) -> Result<Digest> {
     if let Ok(d) = Digest::parse(image) {
         return Ok(d);
     }
@@ -609,16 +609,16 @@ fn entry_digest(fetcher: &Fetcher, image: &str) -> Result<Digest> {
     if let Some(d) = reference.digest() {
         return Ok(d.clone());
     }
-    match fetcher.store().lookup(image) {
+    match txn.lookup(image) {
         Ok(found) => Ok(found.descriptor.digest),
-        Err(StoreError::ImageNotFound(_)) => Ok(fetcher.resolve_remote(&reference)?.0.digest),
+        Err(StoreError::ImageNotFound(_)) => Ok(ops.resolve_remote(&reference)?.0.digest),
         Err(e) => Err(e.into()),
     }
 }
 
 /// Remove the list `name` from the store (its tag; the list itself when no other tag names
 /// it). Blobs are freed by the store's garbage collection. Returns the list's reference.
-pub fn remove(store: &Store, name: &str) -> Result<Reference> {
+pub fn remove(store: &Transaction, name: &str) -> Result<Reference> {
     let found = store.lookup(name)?;
     let Some(list) = found.reference else {
         return Err(ManifestError::DigestName(name.to_string()));
@@ -642,6 +642,7 @@ pub fn remove(store: &Store, name: &str) -> Result<Reference> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::oci::ANNOTATION_DOCKER_REFERENCE_DIGEST;
 
     fn entry(platform: &str, n: u8, existing: bool) -> Entry {
         let mut d = Descriptor::of(media_type::OCI_MANIFEST, &[n]);

@@ -1,7 +1,6 @@
 //! Manifest lists assembled from existing images — create, annotate, inspect, push, remove.
 //!
 //! ```text
-//! fetch     documents and configs from the store or from the registries children live in
 //! platform  a child's platform from its config, checked against what an index lists
 //! list      create (flattening indexes, attestations kept with their subjects) and annotate
 //! push      list → registry: local children pushed, remote ones mounted or copied, then the list
@@ -13,21 +12,20 @@
 //! a child that came from a registry. Where such a child lives is remembered with the store's
 //! blob locations, so that `push` can mount or copy it from there.
 
-mod fetch;
 mod inspect;
 mod list;
 mod platform;
 mod push;
 
-pub use fetch::Fetcher;
 pub use inspect::{Inspected, inspect};
 pub use list::{Annotation, CreateOptions, Created, ListFormat, annotate, create, remove};
 pub use platform::{PlatformKey, reconcile};
-pub use push::{PushOptions, Pushed, push};
+pub use push::{Pushed, push};
 
 use crate::content::ContentError;
 use crate::hint::Hint;
 use crate::oci::{Digest, OciError};
+use crate::ops::OpsError;
 use crate::platform::PlatformError;
 use crate::reference::ReferenceError;
 use crate::registry::RegistryError;
@@ -97,13 +95,8 @@ pub enum ManifestError {
         digest: Digest,
         what: String,
     },
-    #[error("cannot read `{digest}` from any of {tried}")]
-    Unreachable {
-        digest: Digest,
-        tried: String,
-        #[source]
-        cause: Box<ManifestError>,
-    },
+    #[error(transparent)]
+    Ops(#[from] OpsError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -158,6 +151,7 @@ impl Hint for ManifestError {
             ManifestError::Oci(e) => return e.hint(),
             ManifestError::Reference(e) => return e.hint(),
             ManifestError::Platform(e) => return e.hint(),
+            ManifestError::Ops(e) => return e.hint(),
             _ => return None,
         })
     }

@@ -8,42 +8,28 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::sync::Arc;
 
-use super::fetch::{Fetcher, location_of};
 use super::{ManifestError, Result};
 use crate::content::{
-    self, BlobLocation, ContentError, CopyOptions, CopyReport, Platforms, Sink, Source,
+    self, BlobLocation, BlobLocations, ContentError, CopyEnv, CopyReport, Platforms, Source,
 };
 use crate::oci::{self, Descriptor, Digest, Document};
-use crate::progress::Progress;
+use crate::ops::{Ops, location_of};
 use crate::reference::Reference;
 use crate::registry::Repository;
-use crate::store::Store;
-
-#[derive(Debug, Clone, Default)]
-pub struct PushOptions {
-    pub copy: CopyOptions,
-    /// Remove the list from the store once pushed.
-    pub purge: bool,
-}
+use crate::store::Transaction;
 
 #[derive(Debug, Clone)]
 pub struct Pushed {
+    /// The list's tag in the store (None when it was named by digest).
+    pub list: Option<Reference>,
     pub destination: Reference,
     pub descriptor: Descriptor,
     pub report: CopyReport,
 }
 
 /// Push the list `name` to `destination` (its own name when `None`), then tag it there.
-pub fn push(
-    fetcher: &Fetcher,
-    name: &str,
-    destination: Option<&str>,
-    progress: &dyn Progress,
-    options: &PushOptions,
-) -> Result<Pushed> {
-    let store = fetcher.store();
-    // Keeps gc from removing blobs while they are read.
-    let guard = store.write_guard()?;
+pub fn push(ops: &Ops, txn: &Transaction, name: &str, destination: Option<&str>) -> Result<Pushed> {
+    let store = txn;
     let found = store.lookup(name)?;
     let mut list = found.descriptor.clone();
     list.remove_annotation(oci::ANNOTATION_REF_NAME);
@@ -75,31 +61,30 @@ pub fn push(
     };
     let index = oci::parse_index(list_bytes)?.value;
     for child in &index.manifests {
-        route(fetcher, &mut source, name, child, &home, 0)?;
+        route(ops, txn, &mut source, name, child, &home, 0)?;
     }
-    let repo = fetcher.repository(&location_of(&destination))?;
-    progress.message(&format!("Pushing {}", destination.familiar()));
-    let report = content::copy_with(
+    let repo = ops.repository(&location_of(&destination))?;
+    ops.progress()
+        .message(&format!("Pushing {}", destination.familiar()));
+    let env = CopyEnv {
+        locations: &source,
+        progress: ops.progress(),
+        options: ops.options(),
+    };
+    let report = content::copy(
         &source,
         repo.as_ref(),
-        &destination,
+        name,
         &list,
         &Platforms::All,
-        progress,
-        &options.copy,
+        std::slice::from_ref(&destination),
+        &env,
     )?;
     // The attestations and signatures the store keeps of the list's images go along.
     let subjects = content::image_subjects(&source, &list)?;
-    content::copy_referrers(store, repo.as_ref(), &subjects)?;
-    Sink::tag(repo.as_ref(), &destination, &list)?;
-    drop(guard);
-    if options.purge
-        && let Some(r) = &found.reference
-    {
-        super::list::remove(store, &r.to_string())?;
-        store.gc()?;
-    }
+    content::copy_referrers(store.store(), repo.as_ref(), &subjects, &source)?;
     Ok(Pushed {
+        list: found.reference,
         destination,
         descriptor: list,
         report,
@@ -110,14 +95,15 @@ pub fn push(
 /// store holds it whole; else its manifest (from the store, or fetched and kept) and the
 /// registry repositories its blobs are read from.
 fn route(
-    fetcher: &Fetcher,
+    ops: &Ops,
+    txn: &Transaction,
     source: &mut Routed,
     list: &str,
     child: &Descriptor,
     home: &[BlobLocation],
     depth: usize,
 ) -> Result<()> {
-    let store = fetcher.store();
+    let store = txn;
     if child.is_manifest() && store.is_complete(&child.digest) {
         return Ok(());
     }
@@ -141,12 +127,12 @@ fn route(
     }
     let repos = from
         .iter()
-        .map(|l| fetcher.repository(l))
-        .collect::<Result<Vec<Arc<Repository>>>>()?;
+        .map(|l| ops.repository(l))
+        .collect::<Result<Vec<Arc<Repository>>, _>>()?;
     let mut digests = vec![child.digest.clone()];
     if child.is_manifest() || child.is_index() {
-        let bytes = fetcher
-            .document(child, &from, true)?
+        let bytes = ops
+            .document(txn, child, &from, true)?
             .ok_or_else(unavailable)?;
         match oci::parse_document(&child.media_type, bytes)?.value {
             Document::Manifest(m) => {
@@ -165,7 +151,7 @@ fn route(
                     .into());
                 }
                 for grandchild in &index.manifests {
-                    route(fetcher, source, list, grandchild, &from, depth + 1)?;
+                    route(ops, txn, source, list, grandchild, &from, depth + 1)?;
                 }
             }
         }
@@ -182,7 +168,7 @@ fn route(
 
 /// A source that reads each document and blob where it is.
 struct Routed<'a> {
-    store: &'a Store,
+    store: &'a Transaction,
     root: Descriptor,
     root_bytes: Vec<u8>,
     /// For what the store may lack: the repositories that hold it, in order of preference.
@@ -200,7 +186,7 @@ impl Routed<'_> {
 
 impl Source for Routed<'_> {
     fn resolve(&self, reference: &Reference) -> Result<Descriptor, ContentError> {
-        Source::resolve(self.store, reference)
+        Source::resolve(self.store.store(), reference)
     }
 
     fn fetch_manifest(&self, desc: &Descriptor) -> Result<Vec<u8>, ContentError> {
@@ -208,7 +194,7 @@ impl Source for Routed<'_> {
             return Ok(self.root_bytes.clone());
         }
         if self.store.has_blob(&desc.digest) {
-            return Source::fetch_manifest(self.store, desc);
+            return Source::fetch_manifest(self.store.store(), desc);
         }
         let mut last = None;
         for repo in self.origins(desc)? {
@@ -220,30 +206,32 @@ impl Source for Routed<'_> {
         Err(last.expect("at least one origin"))
     }
 
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+    fn open_blob(
+        &self,
+        desc: &Descriptor,
+        locations: &dyn BlobLocations,
+    ) -> Result<Box<dyn Read + Send + '_>, ContentError> {
         if self.store.has_blob(&desc.digest) {
-            return Source::open_blob(self.store, desc);
+            return Source::open_blob(self.store.store(), desc, locations);
         }
         let mut last = None;
         for repo in self.origins(desc)? {
-            match repo.open_blob(desc) {
+            match repo.open_blob(desc, locations) {
                 Ok(r) => return Ok(r),
                 Err(e) => last = Some(e),
             }
         }
         Err(last.expect("at least one origin"))
     }
+}
 
-    fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        Ok(desc.digest == self.root.digest
-            || self.store.has_blob(&desc.digest)
-            || self.origins.contains_key(&desc.digest))
-    }
-
-    fn blob_locations(&self, desc: &Descriptor) -> Vec<BlobLocation> {
-        let mut out = self.store.blob_locations(&desc.digest);
-        for repo in self.origins.get(&desc.digest).into_iter().flatten() {
-            let here = BlobLocation::new(repo.registry(), repo.name());
+/// Where the list's blobs live: what the store remembers, and the repositories each child was
+/// routed to (what the destination mounts from when it is in the same registry).
+impl BlobLocations for Routed<'_> {
+    fn candidates(&self, digest: &Digest) -> Vec<BlobLocation> {
+        let mut out = self.store.blob_locations(digest);
+        for repo in self.origins.get(digest).into_iter().flatten() {
+            let here = repo.here();
             if !out.contains(&here) {
                 out.push(here);
             }
@@ -251,7 +239,7 @@ impl Source for Routed<'_> {
         out
     }
 
-    fn note_blob_location(&self, desc: &Descriptor, location: &BlobLocation) {
-        Source::note_blob_location(self.store, desc, location);
+    fn record(&self, digest: &Digest, location: &BlobLocation) {
+        BlobLocations::record(self.store.store(), digest, location);
     }
 }

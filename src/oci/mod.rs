@@ -137,6 +137,14 @@ impl Descriptor {
             || self.platform.as_ref().is_some_and(Platform::is_unknown)
     }
 
+    /// The image an attestation manifest describes (BuildKit's `vnd.docker.reference.digest`).
+    pub fn attestation_subject(&self) -> Option<Digest> {
+        if !self.is_attestation() {
+            return None;
+        }
+        Digest::parse(self.annotation(ANNOTATION_DOCKER_REFERENCE_DIGEST)?).ok()
+    }
+
     pub fn is_index(&self) -> bool {
         media_type::is_index(&self.media_type)
     }

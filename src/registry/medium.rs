@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use super::auth::repository_scope;
 use super::error::RegistryError;
 use super::transport::Transport;
-use crate::content::{BlobLocation, ContentError, Sink, Source};
+use crate::content::{BlobLocation, BlobLocations, ContentError, Reused, Sink, Source};
 use crate::oci::{Descriptor, Digest};
 use crate::reference::Reference;
 
@@ -79,7 +79,8 @@ impl Repository {
         Ok(desc)
     }
 
-    fn here(&self) -> BlobLocation {
+    /// Where this repository is, as a blob location.
+    pub fn here(&self) -> BlobLocation {
         BlobLocation::new(self.registry(), &self.name)
     }
 }
@@ -116,26 +117,58 @@ impl Source for Repository {
         Ok(bytes)
     }
 
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
-        Ok(Box::new(self.blob_reader(desc).map_err(content_error)?))
-    }
-
-    fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        self.manifest_exists(&desc.digest).map_err(content_error)
-    }
-
-    fn blob_locations(&self, _desc: &Descriptor) -> Vec<BlobLocation> {
-        vec![self.here()]
+    fn open_blob(
+        &self,
+        desc: &Descriptor,
+        locations: &dyn BlobLocations,
+    ) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+        let reader = self.blob_reader(desc).map_err(content_error)?;
+        locations.record(&desc.digest, &self.here());
+        Ok(Box::new(reader))
     }
 }
 
+/// Mounts are tried from at most this many candidate repositories: each failed one is a
+/// round trip before the upload.
+const MOUNT_CANDIDATES: usize = 3;
+
 impl Sink for Repository {
-    fn has_blob(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        self.blob_exists(&desc.digest).map_err(content_error)
+    fn try_reuse(
+        &self,
+        desc: &Descriptor,
+        locations: &dyn BlobLocations,
+    ) -> Result<Option<Reused>, ContentError> {
+        let here = self.here();
+        if self.blob_exists(&desc.digest).map_err(content_error)? {
+            locations.record(&desc.digest, &here);
+            return Ok(Some(Reused::Present));
+        }
+        let candidates = locations.candidates(&desc.digest);
+        let candidates = candidates
+            .iter()
+            .filter(|l| l.registry == here.registry && l.repository != here.repository)
+            .take(MOUNT_CANDIDATES);
+        for location in candidates {
+            if self
+                .mount_blob(&desc.digest, location)
+                .map_err(content_error)?
+            {
+                locations.record(&desc.digest, &here);
+                return Ok(Some(Reused::Mounted));
+            }
+        }
+        Ok(None)
     }
 
-    fn put_blob(&self, desc: &Descriptor, reader: &mut dyn Read) -> Result<(), ContentError> {
-        self.upload_blob(desc, reader).map_err(content_error)
+    fn put_blob(
+        &self,
+        desc: &Descriptor,
+        reader: &mut dyn Read,
+        locations: &dyn BlobLocations,
+    ) -> Result<(), ContentError> {
+        self.upload_blob(desc, reader).map_err(content_error)?;
+        locations.record(&desc.digest, &self.here());
+        Ok(())
     }
 
     fn put_manifest(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), ContentError> {
@@ -149,40 +182,21 @@ impl Sink for Repository {
         Ok(())
     }
 
-    fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<(), ContentError> {
-        let Some(tag) = reference.tag() else {
-            // A digest reference names what was just pushed: nothing to tag.
-            return Ok(());
-        };
-        let bytes = match self.manifests.lock().unwrap().get(&desc.digest) {
-            Some(b) => b.clone(),
-            None => Source::fetch_manifest(self, desc)?,
-        };
-        self.put_manifest_bytes(tag, desc, &bytes)
-            .map_err(content_error)
-    }
-
-    fn location(&self) -> Option<BlobLocation> {
-        Some(self.here())
+    /// Tags are manifests put again under the tag's name; a digest reference names what was
+    /// just pushed and needs nothing.
+    fn commit(&self, root: &Descriptor, tags: &[Reference]) -> Result<(), ContentError> {
+        for tag in tags.iter().filter_map(Reference::tag) {
+            let bytes = match self.manifests.lock().unwrap().get(&root.digest) {
+                Some(b) => b.clone(),
+                None => Source::fetch_manifest(self, root)?,
+            };
+            self.put_manifest_bytes(tag, root, &bytes)
+                .map_err(content_error)?;
+        }
+        Ok(())
     }
 
     fn check_index(&self, desc: &Descriptor, bytes: &[u8]) -> Result<(), ContentError> {
         Repository::check_index(self, desc, bytes).map_err(content_error)
-    }
-
-    fn mount(&self, desc: &Descriptor, from: &[BlobLocation]) -> Result<bool, ContentError> {
-        let candidates = from
-            .iter()
-            .filter(|l| l.registry == self.registry() && l.repository != self.name)
-            .take(3);
-        for location in candidates {
-            if self
-                .mount_blob(&desc.digest, location)
-                .map_err(content_error)?
-            {
-                return Ok(true);
-            }
-        }
-        Ok(false)
     }
 }

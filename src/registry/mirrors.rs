@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use serde::Deserialize;
 
 use super::medium::{Repository, content_error};
-use crate::content::{BlobLocation, ContentError, Source};
+use crate::content::{BlobLocations, ContentError, Source};
 use crate::oci::{Descriptor, Digest};
 use crate::reference::Reference;
 
@@ -423,6 +423,11 @@ impl PullSource {
         }
     }
 
+    /// The endpoint serving the pull (the first that resolved its reference).
+    pub fn serving(&self) -> &Repository {
+        &self.endpoints[self.serving.load(Ordering::Relaxed)].0
+    }
+
     /// The repository of the registry itself (the last endpoint).
     pub fn origin(&self) -> &Repository {
         &self.endpoints[self.endpoints.len() - 1].0
@@ -454,23 +459,23 @@ impl Source for PullSource {
             .1)
     }
 
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+    /// The endpoint that gives the blob records itself in `locations`, and the registry itself
+    /// too: the image's home holds its blobs, whichever mirror served them.
+    fn open_blob(
+        &self,
+        desc: &Descriptor,
+        locations: &dyn BlobLocations,
+    ) -> Result<Box<dyn Read + Send + '_>, ContentError> {
         let mut first = self.serving.load(Ordering::Relaxed);
         if !self.opened.lock().unwrap().insert(desc.digest.clone()) {
             first += 1;
         }
         let what = format!("to give blob {}", desc.digest);
-        Ok(self.first_ok(first, &what, |repo| repo.open_blob(desc))?.1)
-    }
-
-    fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        self.endpoints[self.serving.load(Ordering::Relaxed)]
-            .0
-            .has_manifest(desc)
-    }
-
-    fn blob_locations(&self, desc: &Descriptor) -> Vec<BlobLocation> {
-        self.origin().blob_locations(desc)
+        let (_, reader) = self.first_ok(first, &what, |repo| {
+            Source::open_blob(repo, desc, locations)
+        })?;
+        locations.record(&desc.digest, &self.origin().here());
+        Ok(reader)
     }
 }
 

@@ -195,6 +195,21 @@ impl content::Referrers for Repository {
         Repository::referrers(self, subject).map_err(content_error)
     }
 
+    fn attached_tags(&self, subject: &Digest) -> Result<Vec<(String, Descriptor)>, ContentError> {
+        let mut out = Vec::new();
+        for suffix in COSIGN_TAG_SUFFIXES {
+            let tag = format!("{}{suffix}", referrers_tag(subject));
+            match self.get_manifest(&tag, None) {
+                Ok((desc, _)) => out.push((tag, desc)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(content_error(e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl content::PutReferrers for Repository {
     fn put_referrer(
         &self,
         subject: &Digest,
@@ -220,19 +235,6 @@ impl content::Referrers for Repository {
                 .map_err(content_error)?;
         }
         Ok(())
-    }
-
-    fn attached_tags(&self, subject: &Digest) -> Result<Vec<(String, Descriptor)>, ContentError> {
-        let mut out = Vec::new();
-        for suffix in COSIGN_TAG_SUFFIXES {
-            let tag = format!("{}{suffix}", referrers_tag(subject));
-            match self.get_manifest(&tag, None) {
-                Ok((desc, _)) => out.push((tag, desc)),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(content_error(e)),
-            }
-        }
-        Ok(out)
     }
 
     fn put_attached_tag(

@@ -57,8 +57,8 @@ pub fn commit(
         _ => false,
     };
     let cdir = containers.dir_of(&record.id);
-    let guard = store.write_guard()?;
-    let writer = store.blob_writer()?;
+    let txn = store.begin()?;
+    let writer = txn.blob_writer()?;
     let written = layer::write_layer_diff(&cdir.upper(), writer, layer::Compression::Gzip, None);
     if paused && let Some(rt) = oci {
         let _ = rt.resume(&record.id);
@@ -67,7 +67,7 @@ pub fn commit(
     // (a full disk names the store's file system).
     let (diff_id, report, writer) =
         written.map_err(RuntimeError::io("commit the changes in", &cdir.upper()))?;
-    let (layer_digest, layer_size) = writer.commit(store, None)?;
+    let (layer_digest, layer_size) = writer.commit(&txn, None)?;
 
     let docker = base_manifest.value.media_type.as_deref() == Some(media_type::DOCKER_MANIFEST);
     let layer_type = if docker {
@@ -91,7 +91,7 @@ pub fn commit(
         ..Default::default()
     });
     let config = Parsed::from_value(config);
-    store.put_bytes(&config.bytes)?;
+    txn.put_bytes(&config.bytes)?;
     let config_type = &base_manifest.value.config.media_type;
 
     let mut manifest = base_manifest.value.clone();
@@ -103,14 +103,14 @@ pub fn commit(
         .clone()
         .unwrap_or_else(|| media_type::OCI_MANIFEST.to_string());
     let manifest = Parsed::from_value(manifest);
-    store.put_bytes(&manifest.bytes)?;
+    txn.put_bytes(&manifest.bytes)?;
     let mut descriptor = manifest.descriptor(&manifest_type);
     descriptor.platform = Some(record.platform.clone());
     match &opts.reference {
-        Some(r) => store.tag(r, &descriptor)?,
-        None => store.add_untagged(&descriptor)?,
+        Some(r) => txn.tag(r, &descriptor)?,
+        None => txn.add_untagged(&descriptor)?,
     }
-    drop(guard);
+    drop(txn);
     Ok(Committed {
         descriptor,
         layer,

@@ -677,6 +677,8 @@ mod tests {
         });
         let gone = c.create(gone, Some("gone")).unwrap();
         store
+            .begin()
+            .unwrap()
             .add_lease(&gone.id, [Digest::sha256_of(b"x")])
             .unwrap();
 
@@ -732,7 +734,11 @@ mod tests {
                 start_time: 5,
             });
             let r = c.create(r, Some(name)).unwrap();
-            store.add_lease(&r.id, [Digest::sha256_of(b"x")]).unwrap();
+            store
+                .begin()
+                .unwrap()
+                .add_lease(&r.id, [Digest::sha256_of(b"x")])
+                .unwrap();
             fs::write(c.dir_of(&r.id).upper().join("file"), "x").unwrap();
             orphans.push(r.id);
         }
@@ -758,7 +764,11 @@ mod tests {
         let mut r = record(&new_id());
         r.status = Status::Exited;
         let r = c.create(r, Some("stuck")).unwrap();
-        store.add_lease(&r.id, [Digest::sha256_of(b"x")]).unwrap();
+        store
+            .begin()
+            .unwrap()
+            .add_lease(&r.id, [Digest::sha256_of(b"x")])
+            .unwrap();
         let upper = c.dir_of(&r.id).upper();
         fs::create_dir_all(upper.join("a/b")).unwrap();
         fs::write(upper.join("a/b/f"), "x").unwrap();
@@ -813,8 +823,16 @@ mod tests {
         let sys = FakeSyscalls::new(true);
         let id = new_id();
         fs::create_dir_all(c.dir_of(&id).upper().join("x/y")).unwrap();
-        store.add_lease(&id, [Digest::sha256_of(b"x")]).unwrap();
-        store.add_lease("other", [Digest::sha256_of(b"y")]).unwrap();
+        store
+            .begin()
+            .unwrap()
+            .add_lease(&id, [Digest::sha256_of(b"x")])
+            .unwrap();
+        store
+            .begin()
+            .unwrap()
+            .add_lease("other", [Digest::sha256_of(b"y")])
+            .unwrap();
         fs::create_dir_all(dir.path().join(CONTAINER_DIR).join("not-an-id")).unwrap();
         let done = c.finish_removals(&sys, &store).unwrap();
         assert!(done.failed.is_empty());

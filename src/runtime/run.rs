@@ -264,18 +264,18 @@ impl Runtime {
 
     /// Keep the image's blobs while the container exists, whatever `rmi` and `prune` do.
     fn lease(&self, record: &ContainerRecord, manifest: &Manifest) -> Result<(), RuntimeError> {
-        let _guard = self.store.write_guard()?;
+        let txn = self.store.begin()?;
         let mut digests = vec![record.manifest.clone(), record.config.clone()];
         digests.extend(manifest.layers.iter().map(|l| l.digest.clone()));
         for d in &digests {
-            if !self.store.has_blob(d) {
+            if !txn.has_blob(d) {
                 return Err(crate::store::StoreError::BlobNotFound(d.clone()).into());
             }
         }
-        if self.store.has_blob(&record.image_digest) {
+        if txn.has_blob(&record.image_digest) {
             digests.push(record.image_digest.clone());
         }
-        self.store.add_lease(&record.id, digests)?;
+        txn.add_lease(&record.id, digests)?;
         Ok(())
     }
 }

@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use super::{Result, Store, StoreError, private};
+use super::{Result, Store, StoreError, Transaction, private};
 use crate::content::ContentError;
 use crate::oci::{Algorithm, Descriptor, Digest, OffloadHasher};
 
@@ -80,10 +80,14 @@ impl BlobWriter {
 
     /// Verify against `expected` (digest and size) when given, then move into place.
     /// Returns the blob's digest and size.
-    pub fn commit(self, store: &Store, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64)> {
+    pub fn commit(
+        self,
+        txn: &Transaction,
+        expected: Option<(&Digest, u64)>,
+    ) -> Result<(Digest, u64)> {
         let staged = self.finish(expected)?;
         let r = (staged.digest.clone(), staged.size);
-        staged.commit(store)?;
+        staged.commit(txn)?;
         Ok(r)
     }
 
@@ -134,8 +138,8 @@ impl StagedBlob {
     }
 
     /// Make the blob visible (durably: fsync before the rename).
-    pub fn commit(self, store: &Store) -> Result<()> {
-        let dest = store.blob_path(&self.digest);
+    pub fn commit(self, txn: &Transaction) -> Result<()> {
+        let dest = txn.blob_path(&self.digest);
         if dest.exists() {
             return Ok(());
         }
@@ -151,15 +155,6 @@ impl StagedBlob {
 }
 
 impl Store {
-    /// A writer for a new blob (sha256).
-    pub fn blob_writer(&self) -> Result<BlobWriter> {
-        self.blob_writer_for(Algorithm::Sha256)
-    }
-
-    pub fn blob_writer_for(&self, algorithm: Algorithm) -> Result<BlobWriter> {
-        BlobWriter::new_in(&self.tmp, algorithm)
-    }
-
     pub fn has_blob(&self, digest: &Digest) -> bool {
         self.blob_path(digest).is_file()
     }
@@ -181,6 +176,19 @@ impl Store {
 
     pub fn blob_size(&self, digest: &Digest) -> Option<u64> {
         fs::metadata(self.blob_path(digest)).ok().map(|m| m.len())
+    }
+}
+
+/// Blobs are written in a transaction: their temp files live in `tmp-v1/`, which garbage
+/// collection clears, and what they become must be tagged before a collection runs.
+impl Transaction {
+    /// A writer for a new blob (sha256).
+    pub fn blob_writer(&self) -> Result<BlobWriter> {
+        self.blob_writer_for(Algorithm::Sha256)
+    }
+
+    pub fn blob_writer_for(&self, algorithm: Algorithm) -> Result<BlobWriter> {
+        BlobWriter::new_in(self.tmp_dir(), algorithm)
     }
 
     /// Store bytes as a blob; returns their digest.

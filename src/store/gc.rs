@@ -91,6 +91,11 @@ impl Store {
 
     /// Remove unreachable blobs and temp files.
     pub fn gc(&self) -> Result<GcReport> {
+        assert!(
+            !super::transaction::open_here(&self.root),
+            "a garbage collection of {} by a process holding a write transaction on it would wait for itself",
+            self.root.display()
+        );
         // Lock order everywhere: gc, then index. Holding both keeps writers and index.json
         // updates (which use temp files too) away while temp files are cleared.
         let _gc = self.gc_lock()?;

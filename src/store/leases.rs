@@ -15,7 +15,7 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Result, Store, StoreError, private};
+use super::{Result, Store, StoreError, Transaction, private};
 use crate::oci::Digest;
 
 pub(super) const LEASE_DIR: &str = "leases-v1";
@@ -39,31 +39,6 @@ fn valid_name(name: &str) -> bool {
 impl Store {
     fn lease_dir(&self) -> std::path::PathBuf {
         self.root.join(LEASE_DIR)
-    }
-
-    /// Create or replace the lease `name` (letters, digits, `-`, `_`, `.`). Call it while
-    /// holding [`Store::write_guard`], after checking the blobs are there, so that no garbage
-    /// collection runs in between.
-    pub fn add_lease(&self, name: &str, digests: impl IntoIterator<Item = Digest>) -> Result<()> {
-        assert!(valid_name(name), "invalid lease name `{name}`");
-        let dir = self.lease_dir();
-        private::create_dir(&dir).map_err(StoreError::io("cannot create", &dir))?;
-        let lease = Lease {
-            name: name.to_string(),
-            digests: digests.into_iter().collect(),
-        };
-        let bytes = serde_json::to_vec(&lease).expect("a lease serialises");
-        // Temp file and rename, without the fsync of `write_atomic`: leases are written on
-        // every `run`, whose start-up time matters, and live as long as their container (whose
-        // own record is not fsynced either).
-        let path = dir.join(format!("{name}.json"));
-        let mut tmp = private::temp_file(&self.tmp, ".tmp")
-            .map_err(StoreError::io("cannot create a temp file in", &self.tmp))?;
-        std::io::Write::write_all(&mut tmp, &bytes)
-            .map_err(StoreError::io("cannot write", tmp.path()))?;
-        tmp.persist(&path)
-            .map_err(|e| StoreError::io("cannot rename into", &path)(e.error))?;
-        Ok(())
     }
 
     /// Remove a lease; removing one that does not exist is not an error.
@@ -119,5 +94,34 @@ impl Store {
             .into_iter()
             .filter(|l| l.digests.contains(digest))
             .collect())
+    }
+}
+
+/// A lease keeps blobs like a tag: written in a transaction.
+impl Transaction {
+    /// Create or replace the lease `name` (letters, digits, `-`, `_`, `.`). Check the blobs are
+    /// there first, in the same transaction, so that no garbage collection runs in between.
+    pub fn add_lease(&self, name: &str, digests: impl IntoIterator<Item = Digest>) -> Result<()> {
+        assert!(valid_name(name), "invalid lease name `{name}`");
+        let dir = self.store().lease_dir();
+        private::create_dir(&dir).map_err(StoreError::io("cannot create", &dir))?;
+        let lease = Lease {
+            name: name.to_string(),
+            digests: digests.into_iter().collect(),
+        };
+        let bytes = serde_json::to_vec(&lease).expect("a lease serialises");
+        // Temp file and rename, without the fsync of `write_atomic`: leases are written on
+        // every `run`, whose start-up time matters, and live as long as their container (whose
+        // own record is not fsynced either).
+        let path = dir.join(format!("{name}.json"));
+        let mut tmp = private::temp_file(self.tmp_dir(), ".tmp").map_err(StoreError::io(
+            "cannot create a temp file in",
+            self.tmp_dir(),
+        ))?;
+        std::io::Write::write_all(&mut tmp, &bytes)
+            .map_err(StoreError::io("cannot write", tmp.path()))?;
+        tmp.persist(&path)
+            .map_err(|e| StoreError::io("cannot rename into", &path)(e.error))?;
+        Ok(())
     }
 }

@@ -1,11 +1,12 @@
-//! The store as a `content::Source` (save, push, copy from local) and `content::Sink` (pull,
-//! load, import).
+//! The store as a `content::Source` (save, push, copy from local), a `content::Sink` through a
+//! write transaction (pull, load, import), and the `content::BlobLocations` every copy consults
+//! (kept under `meta-v1/`, see `origins`).
 
 use std::io::Read;
 
-use super::{Store, StoreError};
-use crate::content::{self, BlobLocation, ContentError, Sink, Source};
-use crate::oci::Descriptor;
+use super::{Store, StoreError, Transaction};
+use crate::content::{self, BlobLocation, BlobLocations, ContentError, Reused, Sink, Source};
+use crate::oci::{Descriptor, Digest};
 use crate::reference::Reference;
 
 fn backend(e: StoreError) -> ContentError {
@@ -26,31 +27,33 @@ impl Source for Store {
         self.read_blob(&desc.digest).map_err(backend)
     }
 
-    fn open_blob(&self, desc: &Descriptor) -> Result<Box<dyn Read + Send + '_>, ContentError> {
+    fn open_blob(
+        &self,
+        desc: &Descriptor,
+        _locations: &dyn BlobLocations,
+    ) -> Result<Box<dyn Read + Send + '_>, ContentError> {
         Ok(Box::new(
             Store::open_blob(self, &desc.digest).map_err(backend)?,
         ))
     }
-
-    fn has_manifest(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        Ok(self.has_blob(&desc.digest))
-    }
-
-    fn blob_locations(&self, desc: &Descriptor) -> Vec<BlobLocation> {
-        Store::blob_locations(self, &desc.digest)
-    }
-
-    fn note_blob_location(&self, desc: &Descriptor, location: &BlobLocation) {
-        let _ = self.add_blob_locations(&desc.digest, std::slice::from_ref(location));
-    }
 }
 
-impl Sink for Store {
-    fn has_blob(&self, desc: &Descriptor) -> Result<bool, ContentError> {
-        Ok(Store::has_blob(self, &desc.digest))
+/// The store is written in a transaction: it is the sink, not the store itself.
+impl Sink for Transaction {
+    fn try_reuse(
+        &self,
+        desc: &Descriptor,
+        _locations: &dyn BlobLocations,
+    ) -> Result<Option<Reused>, ContentError> {
+        Ok(self.has_blob(&desc.digest).then_some(Reused::Present))
     }
 
-    fn put_blob(&self, desc: &Descriptor, reader: &mut dyn Read) -> Result<(), ContentError> {
+    fn put_blob(
+        &self,
+        desc: &Descriptor,
+        reader: &mut dyn Read,
+        _locations: &dyn BlobLocations,
+    ) -> Result<(), ContentError> {
         self.write_blob(reader, Some(desc)).map_err(backend)?;
         Ok(())
     }
@@ -62,11 +65,22 @@ impl Sink for Store {
         Ok(())
     }
 
-    fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<(), ContentError> {
-        Store::tag(self, reference, desc).map_err(backend)
+    fn commit(&self, root: &Descriptor, tags: &[Reference]) -> Result<(), ContentError> {
+        let images: Vec<_> = tags
+            .iter()
+            .map(|t| (Some(t.clone()), root.clone()))
+            .collect();
+        self.tag_all(&images).map_err(backend)
+    }
+}
+
+impl BlobLocations for Store {
+    fn candidates(&self, digest: &Digest) -> Vec<BlobLocation> {
+        self.blob_locations(digest)
     }
 
-    fn note_blob_locations(&self, desc: &Descriptor, locations: &[BlobLocation]) {
-        let _ = self.add_blob_locations(&desc.digest, locations);
+    fn record(&self, digest: &Digest, location: &BlobLocation) {
+        // Hints: a location that could not be written only costs a later upload.
+        let _ = self.add_blob_locations(digest, std::slice::from_ref(location));
     }
 }

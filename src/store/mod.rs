@@ -29,6 +29,7 @@ mod referrers;
 mod staging;
 mod summary;
 mod tags;
+mod transaction;
 
 use std::fs::{self, File};
 use std::io;
@@ -40,6 +41,7 @@ pub use leases::Lease;
 pub use staging::Staging;
 pub use summary::{ImageSummary, PlatformEntry, parse_created as summary_created};
 pub use tags::{Entry, Resolved};
+pub use transaction::Transaction;
 
 use crate::content::ContentError;
 use crate::hint::Hint;
@@ -180,7 +182,7 @@ impl Store {
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Its temp file must outlive a concurrent prune's sweep of tmp-v1.
-                let _guard = self.write_guard()?;
+                let _txn = self.begin()?;
                 if !layout_file.exists() {
                     self.write_atomic(&layout_file, OCI_LAYOUT.as_bytes())?;
                 }
@@ -231,12 +233,6 @@ impl Store {
         self.root.join("cache-v1")
     }
 
-    /// Write a small file atomically (temp file in the store, fsync, rename), for callers that
-    /// keep their own files under the root (the build cache).
-    pub fn write_file_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        self.write_atomic(path, bytes)
-    }
-
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.layout
             .join("blobs")
@@ -272,15 +268,6 @@ impl Store {
         Ok(f)
     }
 
-    /// Held (shared) by every operation that writes blobs and then tags them, so that garbage
-    /// collection (exclusive) never deletes blobs a tag is about to reach.
-    pub fn write_guard(&self) -> Result<WriteGuard> {
-        let f = self.lock_file("gc.lock")?;
-        f.lock_shared()
-            .map_err(StoreError::io("cannot lock", &self.locks.join("gc.lock")))?;
-        Ok(WriteGuard { _file: f })
-    }
-
     fn gc_lock(&self) -> Result<File> {
         let f = self.lock_file("gc.lock")?;
         f.lock()
@@ -305,11 +292,6 @@ impl Store {
     pub fn read_config(&self, digest: &Digest) -> Result<oci::Parsed<oci::ImageConfig>> {
         Ok(oci::parse_config(self.read_blob(digest)?)?)
     }
-}
-
-/// Keeps garbage collection away while held; see `Store::write_guard`.
-pub struct WriteGuard {
-    _file: File,
 }
 
 #[cfg(test)]

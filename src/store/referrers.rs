@@ -16,7 +16,7 @@ use std::fs;
 use std::io;
 use std::path::PathBuf;
 
-use super::{Result, Store, StoreError, private};
+use super::{Result, Store, StoreError, Transaction, private};
 use crate::oci::{self, Descriptor, Digest};
 
 pub(super) const REFERRERS_DIR: &str = "referrers-v1";
@@ -27,33 +27,6 @@ impl Store {
             .join(REFERRERS_DIR)
             .join(subject.algorithm().name())
             .join(format!("{}.json", subject.hex()))
-    }
-
-    /// List `referrer` (a stored document) among the referrers of `subject`; an entry of the
-    /// same digest is replaced. Call it holding [`Store::write_guard`].
-    pub fn add_referrer(&self, subject: &Digest, referrer: &Descriptor) -> Result<()> {
-        if !self.has_blob(&referrer.digest) {
-            return Err(StoreError::BlobNotFound(referrer.digest.clone()));
-        }
-        let path = self.referrers_path(subject);
-        let dir = path.parent().expect("a referrers list is in a directory");
-        private::create_dir(&self.root.join(REFERRERS_DIR))
-            .and_then(|_| private::create_dir(dir))
-            .map_err(StoreError::io("cannot create", dir))?;
-        let lock = self.lock_file("referrers.lock")?;
-        lock.lock().map_err(StoreError::io(
-            "cannot lock",
-            &self.locks.join("referrers.lock"),
-        ))?;
-        let mut listed = self.referrers(subject)?;
-        let mut entry = referrer.clone();
-        entry.platform = None;
-        match listed.iter_mut().find(|d| d.digest == entry.digest) {
-            Some(d) => *d = entry,
-            None => listed.push(entry),
-        }
-        let bytes = serde_json::to_vec(&oci::Index::new_oci(listed)).expect("index serialises");
-        self.write_atomic(&path, &bytes)
     }
 
     /// The referrers of `subject` the store holds (none listed: empty).
@@ -111,11 +84,48 @@ impl Store {
     }
 }
 
+impl Transaction {
+    /// List `referrer` (a stored document) among the referrers of `subject`; an entry of the
+    /// same digest is replaced.
+    pub fn add_referrer(&self, subject: &Digest, referrer: &Descriptor) -> Result<()> {
+        if !self.has_blob(&referrer.digest) {
+            return Err(StoreError::BlobNotFound(referrer.digest.clone()));
+        }
+        let path = self.referrers_path(subject);
+        let dir = path.parent().expect("a referrers list is in a directory");
+        private::create_dir(&self.root.join(REFERRERS_DIR))
+            .and_then(|_| private::create_dir(dir))
+            .map_err(StoreError::io("cannot create", dir))?;
+        let lock = self.lock_file("referrers.lock")?;
+        lock.lock().map_err(StoreError::io(
+            "cannot lock",
+            &self.locks.join("referrers.lock"),
+        ))?;
+        let mut listed = self.referrers(subject)?;
+        let mut entry = referrer.clone();
+        entry.platform = None;
+        match listed.iter_mut().find(|d| d.digest == entry.digest) {
+            Some(d) => *d = entry,
+            None => listed.push(entry),
+        }
+        let bytes = serde_json::to_vec(&oci::Index::new_oci(listed)).expect("index serialises");
+        self.write_atomic(&path, &bytes)
+    }
+}
+
 impl crate::content::Referrers for Store {
     fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>, crate::content::ContentError> {
         Store::referrers(self, subject).map_err(|e| crate::content::ContentError::Backend(e.into()))
     }
+}
 
+impl crate::content::Referrers for Transaction {
+    fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>, crate::content::ContentError> {
+        crate::content::Referrers::referrers(self.store(), subject)
+    }
+}
+
+impl crate::content::PutReferrers for Transaction {
     fn put_referrer(
         &self,
         subject: &Digest,

@@ -21,7 +21,7 @@ impl Store {
     /// A new staging directory. It is created and locked under the shared gc lock, so a
     /// collection never sees it unlocked.
     pub fn staging(&self) -> Result<Staging> {
-        let _guard = self.write_guard()?;
+        let _txn = self.begin()?;
         let dir = tempfile::Builder::new()
             .prefix(PREFIX)
             .tempdir_in(self.tmp_dir())
@@ -78,10 +78,7 @@ mod tests {
             "gc removed a live staging directory"
         );
         let digest = staged.digest.clone();
-        {
-            let _guard = store.write_guard().unwrap();
-            staged.commit(&store).unwrap();
-        }
+        staged.commit(&store.begin().unwrap()).unwrap();
         assert!(store.has_blob(&digest));
 
         // A staging directory whose owner died (no lock held) is debris.

@@ -165,6 +165,37 @@ impl Store {
         })
     }
 
+    /// Whether `desc` is whole in the store: the document, everything it lists (for an index,
+    /// however deep) and, for each manifest, its config and layers; another blob: itself.
+    pub fn is_whole(&self, desc: &Descriptor) -> bool {
+        crate::content::walk(
+            std::slice::from_ref(desc),
+            &mut HashSet::new(),
+            |d, _| {
+                if !self.has_blob(&d.digest) {
+                    return Err(super::StoreError::BlobNotFound(d.digest.clone()));
+                }
+                if !(d.is_index() || d.is_manifest()) {
+                    return Ok((Vec::new(), ()));
+                }
+                match self.read_document(d)?.value {
+                    Document::Index(index) => Ok((index.manifests, ())),
+                    Document::Manifest(m) => match std::iter::once(&m.config)
+                        .chain(&m.layers)
+                        .find(|b| !self.has_blob(&b.digest))
+                    {
+                        Some(missing) => {
+                            Err(super::StoreError::BlobNotFound(missing.digest.clone()))
+                        }
+                        None => Ok((Vec::new(), ())),
+                    },
+                }
+            },
+            |_, ()| Ok(()),
+        )
+        .is_ok()
+    }
+
     /// The image manifest to use for `desc`: itself when it is one; for an index, the best
     /// present child for `platform` (the host's when None). Errors list what the index holds.
     pub fn platform_manifest(

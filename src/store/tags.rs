@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use super::{Result, Store, StoreError};
+use super::{Result, Store, StoreError, Transaction};
 use crate::oci::{self, ANNOTATION_REF_NAME, Descriptor, Digest};
 use crate::reference::Reference;
 
@@ -55,10 +55,7 @@ impl Store {
 
     /// Read-modify-write index.json under the index lock. `f` sees and edits the entries; the
     /// new index.json replaces the old by rename, so readers see one or the other.
-    pub fn update_entries<R>(
-        &self,
-        f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>,
-    ) -> Result<R> {
+    fn edit_entries<R>(&self, f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>) -> Result<R> {
         let _lock = self.lock_index()?;
         let mut index = self.read_layout_index()?;
         let before = index.manifests.clone();
@@ -70,52 +67,18 @@ impl Store {
         Ok(r)
     }
 
-    /// Point `reference` at `desc` (which must be stored). An image the tag pointed at before
-    /// stays in the store as a dangling image when no other tag names it.
-    pub fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<()> {
-        self.tag_all(&[(Some(reference.clone()), desc.clone())])
-    }
-
-    /// Record an image without a tag (a loaded archive without names, an import without REF),
-    /// unless some entry already holds it.
-    pub fn add_untagged(&self, desc: &Descriptor) -> Result<()> {
-        self.tag_all(&[(None, desc.clone())])
-    }
-
-    /// Tag (or, for `None`, record untagged) each image in turn, as `tag` and `add_untagged`
-    /// would one by one, but in one write of index.json: all of them or none, and linear in
-    /// the number of entries however many tags an archive brings.
-    pub fn tag_all(&self, images: &[(Option<Reference>, Descriptor)]) -> Result<()> {
-        for (_, desc) in images {
-            if !self.has_blob(&desc.digest) {
-                return Err(StoreError::BlobNotFound(desc.digest.clone()));
-            }
-        }
-        self.update_entries(|entries| {
-            let mut index = EntryIndex::new(std::mem::take(entries));
-            for (reference, desc) in images {
-                match reference {
-                    Some(r) => index.tag(r.to_string(), desc),
-                    None => index.keep_dangling(desc.clone()),
-                }
-            }
-            *entries = index.into_entries();
-            Ok(())
-        })
-    }
-
     /// Remove a tag; returns the descriptor it pointed at. The image itself goes when no other
     /// entry holds it (blobs are freed by `gc`).
     pub fn untag(&self, reference: &Reference) -> Result<Descriptor> {
         let name = reference.to_string();
-        self.update_entries(|entries| {
+        self.edit_entries(|entries| {
             take_ref(entries, &name).ok_or_else(|| StoreError::ImageNotFound(reference.familiar()))
         })
     }
 
     /// Remove every entry (tagged or not) of the image `digest`; returns how many.
     pub fn remove_image(&self, digest: &Digest) -> Result<usize> {
-        self.update_entries(|entries| {
+        self.edit_entries(|entries| {
             let before = entries.len();
             entries.retain(|e| &e.digest != digest);
             Ok(before - entries.len())
@@ -228,6 +191,52 @@ impl Store {
         // Report a malformed reference as such, not as a missing image.
         Reference::parse(input)?;
         Err(StoreError::ImageNotFound(input.to_string()))
+    }
+}
+
+/// Tags make blobs reachable, so they are written in a transaction: no garbage collection can
+/// run between the blobs a writer stored and the tag that keeps them.
+impl Transaction {
+    /// Read-modify-write index.json under the index lock (see `Store::edit_entries`).
+    pub fn update_entries<R>(
+        &self,
+        f: impl FnOnce(&mut Vec<Descriptor>) -> Result<R>,
+    ) -> Result<R> {
+        self.store().edit_entries(f)
+    }
+
+    /// Point `reference` at `desc` (which must be stored). An image the tag pointed at before
+    /// stays in the store as a dangling image when no other tag names it.
+    pub fn tag(&self, reference: &Reference, desc: &Descriptor) -> Result<()> {
+        self.tag_all(&[(Some(reference.clone()), desc.clone())])
+    }
+
+    /// Record an image without a tag (a loaded archive without names, an import without REF),
+    /// unless some entry already holds it.
+    pub fn add_untagged(&self, desc: &Descriptor) -> Result<()> {
+        self.tag_all(&[(None, desc.clone())])
+    }
+
+    /// Tag (or, for `None`, record untagged) each image in turn, as `tag` and `add_untagged`
+    /// would one by one, but in one write of index.json: all of them or none, and linear in
+    /// the number of entries however many tags an archive brings.
+    pub fn tag_all(&self, images: &[(Option<Reference>, Descriptor)]) -> Result<()> {
+        for (_, desc) in images {
+            if !self.has_blob(&desc.digest) {
+                return Err(StoreError::BlobNotFound(desc.digest.clone()));
+            }
+        }
+        self.edit_entries(|entries| {
+            let mut index = EntryIndex::new(std::mem::take(entries));
+            for (reference, desc) in images {
+                match reference {
+                    Some(r) => index.tag(r.to_string(), desc),
+                    None => index.keep_dangling(desc.clone()),
+                }
+            }
+            *entries = index.into_entries();
+            Ok(())
+        })
     }
 }
 

@@ -12,12 +12,12 @@ fn store() -> (tempfile::TempDir, Store) {
 
 /// A one-layer image for `platform`; returns the manifest descriptor.
 fn image(store: &Store, platform: &str, layer: &[u8]) -> Descriptor {
-    let layer_digest = store.put_bytes(layer).unwrap();
+    let layer_digest = store.begin().unwrap().put_bytes(layer).unwrap();
     let mut config = ImageConfig::default();
     config.set_platform(&platform.parse().unwrap());
     config.rootfs.diff_ids.push(layer_digest.clone());
     let config = Parsed::from_value(config);
-    store.put_bytes(&config.bytes).unwrap();
+    store.begin().unwrap().put_bytes(&config.bytes).unwrap();
     let manifest = Manifest {
         schema_version: 2,
         media_type: Some(media_type::OCI_MANIFEST.into()),
@@ -33,7 +33,7 @@ fn image(store: &Store, platform: &str, layer: &[u8]) -> Descriptor {
         extra: Default::default(),
     };
     let manifest = Parsed::from_value(manifest);
-    store.put_bytes(&manifest.bytes).unwrap();
+    store.begin().unwrap().put_bytes(&manifest.bytes).unwrap();
     manifest.descriptor(media_type::OCI_MANIFEST)
 }
 
@@ -60,16 +60,23 @@ fn a_new_store_is_an_empty_oci_layout() {
 fn blobs_are_verified_before_they_become_visible() {
     let (_d, s) = store();
     let good = Descriptor::of(media_type::OCI_LAYER, b"hello");
-    s.write_blob(&mut &b"hello"[..], Some(&good)).unwrap();
+    s.begin()
+        .unwrap()
+        .write_blob(&mut &b"hello"[..], Some(&good))
+        .unwrap();
     assert!(s.has_blob(&good.digest));
 
     let wrong = Descriptor::of(media_type::OCI_LAYER, b"other");
     let err = s
+        .begin()
+        .unwrap()
         .write_blob(&mut &b"tampered"[..], Some(&wrong))
         .unwrap_err();
     assert!(err.to_string().contains("has 8 bytes"), "{err}");
     let same_size = Descriptor::of(media_type::OCI_LAYER, b"abcde");
     let err = s
+        .begin()
+        .unwrap()
         .write_blob(&mut &b"hello"[..], Some(&same_size))
         .unwrap_err();
     assert!(
@@ -85,7 +92,7 @@ fn blobs_are_verified_before_they_become_visible() {
 #[test]
 fn a_dropped_writer_leaves_nothing() {
     let (_d, s) = store();
-    let mut w = s.blob_writer().unwrap();
+    let mut w = s.begin().unwrap().blob_writer().unwrap();
     w.write_all(b"partial").unwrap();
     drop(w);
     assert_eq!(std::fs::read_dir(s.tmp_dir()).unwrap().count(), 0);
@@ -96,7 +103,7 @@ fn tags_are_full_references_and_moving_one_keeps_the_old_image_dangling() {
     let (_d, s) = store();
     let a = image(&s, "linux/amd64", b"a");
     let b = image(&s, "linux/amd64", b"b");
-    s.tag(&reference("busybox"), &a).unwrap();
+    s.begin().unwrap().tag(&reference("busybox"), &a).unwrap();
     let entries = s.entries().unwrap();
     assert_eq!(
         entries[0]
@@ -104,7 +111,10 @@ fn tags_are_full_references_and_moving_one_keeps_the_old_image_dangling() {
             .annotation(crate::oci::ANNOTATION_REF_NAME),
         Some("docker.io/library/busybox:latest")
     );
-    s.tag(&reference("busybox:latest"), &b).unwrap();
+    s.begin()
+        .unwrap()
+        .tag(&reference("busybox:latest"), &b)
+        .unwrap();
     let entries = s.entries().unwrap();
     assert_eq!(entries.len(), 2);
     let dangling: Vec<_> = entries.iter().filter(|e| e.reference.is_none()).collect();
@@ -112,7 +122,7 @@ fn tags_are_full_references_and_moving_one_keeps_the_old_image_dangling() {
     assert_eq!(dangling[0].descriptor.digest, a.digest);
     assert_eq!(s.resolve(&reference("busybox")).unwrap().digest, b.digest);
     // Tagging the dangling image again makes it un-dangling.
-    s.tag(&reference("old"), &a).unwrap();
+    s.begin().unwrap().tag(&reference("old"), &a).unwrap();
     assert!(s.entries().unwrap().iter().all(|e| e.reference.is_some()));
 }
 
@@ -120,7 +130,7 @@ fn tags_are_full_references_and_moving_one_keeps_the_old_image_dangling() {
 fn lookup_by_reference_digest_and_id_prefix() {
     let (_d, s) = store();
     let a = image(&s, "linux/amd64", b"a");
-    s.tag(&reference("x/y:1"), &a).unwrap();
+    s.begin().unwrap().tag(&reference("x/y:1"), &a).unwrap();
     assert_eq!(s.lookup("x/y:1").unwrap().descriptor.digest, a.digest);
     assert_eq!(
         s.lookup(a.digest.short()).unwrap().descriptor.digest,
@@ -152,8 +162,8 @@ fn gc_keeps_what_tags_reach_and_removes_the_rest() {
     let (_d, s) = store();
     let a = image(&s, "linux/amd64", b"a");
     let b = image(&s, "linux/arm64", b"b");
-    s.tag(&reference("a"), &a).unwrap();
-    let stray = s.put_bytes(b"stray").unwrap();
+    s.begin().unwrap().tag(&reference("a"), &a).unwrap();
+    let stray = s.begin().unwrap().put_bytes(b"stray").unwrap();
     let report = s.gc().unwrap();
     // b's manifest, config and layer plus the stray blob.
     assert_eq!(report.blobs_removed, 4);
@@ -174,9 +184,9 @@ fn sparse_indexes_are_allowed_and_reported() {
     let mut arm_entry = Descriptor::of(media_type::OCI_MANIFEST, b"absent manifest");
     arm_entry.platform = Some("linux/arm64".parse().unwrap());
     let index = Parsed::from_value(Index::new_oci(vec![amd_entry, arm_entry]));
-    s.put_bytes(&index.bytes).unwrap();
+    s.begin().unwrap().put_bytes(&index.bytes).unwrap();
     let idesc = index.descriptor(media_type::OCI_INDEX);
-    s.tag(&reference("multi"), &idesc).unwrap();
+    s.begin().unwrap().tag(&reference("multi"), &idesc).unwrap();
     let summary = s.summarize(&idesc).unwrap();
     assert!(summary.is_sparse());
     assert_eq!(summary.platforms_label(), "linux/amd64 (1/2 present)");
@@ -203,8 +213,10 @@ fn concurrent_tagging_loses_no_update() {
         for (i, d) in imgs.iter().enumerate() {
             let s = s.clone();
             scope.spawn(move || {
-                let _g = s.write_guard().unwrap();
-                s.tag(&reference(&format!("img:{i}")), d).unwrap();
+                s.begin()
+                    .unwrap()
+                    .tag(&reference(&format!("img:{i}")), d)
+                    .unwrap();
             });
         }
     });
@@ -215,11 +227,17 @@ fn concurrent_tagging_loses_no_update() {
 fn leases_keep_untagged_blobs_from_gc() {
     let (_dir, s) = store();
     let desc = image(&s, "linux/amd64", b"leased layer");
-    s.tag(&reference("leased:1"), &desc).unwrap();
+    s.begin()
+        .unwrap()
+        .tag(&reference("leased:1"), &desc)
+        .unwrap();
     let manifest = s.read_manifest(&desc.digest).unwrap().value;
     let mut digests = vec![desc.digest.clone(), manifest.config.digest.clone()];
     digests.extend(manifest.layers.iter().map(|l| l.digest.clone()));
-    s.add_lease("container-1", digests.clone()).unwrap();
+    s.begin()
+        .unwrap()
+        .add_lease("container-1", digests.clone())
+        .unwrap();
     assert_eq!(s.leases_of(&desc.digest).unwrap().len(), 1);
     s.untag(&reference("leased:1")).unwrap();
     s.remove_image(&desc.digest).unwrap();
@@ -242,9 +260,9 @@ fn tag_all_is_the_same_as_tagging_one_by_one() {
         let a = image(s, "linux/amd64", b"a");
         let b = image(s, "linux/amd64", b"b");
         let c = image(s, "linux/amd64", b"c");
-        s.tag(&reference("keep:1"), &a).unwrap();
-        s.tag(&reference("moved:1"), &c).unwrap();
-        s.add_untagged(&b).unwrap();
+        s.begin().unwrap().tag(&reference("keep:1"), &a).unwrap();
+        s.begin().unwrap().tag(&reference("moved:1"), &c).unwrap();
+        s.begin().unwrap().add_untagged(&b).unwrap();
         ops = vec![
             (Some(reference("moved:1")), a.clone()), // c is left dangling
             (None, b.clone()),                       // already held: nothing
@@ -256,11 +274,11 @@ fn tag_all_is_the_same_as_tagging_one_by_one() {
     }
     for (r, d) in &ops {
         match r {
-            Some(r) => one.tag(r, d).unwrap(),
-            None => one.add_untagged(d).unwrap(),
+            Some(r) => one.begin().unwrap().tag(r, d).unwrap(),
+            None => one.begin().unwrap().add_untagged(d).unwrap(),
         }
     }
-    all.tag_all(&ops).unwrap();
+    all.begin().unwrap().tag_all(&ops).unwrap();
     let listing = |s: &Store| -> Vec<(Option<String>, Digest)> {
         s.entries()
             .unwrap()
@@ -278,6 +296,8 @@ fn tag_all_refuses_a_missing_blob_and_writes_nothing() {
     let a = image(&s, "linux/amd64", b"a");
     let missing = Descriptor::of(media_type::OCI_MANIFEST, b"not stored");
     let err = s
+        .begin()
+        .unwrap()
         .tag_all(&[
             (Some(reference("a:1")), a),
             (Some(reference("b:1")), missing),

@@ -98,9 +98,10 @@ fn debian_image(root: &TestRoot, name: &str) -> (String, Vec<String>) {
     }
     let store = Store::open(root.path()).unwrap();
     let index = Parsed::from_value(Index::new_oci(children.clone()));
-    store.put_bytes(&index.bytes).unwrap();
     let desc = index.descriptor(media_type::OCI_INDEX);
-    store.tag(&Reference::parse(name).unwrap(), &desc).unwrap();
+    let txn = store.begin().unwrap();
+    txn.put_bytes(&index.bytes).unwrap();
+    txn.tag(&Reference::parse(name).unwrap(), &desc).unwrap();
     (
         desc.digest.to_string(),
         children.iter().map(|c| c.digest.to_string()).collect(),

@@ -67,9 +67,12 @@ pub fn multiarch(root: &TestRoot, name: &str, arches: &[(&str, &str)], absent: &
     }
     let store = Store::open(root.path()).unwrap();
     let index = Parsed::from_value(Index::new_oci(children.clone()));
-    store.put_bytes(&index.bytes).unwrap();
     let desc = index.descriptor(media_type::OCI_INDEX);
-    store.tag(&Reference::parse(name).unwrap(), &desc).unwrap();
+    {
+        let txn = store.begin().unwrap();
+        txn.put_bytes(&index.bytes).unwrap();
+        txn.tag(&Reference::parse(name).unwrap(), &desc).unwrap();
+    }
     for (debarch, _) in arches {
         store
             .untag(&Reference::parse(&format!("tmp/{debarch}:latest")).unwrap())

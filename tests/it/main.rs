@@ -13,6 +13,7 @@ mod help;
 mod hint;
 mod local;
 mod manifest;
+mod ops;
 mod outputs;
 mod registry;
 mod registry_harness;

@@ -62,7 +62,7 @@ fn add_attestation(root: &TestRoot, reference: &str, subject: usize) -> String {
     use manifold::platform::Platform;
     use manifold::reference::Reference;
     use manifold::store::Store;
-    let store = Store::open(root.path()).unwrap();
+    let store = Store::open(root.path()).unwrap().begin().unwrap();
     let r = Reference::parse(reference).unwrap();
     let desc = store.resolve(&r).unwrap();
     let mut index = store.read_index(&desc.digest).unwrap().value;
@@ -351,7 +351,7 @@ fn an_index_source_is_flattened_and_keeps_attestations_with_their_subject() {
         use manifold::oci::{self, Descriptor, media_type};
         use manifold::reference::Reference;
         use manifold::store::Store;
-        let store = Store::open(src.path()).unwrap();
+        let store = Store::open(src.path()).unwrap().begin().unwrap();
         let mut child = store
             .resolve(&Reference::parse(&format!("{h}/src/multi@{amd64_child}")).unwrap())
             .unwrap();

@@ -237,13 +237,7 @@ fn multi_platform_pull_keeps_the_index_and_fetches_one_platform() {
     );
     assert!(ok(&root, &["images"]).contains("(2/3 present)"));
 
-    // A sparse index cannot be pushed whole; a subset can, as a new index.
-    let err = fails(&root, &["push", &image, &format!("{host}/multi/copy:1")]);
-    assert!(err.contains("2 of its 3 platforms"), "{err}");
-    assert!(
-        err.contains("hint: pull them all with `manifold pull --all-platforms"),
-        "{err}"
-    );
+    // A subset is pushed as a new index of the platforms asked for.
     let subset = ok(
         &root,
         &[
@@ -272,6 +266,19 @@ fn multi_platform_pull_keeps_the_index_and_fetches_one_platform() {
     .unwrap();
     assert_eq!(v["manifests"].as_array().unwrap().len(), 1);
     assert_eq!(v["manifests"][0]["platform"]["architecture"], "arm64");
+
+    // The sparse index is pushed whole, with its digest: the platform the store lacks is
+    // fetched from the registry the image is named after first.
+    assert!(ok(&root, &["images"]).contains("(2/3 present)"));
+    assert_eq!(
+        ok(&root, &["push", &image, &format!("{host}/multi/copy:1")]).trim(),
+        index
+    );
+    assert_eq!(
+        skopeo_raw_digest(&registry, &format!("{host}/multi/copy:1")),
+        index
+    );
+    assert!(!ok(&root, &["images"]).contains("present"));
 
     // All platforms: the whole index pushes back with its digest.
     let all = TestRoot::new();

@@ -1003,7 +1003,7 @@ pub fn multi_arch(root: &TestRoot, debarches: &[&str], reference: &str) -> Strin
         children.push(d);
         store.untag(&Reference::parse(&child).unwrap()).unwrap();
     }
-    let store = Store::open(root.path()).unwrap();
+    let store = Store::open(root.path()).unwrap().begin().unwrap();
     let index = oci::Index::new_oci(children);
     let bytes = serde_json::to_vec(&index).unwrap();
     store.put_bytes(&bytes).unwrap();

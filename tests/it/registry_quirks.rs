@@ -109,11 +109,11 @@ fn two_big_layers(root: &TestRoot, reference: &str) -> String {
         store.untag(&r).unwrap();
     }
     let store = Store::open(root.path()).unwrap();
+    let txn = store.begin().unwrap();
     let bytes = serde_json::to_vec(&oci::Index::new_oci(children)).unwrap();
-    store.put_bytes(&bytes).unwrap();
+    txn.put_bytes(&bytes).unwrap();
     let desc = Descriptor::of(media_type::OCI_INDEX, &bytes);
-    store
-        .tag(&Reference::parse(reference).unwrap(), &desc)
+    txn.tag(&Reference::parse(reference).unwrap(), &desc)
         .unwrap();
     desc.digest.to_string()
 }
@@ -876,7 +876,7 @@ fn a_name_that_does_not_resolve_fails_at_once_with_a_hint_about_the_name() {
     let err = stderr_of(&out);
     assert_eq!(lines_with(&err, "retrying"), 0, "no retries: {err}");
     insta::assert_snapshot!(redact(&root, &err), @"
-    Unable to find image 'registry.invalid/nothing/here:1' locally (or the platforms asked for): pulling
+    Unable to find image 'registry.invalid/nothing/here:1' locally: pulling
     error: cannot reach `registry.invalid`: its name does not resolve
       caused by: error sending request for url (https://registry.invalid/v2/)
       caused by: client error (Connect)

@@ -68,7 +68,7 @@ impl RawTar {
 
 /// A new image `name`: the single-platform image `base` plus uncompressed tar layers on top.
 pub fn with_layers(root: &TestRoot, base: &str, layers: &[Vec<u8>], name: &str) {
-    let store = Store::open(root.path()).unwrap();
+    let store = Store::open(root.path()).unwrap().begin().unwrap();
     let base = store.resolve(&Reference::parse(base).unwrap()).unwrap();
     let manifest = store.read_manifest(&base.digest).unwrap().value;
     let mut config = store.read_config(&manifest.config.digest).unwrap().value;
