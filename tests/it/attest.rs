@@ -532,13 +532,19 @@ fn generated_keys_sign_in_cosigns_encrypted_form() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr_of(&out));
+    let public = keys.join("cosign.pub");
     ok(
         &root,
-        &[
-            "verify",
-            "--key",
-            keys.join("cosign.pub").to_str().unwrap(),
-            &image,
-        ],
+        &["verify", "--key", public.to_str().unwrap(), &image],
     );
+    // Both checks: the signatures, then the binaries (both pass here).
+    let out = run(
+        &root,
+        &["verify", "--key", public.to_str().unwrap(), "--elf", &image],
+    );
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let said = stderr_of(&out);
+    assert!(said.contains("image sha256:"), "{said}");
+    assert!(said.contains("signature verified"), "{said}");
+    assert!(said.contains("ELF files checked, 0 contradict"), "{said}");
 }
