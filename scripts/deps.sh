@@ -20,6 +20,9 @@ packages=(
   binutils-s390x-linux-gnu binutils-riscv64-linux-gnu binutils-mips64el-linux-gnuabi64
   # systemd-binfmt: a test replays `binfmt install --persist`'s files with it, as at boot
   systemd
+  # build --ssh: ssh-agent and ssh-add (manifold starts an agent for key files; the ssh tests
+  # make keys with ssh-keygen and run ssh-add inside a step)
+  openssh-client
   # a throwaway registry for push/pull tests (tests start their own on a free port)
   docker-registry
   # scripts/fixtures.sh: apt-get download of busybox-static for foreign architectures

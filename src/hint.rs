@@ -60,6 +60,7 @@ table![
     crate::builder::BuildError,
     crate::builder::StepError,
     crate::builder::run::RunError,
+    crate::builder::secrets::SecretError,
     crate::builder::copy::CopyError,
     crate::builder::tree::TreeError,
     crate::builder::layer::LayerError,

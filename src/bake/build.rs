@@ -3,6 +3,7 @@
 //! store — then tagged with the target's tags.
 
 use super::run::{BuildRequest, TargetBuilder};
+use crate::builder::secrets::{Secrets, SshAgents};
 use crate::builder::{self, BuildError, BuildReporter};
 use crate::oci::Descriptor;
 
@@ -17,6 +18,8 @@ impl TargetBuilder for StoreBuilder<'_> {
         request: &BuildRequest,
         reporter: &dyn BuildReporter,
     ) -> Result<Descriptor, BuildError> {
+        let secrets = Secrets::load(&request.secrets)?;
+        let ssh = SshAgents::load(&request.ssh)?;
         let name = request.dockerfile.display().to_string();
         let (context, dockerfile) =
             builder::session::load_dir(&request.context, &request.dockerfile, &name)?;
@@ -32,6 +35,8 @@ impl TargetBuilder for StoreBuilder<'_> {
                 build_args: request.args.clone(),
                 labels: request.labels.clone(),
                 allow: request.allow.clone(),
+                secrets: &secrets,
+                ssh: &ssh,
             },
             reporter,
         )?;

@@ -49,6 +49,13 @@ pub struct Target {
     /// `entitlements`: granted only by `manifold bake --allow`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub entitlements: Vec<String>,
+    /// buildx's `secret` specs (`id=ID,src=FILE`, `id=ID,env=VARIABLE`): where each secret
+    /// comes from, never its value; a relative file is relative to the bake file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
+    /// `--ssh` specs (`default`, `ID=SOCKET_OR_KEY`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ssh: Vec<String>,
 }
 
 pub const DEFAULT_CONTEXT: &str = ".";
@@ -231,6 +238,36 @@ pub fn check_entitlement(text: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// A `--secret` spec.
+struct SecretText(String);
+
+impl<'de> Deserialize<'de> for SecretText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |s| check_secret(&substituted(s)?)).map(SecretText)
+    }
+}
+
+pub fn check_secret(text: &str) -> Result<String, String> {
+    text.parse::<crate::builder::secrets::SecretSpec>()
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// An `--ssh` spec.
+struct SshText(String);
+
+impl<'de> Deserialize<'de> for SshText {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        checked(d, |s| check_ssh(&substituted(s)?)).map(SshText)
+    }
+}
+
+pub fn check_ssh(text: &str) -> Result<String, String> {
+    text.parse::<crate::builder::secrets::SshSpec>()
+        .map(|_| text.to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// A key of `variables`.
 struct VariableName(String);
 
@@ -364,6 +401,10 @@ struct RawTarget {
     target: Option<Text>,
     #[serde(default)]
     entitlements: Vec<EntitlementText>,
+    #[serde(default)]
+    secrets: Vec<SecretText>,
+    #[serde(default)]
+    ssh: Vec<SshText>,
 }
 
 // --- parsing -----------------------------------------------------------------------------------
@@ -466,6 +507,8 @@ pub fn parse(
                     tags: t.tags.into_iter().map(|t| t.0).collect(),
                     target: t.target.map(|t| t.0).filter(|t| !t.is_empty()),
                     entitlements: t.entitlements.into_iter().map(|e| e.0).collect(),
+                    secrets: t.secrets.into_iter().map(|s| s.0).collect(),
+                    ssh: t.ssh.into_iter().map(|s| s.0).collect(),
                 },
             )
         })

@@ -102,11 +102,11 @@ impl crate::hint::Hint for BakeError {
             BakeError::UnknownTarget(_) | BakeError::Empty => {
                 "`manifold bake --print` shows the file's targets and groups".into()
             }
-            BakeError::NoTags(t) => format!(
-                "give it `tags` in the file, or `--set {t}.tags=REGISTRY/NAME:TAG`"
-            ),
+            BakeError::NoTags(t) => {
+                format!("give it `tags` in the file, or `--set {t}.tags=REGISTRY/NAME:TAG`")
+            }
             BakeError::Set { .. } => {
-                "`--set TARGET.KEY=VALUE`, KEY one of context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME".into()
+                format!("`--set TARGET.KEY=VALUE`, KEY one of {}", plan::SET_KEYS)
             }
             BakeError::NotGranted { entitlement, .. } => {
                 format!("pass `--allow {entitlement}` to grant it")

@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::BakeError;
-use super::file::{BakeFile, check_entitlement, check_platform, check_tag};
+use super::file::{
+    BakeFile, check_entitlement, check_platform, check_secret, check_ssh, check_tag,
+};
 
 /// The targets to build, in order, and the groups that named them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,8 +81,7 @@ fn expand(
     Ok(())
 }
 
-const SET_KEYS: &str =
-    "context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME";
+pub(super) const SET_KEYS: &str = "context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME, labels.NAME";
 
 /// Apply `TARGET.KEY=VALUE` to the targets TARGET matches (a name or a glob such as `*`).
 /// Lists (platforms, tags) are comma separated and replace the file's.
@@ -123,6 +124,9 @@ pub fn apply_set(file: &mut BakeFile, set: &str) -> Result<(), BakeError> {
             "platforms" | "platform" => t.platforms = list(check_platform)?,
             "tags" | "tag" => t.tags = list(check_tag)?,
             "entitlements" => t.entitlements = list(check_entitlement)?,
+            // One spec each: their own commas are theirs.
+            "secrets" | "secret" => t.secrets = vec![check_secret(value).map_err(&err)?],
+            "ssh" => t.ssh = vec![check_ssh(value).map_err(&err)?],
             _ => match key.split_once('.') {
                 Some(("args", k)) if !k.is_empty() => {
                     t.args.insert(k.to_string(), value.to_string());

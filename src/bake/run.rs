@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use super::BakeError;
 use super::file::BakeFile;
 use super::plan::Selection;
+use crate::builder::secrets::{SecretSpec, SshSpec};
 use crate::builder::{BuildError, BuildReporter};
 use crate::content::BoxError;
 use crate::dockerfile::plan::Entitlement;
@@ -36,6 +37,9 @@ pub struct BuildRequest {
     pub target: Option<String>,
     /// The entitlements the target asks for (its build gets them once `--allow` grants them).
     pub allow: BTreeSet<Entitlement>,
+    /// Where its secrets and agents come from (files relative to the bake file).
+    pub secrets: Vec<SecretSpec>,
+    pub ssh: Vec<SshSpec>,
 }
 
 /// What a target built: the image (index or manifest) in the store.
@@ -127,6 +131,24 @@ pub fn requests(
                         .map_err(
                             |e: crate::dockerfile::plan::UnknownEntitlement| set(e.to_string()),
                         )
+                })
+                .collect::<Result<_, _>>()?,
+            secrets: t
+                .secrets
+                .iter()
+                .map(|v| {
+                    v.parse::<SecretSpec>()
+                        .map(|s| s.relative_to(base))
+                        .map_err(|e| set(e.to_string()))
+                })
+                .collect::<Result<_, _>>()?,
+            ssh: t
+                .ssh
+                .iter()
+                .map(|v| {
+                    v.parse::<SshSpec>()
+                        .map(|s| s.relative_to(base))
+                        .map_err(|e| set(e.to_string()))
                 })
                 .collect::<Result<_, _>>()?,
         });

@@ -197,7 +197,7 @@ fn set_overrides_keys_of_matching_targets() {
     for (set, message) in [
         (
             "api.color=red",
-            "`--set api.color=red`: unknown key `color` (one of context, dockerfile, target, platforms, tags, entitlements, args.NAME, labels.NAME)",
+            "`--set api.color=red`: unknown key `color` (one of context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME, labels.NAME)",
         ),
         (
             "nope.context=.",
@@ -216,9 +216,15 @@ fn set_overrides_keys_of_matching_targets() {
             "api.entitlements=security.insecure",
             "`--set api.entitlements=security.insecure`: unknown entitlement `security.insecure`: manifold knows `network.host`",
         ),
+        (
+            "api.secrets=id=a,bogus=b",
+            "`--set api.secrets=id=a,bogus=b`: invalid --secret `id=a,bogus=b`: unknown key `bogus`: expected id, type, src or env",
+        ),
     ] {
         assert_eq!(apply_set(&mut f, set).unwrap_err().to_string(), message);
     }
+    apply_set(&mut f, "api.secrets=id=npm,src=./npmrc").unwrap();
+    assert_eq!(f.targets["api"].secrets, ["id=npm,src=./npmrc"]);
 }
 
 #[test]
@@ -329,6 +335,8 @@ fn request(name: &str, tags: &[&str]) -> BuildRequest {
         tags: tags.iter().map(|t| Reference::parse(t).unwrap()).collect(),
         target: None,
         allow: Default::default(),
+        secrets: Vec::new(),
+        ssh: Vec::new(),
     }
 }
 

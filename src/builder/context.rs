@@ -411,6 +411,31 @@ impl Context {
         Ok(Digest::sha256_of(listing.as_bytes()))
     }
 
+    /// What .dockerignore hides under the directory `dir` (a resolved path): the top-most
+    /// paths [`Context::walk`] leaves out, relative to the context root, sorted — so that a
+    /// view of the directory without them shows exactly what `walk` lists.
+    pub fn hidden(&self, dir: &str) -> Result<Vec<String>, ContextError> {
+        if self.ignore.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kept: std::collections::HashSet<String> =
+            self.walk(dir)?.into_iter().map(|i| i.rel).collect();
+        let mut out = Vec::new();
+        let mut work = vec![String::new()];
+        while let Some(sub) = work.pop() {
+            for (name, meta) in self.list(&join(dir, &sub))? {
+                let rel = join(&sub, &name);
+                if !kept.contains(&rel) {
+                    out.push(join(dir, &rel));
+                } else if meta.is_dir() {
+                    work.push(rel);
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
     /// The sha256 of a regular file's content (hashed once per build).
     pub fn file_digest(&self, rel: &str) -> Result<Digest, ContextError> {
         if let Some(d) = self.hashes.lock().expect("hash lock").get(rel) {

@@ -14,8 +14,9 @@ use super::context::Context;
 use super::copy::{self, CopyEnv};
 use super::fetch::{self, FetchError, Fetched};
 use super::layer::{self, Entry, Kind, LayerInfo};
-use super::report::{BuildEvent, BuildReporter, StepInfo};
-use super::run::{RunError, RunRequest, Runner};
+use super::report::{BuildEvent, BuildReporter, Emulation, StepInfo};
+use super::run::{BindSource, RunError, RunRequest, Runner, View};
+use super::secrets::{Secrets, SshAgents};
 use super::tree::{self, Tree};
 use super::{BuildError, ImageError, StepError};
 use crate::content::{ContentError, Platforms};
@@ -48,6 +49,10 @@ pub struct Options<'a> {
     pub client: Option<&'a Client>,
     pub runner: &'a dyn Runner,
     pub reporter: &'a dyn BuildReporter,
+    /// `--secret`: read by `RUN --mount=type=secret`, never part of a key, record or layer.
+    pub secrets: &'a Secrets,
+    /// `--ssh`: the agents `RUN --mount=type=ssh` forwards to.
+    pub ssh: &'a SshAgents,
 }
 
 /// One platform's image.
@@ -105,6 +110,8 @@ pub struct Output {
     /// How many steps ran, and how many came from the cache.
     pub steps_run: usize,
     pub steps_cached: usize,
+    /// The time RUN steps spent under QEMU, per platform.
+    pub emulation: Emulation,
 }
 
 /// A resolved base image.
@@ -164,6 +171,8 @@ struct Executor<'a> {
     counter: AtomicUsize,
     run: AtomicUsize,
     cached: AtomicUsize,
+    /// The time the steps that ran took, and RUN steps under QEMU per platform.
+    emulation: Mutex<Emulation>,
     now: u64,
 }
 
@@ -261,6 +270,7 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         counter: AtomicUsize::new(0),
         run: AtomicUsize::new(0),
         cached: AtomicUsize::new(0),
+        emulation: Mutex::new(Emulation::default()),
         now: o.epoch.map_or(now, |e| now.min(e)),
     };
     for p in &o.platforms {
@@ -321,12 +331,14 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         root,
         steps_run: ex.run.load(Ordering::Relaxed),
         steps_cached: ex.cached.load(Ordering::Relaxed),
+        emulation: ex.emulation.lock().expect("emulation").clone(),
     };
     o.reporter.report(&BuildEvent::BuildFinished {
         root: &out.root,
         steps_run: out.steps_run,
         steps_cached: out.steps_cached,
         duration: started.elapsed(),
+        emulation: &out.emulation,
     });
     Ok(out)
 }
@@ -350,10 +362,20 @@ fn identities(plan: &Plan) -> BTreeMap<usize, Digest> {
         }
         for step in &s.steps {
             k.add_str(&step.created_by);
-            if let Op::Copy(c) = &step.op
-                && let CopyFrom::Stage(j) = c.from
-            {
-                k.add_str(&ids[&j].to_string());
+            match &step.op {
+                Op::Copy(c) => {
+                    if let CopyFrom::Stage(j) = c.from {
+                        k.add_str(&ids[&j].to_string());
+                    }
+                }
+                Op::Run(r) => {
+                    for m in &r.mounts {
+                        if let Some(CopyFrom::Stage(j)) = m.from {
+                            k.add_str(&ids[&j].to_string());
+                        }
+                    }
+                }
+                _ => {}
             }
             k.add_json(&step.op);
         }
@@ -776,6 +798,12 @@ impl<'a> Executor<'a> {
             .add_json(&self.o.compression)
             .add_str(&self.o.epoch.map(|e| e.to_string()).unwrap_or_default())
             .add_json(&step.op);
+        if let Op::Run(r) = &step.op {
+            for m in &r.mounts {
+                self.mount_key(plan, stage, m, &mut k)
+                    .map_err(|e| e.into_build(fail))?;
+            }
+        }
         if let Op::Copy(c) = &step.op {
             for src in &c.sources {
                 if let CopySrc::Url(u) = src {
@@ -803,6 +831,133 @@ impl<'a> Executor<'a> {
             }
         }
         Ok(k.finish())
+    }
+
+    /// A mount's part of its step's key: whether a secret or agent was given (never its
+    /// value: BuildKit does not run a step again when only a secret's content changed), and
+    /// the content of what a bind mount shows.
+    fn mount_key(
+        &self,
+        plan: &Plan,
+        stage: &StagePlan,
+        m: &plan::MountOp,
+        k: &mut KeyBuilder,
+    ) -> Result<(), StepFail> {
+        match m.kind {
+            MountKind::Secret => {
+                let given = self.o.secrets.get(&m.id).is_some();
+                k.add_str("secret").add_str(&m.id).add(&[u8::from(given)]);
+            }
+            MountKind::Ssh => {
+                let given = self.o.ssh.contains(&m.id);
+                k.add_str("ssh").add_str(&m.id).add(&[u8::from(given)]);
+            }
+            MountKind::Bind => {
+                k.add_str("bind");
+                match &m.from {
+                    None | Some(CopyFrom::Context) => {
+                        let op = bind_copy_op(m);
+                        let key = copy::context_key(&op, self.o.context)
+                            .map_err(|e| StepFail::Step(e.into()))?;
+                        k.add_str(&key.to_string());
+                    }
+                    Some(CopyFrom::Stage(j)) => {
+                        let out = self
+                            .stage(self.plan_index(plan), *j)
+                            .map_err(StepFail::Stage)?;
+                        k.add_str(&out.chain.to_string());
+                    }
+                    Some(CopyFrom::Image(r)) => {
+                        let img = self
+                            .image(r, &stage.platform)
+                            .map_err(|e| StepFail::Step(e.into()))?;
+                        k.add_str(&img.manifest.digest.to_string());
+                    }
+                }
+            }
+            MountKind::Cache | MountKind::Tmpfs => {}
+        }
+        Ok(())
+    }
+
+    /// What each bind mount of a RUN step shows (None for the other kinds).
+    fn bind_sources(
+        &self,
+        plan: &Plan,
+        stage: &StagePlan,
+        r: &plan::RunOp,
+    ) -> Result<Vec<Option<BindSource>>, StepFail> {
+        let mut out = Vec::new();
+        for m in &r.mounts {
+            if m.kind != MountKind::Bind {
+                out.push(None);
+                continue;
+            }
+            let source = m.source.as_deref().unwrap_or("");
+            let (view, tree, from) = match &m.from {
+                None | Some(CopyFrom::Context) => {
+                    let ctx = self.o.context;
+                    let step = |e: super::context::ContextError| {
+                        StepFail::Step(copy::CopyError::from(e).into())
+                    };
+                    let found = ctx.sources(source).map_err(step)?;
+                    let item = found.into_iter().next().expect("a path without wildcards");
+                    let hidden = if item.meta.is_dir() {
+                        ctx.hidden(&item.rel).map_err(step)?
+                    } else {
+                        Vec::new()
+                    };
+                    out.push(Some(BindSource {
+                        view: View::Dir {
+                            root: ctx.root().to_path_buf(),
+                            hidden,
+                        },
+                        path: item.rel,
+                    }));
+                    continue;
+                }
+                Some(CopyFrom::Stage(j)) => {
+                    let o = self
+                        .stage(self.plan_index(plan), *j)
+                        .map_err(StepFail::Stage)?;
+                    let t = self.stage_tree(&o).map_err(StepFail::Step)?;
+                    let view = View::Layers {
+                        layers: o.layers.clone(),
+                        diff_ids: o.diff_ids.clone(),
+                    };
+                    (view, t, plan.stage(*j).label())
+                }
+                Some(CopyFrom::Image(r)) => {
+                    let img = self
+                        .image(r, &stage.platform)
+                        .map_err(|e| StepFail::Step(e.into()))?;
+                    let t = Tree::load_with(
+                        self.o.store,
+                        &self.cache,
+                        &img.value.layers,
+                        &img.config.rootfs.diff_ids,
+                    )
+                    .map_err(|e| StepFail::Step(e.into()))?;
+                    let view = View::Layers {
+                        layers: img.value.layers.clone(),
+                        diff_ids: img.config.rootfs.diff_ids.clone(),
+                    };
+                    (view, Arc::new(t), r.clone())
+                }
+            };
+            let path = tree.resolve(source, true);
+            if !path.is_empty() && !tree.exists(&path) {
+                return Err(StepFail::Step(
+                    RunError::BindSource {
+                        path: source.to_string(),
+                        from,
+                    }
+                    .into(),
+                ));
+            }
+            out.push(Some(BindSource { view, path }));
+        }
+        Ok(out)
     }
 
     fn plan_index(&self, plan: &Plan) -> usize {
@@ -850,6 +1005,19 @@ impl<'a> Executor<'a> {
                 self.cached.fetch_add(1, Ordering::Relaxed);
                 return Ok((r, true));
             }
+            // Only RUN executes the platform's programs; everything else is manifold's own work.
+            let emulator = match step.op {
+                Op::Run(_) if !crate::binfmt::is_native(&stage.platform) => {
+                    crate::binfmt::Handler::for_platform(&stage.platform).map(|h| h.name.as_str())
+                }
+                _ => None,
+            };
+            if let Some(emulator) = emulator {
+                report.report(&BuildEvent::StepEmulated {
+                    step: info,
+                    emulator,
+                });
+            }
             let started = Instant::now();
             let layer = match run(&info) {
                 Ok(l) => l,
@@ -872,9 +1040,16 @@ impl<'a> Executor<'a> {
                 .put(key, &record)
                 .map_err(|e| Arc::new(e.into()))?;
             self.run.fetch_add(1, Ordering::Relaxed);
+            let duration = started.elapsed();
+            self.emulation.lock().expect("emulation").add(
+                &stage.platform,
+                emulator.is_some(),
+                duration,
+            );
             report.report(&BuildEvent::StepFinished {
                 step: info,
-                duration: started.elapsed(),
+                duration,
+                emulated: emulator.is_some(),
             });
             Ok((record, false))
         })
@@ -949,7 +1124,15 @@ impl<'a> Executor<'a> {
                 .map(Some)
                 .map_err(|e| self.step_error(stage, step, e));
         }
-        self.execute_step(stage, step, info, layers, diff_ids, tree)
+        if let Op::Run(r) = &step.op {
+            let binds = self
+                .bind_sources(plan, stage, r)
+                .map_err(|e| e.into_build(|e| self.step_error(stage, step, e)))?;
+            return self
+                .run_step(stage, r, info, (layers, diff_ids), &binds)
+                .map_err(|e| self.step_error(stage, step, e));
+        }
+        self.execute_step(stage, step, layers, diff_ids, tree)
             .map_err(|e| self.step_error(stage, step, e))
     }
 
@@ -964,7 +1147,6 @@ impl<'a> Executor<'a> {
         &self,
         stage: &StagePlan,
         step: &Step,
-        info: &StepInfo<'_>,
         layers: &[Descriptor],
         diff_ids: &[Digest],
         tree: &mut StageTree,
@@ -1023,34 +1205,55 @@ impl<'a> Executor<'a> {
                 };
                 self.copy(c, source, layers, diff_ids, tree).map(Some)
             }
-            Op::Run(r) => {
-                if let Some(m) = r
-                    .mounts
-                    .iter()
-                    .find(|m| !matches!(m.kind, MountKind::Cache | MountKind::Tmpfs))
-                {
-                    return Err(RunError::Mount(m.kind).into());
+            Op::Run(_) => unreachable!("RUN steps are executed apart"),
+        }
+    }
+
+    /// RUN: the secrets and agents it requires checked, then the runner.
+    fn run_step(
+        &self,
+        stage: &StagePlan,
+        r: &plan::RunOp,
+        info: &StepInfo<'_>,
+        (layers, diff_ids): (&[Descriptor], &[Digest]),
+        binds: &[Option<BindSource>],
+    ) -> Result<Option<LayerInfo>, StepError> {
+        for m in r.mounts.iter().filter(|m| m.required) {
+            match m.kind {
+                MountKind::Secret if self.o.secrets.get(&m.id).is_none() => {
+                    return Err(RunError::SecretRequired {
+                        id: m.id.clone(),
+                        unset: self.o.secrets.unset_variable(&m.id).map(str::to_string),
+                    }
+                    .into());
                 }
-                let tmp = self.temp_dir()?;
-                let output = |line: &str| {
-                    self.o
-                        .reporter
-                        .report(&BuildEvent::StepOutput { step: *info, line })
-                };
-                let req = RunRequest {
-                    store,
-                    platform: &stage.platform,
-                    layers,
-                    diff_ids,
-                    op: r,
-                    compression: self.o.compression,
-                    epoch: self.o.epoch,
-                    tmp: tmp.path(),
-                    output: &output,
-                };
-                Ok(self.o.runner.run(&req)?)
+                MountKind::Ssh if !self.o.ssh.contains(&m.id) => {
+                    return Err(RunError::SshRequired { id: m.id.clone() }.into());
+                }
+                _ => {}
             }
         }
+        let tmp = self.temp_dir()?;
+        let output = |line: &str| {
+            self.o
+                .reporter
+                .report(&BuildEvent::StepOutput { step: *info, line })
+        };
+        let req = RunRequest {
+            store: self.o.store,
+            platform: &stage.platform,
+            layers,
+            diff_ids,
+            op: r,
+            compression: self.o.compression,
+            epoch: self.o.epoch,
+            tmp: tmp.path(),
+            output: &output,
+            secrets: self.o.secrets,
+            ssh: self.o.ssh,
+            binds,
+        };
+        Ok(self.o.runner.run(&req)?)
     }
 
     fn copy_from_stage(
@@ -1203,6 +1406,42 @@ impl<'a> Executor<'a> {
             }
         }
         Ok(used)
+    }
+}
+
+/// Why a step could not be keyed or prepared: a stage it uses failed (reported as itself), or
+/// the step's own problem.
+enum StepFail {
+    Stage(Arc<BuildError>),
+    Step(StepError),
+}
+
+impl StepFail {
+    fn into_build(self, step: impl FnOnce(StepError) -> BuildError) -> BuildError {
+        match self {
+            StepFail::Stage(e) => BuildError::Shared(e),
+            StepFail::Step(e) => step(e),
+        }
+    }
+}
+
+/// A context bind mount as the COPY its content is keyed like (.dockerignore applies).
+fn bind_copy_op(m: &plan::MountOp) -> plan::CopyOp {
+    plan::CopyOp {
+        add: false,
+        from: CopyFrom::Context,
+        sources: vec![CopySrc::Path(
+            m.source
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| ".".into()),
+        )],
+        dest: m.target.clone(),
+        chown: None,
+        chmod: None,
+        exclude: Vec::new(),
+        checksum: None,
+        keep_git_dir: false,
     }
 }
 

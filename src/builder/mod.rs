@@ -15,14 +15,16 @@ pub mod copy;
 pub mod exec;
 pub mod fetch;
 pub mod layer;
+pub mod mounts;
 pub mod report;
 pub mod run;
 pub mod runner;
+pub mod secrets;
 pub mod session;
 pub mod tree;
 
 pub use crate::dockerfile::DockerfileError;
-pub use report::{BuildEvent, BuildReporter, StepInfo};
+pub use report::{BuildEvent, BuildReporter, Emulation, StepInfo};
 pub use session::{Builder, Request};
 
 use std::path::PathBuf;
@@ -66,6 +68,9 @@ pub enum BuildError {
     Context(#[from] context::ContextError),
     #[error("SOURCE_DATE_EPOCH=`{0}` is not a number of seconds")]
     Epoch(String),
+    /// A `--secret` or `--ssh` that cannot be used (a file that cannot be read, no agent).
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
     #[error("cancelled: another stage failed")]
     Cancelled,
     /// The same failure seen from another stage or platform that waited for it.
@@ -116,6 +121,7 @@ impl Hint for BuildError {
                 Some("SOURCE_DATE_EPOCH is a number of seconds since 1970".into())
             }
             BuildError::Store(e) => e.hint(),
+            BuildError::Secret(e) => e.hint(),
             BuildError::Shared(e) => e.hint(),
             _ => None,
         }

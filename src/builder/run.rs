@@ -3,10 +3,11 @@
 //! QEMU through binfmt_misc for a foreign platform) and turns the overlay's upper directory
 //! into the step's layer.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::layer::LayerInfo;
+use super::secrets::{Secrets, SshAgents};
 use crate::binfmt::BinfmtError;
 use crate::dockerfile::instructions::MountKind;
 use crate::dockerfile::plan::RunOp;
@@ -32,6 +33,35 @@ pub struct RunRequest<'a> {
     pub tmp: &'a Path,
     /// Each line the command prints.
     pub output: &'a (dyn Fn(&str) + Sync),
+    /// What `type=secret` mounts read.
+    pub secrets: &'a Secrets,
+    /// What `type=ssh` mounts forward to.
+    pub ssh: &'a SshAgents,
+    /// What each `type=bind` mount of `op.mounts` shows (same index; None for other kinds).
+    pub binds: &'a [Option<BindSource>],
+}
+
+/// What a `--mount=type=bind` shows, resolved by the executor.
+#[derive(Debug, Clone)]
+pub struct BindSource {
+    pub view: View,
+    /// The bound path inside the view, relative, its symlinks resolved in the view (empty:
+    /// the view's root).
+    pub path: String,
+}
+
+/// A tree a bind mount shows, never written to: the step's writes (`rw`) land in a throwaway
+/// upper directory.
+#[derive(Debug, Clone)]
+pub enum View {
+    /// A host directory (the context), without `hidden` (relative paths .dockerignore leaves
+    /// out).
+    Dir { root: PathBuf, hidden: Vec<String> },
+    /// A stack of layers (a stage's or an image's filesystem).
+    Layers {
+        layers: Vec<Descriptor>,
+        diff_ids: Vec<Digest>,
+    },
 }
 
 /// Why a RUN step failed.
@@ -41,8 +71,23 @@ pub enum RunError {
     NotRoot,
     #[error("RUN cannot work here: the container runtime is not usable")]
     NoRuntime(#[source] Arc<RuntimeError>),
-    #[error("RUN --mount=type={} is not supported yet: manifold has type=cache and type=tmpfs", .0.as_str())]
-    Mount(MountKind),
+    /// A `required` secret the build was not given.
+    #[error("secret `{id}` is required and was not given{}", unset_note(.unset))]
+    SecretRequired { id: String, unset: Option<String> },
+    /// A `required` ssh agent the build was not given.
+    #[error("ssh agent `{id}` is required and was not given")]
+    SshRequired { id: String },
+    #[error("secret `{id}` is not UTF-8 text, so it cannot be the environment variable `{var}`")]
+    SecretNotText { id: String, var: String },
+    #[error("RUN --mount=type=bind: `{path}` is not in `{from}`")]
+    BindSource { path: String, from: String },
+    #[error("cannot prepare RUN --mount={} at `{target}`", .kind.as_str())]
+    Mount {
+        kind: MountKind,
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot run {platform} programs here")]
     Emulation {
         platform: String,
@@ -67,14 +112,23 @@ pub enum RunError {
     Exit { argv: String, code: i32 },
 }
 
+fn unset_note(unset: &Option<String>) -> String {
+    match unset {
+        Some(var) => format!(" (`{var}`, which it was to come from, is not set)"),
+        None => String::new(),
+    }
+}
+
 impl Hint for RunError {
     fn hint(&self) -> Option<String> {
         match self {
             RunError::NotRoot => Some("run the build with sudo".into()),
-            RunError::Mount(_) => Some(
-                "use `--mount=type=cache` or `--mount=type=tmpfs`, or copy what the step needs with COPY"
-                    .into(),
-            ),
+            RunError::SecretRequired { id, .. } => Some(format!(
+                "pass it: `--secret id={id},src=FILE` or `--secret id={id},env=VARIABLE` (for `manifold bake`: the target's `secrets`)"
+            )),
+            RunError::SshRequired { id } => Some(format!(
+                "pass it: `--ssh {id}` (the agent of SSH_AUTH_SOCK) or `--ssh {id}=KEY_FILE` (for `manifold bake`: the target's `ssh`)"
+            )),
             RunError::Store(e) => e.hint(),
             _ => None,
         }

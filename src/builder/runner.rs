@@ -94,35 +94,8 @@ impl Runner for RuntimeRunner {
                 read_only: true,
             });
         }
-        for (i, m) in op.mounts.iter().enumerate() {
-            let source = match m.kind.as_str() {
-                "cache" => {
-                    let dir = super::cache::Cache::mount_dir(store, &m.id)
-                        .map_err(RunError::io("create the cache mount"))?;
-                    if !dir.is_dir() {
-                        // The mode the container sees; `mount_dir`'s private parent keeps the
-                        // host's other users away from it.
-                        fs::create_dir_all(&dir).map_err(RunError::io("create the cache mount"))?;
-                        use std::os::unix::fs::PermissionsExt;
-                        fs::set_permissions(&dir, fs::Permissions::from_mode(m.mode))
-                            .map_err(RunError::io("create the cache mount"))?;
-                        std::os::unix::fs::chown(&dir, Some(m.uid as u32), Some(m.gid as u32))
-                            .map_err(RunError::io("create the cache mount"))?;
-                    }
-                    dir
-                }
-                _ => {
-                    let dir = req.tmp.join(format!("tmpfs-{i}"));
-                    fs::create_dir_all(&dir).map_err(RunError::io("create the tmpfs mount"))?;
-                    dir
-                }
-            };
-            binds.push(Bind {
-                source,
-                destination: m.target.clone(),
-                read_only: m.read_only,
-            });
-        }
+        let mut mounts = super::mounts::prepare(&self.rt, req)?;
+        binds.append(&mut mounts.binds);
         let opts = RunOptions {
             image: "manifold build step".into(),
             image_digest: manifest.digest(),
@@ -133,7 +106,7 @@ impl Runner for RuntimeRunner {
             platform: req.platform.clone(),
             args: op.argv.clone(),
             entrypoint: Some(String::new()),
-            env: Vec::new(),
+            env: mounts.env.clone(),
             workdir: Some(op.workdir.clone()),
             user: op.user.clone(),
             name: None,
@@ -153,6 +126,7 @@ impl Runner for RuntimeRunner {
             .create(&opts, &NoProgress)
             .map_err(|e| RunError::container("create")(Box::new(e)))?;
         let id = prepared.record().id.clone();
+        mounts.note_stubs(&prepared.rootfs());
         let remove = || {
             let _ =
                 self.rt
@@ -201,9 +175,7 @@ impl Runner for RuntimeRunner {
             }),
             Ok(_) => {
                 // The mount points of --mount are not the step's doing either.
-                for m in &op.mounts {
-                    let _ = fs::remove_dir(upper.join(m.target.trim_start_matches('/')));
-                }
+                mounts.remove_stubs(&upper);
                 tidy_upper(&upper);
                 diff_layer(store, &upper, req.compression, req.epoch)
             }

@@ -10,6 +10,7 @@ use super::context::{self, Context};
 use super::exec::{self, Output};
 use super::report::BuildReporter;
 use super::run::Runner;
+use super::secrets::{Secrets, SshAgents};
 use crate::dockerfile::instructions::{self, Dockerfile};
 use crate::dockerfile::plan::{Entitlement, PlanOptions};
 use crate::layer::Compression;
@@ -40,6 +41,10 @@ pub struct Request<'a> {
     pub build_args: BTreeMap<String, String>,
     pub labels: BTreeMap<String, String>,
     pub allow: BTreeSet<Entitlement>,
+    /// Kept apart from the build args: never part of a key, a record, the history or the
+    /// provenance.
+    pub secrets: &'a Secrets,
+    pub ssh: &'a SshAgents,
 }
 
 impl Builder<'_> {
@@ -73,6 +78,8 @@ impl Builder<'_> {
             client: self.client,
             runner: self.runner,
             reporter,
+            secrets: request.secrets,
+            ssh: request.ssh,
         })
     }
 }

@@ -142,7 +142,7 @@ pub enum Command {
     /// Find repositories in a registry's catalog
     Search(SearchArgs),
     /// Build an image from a Dockerfile, for one or several platforms
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Create, annotate, inspect and push multi-platform manifest lists
     Manifest(super::manifest::ManifestArgs),
     /// Build the targets of a bake file (manifold.yaml) together
@@ -175,6 +175,14 @@ pub struct BuildArgs {
     /// Let the build do what it may not by default: `network.host` (`RUN --network=host`)
     #[arg(long, value_name = "ENTITLEMENT")]
     pub allow: Vec<crate::dockerfile::plan::Entitlement>,
+    /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VARIABLE`
+    /// (repeatable; never stored in the image, the cache or the log)
+    #[arg(long, value_name = "SPEC")]
+    pub secret: Vec<crate::builder::secrets::SecretSpec>,
+    /// An SSH agent for `RUN --mount=type=ssh`: `default` (SSH_AUTH_SOCK), `default=SOCKET`
+    /// or `ID=KEY[,KEY...]` (repeatable)
+    #[arg(long, value_name = "SPEC")]
+    pub ssh: Vec<crate::builder::secrets::SshSpec>,
     /// Push the image to each `-t` name
     #[arg(long)]
     pub push: bool,

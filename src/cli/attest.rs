@@ -14,6 +14,7 @@ use crate::attest::statement::{Statement, image_purl};
 use crate::attest::{AttestError, sbom};
 use crate::builder::context::Context;
 use crate::builder::exec::Output;
+use crate::builder::secrets::Secrets;
 use crate::oci::Digest;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -118,19 +119,28 @@ pub struct Facts<'a> {
     /// The image's first name, for the subject's purl.
     pub name: Option<&'a Reference>,
     pub started: DateTime<Utc>,
+    pub secrets: &'a Secrets,
 }
 
 /// Values that must never appear in an attestation: the values of the secrets given to the
-/// build. Whatever offers secrets to a build (`--secret`) lists their values here.
-fn never_recorded(_args: &BuildArgs) -> Vec<String> {
-    Vec::new()
+/// build (`--secret`), as given and without surrounding whitespace.
+fn never_recorded(secrets: &Secrets) -> Vec<String> {
+    let mut out = Vec::new();
+    for v in secrets.values() {
+        let text = String::from_utf8_lossy(v.expose());
+        for s in [text.as_ref(), text.trim()] {
+            if !s.is_empty() && !out.iter().any(|o| o == s) {
+                out.push(s.to_string());
+            }
+        }
+    }
+    out
 }
 
 /// Make the attestations `wanted` of each platform's image and attach them in the store; the
 /// output's root is replaced when they go inline into the index.
 pub fn attach(
     store: &Transaction,
-    args: &BuildArgs,
     mut out: Output,
     wanted: &Wanted,
     facts: &Facts<'_>,
@@ -168,7 +178,7 @@ pub fn attach(
                 labels: facts.labels.clone(),
                 secrets: image.used.secrets.clone(),
                 ssh: image.used.ssh.clone(),
-                never_recorded: never_recorded(args),
+                never_recorded: never_recorded(facts.secrets),
                 dependencies: dependencies(image),
                 steps: image
                     .used

@@ -29,7 +29,8 @@ pub struct BakeArgs {
     #[arg(long)]
     pub push: bool,
     /// Override a target's key: TARGET.KEY=VALUE (TARGET may be a glob such as `*`; KEY is
-    /// context, dockerfile, target, platforms, tags, entitlements, args.NAME or labels.NAME)
+    /// context, dockerfile, target, platforms, tags, entitlements, secrets, ssh, args.NAME or
+    /// labels.NAME)
     #[arg(long, value_name = "TARGET.KEY=VALUE")]
     pub set: Vec<String>,
     /// Print the resolved targets as JSON instead of building

@@ -22,6 +22,7 @@ use crate::binfmt::{Binfmt, EmulatorSearch};
 use crate::builder::context::{self, Context};
 use crate::builder::exec::Output;
 use crate::builder::run;
+use crate::builder::secrets::{Secrets, SshAgents};
 use crate::builder::{self, BuildEvent, BuildReporter};
 use crate::content::Platforms;
 use crate::dockerfile::instructions;
@@ -53,7 +54,28 @@ impl StepLog<'_> {
             None => eprintln!("{text}"),
         }
     }
+
+    /// The time each platform's RUN steps spent under QEMU, and when that was most of the
+    /// build, the way around it.
+    fn emulation(&self, emulation: &builder::Emulation) {
+        for p in &emulation.platforms {
+            self.note(&format!(
+                "emulation: {} ran {} RUN step{} under QEMU in {:.1}s ({}% of the time steps took)",
+                p.platform,
+                p.steps,
+                if p.steps == 1 { "" } else { "s" },
+                p.duration.as_secs_f64(),
+                emulation.percent_of_steps(p.duration)
+            ));
+        }
+        if emulation.dominates() {
+            self.note(CROSS_COMPILE_HINT);
+        }
+    }
 }
+
+/// When emulation took most of a build: the cross-compilation path, which runs natively.
+const CROSS_COMPILE_HINT: &str = "hint: most of the build ran under QEMU; a stage `FROM --platform=$BUILDPLATFORM` that compiles for `$TARGETARCH` runs natively, and the target's stage copies its result (README: \"Cross-compiling\")";
 
 impl BuildReporter for StepLog<'_> {
     fn report(&self, event: &BuildEvent<'_>) {
@@ -72,21 +94,41 @@ impl BuildReporter for StepLog<'_> {
             ),
             BuildEvent::StepCached(s) => format!("#{} CACHED", s.number),
             BuildEvent::StepOutput { step, line } => format!("#{} {line}", step.number),
-            BuildEvent::StepFinished { step, duration } => {
-                format!("#{} DONE {:.1}s", step.number, duration.as_secs_f64())
+            BuildEvent::StepEmulated { step, emulator } => {
+                format!(
+                    "#{} EMULATED {} through {emulator}",
+                    step.number, step.platform
+                )
             }
+            BuildEvent::StepFinished {
+                step,
+                duration,
+                emulated,
+            } => format!(
+                "#{} DONE {:.1}s{}",
+                step.number,
+                duration.as_secs_f64(),
+                if *emulated { " (emulated)" } else { "" }
+            ),
             BuildEvent::StepFailed { step, error } => format!("#{} ERROR: {error}", step.number),
-            BuildEvent::BuildFinished { .. } if self.target.is_some() => return,
             BuildEvent::BuildFinished {
                 root,
                 steps_run,
                 steps_cached,
+                emulation,
                 ..
-            } => format!(
-                "writing image {} ({steps_cached} of {} steps cached)",
-                root.digest,
-                steps_cached + steps_run
-            ),
+            } => {
+                // A bake target's end is the bake's to say; what ran emulated is the target's.
+                if self.target.is_none() {
+                    self.note(&format!(
+                        "writing image {} ({steps_cached} of {} steps cached)",
+                        root.digest,
+                        steps_cached + steps_run
+                    ));
+                }
+                self.emulation(emulation);
+                return;
+            }
         };
         self.note(&text);
     }
@@ -284,6 +326,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     // The runner first: it moves the process into a mount namespace of its own, which only
     // works while it has one thread (the registry client starts another).
     let runner = run::default_runner(&store);
+    let secrets = Secrets::load(&args.secret)?;
+    let ssh = SshAgents::load(&args.ssh)?;
     super::binfmt::warn_known_bad(&Binfmt::system(EmulatorSearch::from_env(None)), &platforms);
     let client = remote::client(settings)?;
     let builder = builder::Builder {
@@ -301,6 +345,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         build_args: build_args.clone(),
         labels: labels.clone(),
         allow: args.allow.iter().copied().collect(),
+        secrets: &secrets,
+        ssh: &ssh,
     };
     let ops = Ops::new(&store, Some(&client), &transfers)
         .with_options(remote::copy_options(&args.transfer));
@@ -316,8 +362,9 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         labels: &labels,
         name: tags.first(),
         started,
+        secrets: &secrets,
     };
-    let out = super::attest::attach(&txn, &args, out, &wanted, &facts)?;
+    let out = super::attest::attach(&txn, out, &wanted, &facts)?;
     finish(
         &args,
         &ops,

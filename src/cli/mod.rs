@@ -112,7 +112,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Logout(a) => logout::run(a),
         Command::Tags(a) => tags::run(a, settings),
         Command::Search(a) => search::run(a, settings),
-        Command::Build(a) => build::run(a, settings),
+        Command::Build(a) => build::run(*a, settings),
         Command::Manifest(a) => manifest::run(a, settings),
         Command::Bake(a) => bake::run(a, settings),
     }?;

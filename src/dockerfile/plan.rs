@@ -191,12 +191,18 @@ impl StagePlan {
             deps.insert(j);
         }
         for s in &self.steps {
-            if let Op::Copy(CopyOp {
-                from: CopyFrom::Stage(j),
-                ..
-            }) = s.op
-            {
-                deps.insert(j);
+            match &s.op {
+                Op::Copy(CopyOp {
+                    from: CopyFrom::Stage(j),
+                    ..
+                }) => {
+                    deps.insert(*j);
+                }
+                Op::Run(r) => deps.extend(r.mounts.iter().filter_map(|m| match m.from {
+                    Some(CopyFrom::Stage(j)) => Some(j),
+                    _ => None,
+                })),
+                _ => {}
             }
         }
         deps
@@ -275,20 +281,24 @@ pub struct RunOp {
     pub network: Network,
     /// A here-document with a `#!` line, run as a file (name, content).
     pub script: Option<(String, String)>,
-    /// `--mount=type=cache|tmpfs`: directories mounted for the step only (their contents are
-    /// never part of the layer or the cache key).
+    /// `--mount=…`: what is mounted for the step only (never part of the layer; a bind
+    /// mount's content is part of the step's cache key, a secret's value never is).
     pub mounts: Vec<MountOp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MountOp {
     pub kind: MountKind,
-    /// Absolute; empty for a secret or ssh mount without one (BuildKit's default place).
+    /// Absolute. A secret's default is `/run/secrets/ID` (empty when it is only an environment
+    /// variable), an ssh agent's `/run/buildkit/ssh_agent.N` (N: its place among the step's
+    /// ssh mounts).
     pub target: String,
-    /// The cache's or secret's name (a cache's default: the target).
+    /// The cache's, secret's or ssh agent's name (a cache's default: the target; a secret's:
+    /// the target's file name; an agent's: `default`).
     pub id: String,
     pub read_only: bool,
-    /// Mode and owner of a new cache directory.
+    /// Mode and owner of a new cache directory (0755), a secret's file (0400) or an agent's
+    /// socket (0600).
     pub mode: u32,
     pub uid: u64,
     pub gid: u64,
@@ -296,8 +306,9 @@ pub struct MountOp {
     // so the keys of cache and tmpfs mounts stay what they were.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// A bind's or cache's `from=`: a stage (planned first) or an image; None: the context.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub from: Option<String>,
+    pub from: Option<CopyFrom>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sharing: Option<Sharing>,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
@@ -999,22 +1010,24 @@ impl<'a> Planner<'a> {
             workdir: st.workdir(),
             network,
             script,
-            mounts: self.mounts(line, &r.mounts, &st.vars(), &st.workdir())?,
+            mounts: self.mounts(st, line, &r.mounts)?,
         };
         Ok((created_by, Op::Run(op)))
     }
 
     fn mounts(
         &self,
+        st: &StageState,
         line: usize,
         mounts: &[instructions::RunMount],
-        vars: &dyn Lookup,
-        workdir: &str,
-    ) -> Result<Vec<MountOp>, DockerfileError> {
+    ) -> Result<Vec<MountOp>, Halt> {
+        let vars = st.vars();
+        let workdir = st.workdir();
         let mut out = Vec::new();
+        let mut agents = 0;
         for m in mounts {
             let word = |w: &Option<String>| -> Result<Option<String>, DockerfileError> {
-                w.as_ref().map(|w| self.word(line, w, vars)).transpose()
+                w.as_ref().map(|w| self.word(line, w, &vars)).transpose()
             };
             let target = match word(&m.target)? {
                 Some(t) => {
@@ -1024,18 +1037,62 @@ impl<'a> Planner<'a> {
                         format!("{workdir}/{t}")
                     });
                     if t == "/" {
-                        return Err(self.err(line, "RUN --mount cannot be mounted on /"));
+                        return Err(self.halt(line, "RUN --mount cannot be mounted on /"));
                     }
                     t
                 }
                 None => String::new(),
             };
-            let id = word(&m.id)?.unwrap_or_else(|| target.clone());
+            let env = word(&m.env)?;
+            // BuildKit's defaults (dockerfile2llb): a secret is named after its file and found
+            // at /run/secrets/ID unless it is only an environment variable; agents are
+            // numbered in the order they are mounted.
+            let (id, target, default_mode) = match m.kind {
+                MountKind::Secret => {
+                    // `source=` is an older spelling of the id.
+                    let id = match (word(&m.id)?, word(&m.source)?) {
+                        (Some(id), _) | (None, Some(id)) => id,
+                        (None, None) => target.rsplit('/').next().unwrap_or_default().to_string(),
+                    };
+                    let target = if target.is_empty() && env.is_none() {
+                        format!("/run/secrets/{id}")
+                    } else {
+                        target
+                    };
+                    (id, target, 0o400)
+                }
+                MountKind::Ssh => {
+                    let id = word(&m.id)?
+                        .filter(|id| !id.is_empty())
+                        .unwrap_or_else(|| "default".into());
+                    let target = if target.is_empty() {
+                        format!("/run/buildkit/ssh_agent.{agents}")
+                    } else {
+                        target
+                    };
+                    agents += 1;
+                    (id, target, 0o600)
+                }
+                _ => (
+                    word(&m.id)?.unwrap_or_else(|| target.clone()),
+                    target,
+                    0o755,
+                ),
+            };
+            if m.kind == MountKind::Secret && id.is_empty() {
+                return Err(self.halt(line, "RUN --mount=type=secret needs an id"));
+            }
             let number = |what: &str, v: &Option<String>, radix: u32| match word(v)? {
                 None => Ok(None),
                 Some(v) => u32::from_str_radix(&v, radix)
                     .map(Some)
                     .map_err(|_| self.err(line, format!("RUN --mount {what}={v}: not a number"))),
+            };
+            let from = match &m.from {
+                Some(f) if matches!(m.kind, MountKind::Bind | MountKind::Cache) => {
+                    Some(self.copy_from(st, line, "RUN --mount from", f)?)
+                }
+                _ => None,
             };
             out.push(MountOp {
                 kind: m.kind,
@@ -1044,15 +1101,15 @@ impl<'a> Planner<'a> {
                 read_only: m
                     .read_only
                     .unwrap_or(!matches!(m.kind, MountKind::Cache | MountKind::Tmpfs)),
-                mode: number("mode", &m.mode, 8)?.unwrap_or(0o755),
+                mode: number("mode", &m.mode, 8)?.unwrap_or(default_mode),
                 uid: number("uid", &m.uid, 10)?.unwrap_or(0).into(),
                 gid: number("gid", &m.gid, 10)?.unwrap_or(0).into(),
                 source: word(&m.source)?,
-                from: word(&m.from)?,
+                from,
                 sharing: m.sharing,
                 required: m.required,
                 size: word(&m.size)?,
-                env: word(&m.env)?,
+                env,
             });
         }
         Ok(out)
@@ -1073,17 +1130,17 @@ impl<'a> Planner<'a> {
     /// Where `COPY --from=NAME` reads: a stage (by name or index, planned first), else an
     /// image.
     fn copy_from(
-        &mut self,
+        &self,
         st: &StageState,
         line: usize,
-        keyword: &str,
+        flag: &str,
         from: &str,
     ) -> Result<CopyFrom, Halt> {
         let f = self.word(line, from, &st.vars())?;
         let lower = f.to_ascii_lowercase();
         let stage = if let Ok(n) = lower.parse::<usize>() {
             if n >= self.sources.len() {
-                return Err(self.halt(line, format!("{keyword} --from={f}: there is no stage {n}")));
+                return Err(self.halt(line, format!("{flag}={f}: there is no stage {n}")));
             }
             Some(n)
         } else {
@@ -1092,10 +1149,9 @@ impl<'a> Planner<'a> {
                 .position(|s| s.name.as_deref() == Some(&lower))
         };
         match stage {
-            Some(j) if j == st.stage => Err(self.halt(
-                line,
-                format!("{keyword} --from={f} refers to its own stage"),
-            )),
+            Some(j) if j == st.stage => {
+                Err(self.halt(line, format!("{flag}={f} refers to its own stage")))
+            }
             Some(j) => {
                 self.planned(j)?;
                 Ok(CopyFrom::Stage(j))
@@ -1109,7 +1165,7 @@ impl<'a> Planner<'a> {
                 };
                 if let Err(why) = found {
                     let mut msg = format!(
-                        "{keyword} --from={f}: `{f}` is neither a stage of this Dockerfile nor an image"
+                        "{flag}={f}: `{f}` is neither a stage of this Dockerfile nor an image"
                     );
                     if let Some(s) = near {
                         msg.push_str(&format!("; did you mean `{s}`?"));
@@ -1133,7 +1189,7 @@ impl<'a> Planner<'a> {
         let keyword = if add { "ADD" } else { "COPY" };
         let from = match &c.from {
             None => CopyFrom::Context,
-            Some(f) => self.copy_from(st, line, keyword, f)?,
+            Some(f) => self.copy_from(st, line, &format!("{keyword} --from"), f)?,
         };
         let vars = st.vars();
         let mut sources = Vec::new();

@@ -461,9 +461,15 @@ fn every_mount_kind_is_planned_typed() {
     );
     assert!(!cache.read_only);
     assert!(r.mounts[1].read_only, "bind mounts are read-only unless rw");
-    assert_eq!(r.mounts[1].from.as_deref(), Some("busybox"));
+    assert_eq!(r.mounts[1].from, Some(CopyFrom::Image("busybox".into())));
     assert_eq!(r.mounts[2].env.as_deref(), Some("TOKEN"));
-    assert_eq!(r.mounts[3].target, "");
+    // only an environment variable: no file
+    assert_eq!(r.mounts[2].target, "");
+    assert_eq!(
+        (r.mounts[3].id.as_str(), r.mounts[3].target.as_str()),
+        ("default", "/run/buildkit/ssh_agent.0")
+    );
+    assert_eq!(r.mounts[3].mode, 0o600);
     // a cache mount's part of the step's key is what it was before the other kinds existed
     assert_eq!(
         serde_json::to_value(cache).unwrap(),
@@ -477,6 +483,44 @@ fn every_mount_kind_is_planned_typed() {
     )
     .unwrap_err();
     assert!(e.message.contains("uid=x: not a number"), "{e}");
+}
+
+#[test]
+fn secret_ssh_and_bind_mount_defaults_are_buildkits() {
+    let text = "FROM busybox AS tools\nFROM busybox\nRUN --mount=type=secret,id=tok \\\n  --mount=type=secret,target=/etc/npmrc,env=NPMRC \\\n  --mount=type=ssh,id=git --mount=type=ssh,target=/a.sock \\\n  --mount=target=/t,from=tools,source=/bin \\\n  --mount=target=/ctx true\n";
+    let plan = plan_for(text, "linux/amd64", &opts()).unwrap();
+    let stage = plan.stage(1);
+    let Op::Run(r) = &stage.steps[0].op else {
+        panic!()
+    };
+    let m: Vec<(&str, &str, u32)> = r
+        .mounts
+        .iter()
+        .map(|m| (m.id.as_str(), m.target.as_str(), m.mode))
+        .collect();
+    assert_eq!(
+        m[..4],
+        [
+            ("tok", "/run/secrets/tok", 0o400),
+            ("npmrc", "/etc/npmrc", 0o400),
+            ("git", "/run/buildkit/ssh_agent.0", 0o600),
+            ("default", "/a.sock", 0o600),
+        ]
+    );
+    assert_eq!(r.mounts[4].from, Some(CopyFrom::Stage(0)));
+    assert_eq!(r.mounts[5].from, None, "the context");
+    assert!(stage.deps().contains(&0), "a bind's stage is built first");
+    let e = plan_for(
+        "FROM busybox\nRUN --mount=target=/x,from=nosuch true\n",
+        "linux/amd64",
+        &opts(),
+    )
+    .unwrap_err();
+    assert!(
+        e.message
+            .starts_with("RUN --mount from=nosuch: `nosuch` is neither a stage"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -123,6 +123,10 @@ impl Runtime {
         &*self.sys
     }
 
+    pub fn snapshots(&self) -> &Snapshots {
+        &self.snapshots
+    }
+
     /// Move this thread (and every thread and process it starts from now on) into a mount
     /// namespace of its own; call it once from the main thread before the first [`create`].
     ///

@@ -548,3 +548,35 @@ fn generated_keys_sign_in_cosigns_encrypted_form() {
     assert!(said.contains("signature verified"), "{said}");
     assert!(said.contains("ELF files checked, 0 contradict"), "{said}");
 }
+
+#[test]
+fn provenance_names_secrets_by_id_and_never_holds_their_values() {
+    let root = TestRoot::new();
+    crate::registry_harness::import(&root, "amd64", "test/busybox:1");
+    let ctx = context(
+        &root,
+        "FROM test/busybox:1\nARG TOKEN\nRUN --mount=type=secret,id=token test -s /run/secrets/token\nCOPY hello /hello\n",
+    );
+    let secret = root.scratch("secret").join("token");
+    fs::write(&secret, "hunter2-s3cret\n").unwrap();
+    let out = root
+        .manifold()
+        .args(["build", "--platform", "linux/amd64", "--provenance=max"])
+        .arg("--secret")
+        .arg(format!("id=token,src={}", secret.display()))
+        // A careless build passes the secret as an argument too.
+        .args(["--build-arg", "TOKEN=hunter2-s3cret", "-t", "test/secret:1"])
+        .arg(&ctx)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr_of(&out));
+    let text = ok(
+        &root,
+        &["inspect", "--attestation", "provenance", "test/secret:1"],
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+    let p: Value = serde_json::from_str(&text).unwrap();
+    let request = &p["predicate"]["buildDefinition"]["externalParameters"]["request"];
+    assert_eq!(request["secrets"][0]["id"], "token");
+    assert_ne!(request["args"]["TOKEN"], "");
+}

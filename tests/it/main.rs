@@ -6,6 +6,7 @@ mod bake;
 mod binfmt;
 mod binfmt_managed;
 mod build;
+mod build_mounts;
 mod frontend;
 mod fuzz;
 mod harness;
