@@ -205,7 +205,7 @@ pub struct BuildArgs {
     #[arg(long, value_name = "SPEC")]
     pub attest: Vec<String>,
     /// How attestations are attached: OCI referrers (the index lists only platforms) or buildx's `unknown/unknown` index entries
-    #[arg(long, value_enum, value_name = "referrers|index", default_value_t)]
+    #[arg(long, value_enum, value_name = "FORM", default_value_t)]
     pub attest_format: AttestFormat,
     /// Write the build result (digest, names) as JSON to FILE
     #[arg(long, value_name = "FILE")]
