@@ -8,6 +8,8 @@ MODE:
     plain     forward everything (the cost of the proxy alone)
     gar       refuse a PATCH carrying Content-Range with 400 UNSUPPORTED, as Google Artifact
               Registry does (the client must send each blob in one request)
+    noput     refuse a PUT carrying a blob (Content-Length > 0) with 405 UNSUPPORTED, after reading
+              it (the client must send large blobs some other way: manifold's chunks)
     harbor    refuse a cross-repository mount (POST ...?mount=) with 401, as Harbor does for a
               project the user cannot read from
 """
@@ -96,6 +98,9 @@ class Handler(socketserver.StreamRequestHandler):
         if mode == "gar" and method == "PATCH" and header(headers, "content-range"):
             self.rfile.read(length)
             return refuse(self.wfile, 400, "UNSUPPORTED")
+        if mode == "noput" and method == "PUT" and "/blobs/uploads/" in target and length > 0:
+            self.rfile.read(length)
+            return refuse(self.wfile, 405, "UNSUPPORTED")
         if mode == "harbor" and method == "POST" and "mount=" in target:
             self.rfile.read(length)
             return refuse(self.wfile, 401, "UNAUTHORIZED")
@@ -126,7 +131,7 @@ class Server(socketserver.ThreadingTCPServer):
 
 def main():
     upstream, mode = int(sys.argv[1]), sys.argv[2]
-    assert mode in ("plain", "gar", "harbor"), mode
+    assert mode in ("plain", "gar", "noput", "harbor"), mode
     server = Server(("127.0.0.1", 0), Handler)
     server.upstream, server.mode = upstream, mode
     print(server.server_address[1], flush=True)

@@ -262,7 +262,7 @@ pub fn fetch_token(
                 reqwest::Method::POST,
                 realm.clone(),
                 &headers,
-                Some(super::http::Payload::Bytes(form_encode(&form).into())),
+                Some(form_encode(&form).into()),
                 None,
             )
             .map_err(sent)?

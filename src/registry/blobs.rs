@@ -1,27 +1,29 @@
 //! Blobs: HEAD, GET as a stream that resumes with a `Range` request when the connection breaks,
-//! and uploads — monolithic (POST + PUT) for small blobs, chunked PATCHes for large ones (each
-//! chunk resent from where the registry says it stopped after a failure), falling back to one
-//! streamed request where a registry refuses chunks — and cross-repository mounts, falling
-//! back to an upload (into the session a refused mount opened, if it did).
+//! and uploads — small blobs in one `PUT` from memory, large ones streamed in one `PUT` while
+//! they are read (as `curl -T` does: the registry receives without pause); chunked PATCHes
+//! (each chunk resent from where the registry says it stopped after a failure) where a registry
+//! refuses blobs in a `PUT` and once a streamed upload broke off (they resume), one streamed
+//! `PATCH` where it refuses both — and cross-repository mounts, falling back to an upload
+//! (into the session a refused mount opened, if it did).
 
-use std::collections::VecDeque;
 use std::io::{self, Read};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::Method;
 use reqwest::blocking::Response;
 use reqwest::header::{self, HeaderMap};
+use reqwest::{Method, StatusCode};
 
 use super::error::RegistryError;
 use super::medium::Repository;
 use super::quirks::{Quirk, UploadMode};
+use super::stream::Answer;
 use super::transport::Request;
 use crate::content::BlobLocation;
 use crate::oci::{Descriptor, Digest};
 
-/// Blobs up to this size go in one PUT; larger ones in PATCH chunks of this size. Also the most
+/// Blobs smaller than this are held in memory and go in one request (sent again as they are
+/// after a failure); larger ones are streamed, or go in PATCH chunks of this size. Also the most
 /// memory one upload holds.
 pub const CHUNK_SIZE: usize = 16 << 20;
 /// Times a download may resume after its connection broke.
@@ -70,8 +72,8 @@ impl Repository {
     }
 
     /// Upload a blob, verified by the registry against `desc.digest`. Small blobs go in one
-    /// request; larger ones in chunks, or — where the registry refuses chunks — streamed in one
-    /// request, never whole in memory.
+    /// request from memory; larger ones streamed in one request, or in chunks (see
+    /// `Quirks::upload_mode`), never whole in memory.
     pub fn upload_blob(
         &self,
         desc: &Descriptor,
@@ -157,12 +159,13 @@ impl Repository {
 
     /// The session's next location after a PATCH was acknowledged: its `Location`, or the same
     /// one when it sent none. The spec says 202; 201 and 204 (ECR and others) are accepted too.
-    fn acknowledged(&self, resp: &Response, location: &str) -> String {
-        let status = resp.status().as_u16();
-        if status != 202 {
-            self.transport.quirks().note(Quirk::PatchStatus(status));
+    fn acknowledged(&self, status: StatusCode, headers: &HeaderMap, location: &str) -> String {
+        if status.as_u16() != 202 {
+            self.transport
+                .quirks()
+                .note(Quirk::PatchStatus(status.as_u16()));
         }
-        self.location(resp.headers(), "uploading a chunk")
+        self.location(headers, "uploading a chunk")
             .unwrap_or_else(|_| location.to_string())
     }
 
@@ -211,7 +214,7 @@ impl Repository {
             .body(bytes)
             .repository(&self.name);
         let resp = self.transport.send(&req)?;
-        let next = self.acknowledged(&resp, &location);
+        let next = self.acknowledged(resp.status(), resp.headers(), &location);
         self.finish_upload(&next, desc)
     }
 
@@ -280,7 +283,7 @@ impl Repository {
     /// The whole blob in one streamed request: `PUT ?digest=` carrying it, or (`SinglePatch`)
     /// one `PATCH` without `Content-Range` and an empty `PUT`. A `PUT` the registry refuses
     /// cannot be sent again from a stream already read: the error asks the copy to send the
-    /// blob again, which then takes the `PATCH` way.
+    /// blob again, which then takes another way.
     fn upload_streamed(
         &self,
         desc: &Descriptor,
@@ -292,14 +295,10 @@ impl Repository {
         let location = self.session(desc)?;
         if mode != UploadMode::SinglePatch {
             let target = self.with_digest(&location, &desc.digest)?;
-            let sent = self.stream(read, reader, desc.size, |body| {
-                let req = Request::new(Method::PUT, target, &scopes)
-                    .header(header::CONTENT_TYPE, "application/octet-stream")
-                    .stream(body)
-                    .repository(&self.name);
-                self.transport.send_once(&req).map(|_| ())
-            });
-            return match sent {
+            let req = Request::new(Method::PUT, target, &scopes)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .repository(&self.name);
+            return match self.stream(&req, read, reader, desc.size) {
                 Err(e) if is_refusal(&e) => {
                     self.transport.quirks().note(Quirk::MonolithicRefused);
                     self.cancel_upload(&location);
@@ -308,78 +307,61 @@ impl Repository {
                         cause: Box::new(e),
                     })
                 }
-                other => other,
+                other => other.map(|_| ()),
             };
         }
-        let next = self.stream(read, reader, desc.size, |body| {
-            let req = Request::new(Method::PATCH, location.clone(), &scopes)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .stream(body)
-                .repository(&self.name);
-            let resp = self.transport.send_once(&req)?;
-            Ok(self.acknowledged(&resp, &location))
-        })?;
+        let req = Request::new(Method::PATCH, location.clone(), &scopes)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .repository(&self.name);
+        let answer = self.stream(&req, read, reader, desc.size)?;
+        let next = self.acknowledged(answer.status, &answer.headers, &location);
         self.finish_upload(&next, desc)
     }
 
-    /// Send `read` and then the rest of `reader` (`len` bytes in all) as one streamed request
-    /// body: `send` runs on another thread with a body that reads from a bounded pipe this
-    /// thread fills, so a few MiB are held whatever the blob's size.
-    fn stream<T: Send>(
+    /// Send `request` with `read` and then the rest of `reader` (`len` bytes in all) as its
+    /// body, read on this thread in `STREAM_PIECE`s while the request is in flight, so a few
+    /// MiB are held whatever the blob's size. A request that failed on the way (not for the
+    /// reader, not refused) makes the next large blobs go in chunks, which resume.
+    fn stream(
         &self,
+        request: &Request,
         read: Vec<Bytes>,
         reader: &mut dyn Read,
         len: u64,
-        send: impl FnOnce(reqwest::blocking::Body) -> Result<T, RegistryError> + Send,
-    ) -> Result<T, RegistryError> {
-        let pipe = Arc::new(Pipe::default());
-        std::thread::scope(|scope| {
-            let sending = {
-                let pipe = pipe.clone();
-                scope.spawn(move || {
-                    let body = reqwest::blocking::Body::sized(
-                        PipeReader {
-                            pipe: pipe.clone(),
-                            current: Bytes::new(),
-                        },
-                        len,
-                    );
-                    let result = send(body);
-                    // Whether or not the client still holds the body, nothing more is read.
-                    pipe.close_reader();
-                    result
-                })
-            };
-            let failed = (|| {
-                for piece in read {
-                    if !pipe.push(Ok(piece)) {
-                        return None;
-                    }
+    ) -> Result<Answer, RegistryError> {
+        let mut upload = self.transport.start_stream(request, len)?;
+        let failed = (|| {
+            for piece in read {
+                if !upload.send(piece) {
+                    return None;
                 }
-                loop {
-                    let mut buf = vec![0u8; STREAM_PIECE];
-                    match read_full(reader, &mut buf) {
-                        Ok(0) => return None,
-                        Ok(n) => {
-                            buf.truncate(n);
-                            if !pipe.push(Ok(Bytes::from(buf))) {
-                                return None;
-                            }
-                        }
-                        Err(e) => {
-                            pipe.push(Err(io::Error::new(e.kind(), e.to_string())));
-                            return Some(e);
-                        }
-                    }
-                }
-            })();
-            pipe.close_writer();
-            let result = sending.join().expect("the request sender does not panic");
-            match failed {
-                Some(e) => Err(self.transfer("reading the blob", e)),
-                None => result,
             }
-        })
+            loop {
+                let mut buf = vec![0u8; STREAM_PIECE];
+                match read_full(reader, &mut buf) {
+                    Ok(0) => return None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if !upload.send(Bytes::from(buf)) {
+                            return None;
+                        }
+                    }
+                    Err(e) => return Some(e),
+                }
+            }
+        })();
+        let answer = upload.finish();
+        if let Some(e) = failed {
+            return Err(self.transfer("reading the blob", e));
+        }
+        let quirks = self.transport.quirks();
+        if let Err(e) = &answer
+            && e.is_retryable()
+            && !quirks.chunks_refused()
+        {
+            quirks.note(Quirk::StreamBroke);
+        }
+        answer
     }
 
     /// PATCH `chunk` (which starts at `offset` of the blob); after a failure, ask the registry
@@ -405,7 +387,7 @@ impl Repository {
                 .body(part)
                 .repository(&self.name);
             match self.transport.send_once(&req) {
-                Ok(resp) => return Ok(self.acknowledged(&resp, &location)),
+                Ok(resp) => return Ok(self.acknowledged(resp.status(), resp.headers(), &location)),
                 Err(e) if e.is_retryable() && attempt < policy.attempts => {
                     let delay = policy.delay(attempt, &e);
                     self.transport
@@ -525,86 +507,9 @@ fn is_refusal(e: &RegistryError) -> bool {
     }
 }
 
-/// Pieces a streamed body is read in, and how many may wait in the pipe.
+/// Pieces a streamed body is read and sent in: large enough that each costs little to hand
+/// over and write, small enough that the few waiting hold little.
 const STREAM_PIECE: usize = 1 << 20;
-const STREAM_DEPTH: usize = 4;
-
-/// A bounded queue of pieces from the thread reading a blob to the HTTP body sending it.
-#[derive(Default)]
-struct Pipe {
-    state: Mutex<PipeState>,
-    changed: Condvar,
-}
-
-#[derive(Default)]
-struct PipeState {
-    pieces: VecDeque<io::Result<Bytes>>,
-    writer_done: bool,
-    reader_gone: bool,
-}
-
-impl Pipe {
-    /// Queue a piece, waiting for room; `false` once nothing reads any more.
-    fn push(&self, piece: io::Result<Bytes>) -> bool {
-        let mut s = self.state.lock().unwrap();
-        while s.pieces.len() >= STREAM_DEPTH && !s.reader_gone {
-            s = self.changed.wait(s).unwrap();
-        }
-        if s.reader_gone {
-            return false;
-        }
-        s.pieces.push_back(piece);
-        self.changed.notify_all();
-        true
-    }
-
-    fn close_writer(&self) {
-        self.state.lock().unwrap().writer_done = true;
-        self.changed.notify_all();
-    }
-
-    fn close_reader(&self) {
-        let mut s = self.state.lock().unwrap();
-        s.reader_gone = true;
-        s.pieces.clear();
-        self.changed.notify_all();
-    }
-}
-
-/// The body's end of a `Pipe`.
-struct PipeReader {
-    pipe: Arc<Pipe>,
-    current: Bytes,
-}
-
-impl Read for PipeReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            let mut s = self.pipe.state.lock().unwrap();
-            loop {
-                if let Some(piece) = s.pieces.pop_front() {
-                    self.pipe.changed.notify_all();
-                    self.current = piece?;
-                    break;
-                }
-                if s.writer_done || s.reader_gone {
-                    return Ok(0);
-                }
-                s = self.pipe.changed.wait(s).unwrap();
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current[..n]);
-        self.current = self.current.slice(n..);
-        Ok(n)
-    }
-}
-
-impl Drop for PipeReader {
-    fn drop(&mut self) {
-        self.pipe.close_reader();
-    }
-}
 
 /// Fill `buf` as far as the reader goes; returns the bytes read (less only at the end).
 fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {

@@ -104,10 +104,10 @@ pub fn is_loopback(registry: &str) -> bool {
 /// Connections to `host` go to the addresses its judgement checked, and never through a proxy
 /// when it is this machine.
 pub fn pin(
-    builder: reqwest::blocking::ClientBuilder,
+    builder: reqwest::ClientBuilder,
     host: &str,
     locality: &Locality,
-) -> reqwest::blocking::ClientBuilder {
+) -> reqwest::ClientBuilder {
     match locality {
         Locality::Loopback { pinned } if pinned.is_empty() => builder.no_proxy(),
         Locality::Loopback { pinned } => builder.resolve_to_addrs(host, pinned).no_proxy(),
@@ -148,12 +148,6 @@ pub fn url_host_port(url: &Url) -> String {
     }
 }
 
-/// A request body: bytes (sent again on a redirect or a retry), or a stream read once.
-pub enum Payload {
-    Bytes(Bytes),
-    Stream(reqwest::blocking::Body),
-}
-
 /// Credentials and the origin they belong to.
 pub struct Credential<'a> {
     /// Any URL of the origin (scheme, host and port) the credentials are for.
@@ -183,6 +177,62 @@ impl fmt::Display for SendError {
     }
 }
 
+/// The headers of one hop to `url`: `headers`, and the credential's `Authorization` when `url`
+/// is on its origin.
+fn hop_headers(headers: &HeaderMap, credential: Option<&Credential>, url: &Url) -> HeaderMap {
+    let mut hop = headers.clone();
+    if let Some(c) = credential
+        && c.origin.origin() == url.origin()
+    {
+        let mut v = c.authorization.clone();
+        v.set_sensitive(true);
+        hop.insert(header::AUTHORIZATION, v);
+    }
+    hop
+}
+
+/// The next hop of a redirect.
+struct Hop {
+    method: Method,
+    url: Url,
+    /// A `303` (or a `301`/`302` after a `POST`): a `GET` without the body.
+    drops_body: bool,
+}
+
+/// Where a response to `method url` sends the request next, if it is a redirect to follow.
+fn next_hop(
+    status: u16,
+    headers: &HeaderMap,
+    method: &Method,
+    url: &Url,
+) -> Result<Option<Hop>, SendError> {
+    let location = headers.get(header::LOCATION).and_then(|v| v.to_str().ok());
+    let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location) else {
+        return Ok(None);
+    };
+    let next = url.join(location).map_err(|_| SendError::Redirect {
+        to: location.to_string(),
+        why: "not a valid URL",
+    })?;
+    if !matches!(next.scheme(), "http" | "https") {
+        return Err(SendError::Redirect {
+            to: next.to_string(),
+            why: "not HTTP",
+        });
+    }
+    let drops_body = status == 303 && *method != Method::HEAD
+        || matches!(status, 301 | 302) && *method == Method::POST;
+    Ok(Some(Hop {
+        method: if drops_body {
+            Method::GET
+        } else {
+            method.clone()
+        },
+        url: next,
+        drops_body,
+    }))
+}
+
 /// Send a request, following redirects by hand (the client is built without reqwest's): the
 /// credential's `Authorization` goes with every hop on its origin and with no other, so a
 /// redirect to storage on another host (a presigned URL) works without credentials, as docker
@@ -193,68 +243,68 @@ pub fn send(
     method: Method,
     url: Url,
     headers: &HeaderMap,
-    body: Option<Payload>,
+    body: Option<Bytes>,
     credential: Option<&Credential>,
 ) -> Result<Response, SendError> {
     let (mut method, mut url, mut body) = (method, url, body);
     for _ in 0..=MAX_REDIRECTS {
-        let mut hop = headers.clone();
-        if let Some(c) = credential
-            && c.origin.origin() == url.origin()
-        {
-            let mut v = c.authorization.clone();
-            v.set_sensitive(true);
-            hop.insert(header::AUTHORIZATION, v);
-        }
-        let mut rb = http.request(method.clone(), url.clone()).headers(hop);
-        let had_body = body.is_some();
-        match body.take() {
-            Some(Payload::Bytes(b)) => {
-                rb = rb.body(b.clone());
-                body = Some(Payload::Bytes(b));
-            }
-            // A stream is read once: it is gone after this hop.
-            Some(Payload::Stream(s)) => rb = rb.body(s),
-            None => {}
+        let mut rb = http
+            .request(method.clone(), url.clone())
+            .headers(hop_headers(headers, credential, &url));
+        if let Some(b) = &body {
+            rb = rb.body(b.clone());
         }
         let resp = rb.send().map_err(SendError::Http)?;
-        let status = resp.status().as_u16();
-        let location = resp
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok());
-        let (true, Some(location)) = (matches!(status, 301 | 302 | 303 | 307 | 308), location)
-        else {
+        let Some(hop) = next_hop(resp.status().as_u16(), resp.headers(), &method, &url)? else {
             return Ok(resp);
         };
-        let next = url.join(location).map_err(|_| SendError::Redirect {
-            to: location.to_string(),
-            why: "not a valid URL",
-        })?;
-        if !matches!(next.scheme(), "http" | "https") {
-            return Err(SendError::Redirect {
-                to: next.to_string(),
-                why: "not HTTP",
-            });
-        }
-        if status == 303 && method != Method::HEAD
-            || matches!(status, 301 | 302) && method == Method::POST
-        {
-            method = Method::GET;
+        if hop.drops_body {
             body = None;
-        } else if had_body && body.is_none() {
-            return Err(SendError::Redirect {
-                to: next.to_string(),
-                why: "a streamed request body cannot be sent again",
-            });
         }
-        if body.is_some() && next.origin() != url.origin() {
+        if body.is_some() && hop.url.origin() != url.origin() {
             return Err(SendError::Redirect {
-                to: next.origin().ascii_serialization(),
+                to: hop.url.origin().ascii_serialization(),
                 why: "it would send the request body to another origin",
             });
         }
-        url = next;
+        (method, url) = (hop.method, hop.url);
+    }
+    Err(SendError::Redirect {
+        to: url.to_string(),
+        why: "more than 10 redirects",
+    })
+}
+
+/// `send` for a body streamed once, with the async client: redirects are followed only where
+/// they drop the body (a `303`), since a stream cannot be sent again.
+pub async fn send_stream(
+    http: &reqwest::Client,
+    method: Method,
+    url: Url,
+    headers: &HeaderMap,
+    body: reqwest::Body,
+    credential: Option<&Credential<'_>>,
+) -> Result<reqwest::Response, SendError> {
+    let (mut method, mut url, mut body) = (method, url, Some(body));
+    for _ in 0..=MAX_REDIRECTS {
+        let mut rb = http
+            .request(method.clone(), url.clone())
+            .headers(hop_headers(headers, credential, &url));
+        let sent_body = body.is_some();
+        if let Some(b) = body.take() {
+            rb = rb.body(b);
+        }
+        let resp = rb.send().await.map_err(SendError::Http)?;
+        let Some(hop) = next_hop(resp.status().as_u16(), resp.headers(), &method, &url)? else {
+            return Ok(resp);
+        };
+        if sent_body && !hop.drops_body {
+            return Err(SendError::Redirect {
+                to: hop.url.to_string(),
+                why: "a streamed request body cannot be sent again",
+            });
+        }
+        (method, url) = (hop.method, hop.url);
     }
     Err(SendError::Redirect {
         to: url.to_string(),
@@ -308,6 +358,19 @@ pub fn read_body(resp: Response, limit: BodyLimit) -> Result<Vec<u8>, BodyError>
         return Err(BodyError::TooLarge);
     }
     Ok(body)
+}
+
+/// The start of an error answer's body read by the async client: at most `ERROR_LIMIT`, and
+/// nothing when it is longer (as `read_body` with that limit), only the codes are wanted.
+pub async fn read_error_body(mut resp: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    while let Ok(Some(chunk)) = resp.chunk().await {
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > ERROR_LIMIT.0 {
+            return Vec::new();
+        }
+    }
+    body
 }
 
 #[cfg(test)]
@@ -458,7 +521,7 @@ mod tests {
                 method,
                 base.join(path).unwrap(),
                 &HeaderMap::new(),
-                body.map(Payload::Bytes),
+                body,
                 Some(&credential),
             )
         };

@@ -1,9 +1,10 @@
 //! A client of the OCI distribution spec (and Docker's registry API) of our own, on blocking
-//! reqwest: ping and authentication (anonymous, Basic, Bearer tokens with scopes, identity
-//! tokens), credentials from docker's config.json, manifests as exact bytes, blobs (resumable
-//! downloads; monolithic, chunked and resumable uploads; cross-repository mounts), tags and the
-//! catalog with pagination, typed errors carrying the registry's codes with a retryable
-//! judgement. A repository is a `content::Source` and `content::Sink`.
+//! reqwest (its async client only for bodies streamed in one request): ping and authentication
+//! (anonymous, Basic, Bearer tokens with scopes, identity tokens), credentials from docker's
+//! config.json, manifests as exact bytes, blobs (resumable downloads; streamed, monolithic and
+//! resumable chunked uploads; cross-repository mounts), tags and the catalog with pagination,
+//! typed errors carrying the registry's codes with a retryable judgement. A repository is a
+//! `content::Source` and `content::Sink`.
 //!
 //! ```text
 //! client       settings shared by all registries, one transport per host
@@ -13,7 +14,8 @@
 //! error        status errors with registry codes, retryable judgement
 //! http         where credentials may go (origins, redirects), loopback hosts, body limits
 //! manifests    GET/HEAD/PUT of manifests and indexes
-//! blobs        HEAD/GET (Range resume), uploads (chunked, streamed in one request), mounts
+//! blobs        HEAD/GET (Range resume), uploads (streamed in one request, chunked), mounts
+//! stream       request bodies streamed in large pieces: the async client on its own runtime
 //! referrers    manifests with `subject`: the referrers API, else the `sha256-<hex>` tag
 //! tags         tags/list and _catalog, paginated
 //! medium       Repository: Source + Sink
@@ -32,6 +34,7 @@ mod medium;
 mod mirrors;
 mod quirks;
 mod referrers;
+mod stream;
 mod tags;
 mod transport;
 

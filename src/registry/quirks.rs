@@ -10,14 +10,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::transport::Log;
 
-/// How blobs larger than one chunk are uploaded: the first of these the registry has not
-/// refused.
+/// How blobs larger than one chunk are uploaded (`Quirks::upload_mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UploadMode {
-    /// `PATCH` chunks with `Content-Range`, then `PUT ?digest=` (the spec's chunked upload).
-    Chunked,
     /// One `PUT ?digest=` carrying the whole blob, streamed.
     Monolithic,
+    /// `PATCH` chunks with `Content-Range`, then `PUT ?digest=` (the spec's chunked upload):
+    /// each chunk waits for the registry's answer, but a broken one resumes.
+    Chunked,
     /// One `PATCH` without `Content-Range` carrying the whole blob, streamed, then an empty
     /// `PUT ?digest=` (what docker does).
     SinglePatch,
@@ -34,6 +34,8 @@ pub enum Quirk {
     ChunkedRefused,
     /// A `PUT` carrying the blob was refused.
     MonolithicRefused,
+    /// A blob streamed in one request failed on the way (a broken connection, a server error).
+    StreamBroke,
     /// A chunk was acknowledged with this status instead of 202.
     PatchStatus(u16),
     /// A manifest with `subject` or `artifactType` was refused.
@@ -55,8 +57,11 @@ impl Quirk {
             Quirk::ChunkedRefused => format!(
                 "registry `{registry}` refuses chunked uploads: using single-request uploads"
             ),
-            Quirk::MonolithicRefused => format!(
-                "registry `{registry}` refuses blobs in one PUT: uploading them in one PATCH"
+            Quirk::MonolithicRefused => {
+                format!("registry `{registry}` refuses blobs in one PUT: uploading them by PATCH")
+            }
+            Quirk::StreamBroke => format!(
+                "an upload to registry `{registry}` broke off: sending large blobs in resumable chunks"
             ),
             Quirk::PatchStatus(status) => format!(
                 "registry `{registry}` acknowledges upload chunks with {status} instead of 202: accepted"
@@ -76,6 +81,7 @@ pub struct Quirks {
     said: Mutex<HashSet<Quirk>>,
     no_chunks: AtomicBool,
     no_put: AtomicBool,
+    broke: AtomicBool,
     no_mount: AtomicBool,
     no_subject: AtomicBool,
     no_mixed_index: AtomicBool,
@@ -89,6 +95,7 @@ impl Quirks {
             said: Mutex::new(HashSet::new()),
             no_chunks: AtomicBool::new(false),
             no_put: AtomicBool::new(false),
+            broke: AtomicBool::new(false),
             no_mount: AtomicBool::new(false),
             no_subject: AtomicBool::new(false),
             no_mixed_index: AtomicBool::new(false),
@@ -101,6 +108,7 @@ impl Quirks {
             Quirk::MountRefused => self.no_mount.store(true, Ordering::Relaxed),
             Quirk::ChunkedRefused => self.no_chunks.store(true, Ordering::Relaxed),
             Quirk::MonolithicRefused => self.no_put.store(true, Ordering::Relaxed),
+            Quirk::StreamBroke => self.broke.store(true, Ordering::Relaxed),
             Quirk::SubjectRefused => self.no_subject.store(true, Ordering::Relaxed),
             Quirk::MixedIndexRefused => self.no_mixed_index.store(true, Ordering::Relaxed),
             Quirk::MountSession | Quirk::PatchStatus(_) => {}
@@ -115,15 +123,24 @@ impl Quirks {
         new
     }
 
-    /// How a blob larger than one chunk is sent.
+    /// How a blob larger than one chunk is sent: streamed in one `PUT`, the fastest (the
+    /// registry receives without pause); in chunks where a `PUT` was refused or a streamed
+    /// upload broke off (a broken chunk resumes, a broken stream starts over); in one `PATCH`
+    /// where both a `PUT` and chunks were refused.
     pub fn upload_mode(&self) -> UploadMode {
-        if !self.no_chunks.load(Ordering::Relaxed) {
-            UploadMode::Chunked
-        } else if !self.put_refused() {
+        let resumable = self.broke.load(Ordering::Relaxed) && !self.chunks_refused();
+        if !self.put_refused() && !resumable {
             UploadMode::Monolithic
+        } else if !self.chunks_refused() {
+            UploadMode::Chunked
         } else {
             UploadMode::SinglePatch
         }
+    }
+
+    /// Whether a `PATCH` with `Content-Range` was refused.
+    pub fn chunks_refused(&self) -> bool {
+        self.no_chunks.load(Ordering::Relaxed)
     }
 
     /// Whether a blob in a `PUT` was refused (small blobs then go in one `PATCH`).
@@ -155,26 +172,28 @@ mod tests {
         let sink = said.clone();
         let notice: Log = Arc::new(move |l: &str| sink.lock().unwrap().push(l.to_string()));
         let q = Quirks::new("reg:5000", Some(notice));
-        assert_eq!(q.upload_mode(), UploadMode::Chunked);
-        assert!(q.note(Quirk::ChunkedRefused));
-        assert!(!q.note(Quirk::ChunkedRefused));
         assert_eq!(q.upload_mode(), UploadMode::Monolithic);
-        assert!(!q.put_refused());
-        q.note(Quirk::MonolithicRefused);
+        assert!(q.note(Quirk::MonolithicRefused));
+        assert!(!q.note(Quirk::MonolithicRefused));
+        assert_eq!(q.upload_mode(), UploadMode::Chunked);
+        assert!(q.put_refused());
         q.note(Quirk::ChunkedRefused);
+        q.note(Quirk::MonolithicRefused);
         assert_eq!(q.upload_mode(), UploadMode::SinglePatch);
-        // A PUT refused for a small blob says nothing of chunks.
+        // A broken stream: chunks, which resume, unless the registry refuses them.
         let other = Quirks::new("other", None);
-        other.note(Quirk::MonolithicRefused);
+        other.note(Quirk::StreamBroke);
         assert_eq!(other.upload_mode(), UploadMode::Chunked);
+        other.note(Quirk::ChunkedRefused);
+        assert_eq!(other.upload_mode(), UploadMode::Monolithic);
         assert!(!q.mounts_refused());
         q.note(Quirk::MountRefused);
         assert!(q.mounts_refused());
         assert_eq!(
             *said.lock().unwrap(),
             vec![
+                "registry `reg:5000` refuses blobs in one PUT: uploading them by PATCH",
                 "registry `reg:5000` refuses chunked uploads: using single-request uploads",
-                "registry `reg:5000` refuses blobs in one PUT: uploading them in one PATCH",
                 "registry `reg:5000` refuses cross-repository mounts: uploading blobs instead",
             ]
         );

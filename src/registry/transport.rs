@@ -18,8 +18,9 @@ use super::credentials::{self, Credentials};
 use super::error::{
     ConnectCause, RateLimit, RegistryError, StatusError, parse_errors, parse_retry_after,
 };
-use super::http::{self, Credential, InsecureRegistries, Locality, Payload, SendError};
+use super::http::{self, Credential, InsecureRegistries, Locality, SendError};
 use super::quirks::Quirks;
+use super::stream::{Answer, Failure, STALL_LIMIT, Streamer, Upload};
 
 /// Where verbose request lines go (`-v`): method, URL path and status, never headers or bodies.
 pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
@@ -70,8 +71,8 @@ pub struct TransportOptions {
     pub credentials: Option<Credentials>,
 }
 
-/// What to send. Bodies are `Bytes` so a retry resends them without copying; a streamed body
-/// is sent once (no retry, no redirect with it).
+/// What to send. Bodies are `Bytes` so a retry resends them without copying; a body too large
+/// to hold goes through `Transport::start_stream`.
 pub struct Request<'a> {
     pub method: Method,
     /// A path under the registry (`/v2/…`) or an absolute URL (an upload location).
@@ -79,7 +80,6 @@ pub struct Request<'a> {
     pub scopes: &'a [String],
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: Option<bytes::Bytes>,
-    pub stream: Mutex<Option<reqwest::blocking::Body>>,
     /// The repository, for error messages.
     pub repository: Option<&'a str>,
 }
@@ -92,22 +92,8 @@ impl<'a> Request<'a> {
             scopes,
             headers: Vec::new(),
             body: None,
-            stream: Mutex::new(None),
             repository: None,
         }
-    }
-
-    /// A body read once from a stream of known length (`Content-Length` set from it).
-    pub fn stream(self, body: reqwest::blocking::Body) -> Request<'a> {
-        *self.stream.lock().unwrap() = Some(body);
-        self
-    }
-
-    fn payload(&self) -> Option<Payload> {
-        if let Some(b) = &self.body {
-            return Some(Payload::Bytes(b.clone()));
-        }
-        self.stream.lock().unwrap().take().map(Payload::Stream)
     }
 
     pub fn header(mut self, name: HeaderName, value: &str) -> Request<'a> {
@@ -138,6 +124,8 @@ pub struct Transport {
     /// Plain HTTP may be used: insecure, or this machine.
     allow_http: bool,
     http: Client,
+    /// The async client for streamed request bodies, built on the first.
+    streamer: OnceLock<Streamer>,
     /// Clients pinned to token realms on `localhost` names, by host.
     realm_clients: Mutex<HashMap<String, Client>>,
     options: TransportOptions,
@@ -223,21 +211,19 @@ fn load_ca(path: &Path) -> Result<Vec<reqwest::Certificate>, RegistryError> {
     reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| err(Box::new(e)))
 }
 
-/// An HTTP client for `registry` (its CA files; unverified TLS when `skip_verify`) whose
-/// connections to `host` go where `locality` says. Redirects are not followed by the client:
-/// `http::send` follows them, deciding where credentials go.
-fn build_client(
+/// An HTTP client's settings for `registry` (its CA files; unverified TLS when `skip_verify`)
+/// whose connections to `host` go where `locality` says. Redirects are not followed by the
+/// client: `http::send` follows them, deciding where credentials go.
+fn client_builder(
     registry: &str,
     options: &TransportOptions,
     skip_verify: bool,
     host: &str,
     locality: &Locality,
-) -> Result<Client, RegistryError> {
-    let mut builder = Client::builder()
+) -> Result<reqwest::ClientBuilder, RegistryError> {
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("manifold/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
-        // Per request and per body read: a stalled connection fails instead of hanging.
-        .timeout(Duration::from_secs(300))
         .pool_max_idle_per_host(32)
         .tcp_nodelay(true)
         .redirect(reqwest::redirect::Policy::none());
@@ -253,7 +239,23 @@ fn build_client(
     if let Some(identity) = client_certificate(&options.cert_dirs, registry)? {
         builder = builder.identity(identity);
     }
-    builder.build().map_err(RegistryError::Client)
+    Ok(builder)
+}
+
+/// The blocking client `client_builder` describes.
+fn build_client(
+    registry: &str,
+    options: &TransportOptions,
+    skip_verify: bool,
+    host: &str,
+    locality: &Locality,
+) -> Result<Client, RegistryError> {
+    let builder = client_builder(registry, options, skip_verify, host, locality)?;
+    reqwest::blocking::ClientBuilder::from(builder)
+        // Per request and per body read: a stalled connection fails instead of hanging.
+        .timeout(Duration::from_secs(300))
+        .build()
+        .map_err(RegistryError::Client)
 }
 
 impl Transport {
@@ -278,6 +280,7 @@ impl Transport {
             allow_http,
             credentials: Mutex::new(options.credentials.clone()),
             http,
+            streamer: OnceLock::new(),
             realm_clients: Mutex::new(HashMap::new()),
             options,
             base: OnceLock::new(),
@@ -457,21 +460,12 @@ impl Transport {
     /// Credentials go only to the registry's own origin: an absolute target elsewhere (an upload
     /// `Location`, a `Link`) and redirects elsewhere get none.
     pub fn send_once(&self, request: &Request) -> Result<Response, RegistryError> {
-        let url = self.url(&request.target)?;
-        let origin = self.base()?.clone();
-        let ours = url.origin() == origin.origin();
+        let (url, origin) = self.target(request)?;
         let mut scopes: BTreeSet<String> = request.scopes.iter().cloned().collect();
         let mut retried_auth = false;
-        let request_had_stream = request.stream.lock().unwrap().is_some();
-        let mut headers = HeaderMap::new();
-        for (k, v) in &request.headers {
-            headers.append(k.clone(), v.clone());
-        }
+        let headers = request_headers(request);
         loop {
-            let authorization = match ours {
-                true => self.authorization(&scopes)?,
-                false => None,
-            };
+            let authorization = self.authorization_for(&url, &origin, &scopes)?;
             let credential = authorization.as_ref().map(|a| Credential {
                 origin: &origin,
                 authorization: a,
@@ -482,29 +476,24 @@ impl Transport {
                 request.method.clone(),
                 url.clone(),
                 &headers,
-                request.payload(),
+                request.body.clone(),
                 credential.as_ref(),
             )
             .map_err(|e| self.send_error(e))?;
-            self.log(&format!(
-                "{} {}{} -> {} ({:.2?}){}",
-                request.method,
-                resp.url().origin().ascii_serialization(),
-                resp.url().path(),
+            self.log_exchange(
+                &request.method,
+                resp.url(),
                 resp.status(),
-                started.elapsed(),
-                RateLimit::from_headers(resp.headers())
-                    .map(|r| format!(" {r}"))
-                    .unwrap_or_default()
-            ));
+                started,
+                resp.headers(),
+            );
             let status = resp.status().as_u16();
             if resp.status().is_success() {
                 return Ok(resp);
             }
             // Only the registry's own answers speak for its authentication.
             let from_registry = resp.url().origin() == origin.origin();
-            // A streamed body is gone: the request cannot be asked again.
-            if status == 401 && from_registry && !retried_auth && !request_had_stream {
+            if status == 401 && from_registry && !retried_auth {
                 // A new challenge (another scope, an expired token): ask again, once.
                 retried_auth = true;
                 self.tokens.forget(&scopes);
@@ -523,8 +512,109 @@ impl Transport {
                 }
             }
             let err = self.status_error(&request.method, url.path(), resp);
-            return Err(self.classify(err, request, authorization.is_some() && from_registry));
+            return Err(self.classify(
+                err,
+                request.repository,
+                authorization.is_some() && from_registry,
+            ));
         }
+    }
+
+    /// Start `request` with a body of `len` bytes streamed in pieces (`StreamedRequest::send`),
+    /// sent once: no retry, and no second try with a new token, since the body is gone.
+    /// Credentials go as with `send_once`.
+    pub fn start_stream(
+        &self,
+        request: &Request,
+        len: u64,
+    ) -> Result<StreamedRequest<'_>, RegistryError> {
+        let (url, origin) = self.target(request)?;
+        let scopes: BTreeSet<String> = request.scopes.iter().cloned().collect();
+        let authorization = self.authorization_for(&url, &origin, &scopes)?;
+        let streamer = self.streamer()?;
+        let started = Instant::now();
+        let upload = streamer.start(
+            request.method.clone(),
+            url.clone(),
+            request_headers(request),
+            len,
+            authorization.clone().map(|a| (origin.clone(), a)),
+        );
+        Ok(StreamedRequest {
+            transport: self,
+            upload,
+            method: request.method.clone(),
+            url,
+            origin,
+            repository: request.repository.map(str::to_string),
+            sent_auth: authorization.is_some(),
+            started,
+        })
+    }
+
+    /// The async client, built on first use.
+    fn streamer(&self) -> Result<&Streamer, RegistryError> {
+        if let Some(s) = self.streamer.get() {
+            return Ok(s);
+        }
+        let host = http::split_host_port(&self.host).0;
+        let client = client_builder(
+            &self.registry,
+            &self.options,
+            self.insecure,
+            host,
+            &self.locality,
+        )?
+        .build()
+        .map_err(RegistryError::Client)?;
+        let streamer = Streamer::new(client).map_err(|source| RegistryError::Transfer {
+            registry: self.registry.clone(),
+            what: "starting a streamed request".into(),
+            source,
+        })?;
+        // Two first uploads at once: one of the two is kept.
+        Ok(self.streamer.get_or_init(|| streamer))
+    }
+
+    /// A request's absolute URL, and the registry's origin.
+    fn target(&self, request: &Request) -> Result<(reqwest::Url, reqwest::Url), RegistryError> {
+        let url = self.url(&request.target)?;
+        let origin = self.base()?.clone();
+        Ok((url, origin))
+    }
+
+    /// The `Authorization` for a request to `url`: only on the registry's own origin.
+    fn authorization_for(
+        &self,
+        url: &reqwest::Url,
+        origin: &reqwest::Url,
+        scopes: &BTreeSet<String>,
+    ) -> Result<Option<HeaderValue>, RegistryError> {
+        if url.origin() == origin.origin() {
+            self.authorization(scopes)
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// The `-v` line of one exchange.
+    fn log_exchange(
+        &self,
+        method: &Method,
+        url: &reqwest::Url,
+        status: reqwest::StatusCode,
+        started: Instant,
+        headers: &HeaderMap,
+    ) {
+        self.log(&format!(
+            "{method} {}{} -> {status} ({:.2?}){}",
+            url.origin().ascii_serialization(),
+            url.path(),
+            started.elapsed(),
+            RateLimit::from_headers(headers)
+                .map(|r| format!(" {r}"))
+                .unwrap_or_default()
+        ));
     }
 
     fn send_error(&self, e: SendError) -> RegistryError {
@@ -542,7 +632,12 @@ impl Transport {
         }
     }
 
-    fn classify(&self, err: RegistryError, request: &Request, sent_auth: bool) -> RegistryError {
+    fn classify(
+        &self,
+        err: RegistryError,
+        repository: Option<&str>,
+        sent_auth: bool,
+    ) -> RegistryError {
         let RegistryError::Status(s) = err else {
             return err;
         };
@@ -560,12 +655,12 @@ impl Transport {
             },
             403 => RegistryError::Denied {
                 registry: self.registry.clone(),
-                repository: request.repository.unwrap_or("/").to_string(),
+                repository: repository.unwrap_or("/").to_string(),
                 cause: Box::new(s),
             },
             _ if s.has_code("DENIED") => RegistryError::Denied {
                 registry: self.registry.clone(),
-                repository: request.repository.unwrap_or("/").to_string(),
+                repository: repository.unwrap_or("/").to_string(),
                 cause: Box::new(s),
             },
             _ => RegistryError::Status(s),
@@ -719,27 +814,37 @@ impl Transport {
 
     /// Turn a failed response into an error with the registry's codes.
     pub fn status_error(&self, method: &Method, path: &str, resp: Response) -> RegistryError {
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
-        let rate_limit = RateLimit::from_headers(resp.headers()).map(Box::new);
+        let (status, headers) = (resp.status(), resp.headers().clone());
         let body = if *method == Method::HEAD {
             Vec::new()
         } else {
             // Only the codes are wanted: a body past the limit is not read.
             http::read_body(resp, http::ERROR_LIMIT).unwrap_or_default()
         };
+        self.error_of(method, path, status, &headers, &body)
+    }
+
+    /// The error a failed answer makes: its status, the registry's codes from its body, and
+    /// when to try again.
+    fn error_of(
+        &self,
+        method: &Method,
+        path: &str,
+        status: reqwest::StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> RegistryError {
         RegistryError::Status(StatusError {
             registry: self.registry.clone(),
             method: method.to_string(),
             path: path.into(),
-            status,
-            errors: parse_errors(&body),
-            retry_after,
-            rate_limit,
+            status: status.as_u16(),
+            errors: parse_errors(body),
+            retry_after: headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after),
+            rate_limit: RateLimit::from_headers(headers).map(Box::new),
         })
     }
 
@@ -764,6 +869,74 @@ impl Transport {
                 source,
             },
         })
+    }
+}
+
+/// A request's own headers.
+fn request_headers(request: &Request) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (k, v) in &request.headers {
+        headers.append(k.clone(), v.clone());
+    }
+    headers
+}
+
+/// A request in flight whose body is being streamed (`Transport::start_stream`).
+pub struct StreamedRequest<'t> {
+    transport: &'t Transport,
+    upload: Upload<'t>,
+    method: Method,
+    url: reqwest::Url,
+    origin: reqwest::Url,
+    repository: Option<String>,
+    sent_auth: bool,
+    started: Instant,
+}
+
+impl StreamedRequest<'_> {
+    /// Queue the next piece of the body; `false` once the request has ended (nothing more is
+    /// wanted: `finish` says how it ended).
+    pub fn send(&mut self, piece: bytes::Bytes) -> bool {
+        self.upload.send(piece)
+    }
+
+    /// End the body and wait for the answer: a success, or the error it makes (as `send_once`).
+    pub fn finish(self) -> Result<Answer, RegistryError> {
+        let t = self.transport;
+        let answer = self.upload.finish().map_err(|e| match e {
+            Failure::Send(e) => t.send_error(e),
+            Failure::Stalled => RegistryError::Transfer {
+                registry: t.registry.clone(),
+                what: "a streamed request".into(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no progress for {}s", STALL_LIMIT.as_secs()),
+                ),
+            },
+        })?;
+        t.log_exchange(
+            &self.method,
+            &answer.url,
+            answer.status,
+            self.started,
+            &answer.headers,
+        );
+        if answer.status.is_success() {
+            return Ok(answer);
+        }
+        let from_registry = answer.url.origin() == self.origin.origin();
+        let err = t.error_of(
+            &self.method,
+            self.url.path(),
+            answer.status,
+            &answer.headers,
+            &answer.error_body,
+        );
+        Err(t.classify(
+            err,
+            self.repository.as_deref(),
+            self.sent_auth && from_registry,
+        ))
     }
 }
 

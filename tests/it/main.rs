@@ -19,6 +19,7 @@ mod outputs;
 mod registry;
 mod registry_harness;
 mod registry_quirks;
+mod registry_stream;
 mod run;
 mod sec_archive;
 mod sec_build;

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{TestRoot, fails, ok, run, skip_unless, stderr_of, stdout_of};
 use crate::registry_harness::{
-    ALL_AUTH, Auth, Fault, FaultProxy, PASSWORD, Rule, TestRegistry, USER, assert_store_valid,
-    big_image, import, layout, multi_arch, skopeo_copy, skopeo_raw_digest,
+    ALL_AUTH, Auth, Fault, FaultProxy, PASSWORD, Rule, TestRegistry, USER, When,
+    assert_store_valid, big_image, import, layout, multi_arch, skopeo_copy, skopeo_raw_digest,
 };
 
 /// The layer digests of the single-platform image `reference` in `root`.
-fn layers(root: &TestRoot, reference: &str) -> Vec<String> {
+pub fn layers(root: &TestRoot, reference: &str) -> Vec<String> {
     let v: serde_json::Value =
         serde_json::from_str(&ok(root, &["inspect", "--raw", reference])).expect("a manifest");
     v["layers"]
@@ -727,9 +727,20 @@ fn push_resumes_chunked_uploads_and_retries_failures() {
     let root = TestRoot::new();
     let image = format!("{}/big/blob:1", proxy.host());
     let digest = big_image(&root, &image);
-    // The first PATCH breaks off mid-request (the session is then lost: the blob starts over),
-    // the next answers 503 (the chunk is resent from where the registry says it is), and the
+    let layer = layers(&root, &image).remove(0);
+    // The layer streamed in one PUT breaks off (it is sent again in chunks, which resume), the
+    // first PATCH breaks off mid-request (the session is then lost: the blob starts over), the
+    // next answers 503 (the chunk is resent from where the registry says it is), and the
     // manifest PUT answers 503 once: all recovered.
+    proxy.add(
+        Rule::new(
+            "PUT",
+            layer.trim_start_matches("sha256:"),
+            1,
+            Fault::ResetRequestAfter(4 << 20),
+        )
+        .when(When::Body),
+    );
     proxy.add(Rule::new(
         "PATCH",
         "/blobs/uploads/",
@@ -751,6 +762,11 @@ fn push_resumes_chunked_uploads_and_retries_failures() {
     let out = run(&root, &["push", &image]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out).trim(), digest);
+    assert!(
+        stderr_of(&out).contains("broke off: sending large blobs in resumable chunks"),
+        "{}",
+        stderr_of(&out)
+    );
     assert_eq!(proxy.pending(), 0);
     let seen = proxy.seen();
     assert!(

@@ -2,8 +2,8 @@
 //! what GAR (chunked PATCH refused), ECR (PATCH answered 201), Harbor (mounts refused, or
 //! answered with an upload session), Quay (Docker schema2 inside an OCI index refused), a
 //! registry refusing `subject`, and Docker Hub (429 with RateLimit headers) do; each push moves
-//! layers over 16 MiB (the chunked path) and is checked by pulling it back from the plain
-//! registry. Also: registry mirrors (registries.conf and `--registry-mirror`), client
+//! layers over 16 MiB (streamed in one request, chunked where that is refused) and is checked
+//! by pulling it back from the plain registry. Also: registry mirrors (registries.conf and `--registry-mirror`), client
 //! certificates from certs.d, and fast failures for a closed port or a name that never
 //! resolves.
 
@@ -156,15 +156,14 @@ fn gar_like_registry_refusing_chunks_gets_each_blob_in_one_streamed_put() {
     let out = run(&root, &["push", &image]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out).trim(), digest);
-    // Said once per run, whatever the number of blobs and workers.
-    insta::assert_snapshot!(redact(&root, &stderr_of(&out)), @"registry `127.0.0.1:[PORT]` refuses chunked uploads: using single-request uploads");
+    // Large blobs are streamed in one PUT from the start: no chunk is sent, so none is refused
+    // and there is nothing to say.
+    insta::assert_snapshot!(redact(&root, &stderr_of(&out)), @"");
     let seen = proxy.seen();
-    let refused = seen
-        .iter()
-        .filter(|s| s.method == "PATCH" && s.fault.is_some())
-        .count();
-    // Both workers may meet the refusal at once; no more after that.
-    assert!((1..=2).contains(&refused), "{seen:#?}");
+    assert!(
+        !seen.iter().any(|s| s.method == "PATCH"),
+        "no PATCH: {seen:#?}"
+    );
     // Each big layer went in one PUT carrying all of it.
     let whole_puts = blob_uploads(&seen)
         .iter()
@@ -203,14 +202,14 @@ fn a_registry_refusing_chunks_and_blobs_in_a_put_takes_one_patch_each() {
     let out = run(&root, &["push", &image]);
     assert!(out.status.success(), "{}", stderr_of(&out));
     assert_eq!(stdout_of(&out).trim(), digest);
-    // Small blobs meet the PUT refusal, large ones the chunk refusal: in either order.
+    // The PUT refusal sends large blobs in chunks, which are refused too: then one PATCH each.
     let mut said: Vec<String> = redact(&root, &stderr_of(&out))
         .lines()
         .map(str::to_string)
         .collect();
     said.sort();
     insta::assert_snapshot!(said.join("\n"), @r"
-    registry `127.0.0.1:[PORT]` refuses blobs in one PUT: uploading them in one PATCH
+    registry `127.0.0.1:[PORT]` refuses blobs in one PUT: uploading them by PATCH
     registry `127.0.0.1:[PORT]` refuses chunked uploads: using single-request uploads
     ");
     let seen = proxy.seen();
@@ -236,13 +235,32 @@ fn ecr_like_patch_answered_201_is_accepted() {
         100,
         Fault::RewriteStatus(201),
     ));
+    // Blobs in a PUT refused too, so that large ones go in chunks (streamed in one PUT, no
+    // chunk would be acknowledged).
+    proxy.add(
+        Rule::new(
+            "PUT",
+            "/blobs/uploads/",
+            100,
+            Fault::Refuse(405, "UNSUPPORTED"),
+        )
+        .when(When::Body),
+    );
     let root = TestRoot::new();
     let image = format!("{}/ecr/app:1", proxy.host());
     let digest = two_big_layers(&root, &image);
     let out = run(&root, &["push", &image]);
     assert!(out.status.success(), "{}", stderr_of(&out));
-    insta::assert_snapshot!(redact(&root, &stderr_of(&out)), @"registry `127.0.0.1:[PORT]` acknowledges upload chunks with 201 instead of 202: accepted");
-    // Still chunked: 2 chunks for each 20 MiB layer.
+    let mut said: Vec<String> = redact(&root, &stderr_of(&out))
+        .lines()
+        .map(str::to_string)
+        .collect();
+    said.sort();
+    insta::assert_snapshot!(said.join("\n"), @r"
+    registry `127.0.0.1:[PORT]` acknowledges upload chunks with 201 instead of 202: accepted
+    registry `127.0.0.1:[PORT]` refuses blobs in one PUT: uploading them by PATCH
+    ");
+    // Chunked: 2 chunks for each 20 MiB layer.
     let chunks = proxy
         .seen()
         .iter()
