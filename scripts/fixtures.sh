@@ -10,6 +10,10 @@
 #   DIR/busybox/A/rootfs.tar.zst       zstd
 #   DIR/busybox/A/rootfs/              the same tree unpacked (modes as in the tarball)
 #   DIR/busybox/platforms.txt          lines `debarch platform`
+#   DIR/debs/                          the .debs: busybox-static for each architecture, and
+#                                      netbase (all), base-files (amd64, arm64): with
+#                                      busybox-static, the packages of the SBOM test image
+#                                      (tests/it/attest.rs builds it with dpkg-deb -x)
 #
 # Debian architecture -> OCI platform (also in platforms.txt):
 #   amd64    linux/amd64
@@ -38,6 +42,8 @@ declare -A platform=(
   [riscv64]=linux/riscv64
 )
 applets=(sh echo uname true false ls cat env id pwd sleep test)
+# Small real Debian packages for the SBOM test image: package:architecture of their .deb.
+sbom_debs=(netbase:all base-files:amd64 base-files:arm64)
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 die() {
@@ -51,8 +57,13 @@ dir=${1:-$repo/target/fixtures}
 # True when every fixture of this FIXTURE_VERSION is in place. Builtins only: it runs on every
 # cargo test start.
 complete() {
-  local a stamp
+  local a stamp p f found
   [[ -f $dir/busybox/platforms.txt ]] || return 1
+  for p in "${sbom_debs[@]}"; do
+    found=
+    for f in "$dir"/debs/"${p%%:*}"_*_"${p##*:}".deb; do [[ -f $f ]] && found=1; done
+    [[ -n $found ]] || return 1
+  done
   for a in "${arches[@]}"; do
     [[ -f $dir/busybox/$a/.done ]] || return 1
     read -r stamp <"$dir/busybox/$a/.done" || return 1
@@ -121,9 +132,13 @@ archive_uri() {
   printf '%s\n' http://deb.debian.org/debian
 }
 
-deb_for() { # prints the downloaded .deb of architecture $1, if any
+deb_for() { # prints the downloaded busybox-static .deb of architecture $1, if any
+  deb_of busybox-static "$1"
+}
+
+deb_of() { # prints the downloaded .deb of package $1, architecture $2, if any
   local f
-  for f in "$dir"/debs/busybox-static_*_"$1".deb; do
+  for f in "$dir"/debs/"$1"_*_"$2".deb; do
     [[ -f $f ]] && printf '%s\n' "$f"
   done | tail -n 1
 }
@@ -134,6 +149,10 @@ download() {
   for a in "${arches[@]}"; do
     [[ -n $(deb_for "$a") ]] || want+=("busybox-static:$a")
     [[ $a == riscv64 ]] || bookworm_arches+=("$a")
+  done
+  local p
+  for p in "${sbom_debs[@]}"; do
+    [[ -n $(deb_of "${p%%:*}" "${p##*:}") ]] || want+=("$p")
   done
   ((${#want[@]} > 0)) || return 0
 
@@ -183,6 +202,9 @@ EOF
   rm -rf "$apt/lists"
   for a in "${arches[@]}"; do
     [[ -n $(deb_for "$a") ]] || die "apt-get download produced no busybox-static .deb for $a"
+  done
+  for p in "${sbom_debs[@]}"; do
+    [[ -n $(deb_of "${p%%:*}" "${p##*:}") ]] || die "apt-get download produced no .deb for $p"
   done
 }
 

@@ -712,6 +712,161 @@ pub fn verify(what: &str, desc: &Descriptor, bytes: &[u8]) -> Result<(), Content
     Ok(())
 }
 
+/// Media that list the documents naming a `subject` (attestations, signatures): the store's
+/// referrers lists, a registry's referrers API or its `sha256-<hex>` fallback tag.
+pub trait Referrers {
+    /// The referrers of `subject` as their list describes them (`artifactType`, annotations).
+    fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>, ContentError>;
+    /// Documents cosign keeps under tags named after the subject (`sha256-<hex>.sig`, `.att`,
+    /// `.sbom`), as (tag, descriptor). Media without such tags have none.
+    fn attached_tags(&self, _subject: &Digest) -> Result<Vec<(String, Descriptor)>, ContentError> {
+        Ok(Vec::new())
+    }
+}
+
+/// Media that take referrers: a store transaction, a registry repository.
+pub trait PutReferrers: Referrers {
+    /// Store a referrer of `subject` (its exact `bytes`; its blobs are already here) and list it
+    /// as `listed` says. A document that lost its `subject` to a registry that refused it is
+    /// listed all the same.
+    fn put_referrer(
+        &self,
+        subject: &Digest,
+        listed: &Descriptor,
+        bytes: &[u8],
+    ) -> Result<(), ContentError>;
+    /// Store a document cosign keeps under a tag; false where the medium keeps no such tags
+    /// (the store: its tags are images).
+    fn put_attached_tag(
+        &self,
+        _tag: &str,
+        _desc: &Descriptor,
+        _bytes: &[u8],
+    ) -> Result<bool, ContentError> {
+        Ok(false)
+    }
+}
+
+/// What referrers can name in the image `root`: the root itself and, for an index, each
+/// manifest it lists (platforms, and inline attestation manifests, which cosign may sign too).
+pub fn image_subjects(source: &dyn Source, root: &Descriptor) -> Result<Vec<Digest>, ContentError> {
+    let mut out = vec![root.digest.clone()];
+    if root.is_index() {
+        let bytes = fetch_verified(source, root)?;
+        if let Document::Index(index) = oci::parse_document(&root.media_type, bytes)?.value {
+            out.extend(index.manifests.into_iter().map(|d| d.digest));
+        }
+    }
+    Ok(out)
+}
+
+/// Referrers looked at per call at most: a source listing more is hostile or broken.
+pub const MAX_REFERRERS: usize = 10_000;
+
+/// Copy the referrers of each of `subjects` (signatures, attestations, and their own referrers
+/// in turn) and cosign's tagged attachments from `source` to `sink`, so that an image keeps them
+/// wherever it is copied. Each referrer's blobs go first, then the referrer. Referrers the sink
+/// already lists are skipped. Returns how many documents were copied.
+pub fn copy_referrers<S, K>(
+    source: &S,
+    sink: &K,
+    subjects: &[Digest],
+    locations: &dyn BlobLocations,
+) -> Result<usize, ContentError>
+where
+    S: Source + Referrers + ?Sized,
+    K: Sink + PutReferrers + ?Sized,
+{
+    let mut done: HashSet<Digest> = HashSet::new();
+    let mut queue: std::collections::VecDeque<Digest> = subjects.iter().cloned().collect();
+    let mut copied = 0;
+    let mut visited = 0;
+    while let Some(subject) = queue.pop_front() {
+        if !done.insert(subject.clone()) {
+            continue;
+        }
+        let there: HashSet<Digest> = sink
+            .referrers(&subject)?
+            .into_iter()
+            .map(|d| d.digest)
+            .collect();
+        let mut found = source.referrers(&subject)?;
+        let tagged = source.attached_tags(&subject)?;
+        visited += found.len() + tagged.len();
+        if visited > MAX_REFERRERS {
+            return Err(oci::OciError::Invalid(format!(
+                "more than {MAX_REFERRERS} referrers and attachments below {}",
+                subjects
+                    .first()
+                    .map(ToString::to_string)
+                    .unwrap_or_default()
+            ))
+            .into());
+        }
+        found.retain(|d| !there.contains(&d.digest));
+        for listed in found {
+            queue.push_back(listed.digest.clone());
+            let bytes = copy_document_parts(source, sink, &listed, locations)?;
+            sink.put_referrer(&subject, &listed, &bytes)?;
+            copied += 1;
+        }
+        for (tag, desc) in tagged {
+            queue.push_back(desc.digest.clone());
+            let bytes = copy_document_parts(source, sink, &desc, locations)?;
+            if sink.put_attached_tag(&tag, &desc, &bytes)? {
+                copied += 1;
+            }
+        }
+    }
+    Ok(copied)
+}
+
+/// Everything a document reaches (children, config, layers) into `sink`, children written
+/// before their parents; the document's own verified bytes are returned, not written.
+fn copy_document_parts<S, K>(
+    source: &S,
+    sink: &K,
+    root: &Descriptor,
+    locations: &dyn BlobLocations,
+) -> Result<Vec<u8>, ContentError>
+where
+    S: Source + ?Sized,
+    K: Sink + ?Sized,
+{
+    let plain = Descriptor::new(root.media_type.clone(), root.digest.clone(), root.size);
+    let mut root_bytes = Vec::new();
+    walk(
+        std::slice::from_ref(&plain),
+        &mut HashSet::new(),
+        |desc, depth| {
+            let bytes = source.fetch_manifest(desc)?;
+            verify(&format!("manifest {}", desc.digest), desc, &bytes)?;
+            let children = match oci::parse_document(&desc.media_type, bytes.clone())?.value {
+                Document::Index(index) => index.manifests,
+                Document::Manifest(m) => {
+                    for blob in std::iter::once(&m.config).chain(&m.layers) {
+                        if sink.try_reuse(blob, locations)?.is_none() {
+                            let mut reader = source.open_blob(blob, locations)?;
+                            sink.put_blob(blob, &mut reader, locations)?;
+                        }
+                    }
+                    Vec::new()
+                }
+            };
+            Ok::<_, ContentError>((children, (depth, bytes)))
+        },
+        |desc, (depth, bytes)| {
+            if depth == 0 {
+                root_bytes = bytes;
+                Ok(())
+            } else {
+                sink.put_manifest(desc, &bytes)
+            }
+        },
+    )?;
+    Ok(root_bytes)
+}
+
 #[cfg(test)]
 mod walk_tests {
     use std::collections::HashMap;

@@ -53,6 +53,8 @@ macro_rules! table {
 
 table![
     crate::archive::ArchiveError,
+    crate::attest::AttestError,
+    crate::attest::KeyError,
     crate::bake::BakeError,
     crate::binfmt::BinfmtError,
     crate::builder::BuildError,

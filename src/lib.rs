@@ -9,6 +9,7 @@
 #![deny(clippy::print_stdout)]
 
 pub mod archive;
+pub mod attest;
 pub mod bake;
 pub mod binfmt;
 pub mod builder;

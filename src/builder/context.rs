@@ -373,6 +373,44 @@ impl Context {
         Ok(out)
     }
 
+    /// A digest of everything the build can see of the context (what .dockerignore lets
+    /// through): each path with its kind, mode and content (a file's digest, a link's target),
+    /// in walk order. The same tree gives the same digest wherever it lies; owners and times
+    /// do not count. What provenance records as the context's digest.
+    pub fn digest(&self) -> Result<Digest, ContextError> {
+        use std::os::unix::fs::MetadataExt;
+        let mut listing = String::new();
+        for item in self.walk("")? {
+            let kind = item.meta.file_type();
+            let content = if kind.is_file() {
+                self.file_digest(&item.rel)?.to_string()
+            } else if kind.is_symlink() {
+                let p = self.host_path(&item.rel);
+                fs::read_link(&p)
+                    .map_err(io_err("read the link", &p))?
+                    .to_string_lossy()
+                    .into_owned()
+            } else {
+                String::new()
+            };
+            let tag = if kind.is_dir() {
+                'd'
+            } else if kind.is_symlink() {
+                'l'
+            } else if kind.is_file() {
+                'f'
+            } else {
+                'o'
+            };
+            listing.push_str(&format!(
+                "{}\0{tag}\0{:o}\0{content}\n",
+                item.rel,
+                item.meta.mode() & 0o7777
+            ));
+        }
+        Ok(Digest::sha256_of(listing.as_bytes()))
+    }
+
     /// What .dockerignore hides under the directory `dir` (a resolved path): the top-most
     /// paths [`Context::walk`] leaves out, relative to the context root, sorted — so that a
     /// view of the directory without them shows exactly what `walk` lists.

@@ -65,6 +65,44 @@ pub struct BuiltImage {
     /// The manifest, with its platform.
     pub manifest: Descriptor,
     pub config: Digest,
+    /// What its build used (provenance's resolved dependencies) and the steps it ran.
+    pub used: Used,
+}
+
+/// What one platform's build used from outside its context, and the steps of its stages.
+#[derive(Debug, Clone, Default)]
+pub struct Used {
+    /// Base images and `COPY --from` images, each once.
+    pub images: Vec<UsedImage>,
+    /// ADD URLs, by the digest of what they served.
+    pub urls: Vec<(String, Digest)>,
+    /// IDs of the secrets and SSH agents RUN steps mount (never their values).
+    pub secrets: Vec<String>,
+    pub ssh: Vec<String>,
+    /// Every step of the stages the target needs, in order.
+    pub steps: Vec<UsedStep>,
+}
+
+/// An image a build used, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedImage {
+    /// As the Dockerfile names it.
+    pub reference: String,
+    pub platform: Platform,
+    /// The platform's manifest.
+    pub manifest: Digest,
+    /// The index the reference named, when it named one.
+    pub index: Option<Digest>,
+}
+
+/// A step as provenance records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsedStep {
+    pub stage: String,
+    pub platform: Platform,
+    pub line: usize,
+    /// As written (build args not expanded).
+    pub instruction: String,
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +122,8 @@ pub struct Output {
 
 /// A resolved base image.
 struct Image {
+    /// What the reference named: an index, or the manifest itself.
+    top: Digest,
     manifest: Descriptor,
     value: Manifest,
     config: ImageConfig,
@@ -277,9 +317,11 @@ pub fn build(o: &Options<'_>) -> Result<Output, BuildError> {
         return Err(BuildError::Shared(e.clone()));
     }
     let mut images = Vec::new();
-    for r in results {
+    for (pi, r) in results.into_iter().enumerate() {
         let out = r.map_err(BuildError::Shared)?;
-        images.push(ex.write_image(&out)?);
+        let mut image = ex.write_image(&out)?;
+        image.used = ex.used(pi)?;
+        images.push(image);
     }
     let root = if images.len() == 1 {
         images[0].manifest.clone()
@@ -392,9 +434,10 @@ impl<'a> Executor<'a> {
         });
         let image = match lazy {
             Some(remote) => {
-                let (manifest, value, config) =
+                let (top, manifest, value, config) =
                     remote.resolve_base(self.o.store, reference, platform)?;
                 Image {
+                    top,
                     manifest,
                     value,
                     config,
@@ -444,6 +487,7 @@ impl<'a> Executor<'a> {
         let local = ops
             .ensure_local(store, reference, &Platforms::Each(vec![platform.matcher()]))
             .map_err(|e| image_error(reference, platform, e))?;
+        let top = local.descriptor.digest.clone();
         let desc = local
             .manifests
             .into_iter()
@@ -459,6 +503,7 @@ impl<'a> Executor<'a> {
             .map_err(store_err)?
             .value;
         Ok(Image {
+            top,
             manifest: desc,
             value: manifest.value,
             config,
@@ -1364,7 +1409,81 @@ impl<'a> Executor<'a> {
             platform: out.platform.clone(),
             manifest: desc,
             config: config.digest(),
+            used: Used::default(),
         })
+    }
+
+    /// What platform `pi`'s build used: the images and URLs its stages resolved (each was
+    /// resolved while the build ran: this only reads the memo), the secrets and SSH agents
+    /// its RUN steps mount, and its steps.
+    fn used(&self, pi: usize) -> Result<Used, BuildError> {
+        let plan = &self.plans[pi];
+        let mut used = Used::default();
+        let image_err = |stage: &StagePlan, e: Box<ImageError>| BuildError::Step {
+            file: self.o.dockerfile.map.name.clone(),
+            line: stage.line,
+            platform: stage_label(stage),
+            instruction: "FROM".into(),
+            source: Box::new(StepError::Image(e)),
+        };
+        for &si in &plan.order {
+            let stage = plan.stage(si);
+            let mut refs = Vec::new();
+            if let Base::Image(r) = &stage.base {
+                refs.push(r.clone());
+            }
+            for step in &stage.steps {
+                used.steps.push(UsedStep {
+                    stage: stage.label(),
+                    platform: stage.platform.clone(),
+                    line: step.line,
+                    instruction: step.text.clone(),
+                });
+                match &step.op {
+                    Op::Copy(c) => {
+                        if let CopyFrom::Image(r) = &c.from {
+                            refs.push(r.clone());
+                        }
+                        for src in &c.sources {
+                            if let CopySrc::Url(u) = src
+                                && let Some(d) = self.url(u).lock().expect("url").digest.clone()
+                                && !used.urls.iter().any(|(x, _)| x == u)
+                            {
+                                used.urls.push((u.clone(), d));
+                            }
+                        }
+                    }
+                    Op::Run(r) => {
+                        for m in &r.mounts {
+                            let list = match m.kind {
+                                MountKind::Secret => &mut used.secrets,
+                                MountKind::Ssh => &mut used.ssh,
+                                _ => continue,
+                            };
+                            if !list.contains(&m.id) {
+                                list.push(m.id.clone());
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            for r in refs {
+                let image = self
+                    .image(&r, &stage.platform)
+                    .map_err(|e| image_err(stage, e))?;
+                let u = UsedImage {
+                    reference: r,
+                    platform: stage.platform.clone(),
+                    manifest: image.manifest.digest.clone(),
+                    index: (image.top != image.manifest.digest).then(|| image.top.clone()),
+                };
+                if !used.images.contains(&u) {
+                    used.images.push(u);
+                }
+            }
+        }
+        Ok(used)
     }
 }
 

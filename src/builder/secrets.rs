@@ -258,6 +258,11 @@ impl Secrets {
         self.values.get(id)
     }
 
+    /// Every secret's value: what a record of the build (provenance) must never contain.
+    pub fn values(&self) -> impl Iterator<Item = &SecretValue> {
+        self.values.values()
+    }
+
     /// The variable a secret was to come from, when it was given that way and is not set.
     pub fn unset_variable(&self, id: &str) -> Option<&str> {
         self.unset.get(id).map(String::as_str)

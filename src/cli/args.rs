@@ -121,8 +121,10 @@ pub enum Command {
     Binfmt(super::binfmt::BinfmtArgs),
     /// List the platforms this machine runs, natively or emulated
     Platforms(super::platforms::PlatformsArgs),
-    /// Check that an image's binaries match the platforms it declares
+    /// Check an image's binaries against its platforms, or its signatures (`--key`)
     Verify(super::verify::VerifyArgs),
+    /// Sign an image in a registry with cosign's format (the index and each platform)
+    Sign(super::sign::SignArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),
     /// Download an image from a registry into the store
@@ -205,6 +207,18 @@ pub struct BuildArgs {
     /// `mode=min|max`, `ignore-error=true`, `max-size=SIZE` (repeatable)
     #[arg(long, value_name = "SPEC")]
     pub cache_to: Vec<String>,
+    /// Attach SLSA provenance to each platform's image: `min` (parameters and dependencies) or `max` (the steps too)
+    #[arg(long, value_name = "MODE", num_args = 0..=1, require_equals = true, default_missing_value = "min")]
+    pub provenance: Option<String>,
+    /// Attach an SPDX SBOM of the packages each platform's image holds
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub sbom: Option<String>,
+    /// An attestation as buildx names it: `type=provenance[,mode=min|max]` or `type=sbom` (repeatable)
+    #[arg(long, value_name = "SPEC")]
+    pub attest: Vec<String>,
+    /// How attestations are attached: OCI referrers (the index lists only platforms) or buildx's `unknown/unknown` index entries
+    #[arg(long, value_enum, value_name = "FORM", default_value_t)]
+    pub attest_format: AttestFormat,
     /// Write the build result (digest, names) as JSON to FILE
     #[arg(long, value_name = "FILE")]
     pub metadata_file: Option<PathBuf>,
@@ -241,6 +255,16 @@ pub enum IsolationArg {
     Proot,
     // chroot(2) into a plain directory: no /proc, no namespaces.
     Chroot,
+}
+
+/// `--attest-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum AttestFormat {
+    // OCI 1.1 referrers (the registry's referrers API, else the `sha256-<hex>` tag).
+    #[default]
+    Referrers,
+    // buildx's inline form, for tools that read only that.
+    Index,
 }
 
 #[derive(Debug, Args)]
@@ -303,6 +327,12 @@ pub struct InspectArgs {
     /// Print the stored manifest (or index) bytes exactly
     #[arg(long)]
     pub raw: bool,
+    /// List the image's attestations and signatures (from the store, or its registry when the store lacks it)
+    #[arg(long, conflicts_with = "raw")]
+    pub attestations: bool,
+    /// Print one attestation's statement (or signed payload): `provenance`, `sbom`, `signature`, a predicate type or a digest
+    #[arg(long, value_name = "WHICH", conflicts_with = "raw")]
+    pub attestation: Option<String>,
     /// Images in the store: names or IDs
     #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<String>,

@@ -427,6 +427,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let build_args = key_values(&args.build_args, "--build-arg", true)?;
     let labels = key_values(&args.labels, "--label", false)?;
+    let wanted = super::attest::wanted(&args)?;
+    let started = chrono::Utc::now();
 
     let store = settings.store()?;
     let (context, name, text) = load_inputs(&args, &store)?;
@@ -457,8 +459,8 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         context: &context,
         platforms,
         target: args.target.clone(),
-        build_args,
-        labels,
+        build_args: build_args.clone(),
+        labels: labels.clone(),
         allow: args.allow.iter().copied().collect(),
         cache_from,
         cache_to,
@@ -471,6 +473,18 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
     // One transaction from the first blob to the last tag and push: a `prune` meanwhile waits.
     let txn = store.begin()?;
     let out = builder.build(&txn, request, &log)?;
+    let facts = super::attest::Facts {
+        dockerfile: (&name, &text),
+        context_name: &args.context,
+        context: &context,
+        target: args.target.as_deref(),
+        build_args: &build_args,
+        labels: &labels,
+        name: tags.first(),
+        started,
+        secrets: &secrets,
+    };
+    let out = super::attest::attach(&txn, out, &wanted, &facts)?;
     finish(
         &args,
         &ops,

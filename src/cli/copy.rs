@@ -36,6 +36,12 @@ pub fn run(args: CopyArgs, settings: &Settings) -> anyhow::Result<()> {
         dest_ref.familiar()
     ));
     let copied = ops.copy(&src_ref, &dest_ref, &platforms)?;
+    if copied.referrers > 0 {
+        progress.message(&format!(
+            "Copied {} attestation and signature manifests",
+            copied.referrers
+        ));
+    }
     progress.message(&format!(
         "Copied {} as {}",
         copied.root.digest,

@@ -17,7 +17,7 @@ pub const GROUPS: &[(&str, &[&str])] = &[
         "Images",
         &[
             "images", "inspect", "history", "tag", "rmi", "prune", "save", "load", "import",
-            "verify",
+            "verify", "sign",
         ],
     ),
     (

@@ -1,19 +1,29 @@
 //! `manifold inspect [--platform P] [--raw] IMAGE...`: a JSON array, one object per image
-//! (docker's shape where it has one), or with `--raw` the stored bytes exactly.
+//! (docker's shape where it has one), or with `--raw` the stored bytes exactly;
+//! `--attestations` lists an image's attestations and signatures, `--attestation WHICH` prints
+//! one.
 
 use serde_json::{Value, json};
 
 use super::Settings;
 use super::args::InspectArgs;
-use super::output::write_stdout;
+use super::output::{Table, write_stdout};
+use crate::attest::{self, manifest::Medium};
+use crate::content::Source;
 use crate::oci::Descriptor;
 use crate::platform::Platform;
 use crate::reference::Reference;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 pub fn run(args: InspectArgs, settings: &Settings) -> anyhow::Result<()> {
     let platform = args.platform.as_deref().map(Platform::parse).transpose()?;
     let store = settings.store()?;
+    if args.attestations || args.attestation.is_some() {
+        for image in &args.images {
+            attestations(settings, &store, image, &args, platform.as_ref())?;
+        }
+        return Ok(());
+    }
     let mut out = Vec::new();
     for image in &args.images {
         let found = store.lookup(image)?;
@@ -30,6 +40,55 @@ pub fn run(args: InspectArgs, settings: &Settings) -> anyhow::Result<()> {
     if !args.raw {
         super::output::print_json(&out)?;
     }
+    Ok(())
+}
+
+/// `--attestations`: the image's attestations and signatures as a table; `--attestation
+/// WHICH`: the chosen one's bytes. The store's copy of the image is read when it has one, else
+/// its registry's.
+fn attestations(
+    settings: &Settings,
+    store: &Store,
+    image: &str,
+    args: &InspectArgs,
+    platform: Option<&Platform>,
+) -> anyhow::Result<()> {
+    let repo;
+    let (medium, root): (&dyn Medium, Descriptor) = match store.lookup(image) {
+        Ok(found) => (store, found.descriptor),
+        Err(StoreError::ImageNotFound(_)) if Reference::parse(image).is_ok() => {
+            let reference = Reference::parse(image)?;
+            repo = super::remote::client(settings)?.repository(&reference)?;
+            let root = Source::resolve(&repo, &reference)?;
+            (&repo, root)
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let found = attest::manifest::find(medium, &root)?;
+    if let Some(which) = &args.attestation {
+        let chosen = attest::manifest::choose(image, &found, which, platform)?;
+        write_stdout(&attest::manifest::read(medium, chosen)?)?;
+        return Ok(());
+    }
+    let mut t = Table::new(&["PLATFORM", "KIND", "PREDICATE TYPE", "FORM", "DIGEST"]);
+    for f in found.iter().filter(|f| {
+        platform.is_none_or(|p| {
+            f.platform
+                .as_ref()
+                .is_some_and(|fp| p.matcher().matches(fp))
+        })
+    }) {
+        t.row(vec![
+            f.platform
+                .as_ref()
+                .map_or("index".to_string(), super::select::short_platform),
+            f.kind.name().to_string(),
+            f.predicate_type.clone().unwrap_or_else(|| "-".into()),
+            f.form.to_string(),
+            f.layer.digest.to_string(),
+        ]);
+    }
+    t.print()?;
     Ok(())
 }
 

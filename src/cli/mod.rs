@@ -10,6 +10,7 @@ mod progress;
 mod rootless;
 mod settings;
 
+mod attest;
 mod binfmt;
 mod build;
 mod commit;
@@ -52,6 +53,7 @@ mod pull;
 mod push;
 mod remote;
 mod search;
+mod sign;
 mod tags;
 
 use std::process::ExitCode;
@@ -105,6 +107,7 @@ fn run(command: Command, settings: &Settings) -> anyhow::Result<ExitCode> {
         Command::Binfmt(a) => return binfmt::run(a, settings),
         Command::Platforms(a) => platforms::run(a, settings),
         Command::Verify(a) => return verify::run(a, settings),
+        Command::Sign(a) => sign::run(a, settings),
         Command::Completions(a) => completions::run(a),
         Command::Pull(a) => pull::run(a, settings),
         Command::Push(a) => push::run(a, settings),

@@ -55,6 +55,12 @@ pub fn run(args: PushArgs, settings: &Settings) -> anyhow::Result<()> {
         &destination,
         &platforms,
     )?;
+    if pushed.referrers > 0 {
+        progress.message(&format!(
+            "Pushed {} attestation and signature manifests",
+            pushed.referrers
+        ));
+    }
     progress.message(&format!(
         "{}: digest: {} size: {}",
         destination.tag().unwrap_or("latest"),

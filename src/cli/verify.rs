@@ -1,6 +1,7 @@
 //! `manifold verify [--platform P] [--format json] IMAGE`: for each platform of the image (or
 //! the one asked for), report every binary whose ELF machine, class or byte order contradicts
-//! the platform the image declares. Exits 1 when there is any.
+//! the platform the image declares. Exits 1 when there is any. With `--key PUB`, the image's
+//! cosign signatures in its registry instead (index and every platform; `--elf` for both).
 
 use std::process::ExitCode;
 
@@ -17,6 +18,12 @@ pub struct VerifyArgs {
     /// Only this platform (or these, comma separated) [default: every platform of the image]
     #[arg(long, value_name = "PLATFORM")]
     pub platform: Option<String>,
+    /// Check the image's signatures in its registry with this public key (cosign's format): the index and every platform must be signed
+    #[arg(long, value_name = "PUB")]
+    pub key: Option<std::path::PathBuf>,
+    /// With `--key`: check the binaries as well
+    #[arg(long, requires = "key")]
+    pub elf: bool,
     /// Output format
     #[arg(long, value_enum, default_value_t)]
     pub format: ListFormat,
@@ -25,6 +32,26 @@ pub struct VerifyArgs {
 }
 
 pub fn run(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    if let Some(key) = &args.key {
+        let unsigned = super::sign::verify(settings, &args.image, key)?;
+        if !unsigned.is_empty() {
+            eprintln!(
+                "error: `{}` is not signed by `{}`: {}",
+                args.image,
+                key.display(),
+                unsigned.join(", ")
+            );
+            failed = true;
+        }
+        if !args.elf {
+            return Ok(if failed {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            });
+        }
+    }
     let choice = match args.platform.as_deref() {
         None => PlatformChoice::All,
         some => PlatformChoice::parse(some)?,
@@ -75,7 +102,7 @@ pub fn run(args: VerifyArgs, settings: &Settings) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if bad > 0 {
+    Ok(if bad > 0 || failed {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -80,6 +80,9 @@ pub fn push(ops: &Ops, txn: &Transaction, name: &str, destination: Option<&str>)
         std::slice::from_ref(&destination),
         &env,
     )?;
+    // The attestations and signatures the store keeps of the list's images go along.
+    let subjects = content::image_subjects(&source, &list)?;
+    content::copy_referrers(store.store(), repo.as_ref(), &subjects, &source)?;
     Ok(Pushed {
         list: found.reference,
         destination,

@@ -34,3 +34,12 @@ pub fn is_schema1(mt: &str) -> bool {
 pub fn is_config(mt: &str) -> bool {
     mt == OCI_CONFIG || mt == DOCKER_CONFIG
 }
+
+/// An in-toto statement (an attestation's layer, buildx's and cosign's choice).
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
+/// The artifactType of BuildKit's attestation manifests in their OCI 1.1 (referrer) form.
+pub const DOCKER_ATTESTATION_MANIFEST: &str = "application/vnd.docker.attestation.manifest.v1+json";
+/// cosign's simple-signing payload, one layer per signature.
+pub const COSIGN_SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
+/// The artifactType (and config media type) of cosign's signatures stored as OCI 1.1 referrers.
+pub const COSIGN_SIGNATURE_ARTIFACT: &str = "application/vnd.dev.cosign.artifact.sig.v1+json";

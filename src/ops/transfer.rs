@@ -22,6 +22,8 @@ pub struct Pushed {
     /// What the destination names now: the image, or the index of the subset pushed.
     pub root: Descriptor,
     pub report: CopyReport,
+    /// Attestations and signatures carried along (referrers and cosign's tags).
+    pub referrers: usize,
 }
 
 /// What `copy` sent.
@@ -100,17 +102,44 @@ impl Ops<'_> {
             None => (root.clone(), Box::new(store.clone())),
         };
         check_destination(name, &root, destination)?;
+        self.push_from(source.as_ref(), self.store, txn, name, &root, destination)
+    }
+
+    /// Push `root` as `source` has it (the store, or a view that also reads blobs from where
+    /// else they live, `locations`: a build's layers left in a registry's cache) to
+    /// `destination`, tag it there, and carry the attestations and signatures of its images
+    /// the store holds.
+    pub fn push_from(
+        &self,
+        source: &dyn Source,
+        locations: &dyn content::BlobLocations,
+        txn: &Transaction,
+        name: &str,
+        root: &Descriptor,
+        destination: &Reference,
+    ) -> Result<Pushed> {
+        let store = txn.store();
         let repo = self.repository_of(destination)?;
         let report = content::copy(
-            source.as_ref(),
+            source,
             repo.as_ref(),
             name,
-            &root,
+            root,
             &Platforms::All,
             std::slice::from_ref(destination),
-            &self.env(),
+            &CopyEnv {
+                locations,
+                progress: self.progress(),
+                options: self.options(),
+            },
         )?;
-        Ok(Pushed { root, report })
+        let subjects = content::image_subjects(source, root)?;
+        let referrers = content::copy_referrers(store, repo.as_ref(), &subjects, store)?;
+        Ok(Pushed {
+            root: root.clone(),
+            report,
+            referrers,
+        })
     }
 
     /// Copy `source` to `destination` between registries (or repositories of one), streamed,
@@ -155,7 +184,17 @@ impl Ops<'_> {
             std::slice::from_ref(destination),
             &env,
         )?;
-        Ok(Pushed { root, report })
+        // Signatures and attestations (referrers, their fallback tags, cosign's tags) go along,
+        // read from the source's own repository (a mirror keeps no referrers).
+        let subjects = content::image_subjects(from, &root)?;
+        let origin = self.repository_of(source)?;
+        let referrers =
+            content::copy_referrers(origin.as_ref(), dest.as_ref(), &subjects, &locations)?;
+        Ok(Pushed {
+            root,
+            report,
+            referrers,
+        })
     }
 }
 

@@ -46,5 +46,5 @@ pub use error::{ConnectCause, RateLimit, RegistryError, ServerError, StatusError
 pub use http::is_loopback;
 pub use medium::{Repository, content_error};
 pub use mirrors::{Endpoint, Mirrors, MirrorsError, PullSource, default_registries_conf};
-pub use referrers::{Referrer, referrers_tag};
+pub use referrers::{COSIGN_TAG_SUFFIXES, Referrer, referrers_tag};
 pub use transport::{Log, RetryPolicy, Transport, api_host};

@@ -11,9 +11,10 @@ use reqwest::header;
 use super::error::RegistryError;
 use super::http::MANIFEST_LIMIT;
 use super::manifests::refuses_document;
-use super::medium::Repository;
+use super::medium::{Repository, content_error};
 use super::quirks::Quirk;
 use super::transport::Request;
+use crate::content::{self, ContentError};
 use crate::oci::{self, Descriptor, Digest, OciError, media_type};
 
 /// The referrers tag of `subject`: `<algorithm>-<hex>`, at most 128 characters.
@@ -119,7 +120,7 @@ impl Repository {
 
     /// Add `entry` to the referrers tag of `subject` (created when absent; an entry already
     /// there is not added twice).
-    fn add_to_referrers_tag(
+    pub(crate) fn add_to_referrers_tag(
         &self,
         subject: &Digest,
         entry: &Descriptor,
@@ -183,6 +184,68 @@ impl Repository {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// cosign's tag suffixes for what it attaches to a subject: signatures, attestations, SBOMs.
+pub const COSIGN_TAG_SUFFIXES: [&str; 3] = [".sig", ".att", ".sbom"];
+
+impl content::Referrers for Repository {
+    fn referrers(&self, subject: &Digest) -> Result<Vec<Descriptor>, ContentError> {
+        Repository::referrers(self, subject).map_err(content_error)
+    }
+
+    fn attached_tags(&self, subject: &Digest) -> Result<Vec<(String, Descriptor)>, ContentError> {
+        let mut out = Vec::new();
+        for suffix in COSIGN_TAG_SUFFIXES {
+            let tag = format!("{}{suffix}", referrers_tag(subject));
+            match self.get_manifest(&tag, None) {
+                Ok((desc, _)) => out.push((tag, desc)),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(content_error(e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl content::PutReferrers for Repository {
+    fn put_referrer(
+        &self,
+        subject: &Digest,
+        listed: &Descriptor,
+        bytes: &[u8],
+    ) -> Result<(), ContentError> {
+        let plain = Descriptor::new(
+            listed.media_type.clone(),
+            listed.digest.clone(),
+            listed.size,
+        );
+        let named = serde_json::from_slice::<serde_json::Value>(bytes)
+            .ok()
+            .and_then(|v| v.get("subject").cloned())
+            .is_some();
+        if named {
+            Repository::put_referrer(self, &plain, bytes).map_err(content_error)?;
+        } else {
+            // Stored without its subject where it came from: listed in the fallback tag here.
+            self.put_manifest_bytes(&plain.digest.to_string(), &plain, bytes)
+                .map_err(content_error)?;
+            self.add_to_referrers_tag(subject, listed)
+                .map_err(content_error)?;
+        }
+        Ok(())
+    }
+
+    fn put_attached_tag(
+        &self,
+        tag: &str,
+        desc: &Descriptor,
+        bytes: &[u8],
+    ) -> Result<bool, ContentError> {
+        self.put_manifest_bytes(tag, desc, bytes)
+            .map_err(content_error)?;
+        Ok(true)
     }
 }
 

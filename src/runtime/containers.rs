@@ -220,6 +220,7 @@ const NAMES: [&str; 24] = [
     "yonath",
 ];
 
+/// `N` bytes from the kernel's random source (container IDs and names, key material).
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
     let mut filled = 0;

@@ -20,29 +20,40 @@ pub struct GcReport {
 
 impl Store {
     /// Every blob reachable from index.json (documents, their present children, configs,
-    /// layers), and every blob a lease holds.
+    /// layers, the referrers of each document and what they reach), and every blob a lease
+    /// holds.
     pub fn reachable(&self) -> Result<HashSet<Digest>> {
-        let roots: Vec<Descriptor> = self.entries()?.into_iter().map(|e| e.descriptor).collect();
+        let mut roots: Vec<Descriptor> =
+            self.entries()?.into_iter().map(|e| e.descriptor).collect();
         let mut seen = HashSet::new();
         let mut blobs = Vec::new();
-        crate::content::walk(
-            &roots,
-            &mut seen,
-            |desc, _| {
-                if !self.has_blob(&desc.digest) || !(desc.is_index() || desc.is_manifest()) {
-                    return Ok((Vec::new(), ()));
-                }
-                match self.read_document(desc)?.value {
-                    Document::Index(index) => Ok((index.manifests, ())),
-                    Document::Manifest(m) => {
-                        blobs.push(m.config.digest);
-                        blobs.extend(m.layers.into_iter().map(|l| l.digest));
-                        Ok((Vec::new(), ()))
+        // Referrers are kept with their subjects: each round walks the referrers the previous
+        // one reached (a signature of an attestation...) as roots of their own. Every round
+        // walks only documents not seen before, so the rounds end.
+        while !roots.is_empty() {
+            let mut referrers = Vec::new();
+            crate::content::walk(
+                &roots,
+                &mut seen,
+                |desc, _| {
+                    if !self.has_blob(&desc.digest) || !(desc.is_index() || desc.is_manifest()) {
+                        return Ok((Vec::new(), ()));
                     }
-                }
-            },
-            |_, ()| Ok::<(), StoreError>(()),
-        )?;
+                    referrers.extend(self.referrers(&desc.digest)?);
+                    match self.read_document(desc)?.value {
+                        Document::Index(index) => Ok((index.manifests, ())),
+                        Document::Manifest(m) => {
+                            blobs.push(m.config.digest);
+                            blobs.extend(m.layers.into_iter().map(|l| l.digest));
+                            Ok((Vec::new(), ()))
+                        }
+                    }
+                },
+                |_, ()| Ok::<(), StoreError>(()),
+            )?;
+            referrers.retain(|d| !seen.contains(&d.digest));
+            roots = referrers;
+        }
         seen.extend(blobs);
         self.mark_cache_records(&mut seen)?;
         // Leases list every blob they keep (documents, config, layers): nothing to walk.
@@ -90,6 +101,7 @@ impl Store {
         let _gc = self.gc_lock()?;
         let _index = self.lock_index()?;
         let keep = self.reachable()?;
+        self.forget_referrers_except(&keep)?;
         let mut report = GcReport::default();
         let blobs = self.layout.join("blobs");
         for alg_dir in fs::read_dir(&blobs).map_err(StoreError::io("cannot list", &blobs))? {

@@ -8,6 +8,7 @@
 //! <root>/leases-v1/      blobs kept for their users (containers) though no tag reaches them
 //! <root>/meta-v1/        blob-locations/: registry repositories each blob is known to live in
 //! <root>/cache-v1/       the build cache: step records (`steps/`, gc roots) and layer indexes
+//! <root>/referrers-v1/   per subject, the documents naming it as `subject` (attestations, signatures)
 //! ```
 //!
 //! Everything is its owner's alone (directories 0700, files 0600; see `private`), and opening a
@@ -24,6 +25,7 @@ mod leases;
 mod medium;
 mod origins;
 pub mod private;
+mod referrers;
 mod staging;
 mod summary;
 mod tags;

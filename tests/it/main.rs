@@ -1,6 +1,7 @@
 //! The integration tests: one binary, one module per command, helpers in `harness`.
 
 mod archives;
+mod attest;
 mod bake;
 mod binfmt;
 mod binfmt_managed;

@@ -8,7 +8,7 @@ use std::io::Read;
 use super::RemoteCache;
 use crate::builder::ImageError;
 use crate::content::{self, ContentError, NoLocations, Source};
-use crate::oci::{self, Descriptor, ImageConfig, Manifest};
+use crate::oci::{self, Descriptor, Digest, ImageConfig, Manifest};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::Client;
@@ -18,14 +18,15 @@ use crate::store::Store;
 const MAX_CONFIG: u64 = 64 << 20;
 
 impl RemoteCache<'_> {
-    /// `reference`'s image for `platform`: its manifest's descriptor (with the platform), the
+    /// `reference`'s image for `platform`: the digest the reference resolves to, its manifest's
+    /// descriptor (with the platform), the
     /// manifest and the config, read from the registry; its layers recorded as living there.
     pub fn resolve_base(
         &self,
         store: &Store,
         reference: &str,
         platform: &Platform,
-    ) -> Result<(Descriptor, Manifest, ImageConfig), Box<ImageError>> {
+    ) -> Result<(Digest, Descriptor, Manifest, ImageConfig), Box<ImageError>> {
         let r = Reference::parse(reference).map_err(|source| ImageError::Reference {
             reference: reference.to_string(),
             source,
@@ -45,6 +46,8 @@ impl RemoteCache<'_> {
             source: source.into(),
         };
         let mut desc = source.resolve(&r).map_err(pull_err)?;
+        // What the reference names (an index, or the manifest itself), for provenance.
+        let top = desc.digest.clone();
         if desc.is_index() {
             let bytes = content::fetch_verified(&source, &desc).map_err(pull_err)?;
             let index = oci::parse_index(bytes)
@@ -99,6 +102,6 @@ impl RemoteCache<'_> {
         if desc.platform.is_none() {
             desc.platform = Some(actual);
         }
-        Ok((desc, manifest, config))
+        Ok((top, desc, manifest, config))
     }
 }

@@ -32,9 +32,7 @@ pub use io::{ExportReport, export, import};
 pub use spec::{CacheFrom, CacheLocation, CacheTo, Mode, SpecError};
 
 use super::cache::Record;
-use crate::content::{
-    self, BlobLocation, BlobLocations, ContentError, CopyEnv, NoLocations, Platforms, Source,
-};
+use crate::content::{BlobLocation, BlobLocations, ContentError, NoLocations, Source};
 use crate::hint::Hint;
 use crate::oci::{Descriptor, Digest};
 use crate::platform::Platform;
@@ -686,21 +684,7 @@ pub fn push(
     name: &str,
     root: &Descriptor,
     destination: &Reference,
-) -> Result<(), crate::ops::OpsError> {
+) -> Result<crate::ops::Pushed, crate::ops::OpsError> {
     let source = Blobs::for_image(txn.store(), ops.client(), root)?;
-    let repo = ops.repository_of(destination)?;
-    content::copy(
-        &source,
-        repo.as_ref(),
-        name,
-        root,
-        &Platforms::All,
-        std::slice::from_ref(destination),
-        &CopyEnv {
-            locations: &source,
-            progress: ops.progress(),
-            options: ops.options(),
-        },
-    )?;
-    Ok(())
+    ops.push_from(&source, &source, txn, name, root, destination)
 }
