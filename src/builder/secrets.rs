@@ -420,7 +420,9 @@ impl SshAgents {
             .map_err(agent_err)?;
         let owned = OwnedAgent { child, _dir: dir };
         let started = Instant::now();
-        while !socket.exists() {
+        // The socket file appears at bind(), before the agent listens: connecting then is
+        // refused, so wait for a connection to be accepted.
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             if started.elapsed() > AGENT_START {
                 return Err(agent_err(io::Error::new(
                     io::ErrorKind::TimedOut,

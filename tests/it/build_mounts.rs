@@ -496,8 +496,9 @@ impl TestAgent {
             .spawn()
             .unwrap();
         let agent = TestAgent { child, socket };
+        // The socket exists from bind(); connections are accepted only once it listens.
         for _ in 0..500 {
-            if agent.socket.exists() {
+            if std::os::unix::net::UnixStream::connect(&agent.socket).is_ok() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
