@@ -121,9 +121,9 @@ pub enum Command {
     Binfmt(super::binfmt::BinfmtArgs),
     /// List the platforms this machine runs, natively or emulated
     Platforms(super::platforms::PlatformsArgs),
-    /// Check an image's binaries against its platforms, or its signatures (`--key`)
+    /// Check binaries against platforms, and signatures against a key
     Verify(super::verify::VerifyArgs),
-    /// Sign an image in a registry with cosign's format (the index and each platform)
+    /// Sign an image in cosign's format (the index and each platform)
     Sign(super::sign::SignArgs),
     /// Print a shell completion script
     Completions(CompletionsArgs),

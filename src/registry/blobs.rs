@@ -79,6 +79,9 @@ impl Repository {
         desc: &Descriptor,
         reader: &mut dyn Read,
     ) -> Result<(), RegistryError> {
+        if desc.size >= CHUNK_SIZE as u64 {
+            self.probe_put()?;
+        }
         let mode = self.transport.quirks().upload_mode();
         if mode != UploadMode::Chunked && desc.size >= CHUNK_SIZE as u64 {
             // Known to go in one request: nothing to hold back.
@@ -175,6 +178,43 @@ impl Repository {
         url.query_pairs_mut()
             .append_pair("digest", &digest.to_string());
         Ok(url.to_string())
+    }
+
+    /// Before the first large blob goes to this registry in one streamed `PUT`: ask whether it
+    /// takes a blob in a `PUT` at all, with a 1-byte body under a digest that body does not
+    /// have (the registry answers DIGEST_INVALID and keeps nothing; one that refuses the form
+    /// says so). Without it, every parallel worker streamed a whole layer into the refusal
+    /// before the first one was known, then sent it again in chunks. The other workers wait
+    /// for the answer; later blobs do not ask again.
+    fn probe_put(&self) -> Result<(), RegistryError> {
+        let quirks = self.transport.quirks();
+        if quirks.put_refused() {
+            return Ok(());
+        }
+        let mut probed = quirks.put_probe();
+        if *probed {
+            return Ok(());
+        }
+        let scopes = self.scopes_for_write();
+        let location = self.start_upload()?;
+        // Not the digest of the body (nor of anything manifold writes): a registry that did not
+        // verify would keep one byte under a name nobody asks for.
+        let digest = Digest::sha256_of(b"manifold: does this registry take a blob in a PUT?");
+        let target = self.with_digest(&location, &digest)?;
+        let req = Request::new(Method::PUT, target, &scopes)
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .body(Bytes::from_static(b"\0"))
+            .repository(&self.name);
+        match self.transport.send_once(&req) {
+            Err(e) if is_refusal(&e) => {
+                quirks.note(Quirk::MonolithicRefused);
+            }
+            // DIGEST_INVALID (the form is taken), or anything else: the upload itself will say.
+            _ => {}
+        }
+        self.cancel_upload(&location);
+        *probed = true;
+        Ok(())
     }
 
     /// Close a session whose data was sent by PATCH: an empty `PUT ?digest=`.

@@ -85,6 +85,9 @@ pub struct Quirks {
     no_mount: AtomicBool,
     no_subject: AtomicBool,
     no_mixed_index: AtomicBool,
+    /// Whether the registry was asked if it takes a blob in a `PUT` (see
+    /// `BlobStore::probe_put`); held while one worker asks, so the others wait for the answer.
+    put_probed: Mutex<bool>,
 }
 
 impl Quirks {
@@ -99,7 +102,14 @@ impl Quirks {
             no_mount: AtomicBool::new(false),
             no_subject: AtomicBool::new(false),
             no_mixed_index: AtomicBool::new(false),
+            put_probed: Mutex::new(false),
         }
+    }
+
+    /// The flag saying whether a `PUT` probe was made, locked: the caller probes while it
+    /// holds it if it is false.
+    pub fn put_probe(&self) -> std::sync::MutexGuard<'_, bool> {
+        self.put_probed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Remember `quirk`; the first time, say it. Returns whether it was new.
