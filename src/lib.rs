@@ -47,6 +47,37 @@ pub(crate) mod testutil {
             .join(": ")
     }
 
+    /// (path, file content, symlink target, mode): content for files, a target for links,
+    /// neither for directories.
+    pub type TarEntry<'a> = (&'a str, Option<&'a [u8]>, Option<&'a str>, u32);
+
+    /// A tar stream of `entries`, in order.
+    pub fn tar_of(entries: &[TarEntry]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (path, data, link, mode) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mode(*mode);
+            match (data, link) {
+                (Some(d), _) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(d.len() as u64);
+                    b.append_data(&mut h, path, *d).unwrap();
+                }
+                (None, Some(l)) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    b.append_link(&mut h, path, l).unwrap();
+                }
+                (None, None) => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    b.append_data(&mut h, path, std::io::empty()).unwrap();
+                }
+            }
+        }
+        b.into_inner().unwrap()
+    }
+
     /// Whether the test may do what only root can (mounts, chown, device nodes). When not root
     /// it says so and returns false, unless MANIFOLD_TEST_REQUIRE_ALL is set (CI), where a skip
     /// would hide a failure: then it panics.

@@ -327,35 +327,7 @@ mod tests {
     use crate::elf::tests::synthetic;
     use crate::oci::{Descriptor, RunConfig, media_type};
 
-    /// (path, file content, symlink target, mode): content for files, a target for links,
-    /// neither for directories.
-    type Entry<'a> = (&'a str, Option<&'a [u8]>, Option<&'a str>, u32);
-
-    fn tar_of(entries: &[Entry]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, data, link, mode) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(*mode);
-            match (data, link) {
-                (Some(d), _) => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(d.len() as u64);
-                    b.append_data(&mut h, path, *d).unwrap();
-                }
-                (None, Some(l)) => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_size(0);
-                    b.append_link(&mut h, path, l).unwrap();
-                }
-                (None, None) => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_size(0);
-                    b.append_data(&mut h, path, std::io::empty()).unwrap();
-                }
-            }
-        }
-        b.into_inner().unwrap()
-    }
+    use crate::testutil::tar_of;
 
     fn image(
         store: &crate::store::Transaction,

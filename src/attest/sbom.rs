@@ -354,30 +354,10 @@ mod tests {
     /// A tar entry: path, file content, link target (neither: a directory).
     type Entry<'a> = (&'a str, Option<&'a [u8]>, Option<&'a str>);
 
+    /// Layers of files with mode 0644 (see `testutil::tar_of`).
     fn tar_of(entries: &[Entry<'_>]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, data, link) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(0o644);
-            match (data, link) {
-                (Some(d), _) => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(d.len() as u64);
-                    b.append_data(&mut h, path, *d).unwrap();
-                }
-                (None, Some(l)) => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_size(0);
-                    b.append_link(&mut h, path, l).unwrap();
-                }
-                (None, None) => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_size(0);
-                    b.append_data(&mut h, path, std::io::empty()).unwrap();
-                }
-            }
-        }
-        b.into_inner().unwrap()
+        let entries: Vec<_> = entries.iter().map(|&(p, d, l)| (p, d, l, 0o644)).collect();
+        crate::testutil::tar_of(&entries)
     }
 
     fn manifest(store: &crate::store::Transaction, layers: &[Vec<u8>]) -> Manifest {
