@@ -76,7 +76,8 @@ impl ContainerPort {
             Some((p, proto)) => (p, proto),
             None => (s, "tcp"),
         };
-        let proto = Proto::parse(proto).ok_or_else(|| PortError::invalid(s, bad_proto(proto)))?;
+        let proto = Proto::parse(proto)
+            .ok_or_else(|| PortError::invalid(s, PortSyntax::UnknownProto(proto.to_string())))?;
         let port = parse_port(port).map_err(|why| PortError::invalid(s, why))?;
         Ok(ContainerPort { port, proto })
     }
@@ -129,7 +130,7 @@ impl fmt::Display for PublishedPort {
 #[derive(Debug, thiserror::Error)]
 pub enum PortError {
     #[error("invalid port specification `{spec}`: {why}")]
-    Invalid { spec: String, why: String },
+    Invalid { spec: String, why: PortSyntax },
     #[error("the host port {0} is already in use")]
     InUse(String, #[source] io::Error),
     #[error("the host port {0} is published twice")]
@@ -150,11 +151,30 @@ pub enum PortError {
     },
 }
 
+/// What is wrong in a `-p` value or a container port (the hint is `PortError::Invalid`'s).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PortSyntax {
+    #[error("unknown protocol `{0}` (tcp or udp)")]
+    UnknownProto(String),
+    #[error("`{0}` is not a port number (1-65535)")]
+    NotAPort(String),
+    #[error("`{0}` is an empty range")]
+    EmptyRange(String),
+    #[error("IPv6 host addresses are not supported (slirp4netns forwards IPv4 only)")]
+    Ipv6,
+    #[error("expected [IP:][HOST:]CONTAINER[/PROTO]")]
+    Shape,
+    #[error("`{0}` is not an IPv4 address")]
+    NotIpv4(String),
+    #[error("the host and container port ranges differ in size")]
+    RangeSizes,
+}
+
 impl PortError {
-    fn invalid(spec: &str, why: impl Into<String>) -> PortError {
+    fn invalid(spec: &str, why: PortSyntax) -> PortError {
         PortError::Invalid {
             spec: spec.to_string(),
-            why: why.into(),
+            why,
         }
     }
 }
@@ -179,24 +199,20 @@ impl crate::hint::Hint for PortError {
     }
 }
 
-fn bad_proto(p: &str) -> String {
-    format!("unknown protocol `{p}` (tcp or udp)")
-}
-
-fn parse_port(s: &str) -> Result<u16, String> {
+fn parse_port(s: &str) -> Result<u16, PortSyntax> {
     match s.parse::<u32>() {
         Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-        _ => Err(format!("`{s}` is not a port number (1-65535)")),
+        _ => Err(PortSyntax::NotAPort(s.to_string())),
     }
 }
 
-fn parse_range(s: &str) -> Result<(u16, u16), String> {
+fn parse_range(s: &str) -> Result<(u16, u16), PortSyntax> {
     match s.split_once('-') {
         None => parse_port(s).map(|p| (p, p)),
         Some((a, b)) => {
             let (a, b) = (parse_port(a)?, parse_port(b)?);
             if b < a {
-                return Err(format!("`{s}` is an empty range"));
+                return Err(PortSyntax::EmptyRange(s.to_string()));
             }
             Ok((a, b))
         }
@@ -207,31 +223,29 @@ fn parse_range(s: &str) -> Result<(u16, u16), String> {
 /// CONTAINER may be ranges (`8000-8010:80-90`: pairwise; `8000-8010:80`: one free port of the
 /// range), HOST may be empty (`127.0.0.1::80`: any free port), and IP is IPv4.
 pub fn parse(spec: &str) -> Result<Vec<PortRequest>, PortError> {
-    let bad = |why: String| PortError::invalid(spec, why);
+    let bad = |why: PortSyntax| PortError::invalid(spec, why);
     let (rest, proto) = match spec.rsplit_once('/') {
         Some((rest, proto)) => (
             rest,
-            Proto::parse(proto).ok_or_else(|| bad(bad_proto(proto)))?,
+            Proto::parse(proto).ok_or_else(|| bad(PortSyntax::UnknownProto(proto.to_string())))?,
         ),
         None => (spec, Proto::Tcp),
     };
     if rest.starts_with('[') || rest.matches(':').count() > 2 {
-        return Err(bad(
-            "IPv6 host addresses are not supported (slirp4netns forwards IPv4 only)".into(),
-        ));
+        return Err(bad(PortSyntax::Ipv6));
     }
     let parts: Vec<&str> = rest.split(':').collect();
     let (ip, host, container) = match parts[..] {
         [c] => (None, None, c),
         [h, c] => (None, Some(h), c),
         [ip, h, c] => (Some(ip), Some(h), c),
-        _ => return Err(bad("expected [IP:][HOST:]CONTAINER[/PROTO]".into())),
+        _ => return Err(bad(PortSyntax::Shape)),
     };
     let host_ip = match ip {
         None | Some("") => Ipv4Addr::UNSPECIFIED,
         Some(ip) => ip
             .parse::<Ipv4Addr>()
-            .map_err(|_| bad(format!("`{ip}` is not an IPv4 address")))?,
+            .map_err(|_| bad(PortSyntax::NotIpv4(ip.to_string())))?,
     };
     let container = parse_range(container).map_err(bad)?;
     let host = match host {
@@ -241,9 +255,7 @@ pub fn parse(spec: &str) -> Result<Vec<PortRequest>, PortError> {
     let size = |r: (u16, u16)| usize::from(r.1 - r.0) + 1;
     match host {
         Some(h) if size(h) != size(container) && size(container) != 1 => {
-            return Err(bad(
-                "the host and container port ranges differ in size".into()
-            ));
+            return Err(bad(PortSyntax::RangeSizes));
         }
         _ => {}
     }

@@ -40,14 +40,46 @@ pub enum ResourceError {
     Invalid {
         flag: &'static str,
         value: String,
-        why: String,
+        why: BadLimit,
     },
     #[error("`{flag}` cannot be applied: {why}")]
     Unavailable {
         flag: &'static str,
-        why: String,
+        why: CgroupUnavailable,
         rootless: bool,
     },
+}
+
+/// What is wrong with a limit's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadLimit {
+    #[error("expected a size such as 512m or 1g")]
+    NotASize,
+    #[error("the smallest limit is 6m")]
+    MemoryTooSmall,
+    #[error("expected a number of CPUs such as 1.5")]
+    NotCpus,
+    #[error("this machine has {online} CPUs: the range is 0.01 to {online}")]
+    TooManyCpus { online: usize },
+    #[error("the smallest value is 0.01")]
+    TooFewCpus,
+}
+
+/// Why a cgroup controller cannot be set by this user (the hint is `ResourceError`'s).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CgroupUnavailable {
+    #[error("the cgroup `{controller}` controller is not mounted (cgroup v1)")]
+    V1NotMounted { controller: String },
+    #[error("cgroup v1 cannot be delegated to a user, and manifold runs as user {uid}, not root")]
+    V1NotRoot { uid: u32 },
+    #[error("the cgroup v2 hierarchy does not enable the `{controller}` controller")]
+    V2NotEnabled { controller: String },
+    #[error("no cgroup is delegated to user {uid} (rootless without delegation)")]
+    NoDelegation { uid: u32 },
+    #[error(
+        "the `{controller}` controller is not delegated to user {uid} (rootless without delegation of it)"
+    )]
+    NotDelegated { controller: String, uid: u32 },
 }
 
 impl crate::hint::Hint for ResourceError {
@@ -98,19 +130,19 @@ impl Resources {
     ) -> Result<Resources, ResourceError> {
         let mut out = Resources::default();
         if let Some(m) = memory {
-            let bad = |why: &str| ResourceError::Invalid {
+            let bad = |why: BadLimit| ResourceError::Invalid {
                 flag: "--memory",
                 value: m.to_string(),
-                why: why.to_string(),
+                why,
             };
-            let bytes = parse_size(m).ok_or_else(|| bad("expected a size such as 512m or 1g"))?;
+            let bytes = parse_size(m).ok_or_else(|| bad(BadLimit::NotASize))?;
             if bytes < MIN_MEMORY {
-                return Err(bad("the smallest limit is 6m"));
+                return Err(bad(BadLimit::MemoryTooSmall));
             }
             out.memory = Some(bytes);
         }
         if let Some(c) = cpus {
-            let bad = |why: String| ResourceError::Invalid {
+            let bad = |why: BadLimit| ResourceError::Invalid {
                 flag: "--cpus",
                 value: c.to_string(),
                 why,
@@ -119,16 +151,14 @@ impl Resources {
                 .parse()
                 .ok()
                 .filter(|n: &f64| n.is_finite() && *n > 0.0)
-                .ok_or_else(|| bad("expected a number of CPUs such as 1.5".into()))?;
+                .ok_or_else(|| bad(BadLimit::NotCpus))?;
             let online = std::thread::available_parallelism().map_or(1, |n| n.get());
             if n > online as f64 {
-                return Err(bad(format!(
-                    "this machine has {online} CPUs: the range is 0.01 to {online}"
-                )));
+                return Err(bad(BadLimit::TooManyCpus { online }));
             }
             let quota = (n * CPU_PERIOD as f64).round() as u64;
             if quota < 1000 {
-                return Err(bad("the smallest value is 0.01".into()));
+                return Err(bad(BadLimit::TooFewCpus));
             }
             out.cpu_quota = Some(quota);
         }
@@ -249,18 +279,23 @@ impl Layout {
     }
 
     /// Ok when `controller` can be set by this user; else why not.
-    fn usable(&self, controller: &str, root: bool, uid: u32, own: &str) -> Result<(), String> {
+    fn usable(
+        &self,
+        controller: &str,
+        root: bool,
+        uid: u32,
+        own: &str,
+    ) -> Result<(), CgroupUnavailable> {
+        let controller_name = || controller.to_string();
         match self {
             Layout::V1 { hierarchies } => {
                 if !hierarchies.iter().any(|(c, _)| c == controller) {
-                    return Err(format!(
-                        "the cgroup `{controller}` controller is not mounted (cgroup v1)"
-                    ));
+                    return Err(CgroupUnavailable::V1NotMounted {
+                        controller: controller_name(),
+                    });
                 }
                 if !root {
-                    return Err(format!(
-                        "cgroup v1 cannot be delegated to a user, and manifold runs as user {uid}, not root"
-                    ));
+                    return Err(CgroupUnavailable::V1NotRoot { uid });
                 }
                 Ok(())
             }
@@ -269,9 +304,9 @@ impl Layout {
                 controllers,
             } => {
                 if !controllers.iter().any(|c| c == controller) {
-                    return Err(format!(
-                        "the cgroup v2 hierarchy does not enable the `{controller}` controller"
-                    ));
+                    return Err(CgroupUnavailable::V2NotEnabled {
+                        controller: controller_name(),
+                    });
                 }
                 if root {
                     return Ok(());
@@ -295,9 +330,7 @@ impl Layout {
                     }
                 }
                 let Some(top) = delegated else {
-                    return Err(format!(
-                        "no cgroup is delegated to user {uid} (rootless without delegation)"
-                    ));
+                    return Err(CgroupUnavailable::NoDelegation { uid });
                 };
                 let has = std::fs::read_to_string(top.join("cgroup.controllers"))
                     .unwrap_or_default()
@@ -306,9 +339,10 @@ impl Layout {
                 if has {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "the `{controller}` controller is not delegated to user {uid} (rootless without delegation of it)"
-                    ))
+                    Err(CgroupUnavailable::NotDelegated {
+                        controller: controller_name(),
+                        uid,
+                    })
                 }
             }
         }
@@ -422,9 +456,12 @@ mod tests {
         assert_eq!(names, ["memory", "cpu", "cpuacct"]);
         let v1 = Layout::V1 { hierarchies: h };
         assert!(v1.usable("memory", true, 0, "").is_ok());
-        let e = v1.usable("pids", true, 0, "").unwrap_err();
+        let e = v1.usable("pids", true, 0, "").unwrap_err().to_string();
         assert_eq!(e, "the cgroup `pids` controller is not mounted (cgroup v1)");
-        let e = v1.usable("memory", false, 1000, "").unwrap_err();
+        let e = v1
+            .usable("memory", false, 1000, "")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot be delegated"), "{e}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -436,14 +473,22 @@ mod tests {
             controllers: vec!["memory".into(), "pids".into()],
         };
         assert!(v2.usable("memory", true, 0, "").is_ok());
-        assert!(v2.usable("cpu", true, 0, "").unwrap_err().contains("`cpu`"));
+        assert!(
+            v2.usable("cpu", true, 0, "")
+                .unwrap_err()
+                .to_string()
+                .contains("`cpu`")
+        );
         // The tree belongs to whoever runs the test: delegated when it lists the controller.
         let own = "0::/user.slice/user-1000.slice\n";
         std::fs::write(dir.path().join("user.slice/cgroup.controllers"), "memory\n").unwrap();
         assert!(v2.usable("memory", false, uid, own).is_ok());
-        let e = v2.usable("pids", false, uid, own).unwrap_err();
+        let e = v2.usable("pids", false, uid, own).unwrap_err().to_string();
         assert!(e.contains("not delegated"), "{e}");
-        let e = v2.usable("memory", false, uid + 1, own).unwrap_err();
+        let e = v2
+            .usable("memory", false, uid + 1, own)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no cgroup is delegated"), "{e}");
     }
 }
