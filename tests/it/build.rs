@@ -91,48 +91,14 @@ fn index_json(root: &TestRoot) -> String {
 
 /// The files of every layer of `image` for `platform`, as `path` lines (`tar t` style).
 fn layer_files(root: &TestRoot, reference: &str, arch: &str) -> Vec<Vec<String>> {
-    let out = std::process::Command::new("skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!("oci:{}/images:{reference}", root.path().display()))
-        .output()
-        .unwrap();
-    let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let blobs = root.path().join("images/blobs/sha256");
-    let manifest: Value = if raw.get("manifests").is_some() {
-        let d = raw["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["platform"]["architecture"] == arch)
-            .unwrap()["digest"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        serde_json::from_slice(&fs::read(blobs.join(&d[7..])).unwrap()).unwrap()
-    } else {
-        raw
-    };
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            let d = l["digest"].as_str().unwrap();
-            let f = fs::File::open(blobs.join(&d[7..])).unwrap();
-            let (r, _) = manifold::archive::decompressed(f).unwrap();
-            tar::Archive::new(r)
-                .entries()
-                .unwrap()
-                .map(|e| {
-                    let mut e = e.unwrap();
-                    let p = e.path().unwrap().to_string_lossy().into_owned();
-                    let mut content = String::new();
-                    if e.header().entry_type().is_file() {
-                        let _ = e.read_to_string(&mut content);
-                        format!("{p}={}", content.trim_end())
-                    } else {
-                        p
-                    }
+    crate::local::layer_entries(root, reference, arch)
+        .into_iter()
+        .map(|layer| {
+            layer
+                .into_iter()
+                .map(|(p, content)| match content {
+                    Some(c) => format!("{p}={}", c.trim_end()),
+                    None => p,
                 })
                 .collect()
         })

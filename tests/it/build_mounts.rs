@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use base64::Engine as _;
-use serde_json::Value;
 
 use crate::harness::{TestRoot, manifold_snapshot, require};
 use crate::local::{context, root_with_busybox};
@@ -52,50 +51,12 @@ fn last_layer(root: &TestRoot, reference: &str, arch: &str) -> Vec<(String, Stri
 }
 
 fn layers(root: &TestRoot, reference: &str, arch: &str) -> Vec<Vec<(String, String)>> {
-    let out = Command::new("skopeo")
-        .args(["inspect", "--raw"])
-        .arg(format!("oci:{}/images:{reference}", root.path().display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let blobs = root.path().join("images/blobs/sha256");
-    let manifest: Value = if raw.get("manifests").is_some() {
-        let d = raw["manifests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["platform"]["architecture"] == arch)
-            .unwrap()["digest"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        serde_json::from_slice(&fs::read(blobs.join(&d[7..])).unwrap()).unwrap()
-    } else {
-        raw
-    };
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            let d = l["digest"].as_str().unwrap();
-            let f = fs::File::open(blobs.join(&d[7..])).unwrap();
-            let (r, _) = manifold::archive::decompressed(f).unwrap();
-            tar::Archive::new(r)
-                .entries()
-                .unwrap()
-                .map(|e| {
-                    let mut e = e.unwrap();
-                    let path = e.path().unwrap().to_string_lossy().into_owned();
-                    let mut content = String::new();
-                    let _ = e.read_to_string(&mut content);
-                    (path, content)
-                })
+    crate::local::layer_entries(root, reference, arch)
+        .into_iter()
+        .map(|layer| {
+            layer
+                .into_iter()
+                .map(|(p, content)| (p, content.unwrap_or_default()))
                 .collect()
         })
         .collect()

@@ -2,6 +2,7 @@
 //! and the CLI's habits (help, errors, exit codes).
 
 use std::fs;
+use std::io::Read as _;
 use std::path::PathBuf;
 
 use assert_cmd::Command;
@@ -519,4 +520,64 @@ fn errors_say_what_is_wrong_and_exit_125() {
         .stderr(predicate::str::contains(
             "`RUN` cannot be applied as a change",
         ));
+}
+
+/// The entries of every layer of the stored `reference` for `arch` (the platform's manifest of
+/// an index, or the manifest itself), read through skopeo's view of the store: each entry's path
+/// and, for a regular file, its content as text.
+pub fn layer_entries(
+    root: &TestRoot,
+    reference: &str,
+    arch: &str,
+) -> Vec<Vec<(String, Option<String>)>> {
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}/images:{reference}", root.path().display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let blobs = root.path().join("images/blobs/sha256");
+    let manifest: Value = if raw.get("manifests").is_some() {
+        let d = raw["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["platform"]["architecture"] == arch)
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        serde_json::from_slice(&fs::read(blobs.join(&d[7..])).unwrap()).unwrap()
+    } else {
+        raw
+    };
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let d = l["digest"].as_str().unwrap();
+            let f = fs::File::open(blobs.join(&d[7..])).unwrap();
+            let (r, _) = manifold::archive::decompressed(f).unwrap();
+            tar::Archive::new(r)
+                .entries()
+                .unwrap()
+                .map(|e| {
+                    let mut e = e.unwrap();
+                    let path = e.path().unwrap().to_string_lossy().into_owned();
+                    let content = e.header().entry_type().is_file().then(|| {
+                        let mut content = String::new();
+                        let _ = e.read_to_string(&mut content);
+                        content
+                    });
+                    (path, content)
+                })
+                .collect()
+        })
+        .collect()
 }
