@@ -32,13 +32,18 @@ pub enum Mode {
     Max,
 }
 
+/// A provenance mode other than `min` and `max`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("provenance mode `{0}`: use `min` or `max`")]
+pub struct UnknownMode(pub String);
+
 impl std::str::FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Mode, String> {
+    type Err = UnknownMode;
+    fn from_str(s: &str) -> Result<Mode, UnknownMode> {
         match s {
             "min" => Ok(Mode::Min),
             "max" => Ok(Mode::Max),
-            other => Err(format!("provenance mode `{other}`: use `min` or `max`")),
+            other => Err(UnknownMode(other.to_string())),
         }
     }
 }

@@ -85,8 +85,57 @@ fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
     CONTEXT.with(|c| f(c.borrow().as_ref().expect("a bake file is being parsed")))
 }
 
+/// What is wrong with one value of a bake file or of a `--set` (serde adds the line and key).
+#[derive(Debug, thiserror::Error)]
+pub enum ValueError {
+    #[error("unterminated `${{` in `{0}`")]
+    Unterminated(String),
+    #[error("invalid variable name `{name}` in `{text}`")]
+    BadReference { name: String, text: String },
+    #[error("unknown variable `{0}` (declare it under `variables`)")]
+    UnknownVariable(String),
+    #[error(transparent)]
+    Platform(#[from] crate::platform::PlatformError),
+    #[error("unknown platform `{0}` (`manifold platforms` lists the known ones)")]
+    UnknownPlatform(String),
+    #[error(transparent)]
+    Reference(#[from] crate::reference::ReferenceError),
+    #[error("a tag cannot name a digest: `{0}`")]
+    TagWithDigest(String),
+    #[error(transparent)]
+    Entitlement(#[from] crate::dockerfile::plan::UnknownEntitlement),
+    #[error(transparent)]
+    Cache(#[from] crate::builder::cache_remote::SpecError),
+    #[error(transparent)]
+    Secret(#[from] crate::builder::secrets::SecretError),
+    #[error("invalid variable name `{0}` (letters, digits and `_`, not starting with a digit)")]
+    VariableName(String),
+    #[error("invalid target name `{0}` (letters, digits, `_`, `-` and `.`)")]
+    TargetName(String),
+    #[error("invalid group name `{0}` (letters, digits, `_`, `-` and `.`)")]
+    GroupName(String),
+    #[error("`{0}` is both a target and a group")]
+    TargetAndGroup(String),
+    #[error("unknown target or group `{0}`")]
+    UnknownMember(String),
+    #[error("invalid key `{0}`")]
+    Key(String),
+    /// `--set` without `TARGET.KEY=VALUE`'s shape.
+    #[error("expected `TARGET.KEY=VALUE`")]
+    SetShape,
+    #[error("invalid target pattern `{pattern}`: {error}")]
+    Pattern {
+        pattern: String,
+        error: glob::PatternError,
+    },
+    #[error("no target matches `{0}`")]
+    NoMatch(String),
+    #[error("unknown key `{0}` (one of {keys})", keys = super::plan::SET_KEYS)]
+    UnknownKey(String),
+}
+
 /// Replace `${NAME}` with the variable's value; `$${` is a literal `${`.
-pub fn substitute(s: &str, variables: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn substitute(s: &str, variables: &BTreeMap<String, String>) -> Result<String, ValueError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(i) = rest.find('$') {
@@ -98,14 +147,17 @@ pub fn substitute(s: &str, variables: &BTreeMap<String, String>) -> Result<Strin
         } else if let Some(tail) = after.strip_prefix("${") {
             let end = tail
                 .find('}')
-                .ok_or_else(|| format!("unterminated `${{` in `{s}`"))?;
+                .ok_or_else(|| ValueError::Unterminated(s.to_string()))?;
             let name = &tail[..end];
             if !valid_variable(name) {
-                return Err(format!("invalid variable name `{name}` in `{s}`"));
+                return Err(ValueError::BadReference {
+                    name: name.to_string(),
+                    text: s.to_string(),
+                });
             }
-            let value = variables.get(name).ok_or_else(|| {
-                format!("unknown variable `{name}` (declare it under `variables`)")
-            })?;
+            let value = variables
+                .get(name)
+                .ok_or_else(|| ValueError::UnknownVariable(name.to_string()))?;
             out.push_str(value);
             rest = &tail[end + 1..];
         } else {
@@ -137,7 +189,7 @@ fn valid_name(name: &str) -> bool {
 /// Floats are refused: YAML reads `1.20` as the number 1.2, which is never what a version meant.
 struct Checked<F>(F);
 
-impl<F: FnOnce(String) -> Result<String, String>> Visitor<'_> for Checked<F> {
+impl<F: FnOnce(String) -> Result<String, ValueError>> Visitor<'_> for Checked<F> {
     type Value = String;
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a string")
@@ -166,12 +218,12 @@ impl<F: FnOnce(String) -> Result<String, String>> Visitor<'_> for Checked<F> {
 
 fn checked<'de, D: Deserializer<'de>>(
     d: D,
-    check: impl FnOnce(String) -> Result<String, String>,
+    check: impl FnOnce(String) -> Result<String, ValueError>,
 ) -> Result<String, D::Error> {
     d.deserialize_any(Checked(check))
 }
 
-fn substituted(raw: String) -> Result<String, String> {
+fn substituted(raw: String) -> Result<String, ValueError> {
     with_context(|c| substitute(&raw, &c.variables))
 }
 
@@ -202,12 +254,10 @@ impl<'de> Deserialize<'de> for PlatformText {
     }
 }
 
-pub fn check_platform(text: &str) -> Result<String, String> {
-    let p = Platform::parse(text.trim()).map_err(|e| e.to_string())?;
+pub fn check_platform(text: &str) -> Result<String, ValueError> {
+    let p = Platform::parse(text.trim())?;
     if !p.is_known() {
-        return Err(format!(
-            "unknown platform `{text}` (`manifold platforms` lists the known ones)"
-        ));
+        return Err(ValueError::UnknownPlatform(text.to_string()));
     }
     Ok(text.trim().to_string())
 }
@@ -221,10 +271,10 @@ impl<'de> Deserialize<'de> for TagText {
     }
 }
 
-pub fn check_tag(text: &str) -> Result<String, String> {
-    let r = Reference::parse(text).map_err(|e| e.to_string())?;
+pub fn check_tag(text: &str) -> Result<String, ValueError> {
+    let r = Reference::parse(text)?;
     if r.digest().is_some() {
-        return Err(format!("a tag cannot name a digest: `{text}`"));
+        return Err(ValueError::TagWithDigest(text.to_string()));
     }
     Ok(text.to_string())
 }
@@ -238,11 +288,8 @@ impl<'de> Deserialize<'de> for EntitlementText {
     }
 }
 
-pub fn check_entitlement(text: &str) -> Result<String, String> {
-    text.trim()
-        .parse::<Entitlement>()
-        .map(|e| e.to_string())
-        .map_err(|e| e.to_string())
+pub fn check_entitlement(text: &str) -> Result<String, ValueError> {
+    Ok(text.trim().parse::<Entitlement>()?.to_string())
 }
 
 /// A `cache-from` (`TO` false) or `cache-to` entry: buildx's CSV string
@@ -250,14 +297,13 @@ pub fn check_entitlement(text: &str) -> Result<String, String> {
 struct CacheSpec<const TO: bool>(String);
 
 /// Check a cache spec; the error names the bad key.
-pub fn check_cache_spec(text: &str, to: bool) -> Result<String, String> {
-    let r = if to {
-        CacheTo::parse(text).map(|_| ())
+pub fn check_cache_spec(text: &str, to: bool) -> Result<String, ValueError> {
+    if to {
+        CacheTo::parse(text)?;
     } else {
-        CacheFrom::parse(text).map(|_| ())
-    };
-    r.map(|()| text.trim().to_string())
-        .map_err(|e| e.to_string())
+        CacheFrom::parse(text)?;
+    }
+    Ok(text.trim().to_string())
 }
 
 /// `key=value` pairs as one CSV line (quoted where a field needs it).
@@ -313,10 +359,9 @@ impl<'de> Deserialize<'de> for SecretText {
     }
 }
 
-pub fn check_secret(text: &str) -> Result<String, String> {
-    text.parse::<crate::builder::secrets::SecretSpec>()
-        .map(|_| text.to_string())
-        .map_err(|e| e.to_string())
+pub fn check_secret(text: &str) -> Result<String, ValueError> {
+    text.parse::<crate::builder::secrets::SecretSpec>()?;
+    Ok(text.to_string())
 }
 
 /// An `--ssh` spec.
@@ -328,10 +373,9 @@ impl<'de> Deserialize<'de> for SshText {
     }
 }
 
-pub fn check_ssh(text: &str) -> Result<String, String> {
-    text.parse::<crate::builder::secrets::SshSpec>()
-        .map(|_| text.to_string())
-        .map_err(|e| e.to_string())
+pub fn check_ssh(text: &str) -> Result<String, ValueError> {
+    text.parse::<crate::builder::secrets::SshSpec>()?;
+    Ok(text.to_string())
 }
 
 /// A key of `variables`.
@@ -343,9 +387,7 @@ impl<'de> Deserialize<'de> for VariableName {
             if valid_variable(&name) {
                 Ok(name)
             } else {
-                Err(format!(
-                    "invalid variable name `{name}` (letters, digits and `_`, not starting with a digit)"
-                ))
+                Err(ValueError::VariableName(name))
             }
         })
         .map(VariableName)
@@ -361,9 +403,7 @@ impl<'de> Deserialize<'de> for TargetName {
             if valid_name(&name) {
                 Ok(name)
             } else {
-                Err(format!(
-                    "invalid target name `{name}` (letters, digits, `_`, `-` and `.`)"
-                ))
+                Err(ValueError::TargetName(name))
             }
         })
         .map(TargetName)
@@ -377,11 +417,9 @@ impl<'de> Deserialize<'de> for GroupName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked(d, |name| {
             if !valid_name(&name) {
-                Err(format!(
-                    "invalid group name `{name}` (letters, digits, `_`, `-` and `.`)"
-                ))
+                Err(ValueError::GroupName(name))
             } else if with_context(|c| c.targets.contains(&name)) {
-                Err(format!("`{name}` is both a target and a group"))
+                Err(ValueError::TargetAndGroup(name))
             } else {
                 Ok(name)
             }
@@ -399,7 +437,7 @@ impl<'de> Deserialize<'de> for Member {
             if with_context(|c| c.targets.contains(&name) || c.groups.contains(&name)) {
                 Ok(name)
             } else {
-                Err(format!("unknown target or group `{name}`"))
+                Err(ValueError::UnknownMember(name))
             }
         })
         .map(Member)
@@ -413,7 +451,7 @@ impl<'de> Deserialize<'de> for Key {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         checked(d, |key| {
             if key.is_empty() || key.contains('=') || key.chars().any(char::is_whitespace) {
-                Err(format!("invalid key `{key}`"))
+                Err(ValueError::Key(key))
             } else {
                 Ok(key)
             }

@@ -61,7 +61,7 @@ pub enum BakeError {
     #[error("the bake file has no targets")]
     Empty,
     #[error("`--set {set}`: {why}")]
-    Set { set: String, why: String },
+    Set { set: String, why: file::ValueError },
     #[error("target `{0}` has no tags to push to")]
     NoTags(String),
     #[error("target `{target}`: the context {} is not a directory", .path.display())]

@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use super::BakeError;
 use super::file::{
-    BakeFile, check_cache_spec, check_entitlement, check_platform, check_secret, check_ssh,
-    check_tag,
+    BakeFile, ValueError, check_cache_spec, check_entitlement, check_platform, check_secret,
+    check_ssh, check_tag,
 };
 
 /// The targets to build, in order, and the groups that named them.
@@ -87,18 +87,22 @@ pub(super) const SET_KEYS: &str = "context, dockerfile, target, platforms, tags,
 /// Apply `TARGET.KEY=VALUE` to the targets TARGET matches (a name or a glob such as `*`).
 /// Lists (platforms, tags) are comma separated and replace the file's.
 pub fn apply_set(file: &mut BakeFile, set: &str) -> Result<(), BakeError> {
-    let err = |why: String| BakeError::Set {
+    let err = |why: ValueError| BakeError::Set {
         set: set.to_string(),
         why,
     };
     let (lhs, value) = set
         .split_once('=')
-        .ok_or_else(|| err("expected `TARGET.KEY=VALUE`".into()))?;
+        .ok_or_else(|| err(ValueError::SetShape))?;
     let (pattern, key) = lhs
         .split_once('.')
-        .ok_or_else(|| err("expected `TARGET.KEY=VALUE`".into()))?;
-    let glob = glob::Pattern::new(pattern)
-        .map_err(|e| err(format!("invalid target pattern `{pattern}`: {e}")))?;
+        .ok_or_else(|| err(ValueError::SetShape))?;
+    let glob = glob::Pattern::new(pattern).map_err(|error| {
+        err(ValueError::Pattern {
+            pattern: pattern.to_string(),
+            error,
+        })
+    })?;
     let names: Vec<String> = file
         .targets
         .keys()
@@ -106,9 +110,9 @@ pub fn apply_set(file: &mut BakeFile, set: &str) -> Result<(), BakeError> {
         .cloned()
         .collect();
     if names.is_empty() {
-        return Err(err(format!("no target matches `{pattern}`")));
+        return Err(err(ValueError::NoMatch(pattern.to_string())));
     }
-    let list = |checker: fn(&str) -> Result<String, String>| -> Result<Vec<String>, BakeError> {
+    let list = |checker: fn(&str) -> Result<String, ValueError>| -> Result<Vec<String>, BakeError> {
         value
             .split(',')
             .map(str::trim)
@@ -148,7 +152,7 @@ pub fn apply_set(file: &mut BakeFile, set: &str) -> Result<(), BakeError> {
                 Some(("labels", k)) if !k.is_empty() => {
                     t.labels.insert(k.to_string(), value.to_string());
                 }
-                _ => return Err(err(format!("unknown key `{key}` (one of {SET_KEYS})"))),
+                _ => return Err(err(ValueError::UnknownKey(key.to_string()))),
             },
         }
     }

@@ -105,7 +105,7 @@ pub fn requests(
         if push && t.tags.is_empty() {
             return Err(BakeError::NoTags(name.clone()));
         }
-        let set = |why: String| BakeError::Set {
+        let set = |why: super::file::ValueError| BakeError::Set {
             set: name.clone(),
             why,
         };
@@ -116,14 +116,14 @@ pub fn requests(
             platforms: t
                 .platforms
                 .iter()
-                .map(|p| Platform::parse(p).map_err(|e| set(e.to_string())))
+                .map(|p| Platform::parse(p).map_err(|e| set(e.into())))
                 .collect::<Result<_, _>>()?,
             args: t.args.clone(),
             labels: t.labels.clone(),
             tags: t
                 .tags
                 .iter()
-                .map(|r| Reference::parse(r).map_err(|e| set(e.to_string())))
+                .map(|r| Reference::parse(r).map_err(|e| set(e.into())))
                 .collect::<Result<_, _>>()?,
             target: t.target.clone(),
             allow: t
@@ -131,20 +131,18 @@ pub fn requests(
                 .iter()
                 .map(|e| {
                     e.parse()
-                        .map_err(
-                            |e: crate::dockerfile::plan::UnknownEntitlement| set(e.to_string()),
-                        )
+                        .map_err(|e: crate::dockerfile::plan::UnknownEntitlement| set(e.into()))
                 })
                 .collect::<Result<_, _>>()?,
             cache_from: t
                 .cache_from
                 .iter()
-                .map(|s| CacheFrom::parse(s).map_err(|e| set(e.to_string())))
+                .map(|s| CacheFrom::parse(s).map_err(|e| set(e.into())))
                 .collect::<Result<_, _>>()?,
             cache_to: t
                 .cache_to
                 .iter()
-                .map(|s| CacheTo::parse(s).map_err(|e| set(e.to_string())))
+                .map(|s| CacheTo::parse(s).map_err(|e| set(e.into())))
                 .collect::<Result<_, _>>()?,
             secrets: t
                 .secrets
@@ -152,7 +150,7 @@ pub fn requests(
                 .map(|v| {
                     v.parse::<SecretSpec>()
                         .map(|s| s.relative_to(base))
-                        .map_err(|e| set(e.to_string()))
+                        .map_err(|e| set(e.into()))
                 })
                 .collect::<Result<_, _>>()?,
             ssh: t
@@ -161,7 +159,7 @@ pub fn requests(
                 .map(|v| {
                     v.parse::<SshSpec>()
                         .map(|s| s.relative_to(base))
-                        .map_err(|e| set(e.to_string()))
+                        .map_err(|e| set(e.into()))
                 })
                 .collect::<Result<_, _>>()?,
         });
