@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::BuildError;
-use super::cache_remote::{self, CacheEvent, CacheFrom, CacheTo, RemoteCache};
+use super::cache_remote::{self, CacheEvent, CacheFrom, CacheTo, RemoteCache, ahead};
 use super::context::{self, Context};
 use super::exec::{self, Output};
 use super::report::{BuildEvent, BuildReporter};
@@ -137,13 +137,27 @@ impl Builder<'_> {
         request: Request<'_>,
         reporter: &dyn BuildReporter,
     ) -> Result<Output, BuildError> {
+        self.build_then(txn, request, reporter, Ok)
+    }
+
+    /// [`Builder::build`], then `then` on its output (tag it, push it) while the cache is
+    /// exported (`--cache-to`) on another thread: the export's uploads and its compare-and-swap
+    /// wait overlap the push instead of coming before it. An export that fails (and is not
+    /// `ignore-error`) fails the whole, after `then` has run.
+    pub fn build_then<T, E: From<BuildError>>(
+        &self,
+        txn: &Transaction,
+        request: Request<'_>,
+        reporter: &dyn BuildReporter,
+        then: impl FnOnce(Output) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut build_args = request.build_args;
         let epoch = source_date_epoch(&mut build_args)?;
         let platforms = platforms(request.platforms);
         let cache_event = |e: CacheEvent<'_>| reporter.report(&BuildEvent::Cache(e));
         let remote = (!request.cache_from.is_empty() || !request.cache_to.is_empty())
             .then(|| RemoteCache::open(self.client, &request.cache_from, &cache_event));
-        let out = exec::build(&exec::Options {
+        let options = exec::Options {
             store: txn,
             dockerfile: request.dockerfile,
             context: request.context,
@@ -164,35 +178,73 @@ impl Builder<'_> {
             remote: remote.as_ref(),
             secrets: request.secrets,
             ssh: request.ssh,
-        })?;
+        };
+        // The layers of `mode=max` registry exports go up while the build runs.
+        let targets = ahead::targets(&request.cache_to);
+        let (out, sent) = std::thread::scope(|scope| {
+            let uploader = match (self.client, &remote) {
+                (Some(client), Some(remote)) if !targets.is_empty() => {
+                    let layers = remote.ahead.open();
+                    let store = txn.store();
+                    Some(scope.spawn(move || ahead::upload(store, client, &targets, layers)))
+                }
+                _ => None,
+            };
+            let out = exec::build(&options);
+            if let Some(remote) = &remote {
+                remote.ahead.close();
+            }
+            let sent = uploader
+                .map(|u| u.join().expect("the uploader does not panic"))
+                .unwrap_or_default();
+            (out, sent)
+        });
+        let out = out?;
         let Some(remote) = &remote else {
-            return Ok(out);
+            return then(out);
         };
         let manifests: Vec<_> = out.images.iter().map(|i| i.manifest.clone()).collect();
-        remote.finish(txn, &manifests, request.lazy_output, reporter.transfers())?;
-        for to in &request.cache_to {
-            let exported = cache_remote::export(
-                txn,
-                self.client,
-                remote,
-                to,
-                &out.final_stages,
-                reporter.transfers(),
-                &cache_event,
-            );
-            match exported {
-                Ok(report) => cache_event(CacheEvent::Exported {
-                    location: &to.location,
-                    report: &report,
-                }),
-                Err(error) if to.ignore_error => cache_event(CacheEvent::ExportFailed {
-                    location: &to.location,
-                    error: &error,
-                }),
-                Err(error) => return Err(error.into()),
+        remote
+            .finish(txn, &manifests, request.lazy_output, reporter.transfers())
+            .map_err(BuildError::from)?;
+        let final_stages = out.final_stages.clone();
+        let export = || -> Result<(), BuildError> {
+            for to in &request.cache_to {
+                let exported = cache_remote::export(
+                    txn,
+                    self.client,
+                    remote,
+                    to,
+                    &final_stages,
+                    sent.get(&to.location.to_string()),
+                    reporter.transfers(),
+                    &cache_event,
+                );
+                match exported {
+                    Ok(report) => cache_event(CacheEvent::Exported {
+                        location: &to.location,
+                        report: &report,
+                    }),
+                    Err(error) if to.ignore_error => cache_event(CacheEvent::ExportFailed {
+                        location: &to.location,
+                        error: &error,
+                    }),
+                    Err(error) => return Err(error.into()),
+                }
             }
+            Ok(())
+        };
+        if request.cache_to.is_empty() {
+            return then(out);
         }
-        Ok(out)
+        std::thread::scope(|scope| {
+            let exporting = scope.spawn(export);
+            let done = then(out);
+            let exported = exporting.join().expect("the cache export does not panic");
+            let done = done?;
+            exported?;
+            Ok(done)
+        })
     }
 }
 

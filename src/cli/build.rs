@@ -472,29 +472,31 @@ pub fn run(args: BuildArgs, settings: &Settings) -> anyhow::Result<()> {
         .with_options(remote::copy_options(&args.transfer));
     // One transaction from the first blob to the last tag and push: a `prune` meanwhile waits.
     let txn = store.begin()?;
-    let out = builder.build(&txn, request, &log)?;
-    let facts = super::attest::Facts {
-        dockerfile: (&name, &text),
-        context_name: &args.context,
-        context: &context,
-        target: args.target.as_deref(),
-        build_args: &build_args,
-        labels: &labels,
-        name: tags.first(),
-        started,
-        secrets: &secrets,
-    };
-    let out = super::attest::attach(&txn, out, &wanted, &facts)?;
-    finish(
-        &args,
-        &ops,
-        &txn,
-        &out,
-        &tags,
-        push_repo.as_ref(),
-        &outputs,
-        &log,
-    )
+    // Tagged and pushed while the build's cache is exported (`--cache-to`).
+    builder.build_then(&txn, request, &log, |out| {
+        let facts = super::attest::Facts {
+            dockerfile: (&name, &text),
+            context_name: &args.context,
+            context: &context,
+            target: args.target.as_deref(),
+            build_args: &build_args,
+            labels: &labels,
+            name: tags.first(),
+            started,
+            secrets: &secrets,
+        };
+        let out = super::attest::attach(&txn, out, &wanted, &facts)?;
+        finish(
+            &args,
+            &ops,
+            &txn,
+            &out,
+            &tags,
+            push_repo.as_ref(),
+            &outputs,
+            &log,
+        )
+    })
 }
 
 /// Set to a file name, the build creates that file once every blob is written and waits (a

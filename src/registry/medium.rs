@@ -1,7 +1,7 @@
 //! A repository of a registry as a `content::Source` (pull, copy) and `content::Sink` (push,
 //! copy).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +20,8 @@ pub struct Repository {
     manifests: Mutex<HashMap<Digest, Vec<u8>>>,
     /// Upload sessions refused mounts opened, by blob: the blob's upload uses them.
     pub(super) sessions: Mutex<HashMap<Digest, String>>,
+    /// Blobs known to be here without asking (see `assume_present`).
+    present: Mutex<HashSet<Digest>>,
 }
 
 /// Keep a registry error typed behind the content error; transient ones are marked so that a
@@ -39,7 +41,14 @@ impl Repository {
             name: name.to_string(),
             manifests: Mutex::new(HashMap::new()),
             sessions: Mutex::new(HashMap::new()),
+            present: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Take it that the repository holds `blobs` (this process just put them there): reusing
+    /// them asks the registry nothing.
+    pub fn assume_present(&self, blobs: impl IntoIterator<Item = Digest>) {
+        self.present.lock().unwrap().extend(blobs);
     }
 
     /// Another handle on the same repository (sharing the connection and tokens; the
@@ -50,6 +59,7 @@ impl Repository {
             name: self.name.clone(),
             manifests: Mutex::new(self.manifests.lock().unwrap().clone()),
             sessions: Mutex::new(HashMap::new()),
+            present: Mutex::new(self.present.lock().unwrap().clone()),
         }
     }
 
@@ -139,16 +149,25 @@ impl Sink for Repository {
         locations: &dyn BlobLocations,
     ) -> Result<Option<Reused>, ContentError> {
         let here = self.here();
-        if self.blob_exists(&desc.digest).map_err(content_error)? {
+        if self.present.lock().unwrap().contains(&desc.digest) {
             locations.record(&desc.digest, &here);
             return Ok(Some(Reused::Present));
         }
         let candidates = locations.candidates(&desc.digest);
-        let candidates = candidates
+        let mounts: Vec<&BlobLocation> = candidates
             .iter()
             .filter(|l| l.registry == here.registry && l.repository != here.repository)
-            .take(MOUNT_CANDIDATES);
-        for location in candidates {
+            .take(MOUNT_CANDIDATES)
+            .collect();
+        // A mount is answered 201 for a blob already here too: with a place to mount from,
+        // it is asked first (one request where a HEAD and a mount were two), unless the blob
+        // is known to be here (then it is said to exist, not to be mounted).
+        let ask_first = mounts.is_empty() || candidates.contains(&here);
+        if ask_first && self.blob_exists(&desc.digest).map_err(content_error)? {
+            locations.record(&desc.digest, &here);
+            return Ok(Some(Reused::Present));
+        }
+        for location in mounts {
             if self
                 .mount_blob(&desc.digest, location)
                 .map_err(content_error)?
@@ -156,6 +175,10 @@ impl Sink for Repository {
                 locations.record(&desc.digest, &here);
                 return Ok(Some(Reused::Mounted));
             }
+        }
+        if !ask_first && self.blob_exists(&desc.digest).map_err(content_error)? {
+            locations.record(&desc.digest, &here);
+            return Ok(Some(Reused::Present));
         }
         Ok(None)
     }

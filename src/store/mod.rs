@@ -145,6 +145,9 @@ pub struct Store {
 impl Store {
     /// Open the store at `root`, creating an empty one if the directory holds none yet.
     pub fn open(root: &Path) -> Result<Store> {
+        // Absolute: the runtime is handed paths under the root (bundles, mounts) and resolves
+        // them from its own working directory.
+        let root = &std::path::absolute(root).map_err(StoreError::io("cannot resolve", root))?;
         let store = Store {
             root: root.to_path_buf(),
             layout: root.join(LAYOUT_DIR),

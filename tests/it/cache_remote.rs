@@ -902,3 +902,69 @@ fn a_bind_mount_of_a_stage_from_the_cache_fetches_its_layers() {
         stderr(&out)
     );
 }
+
+/// `mode=max` to a registry: each layer goes up while the later steps run (here, before the
+/// slow last step is done), the export counts them as uploaded, and the image's push mounts
+/// them from the cache repository. `mode=min` sends nothing ahead (it may not export a step).
+#[test]
+fn a_max_export_sends_layers_ahead_and_the_push_mounts_them() {
+    skip_unless!("root", "runc", "docker-registry");
+    let registry = TestRegistry::start(Auth::Anonymous);
+    let host = registry.host();
+    let root = TestRoot::new();
+    let ctx = scratch_project(&root, "ctx", "x");
+    let dockerfile = fs::read_to_string(ctx.join("Dockerfile")).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("{dockerfile}RUN [\"/bin/busybox\", \"sleep\", \"2\"]\n"),
+    )
+    .unwrap();
+    let cache_put = format!("PUT http://{host}/v2/cache/blobs/uploads/");
+    let before_last_step = |log: &str| {
+        let end = log
+            .find("writing image")
+            .expect("the build's end is logged");
+        log[..end].matches(&cache_put).count()
+    };
+    let verbose = |args: &[&str]| {
+        let mut cmd = root.manifold_std();
+        cmd.arg("-v")
+            .arg("build")
+            .args(args)
+            .arg(&ctx)
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run_ok(cmd)
+    };
+    let log = verbose(&[
+        "--push",
+        "-t",
+        &format!("{host}/app:1"),
+        "--cache-to",
+        &format!("type=registry,ref={host}/cache:max,mode=max"),
+    ]);
+    // The three layers (COPY, RUN, COPY; the sleep makes none) went up during the build.
+    assert_eq!(before_last_step(&log), 3, "{log}");
+    assert!(
+        log.contains("4 records (4 of this build), 4 blobs uploaded"),
+        "{log}"
+    );
+    // The push uploads the image's config only; every layer is mounted.
+    let app_put = format!("PUT http://{host}/v2/app/blobs/uploads/");
+    assert_eq!(log.matches(&app_put).count(), 1, "{log}");
+    let mounted = format!("POST http://{host}/v2/app/blobs/uploads/ -> 201 Created");
+    assert_eq!(log.matches(&mounted).count(), 3, "{log}");
+    // A blob with a place to mount from is mounted without asking first: the config alone
+    // (new, nowhere else) is asked about.
+    let asked = format!("HEAD http://{host}/v2/app/blobs/");
+    assert_eq!(log.matches(&asked).count(), 1, "{log}");
+    // mode=min: nothing ahead (the same steps, from the store's cache this time).
+    let log = verbose(&[
+        "--cache-to",
+        &format!("type=registry,ref={host}/cache:min,mode=min"),
+    ]);
+    assert_eq!(before_last_step(&log), 0, "{log}");
+    assert!(log.contains("exported build cache to"), "{log}");
+}

@@ -14,7 +14,7 @@ use predicates::prelude::*;
 use serde_json::Value;
 
 use crate::binfmt::BinfmtLease;
-use crate::harness::{BUSYBOX_ARCHES, TestRoot, skip_unless, stderr_of, tree_hash};
+use crate::harness::{BUSYBOX_ARCHES, TestRoot, manifold, skip_unless, stderr_of, tree_hash};
 use crate::local::{import, multiarch};
 use manifold::oci::{Descriptor, Digest, Manifest, Parsed, media_type};
 use manifold::reference::Reference;
@@ -409,6 +409,35 @@ fn environment_workdir_and_user() {
         .assert()
         .success()
         .stdout("from entrypoint\n");
+}
+
+/// `--root` relative to the working directory: the runtime is handed paths under it (the
+/// bundle, /etc/hosts) from another directory, so the store makes it absolute first.
+#[test]
+fn a_relative_root_runs_containers() {
+    skip_unless!("root", "runc");
+    let root = TestRoot::new();
+    host_busybox(&root);
+    let (parent, name) = (
+        root.path().parent().unwrap(),
+        root.path().file_name().unwrap(),
+    );
+    manifold()
+        .current_dir(parent)
+        .arg("--root")
+        .arg(name)
+        .args([
+            "--progress",
+            "none",
+            "run",
+            "--rm",
+            "busybox",
+            "cat",
+            "/etc/hosts",
+        ])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("localhost"));
 }
 
 #[test]

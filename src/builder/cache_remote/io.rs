@@ -4,17 +4,19 @@
 //! PUT with `If-Match` is stored whatever the tag points at. So an export first uploads its
 //! blobs (the long part), then, in a short loop: read the tag (its digest is the token), merge
 //! our records into what it holds, put the merged manifest by digest, read the tag again and
-//! write it only if it still is the token, then — after a pause twice as long as that round
-//! took — read it once more: if what it points at now lacks our records (another writer read
-//! before our write and wrote after it), merge again. What remains is a writer whose own
-//! read-to-write round is longer than that pause and overlaps ours exactly: it drops our
-//! records, which the next export of ours puts back.
+//! write it only if it still is the token, then — after a pause twice as long as that compare
+//! and swap took — read it once more: if what it points at now lacks our records (another
+//! writer compared before our swap and swapped after it), merge again. What remains is a writer
+//! whose own compare-to-swap is more than twice as slow as ours and overlaps ours exactly: it
+//! drops our records, which the next export of ours puts back. (A build's export runs while its
+//! image is pushed, so the pause costs no wall time there.)
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
+use super::ahead::Sent;
 use super::format::{self, CacheConfig, Documents, RemoteRecord, Unusable};
 use super::layout::LayoutDir;
 use super::{Blobs, CacheError, CacheEvent, CacheLocation, CacheTo, RemoteCache};
@@ -30,7 +32,9 @@ use crate::store::Store;
 /// Merges tried before an export gives up.
 const MAX_ATTEMPTS: usize = 8;
 /// The shortest pause before the check that our write stayed.
-const MIN_SETTLE: Duration = Duration::from_millis(50);
+const MIN_SETTLE: Duration = Duration::from_millis(10);
+/// The pause after a collision, before merging again (jittered).
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
 
 /// What an export did.
 #[derive(Debug, Clone, Default)]
@@ -172,6 +176,7 @@ pub fn export(
     remote: &RemoteCache<'_>,
     to: &CacheTo,
     final_stages: &[Digest],
+    ahead: Option<&Sent>,
     progress: &dyn Progress,
     report: &dyn Fn(CacheEvent<'_>),
 ) -> Result<ExportReport, CacheError> {
@@ -205,7 +210,10 @@ pub fn export(
                 ))
             })?;
             let repo = client.repository(r).map_err(|e| err(content_error(e)))?;
-            let copy = content::copy(
+            // What went ahead is there: not asked about again, counted as uploaded.
+            let ahead = ahead.cloned().unwrap_or_default();
+            repo.assume_present(ahead.present.iter().cloned());
+            let mut copy = content::copy(
                 &source,
                 &repo,
                 &r.familiar(),
@@ -215,7 +223,16 @@ pub fn export(
                 &env,
             )
             .map_err(err)?;
-            merge_registry(&repo, r, &ours, to, copy, report)
+            let exported: std::collections::HashSet<&Digest> =
+                layers.iter().map(|l| &l.digest).collect();
+            for (digest, size) in &ahead.uploaded {
+                if exported.contains(digest) {
+                    copy.blobs_copied += 1;
+                    copy.blobs_skipped = copy.blobs_skipped.saturating_sub(1);
+                    copy.bytes_copied += size;
+                }
+            }
+            merge_registry(&repo, r, &ours, &alone, to, copy, report)
         }
         CacheLocation::Local { dir, tag } => {
             let l = LayoutDir::new(dir);
@@ -276,6 +293,7 @@ fn merge_registry(
     repo: &Repository,
     reference: &Reference,
     ours: &[RemoteRecord],
+    alone: &Documents,
     to: &CacheTo,
     copy: CopyReport,
     report: &dyn Fn(CacheEvent<'_>),
@@ -286,7 +304,6 @@ fn merge_registry(
     };
     let tag = reference.tag_or_digest();
     for attempt in 1..=MAX_ATTEMPTS {
-        let round = Instant::now();
         let current = read_registry(repo, &tag, None).map_err(err)?;
         let token = current.as_ref().map(|(d, _)| d.digest.clone());
         let (docs, kept, dropped) = merged(&current, ours, to.max_size);
@@ -298,54 +315,62 @@ fn merge_registry(
             .filter(|o| config.keys().contains(&o.key))
             .cloned()
             .collect();
-        if Sink::try_reuse(repo, &docs.config, &NoLocations)
-            .map_err(err)?
-            .is_none()
-        {
-            Sink::put_blob(
-                repo,
-                &docs.config,
-                &mut &docs.config_bytes[..],
-                &NoLocations,
+        // A cache that held none of the records (a new ref, or one we replace whole) is our
+        // records alone, already there from the copy.
+        let fresh = docs.manifest.digest == alone.manifest.digest;
+        if !fresh {
+            if Sink::try_reuse(repo, &docs.config, &NoLocations)
+                .map_err(err)?
+                .is_none()
+            {
+                Sink::put_blob(
+                    repo,
+                    &docs.config,
+                    &mut &docs.config_bytes[..],
+                    &NoLocations,
+                )
+                .map_err(err)?;
+            }
+            repo.put_manifest_bytes(
+                &docs.manifest.digest.to_string(),
+                &docs.manifest,
+                &docs.manifest_bytes,
             )
-            .map_err(err)?;
+            .map_err(|e| err(content_error(e)))?;
         }
-        repo.put_manifest_bytes(
-            &docs.manifest.digest.to_string(),
-            &docs.manifest,
-            &docs.manifest_bytes,
-        )
-        .map_err(|e| err(content_error(e)))?;
         // Compare: the tag must still name what we merged into.
+        let compared = Instant::now();
         let now = tag_digest(repo, &tag).map_err(err)?;
         if now != token {
             report(CacheEvent::Contended {
                 location: &to.location,
                 attempt,
             });
-            std::thread::sleep(jittered(MIN_SETTLE));
+            std::thread::sleep(jittered(RETRY_PAUSE));
             continue;
         }
         // Swap.
         repo.put_manifest_bytes(&tag, &docs.manifest, &docs.manifest_bytes)
             .map_err(|e| err(content_error(e)))?;
-        // A writer that read before our write may still write after it: give it the time a
-        // round of ours took, twice, then look.
-        std::thread::sleep(jittered(round.elapsed().mul_f64(2.0).max(MIN_SETTLE)));
-        let after = read_registry(repo, &tag, None).map_err(err)?;
-        let stayed = match &after {
-            Some((d, _)) if d.digest == docs.manifest.digest => true,
-            Some((_, Ok(c))) => format::holds_all(c, &ours_kept),
-            _ => false,
+        // A writer that compared before our swap may still swap after it: the time between
+        // its compare and its swap is what ours took, so give it that twice, then look.
+        std::thread::sleep(compared.elapsed().mul_f64(2.0).max(MIN_SETTLE));
+        // Ours is still there, or another writer's that kept our records.
+        let after = match tag_digest(repo, &tag).map_err(err)? {
+            Some(d) if d == docs.manifest.digest => Some(d),
+            _ => match read_registry(repo, &tag, None).map_err(err)? {
+                Some((d, Ok(c))) if format::holds_all(&c, &ours_kept) => Some(d.digest),
+                _ => None,
+            },
         };
-        if stayed {
+        if let Some(manifest) = after {
             return Ok(ExportReport {
                 records: kept,
                 ours: ours.len(),
                 dropped,
                 copy,
                 attempts: attempt,
-                manifest: after.map(|(d, _)| d.digest),
+                manifest: Some(manifest),
             });
         }
         report(CacheEvent::Contended {

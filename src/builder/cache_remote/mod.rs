@@ -8,6 +8,7 @@
 //! layout  an OCI layout directory as a content source and sink
 //! io      reading a cache; writing one: merge with what the ref holds, compare-and-swap on
 //!         the manifest digest, retry when another writer got in between
+//! ahead   the layers of a `mode=max` registry export uploaded while the build goes on
 //! ```
 //!
 //! Keys are the local cache's (`cache::KeyBuilder`), so one ref serves every platform and
@@ -16,6 +17,7 @@
 //! or when the image must be whole in the store; an image pushed to the cache's registry
 //! mounts them instead (the cache repository is recorded as where they live).
 
+pub mod ahead;
 mod base;
 pub mod format;
 mod io;
@@ -157,6 +159,8 @@ pub struct RemoteCache<'a> {
     /// Resolve base images without their layers (worth it only when steps may come from an
     /// import).
     lazy_bases: bool,
+    /// The layers of the steps used go ahead to the exports, once opened.
+    pub ahead: ahead::Ahead,
 }
 
 impl<'a> RemoteCache<'a> {
@@ -212,6 +216,7 @@ impl<'a> RemoteCache<'a> {
             used: Mutex::new(Vec::new()),
             fetching: Mutex::new(HashMap::new()),
             lazy_bases: any && client.is_some(),
+            ahead: ahead::Ahead::default(),
         }
     }
 
@@ -246,6 +251,9 @@ impl<'a> RemoteCache<'a> {
 
     /// A step of stage `stage` (its identity) used `record` under `key`.
     pub fn note(&self, stage: &Digest, key: &Digest, platform: &Platform, record: &Record) {
+        if let Some(l) = &record.layer {
+            self.ahead.send(&l.descriptor);
+        }
         self.used.lock().expect("used").push(Used {
             stage: stage.clone(),
             key: key.clone(),
