@@ -785,13 +785,18 @@ where
         if !done.insert(subject.clone()) {
             continue;
         }
+        let mut found = source.referrers(&subject)?;
+        let tagged = source.attached_tags(&subject)?;
+        if found.is_empty() && tagged.is_empty() {
+            // Nothing to carry: the sink is not asked what it has (a build's push of an image
+            // without attestations asks the registry nothing more).
+            continue;
+        }
         let there: HashSet<Digest> = sink
             .referrers(&subject)?
             .into_iter()
             .map(|d| d.digest)
             .collect();
-        let mut found = source.referrers(&subject)?;
-        let tagged = source.attached_tags(&subject)?;
         visited += found.len() + tagged.len();
         if visited > MAX_REFERRERS {
             return Err(oci::OciError::Invalid(format!(

@@ -181,7 +181,7 @@ impl Builder<'_> {
         };
         // The layers of `mode=max` registry exports go up while the build runs.
         let targets = ahead::targets(&request.cache_to);
-        let (out, sent) = std::thread::scope(|scope| {
+        let out = std::thread::scope(|scope| {
             let uploader = match (self.client, &remote) {
                 (Some(client), Some(remote)) if !targets.is_empty() => {
                     let layers = remote.ahead.open();
@@ -193,11 +193,13 @@ impl Builder<'_> {
             let out = exec::build(&options);
             if let Some(remote) = &remote {
                 remote.ahead.close();
+                if let Some(u) = uploader {
+                    remote
+                        .ahead
+                        .went(u.join().expect("the uploader does not panic"));
+                }
             }
-            let sent = uploader
-                .map(|u| u.join().expect("the uploader does not panic"))
-                .unwrap_or_default();
-            (out, sent)
+            out
         });
         let out = out?;
         let Some(remote) = &remote else {
@@ -216,7 +218,6 @@ impl Builder<'_> {
                     remote,
                     to,
                     &final_stages,
-                    sent.get(&to.location.to_string()),
                     reporter.transfers(),
                     &cache_event,
                 );

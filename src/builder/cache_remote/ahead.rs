@@ -19,10 +19,11 @@ use crate::store::Store;
 /// Layers smaller than this are uploaded without asking whether the registry has them.
 const ASK_FIRST: u64 = 1 << 20;
 
-/// The build's end of the way ahead: layers to send, until it is closed.
+/// The build's end of the way ahead: layers to send, until it is closed; then what went.
 #[derive(Default)]
 pub struct Ahead {
     layers: Mutex<Option<Sender<Descriptor>>>,
+    sent: Mutex<SentAhead>,
 }
 
 /// What went ahead to one cache location.
@@ -56,6 +57,17 @@ impl Ahead {
     /// No more layers: the uploader finishes what it was sent.
     pub fn close(&self) {
         self.layers.lock().expect("ahead").take();
+    }
+
+    /// Keep what the uploader sent, for the exports.
+    pub fn went(&self, sent: SentAhead) {
+        *self.sent.lock().expect("ahead") = sent;
+    }
+
+    /// What went ahead to `location`.
+    pub fn sent_to(&self, location: &CacheLocation) -> Sent {
+        let sent = self.sent.lock().expect("ahead");
+        sent.get(&location.to_string()).cloned().unwrap_or_default()
     }
 }
 

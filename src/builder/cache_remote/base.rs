@@ -45,11 +45,28 @@ impl RemoteCache<'_> {
             platform: platform.to_string(),
             source: source.into(),
         };
-        let mut desc = source.resolve(&r).map_err(pull_err)?;
-        // What the reference names (an index, or the manifest itself), for provenance.
+        // What the reference names (an index, or the manifest itself; for provenance), read
+        // once for all the build's platforms.
+        let known = self.tops.lock().expect("tops").get(reference).cloned();
+        let (mut desc, index_bytes) = match known {
+            Some(top) => top,
+            None => {
+                let desc = source.resolve(&r).map_err(pull_err)?;
+                let bytes = if desc.is_index() {
+                    Some(content::fetch_verified(&source, &desc).map_err(pull_err)?)
+                } else {
+                    None
+                };
+                let top = (desc, bytes);
+                self.tops
+                    .lock()
+                    .expect("tops")
+                    .insert(reference.to_string(), top.clone());
+                top
+            }
+        };
         let top = desc.digest.clone();
-        if desc.is_index() {
-            let bytes = content::fetch_verified(&source, &desc).map_err(pull_err)?;
+        if let Some(bytes) = index_bytes {
             let index = oci::parse_index(bytes)
                 .map_err(|e| pull_err(e.into()))?
                 .value;

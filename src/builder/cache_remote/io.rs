@@ -16,7 +16,6 @@ use std::hash::BuildHasher;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use super::ahead::Sent;
 use super::format::{self, CacheConfig, Documents, RemoteRecord, Unusable};
 use super::layout::LayoutDir;
 use super::{Blobs, CacheError, CacheEvent, CacheLocation, CacheTo, RemoteCache};
@@ -176,7 +175,6 @@ pub fn export(
     remote: &RemoteCache<'_>,
     to: &CacheTo,
     final_stages: &[Digest],
-    ahead: Option<&Sent>,
     progress: &dyn Progress,
     report: &dyn Fn(CacheEvent<'_>),
 ) -> Result<ExportReport, CacheError> {
@@ -211,7 +209,7 @@ pub fn export(
             })?;
             let repo = client.repository(r).map_err(|e| err(content_error(e)))?;
             // What went ahead is there: not asked about again, counted as uploaded.
-            let ahead = ahead.cloned().unwrap_or_default();
+            let ahead = remote.ahead.sent_to(&to.location);
             repo.assume_present(ahead.present.iter().cloned());
             let mut copy = content::copy(
                 &source,

@@ -144,6 +144,9 @@ struct Used {
     record: Record,
 }
 
+/// What a base reference names, and the bytes of the index when it is one.
+type ResolvedTop = (Descriptor, Option<Vec<u8>>);
+
 /// One build's view of the remote caches: the records imported, where lazy blobs live, the
 /// steps used (for the export).
 pub struct RemoteCache<'a> {
@@ -153,6 +156,8 @@ pub struct RemoteCache<'a> {
     blobs: HashMap<Digest, Vec<Origin>>,
     /// Where the layers of base images resolved lazily live.
     bases: Mutex<HashMap<Digest, Origin>>,
+    /// What each base reference resolved to (and the index's bytes), for the other platforms.
+    tops: Mutex<HashMap<String, ResolvedTop>>,
     used: Mutex<Vec<Used>>,
     /// One fetch per blob at a time.
     fetching: Mutex<HashMap<Digest, Arc<Mutex<()>>>>,
@@ -213,6 +218,7 @@ impl<'a> RemoteCache<'a> {
             records,
             blobs,
             bases: Mutex::new(HashMap::new()),
+            tops: Mutex::new(HashMap::new()),
             used: Mutex::new(Vec::new()),
             fetching: Mutex::new(HashMap::new()),
             lazy_bases: any && client.is_some(),
