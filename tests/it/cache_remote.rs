@@ -960,6 +960,8 @@ fn a_max_export_sends_layers_ahead_and_the_push_mounts_them() {
     // (new, nowhere else) is asked about.
     let asked = format!("HEAD http://{host}/v2/app/blobs/");
     assert_eq!(log.matches(&asked).count(), 1, "{log}");
+    // The image has no attestations: the registry is not asked for referrers.
+    assert!(!log.contains("/referrers/"), "{log}");
     // mode=min: nothing ahead (the same steps, from the store's cache this time).
     let log = verbose(&[
         "--cache-to",
