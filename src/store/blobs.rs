@@ -5,6 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
+use super::direct::DirectWriter;
 use super::{Result, Store, StoreError, Transaction, private};
 use crate::content::ContentError;
 use crate::oci::{Algorithm, Descriptor, Digest, OffloadHasher};
@@ -20,6 +21,8 @@ pub struct BlobWriter {
     written: u64,
     /// How far writeback has been started (see `start_writeback`).
     flushed: u64,
+    /// Past its first MiBs, a blob goes around the page cache.
+    direct: DirectWriter,
 }
 
 /// Start writeback after this many new bytes.
@@ -27,16 +30,17 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.file.write(buf).map_err(|e| {
-            let dir = self.file.path().parent().unwrap_or(self.file.path());
-            crate::space::NoSpace::locate(e, dir)
-        })?;
-        self.hasher.update(&buf[..n]);
-        self.written += n as u64;
-        if self.written - self.flushed >= WRITEBACK_STEP {
+        self.direct
+            .write_all(self.file.as_file_mut(), buf)
+            .map_err(|e| self.located(e))?;
+        self.hasher.update(buf);
+        self.written += buf.len() as u64;
+        if self.direct.is_direct() {
+            self.flushed = self.written;
+        } else if self.written - self.flushed >= WRITEBACK_STEP {
             self.start_writeback();
         }
-        Ok(n)
+        Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
@@ -53,7 +57,14 @@ impl BlobWriter {
             hasher: OffloadHasher::new(algorithm),
             written: 0,
             flushed: 0,
+            direct: DirectWriter::new(),
         })
+    }
+
+    /// A write error, said of the temp file's directory when the disk is full.
+    fn located(&self, e: io::Error) -> io::Error {
+        let dir = self.file.path().parent().unwrap_or(self.file.path());
+        crate::space::NoSpace::locate(e, dir)
     }
 
     /// The temp file being written (what a failed write names).
@@ -93,7 +104,11 @@ impl BlobWriter {
 
     /// Verify against `expected` when given, without making the blob visible yet: callers that
     /// must check a whole set of blobs first (an archive) commit them all at the end.
-    pub fn finish(self, expected: Option<(&Digest, u64)>) -> Result<StagedBlob> {
+    pub fn finish(mut self, expected: Option<(&Digest, u64)>) -> Result<StagedBlob> {
+        if let Err(e) = self.direct.finish(self.file.as_file_mut()) {
+            let path = self.file.path().to_path_buf();
+            return Err(StoreError::io("cannot write", &path)(self.located(e)));
+        }
         let digest = self.hasher.finish();
         let size = self.written;
         if let Some((want, want_size)) = expected {

@@ -20,6 +20,7 @@
 //! blobs and temp files, which garbage collection removes.
 
 mod blobs;
+mod direct;
 mod gc;
 mod leases;
 mod medium;
