@@ -61,6 +61,8 @@ manifold=${MANIFOLD:-$repo/target/release/manifold}
 fixtures=$repo/target/fixtures/busybox
 
 now() { date +%s.%N; }
+# Every measurement starts with the disk's writeback done, as in registry.sh.
+start() { sync; now; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.3f}')" "$1" "$2"; }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
@@ -117,39 +119,47 @@ one_run() {
   local cache=$reg/$case-cache-$r/app:cache bcache=$reg/$case-bcache-$r/app
   local build=(build -q --platform "$platforms" --build-arg "BASE=$base")
   d=$work/s
+  # cold and cold+export in turn, the first of them alternating between runs (the second of
+  # two builds in a row meets more of the first's writeback and registry state).
+  local order=(cold export)
+  ((r % 2)) || order=(export cold)
+  for variant in "${order[@]}"; do
+    rm -rf "$d"
+    if [[ $variant == cold ]]; then
+      t0=$(start); m "$d" "${build[@]}" -t "$reg/$case-cold-$r/app:1" --push "$ctx" >/dev/null; t1=$(now)
+      record "$case cold" "$(elapsed "$t0" "$t1")"
+    else
+      t0=$(start)
+      m "$d" "${build[@]}" -t "$reg/$case-exp-$r/app:1" --push \
+        --cache-to "type=registry,ref=$cache,mode=max" "$ctx" >/dev/null
+      t1=$(now)
+      record "$case cold+export" "$(elapsed "$t0" "$t1")"
+    fi
+  done
   rm -rf "$d"
-  t0=$(now); m "$d" "${build[@]}" -t "$reg/$case-cold-$r/app:1" --push "$ctx" >/dev/null; t1=$(now)
-  record "$case cold" "$(elapsed "$t0" "$t1")"
-  rm -rf "$d"
-  t0=$(now)
-  m "$d" "${build[@]}" -t "$reg/$case-exp-$r/app:1" --push \
-    --cache-to "type=registry,ref=$cache,mode=max" "$ctx" >/dev/null
-  t1=$(now)
-  record "$case cold+export" "$(elapsed "$t0" "$t1")"
-  rm -rf "$d"
-  t0=$(now); m "$d" pull -q --all-platforms "$reg/$case-exp-$r/app:1" >/dev/null; t1=$(now)
+  t0=$(start); m "$d" pull -q --all-platforms "$reg/$case-exp-$r/app:1" >/dev/null; t1=$(now)
   record "$case pull" "$(elapsed "$t0" "$t1")"
   rm -rf "$d"
-  t0=$(now)
+  t0=$(start)
   m "$d" "${build[@]}" -t "$reg/$case-re-$r/app:1" --push --cache-from "type=registry,ref=$cache" \
     "$ctx" >/dev/null
   t1=$(now)
   record "$case cached+push" "$(elapsed "$t0" "$t1")"
   rm -rf "$d"
-  t0=$(now)
+  t0=$(start)
   m "$d" "${build[@]}" -t "bench/$case:1" --cache-from "type=registry,ref=$cache" "$ctx" >/dev/null
   t1=$(now)
   record "$case cached" "$(elapsed "$t0" "$t1")"
   rm -rf "$d"
   d=$work/b
   rm -rf "$d"
-  t0=$(now)
+  t0=$(start)
   bh "$d" bud -q --runtime runc --layers --tls-verify=false --platform "$platforms" \
     --build-arg "BASE=$base" --build-arg "BUILDPLATFORM=$host" --cache-to "$bcache" --manifest "bench-$case-$r" "$ctx" >/dev/null
   t1=$(now)
   record "$case buildah cold+export" "$(elapsed "$t0" "$t1")"
   rm -rf "$d"
-  t0=$(now)
+  t0=$(start)
   bh "$d" bud --runtime runc --layers --tls-verify=false --platform "$platforms" \
     --build-arg "BASE=$base" --build-arg "BUILDPLATFORM=$host" --cache-from "$bcache" \
     --manifest "bench-$case-$r" "$ctx" >"$work/buildah-cached.log" 2>&1
@@ -239,4 +249,18 @@ for case in demo large; do
   row "fresh store, cached rebuild" cached "$(ratio "${med[cached]}" "${med[pull]}") × pull; $(ratio "${med[cached]}" "${med[buildah cached]}") × buildah" "≤ 1.5; ≤ 0.5"
   row "buildah cold + --cache-to" "buildah cold+export" "" ""
   row "buildah fresh storage, cached rebuild" "buildah cached" "" ""
+done
+# The same ratios run by run (each variant against the one measured in the same run), and
+# their median: steadier than a ratio of medians when the machine's speed drifts over a run.
+paired() { python3 -c '
+import statistics, sys
+a, b = (list(map(float, x.split())) for x in sys.argv[1:3])
+rs = [x / y for x, y in zip(a, b)]
+print("%.2f (%s)" % (statistics.median(rs), " ".join("%.2f" % r for r in rs)))' "$1" "$2"; }
+echo
+for case in demo large; do
+  [[ -n ${times["$case cold"]:-} ]] || continue
+  echo "$case, per-run ratios, median (each run): cold+export / cold $(paired "${times["$case cold+export"]}" "${times["$case cold"]}");" \
+    "cached+push / pull $(paired "${times["$case cached+push"]}" "${times["$case pull"]}");" \
+    "cached / pull $(paired "${times["$case cached"]}" "${times["$case pull"]}")"
 done
