@@ -201,6 +201,21 @@ floor_copy() { # SRC_HOST DEST_HOST
   put_manifest "$2" bench/copied 1
 }
 
+# quirk_push MODE RUN: the image pushed through a new quirk proxy of MODE in front of a new,
+# empty registry: its wall time in $took, its peak RSS in $work/rss; through `noput`, the
+# fallback must have been taken.
+took=
+quirk_push() {
+  local t0 t1
+  start_registry "quirk-push-$1-$2"
+  start_proxy "$port" "$1"
+  t0=$(start)
+  /usr/bin/time -f %M -o "$work/rss" "$manifold" --root "$work/mroot" --progress none push "$src" "127.0.0.1:$pport/bench/pushed:1" >/dev/null 2>"$work/quirk.err"
+  t1=$(now)
+  took=$(elapsed "$t0" "$t1")
+  [[ $1 == plain ]] || grep -q "refuses blobs in one PUT" "$work/quirk.err" || { echo "registry.sh: no fallback through the noput proxy" >&2; cat "$work/quirk.err" >&2; exit 1; }
+}
+
 if $focused; then
   declare -a fm fp qp qn
   paired() { python3 -c '
@@ -226,13 +241,8 @@ print("%.2f / %.2f s = %.2f; per round %s (median %.2f, geometric mean %.2f)" % 
     modes=(plain noput)
     ((run % 2)) || modes=(noput plain)
     for mode in "${modes[@]}"; do
-      start_registry "quirk-push-$mode-$run"
-      start_proxy "$port" "$mode"
-      t0=$(start)
-      "$manifold" --root "$work/mroot" --progress none push "$src" "127.0.0.1:$pport/bench/pushed:1" >/dev/null 2>"$work/quirk.err"
-      t1=$(now)
-      if [[ $mode == plain ]]; then qp+=("$(elapsed "$t0" "$t1")"); else qn+=("$(elapsed "$t0" "$t1")"); fi
-      [[ $mode == plain ]] || grep -q "refuses blobs in one PUT" "$work/quirk.err" || { echo "registry.sh: no fallback through the noput proxy" >&2; exit 1; }
+      quirk_push "$mode" "$run"
+      if [[ $mode == plain ]]; then qp+=("$took"); else qn+=("$took"); fi
     done
     for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     pids=("${pids[0]}")
@@ -314,13 +324,8 @@ for run in $(seq "$runs"); do
   modes=(plain noput)
   ((run % 2)) || modes=(noput plain)
   for mode in "${modes[@]}"; do
-    start_registry "quirk-push-$mode-$run"
-    start_proxy "$port" "$mode"
-    t0=$(start)
-    /usr/bin/time -f %M -o "$work/rss" "$manifold" --root "$work/mroot" --progress none push "$src" "127.0.0.1:$pport/bench/pushed:1" >/dev/null 2>"$work/quirk.err"
-    t1=$(now)
-    if [[ $mode == plain ]]; then q_push_plain+=("$(elapsed "$t0" "$t1")"); else q_push_noput+=("$(elapsed "$t0" "$t1")"); q_rss+=("$(cat "$work/rss")"); fi
-    [[ $mode == plain ]] || grep -q "refuses blobs in one PUT" "$work/quirk.err" || { echo "registry.sh: no fallback through the noput proxy" >&2; cat "$work/quirk.err" >&2; exit 1; }
+    quirk_push "$mode" "$run"
+    if [[ $mode == plain ]]; then q_push_plain+=("$took"); else q_push_noput+=("$took"); q_rss+=("$(cat "$work/rss")"); fi
     start_registry "quirk-copy-$mode-$run"
     start_proxy "$port" "$mode"
     t0=$(start)

@@ -66,8 +66,19 @@ fn project(root: &TestRoot, name: &str, registry: &str, b: &str) -> PathBuf {
 }
 
 fn build(root: &TestRoot, args: &[&str], ctx: &Path) -> std::process::Command {
+    build_with(root, &[], args, ctx)
+}
+
+/// [`build`] with global flags (`-v`) before the command.
+fn build_with(
+    root: &TestRoot,
+    global: &[&str],
+    args: &[&str],
+    ctx: &Path,
+) -> std::process::Command {
     let mut cmd = root.manifold_std();
-    cmd.arg("build")
+    cmd.args(global)
+        .arg("build")
         .args(args)
         .arg(ctx)
         .env("SOURCE_DATE_EPOCH", EPOCH)
@@ -926,18 +937,7 @@ fn a_max_export_sends_layers_ahead_and_the_push_mounts_them() {
             .expect("the build's end is logged");
         log[..end].matches(&cache_put).count()
     };
-    let verbose = |args: &[&str]| {
-        let mut cmd = root.manifold_std();
-        cmd.arg("-v")
-            .arg("build")
-            .args(args)
-            .arg(&ctx)
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        run_ok(cmd)
-    };
+    let verbose = |args: &[&str]| run_ok(build_with(&root, &["-v"], args, &ctx));
     let log = verbose(&[
         "--push",
         "-t",
