@@ -217,7 +217,7 @@ quirk_push() {
 }
 
 if $focused; then
-  declare -a fm fp qp qn
+  declare -a focus_m focus_f focus_plain focus_noput
   paired() { python3 -c '
 import statistics, sys
 a, b = (list(map(float, x.split())) for x in sys.argv[1:3])
@@ -232,17 +232,17 @@ print("%.2f / %.2f s = %.2f; per round %s (median %.2f, geometric mean %.2f)" % 
       t0=$(start)
       if [[ $who == manifold ]]; then
         "$manifold" --root "$work/mroot" --progress none pull -q "$src" >/dev/null
-        t1=$(now); fm+=("$(elapsed "$t0" "$t1")")
+        t1=$(now); focus_m+=("$(elapsed "$t0" "$t1")")
       else
         floor_pull "$src_host" "$work/floor-pull"
-        t1=$(now); fp+=("$(elapsed "$t0" "$t1")")
+        t1=$(now); focus_f+=("$(elapsed "$t0" "$t1")")
       fi
     done
     modes=(plain noput)
     ((run % 2)) || modes=(noput plain)
     for mode in "${modes[@]}"; do
       quirk_push "$mode" "$run"
-      if [[ $mode == plain ]]; then qp+=("$took"); else qn+=("$took"); fi
+      if [[ $mode == plain ]]; then focus_plain+=("$took"); else focus_noput+=("$took"); fi
     done
     for p in "${pids[@]:1}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     pids=("${pids[0]}")
@@ -250,8 +250,8 @@ print("%.2f / %.2f s = %.2f; per round %s (median %.2f, geometric mean %.2f)" % 
   done
   stop_registries
   echo "focused, $runs rounds, each pair back to back in alternating order ($(nproc) cores):"
-  echo "pull / floor: $(paired "${fm[*]}" "${fp[*]}") (goal ≤ 1.1)"
-  echo "push, refusing PUT / plain proxy: $(paired "${qn[*]}" "${qp[*]}") (goal ≤ 1.1)"
+  echo "pull / floor: $(paired "${focus_m[*]}" "${focus_f[*]}") (goal ≤ 1.1)"
+  echo "push, refusing PUT / plain proxy: $(paired "${focus_noput[*]}" "${focus_plain[*]}") (goal ≤ 1.1)"
   exit 0
 fi
 
