@@ -186,7 +186,7 @@ enum Offload {
     Thread {
         chunks: std::sync::mpsc::SyncSender<Vec<u8>>,
         spare: std::sync::mpsc::Receiver<Vec<u8>>,
-        worker: std::thread::JoinHandle<Digest>,
+        worker: std::thread::JoinHandle<Hasher>,
     },
 }
 
@@ -231,7 +231,7 @@ impl OffloadHasher {
                 hasher.update(&chunk);
                 let _ = give_back.send(chunk);
             }
-            hasher.finish()
+            hasher
         });
         self.state = Offload::Thread {
             chunks,
@@ -241,8 +241,14 @@ impl OffloadHasher {
     }
 
     pub fn finish(self) -> Digest {
+        self.into_inner().finish()
+    }
+
+    /// The hasher's state once everything given has been hashed (its thread, if any, ended),
+    /// to go on with elsewhere.
+    pub fn into_inner(self) -> Hasher {
         match self.state {
-            Offload::Inline(h, _) => h.finish(),
+            Offload::Inline(h, _) => h,
             Offload::Thread { chunks, worker, .. } => {
                 drop(chunks);
                 worker.join().expect("the hashing thread does not panic")

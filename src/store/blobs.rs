@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use super::direct::DirectWriter;
+use super::direct::{self, DIRECT_AFTER, DirectSink};
 use super::{Result, Store, StoreError, Transaction, private};
 use crate::content::ContentError;
 use crate::oci::{Algorithm, Descriptor, Digest, OffloadHasher};
@@ -17,12 +17,16 @@ const COPY_BUFFER: usize = 1 << 20;
 /// the writer removes the temp file.
 pub struct BlobWriter {
     file: tempfile::NamedTempFile,
-    hasher: OffloadHasher,
+    /// Hashes what is written through the page cache (None once the blob goes direct: the
+    /// direct sink hashes from there).
+    hasher: Option<OffloadHasher>,
+    /// Past its first MiBs, a blob goes around the page cache (see `direct`).
+    direct: Option<DirectSink>,
+    /// The file system refused `O_DIRECT`: buffered to the end.
+    buffered_only: bool,
     written: u64,
     /// How far writeback has been started (see `start_writeback`).
     flushed: u64,
-    /// Past its first MiBs, a blob goes around the page cache.
-    direct: DirectWriter,
 }
 
 /// Start writeback after this many new bytes.
@@ -30,15 +34,35 @@ const WRITEBACK_STEP: u64 = 8 << 20;
 
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.direct
-            .write_all(self.file.as_file_mut(), buf)
-            .map_err(|e| self.located(e))?;
-        self.hasher.update(buf);
-        self.written += buf.len() as u64;
-        if self.direct.is_direct() {
-            self.flushed = self.written;
-        } else if self.written - self.flushed >= WRITEBACK_STEP {
-            self.start_writeback();
+        let mut rest = buf;
+        while !rest.is_empty() {
+            if let Some(sink) = &mut self.direct {
+                sink.write_all(rest).map_err(|e| self.located(e))?;
+                self.written += rest.len() as u64;
+                break;
+            }
+            let room = if self.buffered_only {
+                u64::MAX
+            } else {
+                DIRECT_AFTER.saturating_sub(self.written)
+            };
+            if room == 0 {
+                self.go_direct();
+                continue;
+            }
+            let n = (room.min(rest.len() as u64)) as usize;
+            self.file
+                .write_all(&rest[..n])
+                .map_err(|e| self.located(e))?;
+            self.hasher
+                .as_mut()
+                .expect("buffered bytes are hashed here")
+                .update(&rest[..n]);
+            self.written += n as u64;
+            rest = &rest[n..];
+            if self.written - self.flushed >= WRITEBACK_STEP {
+                self.start_writeback();
+            }
         }
         Ok(buf.len())
     }
@@ -54,11 +78,44 @@ impl BlobWriter {
             .map_err(StoreError::io("cannot create a temp file in", dir))?;
         Ok(BlobWriter {
             file,
-            hasher: OffloadHasher::new(algorithm),
+            hasher: Some(OffloadHasher::new(algorithm)),
+            direct: None,
+            buffered_only: false,
             written: 0,
             flushed: 0,
-            direct: DirectWriter::new(),
         })
+    }
+
+    /// From here (an aligned offset) the blob goes direct, where the file system allows it.
+    fn go_direct(&mut self) {
+        let file = self.file.as_file();
+        let Ok(writer) = file.try_clone() else {
+            self.buffered_only = true;
+            return;
+        };
+        if direct::set_direct(file, true).is_err() {
+            self.buffered_only = true;
+            return;
+        }
+        let hasher = self.hasher.take().expect("not direct yet").into_inner();
+        self.direct = Some(DirectSink::start(writer, hasher));
+    }
+
+    /// Read from `reader` into the blob once (into `buf`, or straight into the direct block):
+    /// how many bytes came, 0 at its end.
+    pub fn fill_from(&mut self, reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+        if self.direct.is_none() && !self.buffered_only && self.written >= DIRECT_AFTER {
+            self.go_direct();
+        }
+        if let Some(sink) = &mut self.direct {
+            let n = reader.read(sink.space())?;
+            sink.filled(n).map_err(|e| self.located(e))?;
+            self.written += n as u64;
+            return Ok(n);
+        }
+        let n = reader.read(buf)?;
+        self.write_all(&buf[..n])?;
+        Ok(n)
     }
 
     /// A write error, said of the temp file's directory when the disk is full.
@@ -105,11 +162,16 @@ impl BlobWriter {
     /// Verify against `expected` when given, without making the blob visible yet: callers that
     /// must check a whole set of blobs first (an archive) commit them all at the end.
     pub fn finish(mut self, expected: Option<(&Digest, u64)>) -> Result<StagedBlob> {
-        if let Err(e) = self.direct.finish(self.file.as_file_mut()) {
-            let path = self.file.path().to_path_buf();
-            return Err(StoreError::io("cannot write", &path)(self.located(e)));
-        }
-        let digest = self.hasher.finish();
+        let digest = match self.direct.take() {
+            Some(sink) => match sink.finish(self.file.as_file_mut()) {
+                Ok(hasher) => hasher.finish(),
+                Err(e) => {
+                    let path = self.file.path().to_path_buf();
+                    return Err(StoreError::io("cannot write", &path)(self.located(e)));
+                }
+            },
+            None => self.hasher.take().expect("hashed here").finish(),
+        };
         let size = self.written;
         if let Some((want, want_size)) = expected {
             if size != want_size {
@@ -228,7 +290,16 @@ impl Transaction {
     ) -> Result<(Digest, u64)> {
         let algorithm = expected.map_or(Algorithm::Sha256, |d| d.digest.algorithm());
         let mut w = self.blob_writer_for(algorithm)?;
-        copy_buffered(reader, &mut w).map_err(|e| StoreError::Content(e.into()))?;
+        // Read straight into the writer's blocks once the blob goes direct.
+        let mut buf = vec![0u8; COPY_BUFFER];
+        loop {
+            match w.fill_from(reader, &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(StoreError::Content(e.into())),
+            }
+        }
         w.commit(self, expected.map(|d| (&d.digest, d.size)))
     }
 }
