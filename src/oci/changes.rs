@@ -14,7 +14,33 @@ pub enum ChangeError {
     #[error("`{instruction}` needs an argument")]
     MissingArgument { instruction: String },
     #[error("invalid change `{change}`: {why}")]
-    Invalid { change: String, why: String },
+    Invalid { change: String, why: ChangeSyntax },
+}
+
+/// What is wrong in a change's arguments (and in an EXPOSE port spec, which the Dockerfile
+/// builder reads the same way).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChangeSyntax {
+    #[error("not a JSON array of strings: {0}")]
+    NotJsonArray(String),
+    #[error("unknown protocol `{0}` (tcp, udp or sctp)")]
+    UnknownProtocol(String),
+    #[error("invalid port `{0}`")]
+    InvalidPort(String),
+    #[error("invalid port range `{0}`")]
+    InvalidPortRange(String),
+    #[error("expected KEY=VALUE or KEY VALUE")]
+    ExpectedPair,
+    #[error("`{0}` has an empty key")]
+    EmptyKey(String),
+    #[error("`{0}` is not KEY=VALUE")]
+    NotPair(String),
+    #[error("a trailing backslash")]
+    TrailingBackslash,
+    #[error("an unterminated double quote")]
+    UnterminatedDouble,
+    #[error("an unterminated single quote")]
+    UnterminatedSingle,
 }
 
 /// Apply one instruction (`CMD ["sh"]`, `ENV A=1 B="x y"`, `EXPOSE 80/tcp`, …) to `config`.
@@ -33,7 +59,7 @@ pub fn apply(config: &mut ImageConfig, change: &str) -> Result<(), ChangeError> 
             instruction: keyword,
         });
     }
-    let invalid = |why: String| ChangeError::Invalid {
+    let invalid = |why: ChangeSyntax| ChangeError::Invalid {
         change: change.to_string(),
         why,
     };
@@ -91,7 +117,7 @@ pub fn apply(config: &mut ImageConfig, change: &str) -> Result<(), ChangeError> 
 }
 
 /// Exec form (a JSON array) or shell form (`/bin/sh -c`).
-fn command(rest: &str) -> Result<Vec<String>, String> {
+fn command(rest: &str) -> Result<Vec<String>, ChangeSyntax> {
     if rest.starts_with('[') {
         json_array(rest)
     } else {
@@ -99,54 +125,54 @@ fn command(rest: &str) -> Result<Vec<String>, String> {
     }
 }
 
-fn json_array(rest: &str) -> Result<Vec<String>, String> {
-    serde_json::from_str(rest).map_err(|e| format!("not a JSON array of strings: {e}"))
+fn json_array(rest: &str) -> Result<Vec<String>, ChangeSyntax> {
+    serde_json::from_str(rest).map_err(|e| ChangeSyntax::NotJsonArray(e.to_string()))
 }
 
 /// `80`, `80/udp`, `8000-8002/tcp` → `80/tcp`, `80/udp`, `8000/tcp` … (EXPOSE's port specs,
 /// shared with the Dockerfile builder).
-pub fn expose(spec: &str) -> Result<Vec<String>, String> {
+pub fn expose(spec: &str) -> Result<Vec<String>, ChangeSyntax> {
     let (ports, proto) = spec.split_once('/').unwrap_or((spec, "tcp"));
     let proto = proto.to_ascii_lowercase();
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("unknown protocol `{proto}` (tcp, udp or sctp)"));
+        return Err(ChangeSyntax::UnknownProtocol(proto));
     }
     let num = |s: &str| {
         s.parse::<u16>()
             .ok()
             .filter(|p| *p > 0)
-            .ok_or_else(|| format!("invalid port `{s}`"))
+            .ok_or_else(|| ChangeSyntax::InvalidPort(s.to_string()))
     };
     let (lo, hi) = match ports.split_once('-') {
         Some((a, b)) => (num(a)?, num(b)?),
         None => (num(ports)?, num(ports)?),
     };
     if lo > hi {
-        return Err(format!("invalid port range `{ports}`"));
+        return Err(ChangeSyntax::InvalidPortRange(ports.to_string()));
     }
     Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// `K=V K2="a b"` (or the legacy `K rest of line`) → pairs.
-fn pairs(rest: &str) -> Result<Vec<(String, String)>, String> {
+fn pairs(rest: &str) -> Result<Vec<(String, String)>, ChangeSyntax> {
     let ws = words(rest)?;
     if !ws.first().is_some_and(|w| w.contains('=')) {
         let (k, v) = rest
             .split_once(char::is_whitespace)
-            .ok_or_else(|| "expected KEY=VALUE or KEY VALUE".to_string())?;
+            .ok_or(ChangeSyntax::ExpectedPair)?;
         return Ok(vec![(k.to_string(), words(v.trim())?.join(" "))]);
     }
     ws.into_iter()
         .map(|w| match w.split_once('=') {
-            Some(("", _)) => Err(format!("`{w}` has an empty key")),
+            Some(("", _)) => Err(ChangeSyntax::EmptyKey(w.clone())),
             Some((k, v)) => Ok((k.to_string(), v.to_string())),
-            None => Err(format!("`{w}` is not KEY=VALUE")),
+            None => Err(ChangeSyntax::NotPair(w.clone())),
         })
         .collect()
 }
 
 /// Split on whitespace, honouring single and double quotes and backslash escapes.
-fn words(s: &str) -> Result<Vec<String>, String> {
+fn words(s: &str) -> Result<Vec<String>, ChangeSyntax> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut in_word = false;
@@ -154,15 +180,15 @@ fn words(s: &str) -> Result<Vec<String>, String> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
-                cur.push(chars.next().ok_or("a trailing backslash")?);
+                cur.push(chars.next().ok_or(ChangeSyntax::TrailingBackslash)?);
                 in_word = true;
             }
             '"' => {
                 in_word = true;
                 loop {
-                    match chars.next().ok_or("an unterminated double quote")? {
+                    match chars.next().ok_or(ChangeSyntax::UnterminatedDouble)? {
                         '"' => break,
-                        '\\' => cur.push(chars.next().ok_or("a trailing backslash")?),
+                        '\\' => cur.push(chars.next().ok_or(ChangeSyntax::TrailingBackslash)?),
                         c => cur.push(c),
                     }
                 }
@@ -170,7 +196,7 @@ fn words(s: &str) -> Result<Vec<String>, String> {
             '\'' => {
                 in_word = true;
                 loop {
-                    match chars.next().ok_or("an unterminated single quote")? {
+                    match chars.next().ok_or(ChangeSyntax::UnterminatedSingle)? {
                         '\'' => break,
                         c => cur.push(c),
                     }
