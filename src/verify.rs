@@ -344,16 +344,7 @@ mod tests {
                 )
             })
             .collect();
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(media_type::OCI_MANIFEST.into()),
-            artifact_type: None,
-            config: Descriptor::of(media_type::OCI_CONFIG, b"{}"),
-            layers: descs,
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        };
+        let manifest = Manifest::new_oci(Descriptor::of(media_type::OCI_CONFIG, b"{}"), descs);
         let config = ImageConfig {
             config: Some(RunConfig {
                 cmd: Some(cmd.iter().map(|s| s.to_string()).collect()),

@@ -71,16 +71,10 @@ pub fn import(
     }];
     let config = Parsed::from_value(config);
     txn.put_bytes(&config.bytes)?;
-    let manifest = Parsed::from_value(Manifest {
-        schema_version: 2,
-        media_type: Some(media_type::OCI_MANIFEST.into()),
-        artifact_type: None,
-        config: config.descriptor(media_type::OCI_CONFIG),
-        layers: vec![Descriptor::new(layer_media_type, layer.0, layer.1)],
-        subject: None,
-        annotations: None,
-        extra: Default::default(),
-    });
+    let manifest = Parsed::from_value(Manifest::new_oci(
+        config.descriptor(media_type::OCI_CONFIG),
+        vec![Descriptor::new(layer_media_type, layer.0, layer.1)],
+    ));
     txn.put_bytes(&manifest.bytes)?;
     let mut desc = manifest.descriptor(media_type::OCI_MANIFEST);
     desc.platform = Some(options.platform.clone());

@@ -494,20 +494,14 @@ fn plan_docker(store: &Store, contents: &Contents, plan: &mut Plan) -> Result<()
             layers.push(Descriptor::new(mt, f.digest.clone(), f.size));
             plan.blob(&f.digest);
         }
-        let manifest = Parsed::from_value(Manifest {
-            schema_version: 2,
-            media_type: Some(media_type::OCI_MANIFEST.into()),
-            artifact_type: None,
-            config: Descriptor::new(
+        let manifest = Parsed::from_value(Manifest::new_oci(
+            Descriptor::new(
                 media_type::OCI_CONFIG,
                 config_file.digest.clone(),
                 config_file.size,
             ),
             layers,
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        });
+        ));
         let mut descriptor = manifest.descriptor(media_type::OCI_MANIFEST);
         descriptor.platform = Some(config.value.platform());
         plan.documents.push(manifest.bytes);

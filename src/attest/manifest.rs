@@ -59,19 +59,6 @@ fn statement_layer(s: &Statement) -> Descriptor {
     d
 }
 
-fn manifest(config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
-    Manifest {
-        schema_version: 2,
-        media_type: Some(media_type::OCI_MANIFEST.into()),
-        artifact_type: None,
-        config,
-        layers,
-        subject: None,
-        annotations: None,
-        extra: Default::default(),
-    }
-}
-
 /// Write the attestation manifest of `statements` about the platform manifest `subject` to the
 /// store. Referrer form: listed among the subject's referrers, None returned. Inline form: the
 /// descriptor to list in the image index is returned.
@@ -89,7 +76,7 @@ pub fn store_attestations(
     match form {
         Form::Referrers => {
             store.put_bytes(EMPTY_JSON)?;
-            let mut m = manifest(empty_config(), layers);
+            let mut m = Manifest::new_oci(empty_config(), layers);
             m.artifact_type = Some(media_type::DOCKER_ATTESTATION_MANIFEST.into());
             m.subject = Some(subject_of(subject));
             let m = Parsed::from_value(m);
@@ -111,7 +98,7 @@ pub fn store_attestations(
             });
             let config = serde_json::to_vec(&config).expect("JSON serialises");
             store.put_bytes(&config)?;
-            let m = Parsed::from_value(manifest(
+            let m = Parsed::from_value(Manifest::new_oci(
                 Descriptor::of(media_type::OCI_CONFIG, &config),
                 layers,
             ));

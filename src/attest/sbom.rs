@@ -361,12 +361,9 @@ mod tests {
     }
 
     fn manifest(store: &crate::store::Transaction, layers: &[Vec<u8>]) -> Manifest {
-        Manifest {
-            schema_version: 2,
-            media_type: Some(media_type::OCI_MANIFEST.into()),
-            artifact_type: None,
-            config: Descriptor::of(media_type::OCI_CONFIG, b"{}"),
-            layers: layers
+        Manifest::new_oci(
+            Descriptor::of(media_type::OCI_CONFIG, b"{}"),
+            layers
                 .iter()
                 .map(|l| {
                     Descriptor::new(
@@ -376,10 +373,7 @@ mod tests {
                     )
                 })
                 .collect(),
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        }
+        )
     }
 
     #[test]

@@ -97,19 +97,6 @@ fn config(layers: &[Descriptor]) -> Vec<u8> {
     serde_json::to_vec(&v).expect("JSON serialises")
 }
 
-fn signature_manifest(config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
-    Manifest {
-        schema_version: 2,
-        media_type: Some(media_type::OCI_MANIFEST.into()),
-        artifact_type: None,
-        config,
-        layers,
-        subject: None,
-        annotations: None,
-        extra: Default::default(),
-    }
-}
-
 /// A blob small enough to hold in memory, checked against its descriptor.
 pub fn read_small_blob(
     medium: &dyn Medium,
@@ -196,7 +183,7 @@ pub fn sign<M: Target>(
         let config_bytes = config(&layers);
         let config_desc = Descriptor::of(media_type::OCI_CONFIG, &config_bytes);
         put_small(medium, &config_desc, &config_bytes)?;
-        let tagged = Parsed::from_value(signature_manifest(config_desc, layers));
+        let tagged = Parsed::from_value(Manifest::new_oci(config_desc, layers));
         let tagged_desc = tagged.descriptor(media_type::OCI_MANIFEST);
         let kept_tag = medium.put_attached_tag(&tag, &tagged_desc, &tagged.bytes)?;
 
@@ -204,7 +191,7 @@ pub fn sign<M: Target>(
         let one = config(std::slice::from_ref(&layer));
         let one_desc = Descriptor::of(media_type::COSIGN_SIGNATURE_ARTIFACT, &one);
         put_small(medium, &one_desc, &one)?;
-        let mut m = signature_manifest(one_desc, vec![layer]);
+        let mut m = Manifest::new_oci(one_desc, vec![layer]);
         m.artifact_type = Some(media_type::COSIGN_SIGNATURE_ARTIFACT.into());
         m.subject = Some(subject.clone());
         let m = Parsed::from_value(m);

@@ -1390,16 +1390,10 @@ impl<'a> Executor<'a> {
         let store = self.o.store;
         let config = Parsed::from_value(out.config.clone());
         store.put_bytes(&config.bytes)?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(media_type::OCI_MANIFEST.to_string()),
-            artifact_type: None,
-            config: config.descriptor(media_type::OCI_CONFIG),
-            layers: out.layers.clone(),
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        };
+        let manifest = Manifest::new_oci(
+            config.descriptor(media_type::OCI_CONFIG),
+            out.layers.clone(),
+        );
         let manifest = Parsed::from_value(manifest);
         store.put_bytes(&manifest.bytes)?;
         let mut desc = manifest.descriptor(media_type::OCI_MANIFEST);

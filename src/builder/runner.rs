@@ -78,16 +78,10 @@ impl Runner for RuntimeRunner {
         });
         let config = Parsed::from_value(config);
         store.put_bytes(&config.bytes)?;
-        let manifest = Parsed::from_value(Manifest {
-            schema_version: 2,
-            media_type: Some(media_type::OCI_MANIFEST.into()),
-            artifact_type: None,
-            config: config.descriptor(media_type::OCI_CONFIG),
-            layers: req.layers.to_vec(),
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
-        });
+        let manifest = Parsed::from_value(Manifest::new_oci(
+            config.descriptor(media_type::OCI_CONFIG),
+            req.layers.to_vec(),
+        ));
         store.put_bytes(&manifest.bytes)?;
         let mut binds: Vec<Bind> = script_bind(req)?.into_iter().collect();
         let mut mounts = super::mounts::prepare(&self.rt, req)?;

@@ -174,6 +174,22 @@ pub struct Manifest {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Manifest {
+    /// An OCI image manifest of `config` and `layers`, nothing else set.
+    pub fn new_oci(config: Descriptor, layers: Vec<Descriptor>) -> Manifest {
+        Manifest {
+            schema_version: 2,
+            media_type: Some(media_type::OCI_MANIFEST.to_string()),
+            artifact_type: None,
+            config,
+            layers,
+            subject: None,
+            annotations: None,
+            extra: Default::default(),
+        }
+    }
+}
+
 /// An image index (OCI) or manifest list (Docker).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

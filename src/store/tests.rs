@@ -18,20 +18,14 @@ fn image(store: &Store, platform: &str, layer: &[u8]) -> Descriptor {
     config.rootfs.diff_ids.push(layer_digest.clone());
     let config = Parsed::from_value(config);
     store.begin().unwrap().put_bytes(&config.bytes).unwrap();
-    let manifest = Manifest {
-        schema_version: 2,
-        media_type: Some(media_type::OCI_MANIFEST.into()),
-        artifact_type: None,
-        config: config.descriptor(media_type::OCI_CONFIG),
-        layers: vec![Descriptor::new(
+    let manifest = Manifest::new_oci(
+        config.descriptor(media_type::OCI_CONFIG),
+        vec![Descriptor::new(
             media_type::OCI_LAYER,
             layer_digest,
             layer.len() as u64,
         )],
-        subject: None,
-        annotations: None,
-        extra: Default::default(),
-    };
+    );
     let manifest = Parsed::from_value(manifest);
     store.begin().unwrap().put_bytes(&manifest.bytes).unwrap();
     manifest.descriptor(media_type::OCI_MANIFEST)

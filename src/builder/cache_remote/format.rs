@@ -132,14 +132,8 @@ impl CacheConfig {
             .collect();
         layers.sort_by_key(|a| a.digest.to_string());
         let manifest = Parsed::from_value(Manifest {
-            schema_version: 2,
-            media_type: Some(media_type::OCI_MANIFEST.to_string()),
             artifact_type: Some(ARTIFACT_TYPE.to_string()),
-            config: config_desc.clone(),
-            layers,
-            subject: None,
-            annotations: None,
-            extra: Default::default(),
+            ..Manifest::new_oci(config_desc.clone(), layers)
         });
         Documents {
             manifest: manifest.descriptor(media_type::OCI_MANIFEST),
