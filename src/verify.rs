@@ -74,27 +74,14 @@ pub struct Report {
     pub mismatches: Vec<Finding>,
 }
 
+/// What verify keeps of a file: the start of it (an ELF header's worth) and its mode.
 #[derive(Debug, Clone)]
-enum Node {
-    Dir,
-    File { head: Vec<u8>, mode: u32 },
-    Symlink(String),
-    Hardlink(String),
-    Other,
+struct FileHead {
+    head: Vec<u8>,
+    mode: u32,
 }
 
-impl merged::Node for Node {
-    fn is_dir(&self) -> bool {
-        matches!(self, Node::Dir)
-    }
-
-    fn symlink(&self) -> Option<&str> {
-        match self {
-            Node::Symlink(target) => Some(target),
-            _ => None,
-        }
-    }
-}
+type Node = merged::Entry<FileHead>;
 
 /// The image's merged tree as far as verify needs it.
 type Tree = Merged<Node>;
@@ -117,40 +104,16 @@ fn merged_tree(store: &Store, manifest: &Manifest) -> Result<Tree, VerifyError> 
         let plain = compression
             .reader(blob)
             .map_err(|e| wrap(layer::LayerError::Decompress(e)))?;
-        let mut entries = Vec::new();
-        merged::read_entries(plain, |path, entry| {
-            let corrupt = layer::LayerError::Corrupt;
-            let node = match entry.header().entry_type() {
-                tar::EntryType::Directory => Node::Dir,
-                tar::EntryType::Regular
-                | tar::EntryType::Continuous
-                | tar::EntryType::GNUSparse => {
-                    let mut head = [0u8; elf::HEADER_LEN];
-                    let n = elf::read_up_to(
-                        &mut Read::take(&mut *entry, elf::HEADER_LEN as u64),
-                        &mut head,
-                    )
-                    .map_err(corrupt)?;
-                    Node::File {
-                        head: head[..n].to_vec(),
-                        mode: entry.header().mode().unwrap_or(0),
-                    }
-                }
-                tar::EntryType::Symlink => Node::Symlink(
-                    entry
-                        .link_name_bytes()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default(),
-                ),
-                tar::EntryType::Link => Node::Hardlink(
-                    merged::link_target(entry)
-                        .map_err(corrupt)?
-                        .unwrap_or_default(),
-                ),
-                _ => Node::Other,
-            };
-            entries.push((path, node));
-            Ok(())
+        let entries = merged::layer_entries(plain, |_, entry| {
+            let mut head = [0u8; elf::HEADER_LEN];
+            let n = elf::read_up_to(
+                &mut Read::take(&mut *entry, elf::HEADER_LEN as u64),
+                &mut head,
+            )?;
+            Ok(FileHead {
+                head: head[..n].to_vec(),
+                mode: entry.header().mode().unwrap_or(0),
+            })
         })
         .map_err(wrap)?;
         tree.push(entries);
@@ -225,7 +188,7 @@ pub fn verify(
     };
     let id_of = |n: &Node| -> Option<(Identity, u32)> {
         match n {
-            Node::File { head, mode } => {
+            Node::File(FileHead { head, mode }) => {
                 elf::Header::parse(head).map(|h| ((h.class, h.data, h.machine), *mode))
             }
             _ => None,
@@ -287,7 +250,7 @@ pub fn verify(
             let mut shown = format!("/{found_path}");
             let mut node = node;
             let mut at = found_path.clone();
-            if let Node::File { head, .. } = node
+            if let Node::File(FileHead { head, .. }) = node
                 && head.starts_with(b"#!")
             {
                 let line = String::from_utf8_lossy(&head[2..]);

@@ -39,27 +39,9 @@ fn kept(path: &str) -> bool {
         || path.contains("/status.d/")
 }
 
-#[derive(Debug, Clone)]
-enum Node {
-    Dir,
-    /// Contents of the files `kept` names (None when larger than the limit), their size.
-    File(Option<Vec<u8>>, u64),
-    Symlink(String),
-    Hardlink(String),
-    Other,
-}
-
-impl merged::Node for Node {
-    fn is_dir(&self) -> bool {
-        matches!(self, Node::Dir)
-    }
-    fn symlink(&self) -> Option<&str> {
-        match self {
-            Node::Symlink(t) => Some(t),
-            _ => None,
-        }
-    }
-}
+/// What the tree keeps of a file: the contents of the files `kept` names (None when larger
+/// than the limit), and its size.
+type Node = merged::Entry<(Option<Vec<u8>>, u64)>;
 
 /// What an image holds: its OS and packages, each with the database it was read from.
 #[derive(Debug, Clone, Default)]
@@ -134,36 +116,16 @@ fn merged_tree(store: &Store, manifest: &Manifest) -> Result<Merged<Node>, Attes
         let plain = compression
             .reader(store.open_blob(&l.digest)?)
             .map_err(|e| wrap(LayerError::Decompress(e)))?;
-        let mut entries = Vec::new();
-        merged::read_entries(plain, |path, entry| {
-            let node = match entry.header().entry_type() {
-                tar::EntryType::Directory => Node::Dir,
-                tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let size = entry.size();
-                    let content = if kept(&path) && size <= MAX_DATABASE {
-                        let mut buf = Vec::with_capacity(size as usize);
-                        entry.read_to_end(&mut buf).map_err(LayerError::Corrupt)?;
-                        Some(buf)
-                    } else {
-                        None
-                    };
-                    Node::File(content, size)
-                }
-                tar::EntryType::Symlink => Node::Symlink(
-                    entry
-                        .link_name_bytes()
-                        .map(|b| String::from_utf8_lossy(&b).into_owned())
-                        .unwrap_or_default(),
-                ),
-                tar::EntryType::Link => Node::Hardlink(
-                    merged::link_target(entry)
-                        .map_err(LayerError::Corrupt)?
-                        .unwrap_or_default(),
-                ),
-                _ => Node::Other,
+        let entries = merged::layer_entries(plain, |path, entry| {
+            let size = entry.size();
+            let content = if kept(path) && size <= MAX_DATABASE {
+                let mut buf = Vec::with_capacity(size as usize);
+                entry.read_to_end(&mut buf)?;
+                Some(buf)
+            } else {
+                None
             };
-            entries.push((path, node));
-            Ok(())
+            Ok((content, size))
         })
         .map_err(wrap)?;
         tree.push(entries);
@@ -184,8 +146,8 @@ fn file(tree: &Merged<Node>, path: &str) -> Result<Option<Vec<u8>>, AttestError>
         }
     }
     match node {
-        Node::File(Some(bytes), _) => Ok(Some(bytes.clone())),
-        Node::File(None, size) => Err(AttestError::TooLarge {
+        Node::File((Some(bytes), _)) => Ok(Some(bytes.clone())),
+        Node::File((None, size)) => Err(AttestError::TooLarge {
             what: format!("/{found}"),
             size: *size,
             limit: MAX_DATABASE,

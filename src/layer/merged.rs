@@ -184,6 +184,60 @@ impl<T: Node> Merged<T> {
     }
 }
 
+/// An entry of an image's merged tree; `F` is what its reader keeps of a regular file.
+#[derive(Debug, Clone)]
+pub enum Entry<F> {
+    Dir,
+    File(F),
+    Symlink(String),
+    Hardlink(String),
+    Other,
+}
+
+impl<F> Node for Entry<F> {
+    fn is_dir(&self) -> bool {
+        matches!(self, Entry::Dir)
+    }
+    fn symlink(&self) -> Option<&str> {
+        match self {
+            Entry::Symlink(target) => Some(target),
+            _ => None,
+        }
+    }
+}
+
+/// The entries of an uncompressed layer tarball as [`Entry`]s (whiteouts kept, for
+/// [`Merged::push`]); `file` says what is kept of each regular file, given its path.
+pub fn layer_entries<R: Read, F>(
+    plain: R,
+    mut file: impl FnMut(&str, &mut tar::Entry<'_, R>) -> io::Result<F>,
+) -> Result<Vec<(String, Entry<F>)>, LayerError> {
+    let mut entries = Vec::new();
+    read_entries(plain, |path, entry| {
+        let node = match entry.header().entry_type() {
+            tar::EntryType::Directory => Entry::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                Entry::File(file(&path, entry).map_err(LayerError::Corrupt)?)
+            }
+            tar::EntryType::Symlink => Entry::Symlink(
+                entry
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default(),
+            ),
+            tar::EntryType::Link => Entry::Hardlink(
+                link_target(entry)
+                    .map_err(LayerError::Corrupt)?
+                    .unwrap_or_default(),
+            ),
+            _ => Entry::Other,
+        };
+        entries.push((path, node));
+        Ok(())
+    })?;
+    Ok(entries)
+}
+
 /// Call `f` with each entry of an uncompressed layer tarball and its path, cleaned and relative
 /// (the root's own entry is skipped); a whiteout of `.` or `..` is refused.
 pub fn read_entries<R: Read>(
